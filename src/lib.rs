@@ -1,0 +1,5 @@
+//! etcd-health
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod proto;
