@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod config;
 pub mod proto;

@@ -1,0 +1,307 @@
+//! Typed health-check configuration.
+//!
+//! The shape and the defaults follow the seed design (lua-resty-etcd's `cluster_healthcheck`,
+//! itself lua-resty-healthcheck's `checks` table), so a table written for that world loads here
+//! unchanged. A user's partial config overrides only the fields it names: every struct carries
+//! `#[serde(default)]` with the seed's values as its `Default`.
+//!
+//! gRPC-native knobs (probe types `status`, `grpc` and `tcp`, which gRPC codes count as member
+//! failures, the `hasleader` header, ejection back-off and the all-unhealthy policy) sit beside
+//! the seed's fields, with defaults chosen so that the seed's table keeps its meaning.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod seconds;
+
+/// The whole configuration of a health-checked etcd client stack.
+///
+/// The seed's `cluster_healthcheck` table: `shm_name` plus `checks`, and our additions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of the shared health state: stacks built with the same name in one process share
+    /// member health (the seed's `lua_shared_dict`). `None` gives each stack its own state.
+    pub shm_name: Option<String>,
+    /// Active and passive checks.
+    pub checks: Checks,
+    /// Send the `hasleader: true` metadata on every request, so a member cut off from the
+    /// quorum answers `Unavailable "etcdserver: no leader"` at once instead of hanging.
+    pub require_leader: bool,
+    /// Which gRPC answers count as member failures (`http_failures` in the seed's terms).
+    pub failures: FailureConfig,
+    /// How long an ejected member stays out before it may be re-admitted.
+    pub ejection: EjectionConfig,
+    /// What to do when every member is unhealthy.
+    pub all_unhealthy: AllUnhealthyPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            shm_name: None,
+            checks: Checks::default(),
+            require_leader: true,
+            failures: FailureConfig::default(),
+            ejection: EjectionConfig::default(),
+            all_unhealthy: AllUnhealthyPolicy::default(),
+        }
+    }
+}
+
+/// The seed's `checks` table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Checks {
+    /// Probes sent by the health checker itself.
+    pub active: ActiveChecks,
+    /// Counters fed by the application's own requests.
+    pub passive: PassiveChecks,
+}
+
+/// The kind of active probe sent to a member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeType {
+    /// `GET http_path` over HTTP/1.1 (etcd's `/health`), the seed's default.
+    #[default]
+    Http,
+    /// As `http`, over TLS.
+    Https,
+    /// A TCP connect and nothing more.
+    Tcp,
+    /// `grpc.health.v1.Health/Check`. Cannot see a partition: etcd sets it once at start-up.
+    Grpc,
+    /// `Maintenance/Status`: the member has a leader, reports no "no leader" error, is not a
+    /// learner and belongs to the expected cluster.
+    Status,
+}
+
+/// The seed's `checks.active` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActiveChecks {
+    /// Probes in flight at once, across all members.
+    pub concurrency: usize,
+    /// Deadline of one probe, in seconds (fractions allowed).
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Path probed by `http`/`https` probes.
+    pub http_path: String,
+    /// `Host` header for `http`/`https` probes; empty means the member's authority.
+    pub host: String,
+    /// The kind of probe.
+    #[serde(rename = "type")]
+    pub probe_type: ProbeType,
+    /// Extra request headers for `http`/`https` probes, as `"Name: value"`.
+    pub req_headers: Vec<String>,
+    /// Verify the member's certificate on `https` probes.
+    pub https_verify_certificate: bool,
+    /// When probes count a member healthy, and how often healthy members are probed.
+    pub healthy: ActiveHealthy,
+    /// When probes count a member unhealthy, and how often unhealthy members are probed.
+    pub unhealthy: ActiveUnhealthy,
+}
+
+impl Default for ActiveChecks {
+    fn default() -> Self {
+        Self {
+            concurrency: 5,
+            timeout: Duration::from_secs(5),
+            http_path: "/health".to_owned(),
+            host: String::new(),
+            probe_type: ProbeType::Http,
+            req_headers: vec!["User-Agent: curl/7.29.0".to_owned()],
+            https_verify_certificate: true,
+            healthy: ActiveHealthy::default(),
+            unhealthy: ActiveUnhealthy::default(),
+        }
+    }
+}
+
+/// The seed's `checks.active.healthy` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActiveHealthy {
+    /// HTTP statuses of `http`/`https` probes that count as successes.
+    pub http_statuses: Vec<u16>,
+    /// Seconds between probes of a healthy member; 0 disables them (the seed's default).
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Consecutive successes that make an unhealthy member healthy; 0 disables.
+    pub successes: u8,
+}
+
+impl Default for ActiveHealthy {
+    fn default() -> Self {
+        Self {
+            http_statuses: vec![200],
+            interval: Duration::ZERO,
+            successes: 1,
+        }
+    }
+}
+
+/// The seed's `checks.active.unhealthy` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActiveUnhealthy {
+    /// HTTP statuses of `http`/`https` probes that count as failures.
+    pub http_statuses: Vec<u16>,
+    /// Seconds between probes of an unhealthy member; 0 disables them.
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Consecutive probe failures (bad status, failed `status`/`grpc` check) that make a member
+    /// unhealthy; 0 disables.
+    pub http_failures: u8,
+    /// Consecutive connect failures that make a member unhealthy; 0 disables.
+    pub tcp_failures: u8,
+    /// Consecutive probe timeouts that make a member unhealthy; 0 disables.
+    pub timeouts: u8,
+}
+
+impl Default for ActiveUnhealthy {
+    fn default() -> Self {
+        Self {
+            http_statuses: vec![500, 501, 502, 503, 504, 505],
+            interval: Duration::from_secs(1),
+            http_failures: 1,
+            tcp_failures: 1,
+            timeouts: 1,
+        }
+    }
+}
+
+/// The seed's `checks.passive` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PassiveChecks {
+    /// Kept for compatibility with the seed's table; passive checks classify gRPC answers.
+    #[serde(rename = "type")]
+    pub probe_type: ProbeType,
+    /// When answers count a member healthy.
+    pub healthy: PassiveHealthy,
+    /// When answers count a member unhealthy.
+    pub unhealthy: PassiveUnhealthy,
+}
+
+impl Default for PassiveChecks {
+    fn default() -> Self {
+        Self {
+            probe_type: ProbeType::Http,
+            healthy: PassiveHealthy::default(),
+            unhealthy: PassiveUnhealthy::default(),
+        }
+    }
+}
+
+/// The seed's `checks.passive.healthy` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PassiveHealthy {
+    /// HTTP statuses that count as successes (gRPC answers arrive with 200).
+    pub http_statuses: Vec<u16>,
+    /// Consecutive successes that make an unhealthy member healthy; 0 disables.
+    pub successes: u8,
+}
+
+impl Default for PassiveHealthy {
+    fn default() -> Self {
+        Self {
+            http_statuses: vec![200, 201],
+            successes: 1,
+        }
+    }
+}
+
+/// The seed's `checks.passive.unhealthy` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PassiveUnhealthy {
+    /// HTTP statuses that count as failures.
+    pub http_statuses: Vec<u16>,
+    /// Consecutive member-level failures (bad HTTP status or a gRPC status listed in
+    /// [`FailureConfig`]) that make a member unhealthy; 0 disables.
+    pub http_failures: u8,
+    /// Consecutive connect failures that make a member unhealthy; 0 disables.
+    pub tcp_failures: u8,
+    /// Consecutive request timeouts that make a member unhealthy; 0 disables (the seed's
+    /// default).
+    pub timeouts: u8,
+}
+
+impl Default for PassiveUnhealthy {
+    fn default() -> Self {
+        Self {
+            http_statuses: vec![500],
+            http_failures: 1,
+            tcp_failures: 1,
+            timeouts: 0,
+        }
+    }
+}
+
+/// Which gRPC answers say something about the member rather than about the request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureConfig {
+    /// gRPC codes that are member failures whatever their message, by name as in
+    /// `tonic::Code` in snake case (`unavailable`, `deadline_exceeded`, ...).
+    pub codes: Vec<String>,
+    /// Substrings of a gRPC message that make any code a member failure.
+    pub messages: Vec<String>,
+}
+
+impl Default for FailureConfig {
+    fn default() -> Self {
+        Self {
+            codes: vec!["unavailable".to_owned()],
+            messages: vec![
+                "etcdserver: no leader".to_owned(),
+                "etcdserver: leader changed".to_owned(),
+                "etcdserver: request timed out".to_owned(),
+                "context deadline exceeded".to_owned(),
+            ],
+        }
+    }
+}
+
+/// Ejection back-off: how long an unhealthy member is kept out before probes may re-admit it.
+///
+/// The first ejection lasts `base`; each further ejection without a stable recovery in
+/// between doubles it, up to `max`; `jitter` spreads it by up to that fraction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EjectionConfig {
+    /// Minimum time out of rotation after the first ejection, in seconds.
+    #[serde(with = "seconds")]
+    pub base: Duration,
+    /// Upper bound of the ejection time, in seconds.
+    #[serde(with = "seconds")]
+    pub max: Duration,
+    /// Random spread, as a fraction of the ejection time in `[0, 1]`.
+    pub jitter: f64,
+}
+
+impl Default for EjectionConfig {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// What the stack does when no member is healthy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllUnhealthyPolicy {
+    /// Panic mode: route over all members as if all were healthy, so the health checker never
+    /// becomes the outage itself (Envoy's panic threshold). The default.
+    #[default]
+    TryAll,
+    /// Fail at once with `Unavailable` naming the state, so the caller can back off.
+    FailFast,
+}
