@@ -3,4 +3,5 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod config;
+pub mod health;
 pub mod proto;
