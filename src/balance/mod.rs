@@ -1,0 +1,25 @@
+//! The balancer: one tonic channel per member, requests spread over the healthy ones.
+//!
+//! Why our own balancer: tonic's `Channel::balance_channel` never evicts a dead member (a
+//! failed connect still counts as ready, its load is a constant 0), and tower's `Balance`
+//! drops a member for good when its `poll_ready` fails. Here the choice is made per request
+//! among the members the [`HealthChecker`](crate::HealthChecker) calls healthy, by power of
+//! two choices over a peak-sensitive latency average times requests in flight; an unhealthy
+//! member is skipped at once, without an error. `poll_ready` never fails: when no member can
+//! take the request, the response future fails with `tonic::Status::unavailable`, which every
+//! tonic client reports as such (an error from `poll_ready` would become `Unknown`).
+//!
+//! [`HealthLayer`] is the tower face of it: it turns a [`MakeMember`] (how to reach one
+//! member, by default [`TonicConnector`]) into a [`Balance`] service usable under any tonic
+//! client.
+
+mod future;
+mod layer;
+mod make;
+mod pick;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::HealthLayer;
+pub use make::{MakeMember, TonicConnector};
+pub use service::Balance;

@@ -1,0 +1,56 @@
+//! Choosing a member for one request.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::checker::MemberEntry;
+use crate::config::AllUnhealthyPolicy;
+
+/// Power of two choices among the healthy members; with none healthy, the policy decides.
+pub(crate) fn pick(
+    entries: &[Arc<MemberEntry>],
+    policy: AllUnhealthyPolicy,
+) -> Result<Arc<MemberEntry>, tonic::Status> {
+    let healthy: Vec<&Arc<MemberEntry>> = entries.iter().filter(|e| e.is_healthy()).collect();
+    let candidates: Vec<&Arc<MemberEntry>> = if !healthy.is_empty() {
+        healthy
+    } else {
+        match policy {
+            AllUnhealthyPolicy::TryAll if !entries.is_empty() => entries.iter().collect(),
+            _ => return Err(no_member(entries)),
+        }
+    };
+    Ok(p2c(&candidates).clone())
+}
+
+fn p2c<'a>(candidates: &[&'a Arc<MemberEntry>]) -> &'a Arc<MemberEntry> {
+    if candidates.len() == 1 {
+        return candidates[0];
+    }
+    let mut rng = rand::rng();
+    let a = rng.random_range(0..candidates.len());
+    let mut b = rng.random_range(0..candidates.len() - 1);
+    if b >= a {
+        b += 1;
+    }
+    let (a, b) = (candidates[a], candidates[b]);
+    if b.load.cost() < a.load.cost() {
+        b
+    } else {
+        a
+    }
+}
+
+/// The error callers get when no member may take a request.
+fn no_member(entries: &[Arc<MemberEntry>]) -> tonic::Status {
+    let mut msg = String::from("etcd-health: no healthy etcd member");
+    if entries.is_empty() {
+        msg.push_str(" (no members configured)");
+    }
+    for e in entries {
+        let _ = write!(msg, "; {} unhealthy", e.member);
+    }
+    tonic::Status::unavailable(msg)
+}

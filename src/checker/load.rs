@@ -1,0 +1,121 @@
+//! Per-member load: requests in flight and a peak-sensitive latency average.
+//!
+//! The balancer's power-of-two-choices compares `latency * (in_flight + 1)` (tower's PeakEwma
+//! cost). A member that slows down (a lagging disk, a hung process before it is ejected) is
+//! avoided at once, because a slow response raises the average to its value immediately and
+//! only decays back over `DECAY`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Decay time constant of the latency average.
+const DECAY: Duration = Duration::from_secs(10);
+/// Latency assumed for a member before its first response.
+const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
+/// Load of one member.
+#[derive(Debug)]
+pub(crate) struct Load {
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    ewma: Mutex<Ewma>,
+}
+
+#[derive(Debug)]
+struct Ewma {
+    nanos: f64,
+    at: Instant,
+    observed: bool,
+}
+
+impl Load {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            ewma: Mutex::new(Ewma {
+                nanos: DEFAULT_RTT.as_nanos() as f64,
+                at: now,
+                observed: false,
+            }),
+        }
+    }
+
+    /// A request starts; pair with [`Load::finish`].
+    pub(crate) fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request ends after `rtt`; `rtt` is `None` when it did not complete (its time says
+    /// nothing about the member's speed, e.g. a long-blocking call).
+    pub(crate) fn finish(&self, rtt: Option<Duration>, now: Instant) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(rtt) = rtt {
+            let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+            let sample = rtt.as_nanos() as f64;
+            if sample > e.nanos || !e.observed {
+                e.nanos = sample;
+            } else {
+                let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
+                let decay = (-elapsed / DECAY.as_secs_f64()).exp();
+                e.nanos = e.nanos * decay + sample * (1.0 - decay);
+            }
+            e.at = now;
+            e.observed = true;
+        }
+    }
+
+    /// The balancer's cost of sending one more request here.
+    pub(crate) fn cost(&self) -> f64 {
+        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        e.nanos * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        e.observed.then(|| Duration::from_nanos(e.nanos as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_is_taken_at_once_and_decays() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        l.start();
+        l.finish(Some(Duration::from_millis(2)), t0);
+        l.start();
+        l.finish(Some(Duration::from_millis(50)), t0);
+        assert_eq!(l.latency(), Some(Duration::from_millis(50)));
+        l.start();
+        l.finish(Some(Duration::from_millis(2)), t0 + Duration::from_secs(10));
+        let after = l.latency().unwrap();
+        assert!(after < Duration::from_millis(25) && after > Duration::from_millis(2));
+    }
+
+    #[test]
+    fn in_flight_raises_cost() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        let idle = l.cost();
+        l.start();
+        l.start();
+        assert_eq!(l.cost(), idle * 3.0);
+        l.finish(None, t0);
+        assert_eq!(l.in_flight(), 1);
+        assert_eq!(l.requests(), 2);
+    }
+}

@@ -1,0 +1,42 @@
+//! Identity of one etcd member as the health checker sees it.
+
+use std::fmt;
+
+use http::Uri;
+
+/// One etcd member, known by the client URL it is reached at.
+///
+/// The `index` is stable for the life of the health state: members added later get higher
+/// indexes, removed ones leave a gap. It keys snapshots, events and per-member services.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Member {
+    index: usize,
+    uri: Uri,
+}
+
+impl Member {
+    pub(crate) fn new(index: usize, uri: Uri) -> Self {
+        Self { index, uri }
+    }
+
+    /// Position of the member in the health state (stable, unique).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The member's client URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// `host:port` of the member.
+    pub fn authority(&self) -> &str {
+        self.uri.authority().map(|a| a.as_str()).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "member {} ({})", self.index, self.uri)
+    }
+}

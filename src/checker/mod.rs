@@ -1,0 +1,329 @@
+//! The shared health state of a set of etcd members: the handle every part of the stack holds.
+//!
+//! Why a separate handle: the balancer, the probe scheduler, the passive classifier and the
+//! user's dashboard all need the same view of which member is healthy. [`HealthChecker`] is that
+//! view: cheap to clone, `Send + Sync`, and shared process-wide between stacks built with the
+//! same `shm_name` (the seed's `lua_shared_dict`), so two clients never disagree about a member.
+//!
+//! The pure [`HealthState`](crate::health::HealthState) machines live inside; this module adds
+//! locking, the clock, jitter, events, `tracing` output and the probe scheduler's lifetime (it
+//! stops when the last handle is dropped).
+
+mod event;
+mod load;
+mod member;
+mod registry;
+mod snapshot;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use http::Uri;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{broadcast, watch};
+
+pub use event::{EventKind, HealthEvent};
+pub use member::Member;
+pub use snapshot::{MemberSnapshot, ProbeReport};
+
+pub(crate) use load::Load;
+
+use crate::config::Config;
+use crate::health::{Ejection, HealthState, Outcome, Source, Status, Thresholds};
+
+/// Handle to the health state of a set of etcd members.
+///
+/// Clones share the state. The active probe scheduler runs as long as a handle exists.
+#[derive(Clone, Debug)]
+pub struct HealthChecker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The shared state behind a [`HealthChecker`].
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    active: Thresholds,
+    passive: Thresholds,
+    ejection: Ejection,
+    pub(crate) classifier: crate::passive::Classifier,
+    members: RwLock<Arc<Vec<Arc<MemberEntry>>>>,
+    next_index: Mutex<usize>,
+    events: broadcast::Sender<HealthEvent>,
+    /// Bumped on every status or membership change; the balancer and scheduler watch it.
+    changed: watch::Sender<u64>,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+/// Everything the stack keeps about one member.
+#[derive(Debug)]
+pub(crate) struct MemberEntry {
+    pub(crate) member: Member,
+    state: Mutex<HealthState>,
+    /// Mirror of `state.status()` for the request hot path.
+    healthy: std::sync::atomic::AtomicBool,
+    pub(crate) load: Load,
+    last_probe: Mutex<Option<ProbeReport>>,
+}
+
+impl MemberEntry {
+    /// Whether the member is in rotation.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// While unhealthy: the earliest time a success may re-admit it.
+    pub(crate) fn ejected_until(&self) -> Option<Instant> {
+        lock(&self.state).ejected_until()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// === impl HealthChecker ===
+
+impl HealthChecker {
+    /// Health state for `endpoints` under `config`, and its probe scheduler.
+    ///
+    /// With `config.shm_name` set, a live state of that name in this process is joined
+    /// instead (its config wins; endpoints it lacks are added). Must be called inside a tokio
+    /// runtime.
+    pub fn new<I>(endpoints: I, config: Config) -> Result<Self, crate::Error>
+    where
+        I: IntoIterator<Item = Uri>,
+    {
+        let endpoints: Vec<Uri> = endpoints.into_iter().collect();
+        if endpoints.is_empty() {
+            return Err(crate::Error::no_endpoints());
+        }
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| crate::Error::no_runtime())?;
+        let make = || {
+            let checker = Self::unshared(config.clone());
+            crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));
+            checker
+        };
+        let checker = match &config.shm_name {
+            Some(name) => registry::join(name, make),
+            None => make(),
+        };
+        for uri in endpoints {
+            checker.add_member(uri);
+        }
+        Ok(checker)
+    }
+
+    fn unshared(config: Config) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (changed, _) = watch::channel(0);
+        Self {
+            inner: Arc::new(Inner {
+                active: Thresholds::active(&config.checks.active),
+                passive: Thresholds::passive(&config.checks.passive),
+                ejection: Ejection::new(&config.ejection),
+                classifier: crate::passive::Classifier::new(&config),
+                config,
+                members: RwLock::new(Arc::new(Vec::new())),
+                next_index: Mutex::new(0),
+                events,
+                changed,
+                rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The members, in index order.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner
+            .entries()
+            .iter()
+            .map(|e| e.member.clone())
+            .collect()
+    }
+
+    /// Adds a member (healthy until shown otherwise) and returns it; a URL already present
+    /// returns the existing member.
+    pub fn add_member(&self, uri: Uri) -> Member {
+        let inner = &self.inner;
+        let mut members = inner.members.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = members.iter().find(|e| e.member.uri() == &uri) {
+            return e.member.clone();
+        }
+        let index = {
+            let mut next = lock(&inner.next_index);
+            *next += 1;
+            *next - 1
+        };
+        let now = now();
+        let member = Member::new(index, uri);
+        let entry = Arc::new(MemberEntry {
+            member: member.clone(),
+            state: Mutex::new(HealthState::new(now)),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            load: Load::new(now),
+            last_probe: Mutex::new(None),
+        });
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        next.push(entry);
+        *members = Arc::new(next);
+        drop(members);
+        tracing::info!(member = %member, "member added");
+        inner.publish(member.clone(), EventKind::Added);
+        member
+    }
+
+    /// Removes the member reached at `uri`, if present.
+    pub fn remove_member(&self, uri: &Uri) -> Option<Member> {
+        let inner = &self.inner;
+        let mut members = inner.members.write().unwrap_or_else(|p| p.into_inner());
+        let pos = members.iter().position(|e| e.member.uri() == uri)?;
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        let removed = next.remove(pos).member.clone();
+        *members = Arc::new(next);
+        drop(members);
+        tracing::info!(member = %removed, "member removed");
+        inner.publish(removed.clone(), EventKind::Removed);
+        Some(removed)
+    }
+
+    /// Records one outcome for a member, e.g. from a probe of your own.
+    ///
+    /// Returns the member's status afterwards, or `None` for an unknown member.
+    pub fn record(&self, member: &Member, source: Source, outcome: Outcome) -> Option<Status> {
+        let entry = self.inner.entry(member.index())?;
+        Some(self.inner.record(&entry, source, outcome))
+    }
+
+    /// A copy of every member's state.
+    pub fn snapshot(&self) -> Vec<MemberSnapshot> {
+        let now = now();
+        self.inner
+            .entries()
+            .iter()
+            .map(|e| {
+                let s = lock(&e.state).clone();
+                MemberSnapshot {
+                    member: e.member.clone(),
+                    status: s.status(),
+                    counters: s.counters(),
+                    totals: s.totals(),
+                    ejections: s.ejections(),
+                    ejections_total: s.ejections_total(),
+                    ejected_for: s.ejected_until().map(|u| u.saturating_duration_since(now)),
+                    status_age: now.saturating_duration_since(s.since()),
+                    last_outcome: s
+                        .last()
+                        .map(|(src, o, at)| (src, o, now.saturating_duration_since(at))),
+                    last_probe: lock(&e.last_probe).clone(),
+                    in_flight: e.load.in_flight(),
+                    requests: e.load.requests(),
+                    latency: e.load.latency(),
+                }
+            })
+            .collect()
+    }
+
+    /// A stream of state changes. Slow receivers miss old events (see
+    /// [`broadcast::error::RecvError::Lagged`]); [`snapshot`](Self::snapshot) is always current.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether two handles share one state.
+    pub fn ptr_eq(&self, other: &HealthChecker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn entry(&self, index: usize) -> Option<Arc<MemberEntry>> {
+        self.entries()
+            .iter()
+            .find(|e| e.member.index() == index)
+            .cloned()
+    }
+
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Feeds one outcome to a member's state machine; publishes any status change.
+    pub(crate) fn record(&self, entry: &MemberEntry, source: Source, outcome: Outcome) -> Status {
+        let thresholds = match source {
+            Source::Active => &self.active,
+            Source::Passive => &self.passive,
+        };
+        let unit: f64 = lock(&self.rng).random();
+        let mut state = lock(&entry.state);
+        let transition = state.record(source, outcome, now(), thresholds, &self.ejection, unit);
+        let status = state.status();
+        if let Some(t) = transition {
+            entry
+                .healthy
+                .store(status.is_healthy(), std::sync::atomic::Ordering::Release);
+            drop(state);
+            match t.to {
+                Status::Unhealthy => tracing::warn!(
+                    member = %entry.member,
+                    source = %t.source,
+                    reason = %t.outcome,
+                    count = t.count,
+                    ejected_for = ?t.ejected_for,
+                    ejections = t.ejections,
+                    "member ejected"
+                ),
+                Status::Healthy => tracing::info!(
+                    member = %entry.member,
+                    source = %t.source,
+                    count = t.count,
+                    "member re-admitted"
+                ),
+            }
+            self.publish(entry.member.clone(), EventKind::StatusChanged(t));
+            if status == Status::Unhealthy && self.entries().iter().all(|e| !e.is_healthy()) {
+                tracing::error!(policy = ?self.config.all_unhealthy, "every etcd member is unhealthy");
+                self.publish(entry.member.clone(), EventKind::AllUnhealthy);
+            }
+        }
+        status
+    }
+
+    /// Stores the report of an active probe and records its outcome.
+    pub(crate) fn record_probe(&self, entry: &MemberEntry, report: ProbeReport) {
+        tracing::debug!(member = %entry.member, outcome = %report.outcome, detail = %report.detail, elapsed = ?report.elapsed, "probe");
+        let outcome = report.outcome;
+        *lock(&entry.last_probe) = Some(report);
+        self.record(entry, Source::Active, outcome);
+    }
+
+    fn publish(&self, member: Member, kind: EventKind) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        let _ = self.events.send(HealthEvent { member, kind });
+    }
+}
+
+/// Wall-clock time for reports.
+pub(crate) fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// The clock of the health state: tokio's, so tests can pause and advance it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -1,0 +1,214 @@
+//! Which answers count against a member.
+
+use tonic::Code;
+
+use crate::config::{Config, FailureConfig};
+use crate::health::Outcome;
+
+/// How a method behaves over time, which decides how its answers are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MethodKind {
+    /// Answers promptly: latency and timeouts say something about the member.
+    Unary,
+    /// Unary, but may legitimately block for long (Lock, Campaign): never a timeout.
+    LongBlocking,
+    /// A stream (Watch, LeaseKeepAlive, Snapshot, Observe): judged on its opening only.
+    Stream,
+}
+
+impl MethodKind {
+    /// The kind of a gRPC method, by its path (`/package.Service/Method`).
+    pub(crate) fn of(path: &str) -> Self {
+        match path {
+            "/etcdserverpb.Watch/Watch"
+            | "/etcdserverpb.Lease/LeaseKeepAlive"
+            | "/etcdserverpb.Maintenance/Snapshot"
+            | "/v3electionpb.Election/Observe"
+            | "/grpc.health.v1.Health/Watch" => MethodKind::Stream,
+            "/v3lockpb.Lock/Lock" | "/v3electionpb.Election/Campaign" => MethodKind::LongBlocking,
+            _ => MethodKind::Unary,
+        }
+    }
+}
+
+/// Judges gRPC and HTTP answers by the configured lists.
+#[derive(Clone, Debug)]
+pub(crate) struct Classifier {
+    codes: Vec<Code>,
+    messages: Vec<String>,
+    healthy_http: Vec<u16>,
+    unhealthy_http: Vec<u16>,
+}
+
+impl Classifier {
+    pub(crate) fn new(config: &Config) -> Self {
+        let passive = &config.checks.passive;
+        Self {
+            codes: failure_codes(&config.failures),
+            messages: config.failures.messages.clone(),
+            healthy_http: passive.healthy.http_statuses.clone(),
+            unhealthy_http: passive.unhealthy.http_statuses.clone(),
+        }
+    }
+
+    /// The verdict of a gRPC status on the member that returned it.
+    pub(crate) fn status(&self, code: Code, message: &str) -> Outcome {
+        if code == Code::Ok {
+            return Outcome::Success;
+        }
+        if self.codes.contains(&code) || self.messages.iter().any(|m| message.contains(m.as_str()))
+        {
+            return Outcome::Failure;
+        }
+        if code == Code::DeadlineExceeded {
+            return Outcome::Timeout;
+        }
+        // An application error: the member served the request.
+        Outcome::Success
+    }
+
+    /// The verdict of a non-gRPC HTTP status, if it is in either list.
+    pub(crate) fn http(&self, status: u16) -> Option<Outcome> {
+        if self.unhealthy_http.contains(&status) {
+            Some(Outcome::Failure)
+        } else if self.healthy_http.contains(&status) {
+            Some(Outcome::Success)
+        } else {
+            None
+        }
+    }
+}
+
+/// The verdict of a transport error (the request got no answer at all).
+pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcome {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
+            return Outcome::Timeout;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return Outcome::Timeout;
+            }
+        }
+        source = e.source();
+    }
+    Outcome::TcpFailure
+}
+
+fn failure_codes(failures: &FailureConfig) -> Vec<Code> {
+    failures
+        .codes
+        .iter()
+        .filter_map(|name| code_by_name(name))
+        .collect()
+}
+
+/// A gRPC code by its snake-case name.
+pub(crate) fn code_by_name(name: &str) -> Option<Code> {
+    Some(match name {
+        "ok" => Code::Ok,
+        "cancelled" => Code::Cancelled,
+        "unknown" => Code::Unknown,
+        "invalid_argument" => Code::InvalidArgument,
+        "deadline_exceeded" => Code::DeadlineExceeded,
+        "not_found" => Code::NotFound,
+        "already_exists" => Code::AlreadyExists,
+        "permission_denied" => Code::PermissionDenied,
+        "resource_exhausted" => Code::ResourceExhausted,
+        "failed_precondition" => Code::FailedPrecondition,
+        "aborted" => Code::Aborted,
+        "out_of_range" => Code::OutOfRange,
+        "unimplemented" => Code::Unimplemented,
+        "internal" => Code::Internal,
+        "unavailable" => Code::Unavailable,
+        "data_loss" => Code::DataLoss,
+        "unauthenticated" => Code::Unauthenticated,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classifier() -> Classifier {
+        Classifier::new(&Config::default())
+    }
+
+    #[test]
+    fn member_level_answers_are_failures() {
+        let c = classifier();
+        assert_eq!(
+            c.status(Code::Unavailable, "etcdserver: no leader"),
+            Outcome::Failure
+        );
+        assert_eq!(c.status(Code::Unavailable, "anything"), Outcome::Failure);
+        assert_eq!(
+            c.status(Code::Unknown, "context deadline exceeded"),
+            Outcome::Failure
+        );
+        assert_eq!(
+            c.status(Code::Unknown, "etcdserver: leader changed"),
+            Outcome::Failure
+        );
+        assert_eq!(
+            c.status(Code::Unavailable, "etcdserver: request timed out"),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn application_errors_are_successes() {
+        let c = classifier();
+        for (code, msg) in [
+            (Code::NotFound, "etcdserver: requested lease not found"),
+            (Code::InvalidArgument, "etcdserver: key is not provided"),
+            (Code::PermissionDenied, "etcdserver: permission denied"),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (Code::Ok, ""),
+        ] {
+            assert_eq!(c.status(code, msg), Outcome::Success, "{code:?} {msg}");
+        }
+        assert_eq!(
+            c.status(Code::DeadlineExceeded, "deadline"),
+            Outcome::Timeout
+        );
+    }
+
+    #[test]
+    fn method_kinds() {
+        assert_eq!(MethodKind::of("/etcdserverpb.KV/Range"), MethodKind::Unary);
+        assert_eq!(
+            MethodKind::of("/etcdserverpb.Watch/Watch"),
+            MethodKind::Stream
+        );
+        assert_eq!(
+            MethodKind::of("/etcdserverpb.Lease/LeaseKeepAlive"),
+            MethodKind::Stream
+        );
+        assert_eq!(
+            MethodKind::of("/v3lockpb.Lock/Lock"),
+            MethodKind::LongBlocking
+        );
+    }
+
+    #[test]
+    fn http_lists() {
+        let c = classifier();
+        assert_eq!(c.http(500), Some(Outcome::Failure));
+        assert_eq!(c.http(200), Some(Outcome::Success));
+        assert_eq!(c.http(404), None);
+    }
+}

@@ -1,0 +1,60 @@
+//! Follows one request from dispatch to verdict.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checker::{now, Inner, MemberEntry};
+use crate::health::{Outcome, Source};
+
+/// Counts a request in its member's load and reports its outcome exactly once.
+///
+/// Dropped without a verdict (the caller gave up, a stream ended early), it only releases
+/// the in-flight slot: a cancelled request says nothing about the member.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    inner: Arc<Inner>,
+    entry: Arc<MemberEntry>,
+    start: Instant,
+    done: bool,
+}
+
+impl Tracker {
+    pub(crate) fn start(inner: Arc<Inner>, entry: Arc<MemberEntry>) -> Self {
+        entry.load.start();
+        Self {
+            inner,
+            entry,
+            start: now(),
+            done: false,
+        }
+    }
+
+    /// The member this request went to.
+    pub(crate) fn entry(&self) -> &MemberEntry {
+        &self.entry
+    }
+
+    /// The passive classifier in force.
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Reports the verdict; `timed` says whether the elapsed time measures the member's speed.
+    pub(crate) fn finish(mut self, outcome: Option<Outcome>, timed: bool) {
+        self.done = true;
+        let end = now();
+        let rtt = timed.then(|| end.saturating_duration_since(self.start));
+        self.entry.load.finish(rtt, end);
+        if let Some(outcome) = outcome {
+            self.inner.record(&self.entry, Source::Passive, outcome);
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.done {
+            self.entry.load.finish(None, now());
+        }
+    }
+}

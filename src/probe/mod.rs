@@ -1,0 +1,61 @@
+//! Active probes: the health checker asking a member, on its own, whether it can serve.
+//!
+//! Why several kinds: each sees a different failure (DESIGN.md, section 1). A TCP connect sees
+//! a dead member but not a hung one; `grpc.health.v1` sees a hung member but not a partition
+//! (etcd sets it once at start-up); `GET /health` (the seed's probe) and `Maintenance/Status`
+//! see all three. Every probe has its own deadline, because a SIGSTOPped member accepts TCP
+//! and then never answers.
+
+mod grpc;
+mod http;
+pub(crate) mod scheduler;
+mod status;
+mod tcp;
+
+use std::time::Duration;
+
+use crate::health::Outcome;
+
+/// What one probe found: a verdict (none when the answer is neither healthy nor unhealthy
+/// by the configured lists) and a description.
+#[derive(Debug)]
+pub(crate) struct Finding {
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) detail: String,
+}
+
+impl Finding {
+    fn new(outcome: Outcome, detail: impl Into<String>) -> Self {
+        Self {
+            outcome: Some(outcome),
+            detail: detail.into(),
+        }
+    }
+
+    fn timeout(after: Duration) -> Self {
+        Self::new(Outcome::Timeout, format!("no answer within {after:?}"))
+    }
+}
+
+/// Classifies a failed gRPC probe call: transport failures are `tcp_failures`, anything the
+/// member answered is an `http_failure`.
+fn grpc_failure(status: &tonic::Status) -> Finding {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() || err.is::<tonic::transport::Error>() {
+            return Finding::new(
+                Outcome::TcpFailure,
+                format!("connect: {}", status.message()),
+            );
+        }
+        if err.is::<tonic::TimeoutExpired>() {
+            return Finding::new(Outcome::Timeout, status.message().to_owned());
+        }
+        source = err.source();
+    }
+    Finding::new(
+        Outcome::Failure,
+        format!("{:?}: {}", status.code(), status.message()),
+    )
+}

@@ -1,0 +1,207 @@
+//! The active probe scheduler: a thin tokio driver around the pure state machines.
+//!
+//! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
+//! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
+//! At most `active.concurrency` probes run at once. The task holds only a weak reference to
+//! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use super::Finding;
+use crate::checker::{wall_now, Inner, MemberEntry, ProbeReport};
+use crate::config::ProbeType;
+
+/// Starts the scheduler for `inner` on `runtime`.
+pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
+    runtime.spawn(run(inner));
+}
+
+/// Scheduling state of one member.
+#[derive(Debug)]
+struct Slot {
+    healthy: bool,
+    due: Option<Instant>,
+    running: bool,
+}
+
+async fn run(weak: Weak<Inner>) {
+    let Some(inner) = weak.upgrade() else { return };
+    let mut changes = inner.changes();
+    let permits = Arc::new(Semaphore::new(
+        inner.config.checks.active.concurrency.max(1),
+    ));
+    drop(inner);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+    let mut slots: HashMap<usize, Slot> = HashMap::new();
+    let mut channels: HashMap<usize, Channel> = HashMap::new();
+    let cluster_id = Arc::new(Mutex::new(None::<u64>));
+    tracing::debug!("probe scheduler started");
+    loop {
+        let Some(inner) = weak.upgrade() else { break };
+        let now = Instant::now();
+        let active = &inner.config.checks.active;
+        let entries = inner.entries();
+        let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
+        slots.retain(|i, _| live.contains(i));
+        channels.retain(|i, _| live.contains(i));
+        let mut next_wake: Option<Instant> = None;
+        for entry in entries.iter() {
+            let index = entry.member.index();
+            let healthy = entry.is_healthy();
+            let interval = if healthy {
+                active.healthy.interval
+            } else {
+                active.unhealthy.interval
+            };
+            let slot = slots.entry(index).or_insert(Slot {
+                healthy: !healthy,
+                due: None,
+                running: false,
+            });
+            if slot.healthy != healthy {
+                // A status change restarts the member's schedule.
+                slot.healthy = healthy;
+                slot.due = first_due(now, interval, entry);
+            }
+            if slot.running {
+                continue;
+            }
+            let Some(due) = slot.due else { continue };
+            if due > now {
+                next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
+                continue;
+            }
+            slot.running = true;
+            slot.due = None;
+            let channel = channels
+                .entry(index)
+                .or_insert_with(|| probe_channel(entry, active.timeout))
+                .clone();
+            let task = ProbeTask {
+                weak: weak.clone(),
+                entry: entry.clone(),
+                channel,
+                permits: permits.clone(),
+                done: done_tx.clone(),
+                cluster_id: cluster_id.clone(),
+            };
+            tokio::spawn(task.run());
+        }
+        drop(entries);
+        drop(inner);
+        let sleep = async {
+            match next_wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            changed = changes.changed() => if changed.is_err() { break },
+            Some(index) = done_rx.recv() => {
+                let Some(inner) = weak.upgrade() else { break };
+                if let (Some(slot), Some(entry)) = (slots.get_mut(&index), inner.entry(index)) {
+                    slot.running = false;
+                    let healthy = entry.is_healthy();
+                    let active = &inner.config.checks.active;
+                    let interval = if healthy { active.healthy.interval } else { active.unhealthy.interval };
+                    if slot.healthy != healthy {
+                        slot.healthy = healthy;
+                        slot.due = first_due(Instant::now(), interval, &entry);
+                    } else {
+                        slot.due = next_due(Instant::now(), interval, &entry);
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+/// When to probe a member first after (re)entering a status.
+fn first_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
+    next_due(now, interval, entry)
+}
+
+/// When to probe a member next: one interval on, and not before its ejection ends.
+fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
+    if interval.is_zero() {
+        return None;
+    }
+    let mut due = now + interval;
+    if let Some(until) = entry.ejected_until() {
+        due = due.max(Instant::from_std(until));
+    }
+    Some(due)
+}
+
+fn probe_channel(entry: &MemberEntry, timeout: Duration) -> Channel {
+    Endpoint::from(entry.member.uri().clone())
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy()
+}
+
+/// One probe of one member.
+struct ProbeTask {
+    weak: Weak<Inner>,
+    entry: Arc<MemberEntry>,
+    channel: Channel,
+    permits: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<usize>,
+    cluster_id: Arc<Mutex<Option<u64>>>,
+}
+
+impl ProbeTask {
+    async fn run(self) {
+        let index = self.entry.member.index();
+        if let Ok(_permit) = self.permits.clone().acquire_owned().await {
+            let Some(config) = self.weak.upgrade().map(|i| i.config.checks.active.clone()) else {
+                return;
+            };
+            let started = Instant::now();
+            let authority = self.entry.member.authority().to_owned();
+            let finding = match config.probe_type {
+                ProbeType::Tcp => super::tcp::probe(&authority, config.timeout).await,
+                ProbeType::Http | ProbeType::Https => super::http::probe(&authority, &config).await,
+                ProbeType::Grpc => super::grpc::probe(self.channel.clone(), config.timeout).await,
+                ProbeType::Status => {
+                    let want = *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner());
+                    let (finding, id) =
+                        super::status::probe(self.channel.clone(), config.timeout, want).await;
+                    if want.is_none() && finding.outcome == Some(crate::health::Outcome::Success) {
+                        *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+                    }
+                    finding
+                }
+            };
+            if let Some(inner) = self.weak.upgrade() {
+                record(&inner, &self.entry, finding, started.elapsed());
+            }
+        }
+        let _ = self.done.send(index);
+    }
+}
+
+fn record(inner: &Inner, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
+    match finding.outcome {
+        Some(outcome) => inner.record_probe(
+            entry,
+            ProbeReport {
+                outcome,
+                detail: finding.detail,
+                elapsed,
+                at: wall_now(),
+            },
+        ),
+        None => {
+            tracing::warn!(member = %entry.member, detail = %finding.detail, "probe result ignored")
+        }
+    }
+}
