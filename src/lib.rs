@@ -1,4 +1,24 @@
-//! etcd-health
+//! Keep talking to an etcd cluster while its members die, hang or lose the quorum.
+//!
+//! With a stock gRPC client, one SIGSTOPped member of three stalls almost every request for as
+//! long as it hangs, and one killed member makes about one request in six fail for ever: the
+//! balancer keeps sending to it. `etcd-health` puts a health checker between the client and the
+//! members, after the design of lua-resty-etcd's `cluster_healthcheck` (active probes, passive
+//! failure counters, thresholds, a default config users override in part), rebuilt for gRPC:
+//!
+//! - [`HealthChecker`] holds the shared state of every member: the pure per-member state
+//!   machines of [`health`], an active probe scheduler (`status`, `http`, `grpc` or `tcp`
+//!   probes), the passive counters fed by every response, a [`snapshot`](HealthChecker::snapshot)
+//!   API and an event stream ([`HealthChecker::subscribe`]).
+//! - [`HealthLayer`] is a tower `Layer` that turns per-member tonic channels into a
+//!   [`Balance`] service: requests go to healthy members only, chosen by power of two choices
+//!   over latency and load; an unhealthy member is out of rotation at once and back as soon as
+//!   the probes see it recover.
+//! - The [`Balance`] service works under any tonic client: this crate's own etcd stubs in
+//!   [`proto`], or `etcd_client::Client` through `Client::from_channel(Channel::Custom(..))`.
+//!
+//! Configuration lives in [`config`]; what each signal can see of etcd's real failures is
+//! described in the [`probe`](crate::config::ProbeType) and [`balance`] docs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 

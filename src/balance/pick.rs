@@ -36,7 +36,8 @@ fn p2c<'a>(candidates: &[&'a Arc<MemberEntry>]) -> &'a Arc<MemberEntry> {
         b += 1;
     }
     let (a, b) = (candidates[a], candidates[b]);
-    if b.load.cost() < a.load.cost() {
+    let now = crate::checker::now();
+    if b.load.cost(now) < a.load.cost(now) {
         b
     } else {
         a

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 const DECAY: Duration = Duration::from_secs(10);
 /// Latency assumed for a member before its first response.
 const DEFAULT_RTT: Duration = Duration::from_millis(1);
+/// Latency charged for a failed request, so a member that fails fast does not attract
+/// traffic by looking quick (panic mode routes to unhealthy members too).
+pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 /// Load of one member.
 #[derive(Debug)]
@@ -67,10 +70,25 @@ impl Load {
         }
     }
 
-    /// The balancer's cost of sending one more request here.
-    pub(crate) fn cost(&self) -> f64 {
+    /// The balancer's cost of sending one more request here, at `now`.
+    ///
+    /// The estimate decays toward zero while no response comes in (as tower's PeakEwma
+    /// does), so a member that was slow once is tried again eventually.
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
         let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        e.nanos * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
+        let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
+        let decayed = e.nanos * (-elapsed / DECAY.as_secs_f64()).exp();
+        decayed * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    /// Forgets the latency history, e.g. when a member is re-admitted after recovery.
+    pub(crate) fn reset(&self, now: Instant) {
+        let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        *e = Ewma {
+            nanos: DEFAULT_RTT.as_nanos() as f64,
+            at: now,
+            observed: false,
+        };
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -110,10 +128,13 @@ mod tests {
     fn in_flight_raises_cost() {
         let t0 = Instant::now();
         let l = Load::new(t0);
-        let idle = l.cost();
+        let idle = l.cost(t0);
         l.start();
         l.start();
-        assert_eq!(l.cost(), idle * 3.0);
+        assert_eq!(l.cost(t0), idle * 3.0);
+        assert!(l.cost(t0 + Duration::from_secs(10)) < idle * 3.0 * 0.5);
+        l.reset(t0);
+        assert_eq!(l.latency(), None);
         l.finish(None, t0);
         assert_eq!(l.in_flight(), 1);
         assert_eq!(l.requests(), 2);

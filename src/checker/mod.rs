@@ -26,7 +26,7 @@ pub use event::{EventKind, HealthEvent};
 pub use member::Member;
 pub use snapshot::{MemberSnapshot, ProbeReport};
 
-pub(crate) use load::Load;
+pub(crate) use load::{Load, FAILURE_PENALTY};
 
 use crate::config::Config;
 use crate::health::{Ejection, HealthState, Outcome, Source, Status, Thresholds};
@@ -277,6 +277,9 @@ impl Inner {
             entry
                 .healthy
                 .store(status.is_healthy(), std::sync::atomic::Ordering::Release);
+            if status.is_healthy() {
+                entry.load.reset(now());
+            }
             drop(state);
             match t.to {
                 Status::Unhealthy => tracing::warn!(

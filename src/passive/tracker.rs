@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checker::{now, Inner, MemberEntry};
+use crate::checker::{now, Inner, MemberEntry, FAILURE_PENALTY};
 use crate::health::{Outcome, Source};
 
 /// Counts a request in its member's load and reports its outcome exactly once.
@@ -43,7 +43,10 @@ impl Tracker {
     pub(crate) fn finish(mut self, outcome: Option<Outcome>, timed: bool) {
         self.done = true;
         let end = now();
-        let rtt = timed.then(|| end.saturating_duration_since(self.start));
+        let mut rtt = timed.then(|| end.saturating_duration_since(self.start));
+        if outcome.is_some_and(Outcome::is_failure) {
+            rtt = Some(rtt.unwrap_or_default().max(FAILURE_PENALTY));
+        }
         self.entry.load.finish(rtt, end);
         if let Some(outcome) = outcome {
             self.inner.record(&self.entry, Source::Passive, outcome);

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every check and every test, against real etcd clusters the tests start themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --all-features -- -D warnings
+# Unit, property and integration tests; examples are built too.
+cargo test --all-features --lib --tests --examples
+cargo test --all-features --doc
+# Benchmarks must compile; they are run on purpose, not in CI.
+cargo build --all-features --benches
