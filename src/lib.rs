@@ -34,3 +34,8 @@ pub mod proto;
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;
 pub use error::Error;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

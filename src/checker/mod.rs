@@ -106,7 +106,7 @@ impl HealthChecker {
             checker
         };
         let checker = match &config.shm_name {
-            Some(name) => registry::join(name, make),
+            Some(name) => registry::join(name, &config, make),
             None => make(),
         };
         for uri in endpoints {
@@ -330,3 +330,6 @@ pub(crate) fn wall_now() -> SystemTime {
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
+
+#[cfg(test)]
+mod tests;

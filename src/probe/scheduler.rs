@@ -169,7 +169,12 @@ impl ProbeTask {
             let authority = self.entry.member.authority().to_owned();
             let finding = match config.probe_type {
                 ProbeType::Tcp => super::tcp::probe(&authority, config.timeout).await,
-                ProbeType::Http | ProbeType::Https => super::http::probe(&authority, &config).await,
+                ProbeType::Http => super::http::probe(&authority, &config).await,
+                // Refused when the checker is built.
+                ProbeType::Https => Finding {
+                    outcome: None,
+                    detail: "https probes are not supported".to_owned(),
+                },
                 ProbeType::Grpc => super::grpc::probe(self.channel.clone(), config.timeout).await,
                 ProbeType::Status => {
                     let want = *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,170 @@
+//! Driver tests: the scheduler's lifetime and its probing of unhealthy members, against a
+//! plain TCP listener (the etcd-facing behaviour is covered by `tests/` against real etcd).
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::ProbeType;
+use crate::health::{Outcome, Source, Status};
+
+fn tcp_config() -> Config {
+    let mut c = Config::default();
+    c.checks.active.probe_type = ProbeType::Tcp;
+    c.checks.active.timeout = Duration::from_millis(200);
+    c.checks.active.unhealthy.interval = Duration::from_millis(50);
+    c.ejection.base = Duration::from_millis(50);
+    c.ejection.jitter = 0.0;
+    c
+}
+
+async fn wait_for(checker: &HealthChecker, status: Status) {
+    for _ in 0..200 {
+        if checker.snapshot()[0].status == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not {status}: {:#?}", checker.snapshot());
+}
+
+#[tokio::test]
+async fn unhealthy_member_is_probed_until_it_recovers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let checker =
+        HealthChecker::new([format!("http://{addr}").parse().unwrap()], tcp_config()).unwrap();
+    let member = checker.members()[0].clone();
+    assert_eq!(
+        checker.record(&member, Source::Passive, Outcome::TcpFailure),
+        Some(Status::Unhealthy)
+    );
+    // Nothing listens: probes keep failing and the member stays out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap = &checker.snapshot()[0];
+    assert_eq!(snap.status, Status::Unhealthy);
+    assert_eq!(
+        snap.last_probe.as_ref().map(|p| p.outcome),
+        Some(Outcome::TcpFailure)
+    );
+    assert!(snap.totals[2] >= 3, "probed repeatedly: {snap:?}");
+    // The member comes back on the same port: the next probe re-admits it.
+    let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    wait_for(&checker, Status::Healthy).await;
+}
+
+#[tokio::test]
+async fn healthy_members_are_not_probed_by_default() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    // Nothing listens, but with `healthy.interval = 0` nobody looks.
+    let checker =
+        HealthChecker::new([format!("http://{addr}").parse().unwrap()], tcp_config()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let snap = &checker.snapshot()[0];
+    assert_eq!(snap.status, Status::Healthy);
+    assert!(snap.last_probe.is_none());
+}
+
+#[tokio::test]
+async fn scheduler_stops_when_the_last_handle_is_dropped() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let mut config = tcp_config();
+    config.checks.active.healthy.interval = Duration::from_millis(20);
+    let checker = HealthChecker::new(["http://127.0.0.1:9".parse().unwrap()], config).unwrap();
+    let clone = checker.clone();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(metrics.num_alive_tasks() > before, "the scheduler runs");
+    drop(checker);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        metrics.num_alive_tasks() > before,
+        "a clone keeps it running"
+    );
+    drop(clone);
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("scheduler still running");
+}
+
+#[tokio::test]
+async fn named_states_are_shared_and_forgotten_when_unused() {
+    let mut config = tcp_config();
+    config.shm_name = Some("checker-unit-test".into());
+    let a = HealthChecker::new(["http://127.0.0.1:1".parse().unwrap()], config.clone()).unwrap();
+    let b = HealthChecker::new(["http://127.0.0.1:2".parse().unwrap()], config.clone()).unwrap();
+    assert!(a.ptr_eq(&b));
+    assert_eq!(a.members().len(), 2, "endpoints are merged");
+    drop((a, b));
+    let c = HealthChecker::new(["http://127.0.0.1:3".parse().unwrap()], config).unwrap();
+    assert_eq!(c.members().len(), 1, "a new state once the old one is gone");
+}
+
+#[tokio::test]
+async fn events_and_snapshot_follow_state_changes() {
+    let checker = HealthChecker::new(
+        [
+            "http://127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:2".parse().unwrap(),
+        ],
+        {
+            let mut c = tcp_config();
+            c.checks.active.unhealthy.interval = Duration::ZERO;
+            c
+        },
+    )
+    .unwrap();
+    let mut events = checker.subscribe();
+    let m = checker.members()[1].clone();
+    checker.record(&m, Source::Passive, Outcome::Timeout);
+    assert_eq!(
+        checker.snapshot()[1].status,
+        Status::Healthy,
+        "passive timeouts are off by default"
+    );
+    checker.record(&m, Source::Passive, Outcome::Failure);
+    match events.recv().await.unwrap().kind {
+        EventKind::StatusChanged(t) => {
+            assert_eq!(
+                (t.to, t.outcome, t.source),
+                (Status::Unhealthy, Outcome::Failure, Source::Passive)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let snap = &checker.snapshot()[1];
+    assert_eq!(snap.totals, [0, 1, 0, 1]);
+    assert_eq!(snap.ejections, 1);
+    assert!(snap.ejected_for.is_some());
+    assert_eq!(
+        checker.record(
+            &checker.members()[0].clone(),
+            Source::Passive,
+            Outcome::TcpFailure
+        ),
+        Some(Status::Unhealthy)
+    );
+    assert!(matches!(
+        events.recv().await.unwrap().kind,
+        EventKind::StatusChanged(_)
+    ));
+    assert!(matches!(
+        events.recv().await.unwrap().kind,
+        EventKind::AllUnhealthy
+    ));
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error() {
+    let err =
+        HealthChecker::new(["http://127.0.0.1:1".parse().unwrap()], Config::default()).unwrap_err();
+    assert!(err.is_no_runtime(), "{err}");
+    let err = HealthChecker::new(Vec::<Uri>::new(), Config::default()).unwrap_err();
+    assert_eq!(err.to_string(), "endpoints: the list is empty");
+}
