@@ -4,3 +4,5 @@
 
 pub mod config;
 pub mod proto;
+#[cfg(feature = "testing")]
+pub mod testing;
