@@ -93,15 +93,19 @@ async fn three_members_start_with_one_leader() {
     for i in 0..3 {
         assert_eq!(cluster.endpoint(i), cluster.direct_endpoint(i));
         ids.push(cluster.member_id(i));
-        let agreed = eventually("members agree on the leader", Duration::from_secs(5), || {
-            let ep = cluster.endpoint(i);
-            async move {
-                match status(&ep, CALL).await? {
-                    (l, _) if l == leader_id => Ok(()),
-                    (l, _) => Err(format!("member {i} says leader {l:x}")),
+        let agreed = eventually(
+            "members agree on the leader",
+            Duration::from_secs(5),
+            || {
+                let ep = cluster.endpoint(i);
+                async move {
+                    match status(&ep, CALL).await? {
+                        (l, _) if l == leader_id => Ok(()),
+                        (l, _) => Err(format!("member {i} says leader {l:x}")),
+                    }
                 }
-            }
-        });
+            },
+        );
         agreed.await;
     }
     ids.sort();
@@ -124,7 +128,12 @@ async fn three_members_start_with_one_leader() {
 async fn killed_member_refuses_and_the_rest_keep_working() {
     let cluster = Cluster::start(3).await.expect("cluster starts");
     let victim = cluster.wait_for_leader(CALL).await.expect("leader");
-    let port = cluster.direct_endpoint(victim).rsplit(':').next().unwrap().to_string();
+    let port = cluster
+        .direct_endpoint(victim)
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
     cluster.kill(victim);
     assert_eq!(cluster.pid(victim), None);
 
@@ -134,12 +143,16 @@ async fn killed_member_refuses_and_the_rest_keep_working() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 
     let rest = others(&cluster, victim);
-    eventually("survivors elect a leader", Duration::from_secs(10), || async {
-        match cluster.leader().await {
-            Some(l) if l != victim => Ok(()),
-            other => Err(format!("leader {other:?}")),
-        }
-    })
+    eventually(
+        "survivors elect a leader",
+        Duration::from_secs(10),
+        || async {
+            match cluster.leader().await {
+                Some(l) if l != victim => Ok(()),
+                other => Err(format!("leader {other:?}")),
+            }
+        },
+    )
     .await;
     eventually("survivors accept a put", Duration::from_secs(10), || {
         put(&rest, "after-kill", "yes")
@@ -160,7 +173,10 @@ async fn paused_member_hangs_until_resumed() {
     let t0 = Instant::now();
     let r = status(&ep, Duration::from_secs(1)).await;
     assert!(r.is_err(), "paused member answered: {r:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(900), "failed fast: {r:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "failed fast: {r:?}"
+    );
 
     cluster.resume(1);
     eventually("resumed member answers", Duration::from_secs(5), || {
@@ -175,9 +191,11 @@ async fn restarted_member_catches_up() {
     let pid_before = cluster.pid(2);
     cluster.kill(2);
     let rest = others(&cluster, 2);
-    eventually("put while member 2 is down", Duration::from_secs(10), || {
-        put(&rest, "while-down", "42")
-    })
+    eventually(
+        "put while member 2 is down",
+        Duration::from_secs(10),
+        || put(&rest, "while-down", "42"),
+    )
     .await;
 
     cluster.restart(2).await.expect("restart");
@@ -186,12 +204,16 @@ async fn restarted_member_catches_up() {
         .await
         .expect("restarted member answers Status");
     let ep = cluster.direct_endpoint(2);
-    eventually("restarted member has the write", Duration::from_secs(10), || async {
-        match local_get(&ep, "while-down").await? {
-            Some(v) if v == "42" => Ok(()),
-            other => Err(format!("got {other:?}")),
-        }
-    })
+    eventually(
+        "restarted member has the write",
+        Duration::from_secs(10),
+        || async {
+            match local_get(&ep, "while-down").await? {
+                Some(v) if v == "42" => Ok(()),
+                other => Err(format!("got {other:?}")),
+            }
+        },
+    )
     .await;
 }
 
@@ -224,25 +246,33 @@ async fn isolated_member_loses_leader_and_rejoins_after_heal() {
     cluster.isolate(x);
 
     // 500 ms election timeout: a few of them.
-    eventually("isolated member reports no leader", Duration::from_secs(5), || async {
-        match status(&x_ep, CALL).await {
-            Ok((0, _)) => Ok(()),
-            Ok((_, errors)) if errors.iter().any(|e| e.contains("no leader")) => Ok(()),
-            Err(e) if e.contains("no leader") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    eventually(
+        "isolated member reports no leader",
+        Duration::from_secs(5),
+        || async {
+            match status(&x_ep, CALL).await {
+                Ok((0, _)) => Ok(()),
+                Ok((_, errors)) if errors.iter().any(|e| e.contains("no leader")) => Ok(()),
+                Err(e) if e.contains("no leader") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     let x_id = cluster.member_id(x);
-    eventually("the other two elect a leader", Duration::from_secs(10), || async {
-        for ep in &rest {
-            let (leader, _) = status(ep, CALL).await?;
-            if leader == 0 || leader == x_id {
-                return Err(format!("{ep} says leader {leader:x}"));
+    eventually(
+        "the other two elect a leader",
+        Duration::from_secs(10),
+        || async {
+            for ep in &rest {
+                let (leader, _) = status(ep, CALL).await?;
+                if leader == 0 || leader == x_id {
+                    return Err(format!("{ep} says leader {leader:x}"));
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .await;
     for n in 0..3 {
         let key = format!("during-isolation-{n}");
@@ -259,19 +289,27 @@ async fn isolated_member_loses_leader_and_rejoins_after_heal() {
     assert!(err.message().contains("no leader"), "{err:?}");
 
     cluster.heal(x);
-    eventually("healed member has a leader", Duration::from_secs(10), || async {
-        match status(&x_ep, CALL).await? {
-            (0, errors) => Err(format!("no leader yet: {errors:?}")),
-            _ => Ok(()),
-        }
-    })
+    eventually(
+        "healed member has a leader",
+        Duration::from_secs(10),
+        || async {
+            match status(&x_ep, CALL).await? {
+                (0, errors) => Err(format!("no leader yet: {errors:?}")),
+                _ => Ok(()),
+            }
+        },
+    )
     .await;
-    eventually("healed member catches up", Duration::from_secs(10), || async {
-        match local_get(&x_ep, "during-isolation-2").await? {
-            Some(_) => Ok(()),
-            None => Err("write not there yet".into()),
-        }
-    })
+    eventually(
+        "healed member catches up",
+        Duration::from_secs(10),
+        || async {
+            match local_get(&x_ep, "during-isolation-2").await? {
+                Some(_) => Ok(()),
+                None => Err("write not there yet".into()),
+            }
+        },
+    )
     .await;
     put_require_leader(&x_ep)
         .await
@@ -294,7 +332,10 @@ async fn client_proxy_blackhole_and_latency() {
     let t0 = Instant::now();
     let r = status(&cluster.endpoint(0), Duration::from_secs(1)).await;
     assert!(r.is_err(), "blackholed member answered: {r:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(900), "failed fast: {r:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "failed fast: {r:?}"
+    );
     status(&cluster.direct_endpoint(0), CALL)
         .await
         .expect("direct endpoint bypasses the blackhole");
@@ -343,4 +384,54 @@ async fn five_members_start() {
     assert_eq!(cluster.size(), 5);
     assert!(cluster.leader().await.is_some());
     put(&cluster.endpoints(), "k", "v").await.expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_kills_paused_members_without_hanging() {
+    let cluster = Cluster::start(3).await.expect("cluster starts");
+    let pids: Vec<u32> = (0..3).map(|i| cluster.pid(i).expect("running")).collect();
+    cluster.pause(0);
+    cluster.pause(1);
+    cluster.isolate(2);
+    let t0 = Instant::now();
+    drop(cluster);
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "drop took {:?}",
+        t0.elapsed()
+    );
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_names_the_member_and_shows_its_log() {
+    let err = Cluster::builder()
+        .etcd_bin("/bin/false")
+        .start()
+        .await
+        .expect_err("/bin/false is not etcd");
+    let text = err.to_string();
+    assert!(text.contains("m0") && text.contains("exited"), "{text}");
+
+    let err = Cluster::builder()
+        .etcd_bin("/nonexistent/etcd")
+        .start()
+        .await
+        .expect_err("no such binary");
+    assert!(err.to_string().contains("/nonexistent/etcd"), "{err}");
+
+    // m2 starts right before the first readiness poll: it cannot be serving yet.
+    let err = Cluster::builder()
+        .ready_timeout(Duration::from_millis(1))
+        .start()
+        .await
+        .expect_err("nothing is ready within 1 ms");
+    let text = err.to_string();
+    assert!(text.contains("m2 not ready"), "{text}");
+    assert!(
+        text.contains("\"msg\""),
+        "log tail (zap JSON) missing: {text}"
+    );
 }

@@ -191,7 +191,8 @@ impl Cluster {
         self.faults.send_modify(|f| f.isolated[i] = false);
     }
 
-    /// Adds `latency` to every chunk forwarded by member `i`'s client proxy, in each direction.
+    /// Delays everything member `i`'s client proxy forwards by `latency`, in each direction
+    /// (so a request-response round trip takes at least twice as long).
     ///
     /// # Panics
     /// If the cluster was built without [`ClusterBuilder::client_proxy`].

@@ -37,7 +37,7 @@ pub(crate) struct Faults {
     pub isolated: Vec<bool>,
     /// Members whose client proxy forwards nothing.
     pub client_blackhole: Vec<bool>,
-    /// Added one-way delay per chunk on each member's client proxy.
+    /// Added one-way delay on each member's client proxy.
     pub client_latency: Vec<Duration>,
 }
 
@@ -79,5 +79,27 @@ impl Faults {
             Link::Client { to } => self.client_latency[to],
             Link::Peer { .. } => Duration::ZERO,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_cuts_both_ways_and_nothing_else() {
+        let mut f = Faults::new(3);
+        f.ids = vec![10, 11, 12];
+        f.isolated[1] = true;
+        // Everything into the isolated member's peer port.
+        assert!(f.blocked(Link::Peer { to: 1 }, Origin::Unknown));
+        assert!(f.blocked(Link::Peer { to: 1 }, Origin::Id(10)));
+        // What it dialed to others, however attributed.
+        assert!(f.blocked(Link::Peer { to: 0 }, Origin::Id(11)));
+        assert!(f.blocked(Link::Peer { to: 2 }, Origin::Member(1)));
+        // Links between the others, and clients, untouched.
+        assert!(!f.blocked(Link::Peer { to: 0 }, Origin::Id(12)));
+        assert!(!f.blocked(Link::Peer { to: 2 }, Origin::Unknown));
+        assert!(!f.blocked(Link::Client { to: 1 }, Origin::Unknown));
     }
 }

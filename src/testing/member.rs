@@ -176,7 +176,6 @@ impl Member {
 
     /// Whether the log says a bind failed because the port was taken.
     pub(crate) fn port_clash(&self) -> bool {
-        std::fs::read_to_string(&self.log_path)
-            .is_ok_and(|t| t.contains("address already in use"))
+        std::fs::read_to_string(&self.log_path).is_ok_and(|t| t.contains("address already in use"))
     }
 }

@@ -106,7 +106,10 @@ mod tests {
         let head = b"GET /raft/stream/msgapp/bb7d371eb677b2bf HTTP/1.1\r\nHost: x\r\n\
 X-Raft-To: e285923851f2723f\r\nX-Server-From: bb7d371eb677b2bf\r\n\r\nbody";
         assert_eq!(server_from(head), Some(0xbb7d371eb677b2bf));
-        assert_eq!(server_from(b"GET /raft/probing HTTP/1.1\r\nHost: x\r\n\r\n"), None);
+        assert_eq!(
+            server_from(b"GET /raft/probing HTTP/1.1\r\nHost: x\r\n\r\n"),
+            None
+        );
     }
 
     #[test]

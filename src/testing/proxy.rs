@@ -11,11 +11,15 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use super::faults::{Faults, Link, Origin};
 use super::origin;
+
+/// Chunks read but not yet written, per direction of a connection.
+const IN_FLIGHT_CHUNKS: usize = 64;
 
 /// Starts a proxy task that forwards connections on `listener` to `upstream`.
 pub(crate) fn spawn(
@@ -63,11 +67,7 @@ async fn handle(
         }
     };
     // A connection accepted while its link is blocked is held, never forwarded, until healed.
-    if faults
-        .wait_for(|f| !f.blocked(link, origin))
-        .await
-        .is_err()
-    {
+    if faults.wait_for(|f| !f.blocked(link, origin)).await.is_err() {
         return;
     }
     let Ok(mut up) = TcpStream::connect(upstream).await else {
@@ -86,49 +86,62 @@ async fn handle(
     );
 }
 
-/// Copies one direction, pausing while the link is blocked and delaying chunks by its latency.
+/// Copies one direction, pausing while the link is blocked and delaying each chunk by the
+/// link's latency. Reading and writing are decoupled by a small queue of timestamped chunks, so
+/// latency is a one-way delay (like a long wire), not a per-chunk stall that adds up.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     link: Link,
     origin: Origin,
-    mut faults: watch::Receiver<Faults>,
+    faults: watch::Receiver<Faults>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if faults
-            .wait_for(|f| !f.blocked(link, origin))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            changed = faults.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                continue;
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
+    let mut read_faults = faults.clone();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if read_faults
+                .wait_for(|f| !f.blocked(link, origin))
+                .await
+                .is_err()
+            {
+                return;
             }
-        };
-        let latency = faults.borrow().latency(link);
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
+            let n = tokio::select! {
+                read = from.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                changed = read_faults.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let due = Instant::now() + read_faults.borrow().latency(link);
+            if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                return;
+            }
         }
-        if faults
-            .wait_for(|f| !f.blocked(link, origin))
-            .await
-            .is_err()
-        {
-            return;
+    };
+    let mut write_faults = faults;
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if write_faults
+                .wait_for(|f| !f.blocked(link, origin))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
 }
