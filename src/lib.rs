@@ -30,6 +30,8 @@ pub mod health;
 mod passive;
 mod probe;
 pub mod proto;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;

@@ -1,0 +1,105 @@
+//! The fault switchboard shared by the cluster and its proxies.
+//!
+//! Faults are state, not events: a proxy connection asks "may bytes flow on this link now, and
+//! how late?" each time it moves a chunk. Keeping that state in one `watch` channel means a
+//! `heal` wakes every parked connection at once and a dropped cluster ends them all.
+
+use std::time::Duration;
+
+/// Which proxy a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Raft traffic into member `to`'s peer port.
+    Peer { to: usize },
+    /// Client traffic into member `to`'s client port.
+    Client { to: usize },
+}
+
+/// Who dialed a peer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Not known (client connections, or a peer connection we could not attribute).
+    Unknown,
+    /// The etcd member id from the `X-Server-From` header.
+    Id(u64),
+    /// A member index, found by socket ownership.
+    Member(usize),
+}
+
+/// Current faults of one cluster.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Faults {
+    /// Member ids by index, 0 until the member answered `Status` once.
+    pub ids: Vec<u64>,
+    /// Current process id of each member, for attributing peer connections.
+    pub pids: Vec<Option<u32>>,
+    /// Members cut from their peers.
+    pub isolated: Vec<bool>,
+    /// Members whose client proxy forwards nothing.
+    pub client_blackhole: Vec<bool>,
+    /// Added one-way delay on each member's client proxy.
+    pub client_latency: Vec<Duration>,
+}
+
+impl Faults {
+    pub(crate) fn new(size: usize) -> Self {
+        Faults {
+            ids: vec![0; size],
+            pids: vec![None; size],
+            isolated: vec![false; size],
+            client_blackhole: vec![false; size],
+            client_latency: vec![Duration::ZERO; size],
+        }
+    }
+
+    fn origin_index(&self, origin: Origin) -> Option<usize> {
+        match origin {
+            Origin::Unknown => None,
+            Origin::Member(i) => Some(i),
+            Origin::Id(id) => self.ids.iter().position(|&x| x != 0 && x == id),
+        }
+    }
+
+    /// Whether bytes must not flow on a connection through `link` dialed by `origin`.
+    pub(crate) fn blocked(&self, link: Link, origin: Origin) -> bool {
+        match link {
+            Link::Client { to } => self.client_blackhole[to],
+            Link::Peer { to } => {
+                self.isolated[to]
+                    || self
+                        .origin_index(origin)
+                        .is_some_and(|from| self.isolated[from])
+            }
+        }
+    }
+
+    /// Delay added to each chunk moved through `link`.
+    pub(crate) fn latency(&self, link: Link) -> Duration {
+        match link {
+            Link::Client { to } => self.client_latency[to],
+            Link::Peer { .. } => Duration::ZERO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_cuts_both_ways_and_nothing_else() {
+        let mut f = Faults::new(3);
+        f.ids = vec![10, 11, 12];
+        f.isolated[1] = true;
+        // Everything into the isolated member's peer port.
+        assert!(f.blocked(Link::Peer { to: 1 }, Origin::Unknown));
+        assert!(f.blocked(Link::Peer { to: 1 }, Origin::Id(10)));
+        // What it dialed to others, however attributed.
+        assert!(f.blocked(Link::Peer { to: 0 }, Origin::Id(11)));
+        assert!(f.blocked(Link::Peer { to: 2 }, Origin::Member(1)));
+        // Links between the others, and clients, untouched.
+        assert!(!f.blocked(Link::Peer { to: 0 }, Origin::Id(12)));
+        assert!(!f.blocked(Link::Peer { to: 2 }, Origin::Unknown));
+        assert!(!f.blocked(Link::Client { to: 1 }, Origin::Unknown));
+    }
+}

@@ -1,0 +1,147 @@
+//! A userspace TCP proxy with fault injection.
+//!
+//! `tc netem` is not available and iptables needs root and per-cluster naming, so faults are
+//! injected here instead: every member's peer port (and, on request, its client port) sits
+//! behind one of these proxies. A blocked link stops reading and writing but keeps the sockets
+//! open, which looks to etcd like packets being dropped, not like a closed connection; latency
+//! delays each chunk. The proxy is a tokio task: aborting it drops every connection it owns.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::faults::{Faults, Link, Origin};
+use super::origin;
+
+/// Chunks read but not yet written, per direction of a connection.
+const IN_FLIGHT_CHUNKS: usize = 64;
+
+/// Starts a proxy task that forwards connections on `listener` to `upstream`.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    link: Link,
+    faults: watch::Receiver<Faults>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((conn, _)) = accepted {
+                        conns.spawn(handle(conn, upstream, link, faults.clone()));
+                    }
+                }
+                Some(_) = conns.join_next() => {}
+            }
+        }
+    })
+}
+
+async fn handle(
+    mut conn: TcpStream,
+    upstream: SocketAddr,
+    link: Link,
+    mut faults: watch::Receiver<Faults>,
+) {
+    let (head, origin) = match link {
+        Link::Client { .. } => (Vec::new(), Origin::Unknown),
+        Link::Peer { .. } => {
+            let (head, from) = origin::sniff_head(&mut conn).await;
+            let origin = match from {
+                Some(id) => Origin::Id(id),
+                None => match (conn.peer_addr(), conn.local_addr()) {
+                    (Ok(dialer), Ok(local)) => {
+                        let pids = faults.borrow().pids.clone();
+                        origin::owner(dialer, local, &pids)
+                    }
+                    _ => Origin::Unknown,
+                },
+            };
+            (head, origin)
+        }
+    };
+    // A connection accepted while its link is blocked is held, never forwarded, until healed.
+    if faults.wait_for(|f| !f.blocked(link, origin)).await.is_err() {
+        return;
+    }
+    let Ok(mut up) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = conn.set_nodelay(true);
+    let _ = up.set_nodelay(true);
+    if !head.is_empty() && up.write_all(&head).await.is_err() {
+        return;
+    }
+    let (client_rd, client_wr) = conn.into_split();
+    let (up_rd, up_wr) = up.into_split();
+    tokio::join!(
+        pump(client_rd, up_wr, link, origin, faults.clone()),
+        pump(up_rd, client_wr, link, origin, faults),
+    );
+}
+
+/// Copies one direction, pausing while the link is blocked and delaying each chunk by the
+/// link's latency. Reading and writing are decoupled by a small queue of timestamped chunks, so
+/// latency is a one-way delay (like a long wire), not a per-chunk stall that adds up.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    link: Link,
+    origin: Origin,
+    faults: watch::Receiver<Faults>,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
+    let mut read_faults = faults.clone();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if read_faults
+                .wait_for(|f| !f.blocked(link, origin))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let n = tokio::select! {
+                read = from.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                changed = read_faults.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let due = Instant::now() + read_faults.borrow().latency(link);
+            if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                return;
+            }
+        }
+    };
+    let mut write_faults = faults;
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if write_faults
+                .wait_for(|f| !f.blocked(link, origin))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
