@@ -44,13 +44,14 @@ impl Tracker {
         self.done = true;
         let end = now();
         let mut rtt = timed.then(|| end.saturating_duration_since(self.start));
-        if outcome.is_some_and(Outcome::is_failure) {
-            rtt = Some(rtt.unwrap_or_default().max(FAILURE_PENALTY));
+        if let Some(outcome) = outcome {
+            let status = self.inner.record(&self.entry, Source::Passive, outcome);
+            if outcome.is_failure() && !status.is_healthy() {
+                // Panic mode still routes here: a member that fails fast must not look fast.
+                rtt = Some(rtt.unwrap_or_default().max(FAILURE_PENALTY));
+            }
         }
         self.entry.load.finish(rtt, end);
-        if let Some(outcome) = outcome {
-            self.inner.record(&self.entry, Source::Passive, outcome);
-        }
     }
 }
 

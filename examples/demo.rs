@@ -1,0 +1,182 @@
+//! The live demo: a local 3-member etcd cluster, a read/write load through the health layer,
+//! and real faults injected one after another, with a per-member table every second.
+//!
+//! Run it with `scripts/demo.sh` (or `cargo run --release --example demo`). It needs no
+//! configuration: it starts its own cluster from `etcd` on PATH (or `$ETCD_BIN`) and removes
+//! it at the end.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_health::config::{Config, ProbeType};
+use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use etcd_health::testing::Cluster;
+use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use tower::Layer;
+
+/// One step of the fault schedule.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Pause,
+    Resume,
+    Kill,
+    Restart,
+    Isolate,
+    Heal,
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("starting a local 3-member etcd cluster...");
+    let started = Instant::now();
+    let cluster = Cluster::start(3).await?;
+    println!("cluster ready in {:.1?}", started.elapsed());
+    for i in 0..cluster.size() {
+        println!(
+            "  member {i}: {} (id {:x}, pid {:?})",
+            cluster.endpoint(i),
+            cluster.member_id(i),
+            cluster.pid(i)
+        );
+    }
+
+    // The seed's defaults, with the `status` probe, healthy members probed too, and passive
+    // timeouts counted, so a hung member is seen within a second.
+    let mut config = Config::default();
+    config.checks.active.probe_type = ProbeType::Status;
+    config.checks.active.timeout = Duration::from_millis(500);
+    config.checks.active.healthy.interval = Duration::from_secs(1);
+    config.checks.active.unhealthy.interval = Duration::from_millis(500);
+    config.checks.passive.unhealthy.timeouts = 1;
+    let endpoints = cluster.endpoints();
+    let checker = HealthChecker::new(endpoints.iter().map(|e| e.parse().expect("url")), config)?;
+    let channel = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(Counts::default());
+    let writes = Arc::new(Counts::default());
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let mut kv = KvClient::new(channel.clone());
+        let (stop, reads, writes) = (stop.clone(), reads.clone(), writes.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let (result, counts) = if n % 4 == 0 {
+                    let mut req = tonic::Request::new(PutRequest {
+                        key: format!("demo/{n}").into_bytes(),
+                        value: i.to_string().into_bytes(),
+                        ..Default::default()
+                    });
+                    req.set_timeout(Duration::from_millis(500));
+                    (kv.put(req).await.map(|_| ()), &writes)
+                } else {
+                    let mut req = tonic::Request::new(RangeRequest {
+                        key: b"demo/0".to_vec(),
+                        ..Default::default()
+                    });
+                    req.set_timeout(Duration::from_millis(500));
+                    (kv.range(req).await.map(|_| ()), &reads)
+                };
+                match result {
+                    Ok(()) => counts.ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        counts.failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+
+    let schedule: &[(u64, Fault, usize)] = &[
+        (3, Fault::Pause, 1),
+        (8, Fault::Resume, 1),
+        (11, Fault::Kill, 2),
+        (15, Fault::Restart, 2),
+        (19, Fault::Isolate, 0),
+        (24, Fault::Heal, 0),
+    ];
+    let total = 28;
+    println!();
+    println!(
+        "{:>4} {:>7} {:>6} {:>7} {:>6}  {:<44}  event",
+        "t/s", "reads", "r-err", "writes", "w-err", "members: state requests latency"
+    );
+    let mut last = (0, 0, 0, 0);
+    for second in 1..=total {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut event = String::new();
+        for &(at, fault, member) in schedule.iter().filter(|(at, ..)| *at == second) {
+            let _ = at;
+            match fault {
+                Fault::Pause => cluster.pause(member),
+                Fault::Resume => cluster.resume(member),
+                Fault::Kill => cluster.kill(member),
+                Fault::Restart => cluster.restart(member).await?,
+                Fault::Isolate => cluster.isolate(member),
+                Fault::Heal => cluster.heal(member),
+            }
+            event = format!("{fault:?} member {member}");
+        }
+        let now = (
+            reads.ok.load(Ordering::Relaxed),
+            reads.failed.load(Ordering::Relaxed),
+            writes.ok.load(Ordering::Relaxed),
+            writes.failed.load(Ordering::Relaxed),
+        );
+        let members: Vec<String> = checker
+            .snapshot()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{:<9} {:>6} {:>5.1}ms",
+                    m.member.index(),
+                    m.status.to_string(),
+                    m.requests,
+                    m.latency.unwrap_or_default().as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!(
+            "{second:>4} {:>7} {:>6} {:>7} {:>6}  {}  {event}",
+            now.0 - last.0,
+            now.1 - last.1,
+            now.2 - last.2,
+            now.3 - last.3,
+            members.join(" | ")
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    println!();
+    println!(
+        "summary: reads ok {} failed {}; writes ok {} failed {}",
+        reads.ok.load(Ordering::Relaxed),
+        reads.failed.load(Ordering::Relaxed),
+        writes.ok.load(Ordering::Relaxed),
+        writes.failed.load(Ordering::Relaxed)
+    );
+    for m in checker.snapshot() {
+        println!(
+            "  {}: {}, ejected {} times, totals (ok, failures, tcp, timeouts) {:?}, last probe {:?}",
+            m.member,
+            m.status,
+            m.ejections_total,
+            m.totals,
+            m.last_probe.map(|p| p.detail)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Shared helpers of the integration tests: building stacks, running a read load, waiting for
+//! health transitions.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_health::checker::{EventKind, HealthEvent};
+use etcd_health::config::Config;
+use etcd_health::health::Status;
+use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use etcd_health::testing::Cluster;
+use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
+use tokio::sync::broadcast;
+use tower::Layer;
+
+/// A config for fast tests: the seed's defaults with short probe timers.
+pub fn fast_config() -> Config {
+    let mut c = Config::default();
+    c.checks.active.timeout = Duration::from_millis(500);
+    c.checks.active.unhealthy.interval = Duration::from_millis(500);
+    c.ejection.base = Duration::from_millis(500);
+    c
+}
+
+/// Sends `tracing` output to the test's captured output (`RUST_LOG` filters it).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "etcd_health=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A health-checked stack over every member of `cluster`.
+pub fn stack(cluster: &Cluster, config: Config) -> Balance<TonicConnector> {
+    init_tracing();
+    let endpoints = cluster
+        .endpoints()
+        .into_iter()
+        .map(|e| e.parse().expect("endpoint"));
+    let checker = HealthChecker::new(endpoints, config).expect("checker");
+    HealthLayer::new(checker).layer(TonicConnector::default())
+}
+
+/// Puts `key = value` through the stack.
+pub async fn put(
+    stack: &Balance<TonicConnector>,
+    key: &str,
+    value: &str,
+) -> Result<(), tonic::Status> {
+    let mut kv = KvClient::new(stack.clone());
+    let mut req = tonic::Request::new(PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(3));
+    kv.put(req).await.map(|_| ())
+}
+
+/// Counts of a read load.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub unknown_code: AtomicU64,
+}
+
+impl LoadStats {
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// `readers` concurrent linearizable reads through the stack, each with `deadline`, until the
+/// returned guard is stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub stats: Arc<LoadStats>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(stack: &Balance<TonicConnector>, readers: usize, deadline: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(LoadStats::default());
+        let tasks = (0..readers)
+            .map(|_| {
+                let mut kv = KvClient::new(stack.clone());
+                let stop = stop.clone();
+                let stats = stats.clone();
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut req = tonic::Request::new(RangeRequest {
+                            key: b"load".to_vec(),
+                            ..Default::default()
+                        });
+                        req.set_timeout(deadline);
+                        match kv.range(req).await {
+                            Ok(_) => {
+                                stats.ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(status) => {
+                                stats.failed.fetch_add(1, Ordering::Relaxed);
+                                if status.code() == tonic::Code::Unknown
+                                    && status.message().contains("not ready")
+                                {
+                                    stats.unknown_code.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // Do not spin on fast failures.
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, stats, tasks }
+    }
+
+    pub async fn stop(self) -> Arc<LoadStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.stats
+    }
+}
+
+/// Waits until member `index` reaches `status`; returns how long it took.
+pub async fn wait_status(
+    events: &mut broadcast::Receiver<HealthEvent>,
+    checker: &HealthChecker,
+    index: usize,
+    status: Status,
+    timeout: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if checker
+            .snapshot()
+            .iter()
+            .any(|s| s.member.index() == index && s.status == status)
+        {
+            return start.elapsed();
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(HealthEvent {
+                member,
+                kind: EventKind::StatusChanged(t),
+            })) if member.index() == index && t.to == status => return start.elapsed(),
+            Ok(_) => {}
+            Err(_) => panic!(
+                "member {index} did not become {status} within {timeout:?}; snapshot: {:#?}",
+                checker.snapshot()
+            ),
+        }
+    }
+}
+
+/// The index of a member that is not the leader.
+pub async fn follower(cluster: &Cluster) -> usize {
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    (0..cluster.size())
+        .find(|i| *i != leader)
+        .expect("a follower")
+}

@@ -1,0 +1,332 @@
+//! The health layer under real faults of a real 3-member etcd cluster: a killed, a paused and
+//! an isolated member, every member down, and config overrides taking effect.
+//!
+//! Each test prints what it measured (time to eviction, time to re-admission, failed
+//! requests under a concurrent read load); the assertions use generous bounds, because the
+//! machines are small and noisy and speed goals live in `benches/`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd_health::config::{AllUnhealthyPolicy, ProbeType};
+use etcd_health::health::Status;
+use etcd_health::testing::Cluster;
+
+const READERS: usize = 8;
+
+/// Failed requests among those sent after the eviction: waits `deadline` (plus a margin) for
+/// requests already in flight on the victim to end, then counts failures over `window`.
+async fn failures_after_drain(load: &Load, deadline: Duration, window: Duration) -> u64 {
+    tokio::time::sleep(deadline + Duration::from_millis(200)).await;
+    let before = load.stats.failed();
+    tokio::time::sleep(window).await;
+    load.stats.failed() - before
+}
+
+/// Fault tests share two cores; running them one at a time keeps their timings meaningful.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let stack = stack(&cluster, fast_config());
+    let checker = stack.checker().clone();
+    let mut events = checker.subscribe();
+    put(&stack, "load", "x").await.expect("put");
+    let load = Load::start(&stack, READERS, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let victim = follower(&cluster).await;
+    let fault = Instant::now();
+    cluster.kill(victim);
+    wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Unhealthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    let evicted = fault.elapsed();
+    let failed_while_out =
+        failures_after_drain(&load, Duration::from_secs(2), Duration::from_secs(2)).await;
+
+    let restarted = Instant::now();
+    cluster.restart(victim).await.expect("restart");
+    let restart_took = restarted.elapsed();
+    let readmitted = wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Healthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    let served_before = checker.snapshot()[victim].requests;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served_after = checker.snapshot()[victim].requests;
+    let stats = load.stop().await;
+
+    println!(
+        "kill: evicted after {evicted:?}; restart took {restart_took:?}, re-admitted {readmitted:?} after it; \
+         reads ok={} failed={} (failed while evicted: {failed_while_out})",
+        stats.ok(),
+        stats.failed()
+    );
+    assert!(stats.ok() > 100, "the load made progress");
+    assert_eq!(failed_while_out, 0, "no request goes to an evicted member");
+    assert!(
+        stats.failed() <= READERS as u64,
+        "only requests in flight on the killed member may fail, got {}",
+        stats.failed()
+    );
+    assert!(
+        served_after > served_before,
+        "the re-admitted member serves again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let mut config = fast_config();
+    config.checks.passive.unhealthy.timeouts = 1;
+    let stack = stack(&cluster, config);
+    let checker = stack.checker().clone();
+    let mut events = checker.subscribe();
+    put(&stack, "load", "x").await.expect("put");
+    let load = Load::start(&stack, READERS, Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let victim = follower(&cluster).await;
+    let fault = Instant::now();
+    cluster.pause(victim);
+    wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Unhealthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    let evicted = fault.elapsed();
+    let failed_while_out =
+        failures_after_drain(&load, Duration::from_millis(500), Duration::from_secs(3)).await;
+    assert_eq!(
+        checker.snapshot()[victim].status,
+        Status::Unhealthy,
+        "probes time out while the member hangs"
+    );
+
+    cluster.resume(victim);
+    let readmitted = wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Healthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = load.stop().await;
+    println!(
+        "pause: evicted after {evicted:?}, re-admitted {readmitted:?} after resume; reads ok={} failed={} \
+         (failed while evicted: {failed_while_out})",
+        stats.ok(),
+        stats.failed()
+    );
+    assert!(stats.ok() > 100);
+    assert_eq!(failed_while_out, 0);
+    assert!(
+        stats.failed() <= READERS as u64,
+        "failed: {}",
+        stats.failed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_member_is_evicted_and_readmitted_after_heal() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let mut config = fast_config();
+    config.checks.active.probe_type = ProbeType::Status;
+    let stack = stack(&cluster, config);
+    let checker = stack.checker().clone();
+    let mut events = checker.subscribe();
+    put(&stack, "load", "x").await.expect("put");
+    let load = Load::start(&stack, READERS, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let victim = follower(&cluster).await;
+    let fault = Instant::now();
+    cluster.isolate(victim);
+    wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Unhealthy,
+        Duration::from_secs(15),
+    )
+    .await;
+    let evicted = fault.elapsed();
+    let failed_while_out =
+        failures_after_drain(&load, Duration::from_secs(2), Duration::from_secs(2)).await;
+    let probe = checker.snapshot()[victim].last_probe.clone();
+
+    cluster.heal(victim);
+    let readmitted = wait_status(
+        &mut events,
+        &checker,
+        victim,
+        Status::Healthy,
+        Duration::from_secs(15),
+    )
+    .await;
+    let stats = load.stop().await;
+    println!(
+        "isolate: evicted after {evicted:?}, re-admitted {readmitted:?} after heal; reads ok={} failed={} \
+         (failed while evicted: {failed_while_out}); probe while isolated: {probe:?}",
+        stats.ok(),
+        stats.failed()
+    );
+    assert!(stats.ok() > 100);
+    assert_eq!(failed_while_out, 0);
+    let probe = probe.expect("the isolated member was probed");
+    assert!(
+        probe.outcome.is_failure(),
+        "status probe sees the partition: {probe:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_members_down_then_back() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let stack = stack(&cluster, fast_config());
+    let checker = stack.checker().clone();
+    let mut events = checker.subscribe();
+    put(&stack, "load", "x").await.expect("put");
+
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let load = Load::start(&stack, 2, Duration::from_millis(500));
+    for i in 0..3 {
+        wait_status(
+            &mut events,
+            &checker,
+            i,
+            Status::Unhealthy,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    // Panic mode: requests still go out and fail as Unavailable, never Unknown.
+    let err = put(&stack, "k", "v").await.expect_err("no member is up");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let back = Instant::now();
+    // One member alone cannot publish itself without a quorum: restart all at once.
+    let restarts = futures_util::future::join_all((0..3).map(|i| cluster.restart(i))).await;
+    for r in restarts {
+        r.expect("restart");
+    }
+    for i in 0..3 {
+        wait_status(
+            &mut events,
+            &checker,
+            i,
+            Status::Healthy,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    let readmitted = back.elapsed();
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    put(&stack, "k", "v")
+        .await
+        .expect("the cluster serves again");
+    let stats = load.stop().await;
+    println!(
+        "all down: all re-admitted {readmitted:?} after restarts began; reads ok={} failed={} unknown={}",
+        stats.ok(),
+        stats.failed(),
+        stats.unknown_code.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(
+        stats
+            .unknown_code
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_take_effect_and_named_state_is_shared() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+
+    // Passive tcp_failures = 3 and no active probes: only the third failed request ejects;
+    // fail-fast once nothing is healthy.
+    let mut config = fast_config();
+    config.shm_name = Some("overrides-test".into());
+    config.checks.passive.unhealthy.tcp_failures = 3;
+    config.checks.active.unhealthy.interval = Duration::ZERO;
+    config.all_unhealthy = AllUnhealthyPolicy::FailFast;
+    let a = stack(&cluster, config.clone());
+    let b = stack(&cluster, config);
+    assert!(a.checker().ptr_eq(b.checker()), "same shm_name, same state");
+    let checker = a.checker().clone();
+    let mut events = checker.subscribe();
+    put(&a, "k", "v").await.expect("put");
+
+    let victim = follower(&cluster).await;
+    cluster.kill(victim);
+    let load = Load::start(&b, 4, Duration::from_secs(1));
+    let transition = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Ok(etcd_health::checker::HealthEvent {
+                member,
+                kind: etcd_health::checker::EventKind::StatusChanged(t),
+            })) if member.index() == victim => break t,
+            Ok(_) => continue,
+            Err(_) => panic!("no ejection: {:#?}", checker.snapshot()),
+        }
+    };
+    load.stop().await;
+    println!(
+        "overrides: ejected after {} {}",
+        transition.count, transition.outcome
+    );
+    assert_eq!(transition.count, 3, "tcp_failures = 3 takes effect");
+    assert_eq!(transition.outcome, etcd_health::health::Outcome::TcpFailure);
+    // No active probes: the member stays out even after it restarts.
+    cluster.restart(victim).await.expect("restart");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.checker().snapshot()[victim].status, Status::Unhealthy);
+
+    // Fail-fast: with every member out, callers get Unavailable naming the state at once.
+    for i in 0..3 {
+        if i != victim {
+            cluster.kill(i);
+        }
+    }
+    let load = Load::start(&a, 2, Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.stop().await;
+    let started = Instant::now();
+    let err = put(&a, "k", "v").await.expect_err("nothing healthy");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("no healthy etcd member"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+}
