@@ -103,10 +103,19 @@ impl Endpoint {
         if host.is_empty() {
             return Err(invalid("missing host".to_owned()));
         }
-        let port = match authority.port_u16() {
-            None => return Err(invalid("missing port (as in host:2379)".to_owned())),
-            Some(0) => return Err(invalid("port 0 is not a valid port".to_owned())),
-            Some(p) => p,
+        // `http` drops a port that does not fit in 16 bits; tell that from a missing one.
+        let written_port = authority
+            .as_str()
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let port = match (authority.port_u16(), written_port) {
+            (Some(0), _) => return Err(invalid("port 0 is not a valid port".to_owned())),
+            (Some(p), _) => p,
+            (None, Some(p)) => {
+                return Err(invalid(format!("port {p} is out of range (1..=65535)")))
+            }
+            (None, None) => return Err(invalid("missing port (as in host:2379)".to_owned())),
         };
         if let Some(pq) = uri.path_and_query() {
             if pq.as_str() != "/" && !pq.as_str().is_empty() {

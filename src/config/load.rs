@@ -14,6 +14,9 @@ use super::{Config, ConfigError};
 /// The key the seed nests the table under in `resty.etcd.new({...})`.
 const WRAPPER_KEY: &str = "cluster_healthcheck";
 
+/// How error paths name the document itself.
+const TOP_LEVEL: &str = "(top level)";
+
 impl Config {
     /// Loads and validates a config written as JSON.
     ///
@@ -56,6 +59,21 @@ impl Config {
     ///
     /// Fields left out keep their [`Config::default`] values; unknown fields are refused.
     pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+        let kind = match &value {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Null => Some("null"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Array(_) => Some("an array"),
+        };
+        if let Some(kind) = kind {
+            // Without this, serde would read an array positionally as the struct's fields.
+            return Err(ConfigError::Deserialize {
+                path: TOP_LEVEL.to_owned(),
+                message: format!("expected a table of settings, found {kind}"),
+            });
+        }
         let wrapped = value
             .as_object()
             .is_some_and(|o| o.len() == 1 && o.contains_key(WRAPPER_KEY));
@@ -93,7 +111,7 @@ where
         let path = e.path().to_string();
         ConfigError::Deserialize {
             path: if path == "." {
-                "(top level)".to_owned()
+                TOP_LEVEL.to_owned()
             } else {
                 path
             },
