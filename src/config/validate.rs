@@ -26,7 +26,7 @@ pub const MAX_THRESHOLD: u8 = 254;
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 60 * 60;
 
 impl Config {
-    /// Checks every rule the types cannot express; see the module docs of each field.
+    /// Checks every rule the types cannot express, returning the first problem found.
     ///
     /// Rules: thresholds in `0..=254`; durations at most [`MAX_DURATION_SECS`];
     /// `checks.active.timeout` above 0; `checks.active.concurrency` at least 1; HTTP statuses
