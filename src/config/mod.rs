@@ -8,12 +8,30 @@
 //! gRPC-native knobs (probe types `status`, `grpc` and `tcp`, which gRPC codes count as member
 //! failures, the `hasleader` header, ejection back-off and the all-unhealthy policy) sit beside
 //! the seed's fields, with defaults chosen so that the seed's table keeps its meaning.
+//!
+//! A config is loaded with [`Config::from_json`], [`Config::from_toml`] or
+//! [`Config::from_value`] and is checked by [`Config::validate`] before it is handed out, so
+//! a mistake is reported once, at start-up, naming the field path and the value, rather than
+//! turning into a health checker that quietly never ejects (or never re-admits) a member.
+//! Member addresses are checked the same way by [`parse_endpoints`].
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod codes;
+mod endpoint;
+mod error;
+mod load;
 mod seconds;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
+pub use endpoint::{parse_endpoints, Endpoint, Scheme};
+pub use error::ConfigError;
+pub use validate::{MAX_DURATION_SECS, MAX_THRESHOLD};
 
 /// The whole configuration of a health-checked etcd client stack.
 ///
@@ -23,6 +41,7 @@ mod seconds;
 pub struct Config {
     /// Name of the shared health state: stacks built with the same name in one process share
     /// member health (the seed's `lua_shared_dict`). `None` gives each stack its own state.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shm_name: Option<String>,
     /// Active and passive checks.
     pub checks: Checks,
@@ -97,6 +116,9 @@ pub struct ActiveChecks {
     /// Extra request headers for `http`/`https` probes, as `"Name: value"`.
     pub req_headers: Vec<String>,
     /// Verify the member's certificate on `https` probes.
+    ///
+    /// Deliberate deviation from the seed, whose default is `false`: we verify certificates
+    /// unless the config asks otherwise, so a seed table that names no value gets `true`.
     pub https_verify_certificate: bool,
     /// When probes count a member healthy, and how often healthy members are probed.
     pub healthy: ActiveHealthy,

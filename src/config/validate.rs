@@ -1,0 +1,273 @@
+//! Checking a [`Config`] beyond what its types say.
+//!
+//! Types alone let through configs that would misbehave at run time: a threshold of 255
+//! (lua-resty-healthcheck keeps counters in a byte and reserves 255), a zero probe timeout, a
+//! status code of 42, a header line without a colon, a gRPC code name with a typo that would
+//! never match. The loaders call [`Config::validate`]; call it yourself on a config built in
+//! code. The first problem found is returned, with its field path and value.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::Code;
+
+use super::codes::{grpc_code_from_name, GRPC_CODES};
+use super::{
+    ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, EjectionConfig,
+    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy,
+};
+
+/// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
+/// lua-resty-healthcheck.
+pub const MAX_THRESHOLD: u8 = 254;
+
+/// Longest accepted duration, in seconds (365 days): longer ones are surely mistakes, and
+/// refusing them keeps timer arithmetic far from overflow.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 60 * 60;
+
+impl Config {
+    /// Checks every rule the types cannot express, returning the first problem found.
+    ///
+    /// Rules: thresholds in `0..=254`; durations at most [`MAX_DURATION_SECS`];
+    /// `checks.active.timeout` above 0; `checks.active.concurrency` at least 1; HTTP statuses
+    /// in `100..=599`; `http_path` an absolute path; `host` empty or a valid authority;
+    /// `req_headers` entries of the form `Name: value`; `failures.codes` known gRPC code
+    /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
+    /// `ejection.base <= ejection.max`; `shm_name`, if set, non-empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.shm_name {
+            if name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "shm_name",
+                    "\"\"",
+                    "must not be empty (leave it out to keep health state private)",
+                ));
+            }
+        }
+        self.checks.active.validate("checks.active")?;
+        self.checks.passive.validate("checks.passive")?;
+        self.failures.validate("failures")?;
+        self.ejection.validate("ejection")
+    }
+}
+
+impl ActiveChecks {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.concurrency < 1 {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.concurrency"),
+                self.concurrency,
+                "1 or more",
+            ));
+        }
+        duration(&format!("{at}.timeout"), self.timeout)?;
+        if self.timeout.is_zero() {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.timeout"),
+                0,
+                "greater than 0 seconds",
+            ));
+        }
+        let path = format!("{at}.http_path");
+        if !self.http_path.starts_with('/') {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{:?}", self.http_path),
+                "must start with `/`",
+            ));
+        }
+        if let Err(e) = self.http_path.parse::<http::uri::PathAndQuery>() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{:?}", self.http_path),
+                format!("not a valid URI path: {e}"),
+            ));
+        }
+        if !self.host.is_empty() {
+            if let Err(e) = self.host.parse::<http::uri::Authority>() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.host"),
+                    format!("{:?}", self.host),
+                    format!("not a valid host[:port] (leave it empty for the member's): {e}"),
+                ));
+            }
+        }
+        self.parsed_req_headers_at(at)?;
+        self.healthy.validate(&format!("{at}.healthy"))?;
+        self.unhealthy.validate(&format!("{at}.unhealthy"))
+    }
+
+    /// `req_headers` as a header map, for building probe requests.
+    ///
+    /// Each entry is split at its first `:`; the name must be a valid HTTP header name and
+    /// the value, trimmed of surrounding blanks, a valid header value. Fails on the first bad
+    /// entry with its path (`checks.active.req_headers[0]`).
+    pub fn parsed_req_headers(&self) -> Result<HeaderMap, ConfigError> {
+        self.parsed_req_headers_at("checks.active")
+    }
+
+    fn parsed_req_headers_at(&self, at: &str) -> Result<HeaderMap, ConfigError> {
+        let mut map = HeaderMap::new();
+        for (i, line) in self.req_headers.iter().enumerate() {
+            let (name, value) = parse_header_line(line).map_err(|reason| {
+                ConfigError::invalid(
+                    format!("{at}.req_headers[{i}]"),
+                    format!("{line:?}"),
+                    reason,
+                )
+            })?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+fn parse_header_line(line: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let Some((name, value)) = line.split_once(':') else {
+        return Err("expected `Name: value`".to_owned());
+    };
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name (expected `Name: value`)"))?;
+    let value = value.trim_matches([' ', '\t']);
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| format!("{value:?} is not a valid header value"))?;
+    Ok((name, value))
+}
+
+impl ActiveHealthy {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        statuses(&format!("{at}.http_statuses"), &self.http_statuses)?;
+        duration(&format!("{at}.interval"), self.interval)?;
+        threshold(&format!("{at}.successes"), self.successes)
+    }
+}
+
+impl ActiveUnhealthy {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        statuses(&format!("{at}.http_statuses"), &self.http_statuses)?;
+        duration(&format!("{at}.interval"), self.interval)?;
+        threshold(&format!("{at}.http_failures"), self.http_failures)?;
+        threshold(&format!("{at}.tcp_failures"), self.tcp_failures)?;
+        threshold(&format!("{at}.timeouts"), self.timeouts)
+    }
+}
+
+impl PassiveChecks {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        self.healthy.validate(&format!("{at}.healthy"))?;
+        self.unhealthy.validate(&format!("{at}.unhealthy"))
+    }
+}
+
+impl PassiveHealthy {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        statuses(&format!("{at}.http_statuses"), &self.http_statuses)?;
+        threshold(&format!("{at}.successes"), self.successes)
+    }
+}
+
+impl PassiveUnhealthy {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        statuses(&format!("{at}.http_statuses"), &self.http_statuses)?;
+        threshold(&format!("{at}.http_failures"), self.http_failures)?;
+        threshold(&format!("{at}.tcp_failures"), self.tcp_failures)?;
+        threshold(&format!("{at}.timeouts"), self.timeouts)
+    }
+}
+
+impl FailureConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        for (i, name) in self.codes.iter().enumerate() {
+            if grpc_code_from_name(name).is_none() {
+                let known: Vec<&str> = GRPC_CODES.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::invalid(
+                    format!("{at}.codes[{i}]"),
+                    format!("{name:?}"),
+                    format!("not a gRPC code name; expected one of {}", known.join(", ")),
+                ));
+            }
+        }
+        for (i, message) in self.messages.iter().enumerate() {
+            if message.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.messages[{i}]"),
+                    "\"\"",
+                    "must not be empty (it would match every error)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The codes of [`FailureConfig::codes`], in order, without duplicates; unknown names
+    /// (which [`Config::validate`] refuses) are skipped.
+    pub fn parsed_codes(&self) -> Vec<Code> {
+        let mut out = Vec::with_capacity(self.codes.len());
+        for code in self.codes.iter().filter_map(|n| grpc_code_from_name(n)) {
+            if !out.contains(&code) {
+                out.push(code);
+            }
+        }
+        out
+    }
+}
+
+impl EjectionConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        duration(&format!("{at}.base"), self.base)?;
+        duration(&format!("{at}.max"), self.max)?;
+        if self.base > self.max {
+            return Err(ConfigError::invalid(
+                format!("{at}.base"),
+                self.base.as_secs_f64(),
+                format!(
+                    "greater than {at}.max = {}; expected base <= max",
+                    self.max.as_secs_f64()
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.jitter"),
+                self.jitter,
+                "0..=1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn threshold(path: &str, value: u8) -> Result<(), ConfigError> {
+    if value > MAX_THRESHOLD {
+        return Err(ConfigError::out_of_range(
+            path,
+            value,
+            format!("0..={MAX_THRESHOLD}"),
+        ));
+    }
+    Ok(())
+}
+
+fn statuses(path: &str, statuses: &[u16]) -> Result<(), ConfigError> {
+    for (i, status) in statuses.iter().enumerate() {
+        if !(100..=599).contains(status) {
+            return Err(ConfigError::out_of_range(
+                format!("{path}[{i}]"),
+                status,
+                "100..=599",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn duration(path: &str, d: Duration) -> Result<(), ConfigError> {
+    if d > Duration::from_secs(MAX_DURATION_SECS) {
+        return Err(ConfigError::out_of_range(
+            path,
+            d.as_secs_f64(),
+            format!("0..={MAX_DURATION_SECS} seconds"),
+        ));
+    }
+    Ok(())
+}
