@@ -55,8 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.checks.active.healthy.interval = Duration::from_secs(1);
     config.checks.active.unhealthy.interval = Duration::from_millis(500);
     config.checks.passive.unhealthy.timeouts = 2;
-    let endpoints = cluster.endpoints();
-    let checker = HealthChecker::new(endpoints.iter().map(|e| e.parse().expect("url")), config)?;
+    let checker = HealthChecker::new(&cluster.endpoints(), config)?;
     let channel = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -4,13 +4,16 @@
 //! [`balance`](crate::balance)), because that is what every tonic client, etcd-client
 //! included, knows how to handle.
 
+use crate::config::ConfigError;
+
 /// Why the health-checked stack could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The endpoint list is empty.
-    #[error("endpoints: the list is empty")]
-    NoEndpoints,
+    /// The configuration or an endpoint is not acceptable; the error names the field and
+    /// the value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The stack was built outside a tokio runtime; its probe scheduler needs one.
     #[error("no tokio runtime: build the health checker inside a tokio runtime")]
     NoRuntime,
@@ -27,17 +30,9 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn no_endpoints() -> Self {
-        Error::NoEndpoints
-    }
-
-    pub(crate) fn no_runtime() -> Self {
-        Error::NoRuntime
-    }
-
     /// The configuration (endpoints included) is not acceptable.
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::NoEndpoints | Error::Unsupported { .. })
+        matches!(self, Error::Config(_) | Error::Unsupported { .. })
     }
 
     /// The stack was built outside a tokio runtime.

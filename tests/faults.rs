@@ -278,11 +278,23 @@ async fn overrides_take_effect_and_named_state_is_shared() {
 
     // Passive tcp_failures = 3 and no active probes: only the third failed request ejects;
     // fail-fast once nothing is healthy.
-    let mut config = fast_config();
-    config.shm_name = Some("overrides-test".into());
-    config.checks.passive.unhealthy.tcp_failures = 3;
-    config.checks.active.unhealthy.interval = Duration::ZERO;
-    config.all_unhealthy = AllUnhealthyPolicy::FailFast;
+    // Written as a user would, in the seed's shape: only the named fields change.
+    let config = etcd_health::config::Config::from_json(
+        r#"{
+            "shm_name": "overrides-test",
+            "checks": {
+                "active": { "timeout": 0.5, "unhealthy": { "interval": 0 } },
+                "passive": { "unhealthy": { "tcp_failures": 3 } }
+            },
+            "all_unhealthy": "fail_fast"
+        }"#,
+    )
+    .expect("config");
+    assert_eq!(
+        config.checks.passive.unhealthy.http_failures, 1,
+        "defaults kept"
+    );
+    assert_eq!(config.all_unhealthy, AllUnhealthyPolicy::FailFast);
     let a = stack(&cluster, config.clone());
     let b = stack(&cluster, config);
     assert!(a.checker().ptr_eq(b.checker()), "same shm_name, same state");

@@ -12,7 +12,7 @@ use crate::HealthChecker;
 /// use etcd_health::{balance::{HealthLayer, TonicConnector}, config::Config, HealthChecker};
 /// use tower::Layer;
 ///
-/// let checker = HealthChecker::new(["http://127.0.0.1:2379".parse()?], Config::default())?;
+/// let checker = HealthChecker::new(&["http://127.0.0.1:2379"], Config::default())?;
 /// let channel = HealthLayer::new(checker).layer(TonicConnector::default());
 /// let mut kv = etcd_health::proto::etcdserverpb::kv_client::KvClient::new(channel);
 /// # Ok(()) }

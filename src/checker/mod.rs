@@ -85,21 +85,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 // === impl HealthChecker ===
 
 impl HealthChecker {
-    /// Health state for `endpoints` under `config`, and its probe scheduler.
+    /// Health state for `endpoints` (`http://host:port`, `https://host:port` or `host:port`)
+    /// under `config`, and its probe scheduler.
     ///
-    /// With `config.shm_name` set, a live state of that name in this process is joined
-    /// instead (its config wins; endpoints it lacks are added). Must be called inside a tokio
-    /// runtime.
-    pub fn new<I>(endpoints: I, config: Config) -> Result<Self, crate::Error>
+    /// The config is validated and the endpoints parsed first: a bad value is an
+    /// [`Error::Config`](crate::Error::Config) naming the field and the value. With
+    /// `config.shm_name` set, a live state of that name in this process is joined instead
+    /// (its config wins; endpoints it lacks are added). Must be called inside a tokio runtime.
+    pub fn new<S: AsRef<str>>(endpoints: &[S], config: Config) -> Result<Self, crate::Error> {
+        let endpoints = crate::config::parse_endpoints(endpoints)?;
+        Self::with_uris(endpoints.iter().map(|e| e.uri()), config)
+    }
+
+    /// As [`new`](Self::new), with endpoints already parsed; an empty list is allowed here
+    /// (members may be added later with [`add_member`](Self::add_member)).
+    pub fn with_uris<I>(endpoints: I, config: Config) -> Result<Self, crate::Error>
     where
         I: IntoIterator<Item = Uri>,
     {
-        let endpoints: Vec<Uri> = endpoints.into_iter().collect();
-        if endpoints.is_empty() {
-            return Err(crate::Error::no_endpoints());
+        config.validate()?;
+        if config.checks.active.probe_type == crate::config::ProbeType::Https {
+            return Err(crate::Error::Unsupported {
+                field: "checks.active.type",
+                value: "https".to_owned(),
+                reason: "TLS probes are not built yet; use `status` or `grpc`",
+            });
         }
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| crate::Error::no_runtime())?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
         let make = || {
             let checker = Self::unshared(config.clone());
             crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));

@@ -32,8 +32,7 @@ async fn unhealthy_member_is_probed_until_it_recovers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let checker =
-        HealthChecker::new([format!("http://{addr}").parse().unwrap()], tcp_config()).unwrap();
+    let checker = HealthChecker::new(&[format!("http://{addr}")], tcp_config()).unwrap();
     let member = checker.members()[0].clone();
     assert_eq!(
         checker.record(&member, Source::Passive, Outcome::TcpFailure),
@@ -59,8 +58,7 @@ async fn healthy_members_are_not_probed_by_default() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     // Nothing listens, but with `healthy.interval = 0` nobody looks.
-    let checker =
-        HealthChecker::new([format!("http://{addr}").parse().unwrap()], tcp_config()).unwrap();
+    let checker = HealthChecker::new(&[format!("http://{addr}")], tcp_config()).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let snap = &checker.snapshot()[0];
     assert_eq!(snap.status, Status::Healthy);
@@ -73,7 +71,7 @@ async fn scheduler_stops_when_the_last_handle_is_dropped() {
     let before = metrics.num_alive_tasks();
     let mut config = tcp_config();
     config.checks.active.healthy.interval = Duration::from_millis(20);
-    let checker = HealthChecker::new(["http://127.0.0.1:9".parse().unwrap()], config).unwrap();
+    let checker = HealthChecker::new(&["http://127.0.0.1:9"], config).unwrap();
     let clone = checker.clone();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(metrics.num_alive_tasks() > before, "the scheduler runs");
@@ -97,28 +95,22 @@ async fn scheduler_stops_when_the_last_handle_is_dropped() {
 async fn named_states_are_shared_and_forgotten_when_unused() {
     let mut config = tcp_config();
     config.shm_name = Some("checker-unit-test".into());
-    let a = HealthChecker::new(["http://127.0.0.1:1".parse().unwrap()], config.clone()).unwrap();
-    let b = HealthChecker::new(["http://127.0.0.1:2".parse().unwrap()], config.clone()).unwrap();
+    let a = HealthChecker::new(&["http://127.0.0.1:1"], config.clone()).unwrap();
+    let b = HealthChecker::new(&["http://127.0.0.1:2"], config.clone()).unwrap();
     assert!(a.ptr_eq(&b));
     assert_eq!(a.members().len(), 2, "endpoints are merged");
     drop((a, b));
-    let c = HealthChecker::new(["http://127.0.0.1:3".parse().unwrap()], config).unwrap();
+    let c = HealthChecker::new(&["http://127.0.0.1:3"], config).unwrap();
     assert_eq!(c.members().len(), 1, "a new state once the old one is gone");
 }
 
 #[tokio::test]
 async fn events_and_snapshot_follow_state_changes() {
-    let checker = HealthChecker::new(
-        [
-            "http://127.0.0.1:1".parse().unwrap(),
-            "http://127.0.0.1:2".parse().unwrap(),
-        ],
-        {
-            let mut c = tcp_config();
-            c.checks.active.unhealthy.interval = Duration::ZERO;
-            c
-        },
-    )
+    let checker = HealthChecker::new(&["http://127.0.0.1:1", "http://127.0.0.1:2"], {
+        let mut c = tcp_config();
+        c.checks.active.unhealthy.interval = Duration::ZERO;
+        c
+    })
     .unwrap();
     let mut events = checker.subscribe();
     let m = checker.members()[1].clone();
@@ -162,9 +154,20 @@ async fn events_and_snapshot_follow_state_changes() {
 
 #[test]
 fn building_outside_a_runtime_is_an_error() {
-    let err =
-        HealthChecker::new(["http://127.0.0.1:1".parse().unwrap()], Config::default()).unwrap_err();
+    let err = HealthChecker::new(&["http://127.0.0.1:1"], Config::default()).unwrap_err();
     assert!(err.is_no_runtime(), "{err}");
-    let err = HealthChecker::new(Vec::<Uri>::new(), Config::default()).unwrap_err();
+    let err = HealthChecker::new(&[] as &[&str], Config::default()).unwrap_err();
     assert_eq!(err.to_string(), "endpoints: the list is empty");
+    let err = HealthChecker::new(&["ftp://x:1"], Config::default()).unwrap_err();
+    assert!(
+        err.is_config() && err.to_string().contains("ftp://x:1"),
+        "{err}"
+    );
+    let mut config = Config::default();
+    config.checks.active.unhealthy.tcp_failures = 255;
+    let err = HealthChecker::new(&["http://127.0.0.1:1"], config).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "checks.active.unhealthy.tcp_failures = 255 is out of range (0..=254)"
+    );
 }

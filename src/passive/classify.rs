@@ -2,7 +2,7 @@
 
 use tonic::Code;
 
-use crate::config::{Config, FailureConfig};
+use crate::config::Config;
 use crate::health::Outcome;
 
 /// How a method behaves over time, which decides how its answers are judged.
@@ -44,7 +44,7 @@ impl Classifier {
     pub(crate) fn new(config: &Config) -> Self {
         let passive = &config.checks.passive;
         Self {
-            codes: failure_codes(&config.failures),
+            codes: config.failures.parsed_codes(),
             messages: config.failures.messages.clone(),
             healthy_http: passive.healthy.http_statuses.clone(),
             unhealthy_http: passive.unhealthy.http_statuses.clone(),
@@ -94,38 +94,6 @@ pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcom
         source = e.source();
     }
     Outcome::TcpFailure
-}
-
-fn failure_codes(failures: &FailureConfig) -> Vec<Code> {
-    failures
-        .codes
-        .iter()
-        .filter_map(|name| code_by_name(name))
-        .collect()
-}
-
-/// A gRPC code by its snake-case name.
-pub(crate) fn code_by_name(name: &str) -> Option<Code> {
-    Some(match name {
-        "ok" => Code::Ok,
-        "cancelled" => Code::Cancelled,
-        "unknown" => Code::Unknown,
-        "invalid_argument" => Code::InvalidArgument,
-        "deadline_exceeded" => Code::DeadlineExceeded,
-        "not_found" => Code::NotFound,
-        "already_exists" => Code::AlreadyExists,
-        "permission_denied" => Code::PermissionDenied,
-        "resource_exhausted" => Code::ResourceExhausted,
-        "failed_precondition" => Code::FailedPrecondition,
-        "aborted" => Code::Aborted,
-        "out_of_range" => Code::OutOfRange,
-        "unimplemented" => Code::Unimplemented,
-        "internal" => Code::Internal,
-        "unavailable" => Code::Unavailable,
-        "data_loss" => Code::DataLoss,
-        "unauthenticated" => Code::Unauthenticated,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

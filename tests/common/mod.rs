@@ -38,11 +38,7 @@ pub fn init_tracing() {
 /// A health-checked stack over every member of `cluster`.
 pub fn stack(cluster: &Cluster, config: Config) -> Balance<TonicConnector> {
     init_tracing();
-    let endpoints = cluster
-        .endpoints()
-        .into_iter()
-        .map(|e| e.parse().expect("endpoint"));
-    let checker = HealthChecker::new(endpoints, config).expect("checker");
+    let checker = HealthChecker::new(&cluster.endpoints(), config).expect("checker");
     HealthLayer::new(checker).layer(TonicConnector::default())
 }
 
