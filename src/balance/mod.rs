@@ -13,10 +13,12 @@
 //! member, by default [`TonicConnector`]) into a [`Balance`] service usable under any tonic
 //! client.
 
+mod attempt;
 mod future;
 mod layer;
 mod make;
 mod pick;
+mod retry;
 mod service;
 
 pub use future::ResponseFuture;

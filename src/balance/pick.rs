@@ -8,20 +8,28 @@ use rand::Rng;
 use crate::checker::MemberEntry;
 use crate::config::AllUnhealthyPolicy;
 
-/// Power of two choices among the healthy members; with none healthy, the policy decides.
+/// Power of two choices among the healthy members, preferring those not `tried` yet by this
+/// request; with none healthy, the policy decides (panic mode also prefers untried ones).
 pub(crate) fn pick(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
+    tried: &[usize],
 ) -> Result<Arc<MemberEntry>, tonic::Status> {
+    let fresh = |e: &&Arc<MemberEntry>| !tried.contains(&e.member.index());
     let healthy: Vec<&Arc<MemberEntry>> = entries.iter().filter(|e| e.is_healthy()).collect();
-    let candidates: Vec<&Arc<MemberEntry>> = if !healthy.is_empty() {
-        healthy
-    } else {
-        match policy {
-            AllUnhealthyPolicy::TryAll if !entries.is_empty() => entries.iter().collect(),
-            _ => return Err(no_member(entries)),
+    let mut candidates: Vec<&Arc<MemberEntry>> = healthy.iter().copied().filter(fresh).collect();
+    if candidates.is_empty() {
+        candidates = healthy;
+    }
+    if candidates.is_empty() {
+        if policy == AllUnhealthyPolicy::FailFast || entries.is_empty() {
+            return Err(no_member(entries));
         }
-    };
+        candidates = entries.iter().filter(fresh).collect();
+        if candidates.is_empty() {
+            candidates = entries.iter().collect();
+        }
+    }
     Ok(p2c(&candidates).clone())
 }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use tower::{Service, ServiceExt};
+use tower::Service;
 
+use super::attempt::{attempt, Attempt, Failure};
 use super::pick::pick;
+use super::retry::{backoff, Class};
 use super::{MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
-use crate::health::Outcome;
-use crate::passive::{ClassifiedBody, MethodKind, Tracker};
+use crate::passive::{MethodKind, Tracker};
 use crate::HealthChecker;
 
 /// Metadata that makes etcd reject a request at once when the member has no leader.
@@ -95,8 +96,8 @@ impl<M: MakeMember> std::fmt::Debug for Balance<M> {
 
 impl<M, S, B> Service<Request<tonic::body::Body>> for Balance<M>
 where
-    M: MakeMember<Service = S>,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
+    M: MakeMember<Service = S> + Send + Sync + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<tower::BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -113,98 +114,137 @@ where
     }
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
-        let inner = self.checker.inner.clone();
-        let entries = inner.entries();
-        let entry = match pick(&entries, inner.config.all_unhealthy) {
-            Ok(entry) => entry,
-            Err(status) => return ResponseFuture::new(async move { Err(status.into()) }),
-        };
-        let svc = self.service_for(&entry.member, &entries);
-        if inner.config.require_leader {
+        if self.checker.inner.config.require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
-        let kind = MethodKind::of(req.uri().path());
-        let deadline = grpc_timeout(req.headers());
-        let tracker = Tracker::start(inner, entry);
-        ResponseFuture::new(dispatch(svc, req, tracker, kind, deadline))
+        ResponseFuture::new(self.clone().dispatch(req))
     }
 }
 
-/// Sends one request to the chosen member and judges the answer.
-async fn dispatch<S, B>(
-    svc: S,
-    req: Request<tonic::body::Body>,
-    tracker: Tracker,
-    kind: MethodKind,
-    deadline: Option<Duration>,
-) -> Result<Response<tonic::body::Body>, tower::BoxError>
+impl<M, S, B> Balance<M>
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
+    M: MakeMember<Service = S> + Send + Sync + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<tower::BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let member = tracker.entry().member.clone();
-    let call = svc.oneshot(req);
-    let result = match deadline {
-        Some(d) => match tokio::time::timeout(d, call).await {
-            Ok(r) => r.map_err(Into::into),
-            Err(_) => {
-                tracker.finish(
-                    crate::passive::judge(Outcome::Timeout, kind),
-                    kind == MethodKind::Unary,
-                );
-                return Err(tonic::Status::deadline_exceeded(format!(
-                    "etcd-health: {member} did not answer within {d:?}"
-                ))
-                .into());
-            }
-        },
-        None => call.await.map_err(Into::into),
-    };
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(err) => {
-            let outcome = crate::passive::transport_error(err.as_ref());
-            tracker.finish(crate::passive::judge(outcome, kind), false);
-            let status = match outcome {
-                Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
-                    "etcd-health: {member} did not answer in time: {err}"
-                )),
-                _ => tonic::Status::unavailable(format!(
-                    "etcd-health: {member} is unreachable: {err}"
-                )),
+    /// Sends a request, retrying unary ones on other members where etcd's rules allow.
+    async fn dispatch(
+        self,
+        req: Request<tonic::body::Body>,
+    ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        let inner = self.checker.inner.clone();
+        let config = &inner.config;
+        let kind = MethodKind::of(req.uri().path());
+        let deadline = grpc_timeout(req.headers());
+        if kind != MethodKind::Unary || config.retry.max_attempts <= 1 {
+            let entry = match pick(&inner.entries(), config.all_unhealthy, &[]) {
+                Ok(entry) => entry,
+                Err(status) => return Err(status.into()),
             };
-            return Err(status.into());
+            return match self.attempt_on(entry, req, kind, deadline).await {
+                Attempt::Answer(response) => Ok(response),
+                Attempt::Failed(failure) => failure.into_result(),
+            };
         }
-    };
-    let (parts, body) = resp.into_parts();
-    let classifier = &tracker.inner().classifier;
-    if parts.status != http::StatusCode::OK {
-        let outcome = classifier.http(parts.status.as_u16());
-        tracker.finish(outcome, false);
-        return Ok(Response::from_parts(parts, tonic::body::Body::new(body)));
-    }
-    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
-        // A trailers-only answer: the status is in the headers.
-        let outcome = classifier.status(status.code(), status.message());
-        tracker.finish(
-            crate::passive::judge(outcome, kind),
-            kind == MethodKind::Unary,
-        );
-        return Ok(Response::from_parts(parts, tonic::body::Body::new(body)));
-    }
-    let body = match kind {
-        MethodKind::Stream => {
-            // The stream is open: the member serves it.
-            tracker.finish(Some(Outcome::Success), false);
-            tonic::body::Body::new(body)
+
+        // Unary: keep the request so it can be sent again.
+        let class = Class::of(req.uri().path());
+        let (parts, body) = req.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        let started = tokio::time::Instant::now();
+        let budget = deadline.unwrap_or(config.retry.budget);
+        let read_timeout = match class {
+            Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
+                Some(config.retry.read_attempt_timeout)
+            }
+            _ => None,
+        };
+        let mut tried = Vec::new();
+        let mut attempt = 1;
+        loop {
+            let remaining = budget.saturating_sub(started.elapsed());
+            let failure = match pick(&inner.entries(), config.all_unhealthy, &tried) {
+                Err(status) => Failure::not_sent(status),
+                Ok(entry) => {
+                    tried.push(entry.member.index());
+                    // The caller's deadline bounds every attempt; a read attempt may have a
+                    // shorter one of its own.
+                    let limit = match (deadline.map(|_| remaining), read_timeout) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let mut req = replay(&parts, &body);
+                    if let Some(limit) = limit {
+                        set_grpc_timeout(req.headers_mut(), limit);
+                    }
+                    match self.attempt_on(entry, req, kind, limit).await {
+                        Attempt::Answer(response) => return Ok(response),
+                        Attempt::Failed(failure) => failure,
+                    }
+                }
+            };
+            let retryable = match class {
+                Class::Read => true,
+                Class::Write => !failure.maybe_processed,
+            };
+            let pause = backoff(&config.retry, attempt + 1);
+            if !retryable
+                || attempt >= config.retry.max_attempts
+                || started.elapsed() + pause >= budget
+            {
+                return failure.into_result();
+            }
+            inner.count_retry();
+            tracing::debug!(
+                method = parts.uri.path(),
+                attempt,
+                status = ?failure.status,
+                "retrying on another member"
+            );
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
-        _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
-    };
-    Ok(Response::from_parts(parts, body))
+    }
+
+    /// One attempt on one member.
+    async fn attempt_on(
+        &self,
+        entry: std::sync::Arc<MemberEntry>,
+        req: Request<tonic::body::Body>,
+        kind: MethodKind,
+        deadline: Option<Duration>,
+    ) -> Attempt {
+        let inner = self.checker.inner.clone();
+        let svc = self.service_for(&entry.member, &inner.entries());
+        let has_leader = inner.config.require_leader;
+        let tracker = Tracker::start(inner, entry);
+        attempt(svc, req, tracker, kind, deadline, has_leader).await
+    }
+}
+
+/// A copy of a buffered unary request, to send (again).
+fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<tonic::body::Body> {
+    let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(
+        body.clone(),
+    )));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
+/// Writes a deadline as a `grpc-timeout` header (milliseconds, rounded up).
+fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
+    let millis = timeout.as_millis().clamp(1, 99_999_999);
+    if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
+        headers.insert("grpc-timeout", value);
+    }
 }
 
 /// The deadline a tonic client put in the `grpc-timeout` header, if any.

@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     /// Bumped on every status or membership change; the balancer and scheduler watch it.
     changed: watch::Sender<u64>,
     rng: Mutex<rand::rngs::StdRng>,
+    /// Requests sent again to another member.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 /// Everything the stack keeps about one member.
@@ -142,6 +144,7 @@ impl HealthChecker {
                 events,
                 changed,
                 rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
+                retries: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -248,6 +251,13 @@ impl HealthChecker {
         self.inner.events.subscribe()
     }
 
+    /// Requests the stack has sent again to another member since it was built.
+    pub fn retries(&self) -> u64 {
+        self.inner
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether two handles share one state.
     pub fn ptr_eq(&self, other: &HealthChecker) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -269,6 +279,11 @@ impl Inner {
             .iter()
             .find(|e| e.member.index() == index)
             .cloned()
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {

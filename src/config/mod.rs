@@ -31,7 +31,7 @@ mod validate;
 pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
 pub use endpoint::{parse_endpoints, Endpoint, Scheme};
 pub use error::ConfigError;
-pub use validate::{MAX_DURATION_SECS, MAX_THRESHOLD};
+pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};
 
 /// The whole configuration of a health-checked etcd client stack.
 ///
@@ -54,6 +54,8 @@ pub struct Config {
     pub ejection: EjectionConfig,
     /// What to do when every member is unhealthy.
     pub all_unhealthy: AllUnhealthyPolicy,
+    /// Retries of failed unary requests on another member, by etcd's own client rules.
+    pub retry: RetryConfig,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             failures: FailureConfig::default(),
             ejection: EjectionConfig::default(),
             all_unhealthy: AllUnhealthyPolicy::default(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -326,4 +329,44 @@ pub enum AllUnhealthyPolicy {
     TryAll,
     /// Fail at once with `Unavailable` naming the state, so the caller can back off.
     FailFast,
+}
+
+/// Retries inside the stack, following etcd's Go client: reads are retried on another member
+/// after any member-level failure; writes only when it is certain they were never processed
+/// (the connection could not be made, or the member refused them with "no leader" because of
+/// the `hasleader` metadata, before its handler ran). A write that timed out is never sent
+/// again: it may have been applied. Streams and long-blocking calls are not retried here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per request, the first included; 1 turns retries off.
+    pub max_attempts: u8,
+    /// Back-off before the second attempt, in seconds; it doubles with each further attempt
+    /// (with jitter) up to `max_backoff`.
+    #[serde(with = "seconds")]
+    pub backoff: Duration,
+    /// Upper bound of one back-off, in seconds.
+    #[serde(with = "seconds")]
+    pub max_backoff: Duration,
+    /// Time across all attempts of a request that carries no deadline of its own, in
+    /// seconds; with a deadline (`grpc-timeout`), the deadline bounds the attempts instead.
+    #[serde(with = "seconds")]
+    pub budget: Duration,
+    /// Deadline of one attempt of a read, in seconds, so that a hung member costs one attempt
+    /// rather than the caller's whole deadline; 0 turns it off (the default: only you know
+    /// how long your largest range may legitimately take).
+    #[serde(with = "seconds")]
+    pub read_attempt_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(500),
+            budget: Duration::from_secs(10),
+            read_attempt_timeout: Duration::ZERO,
+        }
+    }
 }

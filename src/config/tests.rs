@@ -632,6 +632,13 @@ mod props {
                 Just(AllUnhealthyPolicy::TryAll),
                 Just(AllUnhealthyPolicy::FailFast)
             ],
+            (
+                1u8..=MAX_ATTEMPTS,
+                duration(0),
+                duration(0),
+                duration(0),
+                duration(0),
+            ),
         )
             .prop_map(
                 |(
@@ -643,6 +650,7 @@ mod props {
                     messages,
                     (a, b, jitter),
                     all,
+                    (max_attempts, c, d, budget, read_attempt_timeout),
                 )| {
                     Config {
                         shm_name,
@@ -655,6 +663,13 @@ mod props {
                             jitter,
                         },
                         all_unhealthy: all,
+                        retry: RetryConfig {
+                            max_attempts,
+                            backoff: c.min(d),
+                            max_backoff: c.max(d),
+                            budget,
+                            read_attempt_timeout,
+                        },
                     }
                 },
             )
@@ -769,6 +784,9 @@ mod props {
                 // their side of the defaults (1 s and 30 s).
                 c.ejection.base = c.ejection.base.min(Duration::from_secs(1));
                 c.ejection.max = c.ejection.max.max(Duration::from_secs(30));
+                // The same for retry.backoff <= retry.max_backoff (defaults 25 ms and 500 ms).
+                c.retry.backoff = c.retry.backoff.min(Duration::from_millis(25));
+                c.retry.max_backoff = c.retry.max_backoff.max(Duration::from_millis(500));
                 c
             }),
             mask in prop::collection::vec(any::<bool>(), 64),
@@ -913,4 +931,20 @@ mod props {
             prop_assert_eq!(uri.scheme_str(), Some(ep.scheme.as_str()));
         }
     }
+}
+
+#[test]
+fn retry_section_is_validated() {
+    let c = Config::from_json(r#"{"retry": {"max_attempts": 5, "read_attempt_timeout": 0.25}}"#)
+        .unwrap();
+    assert_eq!(c.retry.max_attempts, 5);
+    assert_eq!(c.retry.read_attempt_timeout, Duration::from_millis(250));
+    assert_eq!(c.retry.backoff, RetryConfig::default().backoff);
+    let err = Config::from_json(r#"{"retry": {"max_attempts": 0}}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "retry.max_attempts = 0 is out of range (1..=10)"
+    );
+    let err = Config::from_json(r#"{"retry": {"backoff": 2, "max_backoff": 1}}"#).unwrap_err();
+    assert_eq!(err.path(), Some("retry.backoff"));
 }

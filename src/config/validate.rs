@@ -14,7 +14,7 @@ use tonic::Code;
 use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, EjectionConfig,
-    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy,
+    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -25,6 +25,9 @@ pub const MAX_THRESHOLD: u8 = 254;
 /// refusing them keeps timer arithmetic far from overflow.
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 60 * 60;
 
+/// Most attempts of one request `retry.max_attempts` may ask for.
+pub const MAX_ATTEMPTS: u8 = 10;
+
 impl Config {
     /// Checks every rule the types cannot express, returning the first problem found.
     ///
@@ -33,7 +36,8 @@ impl Config {
     /// in `100..=599`; `http_path` an absolute path; `host` empty or a valid authority;
     /// `req_headers` entries of the form `Name: value`; `failures.codes` known gRPC code
     /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
-    /// `ejection.base <= ejection.max`; `shm_name`, if set, non-empty.
+    /// `ejection.base <= ejection.max`; `retry.max_attempts` in `1..=10` and
+    /// `retry.backoff <= retry.max_backoff`; `shm_name`, if set, non-empty.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.shm_name {
             if name.is_empty() {
@@ -47,7 +51,8 @@ impl Config {
         self.checks.active.validate("checks.active")?;
         self.checks.passive.validate("checks.passive")?;
         self.failures.validate("failures")?;
-        self.ejection.validate("ejection")
+        self.ejection.validate("ejection")?;
+        self.retry.validate("retry")
     }
 }
 
@@ -259,6 +264,36 @@ fn statuses(path: &str, statuses: &[u16]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+impl RetryConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.max_attempts"),
+                self.max_attempts,
+                format!("1..={MAX_ATTEMPTS}"),
+            ));
+        }
+        duration(&format!("{at}.backoff"), self.backoff)?;
+        duration(&format!("{at}.max_backoff"), self.max_backoff)?;
+        duration(&format!("{at}.budget"), self.budget)?;
+        duration(
+            &format!("{at}.read_attempt_timeout"),
+            self.read_attempt_timeout,
+        )?;
+        if self.backoff > self.max_backoff {
+            return Err(ConfigError::invalid(
+                format!("{at}.backoff"),
+                self.backoff.as_secs_f64(),
+                format!(
+                    "greater than {at}.max_backoff = {}; expected backoff <= max_backoff",
+                    self.max_backoff.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn duration(path: &str, d: Duration) -> Result<(), ConfigError> {

@@ -15,12 +15,14 @@ use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
 use tokio::sync::broadcast;
 use tower::Layer;
 
-/// A config for fast tests: the seed's defaults with short probe timers.
+/// A config for fast tests: the seed's defaults with short probe timers, and a read
+/// attempt timeout so that a hung member costs a read one short attempt, not its deadline.
 pub fn fast_config() -> Config {
     let mut c = Config::default();
     c.checks.active.timeout = Duration::from_millis(500);
     c.checks.active.unhealthy.interval = Duration::from_millis(500);
     c.ejection.base = Duration::from_millis(500);
+    c.retry.read_attempt_timeout = Duration::from_millis(300);
     c
 }
 

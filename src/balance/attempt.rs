@@ -1,0 +1,189 @@
+//! One attempt of a request on one member, and the verdict on it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
+
+use crate::health::Outcome;
+use crate::passive::{judge, transport_error, ClassifiedBody, MethodKind, Tracker};
+
+/// How one attempt ended.
+pub(crate) enum Attempt {
+    /// An answer for the caller: a success, an application error, or a stream.
+    Answer(Response<tonic::body::Body>),
+    /// The member failed the request.
+    Failed(Failure),
+}
+
+/// A member-level failure of one attempt.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What the caller gets if the request is not retried.
+    pub(crate) status: tonic::Status,
+    /// The member's own trailers-only answer, if it gave one (returned as is when the
+    /// request is not retried, so callers see exactly what etcd said).
+    pub(crate) response: Option<Response<tonic::body::Body>>,
+    /// Whether the member may have processed the request. `false` only when that is
+    /// certain: no connection could be made, or etcd refused it before its handler ran.
+    pub(crate) maybe_processed: bool,
+}
+
+impl Failure {
+    /// The failure as the caller sees it.
+    pub(crate) fn into_result(self) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        match self.response {
+            Some(response) => Ok(response),
+            None => Err(self.status.into()),
+        }
+    }
+
+    /// A request that never left: no member could take it.
+    pub(crate) fn not_sent(status: tonic::Status) -> Self {
+        Self {
+            status,
+            response: None,
+            maybe_processed: false,
+        }
+    }
+}
+
+/// Sends `req` to one member and judges the answer for the passive counters.
+pub(crate) async fn attempt<S, B>(
+    svc: S,
+    req: Request<tonic::body::Body>,
+    tracker: Tracker,
+    kind: MethodKind,
+    deadline: Option<Duration>,
+    has_leader: bool,
+) -> Attempt
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let member = tracker.entry().member.clone();
+    let unary = kind == MethodKind::Unary;
+    let call = svc.oneshot(req);
+    let result = match deadline {
+        Some(d) => match tokio::time::timeout(d, call).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => {
+                tracker.finish(judge(Outcome::Timeout, kind), unary);
+                return Attempt::Failed(Failure {
+                    status: tonic::Status::deadline_exceeded(format!(
+                        "etcd-health: {member} did not answer within {d:?}"
+                    )),
+                    response: None,
+                    maybe_processed: true,
+                });
+            }
+        },
+        None => call.await.map_err(Into::into),
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            let outcome = transport_error(err.as_ref());
+            let maybe_processed = !never_connected(err.as_ref());
+            tracker.finish(judge(outcome, kind), false);
+            let status = match outcome {
+                Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
+                    "etcd-health: {member} did not answer in time: {err}"
+                )),
+                _ => tonic::Status::unavailable(format!(
+                    "etcd-health: {member} is unreachable: {err}"
+                )),
+            };
+            return Attempt::Failed(Failure {
+                status,
+                response: None,
+                maybe_processed,
+            });
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let classifier = &tracker.inner().classifier;
+    if parts.status != http::StatusCode::OK {
+        let outcome = classifier.http(parts.status.as_u16());
+        tracker.finish(outcome, false);
+        return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
+    }
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        // A trailers-only answer: etcd's errors come this way, before any message.
+        let outcome = classifier.status(status.code(), status.message());
+        tracker.finish(judge(outcome, kind), unary);
+        let response = Response::from_parts(parts, tonic::body::Body::new(body));
+        if !outcome.is_failure() {
+            return Attempt::Answer(response);
+        }
+        let maybe_processed = !refused_before_handler(&status, has_leader);
+        return Attempt::Failed(Failure {
+            status,
+            response: Some(response),
+            maybe_processed,
+        });
+    }
+    let body = match kind {
+        MethodKind::Stream => {
+            // The stream is open: the member serves it.
+            tracker.finish(Some(Outcome::Success), false);
+            tonic::body::Body::new(body)
+        }
+        _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
+    };
+    Attempt::Answer(Response::from_parts(parts, body))
+}
+
+/// Whether a transport error happened before any byte of the request could be sent: the
+/// connection to the member could not be made.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Whether etcd refused the request before its handler ran, so it cannot have been applied:
+/// "no leader" from the `hasleader` interceptor (only when we sent `hasleader`), and "too
+/// many requests" from the admission check in front of every proposal.
+fn refused_before_handler(status: &tonic::Status, has_leader: bool) -> bool {
+    let msg = status.message();
+    (has_leader && status.code() == tonic::Code::Unavailable && msg == "etcdserver: no leader")
+        || msg == "etcdserver: too many requests"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pre_handler_refusals_are_safe_to_resend() {
+        let no_leader = tonic::Status::unavailable("etcdserver: no leader");
+        assert!(refused_before_handler(&no_leader, true));
+        assert!(!refused_before_handler(&no_leader, false));
+        let timed_out = tonic::Status::unavailable("etcdserver: request timed out");
+        assert!(!refused_before_handler(&timed_out, true));
+        let leader_changed = tonic::Status::unavailable("etcdserver: leader changed");
+        assert!(!refused_before_handler(&leader_changed, true));
+        let busy = tonic::Status::resource_exhausted("etcdserver: too many requests");
+        assert!(refused_before_handler(&busy, false));
+    }
+
+    #[test]
+    fn connect_errors_are_never_sent() {
+        let err = tonic::ConnectError(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(never_connected(&err));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!never_connected(&reset));
+    }
+}
