@@ -25,6 +25,7 @@
 pub mod balance;
 pub mod checker;
 pub mod config;
+pub mod dropin;
 mod error;
 pub mod health;
 mod passive;

@@ -66,6 +66,8 @@ pub(crate) struct MemberEntry {
     healthy: std::sync::atomic::AtomicBool,
     pub(crate) load: Load,
     last_probe: Mutex<Option<ProbeReport>>,
+    /// How to reach the member, when the user gave more than a URL.
+    pub(crate) endpoint: Option<tonic::transport::Endpoint>,
 }
 
 impl MemberEntry {
@@ -166,6 +168,16 @@ impl HealthChecker {
     /// Adds a member (healthy until shown otherwise) and returns it; a URL already present
     /// returns the existing member.
     pub fn add_member(&self, uri: Uri) -> Member {
+        self.add(uri, None)
+    }
+
+    /// Adds a member reached through a tonic `Endpoint` (its TLS, credentials and timeouts
+    /// are used by the `grpc` and `status` probes too).
+    pub fn add_member_with_endpoint(&self, endpoint: tonic::transport::Endpoint) -> Member {
+        self.add(endpoint.uri().clone(), Some(endpoint))
+    }
+
+    fn add(&self, uri: Uri, endpoint: Option<tonic::transport::Endpoint>) -> Member {
         let inner = &self.inner;
         let mut members = inner.members.write().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = members.iter().find(|e| e.member.uri() == &uri) {
@@ -184,6 +196,7 @@ impl HealthChecker {
             healthy: std::sync::atomic::AtomicBool::new(true),
             load: Load::new(now),
             last_probe: Mutex::new(None),
+            endpoint,
         });
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(entry);

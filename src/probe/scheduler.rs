@@ -142,7 +142,10 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
 }
 
 fn probe_channel(entry: &MemberEntry, timeout: Duration) -> Channel {
-    Endpoint::from(entry.member.uri().clone())
+    entry
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| Endpoint::from(entry.member.uri().clone()))
         .connect_timeout(timeout)
         .tcp_nodelay(true)
         .connect_lazy()

@@ -1,0 +1,168 @@
+//! [`HealthChannel`]: etcd-client's `BalancedChannelBuilder`, and the service it builds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use etcd_client::{BalancedChannelBuilder, Channel};
+use http::{Request, Response, Uri};
+use tokio::sync::mpsc;
+use tonic::transport::channel::Change;
+use tonic::transport::Endpoint;
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+use crate::balance::{Balance, MakeMember, ResponseFuture};
+use crate::checker::Member;
+use crate::config::Config;
+use crate::HealthChecker;
+
+/// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
+/// `etcd_client::Client::connect_with_balanced_channel`.
+#[derive(Clone, Debug, Default)]
+pub struct HealthChannel {
+    config: Config,
+    checker: Option<HealthChecker>,
+}
+
+impl HealthChannel {
+    /// A channel builder with `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            checker: None,
+        }
+    }
+
+    /// Uses an existing health state (its config stays in force), e.g. to watch the same
+    /// [`snapshot`](HealthChecker::snapshot) the client's traffic feeds.
+    pub fn with_checker(checker: HealthChecker) -> Self {
+        Self {
+            config: checker.config().clone(),
+            checker: Some(checker),
+        }
+    }
+}
+
+impl BalancedChannelBuilder for HealthChannel {
+    type Error = etcd_client::Error;
+
+    fn balanced_channel(
+        self,
+        buffer_size: usize,
+    ) -> Result<(Channel, mpsc::Sender<Change<Uri, Endpoint>>), Self::Error> {
+        let checker = match self.checker {
+            Some(checker) => checker,
+            None => HealthChecker::with_uris(std::iter::empty(), self.config)
+                .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?,
+        };
+        let (tx, rx) = mpsc::channel(buffer_size.max(1));
+        let channel = EtcdChannel::new(checker, rx);
+        Ok((Channel::Custom(BoxCloneSyncService::new(channel)), tx))
+    }
+}
+
+/// The endpoints etcd-client handed over, by URL.
+type Endpoints = Arc<Mutex<HashMap<Uri, Endpoint>>>;
+
+/// Makes each member's channel from the `Endpoint` etcd-client built for it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EndpointMaker {
+    endpoints: Endpoints,
+}
+
+impl MakeMember for EndpointMaker {
+    type Service = tonic::transport::Channel;
+
+    fn make_member(&self, member: &Member) -> Self::Service {
+        let endpoint = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member.uri())
+            .cloned()
+            .unwrap_or_else(|| Endpoint::from(member.uri().clone()));
+        endpoint.connect_lazy()
+    }
+}
+
+/// The service behind etcd-client's `Channel::Custom`: a [`Balance`] that also applies the
+/// endpoint changes etcd-client sends (`add_endpoint`, `remove_endpoint`).
+///
+/// Changes are applied before each request is routed, so the endpoints etcd-client inserts
+/// while connecting are in place for its very first request.
+#[derive(Clone, Debug)]
+pub struct EtcdChannel {
+    balance: Balance<EndpointMaker>,
+    endpoints: Endpoints,
+    changes: Arc<Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>>,
+}
+
+impl EtcdChannel {
+    fn new(checker: HealthChecker, changes: mpsc::Receiver<Change<Uri, Endpoint>>) -> Self {
+        let maker = EndpointMaker::default();
+        let endpoints = maker.endpoints.clone();
+        Self {
+            balance: Balance::new(checker, maker),
+            endpoints,
+            changes: Arc::new(Mutex::new(changes)),
+        }
+    }
+
+    /// The shared health state.
+    pub fn checker(&self) -> &HealthChecker {
+        self.balance.checker()
+    }
+
+    fn apply_changes(&self) {
+        let mut rx = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        while let Ok(change) = rx.try_recv() {
+            let checker = self.balance.checker();
+            match change {
+                Change::Insert(uri, endpoint) => {
+                    self.endpoints
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(uri, endpoint.clone());
+                    checker.add_member_with_endpoint(endpoint);
+                }
+                Change::Remove(uri) => {
+                    checker.remove_member(&uri);
+                    self.endpoints
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&uri);
+                }
+            }
+        }
+    }
+}
+
+impl Service<Request<tonic::body::Body>> for EtcdChannel {
+    type Response = Response<tonic::body::Body>;
+    type Error = tower::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.balance.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        self.apply_changes();
+        self.balance.call(req)
+    }
+}
+
+/// Wraps a hand-built [`Balance`] for `etcd_client::Client::from_channel` (etcd-client's
+/// `raw-channel` feature, enabled by this crate).
+pub fn into_etcd_channel<M, S, B>(balance: Balance<M>) -> Channel
+where
+    M: MakeMember<Service = S> + Send + Sync + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    Channel::Custom(BoxCloneSyncService::new(balance))
+}
