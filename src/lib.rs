@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod auth;
 pub mod balance;
 pub mod checker;
 pub mod config;

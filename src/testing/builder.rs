@@ -29,6 +29,7 @@ pub struct ClusterBuilder {
     client_proxy: bool,
     ready_timeout: Duration,
     etcd_bin: Option<String>,
+    extra_args: Vec<String>,
 }
 
 impl Default for ClusterBuilder {
@@ -41,6 +42,7 @@ impl Default for ClusterBuilder {
             client_proxy: false,
             ready_timeout: Duration::from_secs(15),
             etcd_bin: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -49,6 +51,16 @@ impl ClusterBuilder {
     /// Number of members (default 3).
     pub fn members(mut self, members: usize) -> Self {
         self.members = members;
+        self
+    }
+
+    /// More etcd flags for every member, e.g. `["--auth-token-ttl", "1"]`.
+    pub fn extra_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
         self
     }
 
@@ -149,6 +161,7 @@ impl ClusterBuilder {
             heartbeat_ms: self.heartbeat_ms,
             election_ms: self.election_ms,
             pre_vote: self.pre_vote,
+            extra_args: self.extra_args.clone(),
         };
 
         let (faults, _) = watch::channel(Faults::new(n));

@@ -46,6 +46,7 @@ pub(crate) struct CommonFlags {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub pre_vote: bool,
+    pub extra_args: Vec<String>,
 }
 
 impl Member {
@@ -109,6 +110,7 @@ impl Member {
             .args(["--election-timeout", &flags.election_ms.to_string()])
             .arg(format!("--pre-vote={}", flags.pre_vote))
             .args(["--logger=zap", "--log-outputs=stderr"])
+            .args(&flags.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

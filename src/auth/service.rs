@@ -1,0 +1,249 @@
+//! The authenticating [`Service`].
+
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use tower::{Service, ServiceExt};
+
+use super::Credentials;
+use crate::balance::ResponseFuture;
+use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
+
+/// Metadata key etcd reads the token from.
+const TOKEN: &str = "token";
+/// What etcd says of an unknown or expired token.
+const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
+const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
+
+/// Sends every request with a token for its credentials; when a member refuses the token as
+/// invalid or expired, authenticates again and re-sends the request once.
+#[derive(Clone, Debug)]
+pub struct Auth<S> {
+    inner: S,
+    credentials: Arc<Credentials>,
+    token: Arc<RwLock<Option<HeaderValue>>>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+    authentications: Arc<std::sync::atomic::AtomicU64>,
+}
+
+// === impl Auth ===
+
+impl<S> Auth<S> {
+    /// Authenticates requests to `inner` as `credentials`.
+    pub fn new(inner: S, credentials: Arc<Credentials>) -> Self {
+        Self {
+            inner,
+            credentials,
+            token: Arc::new(RwLock::new(None)),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
+            authentications: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// How many times this stack (and its clones) authenticated: once at first use, then
+    /// once per renewal.
+    pub fn authentications(&self) -> u64 {
+        self.authentications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn current(&self) -> Option<HeaderValue> {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl<S, B> Auth<S>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    /// A fresh token, unless `stale` is no longer the current one (another request already
+    /// renewed it while this one waited).
+    async fn renew(&self, stale: Option<&HeaderValue>) -> Result<HeaderValue, tower::BoxError> {
+        let _guard = self.refreshing.lock().await;
+        if let Some(current) = self.current() {
+            if Some(&current) != stale {
+                return Ok(current);
+            }
+        }
+        let token = authenticate(self.inner.clone(), &self.credentials).await?;
+        let mut token = HeaderValue::from_str(&token)?;
+        token.set_sensitive(true);
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        self.authentications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(user = self.credentials.user(), "authenticated");
+        Ok(token)
+    }
+
+    async fn send(
+        self,
+        req: Request<tonic::body::Body>,
+    ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        let token = match self.current() {
+            Some(token) => token,
+            None => self.renew(None).await?,
+        };
+        let (parts, body) = req.into_parts();
+        let stream =
+            crate::passive::MethodKind::of(parts.uri.path()) != crate::passive::MethodKind::Unary;
+        if stream {
+            // Streams cannot be replayed here: send once with the current token.
+            let mut req = Request::from_parts(parts, body);
+            req.headers_mut().insert(TOKEN, token);
+            return self.call_inner(req).await;
+        }
+        let body = body.collect().await?.to_bytes();
+        let resp = self
+            .call_inner(with_token(&parts, &body, token.clone()))
+            .await?;
+        if !refuses_token(&resp) {
+            return Ok(resp);
+        }
+        tracing::info!(
+            method = parts.uri.path(),
+            "token refused; authenticating again"
+        );
+        let token = self.renew(Some(&token)).await?;
+        self.call_inner(with_token(&parts, &body, token)).await
+    }
+
+    async fn call_inner(
+        &self,
+        req: Request<tonic::body::Body>,
+    ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        let resp = self.inner.clone().oneshot(req).await.map_err(Into::into)?;
+        Ok(resp.map(tonic::body::Body::new))
+    }
+}
+
+/// Calls `Auth/Authenticate` through `svc` and returns the token.
+///
+/// Written out by hand (gRPC framing of one prost message) rather than through the generated
+/// `AuthClient`, whose future cannot be proven `Send` inside this generic service.
+async fn authenticate<S, B>(svc: S, credentials: &Credentials) -> Result<String, tower::BoxError>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    use prost::Message;
+
+    let msg = AuthenticateRequest {
+        name: credentials.user().to_owned(),
+        password: credentials.password().to_owned(),
+    }
+    .encode_to_vec();
+    let mut frame = Vec::with_capacity(5 + msg.len());
+    frame.push(0);
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    let req = Request::post(AUTHENTICATE)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from(frame),
+        )))?;
+    let resp = svc.oneshot(req).await.map_err(Into::into)?;
+    let failed = |status: tonic::Status| -> tower::BoxError {
+        Box::new(tonic::Status::new(
+            status.code(),
+            format!(
+                "etcd-health: authenticating as {:?} failed: {}",
+                credentials.user(),
+                status.message()
+            ),
+        ))
+    };
+    if let Some(status) = tonic::Status::from_header_map(resp.headers()) {
+        return Err(failed(status));
+    }
+    let collected = resp.into_body().collect().await.map_err(Into::into)?;
+    if let Some(status) = collected
+        .trailers()
+        .and_then(tonic::Status::from_header_map)
+        .filter(|s| s.code() != tonic::Code::Ok)
+    {
+        return Err(failed(status));
+    }
+    let bytes = collected.to_bytes();
+    let body = bytes
+        .get(5..)
+        .ok_or_else(|| failed(tonic::Status::internal("empty Authenticate answer")))?;
+    let resp = AuthenticateResponse::decode(body)
+        .map_err(|e| failed(tonic::Status::internal(e.to_string())))?;
+    Ok(resp.token)
+}
+
+/// A copy of a buffered request carrying `token`.
+fn with_token(
+    parts: &http::request::Parts,
+    body: &Bytes,
+    token: HeaderValue,
+) -> Request<tonic::body::Body> {
+    let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(
+        body.clone(),
+    )));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
+    req.headers_mut().insert(TOKEN, token);
+    req
+}
+
+/// Whether a (trailers-only) answer refuses the token.
+fn refuses_token(resp: &Response<tonic::body::Body>) -> bool {
+    tonic::Status::from_header_map(resp.headers()).is_some_and(|s| {
+        s.message() == INVALID_TOKEN
+            || (s.code() == tonic::Code::Unauthenticated && s.message().contains("token"))
+    })
+}
+
+impl<S, B> Service<Request<tonic::body::Body>> for Auth<S>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = tower::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness of `inner` is awaited per request (`oneshot`), on a clone.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() == AUTHENTICATE {
+            let inner = self.inner.clone();
+            return ResponseFuture::new(async move {
+                let resp = inner.oneshot(req).await.map_err(Into::into)?;
+                Ok(resp.map(tonic::body::Body::new))
+            });
+        }
+        ResponseFuture::new(self.clone().send(req))
+    }
+}
