@@ -14,12 +14,14 @@
 //! client.
 
 mod future;
+mod hint;
 mod layer;
 mod make;
 mod pick;
 mod service;
 
 pub use future::ResponseFuture;
+pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub use make::{MakeMember, TonicConnector};
 pub use service::Balance;

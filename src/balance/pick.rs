@@ -5,15 +5,30 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::AvoidMembers;
 use crate::checker::MemberEntry;
 use crate::config::AllUnhealthyPolicy;
 
 /// Power of two choices among the healthy members; with none healthy, the policy decides.
+///
+/// Members in `avoid` are left out as long as another healthy member remains: a stream that
+/// just failed on a member is re-opened elsewhere even before the health state knows.
 pub(crate) fn pick(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
+    avoid: Option<&AvoidMembers>,
 ) -> Result<Arc<MemberEntry>, tonic::Status> {
-    let healthy: Vec<&Arc<MemberEntry>> = entries.iter().filter(|e| e.is_healthy()).collect();
+    let mut healthy: Vec<&Arc<MemberEntry>> = entries.iter().filter(|e| e.is_healthy()).collect();
+    if let Some(avoid) = avoid {
+        let preferred: Vec<&Arc<MemberEntry>> = healthy
+            .iter()
+            .copied()
+            .filter(|e| !avoid.contains(&e.member))
+            .collect();
+        if !preferred.is_empty() {
+            healthy = preferred;
+        }
+    }
     let candidates: Vec<&Arc<MemberEntry>> = if !healthy.is_empty() {
         healthy
     } else {

@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response};
 use tower::{Service, ServiceExt};
 
 use super::pick::pick;
-use super::{MakeMember, ResponseFuture};
+use super::{AvoidMembers, MakeMember, ResponseFuture, ServedBy};
 use crate::checker::{Member, MemberEntry};
 use crate::health::Outcome;
 use crate::passive::{ClassifiedBody, MethodKind, Tracker};
@@ -115,7 +115,8 @@ where
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
         let inner = self.checker.inner.clone();
         let entries = inner.entries();
-        let entry = match pick(&entries, inner.config.all_unhealthy) {
+        let avoid = req.extensions_mut().remove::<AvoidMembers>();
+        let entry = match pick(&entries, inner.config.all_unhealthy, avoid.as_ref()) {
             Ok(entry) => entry,
             Err(status) => return ResponseFuture::new(async move { Err(status.into()) }),
         };
@@ -180,7 +181,8 @@ where
             return Err(status.into());
         }
     };
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    parts.extensions.insert(ServedBy(member.clone()));
     let classifier = &tracker.inner().classifier;
     if parts.status != http::StatusCode::OK {
         let outcome = classifier.http(parts.status.as_u16());
