@@ -109,7 +109,12 @@ impl KeepAlive {
         self.halt();
         if self.options.revoke_on_stop {
             self.options.revoke_on_stop = false;
-            return revoke(self.channel.clone(), self.lease_id, self.options.require_leader).await;
+            return revoke(
+                self.channel.clone(),
+                self.lease_id,
+                self.options.require_leader,
+            )
+            .await;
         }
         Ok(())
     }
@@ -127,8 +132,11 @@ impl Drop for KeepAlive {
         self.halt();
         if self.options.revoke_on_stop {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let (channel, id, leader) =
-                    (self.channel.clone(), self.lease_id, self.options.require_leader);
+                let (channel, id, leader) = (
+                    self.channel.clone(),
+                    self.lease_id,
+                    self.options.require_leader,
+                );
                 rt.spawn(async move {
                     if let Err(status) = revoke(channel, id, leader).await {
                         tracing::warn!(lease = %format_args!("{id:x}"), %status, "revoke on drop failed");
@@ -141,7 +149,11 @@ impl Drop for KeepAlive {
 
 /// Revokes the lease (once: a revoke is a write, and retrying after a timeout could not tell
 /// us more than the TTL will).
-async fn revoke(channel: BoxChannel, lease_id: i64, require_leader: bool) -> Result<(), tonic::Status> {
+async fn revoke(
+    channel: BoxChannel,
+    lease_id: i64,
+    require_leader: bool,
+) -> Result<(), tonic::Status> {
     let mut client = LeaseClient::new(channel);
     let mut req = tonic::Request::new(LeaseRevokeRequest { id: lease_id });
     req.set_timeout(REVOKE_TIMEOUT);

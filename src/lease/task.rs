@@ -10,7 +10,9 @@ use crate::balance::{AvoidMembers, ServedBy};
 use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
-use crate::resume::{evicted, Outbound, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel};
+use crate::resume::{
+    evicted, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel, Outbound,
+};
 
 /// Until the first answer tells the TTL: renew this often.
 const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
@@ -100,7 +102,7 @@ impl Ctx<'_> {
     ) -> End {
         let ping = LeaseKeepAliveRequest { id: self.lease_id };
         let (requests, outbound) = mpsc::channel::<LeaseKeepAliveRequest>(2);
-        let _ = requests.try_send(ping.clone());
+        let _ = requests.try_send(ping);
         let mut req = tonic::Request::new(Outbound(outbound));
         set_stream_metadata(&mut req, self.options.require_leader, avoid);
 
@@ -147,7 +149,7 @@ impl Ctx<'_> {
                     };
                 }
                 _ = sleep_until(next_send), if awaiting.is_none() => {
-                    if requests.send(ping.clone()).await.is_err() {
+                    if requests.send(ping).await.is_err() {
                         return End::Member { member, reason: "the keep-alive stream closed".into() };
                     }
                     awaiting = Some(Instant::now() + self.response_timeout());

@@ -34,8 +34,10 @@ pub(crate) fn set_stream_metadata<T>(
     avoid: crate::balance::AvoidMembers,
 ) {
     if require_leader {
-        req.metadata_mut()
-            .insert(HAS_LEADER, tonic::metadata::MetadataValue::from_static("true"));
+        req.metadata_mut().insert(
+            HAS_LEADER,
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
     }
     if !avoid.0.is_empty() {
         req.extensions_mut().insert(avoid);
@@ -48,10 +50,16 @@ mod tests {
 
     #[test]
     fn member_failures_are_retried_answers_are_not() {
-        assert!(is_member_failure(&tonic::Status::unavailable("etcdserver: no leader")));
-        assert!(is_member_failure(&tonic::Status::unknown("h2 protocol error")));
+        assert!(is_member_failure(&tonic::Status::unavailable(
+            "etcdserver: no leader"
+        )));
+        assert!(is_member_failure(&tonic::Status::unknown(
+            "h2 protocol error"
+        )));
         assert!(!is_member_failure(&tonic::Status::permission_denied("x")));
         assert!(!is_member_failure(&tonic::Status::invalid_argument("x")));
-        assert!(!is_member_failure(&tonic::Status::failed_precondition("mvcc: x")));
+        assert!(!is_member_failure(&tonic::Status::failed_precondition(
+            "mvcc: x"
+        )));
     }
 }

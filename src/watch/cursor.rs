@@ -58,7 +58,10 @@ mod tests {
         c.delivered(11);
         assert_eq!(c.next, 13, "never goes back");
         c.created(100);
-        assert_eq!(c.next, 13, "a start revision is kept over the create header");
+        assert_eq!(
+            c.next, 13,
+            "a start revision is kept over the create header"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::proto::etcdserverpb::{
     WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use crate::proto::mvccpb::Event;
-use crate::resume::{evicted, Outbound, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel};
+use crate::resume::{
+    evicted, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel, Outbound,
+};
 
 type Events = mpsc::Sender<Result<Event, WatchError>>;
 
