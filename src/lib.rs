@@ -29,15 +29,21 @@ pub mod config;
 pub mod dropin;
 mod error;
 pub mod health;
+pub mod lease;
 mod passive;
 mod probe;
 pub mod proto;
+mod resume;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod watch;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;
 pub use error::Error;
+pub use lease::KeepAlive;
+pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
+pub use watch::ResumingWatch;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

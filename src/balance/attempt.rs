@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
+use super::ServedBy;
 use crate::health::Outcome;
 use crate::passive::{judge, transport_error, ClassifiedBody, MethodKind, Tracker};
 
@@ -105,7 +106,8 @@ where
             });
         }
     };
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    parts.extensions.insert(ServedBy(member.clone()));
     let classifier = &tracker.inner().classifier;
     if parts.status != http::StatusCode::OK {
         let outcome = classifier.http(parts.status.as_u16());

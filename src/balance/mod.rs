@@ -15,6 +15,7 @@
 
 mod attempt;
 mod future;
+mod hint;
 mod layer;
 mod make;
 mod pick;
@@ -22,6 +23,7 @@ mod retry;
 mod service;
 
 pub use future::ResponseFuture;
+pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub use make::{MakeMember, TonicConnector};
 pub use service::Balance;

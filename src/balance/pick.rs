@@ -9,7 +9,8 @@ use crate::checker::MemberEntry;
 use crate::config::AllUnhealthyPolicy;
 
 /// Power of two choices among the healthy members, preferring those not `tried` yet by this
-/// request; with none healthy, the policy decides (panic mode also prefers untried ones).
+/// request (or to be avoided, see [`AvoidMembers`](super::AvoidMembers)); with none healthy,
+/// the policy decides (panic mode also prefers untried ones).
 pub(crate) fn pick(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,

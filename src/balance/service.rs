@@ -12,7 +12,7 @@ use tower::Service;
 use super::attempt::{attempt, Attempt, Failure};
 use super::pick::pick;
 use super::retry::{backoff, Class};
-use super::{MakeMember, ResponseFuture};
+use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::passive::{MethodKind, Tracker};
 use crate::HealthChecker;
@@ -134,14 +134,20 @@ where
     /// Sends a request, retrying unary ones on other members where etcd's rules allow.
     async fn dispatch(
         self,
-        req: Request<tonic::body::Body>,
+        mut req: Request<tonic::body::Body>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
         let inner = self.checker.inner.clone();
+        // Members the caller asked to avoid count as tried already.
+        let mut tried: Vec<usize> = req
+            .extensions_mut()
+            .remove::<AvoidMembers>()
+            .map(|a| a.0.iter().map(Member::index).collect())
+            .unwrap_or_default();
         let config = &inner.config;
         let kind = MethodKind::of(req.uri().path());
         let deadline = grpc_timeout(req.headers());
         if kind != MethodKind::Unary || config.retry.max_attempts <= 1 {
-            let entry = match pick(&inner.entries(), config.all_unhealthy, &[]) {
+            let entry = match pick(&inner.entries(), config.all_unhealthy, &tried) {
                 Ok(entry) => entry,
                 Err(status) => return Err(status.into()),
             };
@@ -163,7 +169,6 @@ where
             }
             _ => None,
         };
-        let mut tried = Vec::new();
         let mut attempt = 1;
         loop {
             let remaining = budget.saturating_sub(started.elapsed());

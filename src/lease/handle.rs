@@ -1,0 +1,162 @@
+//! The caller's side: state, loss notification, stop.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{task, KeepAliveOptions, LeaseError};
+use crate::checker::Member;
+use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::proto::etcdserverpb::LeaseRevokeRequest;
+use crate::resume::{set_stream_metadata, BoxChannel, IntoBoxChannel};
+use crate::Balance;
+
+/// How long a revoke on stop may take.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a keep-alive went through so far.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct KeepAliveState {
+    /// The lease kept alive.
+    pub lease_id: i64,
+    /// The TTL etcd granted at the last renewal, in seconds.
+    pub ttl: Option<i64>,
+    /// Keep-alives answered.
+    pub renewals: u64,
+    /// Streams re-opened after a member failure.
+    pub reopens: u64,
+    /// The member carrying the stream now, when the channel says
+    /// ([`ServedBy`](crate::balance::ServedBy)).
+    pub member: Option<Member>,
+    /// Why the last re-open happened.
+    pub last_failure: Option<String>,
+    /// Set once the lease is lost (or keep-alives are refused for good); the helper stopped.
+    pub lost: Option<LeaseError>,
+}
+
+/// Keeps one lease alive across member failures (see the [module docs](super)).
+#[derive(Debug)]
+pub struct KeepAlive {
+    lease_id: i64,
+    channel: BoxChannel,
+    options: KeepAliveOptions,
+    state: watch::Receiver<KeepAliveState>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    /// Starts keeping `lease_id` alive through `channel` (a [`Balance`], a tonic `Channel` or
+    /// any tower service a tonic stub can call). Must be called inside a tokio runtime.
+    pub fn start(channel: impl IntoBoxChannel, lease_id: i64, options: KeepAliveOptions) -> Self {
+        let channel = channel.into_box_channel();
+        let (tx, state) = watch::channel(KeepAliveState {
+            lease_id,
+            ..Default::default()
+        });
+        let task = tokio::spawn(task::run(channel.clone(), lease_id, options.clone(), tx));
+        Self {
+            lease_id,
+            channel,
+            options,
+            state,
+            task: Some(task),
+        }
+    }
+
+    /// Starts keeping `lease_id` alive through `balance`, re-opening the stream as soon as the
+    /// health checker evicts its member.
+    pub fn over_balance<M>(balance: &Balance<M>, lease_id: i64, options: KeepAliveOptions) -> Self
+    where
+        M: crate::MakeMember,
+        Balance<M>: IntoBoxChannel,
+    {
+        let options = match options.checker {
+            Some(_) => options,
+            None => options.health_checker(balance.checker().clone()),
+        };
+        Self::start(balance.clone(), lease_id, options)
+    }
+
+    /// The lease kept alive.
+    pub fn lease_id(&self) -> i64 {
+        self.lease_id
+    }
+
+    /// What the keep-alive went through so far.
+    pub fn state(&self) -> KeepAliveState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until the lease is lost (or keep-alives are refused for good), and says why.
+    /// Pending for ever while the lease lives.
+    pub async fn lost(&self) -> LeaseError {
+        let mut rx = self.state.clone();
+        let lost = match rx.wait_for(|s| s.lost.is_some()).await {
+            Ok(s) => s.lost.clone(),
+            Err(_) => None,
+        };
+        match lost {
+            Some(err) => err,
+            // The task is gone without a verdict: only happens after stop.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops the keep-alives. With [`KeepAliveOptions::revoke_on_stop`], also revokes the
+    /// lease and returns etcd's answer; otherwise the lease expires after its TTL.
+    pub async fn stop(mut self) -> Result<(), tonic::Status> {
+        self.halt();
+        if self.options.revoke_on_stop {
+            self.options.revoke_on_stop = false;
+            return revoke(
+                self.channel.clone(),
+                self.lease_id,
+                self.options.require_leader,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    fn halt(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    /// Stops the keep-alives; revokes the lease in the background with `revoke_on_stop`.
+    fn drop(&mut self) {
+        self.halt();
+        if self.options.revoke_on_stop {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (channel, id, leader) = (
+                    self.channel.clone(),
+                    self.lease_id,
+                    self.options.require_leader,
+                );
+                rt.spawn(async move {
+                    if let Err(status) = revoke(channel, id, leader).await {
+                        tracing::warn!(lease = %format_args!("{id:x}"), %status, "revoke on drop failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Revokes the lease (once: a revoke is a write, and retrying after a timeout could not tell
+/// us more than the TTL will).
+async fn revoke(
+    channel: BoxChannel,
+    lease_id: i64,
+    require_leader: bool,
+) -> Result<(), tonic::Status> {
+    let mut client = LeaseClient::new(channel);
+    let mut req = tonic::Request::new(LeaseRevokeRequest { id: lease_id });
+    req.set_timeout(REVOKE_TIMEOUT);
+    set_stream_metadata(&mut req, require_leader, Default::default());
+    client.lease_revoke(req).await.map(|_| ())
+}

@@ -1,0 +1,82 @@
+//! How often to renew, how long to wait, what to do on stop.
+
+use std::time::Duration;
+
+use crate::HealthChecker;
+
+/// Settings of a [`KeepAlive`](super::KeepAlive).
+#[derive(Clone, Debug)]
+pub struct KeepAliveOptions {
+    pub(super) interval: Option<Duration>,
+    pub(super) response_timeout: Option<Duration>,
+    pub(super) backoff_min: Duration,
+    pub(super) backoff_max: Duration,
+    pub(super) avoid_for: Duration,
+    pub(super) require_leader: bool,
+    pub(super) revoke_on_stop: bool,
+    pub(super) checker: Option<HealthChecker>,
+}
+
+impl Default for KeepAliveOptions {
+    /// A keep-alive every TTL/3, each answer awaited as long, backoff 50 ms doubling to 1 s,
+    /// `hasleader` sent, a failed member avoided for 10 s, no revoke on stop.
+    fn default() -> Self {
+        Self {
+            interval: None,
+            response_timeout: None,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            avoid_for: Duration::from_secs(10),
+            require_leader: true,
+            revoke_on_stop: false,
+            checker: None,
+        }
+    }
+}
+
+impl KeepAliveOptions {
+    /// Sends a keep-alive this often instead of every TTL/3.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// How long to wait for the answer to a keep-alive before the member is presumed stuck
+    /// and the stream re-opened elsewhere (default: the interval).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = Some(timeout.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Delay between re-opens: `min` doubling to `max`, reset by each answered keep-alive.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max;
+        self
+    }
+
+    /// How long a member the stream failed on is avoided when re-opening it.
+    pub fn avoid_failed_member_for(mut self, duration: Duration) -> Self {
+        self.avoid_for = duration;
+        self
+    }
+
+    /// Whether to send `hasleader: true` (on by default).
+    pub fn require_leader(mut self, require: bool) -> Self {
+        self.require_leader = require;
+        self
+    }
+
+    /// Revoke the lease when the helper is stopped or dropped, so its keys go at once.
+    pub fn revoke_on_stop(mut self, revoke: bool) -> Self {
+        self.revoke_on_stop = revoke;
+        self
+    }
+
+    /// Re-open the stream as soon as this checker evicts its member (set for you by
+    /// [`KeepAlive::over_balance`](super::KeepAlive::over_balance)).
+    pub fn health_checker(mut self, checker: HealthChecker) -> Self {
+        self.checker = Some(checker);
+        self
+    }
+}

@@ -1,0 +1,35 @@
+//! A watch that survives the loss of the member serving it.
+//!
+//! Why: an etcd watch is one long-lived stream on one member. When that member is killed, the
+//! stream fails; when it hangs (SIGSTOP) or is cut off from the quorum, the stream just goes
+//! quiet and the application silently stops seeing changes. etcd's own Go client re-creates
+//! the watch on another member from the last revision it delivered + 1, with `hasleader`
+//! metadata, so that no event is lost or repeated (`DESIGN.md`, section 3). [`ResumingWatch`]
+//! does the same over any tonic channel, our [`Balance`](crate::Balance) in particular:
+//!
+//! - a stream error, an unexpected end, or a cancel with "no leader" re-creates the watch from
+//!   the last delivered revision + 1, on another member if one is healthy (the failed member is
+//!   avoided for a while through [`AvoidMembers`](crate::balance::AvoidMembers));
+//! - silence is not trusted: after half the idle timeout without any response the watch asks
+//!   for a progress notification, and after the whole idle timeout it assumes the member is
+//!   stuck and re-creates the watch;
+//! - when built over a [`Balance`](crate::Balance), the member serving the stream is known
+//!   ([`ServedBy`](crate::balance::ServedBy)) and its eviction by the health checker
+//!   re-creates the watch at once;
+//! - events whose revision was already delivered are dropped (defensively: a resume from
+//!   `last + 1` should not repeat any);
+//! - a resume revision that was compacted meanwhile is an error ([`WatchError::Compacted`]),
+//!   never skipped silently: the caller must re-read its state;
+//! - re-creations back off (50 ms doubling to 1 s by default) and are logged with `tracing`.
+//!
+//! Dropping the [`ResumingWatch`] cancels it.
+
+mod cursor;
+mod error;
+mod options;
+mod stream;
+mod task;
+
+pub use error::WatchError;
+pub use options::WatchOptions;
+pub use stream::{ResumingWatch, WatchStats};

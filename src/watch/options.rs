@@ -1,0 +1,135 @@
+//! What to watch and how hard to try.
+
+use std::time::Duration;
+
+use crate::HealthChecker;
+
+/// What a [`ResumingWatch`](super::ResumingWatch) watches, and its failure handling.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub(super) key: Vec<u8>,
+    pub(super) range_end: Vec<u8>,
+    pub(super) start_revision: i64,
+    pub(super) prev_kv: bool,
+    pub(super) idle_timeout: Duration,
+    pub(super) backoff_min: Duration,
+    pub(super) backoff_max: Duration,
+    pub(super) avoid_for: Duration,
+    pub(super) require_leader: bool,
+    pub(super) checker: Option<HealthChecker>,
+    pub(super) buffer: usize,
+}
+
+impl WatchOptions {
+    /// Watches `key` alone, from now on.
+    ///
+    /// Defaults: idle timeout 10 s, backoff 50 ms doubling to 1 s, `hasleader` sent, a failed
+    /// member avoided for 10 s, 256 events buffered.
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: key.into(),
+            range_end: Vec::new(),
+            start_revision: 0,
+            prev_kv: false,
+            idle_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            avoid_for: Duration::from_secs(10),
+            require_leader: true,
+            checker: None,
+            buffer: 256,
+        }
+    }
+
+    /// Watches every key starting with the key.
+    pub fn with_prefix(mut self) -> Self {
+        self.range_end = prefix_end(&self.key);
+        self
+    }
+
+    /// Watches the range `[key, range_end)` (etcd's convention: `"\0"` means every key from
+    /// `key` on).
+    pub fn with_range_end(mut self, range_end: impl Into<Vec<u8>>) -> Self {
+        self.range_end = range_end.into();
+        self
+    }
+
+    /// Starts at `revision` (inclusive) instead of now; a compacted one is an error.
+    pub fn with_start_revision(mut self, revision: i64) -> Self {
+        self.start_revision = revision.max(0);
+        self
+    }
+
+    /// Asks etcd for the previous key-value with every event.
+    pub fn with_prev_kv(mut self) -> Self {
+        self.prev_kv = true;
+        self
+    }
+
+    /// After this long without any response (event or progress notification), the member is
+    /// presumed stuck and the watch re-created. A progress notification is requested after
+    /// half of it, so an idle but healthy watch is not re-created.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Delay between re-creations: `min` doubling to `max`, reset once a watch is created.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max;
+        self
+    }
+
+    /// How long a member the watch failed on is avoided when re-creating it (when another
+    /// healthy member exists).
+    pub fn avoid_failed_member_for(mut self, duration: Duration) -> Self {
+        self.avoid_for = duration;
+        self
+    }
+
+    /// Whether to send `hasleader: true`, so a member cut off from the quorum refuses or
+    /// cancels the watch instead of serving it stale. On by default.
+    pub fn require_leader(mut self, require: bool) -> Self {
+        self.require_leader = require;
+        self
+    }
+
+    /// Re-create the watch as soon as this checker evicts its member (set for you by
+    /// [`ResumingWatch::over_balance`](super::ResumingWatch::over_balance)).
+    pub fn health_checker(mut self, checker: HealthChecker) -> Self {
+        self.checker = Some(checker);
+        self
+    }
+
+    /// How many events may wait for the caller (at least 1).
+    pub fn buffer(mut self, events: usize) -> Self {
+        self.buffer = events.max(1);
+        self
+    }
+}
+
+/// The end of the range of keys starting with `key`.
+fn prefix_end(key: &[u8]) -> Vec<u8> {
+    let mut end = key.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"abc"), b"abd");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+        assert_eq!(prefix_end(b""), b"\0");
+    }
+}
