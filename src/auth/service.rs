@@ -199,14 +199,7 @@ fn with_token(
     body: &Bytes,
     token: HeaderValue,
 ) -> Request<tonic::body::Body> {
-    let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(
-        body.clone(),
-    )));
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    *req.extensions_mut() = parts.extensions.clone();
+    let mut req = crate::balance::replay(parts, body);
     req.headers_mut().insert(TOKEN, token);
     req
 }

@@ -27,3 +27,4 @@ pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub use make::{MakeMember, TonicConnector};
 pub use service::Balance;
+pub(crate) use service::replay;

@@ -232,7 +232,7 @@ where
 }
 
 /// A copy of a buffered unary request, to send (again).
-fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<tonic::body::Body> {
+pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<tonic::body::Body> {
     let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(
         body.clone(),
     )));
