@@ -31,47 +31,84 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// A cluster, a stack over it with `config`, and a read load of [`READERS`] readers with a
+/// 2 s deadline, running for a second before any fault.
+struct Scenario {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    cluster: Cluster,
+    checker: etcd_health::HealthChecker,
+    events: tokio::sync::broadcast::Receiver<etcd_health::checker::HealthEvent>,
+    load: Load,
+}
+
+impl Scenario {
+    const DEADLINE: Duration = Duration::from_secs(2);
+
+    async fn start(config: etcd_health::config::Config) -> Self {
+        let serial = serial().await;
+        let cluster = Cluster::start(3).await.expect("cluster");
+        let stack = stack(&cluster, config);
+        let checker = stack.checker().clone();
+        let events = checker.subscribe();
+        put(&stack, "load", "x").await.expect("put");
+        let load = Load::start(&stack, READERS, Self::DEADLINE);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Self {
+            _serial: serial,
+            cluster,
+            checker,
+            events,
+            load,
+        }
+    }
+
+    /// Applies `fault` to a follower and waits for its eviction. Returns the follower, the
+    /// time to eviction, and the failures among reads sent after it (once those in flight on
+    /// the victim have ended), over `window`.
+    async fn fault(
+        &mut self,
+        fault: impl FnOnce(&Cluster, usize),
+        window: Duration,
+    ) -> (usize, Duration, u64) {
+        let victim = follower(&self.cluster).await;
+        let at = Instant::now();
+        fault(&self.cluster, victim);
+        self.wait(victim, Status::Unhealthy).await;
+        let evicted = at.elapsed();
+        let failed_while_out = failures_after_drain(&self.load, Self::DEADLINE, window).await;
+        (victim, evicted, failed_while_out)
+    }
+
+    async fn wait(&mut self, member: usize, status: Status) -> Duration {
+        wait_status(
+            &mut self.events,
+            &self.checker,
+            member,
+            status,
+            Duration::from_secs(15),
+        )
+        .await
+    }
+
+    /// Stops the load; the cluster stays up until the scenario is dropped.
+    async fn stop_load(self) -> (std::sync::Arc<LoadStats>, Cluster) {
+        (self.load.stop().await, self.cluster)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
-    let _serial = serial().await;
-    let cluster = Cluster::start(3).await.expect("cluster");
-    let stack = stack(&cluster, fast_config());
-    let checker = stack.checker().clone();
-    let mut events = checker.subscribe();
-    put(&stack, "load", "x").await.expect("put");
-    let load = Load::start(&stack, READERS, Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let victim = follower(&cluster).await;
-    let fault = Instant::now();
-    cluster.kill(victim);
-    wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Unhealthy,
-        Duration::from_secs(10),
-    )
-    .await;
-    let evicted = fault.elapsed();
-    let failed_while_out =
-        failures_after_drain(&load, Duration::from_secs(2), Duration::from_secs(2)).await;
-
+    let mut sc = Scenario::start(fast_config()).await;
+    let (victim, evicted, failed_while_out) =
+        sc.fault(|c, i| c.kill(i), Duration::from_secs(2)).await;
     let restarted = Instant::now();
-    cluster.restart(victim).await.expect("restart");
+    sc.cluster.restart(victim).await.expect("restart");
     let restart_took = restarted.elapsed();
-    let readmitted = wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Healthy,
-        Duration::from_secs(10),
-    )
-    .await;
-    let served_before = checker.snapshot()[victim].requests;
+    let readmitted = sc.wait(victim, Status::Healthy).await;
+    let served_before = sc.checker.snapshot()[victim].requests;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let served_after = checker.snapshot()[victim].requests;
-    let stats = load.stop().await;
+    let served_after = sc.checker.snapshot()[victim].requests;
+    let (stats, _cluster) = sc.stop_load().await;
 
     println!(
         "kill: evicted after {evicted:?}; restart took {restart_took:?}, re-admitted {readmitted:?} after it; \
@@ -94,48 +131,20 @@ async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
-    let _serial = serial().await;
-    let cluster = Cluster::start(3).await.expect("cluster");
     let mut config = fast_config();
     config.checks.passive.unhealthy.timeouts = 1;
-    let stack = stack(&cluster, config);
-    let checker = stack.checker().clone();
-    let mut events = checker.subscribe();
-    put(&stack, "load", "x").await.expect("put");
-    let load = Load::start(&stack, READERS, Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let victim = follower(&cluster).await;
-    let fault = Instant::now();
-    cluster.pause(victim);
-    wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Unhealthy,
-        Duration::from_secs(10),
-    )
-    .await;
-    let evicted = fault.elapsed();
-    let failed_while_out =
-        failures_after_drain(&load, Duration::from_secs(2), Duration::from_secs(3)).await;
+    let mut sc = Scenario::start(config).await;
+    let (victim, evicted, failed_while_out) =
+        sc.fault(|c, i| c.pause(i), Duration::from_secs(3)).await;
     assert_eq!(
-        checker.snapshot()[victim].status,
+        sc.checker.snapshot()[victim].status,
         Status::Unhealthy,
         "probes time out while the member hangs"
     );
-
-    cluster.resume(victim);
-    let readmitted = wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Healthy,
-        Duration::from_secs(10),
-    )
-    .await;
+    sc.cluster.resume(victim);
+    let readmitted = sc.wait(victim, Status::Healthy).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let stats = load.stop().await;
+    let (stats, _cluster) = sc.stop_load().await;
     println!(
         "pause: evicted after {evicted:?}, re-admitted {readmitted:?} after resume; reads ok={} failed={} \
          (failed while evicted: {failed_while_out})",
@@ -153,43 +162,15 @@ async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_member_is_evicted_and_readmitted_after_heal() {
-    let _serial = serial().await;
-    let cluster = Cluster::start(3).await.expect("cluster");
     let mut config = fast_config();
     config.checks.active.probe_type = ProbeType::Status;
-    let stack = stack(&cluster, config);
-    let checker = stack.checker().clone();
-    let mut events = checker.subscribe();
-    put(&stack, "load", "x").await.expect("put");
-    let load = Load::start(&stack, READERS, Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let victim = follower(&cluster).await;
-    let fault = Instant::now();
-    cluster.isolate(victim);
-    wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Unhealthy,
-        Duration::from_secs(15),
-    )
-    .await;
-    let evicted = fault.elapsed();
-    let failed_while_out =
-        failures_after_drain(&load, Duration::from_secs(2), Duration::from_secs(2)).await;
-    let probe = checker.snapshot()[victim].last_probe.clone();
-
-    cluster.heal(victim);
-    let readmitted = wait_status(
-        &mut events,
-        &checker,
-        victim,
-        Status::Healthy,
-        Duration::from_secs(15),
-    )
-    .await;
-    let stats = load.stop().await;
+    let mut sc = Scenario::start(config).await;
+    let (victim, evicted, failed_while_out) =
+        sc.fault(|c, i| c.isolate(i), Duration::from_secs(2)).await;
+    let probe = sc.checker.snapshot()[victim].last_probe.clone();
+    sc.cluster.heal(victim);
+    let readmitted = sc.wait(victim, Status::Healthy).await;
+    let (stats, _cluster) = sc.stop_load().await;
     println!(
         "isolate: evicted after {evicted:?}, re-admitted {readmitted:?} after heal; reads ok={} failed={} \
          (failed while evicted: {failed_while_out}); probe while isolated: {probe:?}",

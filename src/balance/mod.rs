@@ -26,5 +26,5 @@ pub use future::ResponseFuture;
 pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub use make::{MakeMember, TonicConnector};
-pub use service::Balance;
 pub(crate) use service::replay;
+pub use service::Balance;
