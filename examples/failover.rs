@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use common::args::Args;
 use common::clients::{health_config, Kind, Op, Setup};
+use common::faults::Fault;
 use common::fixture::{client_runtime, Fixture};
 use common::load::{batch, join_workers, spawn_workers, Counts, Timeline};
 use common::report::{write_json, Machine, DEFAULT_OUT};
@@ -56,33 +57,10 @@ const RECOVERED: f64 = 0.9;
 /// Width of the bins drawn in the SVG.
 const PLOT_BIN: f64 = 0.2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-enum Fault {
-    Pause,
-    Resume,
-    Kill,
-    Restart,
-    Isolate,
-    Heal,
-}
-
-impl Fault {
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Pause => "pause",
-            Fault::Resume => "resume",
-            Fault::Kill => "kill",
-            Fault::Restart => "restart",
-            Fault::Isolate => "isolate",
-            Fault::Heal => "heal",
-        }
-    }
-
-    /// Whether this step breaks something (rather than repairing it).
-    fn breaks(self) -> bool {
-        matches!(self, Fault::Pause | Fault::Kill | Fault::Isolate)
-    }
-}
+/// One plotted bin: start (s), ok/s, errors/s.
+type Bin = (f64, f64, f64);
+/// A plotted line: label, colour, and its value in a bin.
+type Line = (&'static str, plotters::style::RGBColor, fn(&Bin) -> f64);
 
 /// The schedule: (fraction of the run, fault, role A=0/B=1/C=2).
 const SCHEDULE: [(f64, Fault, usize); 6] = [
@@ -146,7 +124,7 @@ struct Run {
     totals: Counts,
     seconds: Vec<Second>,
     /// `PLOT_BIN`-wide bins, as rates per second: (start, ok/s, errors/s).
-    bins: Vec<(f64, f64, f64)>,
+    bins: Vec<Bin>,
     events: Vec<Event>,
     recoveries: Vec<Recovery>,
     goal_no_failed_reads: bool,
@@ -265,14 +243,7 @@ async fn run(
         };
         targets[role] = Some(member);
         let at = start.elapsed();
-        match fault {
-            Fault::Pause => cluster.pause(member),
-            Fault::Resume => cluster.resume(member),
-            Fault::Kill => cluster.kill(member),
-            Fault::Restart => cluster.restart(member).await?,
-            Fault::Isolate => cluster.isolate(member),
-            Fault::Heal => cluster.heal(member),
-        }
+        fault.apply(cluster, member).await?;
         let event = Event {
             at_s: at.as_secs_f64(),
             fault,
@@ -526,6 +497,8 @@ fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Error>> 
             .configure_mesh()
             .x_desc("seconds")
             .y_desc("requests/s")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE)
             .draw()?;
         for e in &run.events {
@@ -541,22 +514,18 @@ fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Error>> 
             )))?;
         }
         let green = RGBColor(0, 140, 60);
-        chart
-            .draw_series(LineSeries::new(
-                run.bins.iter().map(|b| (b.0 + PLOT_BIN / 2.0, b.1)),
-                green.stroke_width(2),
-            ))?
-            .label("ok/s")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], green.stroke_width(2))
-            });
-        chart
-            .draw_series(LineSeries::new(
-                run.bins.iter().map(|b| (b.0 + PLOT_BIN / 2.0, b.2)),
-                RED.stroke_width(2),
-            ))?
-            .label("errors/s")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        let series: [Line; 2] = [("ok/s", green, |b| b.1), ("errors/s", RED, |b| b.2)];
+        for (label, color, value) in series {
+            chart
+                .draw_series(LineSeries::new(
+                    run.bins.iter().map(|b| (b.0 + PLOT_BIN / 2.0, value(b))),
+                    color.stroke_width(2),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod clients;
+pub mod faults;
 pub mod fixture;
 pub mod hist;
 pub mod load;
