@@ -476,7 +476,7 @@ fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Error>> 
         .iter()
         .flat_map(|r| r.bins.iter().map(|b| b.1.max(b.2)))
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.3;
     for (panel, run) in body.split_evenly((runs.len(), 1)).iter().zip(runs) {
         let mut chart = ChartBuilder::on(panel)
             .caption(
@@ -528,7 +528,7 @@ fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Error>> 
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()?;
