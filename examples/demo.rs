@@ -9,22 +9,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_health::config::{Config, ProbeType};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::testing::Cluster;
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
 use tower::Layer;
 
-/// One step of the fault schedule.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    Pause,
-    Resume,
-    Kill,
-    Restart,
-    Isolate,
-    Heal,
-}
+// Shared with the benchmark examples: the demo's health config and faults.
+mod common;
+use common::clients::health_config;
+use common::faults::Fault;
 
 #[derive(Default)]
 struct Counts {
@@ -49,12 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The seed's defaults, with the `status` probe, healthy members probed too, and passive
     // timeouts counted, so a hung member is seen within a second.
-    let mut config = Config::default();
-    config.checks.active.probe_type = ProbeType::Status;
-    config.checks.active.timeout = Duration::from_millis(500);
-    config.checks.active.healthy.interval = Duration::from_secs(1);
-    config.checks.active.unhealthy.interval = Duration::from_millis(500);
-    config.checks.passive.unhealthy.timeouts = 2;
+    let config = health_config();
     let checker = HealthChecker::new(&cluster.endpoints(), config)?;
     let channel = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
 
@@ -123,14 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut event = String::new();
         for &(at, fault, member) in schedule.iter().filter(|(at, ..)| *at == second) {
             let _ = at;
-            match fault {
-                Fault::Pause => cluster.pause(member),
-                Fault::Resume => cluster.resume(member),
-                Fault::Kill => cluster.kill(member),
-                Fault::Restart => cluster.restart(member).await?,
-                Fault::Isolate => cluster.isolate(member),
-                Fault::Heal => cluster.heal(member),
-            }
+            fault.apply(&cluster, member).await?;
             event = format!("{fault:?} member {member}");
         }
         let now = (

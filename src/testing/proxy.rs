@@ -129,7 +129,11 @@ async fn pump(
     let mut write_faults = faults;
     let writer = async move {
         while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            // Without latency `due` has passed already; sleeping anyway would wait for the
+            // timer's next millisecond tick and add up to 1 ms to every chunk on every hop.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
             if write_faults
                 .wait_for(|f| !f.blocked(link, origin))
                 .await

@@ -1,0 +1,256 @@
+//! The clients compared, behind one interface: a unary get (Range) or put of a small value.
+//!
+//! - (a) `raw`: a plain `tonic::transport::Channel` to one member, with this crate's stubs;
+//! - (b) `stock`: `etcd_client::Client::connect` over every member (tonic's balancer);
+//! - (c) `ec-stack`: `etcd_client::Client::from_channel` over the health stack;
+//! - (d) `stack`: the health stack with this crate's stubs.
+//!
+//! Every request clones only the KV stub (cheap, the same for all four), never a whole
+//! `etcd_client::Client`.
+
+use std::time::Duration;
+
+use etcd_health::config::{Config, ProbeType};
+use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
+use tonic::transport::{Channel, Endpoint};
+use tower::Layer;
+
+/// The key every request reads or writes.
+pub const KEY: &[u8] = b"bench/key";
+/// The value written (16 bytes).
+pub const VALUE: &[u8] = b"0123456789abcdef";
+
+/// Which client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Kind {
+    /// (a) raw tonic channel to one member, our stubs.
+    Raw,
+    /// (b) stock etcd-client over every member.
+    Stock,
+    /// (c) etcd-client over the health stack.
+    EcStack,
+    /// (d) the health stack, our stubs.
+    Stack,
+}
+
+impl Kind {
+    /// All four, in report order.
+    pub const ALL: [Kind; 4] = [Kind::Raw, Kind::Stock, Kind::EcStack, Kind::Stack];
+
+    /// Short label for tables, JSON and criterion ids.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Raw => "a-raw",
+            Kind::Stock => "b-stock",
+            Kind::EcStack => "c-ec-stack",
+            Kind::Stack => "d-stack",
+        }
+    }
+
+    /// Parses a label or its letter.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.label() == s || k.label()[..1] == *s || k.label()[2..] == *s)
+    }
+}
+
+/// A unary operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Op {
+    /// Linearizable Range of one key.
+    Get,
+    /// Put of one small value.
+    Put,
+}
+
+impl Op {
+    /// Both, in report order.
+    pub const ALL: [Op; 2] = [Op::Get, Op::Put];
+
+    /// Lower-case name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+        }
+    }
+}
+
+/// The health config of `examples/demo.rs`: `status` probe, healthy members probed every
+/// second, unhealthy ones every 0.5 s, passive timeouts counted, read attempts of 300 ms.
+pub fn health_config() -> Config {
+    let mut config = Config::default();
+    config.checks.active.probe_type = ProbeType::Status;
+    config.checks.active.timeout = Duration::from_millis(500);
+    config.checks.active.healthy.interval = Duration::from_secs(1);
+    config.checks.active.unhealthy.interval = Duration::from_millis(500);
+    config.checks.passive.unhealthy.timeouts = 2;
+    // A read stuck on a hung member is retried elsewhere after 300 ms.
+    config.retry.read_attempt_timeout = Duration::from_millis(300);
+    config
+}
+
+/// The health stack over `endpoints`.
+pub fn stack(endpoints: &[String], config: Config) -> Balance<TonicConnector> {
+    let checker = HealthChecker::new(endpoints, config).expect("health checker");
+    HealthLayer::new(checker).layer(TonicConnector::default())
+}
+
+// Not boxed: a box would add an allocation to every per-request clone, for one client only.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Inner {
+    Tonic(KvClient<Channel>),
+    Stack(KvClient<Balance<TonicConnector>>),
+    Etcd(etcd_client::KvClient),
+}
+
+/// One client of one [`Kind`], cheap to clone; `deadline` is sent with every request.
+#[derive(Clone)]
+pub struct Client {
+    /// Which client this is.
+    pub kind: Kind,
+    inner: Inner,
+    deadline: Option<Duration>,
+    /// The health stack under (c) and (d), for snapshots.
+    pub balance: Option<Balance<TonicConnector>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("kind", &self.kind).finish()
+    }
+}
+
+/// How to build a client.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Every member's client URL.
+    pub endpoints: Vec<String>,
+    /// The member (a) talks to.
+    pub raw_member: usize,
+    /// Per-request deadline (`None`: no deadline, as in the overhead bench).
+    pub deadline: Option<Duration>,
+    /// Health config of (c) and (d).
+    pub config: Config,
+}
+
+impl Setup {
+    /// Builds the client of `kind` (connecting eagerly where the client does so).
+    pub async fn build(&self, kind: Kind) -> Result<Client, Box<dyn std::error::Error>> {
+        let (inner, balance) = match kind {
+            Kind::Raw => {
+                let channel = Endpoint::from_shared(self.endpoints[self.raw_member].clone())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await?;
+                (Inner::Tonic(KvClient::new(channel)), None)
+            }
+            Kind::Stock => {
+                let mut options =
+                    etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(2));
+                if let Some(d) = self.deadline {
+                    options = options.with_timeout(d);
+                }
+                let client = etcd_client::Client::connect(&self.endpoints, Some(options)).await?;
+                (Inner::Etcd(client.kv_client()), None)
+            }
+            Kind::EcStack => {
+                let balance = stack(&self.endpoints, self.config.clone());
+                let channel = match self.deadline {
+                    // etcd-client's `with_timeout` only reaches tonic endpoints it builds
+                    // itself; over a custom channel the deadline travels as the
+                    // `grpc-timeout` header, as `tonic::Request::set_timeout` sends it.
+                    Some(d) => {
+                        let value = http::HeaderValue::from_str(&format!("{}m", d.as_millis()))?;
+                        let svc = tower::ServiceBuilder::new()
+                            .map_request(move |mut req: http::Request<tonic::body::Body>| {
+                                req.headers_mut()
+                                    .entry("grpc-timeout")
+                                    .or_insert_with(|| value.clone());
+                                req
+                            })
+                            .service(balance.clone());
+                        tower::util::BoxCloneSyncService::new(svc)
+                    }
+                    None => tower::util::BoxCloneSyncService::new(balance.clone()),
+                };
+                let client =
+                    etcd_client::Client::from_channel(etcd_client::Channel::Custom(channel), None)
+                        .await?;
+                (Inner::Etcd(client.kv_client()), Some(balance))
+            }
+            Kind::Stack => {
+                let balance = stack(&self.endpoints, self.config.clone());
+                (Inner::Stack(KvClient::new(balance.clone())), Some(balance))
+            }
+        };
+        Ok(Client {
+            kind,
+            inner,
+            deadline: self.deadline,
+            balance,
+        })
+    }
+}
+
+impl Client {
+    /// One request; the error is the gRPC code and message.
+    pub async fn call(&self, op: Op) -> Result<(), String> {
+        match (&self.inner, op) {
+            (Inner::Tonic(kv), op) => tonic_call(kv.clone(), op, self.deadline).await,
+            (Inner::Stack(kv), op) => tonic_call(kv.clone(), op, self.deadline).await,
+            (Inner::Etcd(kv), Op::Get) => kv
+                .clone()
+                .get(KEY, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (Inner::Etcd(kv), Op::Put) => kv
+                .clone()
+                .put(KEY, VALUE, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+async fn tonic_call<T>(
+    mut kv: KvClient<T>,
+    op: Op,
+    deadline: Option<Duration>,
+) -> Result<(), String>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let result = match op {
+        Op::Get => {
+            let mut req = tonic::Request::new(RangeRequest {
+                key: KEY.to_vec(),
+                ..Default::default()
+            });
+            if let Some(d) = deadline {
+                req.set_timeout(d);
+            }
+            kv.range(req).await.map(|_| ())
+        }
+        Op::Put => {
+            let mut req = tonic::Request::new(PutRequest {
+                key: KEY.to_vec(),
+                value: VALUE.to_vec(),
+                ..Default::default()
+            });
+            if let Some(d) = deadline {
+                req.set_timeout(d);
+            }
+            kv.put(req).await.map(|_| ())
+        }
+    };
+    result.map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}

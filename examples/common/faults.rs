@@ -1,0 +1,53 @@
+//! The faults the demo and the failover benchmark inject.
+
+use etcd_health::testing::{Cluster, ClusterError};
+use serde::Serialize;
+
+/// One step of a fault schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// SIGSTOP: the member accepts connections and never answers.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+    /// SIGKILL: the member refuses connections.
+    Kill,
+    /// Start a killed member again and wait until it answers.
+    Restart,
+    /// Cut the member from its peers; clients still reach it.
+    Isolate,
+    /// Undo an isolation.
+    Heal,
+}
+
+impl Fault {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Pause => "pause",
+            Fault::Resume => "resume",
+            Fault::Kill => "kill",
+            Fault::Restart => "restart",
+            Fault::Isolate => "isolate",
+            Fault::Heal => "heal",
+        }
+    }
+
+    /// Whether this step breaks something (rather than repairing it).
+    pub fn breaks(self) -> bool {
+        matches!(self, Fault::Pause | Fault::Kill | Fault::Isolate)
+    }
+
+    /// Injects the fault into member `member`.
+    pub async fn apply(self, cluster: &Cluster, member: usize) -> Result<(), ClusterError> {
+        match self {
+            Fault::Pause => cluster.pause(member),
+            Fault::Resume => cluster.resume(member),
+            Fault::Kill => cluster.kill(member),
+            Fault::Restart => cluster.restart(member).await?,
+            Fault::Isolate => cluster.isolate(member),
+            Fault::Heal => cluster.heal(member),
+        }
+        Ok(())
+    }
+}
