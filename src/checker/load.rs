@@ -81,11 +81,14 @@ impl Load {
         decayed * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
     }
 
-    /// Forgets the latency history, e.g. when a member is re-admitted after recovery.
-    pub(crate) fn reset(&self, now: Instant) {
+    /// Forgets the latency history when a member is re-admitted after recovery, starting it
+    /// at `like` (the slowest healthy peer's estimate) rather than at a default that would make
+    /// it the cheapest member: a member that just came back is often still catching up with
+    /// the log, and sending it every request at once would stall them all (slow start).
+    pub(crate) fn reset(&self, like: Option<Duration>, now: Instant) {
         let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
         *e = Ewma {
-            nanos: DEFAULT_RTT.as_nanos() as f64,
+            nanos: like.unwrap_or(DEFAULT_RTT).as_nanos() as f64,
             at: now,
             observed: false,
         };
@@ -133,8 +136,12 @@ mod tests {
         l.start();
         assert_eq!(l.cost(t0), idle * 3.0);
         assert!(l.cost(t0 + Duration::from_secs(10)) < idle * 3.0 * 0.5);
-        l.reset(t0);
+        l.reset(None, t0);
         assert_eq!(l.latency(), None);
+        // Two requests are still in flight: cost = estimate * 3.
+        assert_eq!(l.cost(t0), idle * 3.0, "back to the default estimate");
+        l.reset(Some(Duration::from_millis(7)), t0);
+        assert_eq!(l.cost(t0), 3.0 * Duration::from_millis(7).as_nanos() as f64);
         l.finish(None, t0);
         assert_eq!(l.in_flight(), 1);
         assert_eq!(l.requests(), 2);

@@ -318,7 +318,13 @@ impl Inner {
                 .healthy
                 .store(status.is_healthy(), std::sync::atomic::Ordering::Release);
             if status.is_healthy() {
-                entry.load.reset(now());
+                let slowest_peer = self
+                    .entries()
+                    .iter()
+                    .filter(|e| e.member != entry.member && e.is_healthy())
+                    .filter_map(|e| e.load.latency())
+                    .max();
+                entry.load.reset(slowest_peer, now());
             }
             drop(state);
             match t.to {
