@@ -546,10 +546,9 @@ mod tests {
         assert_eq!(verdict(&h), Verdict::Linearizable);
     }
 
-    #[test]
-    fn a_long_concurrent_history_is_checked_quickly() {
-        // 4 clients, 3000 operations, heavy overlap, some unknown writes: a linearizable
-        // history built from a known order, with each operation's window around its point.
+    /// A linearizable history of 3000 operations from a known order, each operation's window
+    /// around its point so that up to ~8 overlap, some writes with unknown outcome.
+    fn long_history() -> Vec<Op<String>> {
         let mut h: Vec<Op<String>> = Vec::new();
         let mut state: Option<String> = None;
         let mut seed = 7u64;
@@ -570,22 +569,16 @@ mod tests {
                     (Input::Put(format!("v{i}")), Output::Put)
                 }
                 7 | 8 => {
-                    let expect = if rand(2) == 0 {
-                        state.clone().unwrap_or_default()
-                    } else {
-                        "x".into()
+                    let expect = match rand(2) {
+                        0 => state.clone().unwrap_or_default(),
+                        _ => "x".into(),
                     };
                     let ok = state.as_deref() == Some(expect.as_str());
                     if ok {
                         state = Some(format!("v{i}"));
                     }
-                    (
-                        Input::Cas {
-                            expect,
-                            new: format!("v{i}"),
-                        },
-                        Output::Cas(ok),
-                    )
+                    let new = format!("v{i}");
+                    (Input::Cas { expect, new }, Output::Cas(ok))
                 }
                 _ => {
                     let deleted = state.take().is_some();
@@ -599,7 +592,27 @@ mod tests {
                 input,
             });
         }
-        let report = check(&h, None, BUDGET);
+        h
+    }
+
+    #[test]
+    fn a_long_concurrent_history_is_checked_quickly() {
+        let report = check(&long_history(), None, BUDGET);
         assert_eq!(report.verdict, Verdict::Linearizable, "{report:?}");
+    }
+
+    #[test]
+    fn one_bad_read_in_a_long_history_is_found() {
+        let mut h = long_history();
+        let i = (1500..)
+            .find(|&i| h[i].input == Input::Get && h[i].done.is_some())
+            .unwrap();
+        let ret = h[i].done.as_ref().unwrap().0;
+        h[i].done = Some((ret, Output::Get(Some("never written".into()))));
+        let report = check(&h, None, BUDGET);
+        assert!(
+            matches!(report.verdict, Verdict::NotLinearizable { stuck, .. } if stuck == i),
+            "{report:?}"
+        );
     }
 }
