@@ -57,7 +57,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the cluster may go without a leader after a fault is undone.
 const QUORUM_BOUND: Duration = Duration::from_secs(10);
 /// Configurations the checker may explore per key before giving up.
-const CHECK_BUDGET: u64 = 20_000_000;
+const CHECK_BUDGET: u64 = 2_000_000;
 
 fn key(k: usize) -> String {
     format!("{PREFIX}k{k}")

@@ -12,8 +12,9 @@
 //! only where it explains something. Unknown reads say nothing and are left out by the caller.
 //!
 //! The search is a depth-first walk over "which pending operation takes effect next", keeping
-//! every (set of operations placed, register value) it has already explored, so each such
-//! configuration is explored once: a few thousand operations per key take well under a second.
+//! every (set of operations placed, register value) it has already explored (the set as a
+//! 128-bit hash), so each such configuration is explored once: a few thousand operations per
+//! key take well under a second.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -129,19 +130,30 @@ fn step(state: State, input: In, output: Option<Out>) -> Option<State> {
     }
 }
 
-/// A set of operations, as bits.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Bits(Vec<u64>);
+/// A set of operations, as a 128-bit Zobrist hash: each operation has a random 128-bit key and
+/// the set is the XOR of its members' keys, updated in O(1) as operations are placed and
+/// unplaced. Memoising on the hash instead of the set keeps memory per configuration constant,
+/// so histories of tens of thousands of operations per key fit; two different sets sharing a
+/// hash (which would prune a configuration unexplored) has odds of about 2^-128 per pair.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct OpSet(u128);
 
-impl Bits {
-    fn new(n: usize) -> Self {
-        Bits(vec![0; n.div_ceil(64)])
+impl OpSet {
+    /// Operation `i`'s key (splitmix64, twice).
+    fn key(i: usize) -> u128 {
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let i = i as u64;
+        (u128::from(mix(2 * i)) << 64) | u128::from(mix(2 * i + 1))
     }
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
+
+    /// Adds or removes operation `i`.
+    fn toggle(&mut self, i: usize) {
+        self.0 ^= Self::key(i);
     }
 }
 
@@ -301,8 +313,8 @@ pub fn check<V: Clone + Eq + Hash>(history: &[Op<V>], initial: Option<V>, budget
     let must_place = unknown.iter().filter(|u| !**u).count();
 
     let mut events = Events::new(&calls, &rets);
-    let mut placed_set = Bits::new(history.len());
-    let mut seen: HashSet<(Bits, State)> = HashSet::new();
+    let mut placed_set = OpSet(0);
+    let mut seen: HashSet<(OpSet, State)> = HashSet::new();
     let mut placed = 0usize;
     let mut deepest = (0usize, None);
     let mut explored = 0u64;
@@ -322,7 +334,7 @@ pub fn check<V: Clone + Eq + Hash>(history: &[Op<V>], initial: Option<V>, budget
     while let Some(frame) = stack.last_mut() {
         if let Some(op) = frame.placed.take() {
             events.unplace(op);
-            placed_set.clear(op);
+            placed_set.toggle(op);
             if !unknown[op] {
                 placed -= 1;
             }
@@ -340,13 +352,13 @@ pub fn check<V: Clone + Eq + Hash>(history: &[Op<V>], initial: Option<V>, budget
             if unknown[op] && after == state {
                 continue;
             }
-            placed_set.set(op);
+            placed_set.toggle(op);
             explored += 1;
-            if seen.insert((placed_set.clone(), after)) {
+            if seen.insert((placed_set, after)) {
                 next = Some((op, after));
                 break;
             }
-            placed_set.clear(op);
+            placed_set.toggle(op);
         }
         if explored > budget {
             return report(Verdict::Inconclusive, explored);
