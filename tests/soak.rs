@@ -403,7 +403,9 @@ async fn reference_history(endpoint: &str, start: i64, seed: u64) -> Vec<Seen> {
             resp.cancel_reason()
         );
         for e in resp.events() {
-            let kv = e.kv().expect("event kv");
+            let kv = e
+                .kv()
+                .unwrap_or_else(|| panic!("seed {seed}: event without kv"));
             let value = (e.event_type() == etcd_client::EventType::Put).then(|| text(kv.value()));
             events.push((kv.mod_revision(), text(kv.key()), value));
             if kv.key() == SENTINEL.as_bytes() {
@@ -454,7 +456,11 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     println!(
         "soak: seed {seed}, {seconds} s of chaos (replay: SOAK_SEED={seed} SOAK_SECONDS={seconds})"
     );
-    let cluster = Arc::new(Cluster::start(3).await.expect("cluster"));
+    let cluster = Arc::new(
+        Cluster::start(3)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: cluster: {e}")),
+    );
 
     // The tower stack, which also carries the watch and the lease keep-alive.
     let tower = stack(&cluster, soak_config());
