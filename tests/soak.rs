@@ -1,0 +1,776 @@
+//! Chaos soak with a linearizability check.
+//!
+//! Why: the fault tests each inject one fault and check one property. This one runs a mixed
+//! load (get, put, compare-and-set, delete on five keys) through both ways of using the crate
+//! — etcd-client's `Client` over the drop-in `HealthChannel`, and our own stubs over
+//! `HealthLayer` — plus a `ResumingWatch` and a `KeepAlive`'d lease, while a seeded random
+//! schedule kills, pauses, isolates and crash-restarts members one at a time. Retries inside
+//! the stack are where a client library can quietly break etcd's guarantees (a write sent
+//! twice, a read served stale), so afterwards it checks:
+//!
+//! 1. every acknowledged write is in etcd's history and no write is in it twice (every value
+//!    written is unique);
+//! 2. the resuming watch delivered exactly etcd's history (compared with an independent watch
+//!    from the same start revision, opened after the chaos on a healthy cluster);
+//! 3. the clients' history is linearizable for a register with compare-and-set per key, writes
+//!    that failed or timed out counting as "applied at some point after invocation, or never";
+//! 4. the leased key outlived the chaos.
+//!
+//! 60 s of chaos by default; `SOAK_SECONDS` for more, `SOAK_SEED` to replay a schedule (the
+//! seed fixes the faults and each client's choice of operations, not the timing). The seed is
+//! printed at the start and in every assertion message.
+
+mod common;
+#[path = "common/linearizability.rs"]
+mod linearizability;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_health::config::{Config, ProbeType};
+use etcd_health::dropin::HealthChannel;
+use etcd_health::lease::{KeepAlive, KeepAliveOptions};
+use etcd_health::proto::etcdserverpb::{
+    compare, kv_client::KvClient, lease_client::LeaseClient, request_op, DeleteRangeRequest,
+    LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+use etcd_health::proto::mvccpb::{event::EventType, Event};
+use etcd_health::testing::Cluster;
+use etcd_health::watch::{ResumingWatch, WatchOptions};
+use etcd_health::{Balance, TonicConnector};
+use linearizability::{check, Input, Op, Output, Verdict};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PREFIX: &str = "soak/";
+const KEYS: usize = 5;
+/// Written once the chaos is over; both watches read up to it.
+const SENTINEL: &str = "soak/~end";
+const LEASED_KEY: &str = "soak-lease/alive";
+const LEASE_TTL: i64 = 3;
+const DROPIN_CLIENTS: usize = 3;
+const TOWER_CLIENTS: usize = 3;
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the cluster may go without a leader after a fault is undone.
+const QUORUM_BOUND: Duration = Duration::from_secs(10);
+/// Configurations the checker may explore per key before giving up.
+const CHECK_BUDGET: u64 = 2_000_000;
+
+fn key(k: usize) -> String {
+    format!("{PREFIX}k{k}")
+}
+
+fn soak_config() -> Config {
+    let mut c = fast_config();
+    c.checks.active.probe_type = ProbeType::Status;
+    c.checks.active.healthy.interval = Duration::from_millis(500);
+    c.checks.passive.unhealthy.timeouts = 1;
+    c.retry.read_attempt_timeout = Duration::from_millis(300);
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients and their history
+
+/// One recorded operation.
+#[derive(Clone, Debug)]
+struct Record {
+    client: usize,
+    key: usize,
+    /// Microseconds since the start of the soak.
+    call: u64,
+    /// Completion time and answer; `None` if it failed (outcome unknown).
+    done: Option<(u64, Output<String>)>,
+    input: Input<String>,
+}
+
+/// The two ways of using the crate, behind one interface.
+enum Kv {
+    Dropin(Box<etcd_client::KvClient>),
+    Tower(KvClient<Balance<TonicConnector>>),
+}
+
+fn request<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(OP_TIMEOUT);
+    req
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Kv {
+    async fn run(&mut self, key: &str, input: &Input<String>) -> Result<Output<String>, String> {
+        match self {
+            Kv::Dropin(kv) => Self::dropin(kv, key, input)
+                .await
+                .map_err(|e| e.to_string()),
+            Kv::Tower(kv) => Self::tower(kv, key, input)
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+
+    async fn dropin(
+        kv: &mut etcd_client::KvClient,
+        key: &str,
+        input: &Input<String>,
+    ) -> Result<Output<String>, etcd_client::Error> {
+        Ok(match input {
+            Input::Get => {
+                let resp = kv.get(key, None).await?;
+                Output::Get(resp.kvs().first().map(|kv| text(kv.value())))
+            }
+            Input::Put(v) => {
+                kv.put(key, v.as_str(), None).await?;
+                Output::Put
+            }
+            Input::Cas { expect, new } => {
+                let txn = Txn::new()
+                    .when([Compare::value(key, CompareOp::Equal, expect.as_str())])
+                    .and_then([TxnOp::put(key, new.as_str(), None)]);
+                Output::Cas(kv.txn(txn).await?.succeeded())
+            }
+            Input::Delete => Output::Delete(kv.delete(key, None).await?.deleted() > 0),
+        })
+    }
+
+    async fn tower(
+        kv: &mut KvClient<Balance<TonicConnector>>,
+        key: &str,
+        input: &Input<String>,
+    ) -> Result<Output<String>, tonic::Status> {
+        let key = key.as_bytes().to_vec();
+        Ok(match input {
+            Input::Get => {
+                let resp = kv.range(request(RangeRequest {
+                    key,
+                    ..Default::default()
+                }));
+                let resp = resp.await?.into_inner();
+                Output::Get(resp.kvs.first().map(|kv| text(&kv.value)))
+            }
+            Input::Put(v) => {
+                kv.put(request(PutRequest {
+                    key,
+                    value: v.as_bytes().to_vec(),
+                    ..Default::default()
+                }))
+                .await?;
+                Output::Put
+            }
+            Input::Cas { expect, new } => {
+                let txn = TxnRequest {
+                    compare: vec![etcd_health::proto::etcdserverpb::Compare {
+                        result: compare::CompareResult::Equal as i32,
+                        target: compare::CompareTarget::Value as i32,
+                        key: key.clone(),
+                        range_end: Vec::new(),
+                        target_union: Some(compare::TargetUnion::Value(expect.as_bytes().to_vec())),
+                    }],
+                    success: vec![RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key,
+                            value: new.as_bytes().to_vec(),
+                            ..Default::default()
+                        })),
+                    }],
+                    failure: Vec::new(),
+                };
+                Output::Cas(kv.txn(request(txn)).await?.into_inner().succeeded)
+            }
+            Input::Delete => {
+                let resp = kv.delete_range(request(DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                }));
+                Output::Delete(resp.await?.into_inner().deleted > 0)
+            }
+        })
+    }
+}
+
+/// One client: random operations on random keys until `until`, each recorded.
+async fn client(id: usize, mut kv: Kv, seed: u64, origin: Instant, until: Instant) -> Vec<Record> {
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(id as u64 + 1)));
+    let mut last_seen: Vec<Option<String>> = vec![None; KEYS];
+    let mut history = Vec::new();
+    let mut seq = 0u64;
+    let micros = |t: Instant| t.duration_since(origin).as_micros() as u64;
+    while Instant::now() < until {
+        let k = rng.random_range(0..KEYS);
+        seq += 1;
+        let fresh = format!("c{id}-{seq}");
+        let input = match rng.random_range(0..100) {
+            0..45 => Input::Get,
+            45..75 => Input::Put(fresh),
+            75..95 => match &last_seen[k] {
+                // Compare with what this client saw last, so that most CAS succeed unless
+                // someone else wrote meanwhile.
+                Some(v) => Input::Cas {
+                    expect: v.clone(),
+                    new: fresh,
+                },
+                None => Input::Get,
+            },
+            _ => Input::Delete,
+        };
+        let call = Instant::now();
+        let result = kv.run(&key(k), &input).await;
+        let ret = Instant::now();
+        match &result {
+            Ok(out) => {
+                match (&input, out) {
+                    (_, Output::Get(v)) => last_seen[k] = v.clone(),
+                    (Input::Put(v), _) | (Input::Cas { new: v, .. }, Output::Cas(true)) => {
+                        last_seen[k] = Some(v.clone())
+                    }
+                    (Input::Delete, _) => last_seen[k] = None,
+                    _ => {}
+                }
+                history.push(Record {
+                    client: id,
+                    key: k,
+                    call: micros(call),
+                    done: Some((micros(ret), out.clone())),
+                    input,
+                });
+            }
+            Err(_) => {
+                // A failed read says nothing; a failed write may or may not have happened.
+                if input != Input::Get {
+                    history.push(Record {
+                        client: id,
+                        key: k,
+                        call: micros(call),
+                        done: None,
+                        input,
+                    });
+                }
+                // Do not spin on fast failures.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Keep the load moderate: the cluster and this test share two cores.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2..8))).await;
+    }
+    history
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    /// SIGKILL, down for the fault's duration, then started again.
+    Kill,
+    /// SIGSTOP for the duration, then SIGCONT.
+    Pause,
+    /// Cut from its peers for the duration, then healed.
+    Isolate,
+    /// SIGKILL and started again at once (a crash-restart).
+    Restart,
+}
+
+/// A seeded schedule of faults, one member at a time, until `until`. Returns what it did.
+async fn chaos(
+    cluster: Arc<Cluster>,
+    seed: u64,
+    until: Instant,
+) -> (BTreeMap<Fault, u64>, Vec<String>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut counts = BTreeMap::new();
+    let mut log = Vec::new();
+    let start = Instant::now();
+    loop {
+        let gap = Duration::from_millis(rng.random_range(500..=2000));
+        tokio::time::sleep(gap).await;
+        if Instant::now() >= until {
+            break;
+        }
+        let fault =
+            [Fault::Kill, Fault::Pause, Fault::Isolate, Fault::Restart][rng.random_range(0..4)];
+        let member = rng.random_range(0..cluster.size());
+        let lasting = Duration::from_millis(rng.random_range(1000..=4000));
+        let leader = cluster.leader().await;
+        log.push(format!(
+            "{:>6.2}s {fault:?} member {member}{}{}",
+            start.elapsed().as_secs_f64(),
+            if leader == Some(member) {
+                " (leader)"
+            } else {
+                ""
+            },
+            match fault {
+                Fault::Restart => String::new(),
+                _ => format!(" for {lasting:?}"),
+            },
+        ));
+        *counts.entry(fault).or_insert(0) += 1;
+        match fault {
+            Fault::Kill => {
+                cluster.kill(member);
+                tokio::time::sleep(lasting).await;
+                cluster.restart(member).await.unwrap_or_else(|e| {
+                    panic!("seed {seed}: member {member} did not restart: {e}")
+                });
+            }
+            Fault::Pause => {
+                cluster.pause(member);
+                tokio::time::sleep(lasting).await;
+                cluster.resume(member);
+            }
+            Fault::Isolate => {
+                cluster.isolate(member);
+                tokio::time::sleep(lasting).await;
+                cluster.heal(member);
+            }
+            Fault::Restart => {
+                cluster.restart(member).await.unwrap_or_else(|e| {
+                    panic!("seed {seed}: member {member} did not restart: {e}")
+                });
+            }
+        }
+        // Never two faults at once, and never without a leader for long.
+        cluster
+            .wait_for_leader(QUORUM_BOUND)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: no leader after {fault:?} of {member}: {e}"));
+    }
+    (counts, log)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+
+/// What a watch saw: (revision, key, put value or `None` for a delete).
+type Seen = (i64, String, Option<String>);
+
+fn seen(event: &Event) -> Seen {
+    let kv = event.kv.clone().unwrap_or_default();
+    let value = (event.r#type == EventType::Put as i32).then(|| text(&kv.value));
+    (kv.mod_revision, text(&kv.key), value)
+}
+
+/// Collects the resuming watch's events up to the sentinel.
+fn collect_resuming(
+    mut watch: ResumingWatch,
+    seed: u64,
+) -> tokio::task::JoinHandle<(Vec<Seen>, ResumingWatch)> {
+    tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(event) = watch.next().await {
+            let event =
+                event.unwrap_or_else(|e| panic!("seed {seed}: the resuming watch ended: {e}"));
+            let s = seen(&event);
+            let end = s.1 == SENTINEL;
+            events.push(s);
+            if end {
+                break;
+            }
+        }
+        (events, watch)
+    })
+}
+
+/// etcd's history of the prefix from `start`, read by a plain etcd-client watch on one member.
+async fn reference_history(endpoint: &str, start: i64, seed: u64) -> Vec<Seen> {
+    let mut client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: connect for the reference watch: {e}"));
+    let options = etcd_client::WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(start);
+    let mut stream = client
+        .watch(PREFIX, Some(options))
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: reference watch: {e}"));
+    let mut events = Vec::new();
+    loop {
+        let resp = stream
+            .message()
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: reference watch: {e}"))
+            .unwrap_or_else(|| panic!("seed {seed}: reference watch ended"));
+        assert!(
+            !resp.canceled(),
+            "seed {seed}: reference watch canceled: {}",
+            resp.cancel_reason()
+        );
+        for e in resp.events() {
+            let kv = e
+                .kv()
+                .unwrap_or_else(|| panic!("seed {seed}: event without kv"));
+            let value = (e.event_type() == etcd_client::EventType::Put).then(|| text(kv.value()));
+            events.push((kv.mod_revision(), text(kv.key()), value));
+            if kv.key() == SENTINEL.as_bytes() {
+                return events;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The soak
+
+fn soak_seconds() -> u64 {
+    std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+fn soak_seed() -> u64 {
+    std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
+/// Retries a setup or tear-down step on a healthy cluster (not part of the checked history).
+async fn settle<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    seed: u64,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("seed {seed}: {what} kept failing: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_soak_is_linearizable_and_loses_nothing() {
+    let seed = soak_seed();
+    let seconds = soak_seconds();
+    println!(
+        "soak: seed {seed}, {seconds} s of chaos (replay: SOAK_SEED={seed} SOAK_SECONDS={seconds})"
+    );
+    let cluster = Arc::new(
+        Cluster::start(3)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: cluster: {e}")),
+    );
+
+    // The tower stack, which also carries the watch and the lease keep-alive.
+    let tower = stack(&cluster, soak_config());
+    // The drop-in.
+    let options = ConnectOptions::new().with_timeout(OP_TIMEOUT);
+    let dropin = etcd_client::Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        Some(options),
+        HealthChannel::new(soak_config()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("seed {seed}: drop-in client: {e}"));
+
+    // The leased key, kept alive through the chaos.
+    let lease = settle("lease grant", seed, || {
+        let mut lc = LeaseClient::new(tower.clone());
+        async move {
+            lc.lease_grant(request(LeaseGrantRequest {
+                ttl: LEASE_TTL,
+                id: 0,
+            }))
+            .await
+            .map(|r| r.into_inner().id)
+        }
+    })
+    .await;
+    let start_revision = settle("leased put", seed, || {
+        let mut kv = KvClient::new(tower.clone());
+        async move {
+            kv.put(request(PutRequest {
+                key: LEASED_KEY.into(),
+                value: b"alive".to_vec(),
+                lease,
+                ..Default::default()
+            }))
+            .await
+            .map(|r| r.into_inner().header.unwrap_or_default().revision + 1)
+        }
+    })
+    .await;
+    let keep_alive = KeepAlive::over_balance(&tower, lease, KeepAliveOptions::default());
+    let watch = ResumingWatch::over_balance(
+        &tower,
+        WatchOptions::new(PREFIX)
+            .with_prefix()
+            .with_start_revision(start_revision)
+            .idle_timeout(Duration::from_secs(2)),
+    );
+    let watched = collect_resuming(watch, seed);
+
+    // Chaos and load.
+    let origin = Instant::now();
+    let until = origin + Duration::from_secs(seconds);
+    let faults = tokio::spawn(chaos(cluster.clone(), seed, until));
+    let mut clients = Vec::new();
+    for id in 0..DROPIN_CLIENTS {
+        let kv = Kv::Dropin(Box::new(dropin.kv_client()));
+        clients.push(tokio::spawn(client(id, kv, seed, origin, until)));
+    }
+    for id in DROPIN_CLIENTS..DROPIN_CLIENTS + TOWER_CLIENTS {
+        let kv = Kv::Tower(KvClient::new(tower.clone()));
+        clients.push(tokio::spawn(client(id, kv, seed, origin, until)));
+    }
+    let mut history: Vec<Record> = Vec::new();
+    for c in clients {
+        history.extend(
+            c.await
+                .unwrap_or_else(|e| panic!("seed {seed}: client: {e}")),
+        );
+    }
+    let (fault_counts, fault_log) = faults
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: chaos: {e}"));
+    let chaos_took = origin.elapsed();
+    for line in &fault_log {
+        println!("  {line}");
+    }
+
+    // The end marker, once the cluster is whole again.
+    cluster
+        .wait_for_leader(QUORUM_BOUND)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: no leader after the chaos: {e}"));
+    let kv = dropin.kv_client();
+    settle("sentinel put", seed, || {
+        let mut kv = kv.clone();
+        async move { kv.put(SENTINEL, "end", None).await }
+    })
+    .await;
+
+    // 2. The resuming watch against an independent watch of etcd's history.
+    let reference = reference_history(&cluster.endpoint(0), start_revision, seed).await;
+    let (resumed, watch) = tokio::time::timeout(Duration::from_secs(30), watched)
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: the resuming watch did not reach the end marker"))
+        .unwrap_or_else(|e| panic!("seed {seed}: watch collector: {e}"));
+    let watch_stats = watch.stats();
+    let first_difference = reference
+        .iter()
+        .zip(&resumed)
+        .position(|(a, b)| a != b)
+        .or_else(|| {
+            (reference.len() != resumed.len()).then_some(reference.len().min(resumed.len()))
+        });
+    assert_eq!(
+        first_difference,
+        None,
+        "seed {seed}: the resuming watch ({} events) differs from etcd's history ({} events) at \
+         index {first_difference:?}: watch {:?}, history {:?}",
+        resumed.len(),
+        reference.len(),
+        first_difference.and_then(|i| resumed.get(i)),
+        first_difference.and_then(|i| reference.get(i)),
+    );
+    // Each write here is a one-key txn: one revision, one event. So the reference itself has
+    // every revision from the start to the end marker, once, in order.
+    let gap = reference
+        .iter()
+        .enumerate()
+        .find(|(i, e)| e.0 != start_revision + *i as i64);
+    assert_eq!(
+        gap, None,
+        "seed {seed}: etcd's history from revision {start_revision} has a gap or a repeat"
+    );
+
+    // 1. Acknowledged writes are in the history, once; nothing is in it twice.
+    let mut occurrences: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (_, k, v) in &reference {
+        if let Some(v) = v {
+            occurrences.entry(v.as_str()).or_insert((0, k.as_str())).0 += 1;
+        }
+    }
+    let duplicates: Vec<&str> = occurrences
+        .iter()
+        .filter(|(_, (n, _))| *n > 1)
+        .map(|(v, _)| *v)
+        .collect();
+    let mut lost = Vec::new();
+    let mut misplaced = Vec::new();
+    let mut acked_writes = 0;
+    let mut unknown_writes = 0;
+    let mut issued = std::collections::HashSet::new();
+    for r in &history {
+        let written = match (&r.input, &r.done) {
+            (Input::Put(v), _) | (Input::Cas { new: v, .. }, _) => Some(v),
+            _ => None,
+        };
+        let Some(v) = written else { continue };
+        issued.insert(v.as_str());
+        let found = occurrences.get(v.as_str());
+        if let Some((_, k)) = found {
+            if *k != key(r.key) {
+                misplaced.push(v.clone());
+            }
+        }
+        let count = found.map_or(0, |(n, _)| *n);
+        match &r.done {
+            None => unknown_writes += 1,
+            Some((_, Output::Put | Output::Cas(true))) => {
+                acked_writes += 1;
+                if count == 0 {
+                    lost.push(r.clone());
+                }
+            }
+            Some((_, Output::Cas(false))) => {
+                assert_eq!(count, 0, "seed {seed}: a failed CAS was applied: {r:?}");
+            }
+            Some(_) => {}
+        }
+    }
+    let phantoms: Vec<&str> = occurrences
+        .keys()
+        .filter(|v| !issued.contains(**v) && **v != "end")
+        .copied()
+        .collect();
+
+    // 3. Linearizability, key by key.
+    let mut per_key: Vec<Vec<&Record>> = vec![Vec::new(); KEYS];
+    for r in &history {
+        per_key[r.key].push(r);
+    }
+    let mut checked = Vec::new();
+    for (k, records) in per_key.iter().enumerate() {
+        let ops: Vec<Op<String>> = records
+            .iter()
+            .map(|r| Op {
+                call: r.call,
+                done: r.done.clone(),
+                input: r.input.clone(),
+            })
+            .collect();
+        let began = Instant::now();
+        let report = check(&ops, None, CHECK_BUDGET);
+        let took = began.elapsed();
+        if let Verdict::NotLinearizable { stuck, placed } = report.verdict {
+            let at = records[stuck].call;
+            let around: Vec<String> = records
+                .iter()
+                .filter(|r| r.call + 3_000_000 > at && r.call < at + 3_000_000)
+                .map(|r| format!("{r:?}"))
+                .collect();
+            panic!(
+                "seed {seed}: history of {} is not linearizable: after {placed} operations, none \
+                 explains {:?}; operations within 3 s:\n{}",
+                key(k),
+                records[stuck],
+                around.join("\n")
+            );
+        }
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "seed {seed}: history of {} not decided within {CHECK_BUDGET} configurations",
+            key(k)
+        );
+        let unknown = ops.iter().filter(|o| o.done.is_none()).count();
+        checked.push((ops.len(), unknown, report.explored, took));
+    }
+
+    // 4. The leased key outlived the chaos.
+    let leased = settle("leased get", seed, || {
+        let mut kv = kv.clone();
+        async move { kv.get(LEASED_KEY, None).await }
+    })
+    .await;
+    let lease_state = keep_alive.state();
+
+    // Figures.
+    let mut by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for r in &history {
+        let kind = match r.input {
+            Input::Get => "get",
+            Input::Put(_) => "put",
+            Input::Cas { .. } => "cas",
+            Input::Delete => "delete",
+        };
+        let e = by_kind.entry(kind).or_default();
+        e.0 += 1;
+        if r.done.is_none() {
+            e.1 += 1;
+        }
+    }
+    let per_client: Vec<usize> = (0..DROPIN_CLIENTS + TOWER_CLIENTS)
+        .map(|c| history.iter().filter(|r| r.client == c).count())
+        .collect();
+    println!("soak figures (seed {seed}):");
+    println!(
+        "  chaos: {:.1} s; faults {fault_counts:?}",
+        chaos_took.as_secs_f64()
+    );
+    println!(
+        "  operations recorded: {} (kind: (count, unknown outcome)) {by_kind:?}",
+        history.len()
+    );
+    println!("  per client (0..{DROPIN_CLIENTS} drop-in, then tower): {per_client:?}");
+    println!("  acknowledged writes checked: {acked_writes}; unknown writes: {unknown_writes}");
+    println!(
+        "  duplicates: {}; lost: {}; phantoms: {}",
+        duplicates.len(),
+        lost.len(),
+        phantoms.len()
+    );
+    println!(
+        "  watch: {} events, exact (revisions {start_revision}..={}); {} re-creations, {} \
+         repeated events dropped on resume",
+        resumed.len(),
+        reference.last().map_or(0, |e| e.0),
+        watch_stats.recreations,
+        watch_stats.duplicates_dropped
+    );
+    for (k, (n, unknown, explored, took)) in checked.iter().enumerate() {
+        println!(
+            "  {}: {n} operations ({unknown} unknown) linearizable; {explored} configurations in {took:?}",
+            key(k)
+        );
+    }
+    println!(
+        "  lease: {} renewals, {} re-opens, lost {:?}; retries: tower {}",
+        lease_state.renewals,
+        lease_state.reopens,
+        lease_state.lost,
+        tower.checker().retries()
+    );
+
+    assert!(
+        duplicates.is_empty(),
+        "seed {seed}: values applied twice: {duplicates:?}"
+    );
+    assert!(
+        lost.is_empty(),
+        "seed {seed}: acknowledged writes missing from etcd's history: {lost:?}"
+    );
+    assert!(
+        phantoms.is_empty(),
+        "seed {seed}: values nobody wrote: {phantoms:?}"
+    );
+    assert!(
+        misplaced.is_empty(),
+        "seed {seed}: values under the wrong key: {misplaced:?}"
+    );
+    assert!(
+        !leased.kvs().is_empty() && lease_state.lost.is_none(),
+        "seed {seed}: the leased key is gone ({lease_state:?})"
+    );
+    assert!(
+        acked_writes > 100,
+        "seed {seed}: the load made progress ({acked_writes} acknowledged writes)"
+    );
+    assert!(
+        per_client.iter().all(|&n| n > 10),
+        "seed {seed}: every client made progress: {per_client:?}"
+    );
+}
