@@ -28,6 +28,9 @@ pub mod checker;
 pub mod config;
 pub mod dropin;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod lease;
 mod passive;

@@ -26,5 +26,7 @@ pub use future::ResponseFuture;
 pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub use make::{MakeMember, TonicConnector};
+#[cfg(feature = "fuzzing")]
+pub(crate) use service::grpc_timeout;
 pub(crate) use service::replay;
 pub use service::Balance;

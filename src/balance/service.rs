@@ -253,7 +253,7 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
 }
 
 /// The deadline a tonic client put in the `grpc-timeout` header, if any.
-fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     if value.len() < 2 {
         return None;

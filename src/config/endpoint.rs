@@ -103,6 +103,13 @@ impl Endpoint {
         if host.is_empty() {
             return Err(invalid("missing host".to_owned()));
         }
+        // `http` is lenient about hosts (it takes `ht[` from `ht[::2]x:1`): accept only a
+        // host name or IPv4 address, or an IPv6 address in brackets.
+        if !valid_host(host) {
+            return Err(invalid(format!(
+                "invalid host {host:?}; expected a host name, an IPv4 address or [IPv6]"
+            )));
+        }
         // `http` drops a port that does not fit in 16 bits; tell that from a missing one.
         let written_port = authority
             .as_str()
@@ -144,6 +151,26 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
     }
+}
+
+/// A host name or IPv4 address (letters, digits, `-`, `_`, `.`), or an IPv6 address in
+/// brackets, optionally with a zone (`[fe80::1%25eth0]`).
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return false;
+        };
+        let (addr, zone) = inner.split_once("%25").unwrap_or((inner, "x"));
+        return addr.parse::<std::net::Ipv6Addr>().is_ok()
+            && !zone.is_empty()
+            && zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Parses and checks a list of endpoints (`http://h:p`, `https://h:p` or bare `h:p`).

@@ -108,9 +108,9 @@ where
     D: serde::Deserializer<'de>,
 {
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = dotted_path(e.path());
         ConfigError::Deserialize {
-            path: if path == "." {
+            path: if path.is_empty() {
                 TOP_LEVEL.to_owned()
             } else {
                 path
@@ -118,6 +118,40 @@ where
             message: message(e.inner()),
         }
     })
+}
+
+/// A field path as written in a file: `checks.active.req_headers[0]`. A key that is not a
+/// plain name (empty, or with dots, spaces, quotes, control characters) is shown quoted,
+/// `checks[""]` or `checks["a.b"]`, so the path is never empty and never ambiguous.
+fn dotted_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                let plain = !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !plain {
+                    out.push_str(&format!("[{key:?}]"));
+                } else {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                }
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
 }
 
 impl ConfigError {

@@ -885,6 +885,63 @@ mod props {
             }
         }
 
+        /// (c) Any text, control characters and all Unicode included, gives a config or an
+        /// error with a message and a place (a field path, or a syntax error's line).
+        #[test]
+        fn every_error_has_a_message_and_a_place(
+            s in prop_oneof![
+                any::<String>(),
+                "[\\[\\]a-z_.=\"' 0-9\n\t{},#\u{0}-\u{1f}\u{7f}\u{e9}\u{1f600}-]{0,80}",
+                arbitrary_json().prop_map(|v| toml::to_string(&v).unwrap_or_default()),
+            ],
+        ) {
+            for result in [Config::from_json(&s), Config::from_toml(&s)] {
+                match result {
+                    Ok(c) => prop_assert_eq!(c.validate(), Ok(())),
+                    Err(e) => {
+                        let shown = e.to_string();
+                        prop_assert!(!shown.trim().is_empty(), "{:?}", e);
+                        match e.path() {
+                            Some(path) => {
+                                prop_assert!(!path.is_empty(), "{:?}", e);
+                                prop_assert!(shown.contains(path), "{}", shown);
+                            }
+                            None => prop_assert!(matches!(e, ConfigError::Syntax { .. }), "{:?}", e),
+                        }
+                    }
+                }
+            }
+        }
+
+        /// (e) Endpoint strings with Unicode and control characters: an error names the
+        /// entry, an accepted endpoint has a host and port its URI keeps.
+        #[test]
+        fn unicode_and_control_endpoints(
+            list in prop::collection::vec(
+                prop_oneof![
+                    any::<String>(),
+                    "(https?://)?[a-z\u{0}-\u{1f}\u{7f}\u{e9}\u{3b1}\u{1f600}.\\[\\]:%@/ -]{0,16}(:[0-9]{1,6})?",
+                ],
+                1..4,
+            ),
+        ) {
+            match parse_endpoints(&list) {
+                Ok(eps) => {
+                    for ep in &eps {
+                        prop_assert!(ep.host.is_ascii() && !ep.host.is_empty(), "{:?}", ep);
+                        let uri = ep.uri();
+                        prop_assert_eq!(uri.port_u16(), Some(ep.port));
+                        prop_assert_eq!(uri.host(), Some(ep.host.as_str()));
+                    }
+                }
+                Err(e) => {
+                    let path = e.path().unwrap_or_default().to_owned();
+                    prop_assert!(path.starts_with("endpoints["), "{:?}", e);
+                    prop_assert!(e.to_string().starts_with(&path));
+                }
+            }
+        }
+
         /// (e) The endpoint parser never panics on arbitrary strings.
         #[test]
         fn endpoints_never_panic(list in prop::collection::vec(".{0,40}", 0..4)) {
@@ -931,6 +988,40 @@ mod props {
             prop_assert_eq!(uri.scheme_str(), Some(ep.scheme.as_str()));
         }
     }
+}
+
+/// Found by the `endpoints` fuzz target: `http` took `ht[` as the host of this string, and the
+/// endpoint's URI then fell back to `/`.
+#[test]
+fn malformed_hosts_are_refused() {
+    for bad in [
+        "ht[::2]ht0.t).:1",
+        "a b:1",
+        "[::1:1",
+        "[zz::1]:1",
+        "h\u{7f}:1",
+        "é.example:1",
+    ] {
+        let err = parse_endpoints(&[bad]).unwrap_err();
+        assert_eq!(err.path(), Some("endpoints[0]"), "{bad}: {err}");
+    }
+    for good in ["[fe80::1%25eth0]:2379", "my_host.local:1", "10.0.0.1:2379"] {
+        let eps = parse_endpoints(&[good]).unwrap();
+        assert_eq!(eps[0].uri().port_u16(), Some(eps[0].port), "{good}");
+    }
+}
+
+/// Found by the `config_json` fuzz target: an empty key gave an empty error path.
+#[test]
+fn odd_keys_are_quoted_in_error_paths() {
+    let err = Config::from_json(r#"{"": {}}"#).unwrap_err();
+    assert_eq!(err.path(), Some(r#"[""]"#), "{err}");
+    let err = Config::from_json(r#"{"checks": {"a.b\n": 1}}"#).unwrap_err();
+    assert_eq!(err.path(), Some(r#"checks["a.b\n"]"#), "{err}");
+    let err = Config::from_toml("[checks]\n\"\" = 1").unwrap_err();
+    assert_eq!(err.path(), Some(r#"checks[""]"#), "{err}");
+    let err = Config::from_json(r#"{"checks": {"active": {"req_headers": [1]}}}"#).unwrap_err();
+    assert_eq!(err.path(), Some("checks.active.req_headers[0]"), "{err}");
 }
 
 #[test]

@@ -40,7 +40,8 @@ async fn run(weak: Weak<Inner>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
     let mut slots: HashMap<usize, Slot> = HashMap::new();
     let mut channels: HashMap<usize, Channel> = HashMap::new();
-    let cluster_id = Arc::new(Mutex::new(None::<u64>));
+    // The cluster id each member last reported to a `status` probe.
+    let cluster_ids = Arc::new(Mutex::new(HashMap::<usize, u64>::new()));
     tracing::debug!("probe scheduler started");
     loop {
         let Some(inner) = weak.upgrade() else { break };
@@ -50,6 +51,10 @@ async fn run(weak: Weak<Inner>) {
         let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
         slots.retain(|i, _| live.contains(i));
         channels.retain(|i, _| live.contains(i));
+        cluster_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|i, _| live.contains(i));
         let mut next_wake: Option<Instant> = None;
         for entry in entries.iter() {
             let index = entry.member.index();
@@ -89,7 +94,7 @@ async fn run(weak: Weak<Inner>) {
                 channel,
                 permits: permits.clone(),
                 done: done_tx.clone(),
-                cluster_id: cluster_id.clone(),
+                cluster_ids: cluster_ids.clone(),
             };
             tokio::spawn(task.run());
         }
@@ -158,7 +163,7 @@ struct ProbeTask {
     channel: Channel,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<usize>,
-    cluster_id: Arc<Mutex<Option<u64>>>,
+    cluster_ids: Arc<Mutex<HashMap<usize, u64>>>,
 }
 
 impl ProbeTask {
@@ -180,13 +185,14 @@ impl ProbeTask {
                 },
                 ProbeType::Grpc => super::grpc::probe(self.channel.clone(), config.timeout).await,
                 ProbeType::Status => {
-                    let want = *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner());
                     let (finding, id) =
-                        super::status::probe(self.channel.clone(), config.timeout, want).await;
-                    if want.is_none() && finding.outcome == Some(crate::health::Outcome::Success) {
-                        *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+                        super::status::probe(self.channel.clone(), config.timeout).await;
+                    let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
+                    let mut ids = self.cluster_ids.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(id) = id {
+                        ids.insert(index, id);
                     }
-                    finding
+                    super::status::judge_cluster(finding, id, &ids, members)
                 }
             };
             if let Some(inner) = self.weak.upgrade() {

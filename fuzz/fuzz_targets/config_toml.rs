@@ -1,0 +1,16 @@
+#![no_main]
+//! `Config::from_toml` on arbitrary bytes: never a panic; every error has a message and a
+//! path (or is a syntax error); anything accepted is valid and round-trips.
+
+use etcd_health::config::Config;
+use libfuzzer_sys::fuzz_target;
+
+include!("common.rs");
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    match Config::from_toml(&text) {
+        Ok(c) => check_config(&c),
+        Err(e) => check_error(&e),
+    }
+});
