@@ -8,7 +8,9 @@ use tower::{Service, ServiceExt};
 
 use super::ServedBy;
 use crate::health::Outcome;
-use crate::passive::{judge, transport_error, ClassifiedBody, MethodKind, Tracker};
+use crate::passive::{
+    judge, never_connected, transport_error, ClassifiedBody, MethodKind, Tracker,
+};
 
 /// How one attempt ended.
 pub(crate) enum Attempt {
@@ -138,19 +140,6 @@ where
         _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
     };
     Attempt::Answer(Response::from_parts(parts, body))
-}
-
-/// Whether a transport error happened before any byte of the request could be sent: the
-/// connection to the member could not be made.
-fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Whether etcd refused the request before its handler ran, so it cannot have been applied:

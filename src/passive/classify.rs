@@ -79,21 +79,33 @@ impl Classifier {
     }
 }
 
-/// The verdict of a transport error (the request got no answer at all).
+/// An error and its sources, outermost first.
+pub(crate) fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// The verdict of a transport error (the request got no answer at all): a timeout if a
+/// deadline ran out anywhere in the chain, else a connection failure.
 pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcome {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
-            return Outcome::Timeout;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return Outcome::Timeout;
-            }
-        }
-        source = e.source();
+    let timed_out = chain(err).any(|e| {
+        e.is::<tonic::TimeoutExpired>()
+            || e.is::<tokio::time::error::Elapsed>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if timed_out {
+        Outcome::Timeout
+    } else {
+        Outcome::TcpFailure
     }
-    Outcome::TcpFailure
+}
+
+/// Whether a transport error happened before any byte of the request could be sent: the
+/// connection to the member could not be made.
+pub(crate) fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    chain(err).any(|e| e.is::<tonic::ConnectError>())
 }
 
 #[cfg(test)]

@@ -41,21 +41,15 @@ impl Finding {
 /// member answered is an `http_failure`.
 fn grpc_failure(status: &tonic::Status) -> Finding {
     use std::error::Error as _;
-    let mut source = status.source();
-    while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() || err.is::<tonic::transport::Error>() {
-            return Finding::new(
-                Outcome::TcpFailure,
-                format!("connect: {}", status.message()),
-            );
+    // A status with a source is the client's own: the transport failed before any answer.
+    match status.source() {
+        Some(err) => {
+            let outcome = crate::passive::transport_error(err);
+            Finding::new(outcome, format!("transport: {}", status.message()))
         }
-        if err.is::<tonic::TimeoutExpired>() {
-            return Finding::new(Outcome::Timeout, status.message().to_owned());
-        }
-        source = err.source();
+        None => Finding::new(
+            Outcome::Failure,
+            format!("{:?}: {}", status.code(), status.message()),
+        ),
     }
-    Finding::new(
-        Outcome::Failure,
-        format!("{:?}: {}", status.code(), status.message()),
-    )
 }
