@@ -11,3 +11,5 @@ cargo test --all-features --lib --tests --examples
 cargo test --all-features --doc
 # Benchmarks must compile; they are run on purpose, not in CI.
 cargo build --all-features --benches
+# Docs build without warnings (broken links, missing docs).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
