@@ -103,7 +103,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!(
         "{:>4} {:>7} {:>6} {:>7} {:>6}  {:<44}  event",
-        "t/s", "reads", "r-err", "writes", "w-err", "members: state requests latency"
+        "t/s",
+        "reads",
+        "r-err",
+        "writes",
+        "w-err",
+        "members: state requests latency failures(http/tcp/timeouts) ejections"
     );
     let mut last = (0, 0, 0, 0);
     for second in 1..=total {
@@ -125,11 +130,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|m| {
                 format!(
-                    "{}:{:<9} {:>6} {:>5.1}ms",
+                    "{}:{:<9} {:>6} {:>5.1}ms {}/{}/{} e{}",
                     m.member.index(),
                     m.status.to_string(),
                     m.requests,
-                    m.latency.unwrap_or_default().as_secs_f64() * 1e3
+                    m.latency.unwrap_or_default().as_secs_f64() * 1e3,
+                    m.totals[1],
+                    m.totals[2],
+                    m.totals[3],
+                    m.ejections_total
                 )
             })
             .collect();
