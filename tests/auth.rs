@@ -14,15 +14,6 @@ use tower::Layer;
 
 const PASSWORD: &str = "s3cret-pw";
 
-async fn enable_auth(cluster: &Cluster) {
-    let mut admin = etcd_client::Client::connect(cluster.endpoints(), None)
-        .await
-        .expect("admin client");
-    admin.user_add("root", PASSWORD, None).await.expect("user");
-    admin.user_grant_role("root", "root").await.expect("role");
-    admin.auth_enable().await.expect("auth enable");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_renewed_when_members_forget_it() {
     // Simple tokens expire after 1 s without use on a member.
@@ -31,7 +22,7 @@ async fn token_is_renewed_when_members_forget_it() {
         .start()
         .await
         .expect("cluster");
-    enable_auth(&cluster).await;
+    enable_auth(&cluster, PASSWORD).await;
     let balance = stack(&cluster, fast_config());
     let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(balance.clone());
     let counter = authed.clone();
@@ -81,7 +72,7 @@ async fn token_is_renewed_when_members_forget_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_a_clear_error_without_the_password() {
     let cluster = Cluster::start(3).await.expect("cluster");
-    enable_auth(&cluster).await;
+    enable_auth(&cluster, PASSWORD).await;
     let balance = stack(&cluster, fast_config());
     let authed = AuthLayer::new(Credentials::new("root", "not-the-password")).layer(balance);
     let err = KvClient::new(authed)

@@ -10,11 +10,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use etcd_health::auth::{AuthLayer, Credentials};
 use etcd_health::config::{AllUnhealthyPolicy, ProbeType};
 use etcd_health::health::Status;
 use etcd_health::testing::Cluster;
+use tower::Layer;
 
 const READERS: usize = 8;
+const PASSWORD: &str = "fault-suite-pw";
 
 /// Failed requests among those sent after the eviction: waits `deadline` (plus a margin) for
 /// requests already in flight on the victim to end, then counts failures over `window`.
@@ -44,14 +47,25 @@ struct Scenario {
 impl Scenario {
     const DEADLINE: Duration = Duration::from_secs(2);
 
-    async fn start(config: etcd_health::config::Config) -> Self {
+    /// With `auth`, etcd auth is on (user `root`) and the load goes through the auth layer;
+    /// probes stay unauthenticated, as a health checker's would.
+    async fn start(config: etcd_health::config::Config, auth: bool) -> Self {
         let serial = serial().await;
         let cluster = Cluster::start(3).await.expect("cluster");
+        if auth {
+            enable_auth(&cluster, PASSWORD).await;
+        }
         let stack = stack(&cluster, config);
         let checker = stack.checker().clone();
         let events = checker.subscribe();
-        put(&stack, "load", "x").await.expect("put");
-        let load = Load::start(&stack, READERS, Self::DEADLINE);
+        let load = if auth {
+            let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(stack);
+            put(&authed, "load", "x").await.expect("authenticated put");
+            Load::start(&authed, READERS, Self::DEADLINE)
+        } else {
+            put(&stack, "load", "x").await.expect("put");
+            Load::start(&stack, READERS, Self::DEADLINE)
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
         Self {
             _serial: serial,
@@ -98,7 +112,16 @@ impl Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
-    let mut sc = Scenario::start(fast_config()).await;
+    kill_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_member_with_auth_enabled() {
+    kill_case(true).await;
+}
+
+async fn kill_case(auth: bool) {
+    let mut sc = Scenario::start(fast_config(), auth).await;
     let (victim, evicted, failed_while_out) =
         sc.fault(|c, i| c.kill(i), Duration::from_secs(2)).await;
     let restarted = Instant::now();
@@ -111,7 +134,7 @@ async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
     let (stats, _cluster) = sc.stop_load().await;
 
     println!(
-        "kill: evicted after {evicted:?}; restart took {restart_took:?}, re-admitted {readmitted:?} after it; \
+        "kill (auth {auth}): evicted after {evicted:?}; restart took {restart_took:?}, re-admitted {readmitted:?} after it; \
          reads ok={} failed={} (failed while evicted: {failed_while_out})",
         stats.ok(),
         stats.failed()
@@ -131,9 +154,18 @@ async fn killed_member_is_evicted_at_once_and_readmitted_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
+    pause_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_member_with_auth_enabled() {
+    pause_case(true).await;
+}
+
+async fn pause_case(auth: bool) {
     let mut config = fast_config();
     config.checks.passive.unhealthy.timeouts = 1;
-    let mut sc = Scenario::start(config).await;
+    let mut sc = Scenario::start(config, auth).await;
     let (victim, evicted, failed_while_out) =
         sc.fault(|c, i| c.pause(i), Duration::from_secs(3)).await;
     assert_eq!(
@@ -146,7 +178,7 @@ async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (stats, _cluster) = sc.stop_load().await;
     println!(
-        "pause: evicted after {evicted:?}, re-admitted {readmitted:?} after resume; reads ok={} failed={} \
+        "pause (auth {auth}): evicted after {evicted:?}, re-admitted {readmitted:?} after resume; reads ok={} failed={} \
          (failed while evicted: {failed_while_out})",
         stats.ok(),
         stats.failed()
@@ -162,9 +194,18 @@ async fn paused_member_is_evicted_by_timeout_and_readmitted_after_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_member_is_evicted_and_readmitted_after_heal() {
+    isolate_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_member_with_auth_enabled() {
+    isolate_case(true).await;
+}
+
+async fn isolate_case(auth: bool) {
     let mut config = fast_config();
     config.checks.active.probe_type = ProbeType::Status;
-    let mut sc = Scenario::start(config).await;
+    let mut sc = Scenario::start(config, auth).await;
     let (victim, evicted, failed_while_out) =
         sc.fault(|c, i| c.isolate(i), Duration::from_secs(2)).await;
     let probe = sc.checker.snapshot()[victim].last_probe.clone();
@@ -172,7 +213,7 @@ async fn isolated_member_is_evicted_and_readmitted_after_heal() {
     let readmitted = sc.wait(victim, Status::Healthy).await;
     let (stats, _cluster) = sc.stop_load().await;
     println!(
-        "isolate: evicted after {evicted:?}, re-admitted {readmitted:?} after heal; reads ok={} failed={} \
+        "isolate (auth {auth}): evicted after {evicted:?}, re-admitted {readmitted:?} after heal; reads ok={} failed={} \
          (failed while evicted: {failed_while_out}); probe while isolated: {probe:?}",
         stats.ok(),
         stats.failed()

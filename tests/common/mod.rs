@@ -11,7 +11,7 @@ use etcd_health::config::Config;
 use etcd_health::health::Status;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::testing::Cluster;
-use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
+use etcd_health::{Balance, HealthChecker, HealthLayer, IntoBoxChannel, TonicConnector};
 use tokio::sync::broadcast;
 use tower::Layer;
 
@@ -46,11 +46,11 @@ pub fn stack(cluster: &Cluster, config: Config) -> Balance<TonicConnector> {
 
 /// Puts `key = value` through the stack.
 pub async fn put(
-    stack: &Balance<TonicConnector>,
+    stack: &(impl IntoBoxChannel + Clone),
     key: &str,
     value: &str,
 ) -> Result<(), tonic::Status> {
-    let mut kv = KvClient::new(stack.clone());
+    let mut kv = KvClient::new(stack.clone().into_box_channel());
     let mut req = tonic::Request::new(PutRequest {
         key: key.as_bytes().to_vec(),
         value: value.as_bytes().to_vec(),
@@ -86,12 +86,16 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(stack: &Balance<TonicConnector>, readers: usize, deadline: Duration) -> Self {
+    pub fn start(
+        stack: &(impl IntoBoxChannel + Clone),
+        readers: usize,
+        deadline: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(LoadStats::default());
         let tasks = (0..readers)
             .map(|_| {
-                let mut kv = KvClient::new(stack.clone());
+                let mut kv = KvClient::new(stack.clone().into_box_channel());
                 let stop = stop.clone();
                 let stats = stats.clone();
                 tokio::spawn(async move {
@@ -162,6 +166,16 @@ pub async fn wait_status(
             ),
         }
     }
+}
+
+/// Turns on etcd auth with a `root` user holding the `root` role.
+pub async fn enable_auth(cluster: &Cluster, password: &str) {
+    let mut admin = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("admin client");
+    admin.user_add("root", password, None).await.expect("user");
+    admin.user_grant_role("root", "root").await.expect("role");
+    admin.auth_enable().await.expect("auth enable");
 }
 
 /// The index of a member that is not the leader.
