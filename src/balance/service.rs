@@ -147,11 +147,12 @@ where
         let kind = MethodKind::of(req.uri().path());
         let deadline = grpc_timeout(req.headers());
         if kind != MethodKind::Unary || config.retry.max_attempts <= 1 {
-            let entry = match pick(&inner.entries(), config.all_unhealthy, &tried) {
+            let entries = inner.entries();
+            let entry = match pick(&entries, config.all_unhealthy, &tried) {
                 Ok(entry) => entry,
                 Err(status) => return Err(status.into()),
             };
-            return match self.attempt_on(entry, req, kind, deadline).await {
+            return match self.attempt_on(entry, &entries, req, kind, deadline).await {
                 Attempt::Answer(response) => Ok(response),
                 Attempt::Failed(failure) => failure.into_result(),
             };
@@ -172,7 +173,8 @@ where
         let mut attempt = 1;
         loop {
             let remaining = budget.saturating_sub(started.elapsed());
-            let failure = match pick(&inner.entries(), config.all_unhealthy, &tried) {
+            let entries = inner.entries();
+            let failure = match pick(&entries, config.all_unhealthy, &tried) {
                 Err(status) => Failure::not_sent(status),
                 Ok(entry) => {
                     tried.push(entry.member.index());
@@ -186,7 +188,7 @@ where
                     if let Some(limit) = limit {
                         set_grpc_timeout(req.headers_mut(), limit);
                     }
-                    match self.attempt_on(entry, req, kind, limit).await {
+                    match self.attempt_on(entry, &entries, req, kind, limit).await {
                         Attempt::Answer(response) => return Ok(response),
                         Attempt::Failed(failure) => failure,
                     }
@@ -215,16 +217,17 @@ where
         }
     }
 
-    /// One attempt on one member.
+    /// One attempt on one member; `entries` is the membership `entry` was picked from.
     async fn attempt_on(
         &self,
         entry: std::sync::Arc<MemberEntry>,
+        entries: &[std::sync::Arc<MemberEntry>],
         req: Request<tonic::body::Body>,
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Attempt {
         let inner = self.checker.inner.clone();
-        let svc = self.service_for(&entry.member, &inner.entries());
+        let svc = self.service_for(&entry.member, entries);
         let has_leader = inner.config.require_leader;
         let tracker = Tracker::start(inner, entry);
         attempt(svc, req, tracker, kind, deadline, has_leader).await
