@@ -6,6 +6,8 @@ scripts/setup.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
+# The library without its optional features (no TLS) builds and lints clean too.
+cargo clippy --lib -- -D warnings
 # Unit, property and integration tests; examples are built too.
 cargo test --all-features --lib --tests --examples
 cargo test --all-features --doc

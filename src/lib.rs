@@ -39,6 +39,8 @@ pub mod proto;
 mod resume;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod watch;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
@@ -46,6 +48,8 @@ pub use checker::HealthChecker;
 pub use error::Error;
 pub use lease::KeepAlive;
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
+#[cfg(feature = "tls")]
+pub use tls::Tls;
 pub use watch::ResumingWatch;
 
 /// The README's examples, compiled as doc tests so they stay true.

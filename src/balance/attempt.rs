@@ -92,13 +92,14 @@ where
         Err(err) => {
             let outcome = transport_error(err.as_ref());
             let maybe_processed = !never_connected(err.as_ref());
+            let why = crate::passive::describe(err.as_ref());
             tracker.finish(judge(outcome, kind), false);
             let status = match outcome {
                 Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
-                    "etcd-health: {member} did not answer in time: {err}"
+                    "etcd-health: {member} did not answer in time: {why}"
                 )),
                 _ => tonic::Status::unavailable(format!(
-                    "etcd-health: {member} is unreachable: {err}"
+                    "etcd-health: {member} is unreachable: {why}"
                 )),
             };
             return Attempt::Failed(Failure {

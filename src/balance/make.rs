@@ -16,6 +16,13 @@ pub trait MakeMember {
 
     /// The service for `member`; called once per member, when the balancer first sees it.
     fn make_member(&self, member: &Member) -> Self::Service;
+
+    /// Called once by [`Balance::new`](super::Balance::new) with the health state the
+    /// balancer serves, before any member is made: the place to adopt settings the checker
+    /// holds (the TLS material of `config.tls`). Does nothing by default.
+    fn attach(&mut self, checker: &crate::HealthChecker) {
+        let _ = checker;
+    }
 }
 
 impl<F, S> MakeMember for F
@@ -32,12 +39,16 @@ where
 /// A lazily connected tonic [`Channel`] per member, with settings that suit etcd.
 ///
 /// HTTP/2 keep-alive pings go no more often than every 10 s and never while idle: etcd
-/// answers more frequent pings with GOAWAY `too_many_pings`.
+/// answers more frequent pings with GOAWAY `too_many_pings`. Members with `https://` URLs
+/// speak TLS (feature `tls`): with the material given to [`tls`](Self::tls), else verified
+/// against the system's roots.
 #[derive(Clone, Debug)]
 pub struct TonicConnector {
     connect_timeout: Duration,
     keep_alive_interval: Duration,
     keep_alive_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Default for TonicConnector {
@@ -46,6 +57,8 @@ impl Default for TonicConnector {
             connect_timeout: Duration::from_secs(2),
             keep_alive_interval: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -64,18 +77,62 @@ impl TonicConnector {
         self.keep_alive_timeout = timeout;
         self
     }
+
+    /// TLS material for `https://` members (CA, client certificate). Without it the
+    /// connector takes the health checker's ([`HealthChecker::tls`](crate::HealthChecker::tls),
+    /// from `config.tls`) when the balancer is built, so requests and probes present the same
+    /// certificate. Certificates are always verified.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 impl MakeMember for TonicConnector {
     type Service = Channel;
 
+    /// Adopts the checker's TLS material unless [`tls`](Self::tls) set one.
+    fn attach(&mut self, checker: &crate::HealthChecker) {
+        #[cfg(feature = "tls")]
+        if self.tls.is_none() {
+            self.tls = checker.tls().cloned();
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = checker;
+    }
+
     fn make_member(&self, member: &Member) -> Channel {
-        Endpoint::from(member.uri().clone())
+        let endpoint = Endpoint::from(member.uri().clone())
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(self.keep_alive_interval)
             .keep_alive_timeout(self.keep_alive_timeout)
-            .keep_alive_while_idle(false)
-            .connect_lazy()
+            .keep_alive_while_idle(false);
+        #[cfg(feature = "tls")]
+        let endpoint = self.with_tls(member, endpoint);
+        endpoint.connect_lazy()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl TonicConnector {
+    fn with_tls(&self, member: &Member, endpoint: Endpoint) -> Endpoint {
+        if member.uri().scheme_str() != Some("https") {
+            return endpoint;
+        }
+        let Some(tls) = self.tls.clone().or_else(crate::tls::Tls::system_default) else {
+            tracing::error!(%member, "no TLS roots: requests to this member will fail");
+            return endpoint;
+        };
+        match tls.apply(endpoint.clone(), true, Some(self.connect_timeout)) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                // Material is checked when loaded, so this is not expected; without TLS the
+                // channel fails every request with "Connecting to HTTPS without TLS enabled".
+                tracing::error!(%member, %error, "TLS set-up failed: requests to this member will fail");
+                endpoint
+            }
+        }
     }
 }

@@ -33,7 +33,12 @@ pub struct Balance<M: MakeMember> {
 
 impl<M: MakeMember> Balance<M> {
     /// A balancer over the members of `checker`, reaching each through `make`.
-    pub fn new(checker: HealthChecker, make: M) -> Self {
+    ///
+    /// `make` is first shown the health state ([`MakeMember::attach`]): a [`TonicConnector`](super::TonicConnector)
+    /// without TLS of its own takes the checker's, so requests present the same client
+    /// certificate as the probes.
+    pub fn new(checker: HealthChecker, mut make: M) -> Self {
+        make.attach(&checker);
         Self {
             checker,
             make: Arc::new(make),

@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     rng: Mutex<rand::rngs::StdRng>,
     /// Requests sent again to another member.
     retries: std::sync::atomic::AtomicU64,
+    /// TLS material from `config.tls`; `None` when nothing is configured.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 /// Everything the stack keeps about one member.
@@ -80,6 +83,35 @@ impl MemberEntry {
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
         lock(&self.state).ejected_until()
     }
+}
+
+/// Without the `tls` feature, anything that needs TLS is refused up front rather than
+/// failing on every connection.
+#[cfg(not(feature = "tls"))]
+fn refuse_tls(config: &Config, endpoints: &[Uri]) -> Result<(), crate::Error> {
+    const REASON: &str = "this build has no TLS: enable the `tls` feature of etcd-health";
+    if config.checks.active.probe_type == crate::config::ProbeType::Https {
+        return Err(crate::Error::Unsupported {
+            field: "checks.active.type",
+            value: "https".to_owned(),
+            reason: REASON,
+        });
+    }
+    if !config.tls.is_empty() {
+        return Err(crate::Error::Unsupported {
+            field: "tls",
+            value: format!("{:?}", config.tls),
+            reason: REASON,
+        });
+    }
+    if let Some(uri) = endpoints.iter().find(|u| u.scheme_str() == Some("https")) {
+        return Err(crate::Error::Unsupported {
+            field: "endpoints",
+            value: uri.to_string(),
+            reason: REASON,
+        });
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,16 +140,20 @@ impl HealthChecker {
         I: IntoIterator<Item = Uri>,
     {
         config.validate()?;
-        if config.checks.active.probe_type == crate::config::ProbeType::Https {
-            return Err(crate::Error::Unsupported {
-                field: "checks.active.type",
-                value: "https".to_owned(),
-                reason: "TLS probes are not built yet; use `status` or `grpc`",
-            });
-        }
+        let endpoints: Vec<Uri> = endpoints.into_iter().collect();
+        #[cfg(feature = "tls")]
+        let tls = (!config.tls.is_empty())
+            .then(|| crate::tls::Tls::from_config(&config.tls))
+            .transpose()?;
+        #[cfg(not(feature = "tls"))]
+        refuse_tls(&config, &endpoints)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
         let make = || {
-            let checker = Self::unshared(config.clone());
+            let checker = Self::unshared(
+                config.clone(),
+                #[cfg(feature = "tls")]
+                tls.clone(),
+            );
             crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));
             checker
         };
@@ -131,7 +167,7 @@ impl HealthChecker {
         Ok(checker)
     }
 
-    fn unshared(config: Config) -> Self {
+    fn unshared(config: Config, #[cfg(feature = "tls")] tls: Option<crate::tls::Tls>) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (changed, _) = watch::channel(0);
         Self {
@@ -147,6 +183,8 @@ impl HealthChecker {
                 changed,
                 rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
                 retries: std::sync::atomic::AtomicU64::new(0),
+                #[cfg(feature = "tls")]
+                tls,
             }),
         }
     }
@@ -154,6 +192,15 @@ impl HealthChecker {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The TLS material loaded from `config.tls`, `None` when nothing is configured (then
+    /// `https://` members are verified against the system's roots). Hand it to
+    /// [`TonicConnector::tls`](crate::balance::TonicConnector::tls) so requests present the
+    /// same client certificate as the probes.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::Tls> {
+        self.inner.tls.as_ref()
     }
 
     /// The members, in index order.

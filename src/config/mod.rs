@@ -56,6 +56,10 @@ pub struct Config {
     pub all_unhealthy: AllUnhealthyPolicy,
     /// Retries of failed unary requests on another member, by etcd's own client rules.
     pub retry: RetryConfig,
+    /// TLS to members with `https://` endpoints and for `https` probes: the CA, the client
+    /// certificate (mTLS) and the name to verify. Needs the `tls` cargo feature.
+    #[serde(skip_serializing_if = "TlsConfig::is_empty")]
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -68,7 +72,42 @@ impl Default for Config {
             ejection: EjectionConfig::default(),
             all_unhealthy: AllUnhealthyPolicy::default(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         }
+    }
+}
+
+/// Where the TLS material for members lives: PEM files, as `etcdctl --cacert --cert --key`
+/// takes them. Loaded once, when the health checker is built, so a missing file or a key that
+/// does not belong to its certificate is refused at start-up, naming the field and the path.
+///
+/// An `https://` endpoint with none of these set is verified against the system's roots, with
+/// no client certificate. Certificates of members are always verified on requests;
+/// `checks.active.https_verify_certificate = false` relaxes only the probes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificate(s) members' certificates are checked against
+    /// (`--trusted-ca-file` of etcd); unset means the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM file with this client's certificate chain, for members started with
+    /// `--client-cert-auth`; needs `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM file with the private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name members' certificates must carry, instead of the host of each endpoint URL
+    /// (for members reached by IP whose certificates name a DNS name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+}
+
+impl TlsConfig {
+    /// Nothing is set: `https://` endpoints use the system's roots and no client certificate.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
     }
 }
 

@@ -522,6 +522,58 @@ fn endpoint_errors() {
     assert!(parse_endpoints(&["http://a:1", "https://a:1"]).is_ok());
 }
 
+#[test]
+fn tls_section_loads_and_its_shape_is_checked() {
+    let config = Config::from_toml(
+        r#"
+[tls]
+ca_file = "/etc/etcd/ca.pem"
+cert_file = "/etc/etcd/client.pem"
+key_file = "/etc/etcd/client-key.pem"
+domain_name = "etcd.internal"
+"#,
+    )
+    .expect("a TLS section");
+    assert_eq!(
+        config.tls.ca_file.as_deref(),
+        Some("/etc/etcd/ca.pem".as_ref())
+    );
+    assert_eq!(config.tls.domain_name.as_deref(), Some("etcd.internal"));
+    assert!(Config::default().tls.is_empty());
+    // A config without TLS serializes without a `tls` key (the seed's shape).
+    assert!(serde_json::to_value(Config::default())
+        .expect("json")
+        .get("tls")
+        .is_none());
+
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"tls": {"cert_file": "/c.pem"}}"#,
+            "tls.cert_file = \"/c.pem\" is invalid: a client certificate needs its private key",
+        ),
+        (
+            r#"{"tls": {"key_file": "/k.pem"}}"#,
+            "tls.key_file = \"/k.pem\" is invalid: a private key needs its certificate",
+        ),
+        (
+            r#"{"tls": {"ca_file": ""}}"#,
+            "tls.ca_file = \"\" is invalid: must not be empty",
+        ),
+        (
+            r#"{"tls": {"domain_name": "bad name"}}"#,
+            "tls.domain_name = \"bad name\" is invalid: expected a DNS name or an IP address",
+        ),
+        (
+            r#"{"tls": {"ca": "/x"}}"#,
+            "tls.ca: unknown field `ca`, expected one of `ca_file`",
+        ),
+    ];
+    for (input, expected) in cases {
+        let e = Config::from_json(input).unwrap_err().to_string();
+        assert!(e.starts_with(expected), "for {input}: {e}");
+    }
+}
+
 mod props {
     use proptest::prelude::*;
 
@@ -639,6 +691,7 @@ mod props {
                 duration(0),
                 duration(0),
             ),
+            tls(),
         )
             .prop_map(
                 |(
@@ -651,6 +704,7 @@ mod props {
                     (a, b, jitter),
                     all,
                     (max_attempts, c, d, budget, read_attempt_timeout),
+                    tls,
                 )| {
                     Config {
                         shm_name,
@@ -670,9 +724,28 @@ mod props {
                             budget,
                             read_attempt_timeout,
                         },
+                        tls,
                     }
                 },
             )
+    }
+
+    /// Valid TLS sections: paths are not read by `validate`, only their shape is checked.
+    fn tls() -> impl Strategy<Value = TlsConfig> {
+        (
+            prop::option::of("/[a-z]{1,8}/ca\\.pem"),
+            prop::option::of("[a-z]{1,8}"),
+            prop::option::of(prop_oneof![
+                "[a-z]{1,10}(\\.[a-z]{1,10}){0,2}",
+                Just("10.0.0.1".to_owned())
+            ]),
+        )
+            .prop_map(|(ca, identity, domain_name)| TlsConfig {
+                ca_file: ca.map(Into::into),
+                cert_file: identity.as_ref().map(|n| format!("/{n}.pem").into()),
+                key_file: identity.map(|n| format!("/{n}-key.pem").into()),
+                domain_name,
+            })
     }
 
     /// JSON pointers of the leaves (non-objects) of a value.
@@ -787,6 +860,9 @@ mod props {
                 // The same for retry.backoff <= retry.max_backoff (defaults 25 ms and 500 ms).
                 c.retry.backoff = c.retry.backoff.min(Duration::from_millis(25));
                 c.retry.max_backoff = c.retry.max_backoff.max(Duration::from_millis(500));
+                // tls.cert_file and tls.key_file only go together; (b) round-trips them.
+                c.tls.cert_file = None;
+                c.tls.key_file = None;
                 c
             }),
             mask in prop::collection::vec(any::<bool>(), 64),

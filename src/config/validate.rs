@@ -14,7 +14,7 @@ use tonic::Code;
 use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, EjectionConfig,
-    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig,
+    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -37,7 +37,8 @@ impl Config {
     /// `req_headers` entries of the form `Name: value`; `failures.codes` known gRPC code
     /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
     /// `ejection.base <= ejection.max`; `retry.max_attempts` in `1..=10` and
-    /// `retry.backoff <= retry.max_backoff`; `shm_name`, if set, non-empty.
+    /// `retry.backoff <= retry.max_backoff`; `shm_name`, if set, non-empty; `tls.cert_file`
+    /// and `tls.key_file` both or neither, no empty path, `tls.domain_name` a DNS name or IP.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.shm_name {
             if name.is_empty() {
@@ -52,7 +53,8 @@ impl Config {
         self.checks.passive.validate("checks.passive")?;
         self.failures.validate("failures")?;
         self.ejection.validate("ejection")?;
-        self.retry.validate("retry")
+        self.retry.validate("retry")?;
+        self.tls.validate("tls")
     }
 }
 
@@ -291,6 +293,61 @@ impl RetryConfig {
                     self.max_backoff.as_secs_f64()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl TlsConfig {
+    /// The shape only; the files are read when the health checker is built.
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        for (field, path) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.{field}"),
+                    "\"\"",
+                    "must not be empty (leave it out instead)",
+                ));
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), None) => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.cert_file"),
+                    format!("{:?}", cert.display().to_string()),
+                    format!("a client certificate needs its private key: set {at}.key_file too"),
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.key_file"),
+                    format!("{:?}", key.display().to_string()),
+                    format!("a private key needs its certificate: set {at}.cert_file too"),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.domain_name {
+            let ok = !name.is_empty()
+                && (name.parse::<std::net::IpAddr>().is_ok()
+                    || name.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                    }));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("{at}.domain_name"),
+                    format!("{name:?}"),
+                    "expected a DNS name or an IP address",
+                ));
+            }
         }
         Ok(())
     }

@@ -120,6 +120,7 @@ impl EtcdChannel {
             let checker = self.balance.checker();
             match change {
                 Change::Insert(uri, endpoint) => {
+                    let endpoint = with_configured_tls(checker, &uri, endpoint);
                     self.endpoints
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -151,6 +152,31 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
         self.apply_changes();
         self.balance.call(req)
     }
+}
+
+/// etcd-client builds `https://` endpoints with its own `TlsOptions` (none given: no trusted
+/// roots at all). When `config.tls` is set, that material wins, for requests and probes alike,
+/// so TLS is configured once.
+#[cfg(feature = "tls")]
+fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -> Endpoint {
+    let Some(tls) = checker.tls() else {
+        return endpoint;
+    };
+    if uri.scheme_str() != Some("https") {
+        return endpoint;
+    }
+    match tls.apply(endpoint.clone(), true, None) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            tracing::error!(%uri, %error, "config.tls could not be applied; keeping etcd-client's TLS");
+            endpoint
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_configured_tls(_checker: &HealthChecker, _uri: &Uri, endpoint: Endpoint) -> Endpoint {
+    endpoint
 }
 
 /// Wraps a hand-built [`Balance`] for `etcd_client::Client::from_channel` (etcd-client's

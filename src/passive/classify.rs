@@ -86,6 +86,19 @@ pub(crate) fn chain<'a>(
     std::iter::successors(Some(err), |e| e.source())
 }
 
+/// An error and its sources, `: `-separated, each message once: "transport error: invalid
+/// peer certificate: UnknownIssuer" rather than the bare "transport error" tonic shows.
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in chain(err) {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 /// The verdict of a transport error (the request got no answer at all): a timeout if a
 /// deadline ran out anywhere in the chain, else a connection failure.
 pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcome {

@@ -1,35 +1,78 @@
-//! `http`: the seed's probe, `GET http_path` over HTTP/1.1 (etcd's `/health`).
+//! `http` and `https`: the seed's probe, `GET http_path` over HTTP/1.1 (etcd's `/health`).
 //!
-//! etcd serves HTTP/1.1 and gRPC (h2c) on the same client port; `/health` answers 503 when
-//! the member has no leader or an alarm is raised, so it sees death, hangs and partitions.
+//! etcd serves HTTP/1.1 and gRPC on the same client port; `/health` answers 503 when the
+//! member has no leader or an alarm is raised, so it sees death, hangs and partitions. With
+//! TLS (an `https` probe, or an `http` probe of an `https://` member, whose port speaks
+//! nothing else) the probe presents the configured client certificate, as requests do.
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
+use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::Finding;
 use crate::config::ActiveChecks;
 use crate::health::Outcome;
+use crate::passive::describe;
 
-pub(crate) async fn probe(authority: &str, checks: &ActiveChecks) -> Finding {
+/// How long a failed request waits for its connection's error, which explains it.
+const CONN_ERROR_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How a probe secures its connection, when it does.
+#[cfg(feature = "tls")]
+pub(crate) struct ProbeTls {
+    pub(crate) config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    pub(crate) server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+/// Without the `tls` feature a probe never speaks TLS.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum ProbeTls {}
+
+pub(crate) async fn probe(
+    authority: &str,
+    checks: &ActiveChecks,
+    tls: Option<ProbeTls>,
+) -> Finding {
     let timeout = checks.timeout;
-    match tokio::time::timeout(timeout, get(authority, checks)).await {
+    match tokio::time::timeout(timeout, connect(authority, checks, tls)).await {
         Err(_) => Finding::timeout(timeout),
         Ok(finding) => finding,
     }
 }
 
-async fn get(authority: &str, checks: &ActiveChecks) -> Finding {
+async fn connect(authority: &str, checks: &ActiveChecks, tls: Option<ProbeTls>) -> Finding {
     let stream = match TcpStream::connect(authority).await {
         Ok(s) => s,
         Err(e) => return Finding::new(Outcome::TcpFailure, format!("connect: {e}")),
     };
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
+    match tls {
+        None => get(TokioIo::new(stream), authority, checks).await,
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.config);
+            match connector.connect(tls.server_name, stream).await {
+                Ok(stream) => get(TokioIo::new(stream), authority, checks).await,
+                // A refused certificate (ours or the member's) is a failure of this member's
+                // TLS, seen before any HTTP: the connection could not be made.
+                Err(e) => Finding::new(
+                    Outcome::TcpFailure,
+                    format!("TLS handshake: {}", describe(&e)),
+                ),
+            }
+        }
+    }
+}
+
+async fn get<IO>(io: IO, authority: &str, checks: &ActiveChecks) -> Finding
+where
+    IO: Read + Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
         Ok(pair) => pair,
-        Err(e) => return Finding::new(Outcome::TcpFailure, format!("handshake: {e}")),
+        Err(e) => return Finding::new(Outcome::TcpFailure, format!("handshake: {}", describe(&e))),
     };
     let conn = tokio::spawn(conn);
     let host = if checks.host.is_empty() {
@@ -48,10 +91,21 @@ async fn get(authority: &str, checks: &ActiveChecks) -> Finding {
         Err(e) => return Finding::new(Outcome::Failure, format!("bad probe request: {e}")),
     };
     let result = sender.send_request(req).await;
-    conn.abort();
     let status = match result {
-        Ok(resp) => resp.status().as_u16(),
-        Err(e) => return Finding::new(Outcome::TcpFailure, format!("request: {e}")),
+        Ok(resp) => {
+            conn.abort();
+            resp.status().as_u16()
+        }
+        Err(e) => {
+            // The connection's own error says why the request failed (a TLS alert such as
+            // "certificate required", sent after the handshake in TLS 1.3); the request's
+            // error only says that it did.
+            let why = match tokio::time::timeout(CONN_ERROR_WAIT, conn).await {
+                Ok(Ok(Err(conn_error))) => describe(&conn_error),
+                _ => describe(&e),
+            };
+            return Finding::new(Outcome::TcpFailure, format!("request: {why}"));
+        }
     };
     let detail = format!("status {status}");
     if checks.healthy.http_statuses.contains(&status) {

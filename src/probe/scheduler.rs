@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::Finding;
 use crate::checker::{wall_now, Inner, MemberEntry, ProbeReport};
 use crate::config::ProbeType;
+use crate::health::Outcome;
 
 /// Starts the scheduler for `inner` on `runtime`.
 pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
@@ -39,7 +40,7 @@ async fn run(weak: Weak<Inner>) {
     drop(inner);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
     let mut slots: HashMap<usize, Slot> = HashMap::new();
-    let mut channels: HashMap<usize, Channel> = HashMap::new();
+    let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
     // The cluster id each member last reported to a `status` probe.
     let cluster_ids = Arc::new(Mutex::new(HashMap::<usize, u64>::new()));
     tracing::debug!("probe scheduler started");
@@ -86,7 +87,7 @@ async fn run(weak: Weak<Inner>) {
             slot.due = None;
             let channel = channels
                 .entry(index)
-                .or_insert_with(|| probe_channel(entry, active.timeout))
+                .or_insert_with(|| probe_channel(&inner, entry))
                 .clone();
             let task = ProbeTask {
                 weak: weak.clone(),
@@ -146,21 +147,89 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
     Some(due)
 }
 
-fn probe_channel(entry: &MemberEntry, timeout: Duration) -> Channel {
-    entry
-        .endpoint
+/// The channel of a member's `grpc` and `status` probes: the member's own `Endpoint` when
+/// it came with one (the drop-in's, built by etcd-client with its TLS), else one built here,
+/// with the configured TLS for `https://` members. `Err` says why TLS could not be set up.
+fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
+    let active = &inner.config.checks.active;
+    let endpoint = match &entry.endpoint {
+        Some(endpoint) => return Ok(endpoint.clone().connect_lazy()),
+        None => Endpoint::from(entry.member.uri().clone())
+            .connect_timeout(active.timeout)
+            .tcp_nodelay(true),
+    };
+    #[cfg(feature = "tls")]
+    let endpoint = match member_tls(inner, entry) {
+        Some(tls) => tls
+            .apply(
+                endpoint,
+                active.https_verify_certificate,
+                Some(active.timeout),
+            )
+            .map_err(|e| format!("TLS set-up: {e}"))?,
+        None => endpoint,
+    };
+    Ok(endpoint.connect_lazy())
+}
+
+/// The TLS material for a member with an `https://` URL: the configured one, else the
+/// system's roots.
+#[cfg(feature = "tls")]
+fn member_tls(inner: &Inner, entry: &MemberEntry) -> Option<crate::tls::Tls> {
+    if entry.member.uri().scheme_str() != Some("https") {
+        return None;
+    }
+    inner.tls.clone().or_else(crate::tls::Tls::system_default)
+}
+
+/// How an `http`/`https` probe secures its connection: `https` probes always use TLS, `http`
+/// probes when the member's URL is `https://` (its port speaks nothing else).
+#[cfg(feature = "tls")]
+fn http_tls(
+    inner: &Inner,
+    entry: &MemberEntry,
+    probe_type: ProbeType,
+) -> Result<Option<super::http::ProbeTls>, String> {
+    let https_member = entry.member.uri().scheme_str() == Some("https");
+    if probe_type != ProbeType::Https && !https_member {
+        return Ok(None);
+    }
+    let tls = inner
+        .tls
         .clone()
-        .unwrap_or_else(|| Endpoint::from(entry.member.uri().clone()))
-        .connect_timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy()
+        .or_else(crate::tls::Tls::system_default)
+        .ok_or("no TLS roots could be loaded")?;
+    let active = &inner.config.checks.active;
+    let host = if active.host.is_empty() {
+        entry.member.uri().host().unwrap_or_default()
+    } else {
+        // `host` may carry a port; the name to verify is the part before it.
+        active
+            .host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(active.host.as_str(), |(host, _)| host)
+    };
+    Ok(Some(super::http::ProbeTls {
+        config: tls.probe_config(active.https_verify_certificate),
+        server_name: tls.server_name(host)?,
+    }))
+}
+
+#[cfg(not(feature = "tls"))]
+fn http_tls(
+    _inner: &Inner,
+    _entry: &MemberEntry,
+    _probe_type: ProbeType,
+) -> Result<Option<super::http::ProbeTls>, String> {
+    Ok(None)
 }
 
 /// One probe of one member.
 struct ProbeTask {
     weak: Weak<Inner>,
     entry: Arc<MemberEntry>,
-    channel: Channel,
+    channel: Result<Channel, String>,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<usize>,
     cluster_ids: Arc<Mutex<HashMap<usize, u64>>>,
@@ -175,18 +244,26 @@ impl ProbeTask {
             };
             let started = Instant::now();
             let authority = self.entry.member.authority().to_owned();
-            let finding = match config.probe_type {
-                ProbeType::Tcp => super::tcp::probe(&authority, config.timeout).await,
-                ProbeType::Http => super::http::probe(&authority, &config).await,
-                // Refused when the checker is built.
-                ProbeType::Https => Finding {
-                    outcome: None,
-                    detail: "https probes are not supported".to_owned(),
-                },
-                ProbeType::Grpc => super::grpc::probe(self.channel.clone(), config.timeout).await,
-                ProbeType::Status => {
-                    let (finding, id) =
-                        super::status::probe(self.channel.clone(), config.timeout).await;
+            let finding = match (config.probe_type, &self.channel) {
+                (ProbeType::Tcp, _) => super::tcp::probe(&authority, config.timeout).await,
+                (ProbeType::Http | ProbeType::Https, _) => {
+                    let tls = match self.weak.upgrade() {
+                        Some(inner) => http_tls(&inner, &self.entry, config.probe_type),
+                        None => return,
+                    };
+                    match tls {
+                        Ok(tls) => super::http::probe(&authority, &config, tls).await,
+                        Err(e) => Finding::new(Outcome::Failure, format!("TLS set-up: {e}")),
+                    }
+                }
+                (ProbeType::Grpc | ProbeType::Status, Err(e)) => {
+                    Finding::new(Outcome::Failure, e.clone())
+                }
+                (ProbeType::Grpc, Ok(channel)) => {
+                    super::grpc::probe(channel.clone(), config.timeout).await
+                }
+                (ProbeType::Status, Ok(channel)) => {
+                    let (finding, id) = super::status::probe(channel.clone(), config.timeout).await;
                     let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
                     let mut ids = self.cluster_ids.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(id) = id {

@@ -30,6 +30,7 @@ pub struct ClusterBuilder {
     ready_timeout: Duration,
     etcd_bin: Option<String>,
     extra_args: Vec<String>,
+    tls: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -43,6 +44,7 @@ impl Default for ClusterBuilder {
             ready_timeout: Duration::from_secs(15),
             etcd_bin: None,
             extra_args: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -95,6 +97,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Client ports speak TLS only and demand a client certificate (default `false`), with
+    /// certificates made for this cluster: see [`Cluster::pki`]. Peer links stay plain, so
+    /// [`Cluster::isolate`] works as without TLS.
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls = enabled;
+        self
+    }
+
     /// The etcd binary (default `$ETCD_BIN`, else `/usr/bin/etcd`).
     pub fn etcd_bin(mut self, path: impl Into<String>) -> Self {
         self.etcd_bin = Some(path.into());
@@ -119,6 +129,12 @@ impl ClusterBuilder {
             .prefix("etcd-health-")
             .tempdir()
             .map_err(|e| ClusterError::io("create cluster temp dir", e))?;
+        let pki = if self.tls {
+            Some(super::pki::TestPki::generate(dir.path(), "cluster")?)
+        } else {
+            None
+        };
+        let scheme = if self.tls { "https" } else { "http" };
         // Hold every reserved port until all are chosen so they are distinct.
         let mut reserved = Vec::new();
         let mut members = Vec::new();
@@ -139,6 +155,7 @@ impl ClusterBuilder {
                 port(&peer)?,
                 port(&peer_proxy)?,
                 client_proxy.as_ref().map(port).transpose()?,
+                scheme,
             ));
             reserved.push((client, peer));
             listeners.push((peer_proxy, client_proxy));
@@ -162,6 +179,7 @@ impl ClusterBuilder {
             election_ms: self.election_ms,
             pre_vote: self.pre_vote,
             extra_args: self.extra_args.clone(),
+            tls: pki,
         };
 
         let (faults, _) = watch::channel(Faults::new(n));

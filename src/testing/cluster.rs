@@ -94,9 +94,14 @@ impl Cluster {
     /// Client URL of member `i` as clients should use it.
     pub fn endpoint(&self, i: usize) -> String {
         match self.members[i].client_proxy_port {
-            Some(port) => format!("http://127.0.0.1:{port}"),
+            Some(port) => format!("{}://127.0.0.1:{port}", self.members[i].scheme),
             None => self.members[i].client_url(),
         }
+    }
+
+    /// The certificates of a cluster built with [`ClusterBuilder::tls`].
+    pub fn pki(&self) -> Option<&super::pki::TestPki> {
+        self.flags.tls.as_ref()
     }
 
     /// Member `i`'s own client URL, bypassing any client proxy.
@@ -123,7 +128,8 @@ impl Cluster {
     /// as a member index.
     pub async fn leader(&self) -> Option<usize> {
         let answers = join_all(
-            (0..self.size()).map(|i| probe::status(self.members[i].client_url(), PROBE_TIMEOUT)),
+            (0..self.size())
+                .map(|i| probe::status(self.members[i].client_url(), self.pki(), PROBE_TIMEOUT)),
         )
         .await;
         let mut votes = vec![0usize; self.size()];
@@ -264,12 +270,11 @@ impl Cluster {
                     });
                 }
             }
-            let answers = join_all(
-                which
-                    .iter()
-                    .map(|&i| probe::status(self.members[i].client_url(), PROBE_TIMEOUT)),
-            )
-            .await;
+            let answers =
+                join_all(which.iter().map(|&i| {
+                    probe::status(self.members[i].client_url(), self.pki(), PROBE_TIMEOUT)
+                }))
+                .await;
             self.faults.send_modify(|f| {
                 for (&i, answer) in which.iter().zip(&answers) {
                     if let Ok(status) = answer {

@@ -61,6 +61,12 @@ pub enum ClusterError {
         /// How long the fixture waited.
         timeout: Duration,
     },
+    /// Certificates for a TLS cluster could not be made.
+    #[error("cannot make test certificates: {reason}")]
+    Certificates {
+        /// What failed.
+        reason: String,
+    },
     /// The member index is out of range.
     #[error("no member {index} in a cluster of {size}")]
     NoSuchMember {

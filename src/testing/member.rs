@@ -34,6 +34,8 @@ pub(crate) struct Member {
     pub peer_proxy_port: u16,
     /// The port of the client proxy in front of `client_port`, if enabled.
     pub client_proxy_port: Option<u16>,
+    /// `https` when the cluster speaks TLS to clients, else `http`.
+    pub scheme: &'static str,
     child: Mutex<Option<Child>>,
 }
 
@@ -47,6 +49,8 @@ pub(crate) struct CommonFlags {
     pub election_ms: u64,
     pub pre_vote: bool,
     pub extra_args: Vec<String>,
+    /// Certificates of a TLS cluster: client ports speak TLS and demand client certificates.
+    pub tls: Option<super::pki::TestPki>,
 }
 
 impl Member {
@@ -57,6 +61,7 @@ impl Member {
         peer_port: u16,
         peer_proxy_port: u16,
         client_proxy_port: Option<u16>,
+        scheme: &'static str,
     ) -> Self {
         Member {
             data_dir: root.join(format!("{name}.etcd")),
@@ -66,13 +71,14 @@ impl Member {
             peer_port,
             peer_proxy_port,
             client_proxy_port,
+            scheme,
             child: Mutex::new(None),
         }
     }
 
     /// The member's own client URL.
     pub(crate) fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 
     /// The peer URL other members dial (through the peer proxy).
@@ -91,7 +97,18 @@ impl Member {
             .try_clone()
             .map_err(|e| ClusterError::io("clone log file handle", e))?;
         let client_url = self.client_url();
-        let child = Command::new(&flags.bin)
+        let mut command = Command::new(&flags.bin);
+        if let Some(pki) = &flags.tls {
+            command
+                .arg("--cert-file")
+                .arg(pki.server_cert_file())
+                .arg("--key-file")
+                .arg(pki.server_key_file())
+                .arg("--trusted-ca-file")
+                .arg(pki.ca_file())
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")

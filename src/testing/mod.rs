@@ -20,6 +20,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`ClusterBuilder::tls`] the client ports speak only TLS and demand a client
+//! certificate (`--client-cert-auth`), with a CA made for the cluster ([`TestPki`]).
+//!
 //! Everything is torn down when the [`Cluster`] is dropped, including on panic.
 
 mod builder;
@@ -28,9 +31,11 @@ mod error;
 mod faults;
 mod member;
 mod origin;
+mod pki;
 mod probe;
 mod proxy;
 
 pub use builder::ClusterBuilder;
 pub use cluster::Cluster;
 pub use error::{ClusterError, Unready};
+pub use pki::TestPki;

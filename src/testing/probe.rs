@@ -19,11 +19,20 @@ pub(crate) struct MemberStatus {
 }
 
 /// Asks `url` for its status, giving up after `timeout`.
-pub(crate) async fn status(url: String, timeout: Duration) -> Result<MemberStatus, String> {
+pub(crate) async fn status(
+    url: String,
+    pki: Option<&super::pki::TestPki>,
+    timeout: Duration,
+) -> Result<MemberStatus, String> {
     let call = async {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout);
+        if let Some(pki) = pki {
+            let tls =
+                crate::tls::Tls::from_config(&pki.client_config()).map_err(|e| e.to_string())?;
+            options = options.with_tls(tls.client_tls_config());
+        }
         let mut client = Client::connect([url], Some(options))
             .await
             .map_err(|e| e.to_string())?;
