@@ -124,11 +124,14 @@ pub async fn exercise(endpoints: &[String]) -> Result<Vec<String>, etcd_client::
         status.version()
     ));
 
-    // Auth: enable, use with credentials (etcd-client refreshes tokens), disable.
+    // Auth: enable, use with credentials, disable. With auto refresh, etcd-client renews the
+    // token when a member refuses it (simple tokens are lost when a member restarts).
     client.user_add("root", "demo-password", None).await?;
     client.user_grant_role("root", "root").await?;
     client.auth_enable().await?;
-    let options = ConnectOptions::new().with_user("root", "demo-password");
+    let options = ConnectOptions::new()
+        .with_user("root", "demo-password")
+        .with_auto_token_refresh(true);
     let mut root = connect(endpoints, Some(options)).await?;
     root.put("api/auth", "ok", None).await?;
     let anonymous = client.get("api/auth", None).await;

@@ -234,21 +234,65 @@ async fn isolate_case(auth: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_members_down_then_back() {
+    all_down_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_members_down_then_back_with_auth_enabled() {
+    all_down_case(true).await;
+}
+
+/// Every member killed, then all restarted. With `auth`, the token the load was using is
+/// forgotten by the restarted members (etcd 3.4 simple tokens live in memory): the auth layer
+/// must renew it unseen.
+async fn all_down_case(auth: bool) {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await.expect("cluster");
+    if auth {
+        enable_auth(&cluster, PASSWORD).await;
+    }
     let stack = stack(&cluster, fast_config());
     let checker = stack.checker().clone();
-    let mut events = checker.subscribe();
-    put(&stack, "load", "x").await.expect("put");
+    let events = checker.subscribe();
+    if auth {
+        let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(stack);
+        all_down_run(&cluster, &checker, events, &authed, auth).await;
+        println!(
+            "all down (auth {auth}): authentications {}",
+            authed.authentications()
+        );
+        assert!(
+            authed.authentications() >= 2,
+            "the members forgot the token when they restarted: it was renewed"
+        );
+    } else {
+        all_down_run(&cluster, &checker, events, &stack, auth).await;
+    }
+}
+
+async fn all_down_run(
+    cluster: &Cluster,
+    checker: &etcd_health::HealthChecker,
+    mut events: tokio::sync::broadcast::Receiver<etcd_health::checker::HealthEvent>,
+    stack: &(impl etcd_health::IntoBoxChannel + Clone),
+    auth: bool,
+) {
+    put(stack, "load", "x").await.expect("put");
+    if auth {
+        // etcd persists how far it applied its log with its next backend commit (every
+        // 100 ms): a member killed before that replays the Authenticate entry on restart and
+        // knows the token again. Past it, the restarted members surely forget the token.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     for i in 0..3 {
         cluster.kill(i);
     }
-    let load = Load::start(&stack, 2, Duration::from_millis(500));
+    let load = Load::start(stack, 2, Duration::from_millis(500));
     for i in 0..3 {
         wait_status(
             &mut events,
-            &checker,
+            checker,
             i,
             Status::Unhealthy,
             Duration::from_secs(10),
@@ -256,7 +300,7 @@ async fn all_members_down_then_back() {
         .await;
     }
     // Panic mode: requests still go out and fail as Unavailable, never Unknown.
-    let err = put(&stack, "k", "v").await.expect_err("no member is up");
+    let err = put(stack, "k", "v").await.expect_err("no member is up");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 
     let back = Instant::now();
@@ -268,7 +312,7 @@ async fn all_members_down_then_back() {
     for i in 0..3 {
         wait_status(
             &mut events,
-            &checker,
+            checker,
             i,
             Status::Healthy,
             Duration::from_secs(20),
@@ -280,12 +324,12 @@ async fn all_members_down_then_back() {
         .wait_for_leader(Duration::from_secs(10))
         .await
         .expect("leader");
-    put(&stack, "k", "v")
+    put(stack, "k", "v")
         .await
         .expect("the cluster serves again");
     let stats = load.stop().await;
     println!(
-        "all down: all re-admitted {readmitted:?} after restarts began; reads ok={} failed={} unknown={}",
+        "all down (auth {auth}): all re-admitted {readmitted:?} after restarts began; reads ok={} failed={} unknown={}",
         stats.ok(),
         stats.failed(),
         stats.unknown_code.load(std::sync::atomic::Ordering::Relaxed)
@@ -300,22 +344,35 @@ async fn all_members_down_then_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_take_effect_and_named_state_is_shared() {
+    overrides_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_take_effect_and_named_state_is_shared_with_auth_enabled() {
+    overrides_case(true).await;
+}
+
+async fn overrides_case(auth: bool) {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await.expect("cluster");
+    if auth {
+        enable_auth(&cluster, PASSWORD).await;
+    }
 
     // Passive tcp_failures = 3 and no active probes: only the third failed request ejects;
     // fail-fast once nothing is healthy.
-    // Written as a user would, in the seed's shape: only the named fields change.
-    let config = etcd_health::config::Config::from_json(
-        r#"{
-            "shm_name": "overrides-test",
-            "checks": {
-                "active": { "timeout": 0.5, "unhealthy": { "interval": 0 } },
-                "passive": { "unhealthy": { "tcp_failures": 3 } }
-            },
+    // Written as a user would, in the seed's shape: only the named fields change. Each
+    // variant has a state of its own, so that neither sees the other's ejections.
+    let config = etcd_health::config::Config::from_json(&format!(
+        r#"{{
+            "shm_name": "overrides-test-auth-{auth}",
+            "checks": {{
+                "active": {{ "timeout": 0.5, "unhealthy": {{ "interval": 0 }} }},
+                "passive": {{ "unhealthy": {{ "tcp_failures": 3 }} }}
+            }},
             "all_unhealthy": "fail_fast"
-        }"#,
-    )
+        }}"#
+    ))
     .expect("config");
     assert_eq!(
         config.checks.passive.unhealthy.http_failures, 1,
@@ -326,12 +383,28 @@ async fn overrides_take_effect_and_named_state_is_shared() {
     let b = stack(&cluster, config);
     assert!(a.checker().ptr_eq(b.checker()), "same shm_name, same state");
     let checker = a.checker().clone();
-    let mut events = checker.subscribe();
-    put(&a, "k", "v").await.expect("put");
+    if auth {
+        let layer = AuthLayer::new(Credentials::new("root", PASSWORD));
+        overrides_run(&cluster, &checker, &layer.layer(a), &layer.layer(b), auth).await;
+    } else {
+        overrides_run(&cluster, &checker, &a, &b, auth).await;
+    }
+}
 
-    let victim = follower(&cluster).await;
+/// The overrides scenario through `a` and `b`, two stacks over one named state `checker`.
+async fn overrides_run(
+    cluster: &Cluster,
+    checker: &etcd_health::HealthChecker,
+    a: &(impl etcd_health::IntoBoxChannel + Clone),
+    b: &(impl etcd_health::IntoBoxChannel + Clone),
+    auth: bool,
+) {
+    let mut events = checker.subscribe();
+    put(a, "k", "v").await.expect("put");
+
+    let victim = follower(cluster).await;
     cluster.kill(victim);
-    let load = Load::start(&b, 4, Duration::from_secs(1));
+    let load = Load::start(b, 4, Duration::from_secs(1));
     let transition = loop {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
             Ok(Ok(etcd_health::checker::HealthEvent {
@@ -344,7 +417,7 @@ async fn overrides_take_effect_and_named_state_is_shared() {
     };
     load.stop().await;
     println!(
-        "overrides: ejected after {} {}",
+        "overrides (auth {auth}): ejected after {} {}",
         transition.count, transition.outcome
     );
     assert_eq!(transition.count, 3, "tcp_failures = 3 takes effect");
@@ -352,7 +425,7 @@ async fn overrides_take_effect_and_named_state_is_shared() {
     // No active probes: the member stays out even after it restarts.
     cluster.restart(victim).await.expect("restart");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(a.checker().snapshot()[victim].status, Status::Unhealthy);
+    assert_eq!(checker.snapshot()[victim].status, Status::Unhealthy);
 
     // Fail-fast: with every member out, callers get Unavailable naming the state at once.
     for i in 0..3 {
@@ -360,11 +433,11 @@ async fn overrides_take_effect_and_named_state_is_shared() {
             cluster.kill(i);
         }
     }
-    let load = Load::start(&a, 2, Duration::from_millis(500));
+    let load = Load::start(a, 2, Duration::from_millis(500));
     tokio::time::sleep(Duration::from_secs(2)).await;
     load.stop().await;
     let started = Instant::now();
-    let err = put(&a, "k", "v").await.expect_err("nothing healthy");
+    let err = put(a, "k", "v").await.expect_err("nothing healthy");
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("no healthy etcd member"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1), "fails fast");

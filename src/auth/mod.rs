@@ -7,7 +7,8 @@
 //! restarts, that member may answer `Unauthenticated "etcdserver: invalid auth token"` to a
 //! token that was fine a second ago. [`Auth`] authenticates again and re-sends the request,
 //! once, so callers never see it. (Users of `etcd_client::Client` through the drop-in get the
-//! same from etcd-client itself.)
+//! same from etcd-client itself, once they turn it on with
+//! `ConnectOptions::with_auto_token_refresh(true)`: see [`dropin`](crate::dropin).)
 //!
 //! ```no_run
 //! # async fn demo(balance: etcd_health::Balance<etcd_health::TonicConnector>) {

@@ -20,9 +20,18 @@
 //! ```
 //!
 //! etcd-client keeps building the per-member tonic `Endpoint`s (TLS, timeouts, keep-alive
-//! from its `ConnectOptions`) and handles auth tokens; its `add_endpoint`/`remove_endpoint`
-//! feed the health state. The other way in, for a stack built by hand, is
+//! from its `ConnectOptions`) and handles auth tokens (see below); its `add_endpoint` and
+//! `remove_endpoint` feed the health state. The other way in, for a stack built by hand, is
 //! `Client::from_channel(etcd_client::Channel::Custom(..))` with [`into_etcd_channel`].
+//!
+//! With etcd auth on, give the client
+//! `ConnectOptions::new().with_user(..).with_auto_token_refresh(true)`. etcd's default
+//! `simple` tokens live in each member's memory: once a member restarts (or the token's TTL
+//! runs out on a member that was not serving it), that member answers
+//! `"etcdserver: invalid auth token"`. Failover moves traffic to exactly such members, and
+//! etcd-client only authenticates again and re-sends the request when auto refresh is on (it
+//! is off by default). Otherwise every request that member serves fails until the client is
+//! rebuilt.
 
 mod channel;
 
