@@ -88,18 +88,25 @@ impl Tls {
         let ca = config
             .ca_file
             .as_deref()
-            .map(|p| read("ca_file", p).map(|pem| (pem, p)))
+            .map(|p| read("ca_file", p))
             .transpose()?;
         let identity = match (&config.cert_file, &config.key_file) {
             (Some(cert), Some(key)) => Some((read("cert_file", cert)?, read("key_file", key)?)),
             (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                // `Config::validate` names this case; repeat it for configs built in code.
+            // `Config::validate` names these; repeated for configs built in code.
+            (Some(cert), None) => {
                 return Err(ConfigError::invalid(
                     "tls.cert_file",
-                    format!("{:?}", config.cert_file),
-                    "tls.cert_file and tls.key_file go together",
-                ));
+                    format!("{:?}", cert.display().to_string()),
+                    "a client certificate needs its private key: set tls.key_file too",
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::invalid(
+                    "tls.key_file",
+                    format!("{:?}", key.display().to_string()),
+                    "a private key needs its certificate: set tls.cert_file too",
+                ))
             }
         };
         let path = |p: &Option<std::path::PathBuf>| {
@@ -115,12 +122,7 @@ impl Tls {
             cert: ("tls.cert_file", path(&config.cert_file)),
             key: ("tls.key_file", path(&config.key_file)),
         };
-        Self::build(
-            ca.map(|(pem, _)| pem),
-            identity,
-            config.domain_name.clone(),
-            &names,
-        )
+        Self::build(ca, identity, config.domain_name.clone(), &names)
     }
 
     /// TLS material given as PEM text rather than files (secrets from a vault, certificates
