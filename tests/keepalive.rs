@@ -1,5 +1,5 @@
 //! The lease keep-alive helper against a real 3-member etcd cluster: a leased key survives the
-//! kill of the member carrying its keep-alives, disappears after the TTL once the helper
+//! kill of the member carrying its keep-alives and the kill of the leader, disappears after the TTL once the helper
 //! stops, and a lease revoked by someone else is reported as lost.
 
 mod common;
@@ -121,6 +121,42 @@ async fn leased_key_survives_kill_of_the_keepalive_member() {
         stopped.elapsed() >= Duration::from_millis(500),
         "the key went with the lease's TTL, not at once"
     );
+}
+
+/// The leader's death costs an election, during which the other members answer "no leader"
+/// (and are ejected for it) or hold keep-alives unanswered. The new leader extends every lease
+/// by its TTL; the helper must renew within that TTL, so its re-open delays may not grow past
+/// it, and an ejection from during the election must not end the stream it opens afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_key_survives_kill_of_the_leader() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let client = stack(&cluster, fast_config());
+    let ka_stack = stack(&cluster, fast_config());
+    let lease = grant(&client).await;
+    let keep = KeepAlive::over_balance(&ka_stack, lease, KeepAliveOptions::default());
+    first_renewal(&keep).await;
+    put_leased(&client, "leased", lease).await;
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("leader");
+    let before = keep.state().renewals;
+    let killed = Instant::now();
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_secs(2 * TTL as u64 + 1)).await;
+    let survived = exists(&client, "leased").await;
+    let state = keep.state();
+    println!(
+        "kill of the leader (member {leader}): key present after {:?}: {survived}; renewals \
+         since {}; state {state:?}",
+        killed.elapsed(),
+        state.renewals - before
+    );
+    assert!(survived, "the key outlived 2×TTL after the leader's kill");
+    assert!(state.lost.is_none(), "{state:?}");
+    assert!(state.renewals > before + 2, "renewed since: {state:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

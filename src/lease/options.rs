@@ -48,7 +48,8 @@ impl KeepAliveOptions {
         self
     }
 
-    /// Delay between re-opens: `min` doubling to `max`, reset by each answered keep-alive.
+    /// Delay between re-opens: `min` doubling to `max`, reset by each answered keep-alive,
+    /// and never more than half the interval (TTL/6), since the lease expires meanwhile.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;

@@ -11,7 +11,8 @@ use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use crate::resume::{
-    evicted, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel, Outbound,
+    evicted, forget_past, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel,
+    Outbound,
 };
 
 /// Until the first answer tells the TTL: renew this often.
@@ -57,9 +58,12 @@ pub(super) async fn run(
         backoff: &mut backoff,
     };
     loop {
+        forget_past(&mut health);
         match ctx.attempt(&mut client, avoid.hint(), &mut health).await {
             End::Member { member, reason } => {
-                let delay = ctx.backoff.next_delay();
+                // The lease expires on etcd's clock, not ours: never wait longer than half an
+                // interval (TTL/6) between re-opens, whatever the backoff has grown to.
+                let delay = ctx.backoff.next_delay().min(ctx.interval / 2);
                 let mut reopens = 0;
                 state.send_modify(|s| {
                     s.reopens += 1;

@@ -16,5 +16,5 @@ pub(crate) use avoid::AvoidList;
 pub(crate) use backoff::Backoff;
 pub use channel::{BoxChannel, ChannelError, IntoBoxChannel};
 pub(crate) use classify::{is_member_failure, set_stream_metadata};
-pub(crate) use evicted::evicted;
+pub(crate) use evicted::{evicted, forget_past};
 pub(crate) use outbound::Outbound;

@@ -16,7 +16,8 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::Event;
 use crate::resume::{
-    evicted, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel, Outbound,
+    evicted, forget_past, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel,
+    Outbound,
 };
 
 type Events = mpsc::Sender<Result<Event, WatchError>>;
@@ -62,6 +63,7 @@ pub(super) async fn run(
             stats: &stats,
             backoff: &mut backoff,
         };
+        forget_past(&mut health);
         let end = attempt.run(&mut client, avoid.hint(), &mut health).await;
         match end {
             End::Member { member, reason } => {
