@@ -293,6 +293,33 @@ async fn failover_over_mtls_through_the_stack_and_the_drop_in() {
     assert!(drop_in_victim.ejections_total >= 1, "{drop_in_victim:#?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_in_status_probes_reuse_etcd_clients_own_tls() {
+    let cluster = tls_cluster().await;
+    let pki = cluster.pki().expect("pki");
+    // TLS given to etcd-client only: no `config.tls`.
+    let tls = etcd_health::Tls::from_config(&pki.client_config()).expect("tls");
+    let checker = HealthChecker::with_uris(
+        std::iter::empty(),
+        tls_config(ProbeType::Status, TlsConfig::default()),
+    )
+    .expect("checker");
+    let options = ConnectOptions::new().with_tls(tls.client_tls_config());
+    let mut client = Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        Some(options),
+        HealthChannel::with_checker(checker.clone()),
+    )
+    .await
+    .expect("drop-in client");
+    client.put("k", "v", None).await.expect("put");
+    let reports = probe_reports(&checker).await;
+    println!("drop-in status probes over etcd-client's TLS: {reports:?}");
+    for (outcome, detail) in &reports {
+        assert_eq!(*outcome, Outcome::Success, "{detail}");
+    }
+}
+
 #[tokio::test]
 async fn unreadable_or_mismatched_material_is_a_config_error_naming_field_and_path() {
     let dir = tempfile_dir();

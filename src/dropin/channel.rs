@@ -159,12 +159,25 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 /// so TLS is configured once.
 #[cfg(feature = "tls")]
 fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -> Endpoint {
-    let Some(tls) = checker.tls() else {
-        return endpoint;
-    };
     if uri.scheme_str() != Some("https") {
         return endpoint;
     }
+    let Some(tls) = checker.tls() else {
+        use crate::config::ProbeType;
+        let probe = checker.config().checks.active.probe_type;
+        if matches!(probe, ProbeType::Http | ProbeType::Https) {
+            // The HTTP/1.1 probes cannot borrow etcd-client's TlsOptions: they would check
+            // this member against the system's roots, and a private CA would fail them all.
+            tracing::warn!(
+                %uri,
+                "https member probed by `{}` without config.tls: the probe trusts only the \
+                 system's roots and presents no client certificate; set config.tls (or use \
+                 the `status` probe, which reuses etcd-client's TLS)",
+                if probe == ProbeType::Http { "http" } else { "https" }
+            );
+        }
+        return endpoint;
+    };
     match tls.apply(endpoint.clone(), true, None) {
         Ok(endpoint) => endpoint,
         Err(error) => {
