@@ -148,7 +148,9 @@ pub struct ActiveChecks {
     /// Deadline of one probe, in seconds (fractions allowed).
     #[serde(with = "seconds")]
     pub timeout: Duration,
-    /// Path probed by `http`/`https` probes.
+    /// Path probed by `http`/`https` probes. etcd's bare `/health` is sent as
+    /// `/health?exclude=NOSPACE&exclude=CORRUPT`: those alarms are cluster-wide and say
+    /// nothing about one member (a member without a leader still answers 503).
     pub http_path: String,
     /// `Host` header for `http`/`https` probes; empty means the member's authority.
     pub host: String,

@@ -16,6 +16,23 @@ use crate::config::ActiveChecks;
 use crate::health::Outcome;
 use crate::passive::describe;
 
+/// etcd's health endpoint, asked to leave cluster-wide alarms out.
+///
+/// A NOSPACE or CORRUPT alarm makes `/health` answer 503 on every member at once (alarms are
+/// raised for the cluster), so counting it would eject them all: panic mode at best, and with
+/// `all_unhealthy = fail_fast` a refusal of the reads etcd still serves. etcd (3.4.10 and
+/// later) then still answers 503 for a member without a leader. Only the bare `/health` is
+/// rewritten; any other path is sent as configured.
+const ETCD_HEALTH: &str = "/health?exclude=NOSPACE&exclude=CORRUPT";
+
+fn request_path(configured: &str) -> &str {
+    if configured == "/health" {
+        ETCD_HEALTH
+    } else {
+        configured
+    }
+}
+
 /// How long a failed request waits for its connection's error, which explains it.
 const CONN_ERROR_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -80,7 +97,8 @@ where
     } else {
         &checks.host
     };
-    let mut req = http::Request::get(checks.http_path.as_str()).header(http::header::HOST, host);
+    let mut req =
+        http::Request::get(request_path(&checks.http_path)).header(http::header::HOST, host);
     for line in &checks.req_headers {
         if let Some((name, value)) = line.split_once(':') {
             req = req.header(name.trim(), value.trim());
