@@ -3,7 +3,8 @@
 //!
 //! Run it with `scripts/demo.sh` (or `cargo run --release --example demo`). It needs no
 //! configuration: it starts its own cluster from `etcd` on PATH (or `$ETCD_BIN`) and removes
-//! it at the end.
+//! it at the end. With `--tls` the members speak only TLS and demand client certificates
+//! (made for the run), and the same faults play out over mTLS.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tower::Layer;
 
 // Shared with the benchmark examples: the demo's health config and faults.
 mod common;
+use common::args::Args;
 use common::clients::health_config;
 use common::faults::Fault;
 
@@ -27,9 +29,14 @@ struct Counts {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("starting a local 3-member etcd cluster...");
+    let args = Args::from_env("demo [--tls]");
+    let tls = args.flag("tls");
+    println!(
+        "starting a local 3-member etcd cluster{}...",
+        if tls { " (mTLS)" } else { "" }
+    );
     let started = Instant::now();
-    let cluster = Cluster::start(3).await?;
+    let cluster = Cluster::builder().members(3).tls(tls).start().await?;
     println!("cluster ready in {:.1?}", started.elapsed());
     for i in 0..cluster.size() {
         println!(
@@ -42,7 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The seed's defaults, with the `status` probe, healthy members probed too, and passive
     // timeouts counted, so a hung member is seen within a second.
-    let config = health_config();
+    let mut config = health_config();
+    if let Some(pki) = cluster.pki() {
+        // Requests and probes present this client certificate and trust only this CA.
+        config.tls = pki.client_config();
+    }
     let checker = HealthChecker::new(&cluster.endpoints(), config)?;
     let channel = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
 
