@@ -16,7 +16,11 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// for a request to `path`, under `config`: `None` when the headers carry no gRPC status,
 /// else the verdict (itself `None` when it counts for nothing).
 pub fn classify(config: &Config, path: &str, headers: &http::HeaderMap) -> Option<Option<Outcome>> {
-    let status = tonic::Status::from_header_map(headers)?;
+    let mut headers = headers.clone();
+    crate::passive::sanitize(&mut headers);
+    // What the caller's tonic client does with the same headers next: must not panic.
+    let _ = tonic::Status::from_header_map(&headers);
+    let status = crate::passive::status_of(&headers)?;
     let outcome = Classifier::new(config).status(status.code(), status.message());
     Some(judge(outcome, MethodKind::of(path)))
 }

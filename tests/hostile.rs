@@ -1,5 +1,6 @@
 //! Hostile members: fake servers on loopback that answer garbage, answer for another cluster,
-//! send huge or malformed gRPC messages, or accept and never answer. In every case: no panic,
+//! send huge or malformed gRPC messages or statuses (undecodable details, non-UTF-8 messages),
+//! or accept and never answer. In every case: no panic,
 //! no hang beyond the configured timeouts, the fake is taken out of rotation and never put
 //! back, and the real members keep serving.
 
@@ -253,6 +254,13 @@ enum Fake {
     Huge,
     /// Bytes that are no protobuf message.
     Garbage,
+    /// A trailers-only `Unavailable` with a `grpc-status-details-bin` that is not base64
+    /// (tonic 0.14's status parser panics on it).
+    BadDetails,
+    /// The same, in the trailers after an empty body.
+    BadDetailsInTrailers,
+    /// A trailers-only `Unavailable` whose message is not UTF-8 once percent-decoded.
+    NonUtf8Message,
 }
 
 /// One gRPC message frame: flag, 4-byte length, payload.
@@ -267,6 +275,39 @@ fn grpc_frame(declared: u32, payload: &[u8]) -> Bytes {
 fn fake_answer(
     fake: Fake,
 ) -> http::Response<StreamBody<futures_util::stream::Iter<std::vec::IntoIter<FrameResult>>>> {
+    let unavailable = |details: Option<&'static str>, message: &'static str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", http::HeaderValue::from_static("14"));
+        h.insert("grpc-message", http::HeaderValue::from_static(message));
+        if let Some(details) = details {
+            h.insert(
+                "grpc-status-details-bin",
+                http::HeaderValue::from_static(details),
+            );
+        }
+        h
+    };
+    let respond = |headers: http::HeaderMap, frames: Vec<FrameResult>| {
+        let mut resp = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(StreamBody::new(futures_util::stream::iter(frames)))
+            .expect("response");
+        resp.headers_mut().extend(headers);
+        resp
+    };
+    match fake {
+        Fake::BadDetails => {
+            return respond(unavailable(Some("!!not base64!!"), "unavailable"), vec![])
+        }
+        Fake::NonUtf8Message => {
+            return respond(unavailable(None, "etcdserver:%20no%20leader%FF%FE"), vec![])
+        }
+        Fake::BadDetailsInTrailers => {
+            let trailers = unavailable(Some("!!not base64!!"), "unavailable");
+            return respond(http::HeaderMap::new(), vec![Ok(Frame::trailers(trailers))]);
+        }
+        _ => {}
+    }
     let message = match fake {
         Fake::ClusterId(id) => {
             let msg = StatusResponse {
@@ -287,6 +328,9 @@ fn fake_answer(
         }
         Fake::Huge => grpc_frame(100 * 1024 * 1024, &[0u8; 1024]),
         Fake::Garbage => grpc_frame(16, &[0xff; 16]),
+        Fake::BadDetails | Fake::BadDetailsInTrailers | Fake::NonUtf8Message => {
+            unreachable!("answered above")
+        }
     };
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
@@ -421,5 +465,60 @@ async fn huge_and_malformed_grpc_answers_fail_and_others_keep_serving() {
     }
     for s in &snapshot[..3] {
         assert_eq!(s.status, Status::Healthy);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_status_details_and_non_utf8_messages_crash_nothing() {
+    init_tracing();
+    for fake in [
+        Fake::BadDetails,
+        Fake::BadDetailsInTrailers,
+        Fake::NonUtf8Message,
+    ] {
+        let member = grpc_fake(fake).await;
+
+        // Passive only: one request, and its verdict alone ejects the member.
+        let mut config = hostile_config(ProbeType::Status);
+        config.checks.active.healthy.interval = Duration::ZERO;
+        config.checks.active.unhealthy.interval = Duration::ZERO;
+        config.retry.max_attempts = 1;
+        let checker = HealthChecker::new(&[&member], config).expect("checker");
+        let stack = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
+        let err = read(&KvClient::new(stack)).await.expect_err("fake");
+        let s = &checker.snapshot()[0];
+        println!(
+            "{fake:?}: caller got {err:?}; member {} {:?}",
+            s.status, s.last_outcome
+        );
+        match fake {
+            // tonic's own reading of a non-UTF-8 message; the member still counts as failed.
+            Fake::NonUtf8Message => assert_eq!(err.code(), tonic::Code::Unknown, "{err:?}"),
+            _ => assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}"),
+        }
+        assert_eq!(s.status, Status::Unhealthy, "{fake:?}: {s:#?}");
+
+        // Probes: the probe task survives every answer and keeps probing.
+        let checker =
+            HealthChecker::new(&[&member], hostile_config(ProbeType::Status)).expect("checker");
+        let mut events = checker.subscribe();
+        wait_status(
+            &mut events,
+            &checker,
+            0,
+            Status::Unhealthy,
+            Duration::from_secs(5),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let s = &checker.snapshot()[0];
+        let probes: u64 = s.totals.iter().sum();
+        println!("{fake:?}: {probes} probes, last {:?}", s.last_probe);
+        assert!(probes >= 3, "{fake:?}: probing stopped: {s:#?}");
+        assert_eq!(
+            s.last_probe.as_ref().expect("probed").outcome,
+            Outcome::Failure,
+            "{fake:?}"
+        );
     }
 }

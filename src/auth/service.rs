@@ -173,13 +173,13 @@ where
             ),
         ))
     };
-    if let Some(status) = tonic::Status::from_header_map(resp.headers()) {
+    if let Some(status) = crate::passive::status_of(resp.headers()) {
         return Err(failed(status));
     }
     let collected = resp.into_body().collect().await.map_err(Into::into)?;
     if let Some(status) = collected
         .trailers()
-        .and_then(tonic::Status::from_header_map)
+        .and_then(crate::passive::status_of)
         .filter(|s| s.code() != tonic::Code::Ok)
     {
         return Err(failed(status));
@@ -206,7 +206,7 @@ fn with_token(
 
 /// Whether a (trailers-only) answer refuses the token.
 fn refuses_token(resp: &Response<tonic::body::Body>) -> bool {
-    tonic::Status::from_header_map(resp.headers()).is_some_and(|s| {
+    crate::passive::status_of(resp.headers()).is_some_and(|s| {
         s.message() == INVALID_TOKEN
             || (s.code() == tonic::Code::Unauthenticated && s.message().contains("token"))
     })

@@ -9,7 +9,8 @@ use tower::{Service, ServiceExt};
 use super::ServedBy;
 use crate::health::Outcome;
 use crate::passive::{
-    judge, never_connected, transport_error, ClassifiedBody, MethodKind, Tracker,
+    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, MethodKind,
+    SanitizedBody, Tracker,
 };
 
 /// How one attempt ended.
@@ -110,6 +111,9 @@ where
         }
     };
     let (mut parts, body) = resp.into_parts();
+    // Nothing of the member's reaches tonic's status parser unchecked: it panics on some input.
+    sanitize(&mut parts.headers);
+    let body = SanitizedBody::new(body);
     parts.extensions.insert(ServedBy(member.clone()));
     let classifier = &tracker.inner().classifier;
     if parts.status != http::StatusCode::OK {
@@ -117,7 +121,7 @@ where
         tracker.finish(outcome, false);
         return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
     }
-    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+    if let Some(status) = status_of(&parts.headers) {
         // A trailers-only answer: etcd's errors come this way, before any message.
         let outcome = classifier.status(status.code(), status.message());
         tracker.finish(judge(outcome, kind), unary);

@@ -50,7 +50,7 @@ where
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some(tracker) = this.tracker.take() {
-                        let outcome = match tonic::Status::from_header_map(trailers) {
+                        let outcome = match super::status_of(trailers) {
                             Some(status) => tracker
                                 .inner()
                                 .classifier

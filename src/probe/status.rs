@@ -16,7 +16,7 @@ use crate::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRe
 /// Probes a member. Returns the finding and the member's cluster id, when it answered; the
 /// scheduler then holds that id against the one most members report ([`judge_cluster`]).
 pub(crate) async fn probe(channel: Channel, timeout: Duration) -> (Finding, Option<u64>) {
-    let mut client = MaintenanceClient::new(channel);
+    let mut client = MaintenanceClient::new(crate::passive::Sanitize::new(channel));
     let resp = match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
         Err(_) => return (Finding::timeout(timeout), None),
         Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
