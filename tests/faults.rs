@@ -1,5 +1,6 @@
 //! The health layer under real faults of a real 3-member etcd cluster: a killed, a paused and
-//! an isolated member, every member down, and config overrides taking effect.
+//! an isolated member, every member down, a leader knocked over by a healed member (no
+//! pre-vote), and config overrides taking effect.
 //!
 //! Each test prints what it measured (time to eviction, time to re-admission, failed
 //! requests under a concurrent read load); the assertions use generous bounds, because the
@@ -441,4 +442,102 @@ async fn overrides_run(
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("no healthy etcd member"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+}
+
+/// etcd 3.4's default `--pre-vote=false`: a member healed after an isolation comes back with a
+/// higher term and knocks the leader over, so for a moment no member has a leader. The layer
+/// must ride this out: requests fail as `Unavailable` (never `Unknown`) while there is no
+/// leader, no member is left out once there is one again, and reads are served again soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_knocked_over_by_a_healed_member_without_pre_vote() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .pre_vote(false)
+        .start()
+        .await
+        .expect("cluster");
+    let mut config = fast_config();
+    config.checks.active.probe_type = ProbeType::Status;
+    config.checks.active.healthy.interval = std::time::Duration::from_millis(200);
+    let stack = stack(&cluster, config);
+    let checker = stack.checker().clone();
+    put(&stack, "load", "x").await.expect("put");
+    let load = Load::start(&stack, READERS, Scenario::DEADLINE);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let leader_before = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("leader");
+    let victim = follower(&cluster).await;
+    cluster.isolate(victim);
+    // Long enough for the cut-off member to campaign several times, raising its term.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut events = checker.subscribe();
+    let failed_before_heal = load.stats.failed();
+    let healed = Instant::now();
+    cluster.heal(victim);
+
+    // Back to normal: every member healthy and 50 reads in a row served.
+    let deadline = healed + Duration::from_secs(15);
+    let recovered = loop {
+        let all_healthy = checker
+            .snapshot()
+            .iter()
+            .all(|s| s.status == Status::Healthy);
+        if all_healthy && reads_in_a_row(&stack, 50).await {
+            break healed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not recovered 15 s after heal: {:#?}",
+            checker.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let leader_after = cluster.leader().await;
+    let ejected_meanwhile: Vec<usize> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e.kind {
+            etcd_health::checker::EventKind::StatusChanged(t) if t.to == Status::Unhealthy => {
+                Some(e.member.index())
+            }
+            _ => None,
+        })
+        .collect();
+    let stats = load.stop().await;
+    let unknown = stats
+        .unknown_code
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "no pre-vote: leader {leader_before} -> {leader_after:?} after healing member {victim}; \
+         recovered {recovered:?} after heal; ejections meanwhile {ejected_meanwhile:?}; reads \
+         ok={} failed={} (after heal: {}) unknown={unknown}",
+        stats.ok(),
+        stats.failed(),
+        stats.failed() - failed_before_heal
+    );
+    assert_eq!(unknown, 0, "failures are Unavailable, never Unknown");
+    for s in checker.snapshot() {
+        assert_eq!(s.status, Status::Healthy, "{s:#?}");
+    }
+}
+
+/// Whether `n` linearizable reads in a row succeed, each within 1 s.
+async fn reads_in_a_row(
+    stack: &etcd_health::Balance<etcd_health::TonicConnector>,
+    n: usize,
+) -> bool {
+    use etcd_health::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    let mut kv = KvClient::new(stack.clone());
+    for _ in 0..n {
+        let mut req = tonic::Request::new(RangeRequest {
+            key: b"load".to_vec(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(1));
+        if kv.range(req).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
