@@ -152,14 +152,15 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
 /// with the configured TLS for `https://` members. `Err` says why TLS could not be set up.
 fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
     let active = &inner.config.checks.active;
-    let endpoint = match &entry.endpoint {
-        Some(endpoint) => return Ok(endpoint.clone().connect_lazy()),
-        None => Endpoint::from(entry.member.uri().clone())
-            .connect_timeout(active.timeout)
-            .tcp_nodelay(true),
+    let (endpoint, own) = match &entry.endpoint {
+        Some(endpoint) => (endpoint.clone(), true),
+        None => (Endpoint::from(entry.member.uri().clone()), false),
     };
+    let endpoint = endpoint.connect_timeout(active.timeout).tcp_nodelay(true);
+    // A member's own endpoint already carries its TLS (etcd-client's, or `config.tls` applied
+    // by the drop-in).
     #[cfg(feature = "tls")]
-    let endpoint = match member_tls(inner, entry) {
+    let endpoint = match member_tls(inner, entry).filter(|_| !own) {
         Some(tls) => tls
             .apply(
                 endpoint,
@@ -169,6 +170,8 @@ fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> 
             .map_err(|e| format!("TLS set-up: {e}"))?,
         None => endpoint,
     };
+    #[cfg(not(feature = "tls"))]
+    let _ = own;
     Ok(endpoint.connect_lazy())
 }
 
