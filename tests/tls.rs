@@ -320,6 +320,47 @@ async fn drop_in_status_probes_reuse_etcd_clients_own_tls() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pem_material_and_the_name_to_verify() {
+    let cluster = tls_cluster().await;
+    let pki = cluster.pki().expect("pki");
+    let read = |p: &std::path::Path| std::fs::read(p).expect("pem");
+    let (ca, cert, key) = (
+        read(pki.ca_file()),
+        read(pki.client_cert_file()),
+        read(pki.client_key_file()),
+    );
+    let from_pem = etcd_health::Tls::from_pem(Some(&ca), Some((&cert, &key))).expect("pem");
+    // Members' certificates name 127.0.0.1 and localhost, not this.
+    for (name, ok) in [("localhost", true), ("etcd.example", false)] {
+        // No probes of healthy members: only the requests speak TLS here.
+        let checker = HealthChecker::new(&cluster.endpoints(), fast_config()).expect("checker");
+        let connector = TonicConnector::default().tls(from_pem.clone().with_domain_name(name));
+        let stack = HealthLayer::new(checker).layer(connector);
+        let result = put(&stack, "pem", "v").await;
+        println!("PEM material, verifying {name:?}: {result:?}");
+        match ok {
+            true => result.expect("the certificate names localhost"),
+            false => {
+                let err = result.expect_err("wrong name");
+                assert!(
+                    err.message()
+                        .contains("certificate not valid for name \"etcd.example\""),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    // The same through the config, for the probes.
+    let mut tls = pki.client_config();
+    tls.domain_name = Some("localhost".to_owned());
+    let checker = HealthChecker::new(&cluster.endpoints(), tls_config(ProbeType::Https, tls))
+        .expect("checker");
+    for (outcome, detail) in probe_reports(&checker).await {
+        assert_eq!(outcome, Outcome::Success, "{detail}");
+    }
+}
+
 #[tokio::test]
 async fn unreadable_or_mismatched_material_is_a_config_error_naming_field_and_path() {
     let dir = tempfile_dir();
