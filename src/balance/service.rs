@@ -176,11 +176,15 @@ where
             _ => None,
         };
         let mut attempt = 1;
+        let mut last: Option<Failure> = None;
         loop {
             let remaining = budget.saturating_sub(started.elapsed());
             let entries = inner.entries();
             let failure = match pick(&entries, config.all_unhealthy, &tried) {
-                Err(status) => Failure::not_sent(status),
+                // No member may take it (fail-fast with none healthy, or no members): that is
+                // the answer at once, not a reason to wait and ask again. After a failed
+                // attempt, the caller learns what happened to its request instead.
+                Err(status) => return last.unwrap_or(Failure::not_sent(status)).into_result(),
                 Ok(entry) => {
                     tried.push(entry.member.index());
                     // The caller's deadline bounds every attempt; a read attempt may have a
@@ -217,6 +221,7 @@ where
                 status = ?failure.status,
                 "retrying on another member"
             );
+            last = Some(failure);
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
@@ -282,7 +287,84 @@ pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::grpc_timeout;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
+
+    use tower::ServiceExt;
+
+    use crate::checker::Member;
+    use crate::config::{AllUnhealthyPolicy, Config};
+    use crate::health::{Outcome, Source, Status};
+    use crate::{Balance, HealthChecker};
+
+    /// A balancer over `n` members, all ejected, whose services count their calls.
+    fn all_ejected(n: u16, policy: AllUnhealthyPolicy) -> (Stack, Arc<AtomicUsize>) {
+        let mut config = Config::default();
+        config.all_unhealthy = policy;
+        config.checks.active.unhealthy.interval = Duration::ZERO;
+        let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, config).expect("checker");
+        for m in checker.members() {
+            let status = checker.record(&m, Source::Passive, Outcome::TcpFailure);
+            assert_eq!(status, Some(Status::Unhealthy));
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let make = move |_: &Member| {
+            let calls = counted.clone();
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async {
+                    Err::<http::Response<tonic::body::Body>, _>(tower::BoxError::from(
+                        tonic::Status::unavailable("refused"),
+                    ))
+                }
+            })
+        };
+        let balance = Balance::new(checker, make);
+        (tower::util::BoxCloneSyncService::new(balance), calls)
+    }
+
+    type Stack = tower::util::BoxCloneSyncService<
+        http::Request<tonic::body::Body>,
+        http::Response<tonic::body::Body>,
+        tower::BoxError,
+    >;
+
+    fn range() -> http::Request<tonic::body::Body> {
+        http::Request::builder()
+            .uri("/etcdserverpb.KV/Range")
+            .body(tonic::body::Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_fast_answers_at_once_without_waiting_to_retry() {
+        let (balance, calls) = all_ejected(3, AllUnhealthyPolicy::FailFast);
+        let started = tokio::time::Instant::now();
+        let err = balance.oneshot(range()).await.expect_err("nothing healthy");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("no healthy etcd member"),
+            "{status:?}"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "nothing sent");
+        assert_eq!(started.elapsed(), Duration::ZERO, "no back-off slept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn panic_mode_still_tries_and_retries() {
+        let (balance, calls) = all_ejected(3, AllUnhealthyPolicy::TryAll);
+        let started = tokio::time::Instant::now();
+        balance
+            .oneshot(range())
+            .await
+            .expect_err("every member refuses");
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "retry.max_attempts");
+        assert!(started.elapsed() >= Duration::from_millis(25), "backed off");
+    }
 
     #[test]
     fn parses_grpc_timeout() {
