@@ -300,8 +300,10 @@ mod tests {
 
     /// A balancer over `n` members, all ejected, whose services count their calls.
     fn all_ejected(n: u16, policy: AllUnhealthyPolicy) -> (Stack, Arc<AtomicUsize>) {
-        let mut config = Config::default();
-        config.all_unhealthy = policy;
+        let mut config = Config {
+            all_unhealthy: policy,
+            ..Config::default()
+        };
         config.checks.active.unhealthy.interval = Duration::ZERO;
         let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker = HealthChecker::new(&endpoints, config).expect("checker");
