@@ -300,7 +300,7 @@ impl RetryConfig {
 
 impl TlsConfig {
     /// The shape only; the files are read when the health checker is built.
-    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, at: &str) -> Result<(), ConfigError> {
         for (field, path) in [
             ("ca_file", &self.ca_file),
             ("cert_file", &self.cert_file),

@@ -76,6 +76,8 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// Reads the files `config` names. Errors name the field (`tls.ca_file`, ...) and path.
     pub fn from_config(config: &TlsConfig) -> Result<Self, ConfigError> {
+        // The checks `Config::validate` makes, for a `TlsConfig` built in code.
+        config.validate("tls")?;
         let read = |field: &str, path: &Path| {
             std::fs::read(path).map_err(|e| {
                 ConfigError::invalid(
@@ -92,22 +94,8 @@ impl Tls {
             .transpose()?;
         let identity = match (&config.cert_file, &config.key_file) {
             (Some(cert), Some(key)) => Some((read("cert_file", cert)?, read("key_file", key)?)),
-            (None, None) => None,
-            // `Config::validate` names these; repeated for configs built in code.
-            (Some(cert), None) => {
-                return Err(ConfigError::invalid(
-                    "tls.cert_file",
-                    format!("{:?}", cert.display().to_string()),
-                    "a client certificate needs its private key: set tls.key_file too",
-                ))
-            }
-            (None, Some(key)) => {
-                return Err(ConfigError::invalid(
-                    "tls.key_file",
-                    format!("{:?}", key.display().to_string()),
-                    "a private key needs its certificate: set tls.cert_file too",
-                ))
-            }
+            // Half an identity was refused by `validate` above.
+            _ => None,
         };
         let path = |p: &Option<std::path::PathBuf>| {
             format!(
