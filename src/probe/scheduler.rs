@@ -203,15 +203,11 @@ fn http_tls(
         .or_else(crate::tls::Tls::system_default)
         .ok_or("no TLS roots could be loaded")?;
     let active = &inner.config.checks.active;
-    let host = if active.host.is_empty() {
-        entry.member.uri().host().unwrap_or_default()
-    } else {
-        // `host` may carry a port; the name to verify is the part before it.
-        active
-            .host
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(active.host.as_str(), |(host, _)| host)
+    // `host` is a validated authority that may carry a port; the name to verify is its host.
+    let configured = active.host.parse::<http::uri::Authority>().ok();
+    let host = match &configured {
+        Some(authority) => authority.host(),
+        None => entry.member.uri().host().unwrap_or_default(),
     };
     Ok(Some(super::http::ProbeTls {
         config: tls.probe_config(active.https_verify_certificate),
