@@ -28,10 +28,12 @@ pub mod checker;
 pub mod config;
 pub mod dropin;
 mod error;
+mod etcd;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+mod leader;
 pub mod lease;
 mod passive;
 mod probe;
@@ -45,7 +47,7 @@ pub mod watch;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;
-pub use error::Error;
+pub use error::{outcome_unknown, Error, OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
 pub use lease::KeepAlive;
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
 #[cfg(feature = "tls")]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
@@ -32,6 +34,9 @@ pub(crate) struct Failure {
     /// Whether the member may have processed the request. `false` only when that is
     /// certain: no connection could be made, or etcd refused it before its handler ran.
     pub(crate) maybe_processed: bool,
+    /// The member knew no leader, lost it mid-request, or is not the leader a request needs:
+    /// a state of the cluster, which a leader check tells apart from a member failure.
+    pub(crate) leaderless: bool,
 }
 
 impl Failure {
@@ -49,8 +54,37 @@ impl Failure {
             status,
             response: None,
             maybe_processed: false,
+            leaderless: false,
         }
     }
+
+    /// Marks a write that may have been applied as *outcome unknown* (see
+    /// [`crate::outcome_unknown`]), in the status and in etcd's own answer.
+    pub(crate) fn outcome_unknown(mut self) -> Self {
+        crate::error::mark_outcome_unknown(self.status.metadata_mut());
+        if let Some(response) = &mut self.response {
+            crate::error::mark_outcome_unknown_headers(response.headers_mut());
+        }
+        let message = format!(
+            "{}{}",
+            crate::error::OUTCOME_UNKNOWN_PREFIX,
+            self.status.message()
+        );
+        let metadata = self.status.metadata().clone();
+        self.status = tonic::Status::with_metadata(self.status.code(), message, metadata);
+        self
+    }
+}
+
+/// Limits of one attempt.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    /// The attempt fails with `DeadlineExceeded` after this long.
+    pub(crate) deadline: Option<Duration>,
+    /// Still unanswered after this long while a peer answered: a hang of this member.
+    pub(crate) hang_after: Option<Duration>,
+    /// Whether the request carried `hasleader`.
+    pub(crate) has_leader: bool,
 }
 
 /// Sends `req` to one member and judges the answer for the passive counters.
@@ -59,8 +93,7 @@ pub(crate) async fn attempt<S, B>(
     req: Request<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
-    deadline: Option<Duration>,
-    has_leader: bool,
+    limits: Limits,
 ) -> Attempt
 where
     S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
@@ -71,11 +104,20 @@ where
 {
     let member = tracker.entry().member.clone();
     let unary = kind == MethodKind::Unary;
+    let started = Instant::now();
     let call = svc.oneshot(req);
-    let result = match deadline {
-        Some(d) => match tokio::time::timeout(d, call).await {
-            Ok(r) => r.map_err(Into::into),
-            Err(_) => {
+    tokio::pin!(call);
+    let deadline = limits.deadline.map(|d| started + d);
+    let mut hang_check = limits
+        .hang_after
+        .filter(|_| unary)
+        .map(|a| (a, started + a));
+    let result = loop {
+        tokio::select! {
+            biased;
+            r = &mut call => break r.map_err(Into::into),
+            _ = sleep_until_opt(deadline) => {
+                let d = limits.deadline.unwrap_or_default();
                 tracker.finish(judge(Outcome::Timeout, kind), unary);
                 return Attempt::Failed(Failure {
                     status: tonic::Status::deadline_exceeded(format!(
@@ -83,10 +125,22 @@ where
                     )),
                     response: None,
                     maybe_processed: true,
+                    leaderless: false,
                 });
             }
-        },
-        None => call.await.map_err(Into::into),
+            _ = sleep_until_opt(hang_check.map(|(_, at)| at)) => {
+                let (after, _) = hang_check.expect("armed");
+                let inner = tracker.inner();
+                if inner.peer_answered_since(member.index(), started.into_std()) {
+                    tracing::debug!(%member, waited = ?started.elapsed(), "request hangs while peers answer");
+                    inner.record_hang(tracker.entry(), started.elapsed());
+                    hang_check = None;
+                } else {
+                    // Nobody answers (an election): look again later.
+                    hang_check = Some((after, Instant::now() + after));
+                }
+            }
+        }
     };
     let resp = match result {
         Ok(resp) => resp,
@@ -107,6 +161,7 @@ where
                 status,
                 response: None,
                 maybe_processed,
+                leaderless: false,
             });
         }
     };
@@ -123,17 +178,34 @@ where
     }
     if let Some(status) = status_of(&parts.headers) {
         // A trailers-only answer: etcd's errors come this way, before any message.
+        let leaderless = crate::etcd::is_leaderless(status.code(), status.message());
+        let not_leader = crate::etcd::is_not_leader(status.code(), status.message());
+        if leaderless || not_leader {
+            // Not this member's failure by itself: a leader check tells an election (nobody
+            // to blame) from a member cut off from the quorum.
+            tracker.inner().want_leader_check();
+            tracker.finish(None, false);
+            let response = Response::from_parts(parts, tonic::body::Body::new(body));
+            return Attempt::Failed(Failure {
+                maybe_processed: !(not_leader
+                    || refused_before_handler(&status, limits.has_leader)),
+                status,
+                response: Some(response),
+                leaderless: true,
+            });
+        }
         let outcome = classifier.status(status.code(), status.message());
         tracker.finish(judge(outcome, kind), unary);
         let response = Response::from_parts(parts, tonic::body::Body::new(body));
         if !outcome.is_failure() {
             return Attempt::Answer(response);
         }
-        let maybe_processed = !refused_before_handler(&status, has_leader);
+        let maybe_processed = !refused_before_handler(&status, limits.has_leader);
         return Attempt::Failed(Failure {
             status,
             response: Some(response),
             maybe_processed,
+            leaderless: false,
         });
     }
     let body = match kind {
@@ -145,6 +217,14 @@ where
         _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
     };
     Attempt::Answer(Response::from_parts(parts, body))
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether etcd refused the request before its handler ran, so it cannot have been applied:

@@ -15,6 +15,7 @@
 
 mod attempt;
 mod future;
+mod hedge;
 mod hint;
 mod layer;
 mod make;

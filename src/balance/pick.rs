@@ -34,6 +34,29 @@ pub(crate) fn pick(
     Ok(p2c(&candidates).clone())
 }
 
+/// A member not in `exclude` (tried in this round or serving this request already): healthy
+/// ones first; with none healthy, any (panic mode) unless the policy fails fast. `None` when
+/// every candidate is excluded: the round is over.
+pub(crate) fn pick_fresh(
+    entries: &[Arc<MemberEntry>],
+    policy: AllUnhealthyPolicy,
+    exclude: &[usize],
+) -> Option<Arc<MemberEntry>> {
+    let fresh = |e: &&Arc<MemberEntry>| !exclude.contains(&e.member.index());
+    let mut candidates: Vec<&Arc<MemberEntry>> = entries
+        .iter()
+        .filter(|e| e.is_healthy())
+        .filter(fresh)
+        .collect();
+    if candidates.is_empty() && !entries.iter().any(|e| e.is_healthy()) {
+        if policy == AllUnhealthyPolicy::FailFast {
+            return None;
+        }
+        candidates = entries.iter().filter(fresh).collect();
+    }
+    (!candidates.is_empty()).then(|| p2c(&candidates).clone())
+}
+
 fn p2c<'a>(candidates: &[&'a Arc<MemberEntry>]) -> &'a Arc<MemberEntry> {
     if candidates.len() == 1 {
         return candidates[0];

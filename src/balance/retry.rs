@@ -5,11 +5,15 @@
 //! never processed it. A write that timed out or lost its connection mid-flight is never
 //! re-sent: it may have been applied, and applying it twice could break the caller's data.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
 
-use crate::config::RetryConfig;
+use super::pick::pick_fresh;
+use crate::checker::MemberEntry;
+use crate::config::{AllUnhealthyPolicy, RetryConfig};
 
 /// What a method does to the cluster, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +44,114 @@ impl Class {
             | "/grpc.health.v1.Health/Check" => Class::Read,
             _ => Class::Write,
         }
+    }
+}
+
+/// One copy of a request sent to a member.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    pub(crate) entry: Arc<MemberEntry>,
+    pub(crate) at: Instant,
+}
+
+/// The bookkeeping of one request's attempts: which members serve it now, which were tried in
+/// the current round, how many attempts and rounds so far. Pure: the dispatch loop asks it
+/// where to go next and how long to wait.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Attempts by slot; `None` once answered.
+    sent: Vec<Option<Sent>>,
+    /// Members tried in this round (and those the caller asked to avoid, in the first).
+    round: Vec<usize>,
+    rounds: u8,
+}
+
+impl Plan {
+    pub(crate) fn new(avoid: Vec<usize>) -> Self {
+        Self {
+            sent: Vec::new(),
+            round: avoid,
+            rounds: 0,
+        }
+    }
+
+    /// Attempts started so far.
+    pub(crate) fn attempts(&self) -> u8 {
+        u8::try_from(self.sent.len()).unwrap_or(u8::MAX)
+    }
+
+    /// Records an attempt on `entry`, sent now; returns its slot.
+    pub(crate) fn start(&mut self, entry: Arc<MemberEntry>) -> usize {
+        self.round.push(entry.member.index());
+        self.sent.push(Some(Sent {
+            entry,
+            at: Instant::now(),
+        }));
+        self.sent.len() - 1
+    }
+
+    /// The attempt in `slot` ended.
+    pub(crate) fn finish(&mut self, slot: usize) -> Sent {
+        self.sent[slot].take().expect("an attempt ends once")
+    }
+
+    /// Attempts still unanswered that were sent before `winner`.
+    pub(crate) fn outrun_by<'a>(&'a self, winner: &'a Sent) -> impl Iterator<Item = &'a Sent> {
+        self.sent
+            .iter()
+            .flatten()
+            .filter(move |s| s.at < winner.at && s.entry.member != winner.entry.member)
+    }
+
+    /// When the oldest attempt still unanswered was sent.
+    pub(crate) fn oldest(&self) -> Option<Instant> {
+        self.sent.iter().flatten().map(|s| s.at).min()
+    }
+
+    /// Members serving this request now.
+    pub(crate) fn busy(&self) -> Vec<usize> {
+        self.sent
+            .iter()
+            .flatten()
+            .map(|s| s.entry.member.index())
+            .collect()
+    }
+
+    fn excluded(&self) -> Vec<usize> {
+        let mut out = self.busy();
+        out.extend_from_slice(&self.round);
+        out
+    }
+
+    /// Whether a member not tried in this round may take the request.
+    pub(crate) fn has_fresh(
+        &self,
+        entries: &[Arc<MemberEntry>],
+        policy: AllUnhealthyPolicy,
+    ) -> bool {
+        pick_fresh(entries, policy, &self.excluded()).is_some()
+    }
+
+    /// The member for the next attempt: `leader` (for requests only the leader may serve)
+    /// unless tried in this round, else one not tried in this round; `None` when the round is
+    /// over.
+    pub(crate) fn choose(
+        &self,
+        entries: &[Arc<MemberEntry>],
+        policy: AllUnhealthyPolicy,
+        leader: Option<Arc<MemberEntry>>,
+    ) -> Option<Arc<MemberEntry>> {
+        let excluded = self.excluded();
+        leader
+            .filter(|l| !excluded.contains(&l.member.index()))
+            .or_else(|| pick_fresh(entries, policy, &excluded))
+    }
+
+    /// Ends a round: every member may be tried again, after the returned back-off.
+    pub(crate) fn end_round(&mut self, config: &RetryConfig) -> Duration {
+        self.rounds = self.rounds.saturating_add(1);
+        self.round = self.busy();
+        backoff(config, self.rounds.saturating_add(1))
     }
 }
 

@@ -9,9 +9,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use tower::Service;
 
-use super::attempt::{attempt, Attempt, Failure};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+
+use super::attempt::{attempt, Attempt, Failure, Limits};
+use super::hedge::HedgeDelay;
 use super::pick::pick;
-use super::retry::{backoff, Class};
+use super::retry::{Class, Plan, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::passive::{MethodKind, Tracker};
@@ -27,6 +31,8 @@ pub struct Balance<M: MakeMember> {
     checker: HealthChecker,
     make: Arc<M>,
     services: Arc<RwLock<HashMap<usize, M::Service>>>,
+    /// When a read is slow enough to hedge, from the latency of the reads it served.
+    hedge: Arc<HedgeDelay>,
 }
 
 // === impl Balance ===
@@ -40,6 +46,7 @@ impl<M: MakeMember> Balance<M> {
     pub fn new(checker: HealthChecker, mut make: M) -> Self {
         make.attach(&checker);
         Self {
+            hedge: Arc::new(HedgeDelay::new(&checker.inner.config.hedge)),
             checker,
             make: Arc::new(make),
             services: Arc::new(RwLock::new(HashMap::new())),
@@ -87,6 +94,7 @@ impl<M: MakeMember> Clone for Balance<M> {
             checker: self.checker.clone(),
             make: self.make.clone(),
             services: self.services.clone(),
+            hedge: self.hedge.clone(),
         }
     }
 }
@@ -136,95 +144,250 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    /// Sends a request, retrying unary ones on other members where etcd's rules allow.
+    /// Sends a request: streams and long-blocking calls once, unary requests through
+    /// [`unary`](Self::unary).
     async fn dispatch(
         self,
         mut req: Request<tonic::body::Body>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let inner = self.checker.inner.clone();
         // Members the caller asked to avoid count as tried already.
-        let mut tried: Vec<usize> = req
+        let avoid: Vec<usize> = req
             .extensions_mut()
             .remove::<AvoidMembers>()
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
-        let config = &inner.config;
         let kind = MethodKind::of(req.uri().path());
         let deadline = grpc_timeout(req.headers());
-        if kind != MethodKind::Unary || config.retry.max_attempts <= 1 {
-            let entries = inner.entries();
-            let entry = match pick(&entries, config.all_unhealthy, &tried) {
-                Ok(entry) => entry,
-                Err(status) => return Err(status.into()),
-            };
-            return match self.attempt_on(entry, &entries, req, kind, deadline).await {
-                Attempt::Answer(response) => Ok(response),
-                Attempt::Failed(failure) => failure.into_result(),
-            };
+        if kind == MethodKind::Unary {
+            return self.unary(req, avoid, deadline).await;
         }
+        let inner = self.checker.inner.clone();
+        let entries = inner.entries();
+        let entry = match pick(&entries, inner.config.all_unhealthy, &avoid) {
+            Ok(entry) => entry,
+            Err(status) => return Err(status.into()),
+        };
+        let limits = Limits {
+            deadline,
+            hang_after: None,
+            has_leader: inner.config.require_leader,
+        };
+        match self.attempt_on(entry, &entries, req, kind, limits).await {
+            Attempt::Answer(response) => Ok(response),
+            Attempt::Failed(failure) => failure.into_result(),
+        }
+    }
 
-        // Unary: keep the request so it can be sent again.
-        let class = Class::of(req.uri().path());
+    /// Sends a unary request and sees it through: reads are hedged (a read slower than the
+    /// members' usual latency also goes to another member; the first answer wins) and retried
+    /// after any member-level failure; writes are retried only when certainly not processed.
+    /// Retries go to members not tried yet in this round at once, and after each round over
+    /// the members wait a back-off (cut short when the health state or the leader changes),
+    /// until the caller's deadline (or `retry.budget`) or `retry.max_attempts`.
+    async fn unary(
+        self,
+        req: Request<tonic::body::Body>,
+        avoid: Vec<usize>,
+        deadline: Option<Duration>,
+    ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        let inner = self.checker.inner.clone();
+        let config = &inner.config;
+        let path = req.uri().path().to_owned();
+        let class = Class::of(&path);
+        let leader_only = crate::etcd::is_leader_only(&path);
         let (parts, body) = req.into_parts();
         let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
-        let started = tokio::time::Instant::now();
-        let budget = deadline.unwrap_or(config.retry.budget);
+        let started = Instant::now();
+        let end = started + deadline.unwrap_or(config.retry.budget);
+        let hedges = match class {
+            Class::Read => usize::from(config.hedge.max_attempts.max(1)),
+            Class::Write => 1,
+        };
+        let max_attempts = config.retry.max_attempts.max(1);
+        let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
             Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
                 Some(config.retry.read_attempt_timeout)
             }
             _ => None,
         };
-        let mut attempt = 1;
+
+        let mut plan = Plan::new(avoid);
+        let mut in_flight = FuturesUnordered::new();
         let mut last: Option<Failure> = None;
+        let mut next_attempt: Option<Instant> = Some(started);
+        let mut hedge_at: Option<Instant> = None;
+        let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
         loop {
-            let remaining = budget.saturating_sub(started.elapsed());
-            let entries = inner.entries();
-            let failure = match pick(&entries, config.all_unhealthy, &tried) {
-                // No member may take it (fail-fast with none healthy, or no members): that is
-                // the answer at once, not a reason to wait and ask again. After a failed
-                // attempt, the caller learns what happened to its request instead.
-                Err(status) => return last.unwrap_or(Failure::not_sent(status)).into_result(),
-                Ok(entry) => {
-                    tried.push(entry.member.index());
-                    // The caller's deadline bounds every attempt; a read attempt may have a
-                    // shorter one of its own.
-                    let limit = match (deadline.map(|_| remaining), read_timeout) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    let mut req = replay(&parts, &body);
-                    if let Some(limit) = limit {
-                        set_grpc_timeout(req.headers_mut(), limit);
-                    }
-                    match self.attempt_on(entry, &entries, req, kind, limit).await {
-                        Attempt::Answer(response) => return Ok(response),
-                        Attempt::Failed(failure) => failure,
+            tokio::select! {
+                biased;
+                Some((slot, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let sent: Sent = plan.finish(slot);
+                    match outcome {
+                        Attempt::Answer(response) => {
+                            if class == Class::Read {
+                                self.hedge.observe(sent.at.elapsed());
+                            }
+                            // Attempts sent before this one and still unanswered were outrun:
+                            // their members are slower than a peer right now, so the balancer
+                            // should prefer others at once. Whether they *hang* is decided by
+                            // letting those attempts run a little longer, detached, until
+                            // `hang.after`: a member that merely lost a race answers by then.
+                            for other in plan.outrun_by(&sent) {
+                                tracing::trace!(member = %other.entry.member, waited = ?other.at.elapsed(), "outrun by a peer");
+                                other.entry.load.observe(other.at.elapsed(), crate::checker::now());
+                            }
+                            if let (Some(after), false) = (hang_after, in_flight.is_empty()) {
+                                let oldest = plan.oldest().unwrap_or(sent.at);
+                                let until = oldest + after + HANG_SLACK;
+                                tokio::spawn(async move {
+                                    let drain = async { while in_flight.next().await.is_some() {} };
+                                    let _ = tokio::time::timeout_at(until, drain).await;
+                                });
+                            }
+                            return Ok(response);
+                        }
+                        Attempt::Failed(failure) => {
+                            let retryable = class == Class::Read || !failure.maybe_processed;
+                            let failure = if class == Class::Write && failure.maybe_processed {
+                                failure.outcome_unknown()
+                            } else {
+                                failure
+                            };
+                            if !retryable || plan.attempts() >= max_attempts {
+                                if in_flight.is_empty() {
+                                    return failure.into_result();
+                                }
+                                last = Some(failure);
+                                next_attempt = None;
+                                continue;
+                            }
+                            tracing::debug!(method = %path, attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
+                            last = Some(failure);
+                            if next_attempt.is_none() {
+                                let entries = inner.entries();
+                                let now = Instant::now();
+                                next_attempt = if plan.has_fresh(&entries, config.all_unhealthy) {
+                                    Some(now)
+                                } else {
+                                    // A round is over, or the cluster has no leader for the
+                                    // moment: wait, but wake when health or leader changes.
+                                    changes.get_or_insert_with(|| inner.changes()).borrow_and_update();
+                                    Some(now + plan.end_round(&config.retry))
+                                };
+                                if next_attempt.is_some_and(|at| at >= end) {
+                                    next_attempt = None;
+                                    if in_flight.is_empty() {
+                                        return last.take().map_or_else(
+                                            || Err(deadline_status(deadline).into()),
+                                            Failure::into_result,
+                                        );
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
-            };
-            let retryable = match class {
-                Class::Read => true,
-                Class::Write => !failure.maybe_processed,
-            };
-            let pause = backoff(&config.retry, attempt + 1);
-            if !retryable
-                || attempt >= config.retry.max_attempts
-                || started.elapsed() + pause >= budget
-            {
-                return failure.into_result();
+                _ = sleep_until_opt(next_attempt) => {
+                    next_attempt = None;
+                    let entries = inner.entries();
+                    let leader = leader_only.then(|| inner.leader_entry()).flatten();
+                    let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
+                        Some(entry) => entry,
+                        None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
+                            Ok(entry) => entry,
+                            Err(status) => {
+                                if in_flight.is_empty() {
+                                    // No member may take it (fail-fast with none healthy, or no
+                                    // members): after a failed attempt the caller learns what
+                                    // happened to its request instead.
+                                    return last.unwrap_or(Failure::not_sent(status)).into_result();
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    if plan.attempts() > 0 {
+                        inner.count_retry();
+                    }
+                    let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                    in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                    if in_flight.len() < hedges {
+                        hedge_at = Some(Instant::now() + self.hedge.delay());
+                    }
+                }
+                _ = sleep_until_opt(hedge_at) => {
+                    hedge_at = None;
+                    if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
+                        continue;
+                    }
+                    let entries = inner.entries();
+                    if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
+                        tracing::trace!(member = %entry.member, "hedging a slow read");
+                        inner.count_hedge();
+                        let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                        in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                        if in_flight.len() < hedges {
+                            hedge_at = Some(Instant::now() + self.hedge.delay());
+                        }
+                    }
+                }
+                changed = wait_changed(&mut changes), if next_attempt.is_some() && changes.is_some() => {
+                    // The health state or the leader changed during a back-off: go now.
+                    changes = None;
+                    if changed {
+                        next_attempt = Some(Instant::now());
+                    }
+                }
             }
-            inner.count_retry();
-            tracing::debug!(
-                method = parts.uri.path(),
-                attempt,
-                status = ?failure.status,
-                "retrying on another member"
-            );
-            last = Some(failure);
-            tokio::time::sleep(pause).await;
-            attempt += 1;
         }
+    }
+
+    /// The limits of one attempt sent now.
+    fn limits(
+        &self,
+        end: Instant,
+        has_deadline: bool,
+        read_timeout: Option<Duration>,
+        hang_after: Option<Duration>,
+    ) -> Limits {
+        // The caller's deadline bounds every attempt; a read attempt may have a shorter one.
+        let remaining = has_deadline.then(|| end.saturating_duration_since(Instant::now()));
+        let deadline = match (remaining, read_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Limits {
+            deadline,
+            hang_after,
+            has_leader: self.checker.inner.config.require_leader,
+        }
+    }
+
+    /// Sends one copy of a buffered request to `entry`; the future yields its slot in `plan`.
+    fn launch(
+        &self,
+        plan: &mut Plan,
+        entry: Arc<MemberEntry>,
+        entries: &[Arc<MemberEntry>],
+        parts: &http::request::Parts,
+        body: &Bytes,
+        limits: Limits,
+    ) -> futures_util::future::BoxFuture<'static, (usize, Attempt)> {
+        let slot = plan.start(entry.clone());
+        let mut req = replay(parts, body);
+        if let Some(limit) = limits.deadline {
+            set_grpc_timeout(req.headers_mut(), limit);
+        }
+        let kind = MethodKind::Unary;
+        let this = self.clone();
+        let entries = entries.to_vec();
+        Box::pin(async move {
+            (
+                slot,
+                this.attempt_on(entry, &entries, req, kind, limits).await,
+            )
+        })
     }
 
     /// One attempt on one member; `entries` is the membership `entry` was picked from.
@@ -234,13 +397,41 @@ where
         entries: &[std::sync::Arc<MemberEntry>],
         req: Request<tonic::body::Body>,
         kind: MethodKind,
-        deadline: Option<Duration>,
+        limits: Limits,
     ) -> Attempt {
         let inner = self.checker.inner.clone();
         let svc = self.service_for(&entry.member, entries);
-        let has_leader = inner.config.require_leader;
         let tracker = Tracker::start(inner, entry);
-        attempt(svc, req, tracker, kind, deadline, has_leader).await
+        attempt(svc, req, tracker, kind, limits).await
+    }
+}
+
+/// How long past `hang.after` an outrun attempt is kept, so its own hang check runs.
+const HANG_SLACK: Duration = Duration::from_millis(20);
+
+/// The error of a request whose time ran out before any attempt could be sent.
+fn deadline_status(deadline: Option<Duration>) -> tonic::Status {
+    match deadline {
+        Some(d) => tonic::Status::deadline_exceeded(format!(
+            "etcd-health: no member answered within the deadline of {d:?}"
+        )),
+        None => tonic::Status::unavailable("etcd-health: retry budget spent"),
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a change of the health state; `false` if it can no longer change.
+async fn wait_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match changes {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -300,10 +491,19 @@ mod tests {
 
     /// A balancer over `n` members, all ejected, whose services count their calls.
     fn all_ejected(n: u16, policy: AllUnhealthyPolicy) -> (Stack, Arc<AtomicUsize>) {
+        all_ejected_with(n, policy, 3)
+    }
+
+    fn all_ejected_with(
+        n: u16,
+        policy: AllUnhealthyPolicy,
+        max_attempts: u8,
+    ) -> (Stack, Arc<AtomicUsize>) {
         let mut config = Config {
             all_unhealthy: policy,
             ..Config::default()
         };
+        config.retry.max_attempts = max_attempts;
         config.checks.active.unhealthy.interval = Duration::ZERO;
         let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker = HealthChecker::new(&endpoints, config).expect("checker");
@@ -365,7 +565,115 @@ mod tests {
             .await
             .expect_err("every member refuses");
         assert_eq!(calls.load(Ordering::Relaxed), 3, "retry.max_attempts");
-        assert!(started.elapsed() >= Duration::from_millis(25), "backed off");
+        assert_eq!(started.elapsed(), Duration::ZERO, "one round: no back-off");
+    }
+
+    /// Reads are retried until the caller's deadline, in rounds over the members with a
+    /// back-off after each, not a fixed 3 times (an election lasts about a second).
+    #[tokio::test(start_paused = true)]
+    async fn reads_retry_until_the_deadline() {
+        let (balance, calls) = all_ejected_with(3, AllUnhealthyPolicy::TryAll, 100);
+        let started = tokio::time::Instant::now();
+        let mut req = range();
+        req.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("1S"));
+        balance
+            .oneshot(req)
+            .await
+            .expect_err("every member refuses");
+        let elapsed = started.elapsed();
+        let n = calls.load(Ordering::Relaxed);
+        // Rounds of 3 at once; back-offs of 12.5-25 ms, 25-50 ms, then 50-100 ms: about 11 to
+        // 20 rounds fit in one second.
+        assert!((30..=66).contains(&n), "{n} attempts in {elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(850), "{elapsed:?}");
+        assert!(elapsed <= Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    /// A member that never answers: reads sent to it are hedged to a peer after the hedging
+    /// delay and answered; it is ejected after `hang.threshold` such hangs; writes are never
+    /// hedged.
+    #[tokio::test(start_paused = true)]
+    async fn slow_reads_are_hedged_and_a_hung_member_is_ejected() {
+        let config = Config::default();
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, config.clone()).expect("checker");
+        let calls: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let counted = calls.clone();
+        let make = move |m: &Member| {
+            let index = m.index();
+            let calls = counted.clone();
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls[index].fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if index == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let mut resp = http::Response::new(tonic::body::Body::empty());
+                    resp.headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from_static("0"));
+                    Ok::<_, tower::BoxError>(resp)
+                }
+            })
+        };
+        let balance: Stack =
+            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), make));
+        let read = |balance: Stack| async move {
+            let mut req = range();
+            req.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_static("2S"));
+            let started = tokio::time::Instant::now();
+            balance.oneshot(req).await.expect("answered by a peer");
+            started.elapsed()
+        };
+        // 30 readers at once: some reads land on the hung member and are hedged.
+        let reads = futures_util::future::join_all((0..30).map(|_| read(balance.clone()))).await;
+        let slowest = reads.iter().max().copied().unwrap_or_default();
+        let sent: Vec<usize> = calls.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert!(sent[0] >= 2, "{sent:?}");
+        assert!(slowest >= config.hedge.min_delay, "hedged: {slowest:?}");
+        assert!(slowest < Duration::from_millis(150), "{slowest:?}");
+        // The outrun attempts run on until `hang.after`, then count as hangs.
+        tokio::time::sleep(config.hang.after + Duration::from_millis(50)).await;
+        let hung = &checker.snapshot()[0];
+        assert_eq!(hung.status, Status::Unhealthy, "{hung:?}");
+        assert!(
+            hung.totals[4] >= u64::from(config.hang.threshold),
+            "{hung:?}"
+        );
+        assert!(checker.hedges() >= 2);
+        let to_hung = calls[0].load(Ordering::Relaxed);
+        futures_util::future::join_all((0..30).map(|_| read(balance.clone()))).await;
+        assert_eq!(
+            calls[0].load(Ordering::Relaxed),
+            to_hung,
+            "no reads once ejected"
+        );
+
+        // A write is never hedged: sent to the hung member, it waits for its deadline and
+        // fails as *outcome unknown*.
+        checker.record(&checker.members()[1], Source::Passive, Outcome::TcpFailure);
+        checker.record(&checker.members()[2], Source::Passive, Outcome::TcpFailure);
+        let c = Config::default();
+        assert!(c.ejection.base >= Duration::from_secs(1));
+        // Re-admit member 0 by hand so the write goes there (the others are ejected now).
+        tokio::time::advance(c.ejection.base * 2).await;
+        checker.record(&checker.members()[0], Source::Active, Outcome::Success);
+        let mut put = http::Request::builder()
+            .uri("/etcdserverpb.KV/Put")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        put.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+        let before = calls[0].load(Ordering::Relaxed);
+        let err = balance.clone().oneshot(put).await.expect_err("no answer");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert_eq!(calls[0].load(Ordering::Relaxed), before + 1, "sent once");
+        let others = calls[1].load(Ordering::Relaxed) + calls[2].load(Ordering::Relaxed);
+        assert_eq!(others, 60, "the write was never hedged");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use crate::health::Transition;
 /// A change in the health state, as sent by [`HealthChecker::subscribe`](super::HealthChecker::subscribe).
 #[derive(Clone, Debug)]
 pub struct HealthEvent {
-    /// The member concerned.
+    /// The member concerned. For [`EventKind::LeaderChanged`], the new leader when it is one
+    /// of ours, else the member whose answer showed the change.
     pub member: Member,
     /// What happened.
     pub kind: EventKind,
@@ -24,4 +25,13 @@ pub enum EventKind {
     /// Every member is unhealthy: the stack now follows the configured
     /// [`AllUnhealthyPolicy`](crate::config::AllUnhealthyPolicy).
     AllUnhealthy,
+    /// A leader check found a new leader (`leader_id`, at `term`), or that no member knows a
+    /// leader (`leader_id: None`: an election; requests wait for its end within their
+    /// deadlines, and nobody is ejected for it).
+    LeaderChanged {
+        /// The etcd id of the leader, `None` while no member knows one.
+        leader_id: Option<u64>,
+        /// The highest raft term seen.
+        term: u64,
+    },
 }

@@ -70,6 +70,18 @@ impl Load {
         }
     }
 
+    /// Takes `waited` as a latency sample without ending a request: a request still
+    /// unanswered after that long (a hang) makes the member as costly as it at once.
+    pub(crate) fn observe(&self, waited: Duration, now: Instant) {
+        let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        let sample = waited.as_nanos() as f64;
+        if sample > e.nanos || !e.observed {
+            e.nanos = sample;
+            e.at = now;
+            e.observed = true;
+        }
+    }
+
     /// The balancer's cost of sending one more request here, at `now`.
     ///
     /// The estimate decays toward zero while no response comes in (as tower's PeakEwma

@@ -15,13 +15,15 @@ mod member;
 mod registry;
 mod snapshot;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::Uri;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 
+pub use crate::leader::LeaderSnapshot;
 pub use event::{EventKind, HealthEvent};
 pub use member::Member;
 pub use snapshot::{MemberSnapshot, ProbeReport};
@@ -30,6 +32,7 @@ pub(crate) use load::{Load, FAILURE_PENALTY};
 
 use crate::config::Config;
 use crate::health::{Ejection, HealthState, Outcome, Source, Status, Thresholds};
+use crate::leader::{LeaderView, Reply, Report};
 
 /// Handle to the health state of a set of etcd members.
 ///
@@ -54,7 +57,15 @@ pub(crate) struct Inner {
     changed: watch::Sender<u64>,
     rng: Mutex<rand::rngs::StdRng>,
     /// Requests sent again to another member.
-    retries: std::sync::atomic::AtomicU64,
+    retries: AtomicU64,
+    /// Reads also sent to a second member (hedged).
+    hedges: AtomicU64,
+    /// Who leads, from the leader checks.
+    leader: Mutex<LeaderView>,
+    /// Asks the probe scheduler for a leader check now.
+    leader_wanted: Arc<Notify>,
+    /// Origin of the `last_answer` timestamps.
+    epoch: Instant,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
@@ -71,6 +82,9 @@ pub(crate) struct MemberEntry {
     last_probe: Mutex<Option<ProbeReport>>,
     /// How to reach the member, when the user gave more than a URL.
     pub(crate) endpoint: Option<tonic::transport::Endpoint>,
+    /// When the member last answered a request (nanoseconds since the state's epoch, 0 for
+    /// never): a hang is a request outliving its bound *while peers answer*.
+    last_answer: AtomicU64,
 }
 
 impl MemberEntry {
@@ -173,7 +187,7 @@ impl HealthChecker {
         Self {
             inner: Arc::new(Inner {
                 active: Thresholds::active(&config.checks.active),
-                passive: Thresholds::passive(&config.checks.passive),
+                passive: Thresholds::passive(&config.checks.passive, config.hang.threshold),
                 ejection: Ejection::new(&config.ejection),
                 classifier: crate::passive::Classifier::new(&config),
                 config,
@@ -182,7 +196,11 @@ impl HealthChecker {
                 events,
                 changed,
                 rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
-                retries: std::sync::atomic::AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                hedges: AtomicU64::new(0),
+                leader: Mutex::new(LeaderView::default()),
+                leader_wanted: Arc::new(Notify::new()),
+                epoch: now(),
                 #[cfg(feature = "tls")]
                 tls,
             }),
@@ -244,6 +262,7 @@ impl HealthChecker {
             load: Load::new(now),
             last_probe: Mutex::new(None),
             endpoint,
+            last_answer: AtomicU64::new(0),
         });
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(entry);
@@ -263,6 +282,7 @@ impl HealthChecker {
         let removed = next.remove(pos).member.clone();
         *members = Arc::new(next);
         drop(members);
+        lock(&inner.leader).forget(removed.index());
         tracing::info!(member = %removed, "member removed");
         inner.publish(removed.clone(), EventKind::Removed);
         Some(removed)
@@ -313,9 +333,18 @@ impl HealthChecker {
 
     /// Requests the stack has sent again to another member since it was built.
     pub fn retries(&self) -> u64 {
-        self.inner
-            .retries
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.retries.load(Ordering::Relaxed)
+    }
+
+    /// Reads the stack has also sent to a second member because the first was slow (hedged).
+    pub fn hedges(&self) -> u64 {
+        self.inner.hedges.load(Ordering::Relaxed)
+    }
+
+    /// Who leads, as the leader checks found: the leader's id and index, the term, and while
+    /// no member knows a leader (an election), for how long.
+    pub fn leader(&self) -> LeaderSnapshot {
+        lock(&self.inner.leader).snapshot(now())
     }
 
     /// Whether two handles share one state.
@@ -342,8 +371,117 @@ impl Inner {
     }
 
     pub(crate) fn count_retry(&self) {
-        self.retries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_hedge(&self) {
+        self.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that `entry` answered a request (successfully, or with an application error).
+    pub(crate) fn answered(&self, entry: &MemberEntry) {
+        let at = now().saturating_duration_since(self.epoch).as_nanos() as u64;
+        entry.last_answer.store(at.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a member other than `except` answered a request after `since`.
+    pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
+        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.entries()
+            .iter()
+            .any(|e| e.member.index() != except && e.last_answer.load(Ordering::Relaxed) > since)
+    }
+
+    /// Counts a hang against a member: a request it sat on while a peer answered. `rtt` is how
+    /// long the request had waited, charged to the member's latency so the balancer avoids it
+    /// at once.
+    pub(crate) fn record_hang(&self, entry: &MemberEntry, waited: Duration) {
+        entry.load.observe(waited, now());
+        if self.config.hang.threshold > 0 {
+            self.record(entry, Source::Passive, Outcome::Hang);
+        }
+    }
+
+    /// Asks for a leader check as soon as the scheduler can run one: an answer suggested an
+    /// election or a member cut off from the quorum.
+    pub(crate) fn want_leader_check(&self) {
+        self.leader_wanted.notify_one();
+    }
+
+    /// The scheduler's side of [`want_leader_check`](Self::want_leader_check).
+    pub(crate) fn leader_wanted(&self) -> Arc<Notify> {
+        self.leader_wanted.clone()
+    }
+
+    /// The member that leads, if known.
+    pub(crate) fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
+        let index = lock(&self.leader).leader_index()?;
+        self.entry(index)
+    }
+
+    /// Whether the next leader check is due soon: nobody knows a leader, or members are
+    /// suspected of being cut off and a second round must confirm it.
+    pub(crate) fn leader_unsettled(&self) -> bool {
+        let view = lock(&self.leader);
+        view.electing() || view.has_suspects() || !view.knows_leader()
+    }
+
+    /// Whether a member reporting `report` may be re-admitted (see [`LeaderView::admits`]).
+    pub(crate) fn admits(&self, report: &Report) -> Result<(), String> {
+        lock(&self.leader).admits(report)
+    }
+
+    /// Judges a round of leader checks: members cut off from the quorum are ejected (as a
+    /// failed active check, with the reason in their probe report); leader changes and
+    /// elections are published.
+    pub(crate) fn apply_leader_round(&self, replies: Vec<(usize, Reply)>, elapsed: Duration) {
+        let entries = self.entries();
+        let confirm = self.config.leader.election_interval * 2;
+        let (verdict, snapshot) = {
+            let mut view = lock(&self.leader);
+            let verdict = view.round(&replies, entries.len(), now(), confirm);
+            (verdict, view.snapshot(now()))
+        };
+        for (index, why) in verdict.cut_off {
+            let Some(entry) = entries.iter().find(|e| e.member.index() == index) else {
+                continue;
+            };
+            if !entry.is_healthy() {
+                continue;
+            }
+            tracing::warn!(member = %entry.member, reason = %why, "member cut off from the quorum");
+            self.record_probe(
+                entry,
+                ProbeReport {
+                    outcome: Outcome::Failure,
+                    detail: format!("leader check: {why}"),
+                    elapsed,
+                    at: wall_now(),
+                },
+            );
+        }
+        if verdict.changed {
+            let member = snapshot
+                .leader_index
+                .and_then(|i| entries.iter().find(|e| e.member.index() == i))
+                .or_else(|| entries.first())
+                .map(|e| e.member.clone());
+            match snapshot.leader_id {
+                Some(id) => {
+                    tracing::info!(leader = %format_args!("{id:x}"), term = snapshot.term, "leader known")
+                }
+                None => tracing::warn!(term = snapshot.term, "no member knows a leader: election"),
+            }
+            if let Some(member) = member {
+                self.publish(
+                    member,
+                    EventKind::LeaderChanged {
+                        leader_id: snapshot.leader_id,
+                        term: snapshot.term,
+                    },
+                );
+            }
+        }
     }
 
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
@@ -361,9 +499,7 @@ impl Inner {
         let transition = state.record(source, outcome, now(), thresholds, &self.ejection, unit);
         let status = state.status();
         if let Some(t) = transition {
-            entry
-                .healthy
-                .store(status.is_healthy(), std::sync::atomic::Ordering::Release);
+            entry.healthy.store(status.is_healthy(), Ordering::Release);
             if status.is_healthy() {
                 let slowest_peer = self
                     .entries()

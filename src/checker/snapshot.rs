@@ -14,8 +14,9 @@ pub struct MemberSnapshot {
     pub status: Status,
     /// Consecutive-outcome counters.
     pub counters: Counters,
-    /// Outcomes since the member was added: successes, http_failures, tcp_failures, timeouts.
-    pub totals: [u64; 4],
+    /// Outcomes since the member was added: successes, http_failures, tcp_failures, timeouts,
+    /// hangs.
+    pub totals: [u64; 5],
     /// Consecutive ejections not yet forgiven.
     pub ejections: u32,
     /// All ejections since the member was added.

@@ -131,7 +131,7 @@ async fn events_and_snapshot_follow_state_changes() {
         other => panic!("{other:?}"),
     }
     let snap = &checker.snapshot()[1];
-    assert_eq!(snap.totals, [0, 1, 0, 1]);
+    assert_eq!(snap.totals, [0, 1, 0, 1, 0]);
     assert_eq!(snap.ejections, 1);
     assert!(snap.ejected_for.is_some());
     assert_eq!(

@@ -56,6 +56,14 @@ pub struct Config {
     pub all_unhealthy: AllUnhealthyPolicy,
     /// Retries of failed unary requests on another member, by etcd's own client rules.
     pub retry: RetryConfig,
+    /// Hedged reads: a read slower than its peers' usual latency is also sent to another
+    /// member, and the first answer wins.
+    pub hedge: HedgeConfig,
+    /// Detecting a member that sits on requests (SIGSTOPped, black-holed, cut off) while its
+    /// peers answer.
+    pub hang: HangConfig,
+    /// Knowing which member leads, and telling an election from a failed member.
+    pub leader: LeaderConfig,
     /// TLS to members with `https://` endpoints and for `https` probes: the CA, the client
     /// certificate (mTLS) and the name to verify. Needs the `tls` cargo feature.
     #[serde(skip_serializing_if = "TlsConfig::is_empty")]
@@ -72,6 +80,9 @@ impl Default for Config {
             ejection: EjectionConfig::default(),
             all_unhealthy: AllUnhealthyPolicy::default(),
             retry: RetryConfig::default(),
+            hedge: HedgeConfig::default(),
+            hang: HangConfig::default(),
+            leader: LeaderConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -377,13 +388,21 @@ pub enum AllUnhealthyPolicy {
 /// (the connection could not be made, or the member refused them with "no leader" because of
 /// the `hasleader` metadata, before its handler ran). A write that timed out is never sent
 /// again: it may have been applied. Streams and long-blocking calls are not retried here.
+///
+/// Like etcd's Go client (up to 100 attempts, a short back-off after each round), a request is
+/// retried until the caller's deadline (or `budget`), not a fixed small number of times: an
+/// election leaves every member without a leader for about one election timeout, and a client
+/// that gives up within 100 ms turns it into failed requests, where one that keeps asking
+/// turns it into latency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Attempts per request, the first included; 1 turns retries off.
+    /// Attempts per request at most, the first included; 1 turns retries off. The caller's
+    /// deadline (or `budget`) usually ends a request first.
     pub max_attempts: u8,
-    /// Back-off before the second attempt, in seconds; it doubles with each further attempt
-    /// (with jitter) up to `max_backoff`.
+    /// Back-off after each round of attempts over the members, in seconds; it doubles with
+    /// each further round (with jitter) up to `max_backoff`. Within a round, the next member is
+    /// tried at once.
     #[serde(with = "seconds")]
     pub backoff: Duration,
     /// Upper bound of one back-off, in seconds.
@@ -394,8 +413,9 @@ pub struct RetryConfig {
     #[serde(with = "seconds")]
     pub budget: Duration,
     /// Deadline of one attempt of a read, in seconds, so that a hung member costs one attempt
-    /// rather than the caller's whole deadline; 0 turns it off (the default: only you know
-    /// how long your largest range may legitimately take).
+    /// rather than the caller's whole deadline; 0 turns it off (the default: hedging and hang
+    /// detection already keep a read from waiting on a hung member, and only you know how
+    /// long your largest range may legitimately take).
     #[serde(with = "seconds")]
     pub read_attempt_timeout: Duration,
 }
@@ -403,11 +423,104 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 3,
+            max_attempts: 100,
             backoff: Duration::from_millis(25),
-            max_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_millis(100),
             budget: Duration::from_secs(10),
             read_attempt_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// Hedged reads ("The Tail at Scale"; gRPC's hedging policy, gRFC A6).
+///
+/// A read that has not answered within the hedging delay is also sent to another member; the
+/// first answer wins and the others are cancelled. The delay adapts to the members' own
+/// recent latency (smoothed latency plus four deviations, as TCP's retransmission timer),
+/// kept between `min_delay` and `max_delay`, so only the slowest few percent of reads are
+/// hedged on a healthy cluster. Only reads are hedged, never writes: every etcd read is
+/// idempotent, no write is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// Copies of one read in flight at once, the first included; 1 turns hedging off.
+    pub max_attempts: u8,
+    /// Lower bound of the hedging delay, in seconds.
+    #[serde(with = "seconds")]
+    pub min_delay: Duration,
+    /// Upper bound of the hedging delay, in seconds.
+    #[serde(with = "seconds")]
+    pub max_delay: Duration,
+}
+
+impl Default for HedgeConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 2,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Detecting a hung member from the requests themselves.
+///
+/// A SIGSTOPped or black-holed member accepts requests and never answers; without a deadline
+/// of its own nothing fails, so no failure counter moves. A request *hangs* when it is still
+/// unanswered after `after` while other members answered requests sent after it (a read whose
+/// hedge won is kept running that long, detached from its caller, to find out). `threshold`
+/// consecutive hangs (no success in between) eject the member. A cluster-wide stall (an
+/// election) is not a hang: then no peer answers either. A member merely slower than its peers
+/// is not ejected: the balancer sends it less (its latency estimate rises at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HangConfig {
+    /// Consecutive hangs that eject a member; 0 turns hang detection off.
+    pub threshold: u8,
+    /// How long a request may go unanswered while peers answer before it counts as a hang, in
+    /// seconds. Raise it if single requests legitimately take longer (huge ranges).
+    #[serde(with = "seconds")]
+    pub after: Duration,
+}
+
+impl Default for HangConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 2,
+            after: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Knowing the leader.
+///
+/// The health state asks every member for `Maintenance/Status` now and then, and at once when
+/// an answer suggests an election ("no leader", "leader changed", "not leader"). That tells an
+/// election (no member knows a leader: nobody is ejected, requests wait for the new leader
+/// within their deadline) from a member cut off from the quorum (it alone knows no leader:
+/// it is ejected), routes requests only the leader may serve (`MoveLeader`) to it, and lets a
+/// returning member back only once it reports the current leader and term.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaderConfig {
+    /// Seconds between leader checks while a leader is known; 0 checks only when an answer
+    /// suggests an election.
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Seconds between leader checks while no member knows a leader.
+    #[serde(with = "seconds")]
+    pub election_interval: Duration,
+    /// Deadline of one `Status` call of a leader check, in seconds.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            election_interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(500),
         }
     }
 }

@@ -691,7 +691,12 @@ mod props {
                 duration(0),
                 duration(0),
             ),
-            tls(),
+            (
+                (1u8..=4, duration(0), duration(0)),
+                (0u8..=MAX_THRESHOLD, duration(0)),
+                (duration(0), duration(1), duration(1)),
+                tls(),
+            ),
         )
             .prop_map(
                 |(
@@ -704,7 +709,7 @@ mod props {
                     (a, b, jitter),
                     all,
                     (max_attempts, c, d, budget, read_attempt_timeout),
-                    tls,
+                    ((hedges, e, f), (hang_threshold, hang_after), (li, le, lt), tls),
                 )| {
                     Config {
                         shm_name,
@@ -723,6 +728,20 @@ mod props {
                             max_backoff: c.max(d),
                             budget,
                             read_attempt_timeout,
+                        },
+                        hedge: HedgeConfig {
+                            max_attempts: hedges,
+                            min_delay: e.min(f),
+                            max_delay: e.max(f),
+                        },
+                        hang: HangConfig {
+                            threshold: hang_threshold,
+                            after: hang_after,
+                        },
+                        leader: LeaderConfig {
+                            interval: li,
+                            election_interval: le,
+                            timeout: lt,
                         },
                         tls,
                     }
@@ -857,9 +876,12 @@ mod props {
                 // their side of the defaults (1 s and 30 s).
                 c.ejection.base = c.ejection.base.min(Duration::from_secs(1));
                 c.ejection.max = c.ejection.max.max(Duration::from_secs(30));
-                // The same for retry.backoff <= retry.max_backoff (defaults 25 ms and 500 ms).
+                // The same for retry.backoff <= retry.max_backoff (defaults 25 ms and 100 ms)
+                // and hedge.min_delay <= hedge.max_delay (20 ms and 500 ms).
                 c.retry.backoff = c.retry.backoff.min(Duration::from_millis(25));
-                c.retry.max_backoff = c.retry.max_backoff.max(Duration::from_millis(500));
+                c.retry.max_backoff = c.retry.max_backoff.max(Duration::from_millis(100));
+                c.hedge.min_delay = c.hedge.min_delay.min(Duration::from_millis(20));
+                c.hedge.max_delay = c.hedge.max_delay.max(Duration::from_millis(500));
                 // tls.cert_file and tls.key_file only go together; (b) round-trips them.
                 c.tls.cert_file = None;
                 c.tls.key_file = None;
@@ -1110,7 +1132,7 @@ fn retry_section_is_validated() {
     let err = Config::from_json(r#"{"retry": {"max_attempts": 0}}"#).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "retry.max_attempts = 0 is out of range (1..=10)"
+        "retry.max_attempts = 0 is out of range (1..=255)"
     );
     let err = Config::from_json(r#"{"retry": {"backoff": 2, "max_backoff": 1}}"#).unwrap_err();
     assert_eq!(err.path(), Some("retry.backoff"));

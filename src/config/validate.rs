@@ -14,7 +14,8 @@ use tonic::Code;
 use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, EjectionConfig,
-    FailureConfig, PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
+    FailureConfig, HangConfig, HedgeConfig, LeaderConfig, PassiveChecks, PassiveHealthy,
+    PassiveUnhealthy, RetryConfig, TlsConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -26,7 +27,7 @@ pub const MAX_THRESHOLD: u8 = 254;
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// Most attempts of one request `retry.max_attempts` may ask for.
-pub const MAX_ATTEMPTS: u8 = 10;
+pub const MAX_ATTEMPTS: u8 = u8::MAX;
 
 impl Config {
     /// Checks every rule the types cannot express, returning the first problem found.
@@ -36,8 +37,10 @@ impl Config {
     /// in `100..=599`; `http_path` an absolute path; `host` empty or a valid authority;
     /// `req_headers` entries of the form `Name: value`; `failures.codes` known gRPC code
     /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
-    /// `ejection.base <= ejection.max`; `retry.max_attempts` in `1..=10` and
-    /// `retry.backoff <= retry.max_backoff`; `shm_name`, if set, non-empty; `tls.cert_file`
+    /// `ejection.base <= ejection.max`; `retry.max_attempts` at least 1 and
+    /// `retry.backoff <= retry.max_backoff`; `hedge.max_attempts` at least 1 and
+    /// `hedge.min_delay <= hedge.max_delay`; `hang.threshold` in `0..=254`;
+    /// `leader.election_interval` and `leader.timeout` above 0; `shm_name`, if set, non-empty; `tls.cert_file`
     /// and `tls.key_file` both or neither, no empty path, `tls.domain_name` a DNS name or IP.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.shm_name {
@@ -54,6 +57,9 @@ impl Config {
         self.failures.validate("failures")?;
         self.ejection.validate("ejection")?;
         self.retry.validate("retry")?;
+        self.hedge.validate("hedge")?;
+        self.hang.validate("hang")?;
+        self.leader.validate("leader")?;
         self.tls.validate("tls")
     }
 }
@@ -293,6 +299,58 @@ impl RetryConfig {
                     self.max_backoff.as_secs_f64()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl HedgeConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.max_attempts < 1 {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.max_attempts"),
+                self.max_attempts,
+                "1 or more (1 turns hedging off)",
+            ));
+        }
+        duration(&format!("{at}.min_delay"), self.min_delay)?;
+        duration(&format!("{at}.max_delay"), self.max_delay)?;
+        if self.min_delay > self.max_delay {
+            return Err(ConfigError::invalid(
+                format!("{at}.min_delay"),
+                self.min_delay.as_secs_f64(),
+                format!(
+                    "greater than {at}.max_delay = {}; expected min_delay <= max_delay",
+                    self.max_delay.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HangConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        threshold(&format!("{at}.threshold"), self.threshold)?;
+        duration(&format!("{at}.after"), self.after)
+    }
+}
+
+impl LeaderConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        duration(&format!("{at}.interval"), self.interval)?;
+        for (field, value) in [
+            ("election_interval", self.election_interval),
+            ("timeout", self.timeout),
+        ] {
+            duration(&format!("{at}.{field}"), value)?;
+            if value.is_zero() {
+                return Err(ConfigError::out_of_range(
+                    format!("{at}.{field}"),
+                    0,
+                    "greater than 0 seconds",
+                ));
+            }
         }
         Ok(())
     }

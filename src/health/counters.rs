@@ -17,6 +17,8 @@ pub struct Counters {
     pub tcp_failures: u8,
     /// Consecutive timeouts.
     pub timeouts: u8,
+    /// Consecutive hangs (see [`Outcome::Hang`]).
+    pub hangs: u8,
 }
 
 impl Counters {
@@ -27,6 +29,7 @@ impl Counters {
                 self.http_failures = 0;
                 self.tcp_failures = 0;
                 self.timeouts = 0;
+                self.hangs = 0;
                 &mut self.successes
             }
             failure => {
@@ -34,6 +37,7 @@ impl Counters {
                 match failure {
                     Outcome::Failure => &mut self.http_failures,
                     Outcome::TcpFailure => &mut self.tcp_failures,
+                    Outcome::Hang => &mut self.hangs,
                     _ => &mut self.timeouts,
                 }
             }
@@ -59,6 +63,8 @@ pub struct Thresholds {
     pub tcp_failures: u8,
     /// Timeouts that make a healthy member unhealthy.
     pub timeouts: u8,
+    /// Hangs that make a healthy member unhealthy (passive only: `hang.threshold`).
+    pub hangs: u8,
 }
 
 impl Thresholds {
@@ -69,6 +75,7 @@ impl Thresholds {
             Outcome::Failure => self.http_failures,
             Outcome::TcpFailure => self.tcp_failures,
             Outcome::Timeout => self.timeouts,
+            Outcome::Hang => self.hangs,
         }
     }
 
@@ -85,16 +92,18 @@ impl Thresholds {
             http_failures: checks.unhealthy.http_failures,
             tcp_failures: checks.unhealthy.tcp_failures,
             timeouts: checks.unhealthy.timeouts,
+            hangs: 0,
         }
     }
 
-    /// The thresholds of the passive checks.
-    pub fn passive(checks: &PassiveChecks) -> Self {
+    /// The thresholds of the passive checks, with `hangs` from `hang.threshold`.
+    pub fn passive(checks: &PassiveChecks, hangs: u8) -> Self {
         Self {
             successes: checks.healthy.successes,
             http_failures: checks.unhealthy.http_failures,
             tcp_failures: checks.unhealthy.tcp_failures,
             timeouts: checks.unhealthy.timeouts,
+            hangs,
         }
     }
 }
@@ -132,6 +141,7 @@ mod tests {
             http_failures: 0,
             tcp_failures: 2,
             timeouts: 1,
+            hangs: 0,
         };
         assert!(!t.reached(Outcome::Failure, 200));
         assert!(!t.reached(Outcome::TcpFailure, 1));

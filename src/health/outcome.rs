@@ -19,6 +19,11 @@ pub enum Outcome {
     TcpFailure,
     /// The member did not answer in time.
     Timeout,
+    /// The member sat on a request while its peers answered: a peer answered the same read
+    /// first (a hedge won), or the request outlived `hang.after` while peers answered others.
+    /// A gRPC-native signal beside the seed's four, with its own threshold (`hang.threshold`),
+    /// so that the seed's `timeouts` keeps its meaning.
+    Hang,
 }
 
 impl Outcome {
@@ -34,6 +39,7 @@ impl Outcome {
             Outcome::Failure => "http_failures",
             Outcome::TcpFailure => "tcp_failures",
             Outcome::Timeout => "timeouts",
+            Outcome::Hang => "hangs",
         }
     }
 }
@@ -45,6 +51,7 @@ impl fmt::Display for Outcome {
             Outcome::Failure => "failure",
             Outcome::TcpFailure => "tcp failure",
             Outcome::Timeout => "timeout",
+            Outcome::Hang => "hang",
         };
         f.write_str(s)
     }

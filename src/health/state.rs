@@ -54,7 +54,7 @@ pub struct Transition {
 pub struct HealthState {
     status: Status,
     counters: Counters,
-    totals: [u64; 4],
+    totals: [u64; 5],
     ejections: u32,
     ejections_total: u64,
     ejected_until: Option<Instant>,
@@ -68,7 +68,7 @@ impl HealthState {
         Self {
             status: Status::Healthy,
             counters: Counters::default(),
-            totals: [0; 4],
+            totals: [0; 5],
             ejections: 0,
             ejections_total: 0,
             ejected_until: None,
@@ -88,8 +88,8 @@ impl HealthState {
     }
 
     /// Outcomes seen since the member was added, indexed like [`Outcome`]'s counters:
-    /// successes, http_failures, tcp_failures, timeouts.
-    pub fn totals(&self) -> [u64; 4] {
+    /// successes, http_failures, tcp_failures, timeouts, hangs.
+    pub fn totals(&self) -> [u64; 5] {
         self.totals
     }
 
@@ -139,6 +139,7 @@ impl HealthState {
             Outcome::Failure => 1,
             Outcome::TcpFailure => 2,
             Outcome::Timeout => 3,
+            Outcome::Hang => 4,
         };
         self.totals[index] = self.totals[index].saturating_add(1);
         self.last = Some((source, outcome, now));
@@ -212,6 +213,7 @@ mod tests {
             http_failures: f,
             tcp_failures: t,
             timeouts: to,
+            hangs: to,
         }
     }
 
@@ -259,7 +261,7 @@ mod tests {
             .expect("success after the ejection time re-admits");
         assert_eq!(tr.to, Status::Healthy);
         assert_eq!(s.ejected_until(), None);
-        assert_eq!(s.totals(), [3, 0, 0, 2]);
+        assert_eq!(s.totals(), [3, 0, 0, 2, 0]);
     }
 
     #[test]
@@ -295,7 +297,12 @@ mod tests {
         let th = thresholds(0, 0, 0, 0);
         let ej = ejection(0, 0);
         let mut s = HealthState::new(t0);
-        for o in [Outcome::Failure, Outcome::TcpFailure, Outcome::Timeout] {
+        for o in [
+            Outcome::Failure,
+            Outcome::TcpFailure,
+            Outcome::Timeout,
+            Outcome::Hang,
+        ] {
             for _ in 0..300 {
                 assert_eq!(s.record(Source::Passive, o, t0, &th, &ej, 0.0), None);
             }
@@ -309,6 +316,7 @@ mod tests {
             Just(Outcome::Failure),
             Just(Outcome::TcpFailure),
             Just(Outcome::Timeout),
+            Just(Outcome::Hang),
         ]
     }
 
@@ -327,12 +335,12 @@ mod tests {
             let mut now = t0;
             let mut s = HealthState::new(t0);
             let mut healthy = true;
-            let mut run = [0u32; 4];
+            let mut run = [0u32; 5];
             let mut until = t0;
             for (o, dt) in steps {
                 now += Duration::from_millis(dt);
-                let i = match o { Outcome::Success => 0, Outcome::Failure => 1, Outcome::TcpFailure => 2, Outcome::Timeout => 3 };
-                if i == 0 { run[1] = 0; run[2] = 0; run[3] = 0; } else { run[0] = 0; }
+                let i = match o { Outcome::Success => 0, Outcome::Failure => 1, Outcome::TcpFailure => 2, Outcome::Timeout => 3, Outcome::Hang => 4 };
+                if i == 0 { run[1] = 0; run[2] = 0; run[3] = 0; run[4] = 0; } else { run[0] = 0; }
                 run[i] += 1;
                 let limit = th.for_outcome(o) as u32;
                 let tr = s.record(Source::Passive, o, now, &th, &ej, 0.0);
@@ -341,7 +349,7 @@ mod tests {
                 if let Some(tr) = tr {
                     prop_assert_eq!(tr.from.is_healthy(), healthy);
                     healthy = !healthy;
-                    run = [0; 4];
+                    run = [0; 5];
                     if let Some(d) = tr.ejected_for { until = now + d; }
                     prop_assert!(tr.ejected_for.unwrap_or_default() <= Duration::from_secs(8));
                 }

@@ -50,15 +50,25 @@ where
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some(tracker) = this.tracker.take() {
-                        let outcome = match super::status_of(trailers) {
-                            Some(status) => tracker
-                                .inner()
-                                .classifier
-                                .status(status.code(), status.message()),
-                            None => Outcome::Success,
-                        };
-                        let outcome = judge(outcome, *this.kind);
-                        tracker.finish(outcome, unary);
+                        match super::status_of(trailers) {
+                            Some(status)
+                                if crate::etcd::is_leaderless(status.code(), status.message()) =>
+                            {
+                                // A fact about the cluster, judged by a leader check.
+                                tracker.inner().want_leader_check();
+                                tracker.finish(None, false);
+                            }
+                            status => {
+                                let outcome = match status {
+                                    Some(status) => tracker
+                                        .inner()
+                                        .classifier
+                                        .status(status.code(), status.message()),
+                                    None => Outcome::Success,
+                                };
+                                tracker.finish(judge(outcome, *this.kind), unary);
+                            }
+                        }
                     }
                 }
             }

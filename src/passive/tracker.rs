@@ -44,6 +44,9 @@ impl Tracker {
         self.done = true;
         let end = now();
         let mut rtt = timed.then(|| end.saturating_duration_since(self.start));
+        if outcome == Some(Outcome::Success) {
+            self.inner.answered(&self.entry);
+        }
         if let Some(outcome) = outcome {
             let status = self.inner.record(&self.entry, Source::Passive, outcome);
             if outcome.is_failure() && !status.is_healthy() {

@@ -135,6 +135,7 @@ where
         Finding {
             outcome: None,
             detail: format!("{detail} (in neither status list; ignored)"),
+            leaderless: false,
         }
     }
 }

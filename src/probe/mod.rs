@@ -22,6 +22,9 @@ use crate::health::Outcome;
 pub(crate) struct Finding {
     pub(crate) outcome: Option<Outcome>,
     pub(crate) detail: String,
+    /// The member knows no leader: for a member in rotation, a leader check decides whether
+    /// that is an election or this member cut off.
+    pub(crate) leaderless: bool,
 }
 
 impl Finding {
@@ -29,6 +32,7 @@ impl Finding {
         Self {
             outcome: Some(outcome),
             detail: detail.into(),
+            leaderless: false,
         }
     }
 

@@ -4,6 +4,12 @@
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
 //! At most `active.concurrency` probes run at once. The task holds only a weak reference to
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
+//!
+//! It also runs the leader checks (`Maintenance/Status` of every member at once, see
+//! [`crate::leader`]): every `leader.interval`, every `leader.election_interval` while no
+//! leader is known or a member is suspected of being cut off, and at once (no more often than
+//! `leader.election_interval`) when an answer suggested an election. A member coming back is
+//! re-admitted only if its `Status` follows the known leader at the known term.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -17,6 +23,7 @@ use super::Finding;
 use crate::checker::{wall_now, Inner, MemberEntry, ProbeReport};
 use crate::config::ProbeType;
 use crate::health::Outcome;
+use crate::leader::Reply;
 
 /// Starts the scheduler for `inner` on `runtime`.
 pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
@@ -37,8 +44,14 @@ async fn run(weak: Weak<Inner>) {
     let permits = Arc::new(Semaphore::new(
         inner.config.checks.active.concurrency.max(1),
     ));
+    let leader_wanted = inner.leader_wanted();
+    let leader_config = inner.config.leader.clone();
     drop(inner);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+    let (round_tx, mut round_rx) = mpsc::unbounded_channel::<(Vec<(usize, Reply)>, Duration)>();
+    let mut leader_due: Option<Instant> = Some(Instant::now());
+    let mut leader_running = false;
+    let mut last_round: Option<Instant> = None;
     let mut slots: HashMap<usize, Slot> = HashMap::new();
     let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
     // The cluster id each member last reported to a `status` probe.
@@ -99,6 +112,29 @@ async fn run(weak: Weak<Inner>) {
             };
             tokio::spawn(task.run());
         }
+        if !leader_running && leader_due.is_some_and(|due| due <= now) {
+            leader_running = true;
+            leader_due = None;
+            last_round = Some(now);
+            let targets: Vec<(usize, Result<Channel, String>)> = entries
+                .iter()
+                .map(|entry| {
+                    let index = entry.member.index();
+                    let channel = channels
+                        .entry(index)
+                        .or_insert_with(|| probe_channel(&inner, entry))
+                        .clone();
+                    (index, channel)
+                })
+                .collect();
+            tokio::spawn(leader_round(
+                targets,
+                leader_config.timeout,
+                round_tx.clone(),
+            ));
+        } else if let Some(due) = leader_due.filter(|_| !leader_running) {
+            next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
+        }
         drop(entries);
         drop(inner);
         let sleep = async {
@@ -110,6 +146,28 @@ async fn run(weak: Weak<Inner>) {
         tokio::select! {
             _ = sleep => {}
             changed = changes.changed() => if changed.is_err() { break },
+            _ = leader_wanted.notified() => {
+                // An answer suggested an election: check now, but not more often than rounds
+                // during an election go.
+                let soonest = last_round.map_or(Instant::now(), |l| l + leader_config.election_interval);
+                let due = soonest.max(Instant::now());
+                leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
+            }
+            Some((replies, elapsed)) = round_rx.recv() => {
+                let Some(inner) = weak.upgrade() else { break };
+                inner.apply_leader_round(replies, elapsed);
+                leader_running = false;
+                let now = Instant::now();
+                let next = if inner.leader_unsettled() {
+                    Some(now + leader_config.election_interval)
+                } else {
+                    (!leader_config.interval.is_zero()).then(|| now + leader_config.interval)
+                };
+                leader_due = match (leader_due, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             Some(index) = done_rx.recv() => {
                 let Some(inner) = weak.upgrade() else { break };
                 if let (Some(slot), Some(entry)) = (slots.get_mut(&index), inner.entry(index)) {
@@ -271,6 +329,15 @@ impl ProbeTask {
                     super::status::judge_cluster(finding, id, &ids, members)
                 }
             };
+            let mut finding = finding;
+            if finding.outcome == Some(Outcome::Success) && !self.entry.is_healthy() {
+                if let Some(inner) = self.weak.upgrade() {
+                    let timeout = inner.config.leader.timeout;
+                    if let Some(why) = admission(&inner, &self.channel, timeout).await {
+                        finding = Finding::new(Outcome::Failure, format!("not re-admitted: {why}"));
+                    }
+                }
+            }
             if let Some(inner) = self.weak.upgrade() {
                 record(&inner, &self.entry, finding, started.elapsed());
             }
@@ -279,7 +346,49 @@ impl ProbeTask {
     }
 }
 
+/// One leader check: `Status` of every member at once.
+async fn leader_round(
+    targets: Vec<(usize, Result<Channel, String>)>,
+    timeout: Duration,
+    done: mpsc::UnboundedSender<(Vec<(usize, Reply)>, Duration)>,
+) {
+    let started = Instant::now();
+    let asks = targets.into_iter().map(|(index, channel)| async move {
+        let reply = match channel {
+            Ok(channel) => match crate::leader::ask(channel, timeout).await {
+                Ok(report) => Reply::Status(report),
+                Err(_) => Reply::Failed,
+            },
+            Err(_) => Reply::Failed,
+        };
+        (index, reply)
+    });
+    let replies = futures_util::future::join_all(asks).await;
+    let _ = done.send((replies, started.elapsed()));
+}
+
+/// A member on its way back must follow the cluster's leader at its term: a paused leader
+/// that resumes still believes it leads at its old term for a moment, and requests sent to it
+/// then stall. A member that cannot say (no `Status` permission, no answer) is not held back
+/// by this check.
+async fn admission(
+    inner: &Inner,
+    channel: &Result<Channel, String>,
+    timeout: Duration,
+) -> Option<String> {
+    let Ok(channel) = channel else { return None };
+    let report = crate::leader::ask(channel.clone(), timeout).await.ok()?;
+    inner.admits(&report).err()
+}
+
 fn record(inner: &Inner, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
+    if finding.leaderless && entry.is_healthy() {
+        // "No leader" from a member in rotation: an election, or this member cut off? The
+        // leader check decides, asking every member.
+        tracing::debug!(member = %entry.member, detail = %finding.detail, "probe: no leader; checking the leader");
+        inner.want_leader_check();
+        return;
+    }
     match finding.outcome {
         Some(outcome) => inner.record_probe(
             entry,

@@ -5,41 +5,43 @@
 //! quorum within about one election timeout, which neither TCP nor gRPC health can.
 
 use std::collections::HashMap;
+use std::error::Error as _;
 use std::time::Duration;
 
 use tonic::transport::Channel;
 
 use super::{grpc_failure, Finding};
 use crate::health::Outcome;
-use crate::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
 
 /// Probes a member. Returns the finding and the member's cluster id, when it answered; the
 /// scheduler then holds that id against the one most members report ([`judge_cluster`]).
 pub(crate) async fn probe(channel: Channel, timeout: Duration) -> (Finding, Option<u64>) {
-    let mut client = MaintenanceClient::new(crate::passive::Sanitize::new(channel));
-    let resp = match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
-        Err(_) => return (Finding::timeout(timeout), None),
-        Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
+    let report = match crate::leader::ask(channel, timeout).await {
+        Ok(report) => report,
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
             // Some versions need admin rights for Status: the member answered, so it is up.
             return (
                 Finding::new(Outcome::Success, "status not permitted; member answered"),
                 None,
             );
         }
-        Ok(Err(status)) => return (grpc_failure(&status), None),
-        Ok(Ok(resp)) => resp.into_inner(),
+        Err(status)
+            if status.code() == tonic::Code::DeadlineExceeded && status.source().is_none() =>
+        {
+            return (Finding::timeout(timeout), None)
+        }
+        Err(status) => return (grpc_failure(&status), None),
     };
-    let id = resp.header.as_ref().map(|h| h.cluster_id);
-    let finding = if resp.leader == 0 {
-        Finding::new(Outcome::Failure, "no leader")
-    } else if let Some(err) = resp.errors.iter().find(|e| e.contains("no leader")) {
-        Finding::new(Outcome::Failure, err.clone())
-    } else if resp.is_learner {
+    let finding = if report.leader == 0 || report.no_leader_error {
+        let mut f = Finding::new(Outcome::Failure, "no leader");
+        f.leaderless = true;
+        f
+    } else if report.is_learner {
         Finding::new(Outcome::Failure, "member is a learner")
     } else {
-        Finding::new(Outcome::Success, format!("leader {:x}", resp.leader))
+        Finding::new(Outcome::Success, format!("leader {:x}", report.leader))
     };
-    (finding, id)
+    (finding, Some(report.cluster_id))
 }
 
 /// Holds a member's cluster id against the others': `ids` maps member index to the cluster

@@ -1,0 +1,112 @@
+//! When to hedge a read: an adaptive delay from the members' own recent latency.
+//!
+//! Why not tower's `hedge::Hedge`: it re-sends a request to the *same* inner service, so over
+//! a balancer the copy may land on the very member that is slow, and it keys its percentile on
+//! a rotating histogram per service. Here the copy must go to another member, and the same
+//! loop also retries and waits out elections, so hedging lives in the balancer's dispatch
+//! (`service.rs`) and this module only answers "how long is too long". The estimate is TCP's
+//! retransmission timer (Jacobson/Karels: smoothed latency plus four mean deviations), which
+//! tracks a high percentile of a unimodal latency distribution in two words of state, updated
+//! lock-free on every answer. It is bounded below by `hedge.min_delay`, so a fast cluster is
+//! not flooded with copies, and above by `hedge.max_delay`, so a hung member costs a read at
+//! most that long.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::HedgeConfig;
+
+/// Smoothed latency and deviation of successful reads, across members.
+#[derive(Debug)]
+pub(crate) struct HedgeDelay {
+    /// Smoothed latency, nanoseconds (0 before the first sample).
+    srtt: AtomicU64,
+    /// Mean deviation, nanoseconds.
+    rttvar: AtomicU64,
+    min: Duration,
+    max: Duration,
+}
+
+impl HedgeDelay {
+    pub(crate) fn new(config: &HedgeConfig) -> Self {
+        Self {
+            srtt: AtomicU64::new(0),
+            rttvar: AtomicU64::new(0),
+            min: config.min_delay,
+            max: config.max_delay,
+        }
+    }
+
+    /// Takes the latency of one answered read. Concurrent updates may overwrite each other;
+    /// a lost sample does not matter to an average.
+    pub(crate) fn observe(&self, rtt: Duration) {
+        let sample = rtt.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let srtt = self.srtt.load(Ordering::Relaxed);
+        if srtt == 0 {
+            self.srtt.store(sample.max(1), Ordering::Relaxed);
+            self.rttvar.store(sample / 2, Ordering::Relaxed);
+            return;
+        }
+        let rttvar = self.rttvar.load(Ordering::Relaxed);
+        let err = sample.abs_diff(srtt);
+        // rttvar += (|err| - rttvar) / 4; srtt += (sample - srtt) / 8
+        let rttvar = (rttvar * 3 + err) / 4;
+        let srtt = (srtt * 7 + sample) / 8;
+        self.rttvar.store(rttvar, Ordering::Relaxed);
+        self.srtt.store(srtt.max(1), Ordering::Relaxed);
+    }
+
+    /// How long a read may go unanswered before it is also sent to another member.
+    pub(crate) fn delay(&self) -> Duration {
+        let srtt = self.srtt.load(Ordering::Relaxed);
+        let rttvar = self.rttvar.load(Ordering::Relaxed);
+        Duration::from_nanos(srtt.saturating_add(rttvar.saturating_mul(4)))
+            .clamp(self.min, self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delay() -> HedgeDelay {
+        HedgeDelay::new(&HedgeConfig {
+            max_attempts: 2,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(500),
+        })
+    }
+
+    #[test]
+    fn floor_before_any_sample_and_on_a_fast_cluster() {
+        let d = delay();
+        assert_eq!(d.delay(), Duration::from_millis(10));
+        for _ in 0..100 {
+            d.observe(Duration::from_micros(300));
+        }
+        assert_eq!(d.delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn follows_a_slower_cluster_and_its_jitter() {
+        let d = delay();
+        for i in 0..200 {
+            d.observe(Duration::from_millis(if i % 2 == 0 { 20 } else { 40 }));
+        }
+        let got = d.delay();
+        // Mean 30 ms, mean deviation 10 ms: about 30 + 4 * 10.
+        assert!(
+            got > Duration::from_millis(55) && got < Duration::from_millis(85),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn capped() {
+        let d = delay();
+        for _ in 0..50 {
+            d.observe(Duration::from_secs(3));
+        }
+        assert_eq!(d.delay(), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,61 @@
+//! Facts of etcd's protocol that more than one part of the stack needs.
+//!
+//! Why a module of its own: which answers mean "the cluster is electing", which methods only
+//! the leader may serve and which metadata marks an answer of ours are etcd's facts, not a
+//! balancer's or a probe's; one table each keeps them from drifting apart.
+
+use tonic::Code;
+
+/// etcd's answer on a member that knows no leader (with `hasleader`, before any handler ran).
+pub(crate) const NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's answer to a linearizable read whose ReadIndex was cut short by a leader change.
+pub(crate) const LEADER_CHANGED: &str = "etcdserver: leader changed";
+/// etcd's answer to a request only the leader may serve (`MoveLeader`), sent to a follower.
+pub(crate) const NOT_LEADER: &str = "etcdserver: not leader";
+
+/// Whether an answer says the member has (or just lost) no leader: a fact about the cluster
+/// at that moment (an election, or this member cut off from the quorum), to be told apart by
+/// asking the other members, not a failure of this member by itself.
+pub(crate) fn is_leaderless(code: Code, message: &str) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::FailedPrecondition
+    ) && (message.contains(NO_LEADER) || message.contains(LEADER_CHANGED))
+}
+
+/// Whether an answer says the request went to a member that is not the leader, when only the
+/// leader may serve it. etcd refuses such a request before doing anything.
+pub(crate) fn is_not_leader(code: Code, message: &str) -> bool {
+    code == Code::FailedPrecondition && message.contains(NOT_LEADER)
+}
+
+/// Methods only the leader may serve; elsewhere etcd answers [`NOT_LEADER`].
+pub(crate) fn is_leader_only(path: &str) -> bool {
+    path == "/etcdserverpb.Maintenance/MoveLeader"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaderless_answers() {
+        assert!(is_leaderless(Code::Unavailable, "etcdserver: no leader"));
+        assert!(is_leaderless(
+            Code::Unavailable,
+            "etcdserver: leader changed"
+        ));
+        assert!(is_leaderless(Code::Unknown, "etcdserver: leader changed"));
+        assert!(!is_leaderless(
+            Code::Unavailable,
+            "etcdserver: request timed out"
+        ));
+        assert!(!is_leaderless(Code::NotFound, "etcdserver: no leader"));
+        assert!(is_not_leader(
+            Code::FailedPrecondition,
+            "etcdserver: not leader"
+        ));
+        assert!(is_leader_only("/etcdserverpb.Maintenance/MoveLeader"));
+        assert!(!is_leader_only("/etcdserverpb.KV/Range"));
+    }
+}

@@ -1,0 +1,393 @@
+//! The pure judgement over a round of `Status` answers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What one member said of itself and its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The member's own etcd id.
+    pub(crate) id: u64,
+    /// The cluster it belongs to.
+    pub(crate) cluster_id: u64,
+    /// The leader it follows; 0 for none.
+    pub(crate) leader: u64,
+    /// Its raft term.
+    pub(crate) term: u64,
+    /// Whether it is a learner.
+    pub(crate) is_learner: bool,
+    /// Whether it listed a "no leader" error.
+    pub(crate) no_leader_error: bool,
+}
+
+impl Report {
+    /// The leader this member follows, if it knows one.
+    fn follows(&self) -> Option<u64> {
+        (self.leader != 0 && !self.no_leader_error).then_some(self.leader)
+    }
+}
+
+/// One member's answer in a round.
+#[derive(Clone, Debug)]
+pub(crate) enum Reply {
+    /// It answered.
+    Status(Report),
+    /// It did not (timeout, unreachable, refused): nothing can be concluded about leaders.
+    Failed,
+}
+
+/// What a round concluded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RoundVerdict {
+    /// The leader, the term or the "no leader" state changed.
+    pub(crate) changed: bool,
+    /// Members (by index) that follow no leader, or another one, while a majority of all
+    /// members follow the leader, in two rounds at least `confirm` apart: cut off from the
+    /// quorum. With why.
+    pub(crate) cut_off: Vec<(usize, String)>,
+}
+
+/// The leader as the health state knows it, for snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaderSnapshot {
+    /// The etcd id of the leader, if one is known.
+    pub leader_id: Option<u64>,
+    /// The index of the member that leads, if it is one of ours.
+    pub leader_index: Option<usize>,
+    /// The highest raft term seen.
+    pub term: u64,
+    /// While no member knows a leader (an election): for how long.
+    pub no_leader_for: Option<Duration>,
+    /// Leader checks run so far.
+    pub rounds: u64,
+}
+
+/// Who leads, as far as the members' answers tell.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderView {
+    /// The leader's etcd id and term.
+    leader: Option<(u64, u64)>,
+    /// Highest term any member reported.
+    term: u64,
+    no_leader_since: Option<Instant>,
+    /// Members that looked cut off, since when.
+    suspects: HashMap<usize, Instant>,
+    /// Member index → etcd member id, as they reported it.
+    ids: HashMap<usize, u64>,
+    rounds: u64,
+}
+
+impl LeaderView {
+    /// Judges one round: `replies` from the members (by index), `members` the number of
+    /// members in the health state.
+    pub(crate) fn round(
+        &mut self,
+        replies: &[(usize, Reply)],
+        members: usize,
+        now: Instant,
+        confirm: Duration,
+    ) -> RoundVerdict {
+        self.rounds += 1;
+        let before = (self.leader, self.no_leader_since.is_some());
+        let reports: Vec<(usize, Report)> = replies
+            .iter()
+            .filter_map(|(i, r)| match r {
+                Reply::Status(report) => Some((*i, *report)),
+                Reply::Failed => None,
+            })
+            .collect();
+        for (i, r) in &reports {
+            self.ids.insert(*i, r.id);
+            self.term = self.term.max(r.term);
+        }
+        // The leader most members follow; on a tie, the one at the higher term.
+        let mut votes: HashMap<(u64, u64), usize> = HashMap::new();
+        for (_, r) in &reports {
+            if let Some(leader) = r.follows() {
+                *votes.entry((leader, r.term)).or_default() += 1;
+            }
+        }
+        let best = votes
+            .iter()
+            .max_by_key(|((_, term), n)| (**n, *term))
+            .map(|(k, n)| (*k, *n));
+        let mut verdict = RoundVerdict::default();
+        match best {
+            Some(((leader, term), followers)) => {
+                self.leader = Some((leader, term));
+                self.no_leader_since = None;
+                let majority = followers * 2 > members;
+                for (i, r) in &reports {
+                    if r.follows() == Some(leader) && r.term == term {
+                        self.suspects.remove(i);
+                        continue;
+                    }
+                    if !majority {
+                        continue;
+                    }
+                    let since = *self.suspects.entry(*i).or_insert(now);
+                    if now.saturating_duration_since(since) >= confirm {
+                        let why = match r.follows() {
+                            None => format!(
+                                "knows no leader (term {}) while {followers} of {members} members follow {leader:x} (term {term})",
+                                r.term
+                            ),
+                            Some(other) => format!(
+                                "follows {other:x} (term {}) while {followers} of {members} members follow {leader:x} (term {term})",
+                                r.term
+                            ),
+                        };
+                        verdict.cut_off.push((*i, why));
+                    }
+                }
+            }
+            None if !reports.is_empty() => {
+                // Nobody who answered knows a leader: an election, not a member failure.
+                self.leader = None;
+                self.no_leader_since.get_or_insert(now);
+                self.suspects.clear();
+            }
+            None => {}
+        }
+        verdict.changed = before != (self.leader, self.no_leader_since.is_some());
+        verdict
+    }
+
+    /// Whether a member that reports `report` may come back into rotation: it must follow the
+    /// known leader at the known term (a paused leader that resumes still believes it leads at
+    /// its old term for a moment). With no leader known, nothing is held against it.
+    pub(crate) fn admits(&self, report: &Report) -> Result<(), String> {
+        let Some((leader, term)) = self.leader else {
+            return Ok(());
+        };
+        match report.follows() {
+            Some(l) if l == leader && report.term >= term => Ok(()),
+            Some(l) if report.term > term => {
+                // A newer term than we know: trust the member; the next round will tell.
+                let _ = l;
+                Ok(())
+            }
+            Some(l) => Err(format!(
+                "follows {l:x} at term {}, but the cluster's leader is {leader:x} at term {term}",
+                report.term
+            )),
+            None => Err(format!(
+                "knows no leader (term {}), but the cluster's leader is {leader:x} at term {term}",
+                report.term
+            )),
+        }
+    }
+
+    /// The index of the member that leads, if it is known and one of ours.
+    pub(crate) fn leader_index(&self) -> Option<usize> {
+        let (leader, _) = self.leader?;
+        self.ids
+            .iter()
+            .find(|(_, id)| **id == leader)
+            .map(|(i, _)| *i)
+    }
+
+    /// Whether members are suspected of being cut off (a confirming round is due soon).
+    pub(crate) fn has_suspects(&self) -> bool {
+        !self.suspects.is_empty()
+    }
+
+    /// Whether no member knows a leader.
+    pub(crate) fn electing(&self) -> bool {
+        self.no_leader_since.is_some()
+    }
+
+    /// Whether a leader is known.
+    pub(crate) fn knows_leader(&self) -> bool {
+        self.leader.is_some()
+    }
+
+    /// Forgets a member that left the health state.
+    pub(crate) fn forget(&mut self, index: usize) {
+        self.ids.remove(&index);
+        self.suspects.remove(&index);
+    }
+
+    /// A copy for snapshots, at `now`.
+    pub(crate) fn snapshot(&self, now: Instant) -> LeaderSnapshot {
+        LeaderSnapshot {
+            leader_id: self.leader.map(|(l, _)| l),
+            leader_index: self.leader_index(),
+            term: self.term,
+            no_leader_for: self
+                .no_leader_since
+                .map(|s| now.saturating_duration_since(s)),
+            rounds: self.rounds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIRM: Duration = Duration::from_millis(100);
+
+    fn status(id: u64, leader: u64, term: u64) -> Reply {
+        Reply::Status(Report {
+            id,
+            cluster_id: 7,
+            leader,
+            term,
+            is_learner: false,
+            no_leader_error: false,
+        })
+    }
+
+    #[test]
+    fn an_election_ejects_nobody() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let r = v.round(
+            &[
+                (0, status(10, 10, 2)),
+                (1, status(11, 10, 2)),
+                (2, status(12, 10, 2)),
+            ],
+            3,
+            t0,
+            CONFIRM,
+        );
+        assert!(r.changed);
+        assert_eq!(v.leader_index(), Some(0));
+        // The leader hangs: it does not answer, the others know no leader.
+        for ms in [0, 200, 400] {
+            let r = v.round(
+                &[
+                    (0, Reply::Failed),
+                    (1, status(11, 0, 3)),
+                    (2, status(12, 0, 3)),
+                ],
+                3,
+                t0 + Duration::from_millis(1000 + ms),
+                CONFIRM,
+            );
+            assert!(r.cut_off.is_empty());
+            assert!(v.electing());
+        }
+        assert_eq!(
+            v.snapshot(t0 + Duration::from_millis(1500)).no_leader_for,
+            Some(Duration::from_millis(500))
+        );
+        // Member 1 wins; member 2 has not heard yet: a minority of one follows, no verdict.
+        let r = v.round(
+            &[
+                (0, Reply::Failed),
+                (1, status(11, 11, 3)),
+                (2, status(12, 0, 3)),
+            ],
+            3,
+            t0 + Duration::from_millis(1500),
+            CONFIRM,
+        );
+        assert!(r.changed && r.cut_off.is_empty());
+        assert_eq!(v.leader_index(), Some(1));
+        assert!(!v.electing());
+    }
+
+    #[test]
+    fn a_member_alone_without_a_leader_is_cut_off_after_confirmation() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let round = |v: &mut LeaderView, ms: u64| {
+            v.round(
+                &[
+                    (0, status(10, 10, 2)),
+                    (1, status(11, 10, 2)),
+                    (2, status(12, 0, 5)),
+                ],
+                3,
+                t0 + Duration::from_millis(ms),
+                CONFIRM,
+            )
+        };
+        assert!(
+            round(&mut v, 0).cut_off.is_empty(),
+            "not at the first sight"
+        );
+        assert!(v.has_suspects());
+        assert!(round(&mut v, 50).cut_off.is_empty());
+        let r = round(&mut v, 120);
+        assert_eq!(r.cut_off.len(), 1);
+        assert_eq!(r.cut_off[0].0, 2);
+        assert!(
+            r.cut_off[0].1.contains("knows no leader"),
+            "{}",
+            r.cut_off[0].1
+        );
+    }
+
+    #[test]
+    fn an_isolated_leader_at_an_old_term_is_cut_off() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let replies = [
+            (0, status(10, 10, 2)),
+            (1, status(11, 11, 3)),
+            (2, status(12, 11, 3)),
+        ];
+        v.round(&replies, 3, t0, CONFIRM);
+        let r = v.round(&replies, 3, t0 + CONFIRM, CONFIRM);
+        assert_eq!(r.cut_off.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(v.leader_index(), Some(1));
+        // Readmission: only once it follows 11 at term 3.
+        let Reply::Status(stale) = status(10, 10, 2) else {
+            unreachable!()
+        };
+        assert!(v.admits(&stale).is_err());
+        let Reply::Status(caught_up) = status(10, 11, 3) else {
+            unreachable!()
+        };
+        assert!(v.admits(&caught_up).is_ok());
+    }
+
+    #[test]
+    fn two_of_five_cut_off() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let replies = [
+            (0, status(10, 10, 2)),
+            (1, status(11, 10, 2)),
+            (2, status(12, 10, 2)),
+            (3, status(13, 0, 2)),
+            (4, status(14, 0, 2)),
+        ];
+        v.round(&replies, 5, t0, CONFIRM);
+        let r = v.round(&replies, 5, t0 + CONFIRM, CONFIRM);
+        let mut cut: Vec<usize> = r.cut_off.iter().map(|c| c.0).collect();
+        cut.sort();
+        assert_eq!(cut, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_recovered_suspect_is_forgiven() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        v.round(
+            &[
+                (0, status(10, 10, 2)),
+                (1, status(11, 10, 2)),
+                (2, status(12, 0, 2)),
+            ],
+            3,
+            t0,
+            CONFIRM,
+        );
+        v.round(
+            &[
+                (0, status(10, 10, 2)),
+                (1, status(11, 10, 2)),
+                (2, status(12, 10, 2)),
+            ],
+            3,
+            t0 + CONFIRM,
+            CONFIRM,
+        );
+        assert!(!v.has_suspects());
+    }
+}
