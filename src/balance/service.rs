@@ -328,7 +328,10 @@ where
                         let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
                         in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
                         if in_flight.len() < hedges {
-                            hedge_at = Some(Instant::now() + self.hedge.delay());
+                            // Each further copy waits longer: two slow members at once are
+                            // rare, and copies cost the cluster work.
+                            let factor = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
+                            hedge_at = Some(Instant::now() + self.hedge.delay() * factor);
                         }
                     }
                 }

@@ -392,14 +392,24 @@ impl Inner {
             .any(|e| e.member.index() != except && e.last_answer.load(Ordering::Relaxed) > since)
     }
 
-    /// Counts a hang against a member: a request it sat on while a peer answered. `rtt` is how
+    /// Counts a hang against a member: a request it sat on while a peer answered. `waited` is how
     /// long the request had waited, charged to the member's latency so the balancer avoids it
     /// at once.
     pub(crate) fn record_hang(&self, entry: &MemberEntry, waited: Duration) {
         entry.load.observe(waited, now());
-        if self.config.hang.threshold > 0 {
-            self.record(entry, Source::Passive, Outcome::Hang);
+        if self.config.hang.threshold == 0 || !entry.is_healthy() {
+            return;
         }
+        // A hang is a heuristic: never let it take a majority of the members out of rotation
+        // (a slow cluster must not eject itself member by member). Hard failures are not held
+        // back by this.
+        let entries = self.entries();
+        let healthy = entries.iter().filter(|e| e.is_healthy()).count();
+        if (healthy - 1) * 2 <= entries.len() {
+            tracing::debug!(member = %entry.member, healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
+            return;
+        }
+        self.record(entry, Source::Passive, Outcome::Hang);
     }
 
     /// Asks for a leader check as soon as the scheduler can run one: an answer suggested an

@@ -443,7 +443,9 @@ impl Default for RetryConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HedgeConfig {
-    /// Copies of one read in flight at once, the first included; 1 turns hedging off.
+    /// Copies of one read in flight at once, the first included; 1 turns hedging off. The
+    /// n-th copy is sent (n-1) hedging delays after the one before it. The default, 3, keeps
+    /// a read answered when two members hang at once (two of five cut off).
     pub max_attempts: u8,
     /// Lower bound of the hedging delay, in seconds.
     #[serde(with = "seconds")]
@@ -456,7 +458,7 @@ pub struct HedgeConfig {
 impl Default for HedgeConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 2,
+            max_attempts: 3,
             min_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(500),
         }

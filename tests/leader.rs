@@ -1,0 +1,290 @@
+//! The library's promise with `Config::default()`: no read fails when the leader hangs, dies or
+//! is cut off, when a member's client path is black-holed, or when two members of five are cut
+//! off; writes fail only as *outcome unknown*.
+//!
+//! The load is the one users run: `etcd_client::Client` over the drop-in ([`HealthChannel`]),
+//! 16 readers and 2 writers, each request under a 2 s deadline the caller enforces itself
+//! (`tokio::time::timeout`, the strictest form: a read that has not answered in 2 s is a failed
+//! read). Each case starts a fresh cluster, runs the load for a second, injects the fault,
+//! keeps it 4 s, repairs it and keeps the load 3 s more. Each prints what it measured.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use etcd_health::config::Config;
+use etcd_health::dropin::HealthChannel;
+use etcd_health::testing::Cluster;
+use etcd_health::HealthChecker;
+
+const READERS: usize = 16;
+const WRITERS: usize = 2;
+const DEADLINE: Duration = Duration::from_secs(2);
+const FAULT: Duration = Duration::from_secs(4);
+const AFTER: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Default)]
+struct Counts {
+    reads: AtomicU64,
+    failed_reads: AtomicU64,
+    writes: AtomicU64,
+    unknown_writes: AtomicU64,
+    /// Writes that failed with an outcome the caller is told is known: must stay 0.
+    failed_writes: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Counts {
+    fn note(&self, what: String) {
+        let mut errors = self.errors.lock().unwrap();
+        if errors.len() < 8 {
+            errors.push(what);
+        }
+    }
+}
+
+/// The load: readers and writers through etcd-client over the drop-in.
+struct Load {
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &Client) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let mut tasks = Vec::new();
+        for _ in 0..READERS {
+            let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(DEADLINE, kv.get("load", None)).await {
+                        Ok(Ok(_)) => {
+                            counts.reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        failed => {
+                            counts.failed_reads.fetch_add(1, Ordering::Relaxed);
+                            counts.note(format!("read: {failed:?}"));
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        for w in 0..WRITERS {
+            let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let put = kv.put(format!("w/{w}"), seq.to_string(), None);
+                    match tokio::time::timeout(DEADLINE, put).await {
+                        Ok(Ok(_)) => {
+                            counts.writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Err(etcd_client::Error::GRpcStatus(status)))
+                            if etcd_health::outcome_unknown(&status) =>
+                        {
+                            counts.unknown_writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_elapsed) => {
+                            // The caller gave up while the write was in flight: unknown too.
+                            counts.unknown_writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Err(e)) => {
+                            counts.failed_writes.fetch_add(1, Ordering::Relaxed);
+                            counts.note(format!("write: {e:?}"));
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Self {
+            stop,
+            counts,
+            tasks,
+        }
+    }
+
+    async fn stop(self) -> Arc<Counts> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.counts
+    }
+}
+
+/// A client over the drop-in with `Config::default()`, and its health state.
+async fn client(cluster: &Cluster) -> (Client, HealthChecker) {
+    common::init_tracing();
+    let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
+    let client = Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        None,
+        HealthChannel::with_checker(checker.clone()),
+    )
+    .await
+    .expect("client");
+    let mut kv = client.kv_client();
+    kv.put("load", "x", None).await.expect("put");
+    (client, checker)
+}
+
+/// Fault tests share two cores; one at a time keeps their timings meaningful.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Runs the load over `cluster`, applies `fault` to member `victim` after a second, keeps it
+/// [`FAULT`], repairs it, keeps the load [`AFTER`] more; asserts the promise.
+async fn run_case<F, R>(name: &str, cluster: &Cluster, victims: &[usize], fault: F, repair: R)
+where
+    F: Fn(&Cluster, usize),
+    R: AsyncFn(&Cluster, usize),
+{
+    let (client, checker) = client(cluster).await;
+    let load = Load::start(&client);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = load.counts.reads.load(Ordering::Relaxed);
+    let at = Instant::now();
+    for v in victims {
+        fault(cluster, *v);
+    }
+    tokio::time::sleep(FAULT).await;
+    let during = load.counts.reads.load(Ordering::Relaxed) - before;
+    let snapshot: Vec<String> = checker
+        .snapshot()
+        .iter()
+        .map(|m| format!("{} {} {:?}", m.member.index(), m.status, m.counters))
+        .collect();
+    for v in victims {
+        repair(cluster, *v).await;
+    }
+    let repaired = Instant::now();
+    tokio::time::sleep(AFTER).await;
+    let counts = load.stop().await;
+    let leader = checker.leader();
+    println!(
+        "{name}: reads ok={} failed={} (ok during the fault: {during}); writes ok={} unknown={} failed={}; \
+         retries={} hedges={}; health during the fault: {snapshot:?}; leader now {:?} term {}; \
+         fault {:?}, after repair {:?}; errors: {:?}",
+        counts.reads.load(Ordering::Relaxed),
+        counts.failed_reads.load(Ordering::Relaxed),
+        counts.writes.load(Ordering::Relaxed),
+        counts.unknown_writes.load(Ordering::Relaxed),
+        counts.failed_writes.load(Ordering::Relaxed),
+        checker.retries(),
+        checker.hedges(),
+        leader.leader_index,
+        leader.term,
+        repaired - at,
+        repaired.elapsed(),
+        counts.errors.lock().unwrap(),
+    );
+    assert_eq!(
+        counts.failed_reads.load(Ordering::Relaxed),
+        0,
+        "{name}: failed reads"
+    );
+    assert_eq!(
+        counts.failed_writes.load(Ordering::Relaxed),
+        0,
+        "{name}: writes that failed other than as outcome unknown"
+    );
+    assert!(during > 0, "{name}: reads were served during the fault");
+}
+
+async fn leader_of(cluster: &Cluster) -> usize {
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_paused_then_resumed() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let leader = leader_of(&cluster).await;
+    run_case(
+        "leader pause",
+        &cluster,
+        &[leader],
+        |c, i| c.pause(i),
+        async |c, i| c.resume(i),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_then_restarted() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let leader = leader_of(&cluster).await;
+    run_case(
+        "leader kill",
+        &cluster,
+        &[leader],
+        |c, i| c.kill(i),
+        async |c, i| c.restart(i).await.expect("restart"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_isolated_from_its_peers() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let leader = leader_of(&cluster).await;
+    run_case(
+        "leader isolation",
+        &cluster,
+        &[leader],
+        |c, i| c.isolate(i),
+        async |c, i| c.heal(i),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_black_holed_on_the_client_path() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .client_proxy(true)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = leader_of(&cluster).await;
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    run_case(
+        "client-path black hole",
+        &cluster,
+        &[follower],
+        |c, i| c.blackhole_client(i, true),
+        async |c, i| c.blackhole_client(i, false),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_five_isolated() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let leader = leader_of(&cluster).await;
+    let followers: Vec<usize> = (0..5).filter(|i| *i != leader).take(2).collect();
+    run_case(
+        "2 of 5 isolated",
+        &cluster,
+        &followers,
+        |c, i| c.isolate(i),
+        async |c, i| c.heal(i),
+    )
+    .await;
+}
