@@ -143,7 +143,7 @@ impl Plan {
     ) -> Option<Arc<MemberEntry>> {
         let excluded = self.excluded();
         leader
-            .filter(|l| !excluded.contains(&l.member.index()))
+            .filter(|l| l.is_healthy() && !excluded.contains(&l.member.index()))
             .or_else(|| pick_fresh(entries, policy, &excluded))
     }
 

@@ -372,7 +372,7 @@ where
         &self,
         plan: &mut Plan,
         entry: Arc<MemberEntry>,
-        entries: &[Arc<MemberEntry>],
+        entries: &Arc<Vec<Arc<MemberEntry>>>,
         parts: &http::request::Parts,
         body: &Bytes,
         limits: Limits,
