@@ -300,7 +300,11 @@ fn fake_answer(
             return respond(unavailable(Some("!!not base64!!"), "unavailable"), vec![])
         }
         Fake::NonUtf8Message => {
-            return respond(unavailable(None, "etcdserver:%20no%20leader%FF%FE"), vec![])
+            // Not "no leader": that one goes to a leader check rather than ejecting at once.
+            return respond(
+                unavailable(None, "etcdserver:%20request%20timed%20out%FF%FE"),
+                vec![],
+            );
         }
         Fake::BadDetailsInTrailers => {
             let trailers = unavailable(Some("!!not base64!!"), "unavailable");
