@@ -384,7 +384,7 @@ where
         }
         let kind = MethodKind::Unary;
         let this = self.clone();
-        let entries = entries.to_vec();
+        let entries = Arc::clone(entries);
         Box::pin(async move {
             (
                 slot,

@@ -429,11 +429,12 @@ impl Inner {
         self.entry(index)
     }
 
-    /// Whether the next leader check is due soon: nobody knows a leader, or members are
-    /// suspected of being cut off and a second round must confirm it.
+    /// Whether the next leader check is due soon: members answered but none knows a leader
+    /// (an election), or members are suspected of being cut off and a second round must
+    /// confirm it. (Members that cannot answer `Status` at all do not make it urgent.)
     pub(crate) fn leader_unsettled(&self) -> bool {
         let view = lock(&self.leader);
-        view.electing() || view.has_suspects() || !view.knows_leader()
+        view.electing() || view.has_suspects()
     }
 
     /// Whether a member reporting `report` may be re-admitted (see [`LeaderView::admits`]).

@@ -516,7 +516,8 @@ pub struct LeaderConfig {
     /// Seconds between leader checks while no member knows a leader.
     #[serde(with = "seconds")]
     pub election_interval: Duration,
-    /// Deadline of one `Status` call of a leader check, in seconds.
+    /// Deadline of one `Status` call of a leader check, in seconds (a round waits for its
+    /// slowest member, so this bounds how stale a round's news can be).
     #[serde(with = "seconds")]
     pub timeout: Duration,
 }
@@ -526,7 +527,7 @@ impl Default for LeaderConfig {
         Self {
             interval: Duration::from_secs(5),
             election_interval: Duration::from_millis(50),
-            timeout: Duration::from_millis(500),
+            timeout: Duration::from_millis(250),
         }
     }
 }

@@ -197,11 +197,6 @@ impl LeaderView {
         self.no_leader_since.is_some()
     }
 
-    /// Whether a leader is known.
-    pub(crate) fn knows_leader(&self) -> bool {
-        self.leader.is_some()
-    }
-
     /// Forgets a member that left the health state.
     pub(crate) fn forget(&mut self, index: usize) {
         self.ids.remove(&index);

@@ -6,8 +6,8 @@
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
 //!
 //! It also runs the leader checks (`Maintenance/Status` of every member at once, see
-//! [`crate::leader`]): every `leader.interval`, every `leader.election_interval` while no
-//! leader is known or a member is suspected of being cut off, and at once (no more often than
+//! [`crate::leader`]): every `leader.interval`, every `leader.election_interval` while members
+//! answer but none knows a leader, or a member is suspected of being cut off, and at once (no more often than
 //! `leader.election_interval`) when an answer suggested an election. A member coming back is
 //! re-admitted only if its `Status` follows the known leader at the known term.
 
