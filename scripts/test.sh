@@ -2,7 +2,7 @@
 # Runs every check and every test, against real etcd clusters the tests start themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
