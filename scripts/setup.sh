@@ -117,7 +117,7 @@ EOF
     "$tmp/setup_check.proto" 2>&1); then
     rm -rf "$tmp"
     protoc_problem="$protoc ($version) cannot find protobuf's include files (google/protobuf/descriptor.proto, struct.proto): $(one_line "$out")"
-    if [ -z "${PROTOC:-}" ] && [ "$(command -v protoc)" = /usr/bin/protoc ]; then
+    if [ -z "${PROTOC:-}" ] && [ "$(readlink -f "$(command -v protoc)")" = /usr/bin/protoc ]; then
       protoc_pkgs=(libprotobuf-dev)
     fi
     return
