@@ -15,3 +15,4 @@ cargo test --all-features --doc
 cargo build --all-features --benches
 # Docs build without warnings (broken links, missing docs).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+echo "test.sh: every check and test passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"
