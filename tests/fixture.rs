@@ -435,3 +435,139 @@ async fn failed_start_names_the_member_and_shows_its_log() {
         "log tail (zap JSON) missing: {text}"
     );
 }
+
+/// Set in the child process of [`members_die_with_a_killed_test_process`], which re-runs this
+/// test binary to run [`cluster_in_a_child_process`] only.
+const CHILD_ENV: &str = "ETCD_HEALTH_FIXTURE_CHILD";
+
+/// The child's half of [`members_die_with_a_killed_test_process`]: starts a cluster, prints its
+/// members' pids and ports and its dir on one line, then waits to be killed. Does nothing in a
+/// normal run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_in_a_child_process() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let cluster = Cluster::start(3).await.expect("cluster starts");
+    let pids: Vec<String> = (0..3)
+        .map(|i| cluster.pid(i).expect("running").to_string())
+        .collect();
+    let ports: Vec<String> = (0..3)
+        .map(|i| {
+            let endpoint = cluster.direct_endpoint(i);
+            endpoint.rsplit(':').next().unwrap().to_string()
+        })
+        .collect();
+    println!(
+        "CLUSTER pids={} ports={} dir={}",
+        pids.join(","),
+        ports.join(","),
+        cluster.dir().display()
+    );
+    // The parent kills this process long before; the limit only bounds a parent gone wrong.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// Whether process `pid` is gone: no such process, or a zombie (dead, not yet reaped by
+/// whoever inherited it) none of whose threads is still exiting (a SIGKILLed Go process's
+/// main thread turns zombie while its other threads still hold its sockets).
+fn gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // "pid (comm) state ...": the state follows the last ')'.
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    zombie && threads <= 1
+}
+
+#[test]
+fn members_die_with_a_killed_test_process() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("own test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "cluster_in_a_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("re-run this test binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest prints "test <name> ... " first, on the same line.
+            if let Some((_, rest)) = line.split_once("CLUSTER ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("the child did not report its cluster: {e}");
+        }
+    };
+    let field = |name: &str| -> String {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_string()
+    };
+    let pids: Vec<u32> = field("pids")
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let ports: Vec<u16> = field("ports")
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let dir = std::path::PathBuf::from(field("dir"));
+    assert!(pids.iter().all(|&pid| !gone(pid)), "members run: {pids:?}");
+    assert!(dir.is_dir(), "{} exists", dir.display());
+
+    child.kill().expect("SIGKILL the child");
+    let killed = Instant::now();
+    child.wait().expect("reap the child");
+    while !pids.iter().all(|&pid| gone(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "members still running 1 s after their test process was killed: {:?}",
+            pids.iter().filter(|&&pid| !gone(pid)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let members_gone = killed.elapsed();
+    for port in ports {
+        let err = std::net::TcpStream::connect(("127.0.0.1", port))
+            .expect_err("a dead member's client port refuses connections");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    }
+    while dir.exists() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "{} still there 5 s after its test process was killed",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "after SIGKILL of the test process: members gone in {members_gone:?}, \
+         cluster dir removed in {:?}",
+        killed.elapsed()
+    );
+}

@@ -15,7 +15,6 @@ use super::faults::{Faults, Link};
 use super::member::{CommonFlags, Member};
 use super::proxy;
 
-const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
 const START_ATTEMPTS: usize = 3;
 const MEMBER_STAGGER: Duration = Duration::from_millis(100);
 
@@ -105,7 +104,7 @@ impl ClusterBuilder {
         self
     }
 
-    /// The etcd binary (default `$ETCD_BIN`, else `/usr/bin/etcd`).
+    /// The etcd binary (default `$ETCD_BIN`, else `etcd` on `PATH`, else `/usr/bin/etcd`).
     pub fn etcd_bin(mut self, path: impl Into<String>) -> Self {
         self.etcd_bin = Some(path.into());
         self
@@ -172,7 +171,7 @@ impl ClusterBuilder {
                 .etcd_bin
                 .clone()
                 .or_else(|| std::env::var("ETCD_BIN").ok())
-                .unwrap_or_else(|| DEFAULT_ETCD_BIN.to_string()),
+                .unwrap_or_else(super::member::default_etcd_bin),
             initial_cluster,
             token: unique_token(),
             heartbeat_ms: self.heartbeat_ms,

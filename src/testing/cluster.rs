@@ -99,6 +99,13 @@ impl Cluster {
         }
     }
 
+    /// The cluster's temp dir: every member's data dir and log, and the certificates of a TLS
+    /// cluster. Removed when the cluster is dropped, or when its process dies (see the
+    /// [module doc](super#members-die-with-their-test-process)).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The certificates of a cluster built with [`ClusterBuilder::tls`].
     pub fn pki(&self) -> Option<&super::pki::TestPki> {
         self.flags.tls.as_ref()

@@ -22,7 +22,8 @@ pub enum ClusterError {
     Spawn {
         /// Member name (`m0`, `m1`, ...).
         member: String,
-        /// The etcd binary that was used (`$ETCD_BIN` or `/usr/bin/etcd`).
+        /// The etcd binary that was used (`$ETCD_BIN`, `etcd` on `PATH` or `/usr/bin/etcd`), or
+        /// `/bin/sh`, which launches it, if the shell could not be started.
         bin: String,
         /// The underlying error.
         #[source]
