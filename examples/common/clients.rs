@@ -3,7 +3,10 @@
 //! - (a) `raw`: a plain `tonic::transport::Channel` to one member, with this crate's stubs;
 //! - (b) `stock`: `etcd_client::Client::connect` over every member (tonic's balancer);
 //! - (c) `ec-stack`: `etcd_client::Client::from_channel` over the health stack;
-//! - (d) `stack`: the health stack with this crate's stubs.
+//! - (d) `stack`: the health stack with this crate's stubs;
+//! - `dropin`: `etcd_client::Client::connect_with_balanced_channel` with
+//!   `etcd_health::dropin::HealthChannel`, as users build it (not in [`Kind::ALL`]: the
+//!   failover benchmark uses it, the overhead bench does not).
 //!
 //! Every request clones only the KV stub (cheap, the same for all four), never a whole
 //! `etcd_client::Client`.
@@ -11,6 +14,7 @@
 use std::time::Duration;
 
 use etcd_health::config::{Config, ProbeType};
+use etcd_health::dropin::HealthChannel;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
 use tonic::transport::{Channel, Endpoint};
@@ -32,6 +36,9 @@ pub enum Kind {
     EcStack,
     /// (d) the health stack, our stubs.
     Stack,
+    /// etcd-client built with `connect_with_balanced_channel(.., HealthChannel)`; no deadline
+    /// is sent (the caller enforces its own).
+    DropIn,
 }
 
 impl Kind {
@@ -45,11 +52,15 @@ impl Kind {
             Kind::Stock => "b-stock",
             Kind::EcStack => "c-ec-stack",
             Kind::Stack => "d-stack",
+            Kind::DropIn => "dropin",
         }
     }
 
-    /// Parses a label or its letter.
+    /// Parses a label or, for (a) to (d), its letter or its name without the letter.
     pub fn parse(s: &str) -> Option<Kind> {
+        if s == Kind::DropIn.label() {
+            return Some(Kind::DropIn);
+        }
         Kind::ALL
             .into_iter()
             .find(|k| k.label() == s || k.label()[..1] == *s || k.label()[2..] == *s)
@@ -116,6 +127,51 @@ pub struct Client {
     deadline: Option<Duration>,
     /// The health stack under (c) and (d), for snapshots.
     pub balance: Option<Balance<TonicConnector>>,
+    /// The health state under (c), (d) and `dropin` (retries, hedges, snapshots).
+    pub checker: Option<HealthChecker>,
+}
+
+/// A failed request, as the caller sees it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The gRPC code and message (or the client's error text).
+    pub message: String,
+    /// The stack marked the failure *outcome unknown* (`etcd_health::outcome_unknown`): a
+    /// write that may or may not have been applied.
+    pub outcome_unknown: bool,
+    /// The caller's own deadline ran out while the request was in flight (for a write: its
+    /// outcome is unknown too, though no status says so).
+    pub caller_timeout: bool,
+}
+
+impl Failure {
+    /// The caller gave up after `deadline`.
+    pub fn caller_timeout(deadline: Duration) -> Self {
+        Self {
+            message: format!("no answer within the caller's {deadline:?} deadline"),
+            outcome_unknown: false,
+            caller_timeout: true,
+        }
+    }
+
+    fn from_status(s: &tonic::Status) -> Self {
+        Self {
+            message: format!("{:?}: {}", s.code(), s.message()),
+            outcome_unknown: etcd_health::outcome_unknown(s),
+            caller_timeout: false,
+        }
+    }
+
+    fn from_etcd(e: etcd_client::Error) -> Self {
+        match &e {
+            etcd_client::Error::GRpcStatus(s) => Self::from_status(s),
+            _ => Self {
+                message: e.to_string(),
+                outcome_unknown: false,
+                caller_timeout: false,
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -186,11 +242,29 @@ impl Setup {
                 let balance = stack(&self.endpoints, self.config.clone());
                 (Inner::Stack(KvClient::new(balance.clone())), Some(balance))
             }
+            Kind::DropIn => {
+                // What users write: the checker is kept only to read its counters.
+                let checker = HealthChecker::with_uris(std::iter::empty(), self.config.clone())?;
+                let client = etcd_client::Client::connect_with_balanced_channel(
+                    &self.endpoints,
+                    None,
+                    HealthChannel::with_checker(checker.clone()),
+                )
+                .await?;
+                return Ok(Client {
+                    kind,
+                    inner: Inner::Etcd(client.kv_client()),
+                    deadline: None,
+                    balance: None,
+                    checker: Some(checker),
+                });
+            }
         };
         Ok(Client {
             kind,
             inner,
             deadline: self.deadline,
+            checker: balance.as_ref().map(|b| b.checker().clone()),
             balance,
         })
     }
@@ -199,6 +273,11 @@ impl Setup {
 impl Client {
     /// One request; the error is the gRPC code and message.
     pub async fn call(&self, op: Op) -> Result<(), String> {
+        self.try_call(op).await.map_err(|f| f.message)
+    }
+
+    /// One request; the error says whether its outcome is unknown.
+    pub async fn try_call(&self, op: Op) -> Result<(), Failure> {
         match (&self.inner, op) {
             (Inner::Tonic(kv), op) => tonic_call(kv.clone(), op, self.deadline).await,
             (Inner::Stack(kv), op) => tonic_call(kv.clone(), op, self.deadline).await,
@@ -207,13 +286,13 @@ impl Client {
                 .get(KEY, None)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(Failure::from_etcd),
             (Inner::Etcd(kv), Op::Put) => kv
                 .clone()
                 .put(KEY, VALUE, None)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(Failure::from_etcd),
         }
     }
 }
@@ -222,7 +301,7 @@ async fn tonic_call<T>(
     mut kv: KvClient<T>,
     op: Op,
     deadline: Option<Duration>,
-) -> Result<(), String>
+) -> Result<(), Failure>
 where
     T: tonic::client::GrpcService<tonic::body::Body>,
     T::Error: Into<tonic::codegen::StdError>,
@@ -252,5 +331,5 @@ where
             kv.put(req).await.map(|_| ())
         }
     };
-    result.map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    result.map_err(|s| Failure::from_status(&s))
 }

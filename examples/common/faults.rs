@@ -18,6 +18,11 @@ pub enum Fault {
     Isolate,
     /// Undo an isolation.
     Heal,
+    /// Drop the member's client traffic (its client proxy accepts connections and forwards
+    /// nothing) while raft traffic flows; needs `Cluster::builder().client_proxy(true)`.
+    Blackhole,
+    /// Undo a black hole.
+    Unblackhole,
 }
 
 impl Fault {
@@ -30,12 +35,28 @@ impl Fault {
             Fault::Restart => "restart",
             Fault::Isolate => "isolate",
             Fault::Heal => "heal",
+            Fault::Blackhole => "blackhole",
+            Fault::Unblackhole => "unblackhole",
         }
     }
 
     /// Whether this step breaks something (rather than repairing it).
     pub fn breaks(self) -> bool {
-        matches!(self, Fault::Pause | Fault::Kill | Fault::Isolate)
+        matches!(
+            self,
+            Fault::Pause | Fault::Kill | Fault::Isolate | Fault::Blackhole
+        )
+    }
+
+    /// The step that undoes this fault, if it breaks something.
+    pub fn repair(self) -> Option<Fault> {
+        match self {
+            Fault::Pause => Some(Fault::Resume),
+            Fault::Kill => Some(Fault::Restart),
+            Fault::Isolate => Some(Fault::Heal),
+            Fault::Blackhole => Some(Fault::Unblackhole),
+            _ => None,
+        }
     }
 
     /// Injects the fault into member `member`.
@@ -47,6 +68,8 @@ impl Fault {
             Fault::Restart => cluster.restart(member).await?,
             Fault::Isolate => cluster.isolate(member),
             Fault::Heal => cluster.heal(member),
+            Fault::Blackhole => cluster.blackhole_client(member, true),
+            Fault::Unblackhole => cluster.blackhole_client(member, false),
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use etcd_health::testing::{Cluster, ClusterError};
+use etcd_health::testing::{Cluster, ClusterBuilder, ClusterError};
 use tokio::runtime::Runtime;
 
 /// A local cluster and the runtime its proxies run on. Create and drop it outside any
@@ -21,13 +21,18 @@ pub struct Fixture {
 impl Fixture {
     /// Starts a cluster of `members` with the fixture's defaults.
     pub fn start(members: usize) -> Result<Self, ClusterError> {
+        Self::start_with(Cluster::builder().members(members))
+    }
+
+    /// Starts a cluster as `builder` describes.
+    pub fn start_with(builder: ClusterBuilder) -> Result<Self, ClusterError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("etcd-fixture")
             .enable_all()
             .build()
             .expect("fixture runtime");
-        let cluster = rt.block_on(Cluster::start(members))?;
+        let cluster = rt.block_on(builder.start())?;
         Ok(Self {
             cluster: Arc::new(cluster),
             _rt: rt,

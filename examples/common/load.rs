@@ -1,11 +1,13 @@
 //! Load loops: a batch with a fixed number of requests in flight (overhead), and long-running
 //! readers and writers that record what they see over time (failover).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::clients::{Client, Op};
+use super::clients::{Client, Failure, Op};
 use super::hist::Latency;
 
 /// Result of [`batch`].
@@ -52,18 +54,25 @@ pub async fn batch(
 
 /// Width of a [`Timeline`] tick.
 pub const TICK: Duration = Duration::from_millis(100);
+/// Distinct error messages a [`Timeline`] keeps (with their counts).
+const MAX_ERRORS: usize = 20;
 
 /// Counts of one tick.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Counts {
     /// Reads that succeeded.
     pub read_ok: u64,
-    /// Reads that failed.
+    /// Reads that failed (the caller's deadline included).
     pub read_err: u64,
     /// Writes that succeeded.
     pub write_ok: u64,
-    /// Writes that failed.
+    /// Writes that failed, all kinds.
     pub write_err: u64,
+    /// Of `write_err`: marked *outcome unknown* by the stack (`etcd_health::outcome_unknown`).
+    pub write_unknown: u64,
+    /// Of `write_err`: still in flight when the caller's deadline ran out (outcome unknown
+    /// too, without a status to say so).
+    pub write_caller_timeout: u64,
 }
 
 impl Counts {
@@ -77,16 +86,24 @@ impl Counts {
         self.read_err + self.write_err
     }
 
+    /// Failed writes whose outcome is known to the caller: certainly not applied, or a failure
+    /// the stack did not classify (the promise is that there are none).
+    pub fn write_other(&self) -> u64 {
+        self.write_err - self.write_unknown - self.write_caller_timeout
+    }
+
     fn add(&mut self, o: &Counts) {
         self.read_ok += o.read_ok;
         self.read_err += o.read_err;
         self.write_ok += o.write_ok;
         self.write_err += o.write_err;
+        self.write_unknown += o.write_unknown;
+        self.write_caller_timeout += o.write_caller_timeout;
     }
 }
 
-/// What workers saw over time: counts per [`TICK`] by completion time, and the latency of
-/// every request (failed ones too, so stalls show) per second.
+/// What workers saw over time: counts per [`TICK`] by completion time, the latency of every
+/// request (failed ones too, so stalls show) per second, and the distinct errors.
 #[derive(Clone, Debug)]
 pub struct Timeline {
     start: Instant,
@@ -94,8 +111,9 @@ pub struct Timeline {
     pub ticks: Vec<Counts>,
     /// Latencies per second.
     pub seconds: Vec<Latency>,
-    /// A few error messages, for the report.
-    pub sample_errors: Vec<String>,
+    /// Distinct error messages (prefixed `read:` / `write:`) with how often each was seen,
+    /// the first [`MAX_ERRORS`] kinds only.
+    pub errors: Vec<(String, u64)>,
 }
 
 impl Timeline {
@@ -105,7 +123,7 @@ impl Timeline {
             start,
             ticks: Vec::new(),
             seconds: Vec::new(),
-            sample_errors: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -115,28 +133,46 @@ impl Timeline {
     }
 
     /// Records one request that ended at `end` after `took`.
-    pub fn record(&mut self, op: Op, result: &Result<(), String>, end: Instant, took: Duration) {
+    pub fn record(&mut self, op: Op, result: &Result<(), Failure>, end: Instant, took: Duration) {
         let at = end.saturating_duration_since(self.start);
         let tick = (at.as_nanos() / TICK.as_nanos()) as usize;
         if self.ticks.len() <= tick {
             self.ticks.resize(tick + 1, Counts::default());
         }
         let c = &mut self.ticks[tick];
-        match (op, result.is_ok()) {
-            (Op::Get, true) => c.read_ok += 1,
-            (Op::Get, false) => c.read_err += 1,
-            (Op::Put, true) => c.write_ok += 1,
-            (Op::Put, false) => c.write_err += 1,
+        match (op, result) {
+            (Op::Get, Ok(())) => c.read_ok += 1,
+            (Op::Get, Err(_)) => c.read_err += 1,
+            (Op::Put, Ok(())) => c.write_ok += 1,
+            (Op::Put, Err(f)) => {
+                c.write_err += 1;
+                if f.caller_timeout {
+                    c.write_caller_timeout += 1;
+                } else if f.outcome_unknown {
+                    c.write_unknown += 1;
+                }
+            }
         }
         let second = at.as_secs() as usize;
         if self.seconds.len() <= second {
             self.seconds.resize(second + 1, Latency::coarse());
         }
         self.seconds[second].record(took);
-        if let Err(e) = result {
-            if self.sample_errors.len() < 20 && !self.sample_errors.contains(e) {
-                self.sample_errors.push(e.clone());
-            }
+        if let Err(f) = result {
+            let unknown = if f.outcome_unknown {
+                " [outcome unknown]"
+            } else {
+                ""
+            };
+            self.note_error(format!("{}: {}{unknown}", op.label(), f.message), 1);
+        }
+    }
+
+    fn note_error(&mut self, message: String, n: u64) {
+        if let Some((_, count)) = self.errors.iter_mut().find(|(m, _)| *m == message) {
+            *count += n;
+        } else if self.errors.len() < MAX_ERRORS {
+            self.errors.push((message, n));
         }
     }
 
@@ -154,10 +190,8 @@ impl Timeline {
         for (a, b) in self.seconds.iter_mut().zip(&other.seconds) {
             a.merge(b);
         }
-        for e in &other.sample_errors {
-            if self.sample_errors.len() < 20 && !self.sample_errors.contains(e) {
-                self.sample_errors.push(e.clone());
-            }
+        for (m, n) in &other.errors {
+            self.note_error(m.clone(), *n);
         }
     }
 
@@ -176,28 +210,29 @@ impl Timeline {
     }
 }
 
-/// Starts `readers` + `writers` workers, each issuing one request after another until
-/// `stop_at`. A failed request is followed by a 10 ms pause, so fast failures do not spin.
-/// `guard` bounds every request from outside, whatever the client does with its deadline.
+/// Starts `readers` + `writers` workers, each issuing one request after another until `stop`
+/// is set. Every request is bounded by the caller's own `deadline` (`tokio::time::timeout`,
+/// whatever the client does with deadlines of its own): one still unanswered then is a failed
+/// request. A failed request is followed by a 10 ms pause, so fast failures do not spin.
 pub fn spawn_workers(
     client: &Client,
     readers: usize,
     writers: usize,
     start: Instant,
-    stop_at: Instant,
-    guard: Duration,
+    stop: Arc<AtomicBool>,
+    deadline: Duration,
 ) -> Vec<tokio::task::JoinHandle<Timeline>> {
     (0..readers + writers)
         .map(|n| {
             let op = if n < readers { Op::Get } else { Op::Put };
-            let client = client.clone();
+            let (client, stop) = (client.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut timeline = Timeline::new(start);
-                while Instant::now() < stop_at {
+                while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let result = match tokio::time::timeout(guard, client.call(op)).await {
+                    let result = match tokio::time::timeout(deadline, client.try_call(op)).await {
                         Ok(r) => r,
-                        Err(_) => Err(format!("no answer within the {guard:?} guard")),
+                        Err(_) => Err(Failure::caller_timeout(deadline)),
                     };
                     let end = Instant::now();
                     timeline.record(op, &result, end, end - t);
