@@ -291,7 +291,8 @@ where
                 _ = sleep_until_opt(next_attempt) => {
                     next_attempt = None;
                     let entries = inner.entries();
-                    let leader = leader_only.then(|| inner.leader_entry()).flatten();
+                    let to_leader = leader_only || (class == Class::Write && config.leader.route_writes);
+                    let leader = to_leader.then(|| inner.leader_entry()).flatten();
                     let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
                         Some(entry) => entry,
                         None => match pick(&entries, config.all_unhealthy, &plan.busy()) {

@@ -520,6 +520,12 @@ pub struct LeaderConfig {
     /// slowest member, so this bounds how stale a round's news can be).
     #[serde(with = "seconds")]
     pub timeout: Duration,
+    /// Send writes to the leader while it is known and in rotation (a follower would forward
+    /// them to it anyway). A write can never be re-sent once it may have been applied, so one
+    /// sent to a follower that then hangs is lost to the caller as *outcome unknown*; sent to
+    /// the leader, a follower's fault never touches it. etcd's own measurements of leader
+    /// routing (etcd#22268) also show higher write throughput and a lower p99.
+    pub route_writes: bool,
 }
 
 impl Default for LeaderConfig {
@@ -528,6 +534,7 @@ impl Default for LeaderConfig {
             interval: Duration::from_secs(5),
             election_interval: Duration::from_millis(50),
             timeout: Duration::from_millis(250),
+            route_writes: true,
         }
     }
 }

@@ -694,7 +694,7 @@ mod props {
             (
                 (1u8..=4, duration(0), duration(0)),
                 (0u8..=MAX_THRESHOLD, duration(0)),
-                (duration(0), duration(1), duration(1)),
+                (duration(0), duration(1), duration(1), any::<bool>()),
                 tls(),
             ),
         )
@@ -709,7 +709,7 @@ mod props {
                     (a, b, jitter),
                     all,
                     (max_attempts, c, d, budget, read_attempt_timeout),
-                    ((hedges, e, f), (hang_threshold, hang_after), (li, le, lt), tls),
+                    ((hedges, e, f), (hang_threshold, hang_after), (li, le, lt, lw), tls),
                 )| {
                     Config {
                         shm_name,
@@ -742,6 +742,7 @@ mod props {
                             interval: li,
                             election_interval: le,
                             timeout: lt,
+                            route_writes: lw,
                         },
                         tls,
                     }
