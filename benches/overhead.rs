@@ -117,7 +117,7 @@ fn print_ratios(tally: &Tally) {
         "client", "op", "req/s@64 ×a", "Δmean@1 µs"
     );
     for op in Op::ALL {
-        for kind in [Kind::Stock, Kind::EcStack, Kind::Stack] {
+        for kind in [Kind::Stock, Kind::EcStack, Kind::Stack, Kind::StackPlain] {
             let ratio = rate(kind, op, 64)
                 .zip(rate(Kind::Raw, op, 64))
                 .map(|(x, a)| x / a);

@@ -240,7 +240,7 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
     for op in Op::ALL {
         let a = &samples[&(Kind::Raw, op)];
         let a_p50 = a.latency.as_ref().map_or(f64::NAN, |h| h.quantile_us(0.5));
-        for kind in [Kind::Stock, Kind::EcStack, Kind::Stack] {
+        for kind in [Kind::Stock, Kind::EcStack, Kind::Stack, Kind::StackPlain] {
             let s = &samples[&(kind, op)];
             let per_round: Vec<f64> = s.throughput[&64]
                 .iter()

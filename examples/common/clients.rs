@@ -36,6 +36,10 @@ pub enum Kind {
     EcStack,
     /// (d) the health stack, our stubs.
     Stack,
+    /// (e) as (d) with hedging, hang detection, leader routing of writes and retry rounds
+    /// off (`hedge.max_attempts = 1`, `hang.threshold = 0`, `leader.route_writes = false`,
+    /// `retry.max_attempts = 3`): what those cost on the happy path, side by side.
+    StackPlain,
     /// etcd-client built with `connect_with_balanced_channel(.., HealthChannel)`; no deadline
     /// is sent (the caller enforces its own).
     DropIn,
@@ -43,7 +47,13 @@ pub enum Kind {
 
 impl Kind {
     /// All four, in report order.
-    pub const ALL: [Kind; 4] = [Kind::Raw, Kind::Stock, Kind::EcStack, Kind::Stack];
+    pub const ALL: [Kind; 5] = [
+        Kind::Raw,
+        Kind::Stock,
+        Kind::EcStack,
+        Kind::Stack,
+        Kind::StackPlain,
+    ];
 
     /// Short label for tables, JSON and criterion ids.
     pub fn label(self) -> &'static str {
@@ -52,6 +62,7 @@ impl Kind {
             Kind::Stock => "b-stock",
             Kind::EcStack => "c-ec-stack",
             Kind::Stack => "d-stack",
+            Kind::StackPlain => "e-plain",
             Kind::DropIn => "dropin",
         }
     }
@@ -241,6 +252,15 @@ impl Setup {
             }
             Kind::Stack => {
                 let balance = stack(&self.endpoints, self.config.clone());
+                (Inner::Stack(KvClient::new(balance.clone())), Some(balance))
+            }
+            Kind::StackPlain => {
+                let mut config = self.config.clone();
+                config.hedge.max_attempts = 1;
+                config.hang.threshold = 0;
+                config.leader.route_writes = false;
+                config.retry.max_attempts = 3;
+                let balance = stack(&self.endpoints, config);
                 (Inner::Stack(KvClient::new(balance.clone())), Some(balance))
             }
             Kind::DropIn => {
