@@ -696,6 +696,7 @@ mod props {
                 (0u8..=MAX_THRESHOLD, duration(0)),
                 (duration(0), duration(1), duration(1)),
                 tls(),
+                (any::<bool>(), duration(0), duration(1), duration(0)),
             ),
         )
             .prop_map(
@@ -709,7 +710,13 @@ mod props {
                     (a, b, jitter),
                     all,
                     (max_attempts, c, d, budget, read_attempt_timeout),
-                    ((hedges, e, f), (hang_threshold, hang_after), (li, le, lt), tls),
+                    (
+                        (hedges, e, f),
+                        (hang_threshold, hang_after),
+                        (li, le, lt),
+                        tls,
+                        (member_list, di, dt, dd),
+                    ),
                 )| {
                     Config {
                         shm_name,
@@ -742,6 +749,12 @@ mod props {
                             interval: li,
                             election_interval: le,
                             timeout: lt,
+                        },
+                        discovery: DiscoveryConfig {
+                            member_list,
+                            interval: di,
+                            timeout: dt,
+                            dns_interval: dd,
                         },
                         tls,
                     }

@@ -36,6 +36,9 @@ pub(crate) struct Member {
     pub client_proxy_port: Option<u16>,
     /// `https` when the cluster speaks TLS to clients, else `http`.
     pub scheme: &'static str,
+    /// For a member joining a running cluster: its `--initial-cluster` (with
+    /// `--initial-cluster-state existing`), set when it is first started.
+    pub join: Mutex<Option<String>>,
     child: Mutex<Option<Child>>,
 }
 
@@ -72,6 +75,7 @@ impl Member {
             peer_proxy_port,
             client_proxy_port,
             scheme,
+            join: Mutex::new(None),
             child: Mutex::new(None),
         }
     }
@@ -97,6 +101,11 @@ impl Member {
             .try_clone()
             .map_err(|e| ClusterError::io("clone log file handle", e))?;
         let client_url = self.client_url();
+        let join = self.join.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (initial_cluster, state) = match &join {
+            Some(initial) => (initial.as_str(), "existing"),
+            None => (flags.initial_cluster.as_str(), "new"),
+        };
         let mut command = Command::new(&flags.bin);
         if let Some(pki) = &flags.tls {
             command
@@ -120,8 +129,8 @@ impl Member {
                 &format!("http://127.0.0.1:{}", self.peer_port),
             ])
             .args(["--initial-advertise-peer-urls", &self.advertised_peer_url()])
-            .args(["--initial-cluster", &flags.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", state])
             .args(["--initial-cluster-token", &flags.token])
             .args(["--heartbeat-interval", &flags.heartbeat_ms.to_string()])
             .args(["--election-timeout", &flags.election_ms.to_string()])
