@@ -24,6 +24,9 @@ use tower::Layer;
 
 const READERS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(2);
+/// etcd refuses `MemberAdd` ("etcdserver: unhealthy cluster", its strict reconfiguration
+/// check) until every member has been connected to the leader for 5 s.
+const RECONFIG_READY: Duration = Duration::from_millis(5500);
 
 /// Reads through etcd-client, each failure stamped with when it happened.
 struct Reads {
@@ -215,7 +218,7 @@ async fn a_member_added_takes_traffic_and_a_member_removed_leaves() {
     let interval = config.discovery.interval;
     let (mut client, checker) = client(cluster.endpoints(), config).await;
     let reads = Reads::start(&client);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(RECONFIG_READY).await;
 
     let new = cluster.prepare_member().await.expect("prepare");
     let added = client
@@ -265,6 +268,7 @@ async fn a_learner_gets_no_requests() {
     config.discovery.interval = Duration::from_secs(1);
     let (mut client, checker) = client(cluster.endpoints(), config).await;
     let reads = Reads::start(&client);
+    tokio::time::sleep(RECONFIG_READY).await;
     let new = cluster.prepare_member().await.expect("prepare");
     client
         .member_add(
