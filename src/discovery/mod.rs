@@ -10,7 +10,7 @@
 //!   member list. New voting, started members enter *pending admission*: out of rotation until
 //!   a probe succeeds and their `Status` shows this cluster's id and leader (the same path that
 //!   re-admits a member coming back). Members no longer listed (or now learners) are dropped;
-//!   requests in flight to them finish. The decision is the pure [`reconcile`] function.
+//!   requests in flight to them finish. The decision is a pure function of the seeds, the members found so far and the answer.
 //! - **DNS** (`discovery.dns_interval`): an endpoint given as a host name is resolved to all
 //!   its addresses, each a member; the name itself serves until the first resolution succeeds.
 //!   Names are resolved again every `dns_interval`. The [`Resolve`] trait lets tests (or a
