@@ -143,9 +143,12 @@ impl Driver {
             tracing::debug!("no member answered MemberList; membership unchanged");
             return;
         };
+        // Members added meanwhile (etcd-client inserts its endpoints one by one) must be known
+        // by id too, or a seed behind a proxy would be added again under its advertised URL.
+        let entries = inner.entries();
+        self.learn_ids(inner, &entries, timeout).await;
         let ids = inner.member_ids();
         let seeds = inner.seeds();
-        let entries = inner.entries();
         let known: Vec<Known> = entries
             .iter()
             .map(|e| Known {
