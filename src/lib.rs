@@ -26,6 +26,7 @@ pub mod auth;
 pub mod balance;
 pub mod checker;
 pub mod config;
+pub mod discovery;
 pub mod dropin;
 mod error;
 mod etcd;

@@ -1,6 +1,6 @@
 //! State changes published to subscribers.
 
-use super::Member;
+use super::{Member, Origin};
 use crate::health::Transition;
 
 /// A change in the health state, as sent by [`HealthChecker::subscribe`](super::HealthChecker::subscribe).
@@ -17,9 +17,19 @@ pub struct HealthEvent {
 #[derive(Clone, Debug)]
 pub enum EventKind {
     /// The member joined the health state.
-    Added,
-    /// The member left the health state.
-    Removed,
+    Added {
+        /// Given by the caller, or found by discovery (and how).
+        origin: Origin,
+        /// Why, e.g. `listed by MemberList as m3 (8e9e05c52164694d)`.
+        reason: String,
+    },
+    /// The member left the health state; requests in flight to it finish.
+    Removed {
+        /// How it had entered it.
+        origin: Origin,
+        /// Why, e.g. `no longer listed by MemberList (removed from the cluster)`.
+        reason: String,
+    },
     /// The member's status changed.
     StatusChanged(Transition),
     /// Every member is unhealthy: the stack now follows the configured

@@ -23,6 +23,7 @@ use http::Uri;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch, Notify};
 
+pub use crate::discovery::Origin;
 pub use crate::leader::LeaderSnapshot;
 pub use event::{EventKind, HealthEvent};
 pub use member::Member;
@@ -66,6 +67,15 @@ pub(crate) struct Inner {
     leader_wanted: Arc<Notify>,
     /// Origin of the `last_answer` timestamps.
     epoch: Instant,
+    /// The endpoints the caller gave, in order: discovery never drops them, and those given
+    /// as host names are resolved to their addresses.
+    seeds: Mutex<Vec<Uri>>,
+    /// Asks the `MemberList` discovery for a pass now.
+    discovery_wanted: Arc<Notify>,
+    /// Asks the DNS discovery for a pass now.
+    dns_wanted: Arc<Notify>,
+    /// How host names are resolved.
+    resolver: RwLock<Arc<dyn crate::discovery::Resolve>>,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
@@ -85,6 +95,13 @@ pub(crate) struct MemberEntry {
     /// When the member last answered a request (nanoseconds since the state's epoch, 0 for
     /// never): a hang is a request outliving its bound *while peers answer*.
     last_answer: AtomicU64,
+    /// How the member entered the health state.
+    pub(crate) origin: Origin,
+    /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
+    /// admission.
+    admitted: std::sync::atomic::AtomicBool,
+    /// When it was added.
+    pub(crate) added: Instant,
 }
 
 impl MemberEntry {
@@ -96,6 +113,18 @@ impl MemberEntry {
     /// While unhealthy: the earliest time a success may re-admit it.
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
         lock(&self.state).ejected_until()
+    }
+
+    /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster
+    /// (a `Status` answer with the cluster's id) before it takes a request.
+    pub(crate) fn is_pending(&self) -> bool {
+        matches!(self.origin, Origin::MemberList { .. }) && !self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Failed active checks so far.
+    pub(crate) fn failed_probes(&self) -> u64 {
+        let totals = lock(&self.state).totals();
+        totals[1] + totals[2] + totals[3]
     }
 }
 
@@ -169,6 +198,7 @@ impl HealthChecker {
                 tls.clone(),
             );
             crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));
+            crate::discovery::spawn(&runtime, Arc::downgrade(&checker.inner));
             checker
         };
         let checker = match &config.shm_name {
@@ -201,6 +231,10 @@ impl HealthChecker {
                 leader: Mutex::new(LeaderView::default()),
                 leader_wanted: Arc::new(Notify::new()),
                 epoch: now(),
+                seeds: Mutex::new(Vec::new()),
+                discovery_wanted: Arc::new(Notify::new()),
+                dns_wanted: Arc::new(Notify::new()),
+                resolver: RwLock::new(Arc::new(crate::discovery::TokioResolver)),
                 #[cfg(feature = "tls")]
                 tls,
             }),
@@ -232,60 +266,71 @@ impl HealthChecker {
 
     /// Adds a member (healthy until shown otherwise) and returns it; a URL already present
     /// returns the existing member.
+    ///
+    /// The member is a *seed*: discovery never drops it. Given as a host name, it is replaced
+    /// by the addresses the name resolves to once resolution succeeds (see
+    /// [`config::DiscoveryConfig`](crate::config::DiscoveryConfig)).
     pub fn add_member(&self, uri: Uri) -> Member {
-        self.add(uri, None)
+        self.add_seed(uri, None)
     }
 
     /// Adds a member reached through a tonic `Endpoint` (its TLS, credentials and timeouts
     /// are used by the `grpc` and `status` probes too).
     pub fn add_member_with_endpoint(&self, endpoint: tonic::transport::Endpoint) -> Member {
-        self.add(endpoint.uri().clone(), Some(endpoint))
+        self.add_seed(endpoint.uri().clone(), Some(endpoint))
     }
 
-    fn add(&self, uri: Uri, endpoint: Option<tonic::transport::Endpoint>) -> Member {
+    fn add_seed(&self, uri: Uri, endpoint: Option<tonic::transport::Endpoint>) -> Member {
         let inner = &self.inner;
-        let mut members = inner.members.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = members.iter().find(|e| e.member.uri() == &uri) {
-            return e.member.clone();
-        }
-        let index = {
-            let mut next = lock(&inner.next_index);
-            *next += 1;
-            *next - 1
+        let new_seed = {
+            let mut seeds = lock(&inner.seeds);
+            let new = !seeds.iter().any(|s| crate::discovery::same(s, &uri));
+            if new {
+                seeds.push(uri.clone());
+            }
+            new
         };
-        let now = now();
-        let member = Member::new(index, uri);
-        let entry = Arc::new(MemberEntry {
-            member: member.clone(),
-            state: Mutex::new(HealthState::new(now)),
-            healthy: std::sync::atomic::AtomicBool::new(true),
-            load: Load::new(now),
-            last_probe: Mutex::new(None),
-            endpoint,
-            last_answer: AtomicU64::new(0),
-        });
-        let mut next: Vec<_> = members.iter().cloned().collect();
-        next.push(entry);
-        *members = Arc::new(next);
-        drop(members);
-        tracing::info!(member = %member, "member added");
-        inner.publish(member.clone(), EventKind::Added);
+        let member = inner
+            .add_entry(
+                uri.clone(),
+                endpoint,
+                Origin::Seed,
+                false,
+                "given by the caller",
+            )
+            .unwrap_or_else(|existing| existing);
+        if new_seed {
+            inner.dns_wanted.notify_one();
+            inner.discovery_wanted.notify_one();
+        }
         member
     }
 
-    /// Removes the member reached at `uri`, if present.
+    /// Removes the member reached at `uri`, if present. A seed given as a host name takes the
+    /// addresses it was resolved to along (at the next DNS pass).
     pub fn remove_member(&self, uri: &Uri) -> Option<Member> {
         let inner = &self.inner;
-        let mut members = inner.members.write().unwrap_or_else(|p| p.into_inner());
-        let pos = members.iter().position(|e| e.member.uri() == uri)?;
-        let mut next: Vec<_> = members.iter().cloned().collect();
-        let removed = next.remove(pos).member.clone();
-        *members = Arc::new(next);
-        drop(members);
-        lock(&inner.leader).forget(removed.index());
-        tracing::info!(member = %removed, "member removed");
-        inner.publish(removed.clone(), EventKind::Removed);
-        Some(removed)
+        let was_seed = {
+            let mut seeds = lock(&inner.seeds);
+            let before = seeds.len();
+            seeds.retain(|s| !crate::discovery::same(s, uri));
+            seeds.len() != before
+        };
+        if was_seed {
+            inner.dns_wanted.notify_one();
+        }
+        inner.drop_member(uri, "removed by the caller")
+    }
+
+    /// Resolves endpoints given as host names with `resolver` from now on (the default is
+    /// tokio's `lookup_host`, the system's resolver), and resolves them again at once.
+    pub fn set_resolver(&self, resolver: Arc<dyn crate::discovery::Resolve>) {
+        *self
+            .inner
+            .resolver
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = resolver;
+        self.inner.dns_wanted.notify_one();
     }
 
     /// Records one outcome for a member, e.g. from a probe of your own.
@@ -306,6 +351,7 @@ impl HealthChecker {
                 let s = lock(&e.state).clone();
                 MemberSnapshot {
                     member: e.member.clone(),
+                    origin: e.origin.clone(),
                     status: s.status(),
                     counters: s.counters(),
                     totals: s.totals(),
@@ -356,6 +402,133 @@ impl HealthChecker {
 // === impl Inner ===
 
 impl Inner {
+    /// Adds a member unless its URL is present (then `Err` with the member there). A
+    /// `pending` member starts out of rotation, to be admitted by the probes.
+    pub(crate) fn add_entry(
+        &self,
+        uri: Uri,
+        endpoint: Option<tonic::transport::Endpoint>,
+        origin: Origin,
+        pending: bool,
+        reason: &str,
+    ) -> Result<Member, Member> {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = members
+            .iter()
+            .find(|e| crate::discovery::same(e.member.uri(), &uri))
+        {
+            return Err(e.member.clone());
+        }
+        let index = {
+            let mut next = lock(&self.next_index);
+            *next += 1;
+            *next - 1
+        };
+        let now = now();
+        let member = Member::new(index, uri);
+        let state = if pending {
+            HealthState::pending(now)
+        } else {
+            HealthState::new(now)
+        };
+        let entry = Arc::new(MemberEntry {
+            member: member.clone(),
+            state: Mutex::new(state),
+            healthy: std::sync::atomic::AtomicBool::new(!pending),
+            load: Load::new(now),
+            last_probe: Mutex::new(None),
+            endpoint,
+            last_answer: AtomicU64::new(0),
+            origin: origin.clone(),
+            admitted: std::sync::atomic::AtomicBool::new(!pending),
+            added: now,
+        });
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        next.push(entry);
+        *members = Arc::new(next);
+        drop(members);
+        tracing::info!(member = %member, %origin, pending, reason, "member added");
+        self.publish(
+            member.clone(),
+            EventKind::Added {
+                origin,
+                reason: reason.to_owned(),
+            },
+        );
+        Ok(member)
+    }
+
+    /// Drops the member reached at `uri`, if present. Requests in flight to it finish: they
+    /// hold their own handle on its channel.
+    pub(crate) fn drop_member(&self, uri: &Uri, reason: &str) -> Option<Member> {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let pos = members
+            .iter()
+            .position(|e| crate::discovery::same(e.member.uri(), uri))?;
+        let mut next: Vec<_> = members.iter().cloned().collect();
+        let removed = next.remove(pos);
+        *members = Arc::new(next);
+        drop(members);
+        lock(&self.leader).forget(removed.member.index());
+        tracing::info!(member = %removed.member, origin = %removed.origin, reason, "member removed");
+        self.publish(
+            removed.member.clone(),
+            EventKind::Removed {
+                origin: removed.origin.clone(),
+                reason: reason.to_owned(),
+            },
+        );
+        Some(removed.member.clone())
+    }
+
+    /// A stream of state changes, for the discovery driver.
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<HealthEvent> {
+        self.events.subscribe()
+    }
+
+    /// The last active probe of a member.
+    pub(crate) fn last_probe(&self, entry: &MemberEntry) -> Option<ProbeReport> {
+        lock(&entry.last_probe).clone()
+    }
+
+    /// The endpoints the caller gave.
+    pub(crate) fn seeds(&self) -> Vec<Uri> {
+        lock(&self.seeds).clone()
+    }
+
+    /// The resolver for endpoints given as host names.
+    pub(crate) fn resolver(&self) -> Arc<dyn crate::discovery::Resolve> {
+        self.resolver
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The discovery tasks' wake-ups: (`MemberList`, DNS).
+    pub(crate) fn discovery_wanted(&self) -> (Arc<Notify>, Arc<Notify>) {
+        (self.discovery_wanted.clone(), self.dns_wanted.clone())
+    }
+
+    /// The etcd id of each member that reported one, by index.
+    pub(crate) fn member_ids(&self) -> std::collections::HashMap<usize, u64> {
+        lock(&self.leader).ids().clone()
+    }
+
+    /// Records a member's etcd id learned by discovery.
+    pub(crate) fn note_member_id(&self, index: usize, id: u64) {
+        lock(&self.leader).note_id(index, id);
+    }
+
+    /// The cluster the stack follows, if known; `answered` (a `MemberList` answer's cluster)
+    /// is adopted while none is.
+    pub(crate) fn cluster_id(&self, answered: Option<u64>) -> Option<u64> {
+        let mut view = lock(&self.leader);
+        if let Some(id) = answered {
+            view.note_cluster(id);
+        }
+        view.cluster_id()
+    }
+
     pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
         self.members
             .read()
@@ -512,6 +685,9 @@ impl Inner {
         if let Some(t) = transition {
             entry.healthy.store(status.is_healthy(), Ordering::Release);
             if status.is_healthy() {
+                entry.admitted.store(true, Ordering::Release);
+            }
+            if status.is_healthy() {
                 let slowest_peer = self
                     .entries()
                     .iter()
@@ -555,7 +731,7 @@ impl Inner {
         self.record(entry, Source::Active, outcome);
     }
 
-    fn publish(&self, member: Member, kind: EventKind) {
+    pub(crate) fn publish(&self, member: Member, kind: EventKind) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
         let _ = self.events.send(HealthEvent { member, kind });
     }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::Member;
+use super::{Member, Origin};
 use crate::health::{Counters, Outcome, Source, Status};
 
 /// One member's state at the time of [`HealthChecker::snapshot`](super::HealthChecker::snapshot).
@@ -10,6 +10,8 @@ use crate::health::{Counters, Outcome, Source, Status};
 pub struct MemberSnapshot {
     /// The member.
     pub member: Member,
+    /// Whether it was given (a seed) or found by discovery, and how.
+    pub origin: Origin,
     /// In or out of rotation.
     pub status: Status,
     /// Consecutive-outcome counters.

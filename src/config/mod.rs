@@ -64,6 +64,8 @@ pub struct Config {
     pub hang: HangConfig,
     /// Knowing which member leads, and telling an election from a failed member.
     pub leader: LeaderConfig,
+    /// Following the cluster: members found through `Cluster/MemberList` and DNS.
+    pub discovery: DiscoveryConfig,
     /// TLS to members with `https://` endpoints and for `https` probes: the CA, the client
     /// certificate (mTLS) and the name to verify. Needs the `tls` cargo feature.
     #[serde(skip_serializing_if = "TlsConfig::is_empty")]
@@ -83,6 +85,7 @@ impl Default for Config {
             hedge: HedgeConfig::default(),
             hang: HangConfig::default(),
             leader: LeaderConfig::default(),
+            discovery: DiscoveryConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -535,6 +538,48 @@ impl Default for LeaderConfig {
             election_interval: Duration::from_millis(50),
             timeout: Duration::from_millis(250),
             route_writes: true,
+        }
+    }
+}
+
+/// Following the cluster: which members exist is asked of the cluster itself
+/// (`Cluster/MemberList`) and of DNS, so members added, removed or replaced need no client
+/// restart, and one endpoint is enough to reach the whole cluster.
+///
+/// The endpoints you give are *seeds*: never dropped by discovery. Members found are probed
+/// and admitted only if they answer and belong to the same cluster (its id); learners and
+/// members not started yet get no traffic. Behind a proxy or NAT, where the URLs members
+/// advertise may be unreachable, the members found simply stay out of rotation (a warning
+/// says why, once) and the seeds keep working; set `member_list = false` there to keep the
+/// logs quiet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Ask a healthy member for `Cluster/MemberList` at start, every `interval`, and at once
+    /// when a member is ejected for connection failures or every member is unhealthy; add the
+    /// members found, drop those no longer listed.
+    pub member_list: bool,
+    /// Seconds between `MemberList` passes; 0 asks only at start and after such errors.
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Deadline of one `MemberList` (or `Status`) call of a pass, in seconds.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Seconds between resolutions of endpoints given as host names (each address becomes a
+    /// member; the name serves until the first resolution succeeds); 0 turns DNS discovery
+    /// off (names are then dialed as given). `https://` names are resolved only with
+    /// `tls.domain_name` set (the certificate must be checked against a name, not the address).
+    #[serde(with = "seconds")]
+    pub dns_interval: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            member_list: true,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            dns_interval: Duration::from_secs(30),
         }
     }
 }

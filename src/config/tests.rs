@@ -696,6 +696,7 @@ mod props {
                 (0u8..=MAX_THRESHOLD, duration(0)),
                 (duration(0), duration(1), duration(1), any::<bool>()),
                 tls(),
+                (any::<bool>(), duration(0), duration(1), duration(0)),
             ),
         )
             .prop_map(
@@ -709,7 +710,13 @@ mod props {
                     (a, b, jitter),
                     all,
                     (max_attempts, c, d, budget, read_attempt_timeout),
-                    ((hedges, e, f), (hang_threshold, hang_after), (li, le, lt, lw), tls),
+                    (
+                        (hedges, e, f),
+                        (hang_threshold, hang_after),
+                        (li, le, lt, lw),
+                        tls,
+                        (member_list, di, dt, dd),
+                    ),
                 )| {
                     Config {
                         shm_name,
@@ -743,6 +750,12 @@ mod props {
                             election_interval: le,
                             timeout: lt,
                             route_writes: lw,
+                        },
+                        discovery: DiscoveryConfig {
+                            member_list,
+                            interval: di,
+                            timeout: dt,
+                            dns_interval: dd,
                         },
                         tls,
                     }

@@ -13,9 +13,9 @@ use tonic::Code;
 
 use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
-    ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, EjectionConfig,
-    FailureConfig, HangConfig, HedgeConfig, LeaderConfig, PassiveChecks, PassiveHealthy,
-    PassiveUnhealthy, RetryConfig, TlsConfig,
+    ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, DiscoveryConfig,
+    EjectionConfig, FailureConfig, HangConfig, HedgeConfig, LeaderConfig, PassiveChecks,
+    PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -40,7 +40,8 @@ impl Config {
     /// `ejection.base <= ejection.max`; `retry.max_attempts` at least 1 and
     /// `retry.backoff <= retry.max_backoff`; `hedge.max_attempts` at least 1 and
     /// `hedge.min_delay <= hedge.max_delay`; `hang.threshold` in `0..=254`;
-    /// `leader.election_interval` and `leader.timeout` above 0; `shm_name`, if set, non-empty; `tls.cert_file`
+    /// `leader.election_interval` and `leader.timeout` above 0; `discovery.timeout` above 0;
+    /// `shm_name`, if set, non-empty; `tls.cert_file`
     /// and `tls.key_file` both or neither, no empty path, `tls.domain_name` a DNS name or IP.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.shm_name {
@@ -60,6 +61,7 @@ impl Config {
         self.hedge.validate("hedge")?;
         self.hang.validate("hang")?;
         self.leader.validate("leader")?;
+        self.discovery.validate("discovery")?;
         self.tls.validate("tls")
     }
 }
@@ -351,6 +353,22 @@ impl LeaderConfig {
                     "greater than 0 seconds",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl DiscoveryConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        duration(&format!("{at}.interval"), self.interval)?;
+        duration(&format!("{at}.dns_interval"), self.dns_interval)?;
+        duration(&format!("{at}.timeout"), self.timeout)?;
+        if self.timeout.is_zero() {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.timeout"),
+                0,
+                "greater than 0 seconds",
+            ));
         }
         Ok(())
     }

@@ -66,23 +66,34 @@ impl BalancedChannelBuilder for HealthChannel {
 type Endpoints = Arc<Mutex<HashMap<Uri, Endpoint>>>;
 
 /// Makes each member's channel from the `Endpoint` etcd-client built for it.
+///
+/// Members found by discovery (`MemberList`, DNS) have no such endpoint: theirs is built here
+/// with the connector's settings and `config.tls` (etcd-client's own `TlsOptions` cannot be
+/// copied to another URL, so with `https://` members set `config.tls`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EndpointMaker {
     endpoints: Endpoints,
+    found: crate::balance::TonicConnector,
 }
 
 impl MakeMember for EndpointMaker {
     type Service = tonic::transport::Channel;
 
+    fn attach(&mut self, checker: &HealthChecker) {
+        self.found.attach(checker);
+    }
+
     fn make_member(&self, member: &Member) -> Self::Service {
-        let endpoint = self
+        let given = self
             .endpoints
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(member.uri())
-            .cloned()
-            .unwrap_or_else(|| Endpoint::from(member.uri().clone()));
-        endpoint.connect_lazy()
+            .cloned();
+        match given {
+            Some(endpoint) => endpoint.connect_lazy(),
+            None => self.found.make_member(member),
+        }
     }
 }
 

@@ -77,6 +77,17 @@ impl HealthState {
         }
     }
 
+    /// A member that starts out of rotation, pending admission: the first success (by the
+    /// healthy thresholds) from `now` on puts it in. For members found by discovery, which must
+    /// show they answer before they take requests.
+    pub fn pending(now: Instant) -> Self {
+        Self {
+            status: Status::Unhealthy,
+            ejected_until: Some(now),
+            ..Self::new(now)
+        }
+    }
+
     /// Current status.
     pub fn status(&self) -> Status {
         self.status
@@ -262,6 +273,26 @@ mod tests {
         assert_eq!(tr.to, Status::Healthy);
         assert_eq!(s.ejected_until(), None);
         assert_eq!(s.totals(), [3, 0, 0, 2, 0]);
+    }
+
+    #[test]
+    fn a_pending_member_is_admitted_by_its_first_success() {
+        let t0 = Instant::now();
+        let th = thresholds(1, 1, 1, 1);
+        let ej = ejection(1000, 4000);
+        let mut s = HealthState::pending(t0);
+        assert_eq!(s.status(), Status::Unhealthy);
+        assert_eq!(s.ejected_until(), Some(t0));
+        assert_eq!(
+            s.record(Source::Active, Outcome::TcpFailure, t0, &th, &ej, 0.0),
+            None,
+            "failures keep it out without an ejection"
+        );
+        let tr = s
+            .record(Source::Active, Outcome::Success, t0, &th, &ej, 0.0)
+            .expect("admitted");
+        assert_eq!((tr.from, tr.to), (Status::Unhealthy, Status::Healthy));
+        assert_eq!(s.ejections_total(), 0);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub(crate) struct LeaderView {
     suspects: HashMap<usize, Instant>,
     /// Member index → etcd member id, as they reported it.
     ids: HashMap<usize, u64>,
+    /// The cluster the members following the leader belong to (or, before any leader is
+    /// known, the one a MemberList answer came from).
+    cluster_id: Option<u64>,
     rounds: u64,
 }
 
@@ -115,6 +118,12 @@ impl LeaderView {
         match best {
             Some(((leader, term), followers)) => {
                 self.leader = Some((leader, term));
+                if let Some((_, r)) = reports
+                    .iter()
+                    .find(|(_, r)| r.follows() == Some(leader) && r.term == term)
+                {
+                    self.cluster_id = Some(r.cluster_id);
+                }
                 self.no_leader_since = None;
                 let majority = followers * 2 > members;
                 for (i, r) in &reports {
@@ -156,7 +165,19 @@ impl LeaderView {
     /// Whether a member that reports `report` may come back into rotation: it must follow the
     /// known leader at the known term (a paused leader that resumes still believes it leads at
     /// its old term for a moment). With no leader known, nothing is held against it.
+    ///
+    /// It must also be a voting member (not a learner) of the known cluster: a member found by
+    /// discovery is admitted only once it answers for the cluster its seeds belong to.
     pub(crate) fn admits(&self, report: &Report) -> Result<(), String> {
+        if report.is_learner {
+            return Err("member is a learner".to_owned());
+        }
+        if let Some(want) = self.cluster_id.filter(|want| *want != report.cluster_id) {
+            return Err(format!(
+                "belongs to cluster {:x}, not to this one ({want:x})",
+                report.cluster_id
+            ));
+        }
         let Some((leader, term)) = self.leader else {
             return Ok(());
         };
@@ -195,6 +216,30 @@ impl LeaderView {
     /// Whether no member knows a leader.
     pub(crate) fn electing(&self) -> bool {
         self.no_leader_since.is_some()
+    }
+
+    /// Records a member's etcd id, learned outside a leader check (from discovery).
+    pub(crate) fn note_id(&mut self, index: usize, id: u64) {
+        if id != 0 {
+            self.ids.insert(index, id);
+        }
+    }
+
+    /// The etcd id of each member that reported one.
+    pub(crate) fn ids(&self) -> &HashMap<usize, u64> {
+        &self.ids
+    }
+
+    /// The cluster id the stack follows, if known.
+    pub(crate) fn cluster_id(&self) -> Option<u64> {
+        self.cluster_id
+    }
+
+    /// Adopts the cluster id of a MemberList answer while leader checks have not set one.
+    pub(crate) fn note_cluster(&mut self, cluster_id: u64) {
+        if cluster_id != 0 {
+            self.cluster_id.get_or_insert(cluster_id);
+        }
     }
 
     /// Forgets a member that left the health state.
@@ -357,6 +402,48 @@ mod tests {
         let mut cut: Vec<usize> = r.cut_off.iter().map(|c| c.0).collect();
         cut.sort();
         assert_eq!(cut, vec![3, 4]);
+    }
+
+    #[test]
+    fn admission_needs_the_same_cluster_and_a_voter() {
+        let mut v = LeaderView::default();
+        let Reply::Status(good) = status(10, 10, 2) else {
+            unreachable!()
+        };
+        assert!(
+            v.admits(&good).is_ok(),
+            "nothing known: nothing held against it"
+        );
+        v.round(
+            &[(0, status(10, 10, 2)), (1, status(11, 10, 2))],
+            2,
+            Instant::now(),
+            CONFIRM,
+        );
+        assert_eq!(v.cluster_id(), Some(7));
+        let stranger = Report {
+            cluster_id: 9,
+            ..good
+        };
+        let err = v.admits(&stranger).unwrap_err();
+        assert!(err.contains("cluster 9"), "{err}");
+        let learner = Report {
+            is_learner: true,
+            ..good
+        };
+        assert!(v.admits(&learner).unwrap_err().contains("learner"));
+        assert!(v.admits(&good).is_ok());
+    }
+
+    #[test]
+    fn a_member_list_answer_sets_the_cluster_only_until_leaders_are_known() {
+        let mut v = LeaderView::default();
+        v.note_cluster(5);
+        assert_eq!(v.cluster_id(), Some(5));
+        v.note_cluster(6);
+        assert_eq!(v.cluster_id(), Some(5));
+        v.round(&[(0, status(10, 10, 2))], 1, Instant::now(), CONFIRM);
+        assert_eq!(v.cluster_id(), Some(7), "the leader's followers decide");
     }
 
     #[test]

@@ -60,7 +60,6 @@ async fn run(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { break };
         let now = Instant::now();
-        let active = &inner.config.checks.active;
         let entries = inner.entries();
         let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
         slots.retain(|i, _| live.contains(i));
@@ -73,16 +72,17 @@ async fn run(weak: Weak<Inner>) {
         for entry in entries.iter() {
             let index = entry.member.index();
             let healthy = entry.is_healthy();
-            let interval = if healthy {
-                active.healthy.interval
-            } else {
-                active.unhealthy.interval
-            };
-            let slot = slots.entry(index).or_insert(Slot {
+            let interval = interval_for(&inner, entry, healthy);
+            let slot = slots.entry(index).or_insert_with(|| Slot {
                 healthy: !healthy,
                 due: None,
                 running: false,
             });
+            if slot.healthy != healthy && entry.is_pending() {
+                // Found by discovery: probe it at once, so it takes traffic soon.
+                slot.healthy = healthy;
+                slot.due = Some(now);
+            }
             if slot.healthy != healthy {
                 // A status change restarts the member's schedule.
                 slot.healthy = healthy;
@@ -173,8 +173,7 @@ async fn run(weak: Weak<Inner>) {
                 if let (Some(slot), Some(entry)) = (slots.get_mut(&index), inner.entry(index)) {
                     slot.running = false;
                     let healthy = entry.is_healthy();
-                    let active = &inner.config.checks.active;
-                    let interval = if healthy { active.healthy.interval } else { active.unhealthy.interval };
+                    let interval = interval_for(&inner, &entry, healthy);
                     if slot.healthy != healthy {
                         slot.healthy = healthy;
                         slot.due = first_due(Instant::now(), interval, &entry);
@@ -186,6 +185,25 @@ async fn run(weak: Weak<Inner>) {
         }
     }
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+/// Failed probes after which a member found by discovery and never admitted is probed only
+/// once per discovery interval (its advertised URL is likely unreachable from here).
+const PENDING_FAST_PROBES: u64 = 5;
+
+/// How often to probe a member in its current status.
+fn interval_for(inner: &Inner, entry: &MemberEntry, healthy: bool) -> Duration {
+    let active = &inner.config.checks.active;
+    if healthy {
+        active.healthy.interval
+    } else if entry.is_pending() && entry.failed_probes() >= PENDING_FAST_PROBES {
+        active
+            .unhealthy
+            .interval
+            .max(inner.config.discovery.interval)
+    } else {
+        active.unhealthy.interval
+    }
 }
 
 /// When to probe a member first after (re)entering a status.
@@ -208,7 +226,7 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
 /// The channel of a member's `grpc` and `status` probes: the member's own `Endpoint` when
 /// it came with one (the drop-in's, built by etcd-client with its TLS), else one built here,
 /// with the configured TLS for `https://` members. `Err` says why TLS could not be set up.
-fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
+pub(crate) fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
     let active = &inner.config.checks.active;
     let (endpoint, own) = match &entry.endpoint {
         Some(endpoint) => (endpoint.clone(), true),
@@ -333,7 +351,8 @@ impl ProbeTask {
             if finding.outcome == Some(Outcome::Success) && !self.entry.is_healthy() {
                 if let Some(inner) = self.weak.upgrade() {
                     let timeout = inner.config.leader.timeout;
-                    if let Some(why) = admission(&inner, &self.channel, timeout).await {
+                    let strict = self.entry.is_pending();
+                    if let Some(why) = admission(&inner, &self.channel, timeout, strict).await {
                         finding = Finding::new(Outcome::Failure, format!("not re-admitted: {why}"));
                     }
                 }
@@ -369,16 +388,29 @@ async fn leader_round(
 
 /// A member on its way back must follow the cluster's leader at its term: a paused leader
 /// that resumes still believes it leads at its old term for a moment, and requests sent to it
-/// then stall. A member that cannot say (no `Status` permission, no answer) is not held back
-/// by this check.
+/// then stall. It must also be a voter of this cluster (see [`Inner::admits`]). A member that
+/// cannot say (no `Status` permission, no answer) is not held back by this check, unless
+/// `strict`: a member found by discovery must show its cluster id (only a `Status` denied for
+/// lack of permission is let through: the cluster listed it).
 async fn admission(
     inner: &Inner,
     channel: &Result<Channel, String>,
     timeout: Duration,
+    strict: bool,
 ) -> Option<String> {
-    let Ok(channel) = channel else { return None };
-    let report = crate::leader::ask(channel.clone(), timeout).await.ok()?;
-    inner.admits(&report).err()
+    let channel = match channel {
+        Ok(channel) => channel,
+        Err(e) if strict => return Some(e.clone()),
+        Err(_) => return None,
+    };
+    match crate::leader::ask(channel.clone(), timeout).await {
+        Ok(report) => inner.admits(&report).err(),
+        Err(status) if strict && status.code() != tonic::Code::PermissionDenied => Some(format!(
+            "no Status answer to check its cluster: {}",
+            status.message()
+        )),
+        Err(_) => None,
+    }
 }
 
 fn record(inner: &Inner, entry: &MemberEntry, finding: Finding, elapsed: Duration) {

@@ -1,5 +1,6 @@
 //! The running cluster and the faults a test can inject into it.
 
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -30,12 +31,13 @@ const LOG_TAIL_LINES: usize = 20;
 /// Dropping the cluster (also while a test panics) SIGKILLs and reaps every member, stops the
 /// proxies and removes the data directories.
 pub struct Cluster {
-    members: Vec<Member>,
-    faults: watch::Sender<Faults>,
-    proxies: Vec<JoinHandle<()>>,
-    flags: CommonFlags,
-    ready_timeout: Duration,
-    client_proxy: bool,
+    /// Grows when a member joins ([`Cluster::prepare_member`]); indexes never change.
+    members: RwLock<Vec<Arc<Member>>>,
+    pub(crate) faults: watch::Sender<Faults>,
+    pub(crate) proxies: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) flags: CommonFlags,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) client_proxy: bool,
     // Last field: removed after `Drop::drop` has killed the members.
     dir: TempDir,
 }
@@ -44,7 +46,10 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("dir", &self.dir.path())
-            .field("members", &self.members)
+            .field(
+                "members",
+                &self.members.read().unwrap_or_else(|p| p.into_inner()),
+            )
             .field("client_proxy", &self.client_proxy)
             .finish_non_exhaustive()
     }
@@ -71,9 +76,9 @@ impl Cluster {
         dir: TempDir,
     ) -> Self {
         Cluster {
-            members,
+            members: RwLock::new(members.into_iter().map(Arc::new).collect()),
             faults,
-            proxies,
+            proxies: Mutex::new(proxies),
             flags,
             ready_timeout,
             client_proxy,
@@ -81,9 +86,22 @@ impl Cluster {
         }
     }
 
-    /// Number of members.
+    /// Number of members, joined ones included.
     pub fn size(&self) -> usize {
-        self.members.len()
+        self.members.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Member `i`.
+    pub(crate) fn m(&self, i: usize) -> Arc<Member> {
+        self.members.read().unwrap_or_else(|p| p.into_inner())[i].clone()
+    }
+
+    /// Adds a member (not started) at the next index.
+    pub(crate) fn push_member(&self, member: Member) -> usize {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        members.push(Arc::new(member));
+        self.faults.send_modify(|f| f.push());
+        members.len() - 1
     }
 
     /// Client URLs as clients should use them (through the client proxies when enabled).
@@ -93,9 +111,10 @@ impl Cluster {
 
     /// Client URL of member `i` as clients should use it.
     pub fn endpoint(&self, i: usize) -> String {
-        match self.members[i].client_proxy_port {
-            Some(port) => format!("{}://127.0.0.1:{port}", self.members[i].scheme),
-            None => self.members[i].client_url(),
+        let member = self.m(i);
+        match member.client_proxy_port {
+            Some(port) => format!("{}://127.0.0.1:{port}", member.scheme),
+            None => member.client_url(),
         }
     }
 
@@ -113,7 +132,7 @@ impl Cluster {
 
     /// Member `i`'s own client URL, bypassing any client proxy.
     pub fn direct_endpoint(&self, i: usize) -> String {
-        self.members[i].client_url()
+        self.m(i).client_url()
     }
 
     /// etcd member id of member `i`, as learned at start-up.
@@ -123,12 +142,12 @@ impl Cluster {
 
     /// Current process id of member `i`, `None` once killed.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        self.members[i].pid()
+        self.m(i).pid()
     }
 
     /// The last `lines` lines of member `i`'s log (all its runs, appended).
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        self.members[i].log_tail(lines)
+        self.m(i).log_tail(lines)
     }
 
     /// The leader most reachable members report right now (each asked with a short deadline),
@@ -136,7 +155,7 @@ impl Cluster {
     pub async fn leader(&self) -> Option<usize> {
         let answers = join_all(
             (0..self.size())
-                .map(|i| probe::status(self.members[i].client_url(), self.pki(), PROBE_TIMEOUT)),
+                .map(|i| probe::status(self.m(i).client_url(), self.pki(), PROBE_TIMEOUT)),
         )
         .await;
         let mut votes = vec![0usize; self.size()];
@@ -165,18 +184,18 @@ impl Cluster {
 
     /// SIGKILLs member `i` and reaps it; its ports refuse connections afterwards.
     pub fn kill(&self, i: usize) {
-        self.members[i].kill();
+        self.m(i).kill();
         self.faults.send_modify(|f| f.pids[i] = None);
     }
 
     /// SIGSTOPs member `i`: it still accepts TCP connections but never answers.
     pub fn pause(&self, i: usize) {
-        self.members[i].signal(Signal::SIGSTOP);
+        self.m(i).signal(Signal::SIGSTOP);
     }
 
     /// SIGCONTs member `i` after [`pause`](Self::pause).
     pub fn resume(&self, i: usize) {
-        self.members[i].signal(Signal::SIGCONT);
+        self.m(i).signal(Signal::SIGCONT);
     }
 
     /// Starts member `i` again with its data dir and ports (SIGKILLing it first if running)
@@ -238,7 +257,7 @@ impl Cluster {
     }
 
     pub(crate) fn spawn_member(&self, i: usize) -> Result<(), ClusterError> {
-        let pid = self.members[i].spawn(&self.flags)?;
+        let pid = self.m(i).spawn(&self.flags)?;
         self.faults.send_modify(|f| f.pids[i] = Some(pid));
         Ok(())
     }
@@ -251,7 +270,7 @@ impl Cluster {
 
     /// Waits until each member in `which` answers `Status` (and, with `need_leader`, until one
     /// of them knows a leader that is a member). Records member ids on the way.
-    async fn wait_members(
+    pub(crate) async fn wait_members(
         &self,
         which: &[usize],
         timeout: Duration,
@@ -260,7 +279,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             for &i in which {
-                let member = &self.members[i];
+                let member = self.m(i);
                 if let Some(status) = member.exited() {
                     let log_tail = member.log_tail(LOG_TAIL_LINES);
                     return Err(if member.port_clash() {
@@ -277,11 +296,12 @@ impl Cluster {
                     });
                 }
             }
-            let answers =
-                join_all(which.iter().map(|&i| {
-                    probe::status(self.members[i].client_url(), self.pki(), PROBE_TIMEOUT)
-                }))
-                .await;
+            let answers = join_all(
+                which
+                    .iter()
+                    .map(|&i| probe::status(self.m(i).client_url(), self.pki(), PROBE_TIMEOUT)),
+            )
+            .await;
             self.faults.send_modify(|f| {
                 for (&i, answer) in which.iter().zip(&answers) {
                     if let Ok(status) = answer {
@@ -312,9 +332,9 @@ impl Cluster {
                             Ok(_) => return None,
                         };
                         Some(Unready {
-                            member: self.members[i].name.clone(),
+                            member: self.m(i).name.clone(),
                             last_error,
-                            log_tail: self.members[i].log_tail(LOG_TAIL_LINES),
+                            log_tail: self.m(i).log_tail(LOG_TAIL_LINES),
                         })
                     })
                     .collect();
@@ -327,10 +347,20 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for member in &self.members {
+        for member in self
+            .members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             member.kill();
         }
-        for proxy in &self.proxies {
+        for proxy in self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             proxy.abort();
         }
     }

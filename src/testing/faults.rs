@@ -52,6 +52,15 @@ impl Faults {
         }
     }
 
+    /// Room for one more member (joined after the start).
+    pub(crate) fn push(&mut self) {
+        self.ids.push(0);
+        self.pids.push(None);
+        self.isolated.push(false);
+        self.client_blackhole.push(false);
+        self.client_latency.push(Duration::ZERO);
+    }
+
     fn origin_index(&self, origin: Origin) -> Option<usize> {
         match origin {
             Origin::Unknown => None,

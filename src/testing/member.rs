@@ -103,6 +103,9 @@ pub(crate) struct Member {
     pub client_proxy_port: Option<u16>,
     /// `https` when the cluster speaks TLS to clients, else `http`.
     pub scheme: &'static str,
+    /// For a member joining a running cluster: its `--initial-cluster` (with
+    /// `--initial-cluster-state existing`), set when it is first started.
+    pub join: Mutex<Option<String>>,
     child: Mutex<Option<Child>>,
 }
 
@@ -140,6 +143,7 @@ impl Member {
             peer_proxy_port,
             client_proxy_port,
             scheme,
+            join: Mutex::new(None),
             child: Mutex::new(None),
         }
     }
@@ -169,6 +173,11 @@ impl Member {
             member: self.name.clone(),
             bin,
             source,
+        };
+        let join = self.join.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (initial_cluster, state) = match &join {
+            Some(initial) => (initial.as_str(), "existing"),
+            None => (flags.initial_cluster.as_str(), "new"),
         };
         let etcd = resolve_bin(&flags.bin).map_err(|e| spawn_error(flags.bin.clone(), e))?;
         let mut command = Command::new("/bin/sh");
@@ -200,8 +209,8 @@ impl Member {
                 &format!("http://127.0.0.1:{}", self.peer_port),
             ])
             .args(["--initial-advertise-peer-urls", &self.advertised_peer_url()])
-            .args(["--initial-cluster", &flags.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", state])
             .args(["--initial-cluster-token", &flags.token])
             .args(["--heartbeat-interval", &flags.heartbeat_ms.to_string()])
             .args(["--election-timeout", &flags.election_ms.to_string()])

@@ -55,6 +55,7 @@ mod builder;
 mod cluster;
 mod error;
 mod faults;
+mod join;
 mod member;
 mod origin;
 mod pki;

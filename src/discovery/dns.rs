@@ -1,0 +1,337 @@
+//! DNS discovery: an endpoint given as a host name stands for every address it resolves to.
+//!
+//! Why: `etcd.example:2379` with three A records is three members, but a tonic channel dials
+//! one address of it, so the health checker would see (and eject) one "member" that is really
+//! three. Each address becomes a member of its own; the name serves until the first resolution
+//! succeeds, so requests work at once. A failed resolution changes nothing: what was resolved
+//! last keeps serving. [`plan`] is the pure decision; [`run`] the thin driver.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Weak;
+
+use futures_util::future::BoxFuture;
+use http::Uri;
+
+use super::{same, Origin};
+use crate::checker::Inner;
+
+/// Resolves a host name to socket addresses.
+///
+/// The default, [`TokioResolver`], asks the system (tokio's `lookup_host`); give another with
+/// [`HealthChecker::set_resolver`](crate::HealthChecker::set_resolver), e.g. to map a made-up
+/// name to test members.
+pub trait Resolve: Send + Sync + fmt::Debug {
+    /// The addresses of `host` (a name, without brackets), with `port`.
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
+}
+
+/// The system's resolver, through tokio's `lookup_host`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioResolver;
+
+impl Resolve for TokioResolver {
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        let target = format!("{host}:{port}");
+        Box::pin(async move { Ok(tokio::net::lookup_host(target).await?.collect()) })
+    }
+}
+
+/// A seed given as a host name, by its `host:port`.
+pub(crate) fn name_of(uri: &Uri) -> Option<(String, u16)> {
+    let host = uri.host()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Some((host.to_owned(), port))
+}
+
+/// The key of a name in origins and answers.
+fn key(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// What a DNS pass changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Members to add: URL, the name it came from, why.
+    pub(crate) add: Vec<(Uri, String, String)>,
+    /// Members to drop: URL, why.
+    pub(crate) remove: Vec<(Uri, String)>,
+}
+
+/// The changes for one pass. `seeds` are the endpoints given; `members` the current members'
+/// URLs with their origins; `answers` the resolution of each name seed (by `host:port`) that
+/// was asked. Names not asked change nothing; failed or empty answers change nothing but
+/// bring the name itself back if nothing of it is left.
+pub(crate) fn plan(
+    seeds: &[Uri],
+    members: &[(Uri, Origin)],
+    answers: &HashMap<String, Result<Vec<SocketAddr>, String>>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let present = |uri: &Uri| members.iter().any(|(m, _)| same(m, uri));
+    let mut names = Vec::new();
+    for seed in seeds {
+        let Some((host, port)) = name_of(seed) else {
+            continue;
+        };
+        let name = key(&host, port);
+        names.push(name.clone());
+        let Some(answer) = answers.get(&name) else {
+            continue;
+        };
+        let of_name: Vec<&Uri> = members
+            .iter()
+            .filter(|(_, o)| matches!(o, Origin::Dns { name: n } if *n == name))
+            .map(|(u, _)| u)
+            .collect();
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                let scheme = seed.scheme_str().unwrap_or("http");
+                let targets: Vec<Uri> = addrs
+                    .iter()
+                    .filter_map(|a| format!("{scheme}://{a}/").parse().ok())
+                    .collect();
+                for t in &targets {
+                    if !present(t) && !plan.add.iter().any(|(u, _, _)| same(u, t)) {
+                        plan.add.push((
+                            t.clone(),
+                            name.clone(),
+                            format!(
+                                "{name} resolves to {}",
+                                t.authority().map_or("", |a| a.as_str())
+                            ),
+                        ));
+                    }
+                }
+                for u in of_name {
+                    if !targets.iter().any(|t| same(t, u)) {
+                        plan.remove
+                            .push((u.clone(), format!("{name} no longer resolves to it")));
+                    }
+                }
+                if present(seed) {
+                    plan.remove.push((
+                        seed.clone(),
+                        format!(
+                            "replaced by the {} address(es) {name} resolves to",
+                            targets.len()
+                        ),
+                    ));
+                }
+            }
+            answer => {
+                if of_name.is_empty() && !present(seed) {
+                    let why = match answer {
+                        Err(e) => e.clone(),
+                        Ok(_) => "no address".to_owned(),
+                    };
+                    plan.add.push((
+                        seed.clone(),
+                        name.clone(),
+                        format!("{name} did not resolve ({why}): dialing the name"),
+                    ));
+                }
+            }
+        }
+    }
+    for (uri, origin) in members {
+        if let Origin::Dns { name } = origin {
+            if !names.contains(name) {
+                plan.remove
+                    .push((uri.clone(), format!("seed {name} was removed")));
+            }
+        }
+    }
+    plan
+}
+
+/// The DNS driver: resolves name seeds every `discovery.dns_interval` and when seeds change.
+pub(crate) async fn run(weak: Weak<Inner>) {
+    let Some(inner) = weak.upgrade() else { return };
+    let interval = inner.config.discovery.dns_interval;
+    let timeout = inner.config.discovery.timeout;
+    let https_names = inner.config.tls.domain_name.is_some();
+    let (_, wanted) = inner.discovery_wanted();
+    let mut changes = inner.changes();
+    drop(inner);
+    if interval.is_zero() {
+        return;
+    }
+    let mut warned_https = false;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let seeds = inner.seeds();
+        let resolver = inner.resolver();
+        drop(inner);
+        let mut names = Vec::new();
+        for seed in &seeds {
+            if let Some((host, port)) = name_of(seed) {
+                if seed.scheme_str() == Some("https") && !https_names {
+                    if !warned_https {
+                        warned_https = true;
+                        tracing::warn!(%seed, "https endpoint given as a host name is not resolved to its addresses: certificates are checked against the name; set tls.domain_name to resolve it");
+                    }
+                    continue;
+                }
+                names.push((host, port));
+            }
+        }
+        let asks = names.iter().map(|(host, port)| {
+            let lookup =
+                resolver.resolve(host.trim_start_matches('[').trim_end_matches(']'), *port);
+            async move {
+                let answer = match tokio::time::timeout(timeout, lookup).await {
+                    Ok(Ok(addrs)) => Ok(addrs),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                };
+                (key(host, *port), answer)
+            }
+        });
+        let answers: HashMap<_, _> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect();
+        let Some(inner) = weak.upgrade() else { return };
+        for (name, answer) in &answers {
+            if let Err(e) = answer {
+                tracing::debug!(%name, error = %e, "DNS resolution failed; keeping the members it gave");
+            }
+        }
+        let members: Vec<(Uri, Origin)> = inner
+            .entries()
+            .iter()
+            .map(|e| (e.member.uri().clone(), e.origin.clone()))
+            .collect();
+        let plan = plan(&inner.seeds(), &members, &answers);
+        // Add first, so that the name is replaced without a moment with no member.
+        for (uri, name, reason) in plan.add {
+            let origin = if seeds.iter().any(|s| same(s, &uri)) {
+                Origin::Seed
+            } else {
+                Origin::Dns { name }
+            };
+            let _ = inner.add_entry(uri, None, origin, false, &reason);
+        }
+        for (uri, reason) in plan.remove {
+            inner.drop_member(&uri, &reason);
+        }
+        drop(inner);
+        // Changes of the health state only tell when it is gone.
+        let gone = async { while changes.changed().await.is_ok() {} };
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = wanted.notified() => {}
+            _ = gone => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    fn addrs(ports: &[u16]) -> Result<Vec<SocketAddr>, String> {
+        Ok(ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect())
+    }
+
+    fn dns(s: &str) -> (Uri, Origin) {
+        (
+            uri(s),
+            Origin::Dns {
+                name: "etcd.test:2379".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn names_only() {
+        assert_eq!(name_of(&uri("http://10.0.0.1:2379")), None);
+        assert_eq!(name_of(&uri("http://[::1]:2379")), None);
+        assert_eq!(
+            name_of(&uri("http://etcd.test:2379")),
+            Some(("etcd.test".into(), 2379))
+        );
+    }
+
+    #[test]
+    fn a_name_is_replaced_by_its_addresses() {
+        let seed = uri("http://etcd.test:2379/");
+        let members = [(seed.clone(), Origin::Seed)];
+        let answers = HashMap::from([("etcd.test:2379".to_owned(), addrs(&[1, 2, 3]))]);
+        let p = plan(std::slice::from_ref(&seed), &members, &answers);
+        let added: Vec<String> = p.add.iter().map(|(u, _, _)| u.to_string()).collect();
+        assert_eq!(
+            added,
+            [
+                "http://127.0.0.1:1/",
+                "http://127.0.0.1:2/",
+                "http://127.0.0.1:3/"
+            ]
+        );
+        assert_eq!(p.remove.len(), 1);
+        assert!(same(&p.remove[0].0, &seed));
+        assert!(
+            p.remove[0].1.contains("replaced by the 3"),
+            "{}",
+            p.remove[0].1
+        );
+    }
+
+    #[test]
+    fn re_resolution_adds_and_drops_addresses() {
+        let seed = uri("http://etcd.test:2379/");
+        let members = [dns("http://127.0.0.1:1/"), dns("http://127.0.0.1:2/")];
+        let answers = HashMap::from([("etcd.test:2379".to_owned(), addrs(&[2, 3]))]);
+        let p = plan(std::slice::from_ref(&seed), &members, &answers);
+        assert_eq!(p.add.len(), 1);
+        assert_eq!(p.add[0].0, uri("http://127.0.0.1:3/"));
+        assert_eq!(p.remove.len(), 1);
+        assert_eq!(p.remove[0].0, uri("http://127.0.0.1:1/"));
+    }
+
+    #[test]
+    fn a_failed_resolution_keeps_what_is_there() {
+        let seed = uri("http://etcd.test:2379/");
+        let members = [dns("http://127.0.0.1:1/")];
+        let answers = HashMap::from([("etcd.test:2379".to_owned(), Err("timeout".to_owned()))]);
+        assert_eq!(
+            plan(std::slice::from_ref(&seed), &members, &answers),
+            Plan::default()
+        );
+        // Nothing left of it: the name comes back.
+        let p = plan(std::slice::from_ref(&seed), &[], &answers);
+        assert_eq!(p.add.len(), 1);
+        assert!(same(&p.add[0].0, &seed));
+        // Not asked: nothing at all.
+        assert_eq!(plan(&[seed], &[], &HashMap::new()), Plan::default());
+    }
+
+    #[test]
+    fn addresses_of_a_removed_seed_go() {
+        let members = [
+            dns("http://127.0.0.1:1/"),
+            (uri("http://10.0.0.9:2379/"), Origin::Seed),
+        ];
+        let p = plan(&[uri("http://10.0.0.9:2379/")], &members, &HashMap::new());
+        assert_eq!(p.add, vec![]);
+        assert_eq!(p.remove.len(), 1);
+        assert!(p.remove[0].1.contains("removed"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The `MemberList` driver: asks the cluster which members it has and applies [`reconcile`].
+//!
+//! A thin tokio task: the decision is [`reconcile`](super::reconcile::reconcile); this file
+//! only picks a member to ask, learns the etcd ids of members not yet known (a seed behind a
+//! proxy is the same member as the URL the cluster advertises for it), applies the changes and
+//! warns once about members that never pass admission.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::Uri;
+use rand::seq::SliceRandom;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::reconcile::{reconcile, Change, Known, Listed};
+use super::Origin;
+use crate::checker::{wall_now, EventKind, Inner, MemberEntry, ProbeReport};
+use crate::health::{Outcome, Status};
+use crate::proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
+
+/// Passes asked for by errors come no closer together than this.
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// The driver: a pass at start (once there is a member), every `discovery.interval`, and soon
+/// after an error that suggests the membership changed.
+pub(crate) async fn run(weak: Weak<Inner>) {
+    let Some(inner) = weak.upgrade() else { return };
+    let config = inner.config.discovery.clone();
+    if !config.member_list {
+        return;
+    }
+    let (wanted, _) = inner.discovery_wanted();
+    let mut events = inner.subscribe_events();
+    drop(inner);
+    let mut driver = Driver::default();
+    let mut due: Option<Instant> = Some(Instant::now());
+    let mut last: Option<Instant> = None;
+    loop {
+        if due.is_some_and(|d| d <= Instant::now()) {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.entries().is_empty() {
+                // The drop-in adds its endpoints on the first request; a seed added wakes us.
+                due = None;
+            } else {
+                driver.pass(&inner, config.timeout).await;
+                last = Some(Instant::now());
+                due = (!config.interval.is_zero()).then(|| Instant::now() + config.interval);
+            }
+        }
+        let soon = || {
+            let at = last
+                .map_or(Instant::now(), |l| l + MIN_GAP)
+                .max(Instant::now());
+            Some(due.map_or(at, |d| d.min(at)))
+        };
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = wanted.notified() => due = soon(),
+            event = events.recv() => match event {
+                Ok(event) if suggests_change(&event.kind) => {
+                    tracing::debug!(member = %event.member, "membership may have changed: MemberList soon");
+                    due = soon();
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// An ejection for connection failures (the member may be gone for good), or every member
+/// unhealthy (the cluster may have moved).
+fn suggests_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::StatusChanged(t) => {
+            t.to == Status::Unhealthy && t.outcome == Outcome::TcpFailure
+        }
+        EventKind::AllUnhealthy => true,
+        _ => false,
+    }
+}
+
+/// What the driver keeps between passes.
+#[derive(Debug, Default)]
+struct Driver {
+    /// Channels to members, by index, reused across passes.
+    channels: HashMap<usize, Channel>,
+    /// URLs already warned about.
+    warned: HashSet<String>,
+}
+
+impl Driver {
+    fn channel(&mut self, inner: &Inner, entry: &MemberEntry) -> Option<Channel> {
+        let index = entry.member.index();
+        if let Some(c) = self.channels.get(&index) {
+            return Some(c.clone());
+        }
+        let channel = crate::probe::scheduler::probe_channel(inner, entry).ok()?;
+        self.channels.insert(index, channel.clone());
+        Some(channel)
+    }
+
+    async fn pass(&mut self, inner: &Arc<Inner>, timeout: Duration) {
+        let entries = inner.entries();
+        let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
+        self.channels.retain(|i, _| live.contains(i));
+        self.learn_ids(inner, &entries, timeout).await;
+        // Healthy members first, in random order; then the others (every member unhealthy is
+        // when the list matters most).
+        let mut order: Vec<Arc<MemberEntry>> = entries.iter().cloned().collect();
+        order.shuffle(&mut rand::rng());
+        order.sort_by_key(|e| !e.is_healthy());
+        let mut answer = None;
+        for entry in order.iter().filter(|e| !e.is_pending()) {
+            let Some(channel) = self.channel(inner, entry) else {
+                continue;
+            };
+            match ask(channel, timeout).await {
+                Ok((cluster_id, listed)) => {
+                    let want = inner.cluster_id(Some(cluster_id));
+                    if want.is_some_and(|w| w != cluster_id) {
+                        tracing::warn!(member = %entry.member, cluster = %format_args!("{cluster_id:x}"), "MemberList from a member of another cluster ignored");
+                        continue;
+                    }
+                    answer = Some((entry.member.clone(), listed));
+                    break;
+                }
+                Err(status) => {
+                    tracing::debug!(member = %entry.member, %status, "MemberList failed");
+                }
+            }
+        }
+        let Some((from, listed)) = answer else {
+            tracing::debug!("no member answered MemberList; membership unchanged");
+            return;
+        };
+        // Members added meanwhile (etcd-client inserts its endpoints one by one) must be known
+        // by id too, or a seed behind a proxy would be added again under its advertised URL.
+        let entries = inner.entries();
+        self.learn_ids(inner, &entries, timeout).await;
+        let ids = inner.member_ids();
+        let seeds = inner.seeds();
+        let known: Vec<Known> = entries
+            .iter()
+            .map(|e| Known {
+                uri: e.member.uri().clone(),
+                id: ids.get(&e.member.index()).copied(),
+                from_list: matches!(e.origin, Origin::MemberList { .. })
+                    && !seeds.iter().any(|s| super::same(s, e.member.uri())),
+            })
+            .collect();
+        let scheme = seeds
+            .first()
+            .and_then(|s| s.scheme_str())
+            .map(str::to_owned);
+        let changes = reconcile(&known, &listed, scheme.as_deref());
+        tracing::debug!(from = %from, listed = listed.len(), changes = changes.len(), "MemberList pass");
+        for change in changes {
+            self.apply(inner, &entries, change);
+        }
+        self.warn_unadmitted(inner);
+    }
+
+    /// Asks `Status` of members whose etcd id is not known yet, so a seed and the URL the
+    /// cluster advertises for the same member are recognised as one.
+    async fn learn_ids(&mut self, inner: &Inner, entries: &[Arc<MemberEntry>], timeout: Duration) {
+        let ids = inner.member_ids();
+        let asks: Vec<_> =
+            entries
+                .iter()
+                .filter(|e| !ids.contains_key(&e.member.index()))
+                .filter_map(|e| Some((e.member.index(), self.channel(inner, e)?)))
+                .map(|(index, channel)| async move {
+                    (index, crate::leader::ask(channel, timeout).await)
+                })
+                .collect();
+        for (index, report) in futures_util::future::join_all(asks).await {
+            if let Ok(report) = report {
+                inner.note_member_id(index, report.id);
+            }
+        }
+    }
+
+    fn apply(&mut self, inner: &Inner, entries: &[Arc<MemberEntry>], change: Change) {
+        match change {
+            Change::Add {
+                uri,
+                id,
+                name,
+                reason,
+            } => {
+                if let Ok(member) =
+                    inner.add_entry(uri, None, Origin::MemberList { name, id }, true, &reason)
+                {
+                    inner.note_member_id(member.index(), id);
+                }
+            }
+            Change::Remove { uri, reason } => {
+                inner.drop_member(&uri, &reason);
+            }
+            Change::Exclude { uri, reason } => {
+                let Some(entry) = entries.iter().find(|e| super::same(e.member.uri(), &uri)) else {
+                    return;
+                };
+                if entry.is_healthy() {
+                    tracing::warn!(member = %entry.member, %reason, "seed taken out of rotation");
+                    inner.record_probe(
+                        entry,
+                        ProbeReport {
+                            outcome: Outcome::Failure,
+                            detail: format!("MemberList: {reason}"),
+                            elapsed: Duration::ZERO,
+                            at: wall_now(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Warns once per URL about a member found a while ago that never passed admission:
+    /// usually an advertised URL not reachable from here (proxy, NAT).
+    fn warn_unadmitted(&mut self, inner: &Inner) {
+        let now = crate::checker::now();
+        for entry in inner.entries().iter() {
+            if !entry.is_pending() || entry.failed_probes() < 3 {
+                continue;
+            }
+            if now.saturating_duration_since(entry.added) < Duration::from_secs(5) {
+                continue;
+            }
+            let url = entry.member.uri().to_string();
+            if self.warned.insert(url.clone()) {
+                let detail = inner
+                    .last_probe(entry)
+                    .map_or_else(|| "never probed".to_owned(), |p| p.detail);
+                tracing::warn!(
+                    member = %entry.member,
+                    origin = %entry.origin,
+                    last_probe = %detail,
+                    "member found by MemberList does not answer at the URL it advertises: it gets \
+                     no traffic (behind a proxy or NAT? the seeds keep serving; set \
+                     discovery.member_list = false to stop looking)"
+                );
+            }
+        }
+    }
+}
+
+/// One `MemberList` call: the cluster id of the answer and the members listed.
+async fn ask(channel: Channel, timeout: Duration) -> Result<(u64, Vec<Listed>), tonic::Status> {
+    let mut client = ClusterClient::new(crate::passive::Sanitize::new(channel));
+    let call = client.member_list(MemberListRequest {
+        linearizable: false,
+    });
+    let resp = match tokio::time::timeout(timeout, call).await {
+        Err(_) => {
+            return Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {timeout:?}"
+            )))
+        }
+        Ok(r) => r?.into_inner(),
+    };
+    let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
+    let listed = resp
+        .members
+        .into_iter()
+        .map(|m| Listed {
+            id: m.id,
+            client_urls: m
+                .client_ur_ls
+                .iter()
+                .filter_map(|u| match crate::config::parse_endpoints(&[u]) {
+                    Ok(mut e) => Some(e.remove(0).uri()),
+                    Err(error) => {
+                        tracing::debug!(member = %m.name, url = %u, %error, "advertised client URL ignored");
+                        None
+                    }
+                })
+                .collect::<Vec<Uri>>(),
+            name: m.name,
+            is_learner: m.is_learner,
+        })
+        .collect();
+    Ok((cluster_id, listed))
+}

@@ -1,0 +1,43 @@
+//! Following the cluster: members found through `Cluster/MemberList` and DNS.
+//!
+//! Why: a client that knows only the endpoints it was given loses the cluster when those
+//! members go, although the quorum lives on elsewhere; adding, removing or replacing members
+//! then needs a client restart. Two sources of members run beside the probes:
+//!
+//! - **`MemberList`** (`discovery.member_list`, on by default): at start, every
+//!   `discovery.interval`, and at once (at most once a second) when a member is ejected for
+//!   connection failures or every member is unhealthy, a healthy member is asked for the
+//!   member list. New voting, started members enter *pending admission*: out of rotation until
+//!   a probe succeeds and their `Status` shows this cluster's id and leader (the same path that
+//!   re-admits a member coming back). Members no longer listed (or now learners) are dropped;
+//!   requests in flight to them finish. The decision is a pure function of the seeds, the members found so far and the answer.
+//! - **DNS** (`discovery.dns_interval`): an endpoint given as a host name is resolved to all
+//!   its addresses, each a member; the name itself serves until the first resolution succeeds.
+//!   Names are resolved again every `dns_interval`. The [`Resolve`] trait lets tests (or a
+//!   custom resolver) supply the answers.
+//!
+//! The endpoints the caller gave are *seeds* and are never dropped by discovery: behind a
+//! proxy or NAT the advertised URLs may be unreachable from here, and then the members found
+//! are simply never admitted (a warning says so, once per URL), while the seeds keep working.
+//! Go's clientv3 `AutoSyncInterval` does the same job by *replacing* its endpoints with the
+//! member list, which is why Kubernetes warns against it behind load balancers; keeping the
+//! seeds avoids that trap.
+
+mod dns;
+mod member_list;
+mod origin;
+mod reconcile;
+
+use std::sync::Weak;
+
+pub use dns::{Resolve, TokioResolver};
+pub use origin::Origin;
+pub(crate) use reconcile::same;
+
+use crate::checker::Inner;
+
+/// Starts the discovery tasks for `inner` on `runtime`; each stops when the health state goes.
+pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
+    runtime.spawn(member_list::run(inner.clone()));
+    runtime.spawn(dns::run(inner));
+}

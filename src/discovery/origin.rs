@@ -1,0 +1,43 @@
+//! Where a member came from, so snapshots and events can say why it is in the health state.
+
+use std::fmt;
+
+/// How a member entered the health state.
+///
+/// Seeds are the endpoints the caller gave (to [`HealthChecker::new`](crate::HealthChecker::new),
+/// [`add_member`](crate::HealthChecker::add_member) or etcd-client's `add_endpoint`): discovery
+/// never drops them. The others are found by discovery and dropped by it again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Given by the caller.
+    Seed,
+    /// One address of an endpoint given as a host name.
+    Dns {
+        /// The `host:port` it was resolved from.
+        name: String,
+    },
+    /// Listed by the cluster's `Cluster/MemberList`.
+    MemberList {
+        /// The member's etcd name.
+        name: String,
+        /// The member's etcd id.
+        id: u64,
+    },
+}
+
+impl Origin {
+    /// Whether the member was found by discovery rather than given.
+    pub fn is_discovered(&self) -> bool {
+        !matches!(self, Origin::Seed)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Seed => f.write_str("seed"),
+            Origin::Dns { name } => write!(f, "dns ({name})"),
+            Origin::MemberList { name, id } => write!(f, "member list ({name}, {id:x})"),
+        }
+    }
+}
