@@ -232,8 +232,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// many requests" from the admission check in front of every proposal.
 fn refused_before_handler(status: &tonic::Status, has_leader: bool) -> bool {
     let msg = status.message();
-    (has_leader && status.code() == tonic::Code::Unavailable && msg == "etcdserver: no leader")
-        || msg == "etcdserver: too many requests"
+    (has_leader && status.code() == tonic::Code::Unavailable && msg == crate::etcd::NO_LEADER)
+        || crate::etcd::is_cluster_refusal(msg)
 }
 
 #[cfg(test)]

@@ -29,6 +29,19 @@ pub(crate) fn is_not_leader(code: Code, message: &str) -> bool {
     code == Code::FailedPrecondition && message.contains(NOT_LEADER)
 }
 
+/// etcd's refusal of a membership change while not every member has been connected for a
+/// while (`--strict-reconfig-check`): a fact about the cluster, refused before anything ran.
+pub(crate) const UNHEALTHY_CLUSTER: &str = "etcdserver: unhealthy cluster";
+/// etcd's admission check in front of every proposal: refused before anything ran.
+pub(crate) const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
+
+/// Whether etcd refused a request as a whole-cluster condition, before its handler could
+/// apply anything: it says nothing against the member that answered, and a write so refused
+/// was certainly not applied.
+pub(crate) fn is_cluster_refusal(message: &str) -> bool {
+    message == UNHEALTHY_CLUSTER || message == TOO_MANY_REQUESTS
+}
+
 /// Methods only the leader may serve; elsewhere etcd answers [`NOT_LEADER`].
 pub(crate) fn is_leader_only(path: &str) -> bool {
     path == "/etcdserverpb.Maintenance/MoveLeader"
@@ -56,6 +69,9 @@ mod tests {
             "etcdserver: not leader"
         ));
         assert!(is_leader_only("/etcdserverpb.Maintenance/MoveLeader"));
+        assert!(is_cluster_refusal("etcdserver: unhealthy cluster"));
+        assert!(is_cluster_refusal("etcdserver: too many requests"));
+        assert!(!is_cluster_refusal("etcdserver: request timed out"));
         assert!(!is_leader_only("/etcdserverpb.KV/Range"));
     }
 }

@@ -53,7 +53,9 @@ impl Classifier {
 
     /// The verdict of a gRPC status on the member that returned it.
     pub(crate) fn status(&self, code: Code, message: &str) -> Outcome {
-        if code == Code::Ok {
+        if code == Code::Ok || crate::etcd::is_cluster_refusal(message) {
+            // A whole-cluster refusal (membership change during a reconfiguration, the
+            // proposal queue full) says nothing against the member that answered.
             return Outcome::Success;
         }
         if self.codes.contains(&code) || self.messages.iter().any(|m| message.contains(m.as_str()))
@@ -171,6 +173,7 @@ mod tests {
                 "etcdserver: mvcc: database space exceeded",
             ),
             (Code::Ok, ""),
+            (Code::Unavailable, "etcdserver: unhealthy cluster"),
         ] {
             assert_eq!(c.status(code, msg), Outcome::Success, "{code:?} {msg}");
         }
