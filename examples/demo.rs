@@ -47,8 +47,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // The seed's defaults, with the `status` probe, healthy members probed too, and passive
-    // timeouts counted, so a hung member is seen within a second.
+    // The defaults (hedged reads, hang detection, leader checks), with `status` probes and
+    // shorter probe timers, so members come back sooner.
     let mut config = health_config();
     if let Some(pki) = cluster.pki() {
         // Requests and probes present this client certificate and trust only this CA.
@@ -95,9 +95,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }));
     }
 
-    // Faults hit followers: losing the leader costs an election (about one election
-    // timeout during which no member can serve linearizable requests), which is etcd's
-    // behaviour, not the health layer's.
+    // Followers first, then the leader: losing the leader costs an election (about one
+    // election timeout during which no member can serve a linearizable request); the stack
+    // holds reads through it (hedged, retried until their deadline) instead of failing them.
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await?;
     let followers: Vec<usize> = (0..cluster.size()).filter(|i| *i != leader).collect();
     let (a, b) = (followers[0], followers[1]);
@@ -109,8 +109,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (15, Fault::Restart, b),
         (19, Fault::Isolate, a),
         (24, Fault::Heal, a),
+        (27, Fault::Pause, leader),
+        (32, Fault::Resume, leader),
     ];
-    let total = 28;
+    let total = 36;
     println!();
     println!(
         "{:>4} {:>7} {:>6} {:>7} {:>6}  {:<44}  event",
@@ -119,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "r-err",
         "writes",
         "w-err",
-        "members: state requests latency failures(http/tcp/timeouts) ejections"
+        "members (L = leader): state requests latency failures(http/tcp/timeouts/hangs) ejections"
     );
     let mut last = (0, 0, 0, 0);
     for second in 1..=total {
@@ -136,12 +138,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             writes.ok.load(Ordering::Relaxed),
             writes.failed.load(Ordering::Relaxed),
         );
+        let leader = checker.leader().leader_index;
         let members: Vec<String> = checker
             .snapshot()
             .iter()
             .map(|m| {
+                let mark = if leader == Some(m.member.index()) {
+                    "L"
+                } else {
+                    " "
+                };
                 format!(
-                    "{}:{:<9} {:>6} {:>5.1}ms {}/{}/{} e{}",
+                    "{}{mark}:{:<9} {:>6} {:>5.1}ms {}/{}/{}/{} e{}",
                     m.member.index(),
                     m.status.to_string(),
                     m.requests,
@@ -149,6 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     m.totals[1],
                     m.totals[2],
                     m.totals[3],
+                    m.totals[4],
                     m.ejections_total
                 )
             })
@@ -169,15 +178,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!(
-        "summary: reads ok {} failed {}; writes ok {} failed {}",
+        "summary: reads ok {} failed {}; writes ok {} failed {}; hedged reads {}, retries {}",
         reads.ok.load(Ordering::Relaxed),
         reads.failed.load(Ordering::Relaxed),
         writes.ok.load(Ordering::Relaxed),
-        writes.failed.load(Ordering::Relaxed)
+        writes.failed.load(Ordering::Relaxed),
+        checker.hedges(),
+        checker.retries()
     );
     for m in checker.snapshot() {
         println!(
-            "  {}: {}, ejected {} times, totals (ok, failures, tcp, timeouts) {:?}, last probe {:?}",
+            "  {}: {}, ejected {} times, totals (ok, failures, tcp, timeouts, hangs) {:?}, last probe {:?}",
             m.member,
             m.status,
             m.ejections_total,

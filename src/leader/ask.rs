@@ -27,6 +27,8 @@ pub(crate) async fn ask(channel: Channel, timeout: Duration) -> Result<Report, t
         cluster_id: header.cluster_id,
         leader: resp.leader,
         term: resp.raft_term.max(header.raft_term),
+        committed: resp.raft_index,
+        applied: resp.raft_applied_index,
         is_learner: resp.is_learner,
         no_leader_error: resp.errors.iter().any(|e| e.contains("no leader")),
     })

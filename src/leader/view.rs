@@ -3,6 +3,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// How far behind the cluster's last known committed index a returning member may still be:
+/// followers apply a little behind the leader on a busy cluster.
+const CATCH_UP_SLACK: u64 = 100;
+
 /// What one member said of itself and its leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Report {
@@ -14,6 +18,10 @@ pub(crate) struct Report {
     pub(crate) leader: u64,
     /// Its raft term.
     pub(crate) term: u64,
+    /// The raft index it knows committed.
+    pub(crate) committed: u64,
+    /// The raft index it has applied (0 from etcd before 3.4, which does not report it).
+    pub(crate) applied: u64,
     /// Whether it is a learner.
     pub(crate) is_learner: bool,
     /// Whether it listed a "no leader" error.
@@ -69,6 +77,9 @@ pub(crate) struct LeaderView {
     leader: Option<(u64, u64)>,
     /// Highest term any member reported.
     term: u64,
+    /// The highest raft index known committed among the leader's followers at the last round
+    /// that found a leader: a member coming back must have applied up to about there.
+    committed: u64,
     no_leader_since: Option<Instant>,
     /// Members that looked cut off, since when.
     suspects: HashMap<usize, Instant>,
@@ -182,7 +193,17 @@ impl LeaderView {
             return Ok(());
         };
         match report.follows() {
-            Some(l) if l == leader && report.term >= term => Ok(()),
+            Some(l) if l == leader && report.term >= term => {
+                // Following the leader is not enough: a member back from a pause or a
+                // partition replays what it missed first, and reads sent to it wait for that.
+                if report.applied != 0 && report.applied + CATCH_UP_SLACK < self.committed {
+                    return Err(format!(
+                        "catching up: applied index {}, the cluster had committed {}",
+                        report.applied, self.committed
+                    ));
+                }
+                Ok(())
+            }
             Some(l) if report.term > term => {
                 // A newer term than we know: trust the member; the next round will tell.
                 let _ = l;
@@ -274,6 +295,8 @@ mod tests {
             cluster_id: 7,
             leader,
             term,
+            committed: 5000,
+            applied: 5000,
             is_learner: false,
             no_leader_error: false,
         })
