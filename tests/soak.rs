@@ -59,7 +59,8 @@ const TOWER_CLIENTS: usize = 3;
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the cluster may go without a leader after a fault is undone.
 const QUORUM_BOUND: Duration = Duration::from_secs(10);
-/// Configurations the checker may explore per key before giving up.
+/// Configurations the checker may explore per key before giving up, per minute of chaos: a
+/// longer soak records a longer history, with more writes of unknown outcome to place.
 const CHECK_BUDGET: u64 = 2_000_000;
 
 fn key(k: usize) -> String {
@@ -662,7 +663,9 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     for r in &history {
         per_key[r.key].push(r);
     }
+    let budget = CHECK_BUDGET * seconds.div_ceil(60).max(1);
     let mut checked = Vec::new();
+    let mut undecided = Vec::new();
     for (k, records) in per_key.iter().enumerate() {
         let ops: Vec<Op<String>> = records
             .iter()
@@ -673,7 +676,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
             })
             .collect();
         let began = Instant::now();
-        let report = check(&ops, None, CHECK_BUDGET);
+        let report = check(&ops, None, budget);
         let took = began.elapsed();
         if let Verdict::NotLinearizable { stuck, placed } = report.verdict {
             let at = records[stuck].call;
@@ -690,13 +693,11 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
                 around.join("\n")
             );
         }
-        assert_eq!(
-            report.verdict,
-            Verdict::Linearizable,
-            "seed {seed}: history of {} not decided within {CHECK_BUDGET} configurations",
-            key(k)
-        );
         let unknown = ops.iter().filter(|o| o.done.is_none()).count();
+        if report.verdict != Verdict::Linearizable {
+            // Neither proven nor refuted: reported after the safety checks below.
+            undecided.push(key(k));
+        }
         checked.push((ops.len(), unknown, report.explored, took));
     }
 
@@ -752,8 +753,12 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         watch_stats.duplicates_dropped
     );
     for (k, (n, unknown, explored, took)) in checked.iter().enumerate() {
+        let verdict = match undecided.contains(&key(k)) {
+            true => "NOT DECIDED",
+            false => "linearizable",
+        };
         println!(
-            "  {}: {n} operations ({unknown} unknown) linearizable; {explored} configurations in {took:?}",
+            "  {}: {n} operations ({unknown} unknown) {verdict}; {explored} configurations in {took:?}",
             key(k)
         );
     }
@@ -784,6 +789,10 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     assert!(
         !leased.kvs().is_empty() && lease_state.lost.is_none(),
         "seed {seed}: the leased key is gone ({lease_state:?})"
+    );
+    assert!(
+        undecided.is_empty(),
+        "seed {seed}: linearizability of {undecided:?} not decided within {budget} configurations"
     );
     assert!(
         acked_writes > 100,
