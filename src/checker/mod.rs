@@ -157,6 +157,9 @@ fn refuse_tls(config: &Config, endpoints: &[Uri]) -> Result<(), crate::Error> {
     Ok(())
 }
 
+/// The least latency a hang charges to its member's estimate.
+const HANG_CHARGE_FLOOR: Duration = Duration::from_millis(20);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -566,10 +569,22 @@ impl Inner {
     }
 
     /// Counts a hang against a member: a request it sat on while a peer answered. `waited` is how
-    /// long the request had waited, charged to the member's latency so the balancer avoids it
-    /// at once.
+    /// long the request had waited; part of it is charged to the member's latency so the
+    /// balancer prefers its peers at once.
     pub(crate) fn record_hang(&self, entry: &MemberEntry, waited: Duration) {
-        entry.load.observe(waited, now());
+        // Charged up to a few times the slowest peer's latency, not the whole wait: enough for
+        // the balancer to prefer the peers at once, while a member that merely had one slow
+        // moment is not starved for the tens of seconds a 0.5 s sample takes to decay (a member
+        // that really hangs hangs again and is ejected).
+        let slowest_peer = self
+            .entries()
+            .iter()
+            .filter(|e| e.member != entry.member && e.is_healthy())
+            .filter_map(|e| e.load.latency())
+            .max()
+            .unwrap_or(HANG_CHARGE_FLOOR);
+        let charge = waited.min((slowest_peer * 4).max(HANG_CHARGE_FLOOR));
+        entry.load.observe(charge, now());
         if self.config.hang.threshold == 0 || !entry.is_healthy() {
             return;
         }
