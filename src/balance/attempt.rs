@@ -131,12 +131,16 @@ where
             _ = sleep_until_opt(hang_check.map(|(_, at)| at)) => {
                 let (after, _) = hang_check.expect("armed");
                 let inner = tracker.inner();
-                if inner.peer_answered_since(member.index(), started.into_std()) {
+                let since = started.into_std();
+                if inner.peer_answered_since(member.index(), since)
+                    && !inner.answered_since(tracker.entry(), since)
+                {
                     tracing::debug!(%member, waited = ?started.elapsed(), "request hangs while peers answer");
                     inner.record_hang(tracker.entry(), started.elapsed());
                     hang_check = None;
                 } else {
-                    // Nobody answers (an election): look again later.
+                    // Nobody answers (an election), or this member answers others: look again
+                    // later.
                     hang_check = Some((after, Instant::now() + after));
                 }
             }

@@ -560,6 +560,13 @@ impl Inner {
         entry.last_answer.store(at.max(1), Ordering::Relaxed);
     }
 
+    /// Whether `entry` itself answered a request after `since`: a member that answers others
+    /// is slow on one request (a write stuck behind a lost leader, a huge range), not hung.
+    pub(crate) fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
+        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        entry.last_answer.load(Ordering::Relaxed) > since
+    }
+
     /// Whether a member other than `except` answered a request after `since`.
     pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
         let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
