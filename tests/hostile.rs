@@ -300,11 +300,9 @@ fn fake_answer(
             return respond(unavailable(Some("!!not base64!!"), "unavailable"), vec![])
         }
         Fake::NonUtf8Message => {
-            // Not "no leader": that one goes to a leader check rather than ejecting at once.
-            return respond(
-                unavailable(None, "etcdserver:%20request%20timed%20out%FF%FE"),
-                vec![],
-            );
+            // Not an election symptom ("no leader", "request timed out"): those go to a leader
+            // check rather than ejecting at once.
+            return respond(unavailable(None, "member%20down%FF%FE"), vec![]);
         }
         Fake::BadDetailsInTrailers => {
             let trailers = unavailable(Some("!!not base64!!"), "unavailable");

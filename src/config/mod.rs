@@ -324,9 +324,9 @@ impl Default for PassiveUnhealthy {
 
 /// Which gRPC answers say something about the member rather than about the request.
 ///
-/// etcd's "no leader" and "leader changed" answers are judged first by a leader check (see
-/// [`LeaderConfig`]): during an election every member gives them, so they count against a
-/// member only when its peers follow a leader and it does not.
+/// etcd's "no leader", "leader changed" and "request timed out" answers are judged first by a
+/// leader check (see [`LeaderConfig`]): during an election every member gives them, so they
+/// count against a member only when its peers follow a leader and it does not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailureConfig {

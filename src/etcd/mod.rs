@@ -13,14 +13,21 @@ pub(crate) const LEADER_CHANGED: &str = "etcdserver: leader changed";
 /// etcd's answer to a request only the leader may serve (`MoveLeader`), sent to a follower.
 pub(crate) const NOT_LEADER: &str = "etcdserver: not leader";
 
-/// Whether an answer says the member has (or just lost) no leader: a fact about the cluster
-/// at that moment (an election, or this member cut off from the quorum), to be told apart by
-/// asking the other members, not a failure of this member by itself.
+/// etcd's answer to a proposal that did not commit in time; with ", possibly due to previous
+/// leader failure" or "... connection lost" when it blames the leader.
+pub(crate) const REQUEST_TIMED_OUT: &str = "etcdserver: request timed out";
+
+/// Whether an answer says the member has (or just lost) no leader, or could not get a
+/// proposal through one in time: a fact about the cluster at that moment (an election, or this
+/// member cut off from the quorum), to be told apart by asking the other members, not a
+/// failure of this member by itself.
 pub(crate) fn is_leaderless(code: Code, message: &str) -> bool {
     matches!(
         code,
         Code::Unavailable | Code::Unknown | Code::FailedPrecondition
-    ) && (message.contains(NO_LEADER) || message.contains(LEADER_CHANGED))
+    ) && (message.contains(NO_LEADER)
+        || message.contains(LEADER_CHANGED)
+        || message.contains(REQUEST_TIMED_OUT))
 }
 
 /// Whether an answer says the request went to a member that is not the leader, when only the
@@ -59,10 +66,11 @@ mod tests {
             "etcdserver: leader changed"
         ));
         assert!(is_leaderless(Code::Unknown, "etcdserver: leader changed"));
-        assert!(!is_leaderless(
+        assert!(is_leaderless(
             Code::Unavailable,
-            "etcdserver: request timed out"
+            "etcdserver: request timed out, possibly due to previous leader failure"
         ));
+        assert!(!is_leaderless(Code::DeadlineExceeded, "deadline"));
         assert!(!is_leaderless(Code::NotFound, "etcdserver: no leader"));
         assert!(is_not_leader(
             Code::FailedPrecondition,
