@@ -134,13 +134,14 @@ where
                 let since = started.into_std();
                 if inner.peer_answered_since(member.index(), since)
                     && !inner.answered_since(tracker.entry(), since)
+                    && !inner.leader_changed_since(since)
                 {
                     tracing::debug!(%member, waited = ?started.elapsed(), "request hangs while peers answer");
                     inner.record_hang(tracker.entry(), started.elapsed());
                     hang_check = None;
                 } else {
-                    // Nobody answers (an election), or this member answers others: look again
-                    // later.
+                    // Nobody answers (an election), this member answers others, or the leader
+                    // changed while it waited (the election held it): look again later.
                     hang_check = Some((after, Instant::now() + after));
                 }
             }

@@ -67,6 +67,10 @@ pub(crate) struct Inner {
     leader_wanted: Arc<Notify>,
     /// Origin of the `last_answer` timestamps.
     epoch: Instant,
+    /// When a leader check last saw the leader change or an election begin (nanoseconds since
+    /// `epoch`, 0 for never): requests that lived through it waited for etcd, not on a hung
+    /// member.
+    leader_changed_at: AtomicU64,
     /// The endpoints the caller gave, in order: discovery never drops them, and those given
     /// as host names are resolved to their addresses.
     seeds: Mutex<Vec<Uri>>,
@@ -92,8 +96,11 @@ pub(crate) struct MemberEntry {
     last_probe: Mutex<Option<ProbeReport>>,
     /// How to reach the member, when the user gave more than a URL.
     pub(crate) endpoint: Option<tonic::transport::Endpoint>,
-    /// When the member last answered a request (nanoseconds since the state's epoch, 0 for
-    /// never): a hang is a request outliving its bound *while peers answer*.
+    /// When the latest request the member answered had been *sent* (nanoseconds since the
+    /// state's epoch, 0 for never): a hang is a request outliving its bound while peers answer
+    /// requests sent after it. (Completion times would not do: right after a member hangs,
+    /// its peers still complete requests that were in flight before, and every member would
+    /// look hung next to them.)
     last_answer: AtomicU64,
     /// How the member entered the health state.
     pub(crate) origin: Origin,
@@ -234,6 +241,7 @@ impl HealthChecker {
                 leader: Mutex::new(LeaderView::default()),
                 leader_wanted: Arc::new(Notify::new()),
                 epoch: now(),
+                leader_changed_at: AtomicU64::new(0),
                 seeds: Mutex::new(Vec::new()),
                 discovery_wanted: Arc::new(Notify::new()),
                 dns_wanted: Arc::new(Notify::new()),
@@ -554,20 +562,29 @@ impl Inner {
         self.hedges.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Notes that `entry` answered a request (successfully, or with an application error).
-    pub(crate) fn answered(&self, entry: &MemberEntry) {
-        let at = now().saturating_duration_since(self.epoch).as_nanos() as u64;
-        entry.last_answer.store(at.max(1), Ordering::Relaxed);
+    /// Notes that `entry` answered a request (successfully, or with an application error)
+    /// that had been sent at `sent`.
+    pub(crate) fn answered(&self, entry: &MemberEntry, sent: Instant) {
+        let at = sent.saturating_duration_since(self.epoch).as_nanos() as u64;
+        entry.last_answer.fetch_max(at.max(1), Ordering::Relaxed);
     }
 
-    /// Whether `entry` itself answered a request after `since`: a member that answers others
-    /// is slow on one request (a write stuck behind a lost leader, a huge range), not hung.
+    /// Whether `entry` itself answered a request sent after `since`: a member that answers
+    /// others is slow on one request (a write stuck behind a lost leader, a huge range), not
+    /// hung.
     pub(crate) fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
         let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
         entry.last_answer.load(Ordering::Relaxed) > since
     }
 
-    /// Whether a member other than `except` answered a request after `since`.
+    /// Whether the leader changed (or an election began) after `since`: a request that lived
+    /// through that waited on the cluster, not on its member alone.
+    pub(crate) fn leader_changed_since(&self, since: Instant) -> bool {
+        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.leader_changed_at.load(Ordering::Relaxed) > since
+    }
+
+    /// Whether a member other than `except` answered a request sent after `since`.
     pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
         let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.entries()
@@ -667,6 +684,8 @@ impl Inner {
             );
         }
         if verdict.changed {
+            let at = now().saturating_duration_since(self.epoch).as_nanos() as u64;
+            self.leader_changed_at.store(at.max(1), Ordering::Relaxed);
             let member = snapshot
                 .leader_index
                 .and_then(|i| entries.iter().find(|e| e.member.index() == i))

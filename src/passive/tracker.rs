@@ -45,7 +45,7 @@ impl Tracker {
         let end = now();
         let mut rtt = timed.then(|| end.saturating_duration_since(self.start));
         if outcome == Some(Outcome::Success) {
-            self.inner.answered(&self.entry);
+            self.inner.answered(&self.entry, self.start);
         }
         if let Some(outcome) = outcome {
             let status = self.inner.record(&self.entry, Source::Passive, outcome);
