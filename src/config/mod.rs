@@ -477,11 +477,12 @@ impl Default for HedgeConfig {
 /// A SIGSTOPped or black-holed member accepts requests and never answers; without a deadline
 /// of its own nothing fails, so no failure counter moves. A request *hangs* when it is still
 /// unanswered after `after` while other members answered requests sent after it, its own
-/// member answered none and the leader did not change meanwhile (a read whose hedge won is kept running that long, detached from its
-/// caller, to find out). `threshold`
-/// consecutive hangs (no success in between) eject the member. A cluster-wide stall (an
-/// election) is not a hang: then no peer answers either. A member merely slower than its peers
-/// is not ejected: the balancer sends it less (its latency estimate rises at once).
+/// member answered none and the leader did not change meanwhile (a read whose hedge won is
+/// kept running that long, detached from its caller, to find out). `threshold` consecutive
+/// hangs (no success in between) eject the member, but never a majority of the members. A
+/// cluster-wide stall (an election) is not a hang: then no peer answers either. A member
+/// merely slower than its peers is not ejected: the balancer sends it less (its latency
+/// estimate rises at once).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HangConfig {
