@@ -12,7 +12,7 @@ use tower::Service;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use super::attempt::{attempt, Attempt, Failure, Limits};
+use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::HedgeDelay;
 use super::pick::pick;
 use super::retry::{Class, Plan, Sent};
@@ -420,17 +420,6 @@ fn deadline_status(deadline: Option<Duration>) -> tonic::Status {
             "etcd-health: no member answered within the deadline of {d:?}"
         )),
         None => tonic::Status::unavailable("etcd-health: retry budget spent"),
-    }
-}
-
-/// Sleeps until `at`, or for ever without one. A time already reached is ready at once: a
-/// tokio timer would first wait for its next tick (up to a millisecond), which on the happy
-/// path is most of a request's latency.
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) if at <= Instant::now() => {}
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -562,10 +562,15 @@ impl Inner {
         self.hedges.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `at` as the nanoseconds since the state's epoch that the atomic timestamps hold.
+    fn stamp(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
     /// Notes that `entry` answered a request (successfully, or with an application error)
     /// that had been sent at `sent`.
     pub(crate) fn answered(&self, entry: &MemberEntry, sent: Instant) {
-        let at = sent.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let at = self.stamp(sent);
         entry.last_answer.fetch_max(at.max(1), Ordering::Relaxed);
     }
 
@@ -573,20 +578,20 @@ impl Inner {
     /// others is slow on one request (a write stuck behind a lost leader, a huge range), not
     /// hung.
     pub(crate) fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
-        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let since = self.stamp(since);
         entry.last_answer.load(Ordering::Relaxed) > since
     }
 
     /// Whether the leader changed (or an election began) after `since`: a request that lived
     /// through that waited on the cluster, not on its member alone.
     pub(crate) fn leader_changed_since(&self, since: Instant) -> bool {
-        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let since = self.stamp(since);
         self.leader_changed_at.load(Ordering::Relaxed) > since
     }
 
     /// Whether a member other than `except` answered a request sent after `since`.
     pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
-        let since = since.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let since = self.stamp(since);
         self.entries()
             .iter()
             .any(|e| e.member.index() != except && e.last_answer.load(Ordering::Relaxed) > since)
@@ -684,7 +689,7 @@ impl Inner {
             );
         }
         if verdict.changed {
-            let at = now().saturating_duration_since(self.epoch).as_nanos() as u64;
+            let at = self.stamp(now());
             self.leader_changed_at.store(at.max(1), Ordering::Relaxed);
             let member = snapshot
                 .leader_index
