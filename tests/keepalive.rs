@@ -1,12 +1,15 @@
 //! The lease keep-alive helper against a real 3-member etcd cluster: a leased key survives the
-//! kill of the member carrying its keep-alives and the kill of the leader, disappears after the TTL once the helper
-//! stops, and a lease revoked by someone else is reported as lost.
+//! kill of the member carrying its keep-alives, the kill of the leader and back-to-back pauses
+//! of two leaders, disappears after the TTL once the helper stops; a lease revoked by someone
+//! else is reported as lost, and one the client cannot renew is presumed expired before etcd
+//! deletes its keys.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use etcd_health::config::Config;
 use etcd_health::lease::{KeepAlive, KeepAliveOptions};
 use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
@@ -198,4 +201,102 @@ async fn revoke_on_stop_removes_the_key_at_once() {
     assert!(exists(&client, "revoked").await);
     keep.stop().await.expect("revoke");
     assert!(!exists(&client, "revoked").await, "revoked with the helper");
+}
+
+/// What lost the soak's lease (seed 8193255871796839586, 550 s in): the leader hung 3.8 s,
+/// then, soon after it came back, the new leader hung 2.5 s, with a 5 s TTL. A follower holds
+/// a keep-alive for as long as it waits on the hung leader (etcd's request timeout, seconds),
+/// so a single stream re-opened now and then can miss the whole TTL a new leader grants. With
+/// `Config::default()` and the default options, the lease must live through both, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_survives_back_to_back_leader_pauses() {
+    let _serial = serial().await;
+    const SOAK_TTL: i64 = 5;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let client = stack(&cluster, fast_config());
+    let ka_stack = stack(&cluster, Config::default());
+    let lease = LeaseClient::new(client.clone())
+        .lease_grant(LeaseGrantRequest {
+            ttl: SOAK_TTL,
+            id: 0,
+        })
+        .await
+        .expect("grant")
+        .into_inner()
+        .id;
+    put_leased(&client, "leased", lease).await;
+    let keep = KeepAlive::over_balance(&ka_stack, lease, KeepAliveOptions::default());
+    first_renewal(&keep).await;
+
+    for round in 0..2 {
+        for hang in [Duration::from_millis(3800), Duration::from_millis(2500)] {
+            let leader = cluster
+                .wait_for_leader(Duration::from_secs(10))
+                .await
+                .expect("leader");
+            let before = keep.state();
+            cluster.pause(leader);
+            tokio::time::sleep(hang).await;
+            cluster.resume(leader);
+            let after = keep.state();
+            println!(
+                "round {round}: leader {leader} hung {hang:?}: renewals {} -> {}, streams lost {} -> {}, hedges {} -> {}",
+                before.renewals, after.renewals, before.reopens, after.reopens, before.hedges, after.hedges
+            );
+            assert!(after.lost.is_none(), "round {round}: {after:?}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state = keep.state();
+    println!("after both rounds: {state:?}");
+    assert!(state.lost.is_none(), "{state:?}");
+    assert!(
+        exists(&client, "leased").await,
+        "the leased key outlived the pauses"
+    );
+}
+
+/// With every member out of the client's reach (their client ports black-holed, the members
+/// fine), no keep-alive is answered: the helper must say the lease is presumed expired once
+/// its TTL has run out, and etcd must indeed expire it (the verdict was not premature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .client_proxy(true)
+        .members(3)
+        .start()
+        .await
+        .expect("cluster");
+    let client = stack(&cluster, fast_config());
+    let lease = grant(&client).await;
+    put_leased(&client, "cut-off", lease).await;
+    let keep = KeepAlive::over_balance(&client, lease, KeepAliveOptions::default());
+    first_renewal(&keep).await;
+
+    for i in 0..cluster.size() {
+        cluster.blackhole_client(i, true);
+    }
+    let cut = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(4 * TTL as u64), keep.lost())
+        .await
+        .expect("the loss is reported while the client is cut off");
+    let state = keep.state();
+    println!("cut off: {err} after {:?}; {state:?}", cut.elapsed());
+    assert!(err.is_expired() && err.is_lost(), "{err:?}");
+    assert!(state.renewals >= 1);
+
+    for i in 0..cluster.size() {
+        cluster.blackhole_client(i, false);
+    }
+    // etcd's own verdict agrees: the lease ran out and took its key with it.
+    let deadline = Instant::now() + Duration::from_secs(3 * TTL as u64 + 5);
+    while exists(&client, "cut-off").await {
+        assert!(
+            Instant::now() < deadline,
+            "etcd kept the lease the helper gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

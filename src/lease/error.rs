@@ -13,6 +13,22 @@ pub enum LeaseError {
         /// The lease.
         lease_id: i64,
     },
+    /// No keep-alive was answered within the lease's TTL (counted from the send time of the
+    /// last one answered, or from the start with
+    /// [`granted_ttl`](super::KeepAliveOptions::granted_ttl)): etcd may have expired the lease,
+    /// or will any moment, so the caller must stop acting as its holder (release the lock,
+    /// stop serving as the elected one). Reported before etcd can have deleted the keys, never
+    /// after; the lease may still live if etcd heard from us after all, but nobody can tell
+    /// until a member answers. Grant a new lease.
+    #[error(
+        "lease {lease_id:x} presumed expired: no keep-alive answered within its TTL ({overdue:?} overdue)"
+    )]
+    Expired {
+        /// The lease.
+        lease_id: i64,
+        /// How far past the local expiry the helper noticed (its timer's lateness).
+        overdue: std::time::Duration,
+    },
     /// A keep-alive failed with a status that would be the same on every member (e.g.
     /// permission denied).
     #[error("keep-alive of lease {lease_id:x} failed: {status}")]
@@ -25,8 +41,15 @@ pub enum LeaseError {
 }
 
 impl LeaseError {
-    /// Whether the lease itself is gone (as opposed to keep-alives being refused).
+    /// Whether the lease itself is gone, or must be presumed gone (as opposed to keep-alives
+    /// being refused).
     pub fn is_lost(&self) -> bool {
-        matches!(self, LeaseError::Lost { .. })
+        matches!(self, LeaseError::Lost { .. } | LeaseError::Expired { .. })
+    }
+
+    /// Whether the lease's TTL ran out locally with no keep-alive answered
+    /// ([`LeaseError::Expired`]).
+    pub fn is_expired(&self) -> bool {
+        matches!(self, LeaseError::Expired { .. })
     }
 }

@@ -24,8 +24,13 @@ pub struct KeepAliveState {
     pub ttl: Option<i64>,
     /// Keep-alives answered.
     pub renewals: u64,
-    /// Streams re-opened after a member failure.
+    /// Streams lost (failed, ended, evicted, or given up unanswered) and replaced.
     pub reopens: u64,
+    /// Streams opened on another member while a keep-alive was unanswered.
+    pub hedges: u64,
+    /// When the lease must be presumed expired unless a keep-alive is answered before: the send
+    /// time of the last one answered plus its TTL.
+    pub expires: Option<std::time::Instant>,
     /// The member carrying the stream now, when the channel says
     /// ([`ServedBy`](crate::balance::ServedBy)).
     pub member: Option<Member>,
@@ -88,8 +93,10 @@ impl KeepAlive {
         self.state.borrow().clone()
     }
 
-    /// Waits until the lease is lost (or keep-alives are refused for good), and says why.
-    /// Pending for ever while the lease lives.
+    /// Waits until the lease is lost, presumed expired (no keep-alive answered within its TTL,
+    /// [`LeaseError::Expired`]), or keep-alives are refused for good, and says why. Pending for
+    /// ever while the lease lives. Whoever acts as the lease's holder (a lock, a leader
+    /// election, a registration) should stop when this resolves.
     pub async fn lost(&self) -> LeaseError {
         let mut rx = self.state.clone();
         let lost = match rx.wait_for(|s| s.lost.is_some()).await {

@@ -3,10 +3,25 @@
 //! Why: a lease's keep-alives travel on one long-lived `LeaseKeepAlive` stream to one member.
 //! If that member is killed, hangs or loses the quorum, the keep-alives stop, the lease
 //! expires after its TTL and every key attached to it vanishes: locks are released, service
-//! registrations disappear, although the cluster as a whole was fine. [`KeepAlive`] sends a
-//! keep-alive every TTL/3, and when the stream fails (error, unexpected end, no answer within
-//! the response timeout, or eviction of its member by the health checker) re-opens it on
-//! another member, backing off (50 ms doubling to 1 s) so it never spins.
+//! registrations disappear, although the cluster as a whole was fine. Worse, a follower
+//! forwards each keep-alive to the leader over the peer network, and while the leader hangs
+//! it holds the keep-alive for up to etcd's request timeout (5 s plus two election timeouts),
+//! longer than many TTLs; a second stream on another follower waits the same way. Back-to-back
+//! elections therefore lose leases unless the client asks again, elsewhere, once a new leader
+//! is there.
+//!
+//! [`KeepAlive`] sends a keep-alive every TTL/3, to the leader when the health checker knows
+//! it. A keep-alive unanswered for a quarter of the response timeout is sent on another
+//! stream, to another member, too (keep-alives are idempotent; at most 3 streams), and the
+//! first stream to answer carries the lease on. A stream that fails (error, unexpected end,
+//! eviction of its member by the health checker) is replaced, backing off (50 ms doubling to
+//! 1 s, at most TTL/6) so it never spins; one that leaves a keep-alive unanswered for the
+//! response timeout is given up.
+//!
+//! When no keep-alive has been answered for a whole TTL (counted from the *send* time of the
+//! last one answered, which etcd received later), the lease must be presumed expired: the
+//! helper ends with [`LeaseError::Expired`] so the application stops acting as the holder
+//! before etcd deletes the keys, as etcd's Go client does from its deadline loop.
 //!
 //! The loss of the lease itself is a different matter and is reported as such: etcd answers a
 //! keep-alive for an expired or revoked lease with TTL 0, which ends the helper with
@@ -17,9 +32,12 @@
 //! [`KeepAliveOptions::revoke_on_stop`] it also revokes the lease, so its keys go at once
 //! instead of after the TTL.
 
+mod choose;
 mod error;
 mod handle;
+mod lane;
 mod options;
+mod schedule;
 mod task;
 
 pub use error::LeaseError;

@@ -9,6 +9,8 @@ use crate::HealthChecker;
 pub struct KeepAliveOptions {
     pub(super) interval: Option<Duration>,
     pub(super) response_timeout: Option<Duration>,
+    pub(super) hedge_after: Option<Duration>,
+    pub(super) granted_ttl: Option<Duration>,
     pub(super) backoff_min: Duration,
     pub(super) backoff_max: Duration,
     pub(super) avoid_for: Duration,
@@ -18,12 +20,15 @@ pub struct KeepAliveOptions {
 }
 
 impl Default for KeepAliveOptions {
-    /// A keep-alive every TTL/3, each answer awaited as long, backoff 50 ms doubling to 1 s,
-    /// `hasleader` sent, a failed member avoided for 10 s, no revoke on stop.
+    /// A keep-alive every TTL/3, each answer awaited as long, another member asked too after a
+    /// quarter of that, backoff 50 ms doubling to 1 s, `hasleader` sent, a failed member
+    /// avoided for 10 s, no revoke on stop.
     fn default() -> Self {
         Self {
             interval: None,
             response_timeout: None,
+            hedge_after: None,
+            granted_ttl: None,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             avoid_for: Duration::from_secs(10),
@@ -41,10 +46,28 @@ impl KeepAliveOptions {
         self
     }
 
-    /// How long to wait for the answer to a keep-alive before the member is presumed stuck
-    /// and the stream re-opened elsewhere (default: the interval).
+    /// How long a stream may leave a keep-alive unanswered before it is given up (default:
+    /// the interval). Other streams are asked long before (see [`hedge_after`](Self::hedge_after)).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = Some(timeout.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// How long a keep-alive may go unanswered before it is sent on another stream, to another
+    /// member, too (default: a quarter of the response timeout, at least 50 ms). Keep-alives
+    /// are idempotent, so asking several members costs nothing but a message; it is what keeps
+    /// a lease alive when the member carrying it hangs, or waits for a leader that hangs.
+    pub fn hedge_after(mut self, delay: Duration) -> Self {
+        self.hedge_after = Some(delay);
+        self
+    }
+
+    /// The TTL the lease was granted with (`LeaseGrantResponse::ttl`). Until the first
+    /// keep-alive is answered, the lease is presumed to expire this long after the helper
+    /// started (see [`KeepAlive::lost`](super::KeepAlive::lost)); without it, only an answer
+    /// starts the local clock.
+    pub fn granted_ttl(mut self, ttl: Duration) -> Self {
+        self.granted_ttl = Some(ttl);
         self
     }
 

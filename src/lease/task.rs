@@ -1,44 +1,17 @@
-//! The loop behind a [`KeepAlive`](super::KeepAlive): open, renew every interval, re-open.
-
-use std::time::Duration;
+//! The driver behind a [`KeepAlive`](super::KeepAlive): runs the [`Schedule`], opens and
+//! closes the [`Lane`]s it asks for, and tells the caller what happened.
 
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, Instant};
 
+use super::choose::{choose, Candidate};
+use super::lane::{Heard, Lane, Opening};
+use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
-use crate::balance::{AvoidMembers, ServedBy};
+use crate::balance::AvoidMembers;
 use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
-use crate::resume::{
-    evicted, forget_past, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel,
-    Outbound,
-};
-
-/// Until the first answer tells the TTL: renew this often.
-const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
-/// Never renew more often than this, whatever the TTL.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How one stream ended.
-enum End {
-    /// The member failed or went quiet: re-open elsewhere.
-    Member {
-        member: Option<Member>,
-        reason: String,
-    },
-    /// The lease is gone, or keep-alives are refused for good.
-    Fatal(LeaseError),
-}
-
-struct Ctx<'a> {
-    lease_id: i64,
-    options: &'a KeepAliveOptions,
-    state: &'a watch::Sender<KeepAliveState>,
-    backoff: &'a mut Backoff,
-    /// The interval in force (TTL/3 once known).
-    interval: Duration,
-}
+use crate::resume::{is_member_failure, next_eviction, AvoidList, Backoff, BoxChannel};
 
 pub(super) async fn run(
     channel: BoxChannel,
@@ -46,156 +19,298 @@ pub(super) async fn run(
     options: KeepAliveOptions,
     state: watch::Sender<KeepAliveState>,
 ) {
-    let mut client = LeaseClient::new(channel);
-    let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
-    let mut avoid = AvoidList::new(options.avoid_for);
-    let mut health = options.checker.as_ref().map(|c| c.subscribe());
-    let mut ctx = Ctx {
+    let now = Instant::now();
+    let (heard_tx, heard) = mpsc::channel(16);
+    let mut driver = Driver {
+        client: LeaseClient::new(channel),
         lease_id,
-        interval: options.interval.unwrap_or(INITIAL_INTERVAL),
-        options: &options,
+        schedule: Schedule::new(&options, now),
+        backoff: Backoff::new(options.backoff_min, options.backoff_max),
+        avoid: AvoidList::new(options.avoid_for),
+        health: options.checker.as_ref().map(|c| c.subscribe()),
+        lanes: Vec::new(),
+        next_id: 0,
+        heard_tx,
+        heard,
         state: &state,
-        backoff: &mut backoff,
+        options: &options,
     };
-    loop {
-        forget_past(&mut health);
-        match ctx.attempt(&mut client, avoid.hint(), &mut health).await {
-            End::Member { member, reason } => {
-                // The lease expires on etcd's clock, not ours: never wait longer than half an
-                // interval (TTL/6) between re-opens, whatever the backoff has grown to.
-                let delay = ctx.backoff.next_delay().min(ctx.interval / 2);
-                let mut reopens = 0;
-                state.send_modify(|s| {
-                    s.reopens += 1;
-                    s.member = None;
-                    s.last_failure = Some(reason.clone());
-                    reopens = s.reopens;
-                });
-                tracing::warn!(
-                    lease = %format_args!("{lease_id:x}"),
-                    member = member.as_ref().map(tracing::field::display),
-                    %reason,
-                    reopens,
-                    ?delay,
-                    "lease keep-alive lost its member; re-opening the stream"
-                );
-                if let Some(m) = member {
-                    avoid.add(m);
-                }
-                tokio::time::sleep(delay).await;
-            }
-            End::Fatal(err) => {
-                tracing::warn!(lease = %format_args!("{lease_id:x}"), error = %err, "lease keep-alive ended");
-                state.send_modify(|s| s.lost = Some(err));
-                return;
-            }
-        }
-    }
+    let err = driver.drive().await;
+    drop(driver);
+    tracing::warn!(lease = %format_args!("{lease_id:x}"), error = %err, "lease keep-alive ended");
+    state.send_modify(|s| {
+        s.member = None;
+        s.lost = Some(err);
+    });
 }
 
-impl Ctx<'_> {
-    fn response_timeout(&self) -> Duration {
-        self.options.response_timeout.unwrap_or(self.interval)
-    }
+struct Driver<'a> {
+    client: LeaseClient<BoxChannel>,
+    lease_id: i64,
+    schedule: Schedule,
+    backoff: Backoff,
+    avoid: AvoidList,
+    health: Option<broadcast::Receiver<HealthEvent>>,
+    /// Open streams; the first is the one that answered last (renewals go there first).
+    lanes: Vec<Lane>,
+    next_id: u64,
+    heard_tx: mpsc::Sender<(u64, Heard)>,
+    heard: mpsc::Receiver<(u64, Heard)>,
+    state: &'a watch::Sender<KeepAliveState>,
+    options: &'a KeepAliveOptions,
+}
 
-    async fn attempt(
-        &mut self,
-        client: &mut LeaseClient<BoxChannel>,
-        avoid: AvoidMembers,
-        health: &mut Option<broadcast::Receiver<HealthEvent>>,
-    ) -> End {
-        let ping = LeaseKeepAliveRequest { id: self.lease_id };
-        let (requests, outbound) = mpsc::channel::<LeaseKeepAliveRequest>(2);
-        let _ = requests.try_send(ping);
-        let mut req = tonic::Request::new(Outbound(outbound));
-        set_stream_metadata(&mut req, self.options.require_leader, avoid);
+// === impl Driver ===
 
-        // The first keep-alive is already on its way; etcd's headers come with its answer.
-        let wait = self.response_timeout();
-        let mut awaiting = Some(Instant::now() + wait);
-        let resp = match timeout(wait, client.lease_keep_alive(req)).await {
-            Err(_) => {
-                return End::Member {
-                    member: None,
-                    reason: format!("no answer to the keep-alive within {wait:?}"),
-                }
-            }
-            Ok(Err(status)) => return self.status_end(None, status),
-            Ok(Ok(resp)) => resp,
-        };
-        let member = resp.extensions().get::<ServedBy>().map(|s| s.0.clone());
-        self.state.send_modify(|s| s.member = member.clone());
-        let mut inbound = resp.into_inner();
-        let mut next_send = Instant::now();
+impl Driver<'_> {
+    /// Keeps the lease alive until it is lost; returns why.
+    async fn drive(&mut self) -> LeaseError {
         loop {
+            let now = Instant::now();
+            if self.schedule.expired(now) {
+                return self.expired(now);
+            }
+            self.give_up_stale(now);
+            if self.schedule.start_round_if_due(now, self.lanes.is_empty()) {
+                self.renew_on_first(now);
+            }
+            let all_waiting = self.lanes.iter().all(|l| l.waiting_since().is_some());
+            if self
+                .schedule
+                .should_open(now, self.lanes.len(), all_waiting)
+            {
+                self.open(now);
+            }
+
+            let stale_at = self
+                .lanes
+                .iter()
+                .filter_map(Lane::waiting_since)
+                .min()
+                .map(|t| t + self.schedule.response_timeout());
+            let wake = self.schedule.wake(self.lanes.len(), stale_at);
             tokio::select! {
-                biased;
-                _ = evicted(health, member.as_ref()) => {
-                    return End::Member { member, reason: "member evicted by the health checker".into() };
-                }
-                msg = inbound.message() => match msg {
-                    Ok(Some(resp)) => {
-                        if let Some(end) = self.answered(&resp) {
-                            return end;
-                        }
-                        awaiting = None;
-                        next_send = Instant::now() + self.interval;
+                Some((id, heard)) = self.heard.recv() => {
+                    if let Some(err) = self.heard(id, heard) {
+                        return err;
                     }
-                    Ok(None) => {
-                        return End::Member { member, reason: "the keep-alive stream ended".into() };
-                    }
-                    Err(status) => return self.status_end(member, status),
-                },
-                _ = sleep_until(awaiting.unwrap_or_else(Instant::now)), if awaiting.is_some() => {
-                    return End::Member {
-                        member,
-                        reason: format!("no answer to the keep-alive within {:?}", self.response_timeout()),
-                    };
                 }
-                _ = sleep_until(next_send), if awaiting.is_none() => {
-                    if requests.send(ping).await.is_err() {
-                        return End::Member { member, reason: "the keep-alive stream closed".into() };
-                    }
-                    awaiting = Some(Instant::now() + self.response_timeout());
-                }
+                evicted = next_eviction(&mut self.health) => self.evicted(evicted),
+                _ = sleep_until(wake) => {}
             }
         }
     }
 
-    /// Handles one answer; `Some` ends the stream.
-    fn answered(&mut self, resp: &LeaseKeepAliveResponse) -> Option<End> {
-        if resp.ttl <= 0 {
-            return Some(End::Fatal(LeaseError::Lost {
+    /// Sends the due renewal on the stream that answered last, if it can take it.
+    fn renew_on_first(&mut self, now: Instant) {
+        if let Some(first) = self.lanes.first_mut() {
+            if first.renew(self.lease_id, now) {
+                self.schedule.asked(now);
+            } else {
+                let lane = self.lanes.remove(0);
+                self.lost_lane(lane, "the keep-alive stream closed".into(), false, now);
+            }
+        }
+    }
+
+    /// Opens one more stream, on the member [`choose`] names.
+    fn open(&mut self, now: Instant) {
+        let busy: Vec<usize> = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.member().map(Member::index))
+            .collect();
+        let avoided = self.avoid.hint();
+        let mut avoid = avoided.clone();
+        let mut member = None;
+        if let Some(checker) = &self.options.checker {
+            let candidates: Vec<Candidate> = checker
+                .snapshot()
+                .into_iter()
+                .map(|s| Candidate {
+                    healthy: s.status.is_healthy(),
+                    member: s.member,
+                })
+                .collect();
+            let avoided: Vec<usize> = avoided.0.iter().map(Member::index).collect();
+            let leader = checker.leader().leader_index;
+            member = choose(
+                &candidates,
+                leader,
+                &busy,
+                &avoided,
+                rand::random::<u32>() as usize,
+            );
+            if let Some(m) = &member {
+                // The balancer's hint is "anyone but": everyone else, so it takes the chosen
+                // member while healthy and falls back to any healthy one otherwise.
+                avoid = AvoidMembers(
+                    candidates
+                        .into_iter()
+                        .map(|c| c.member)
+                        .filter(|c| c.index() != m.index())
+                        .collect(),
+                );
+            }
+        }
+        if member.is_none() {
+            avoid
+                .0
+                .extend(self.lanes.iter().filter_map(|l| l.member().cloned()));
+        }
+        let hedge = !self.lanes.is_empty();
+        self.next_id += 1;
+        let lane = Lane::open(
+            &self.client,
+            Opening {
+                id: self.next_id,
                 lease_id: self.lease_id,
-            }));
+                require_leader: self.options.require_leader,
+                member: member.clone(),
+                avoid,
+            },
+            self.heard_tx.clone(),
+            now,
+        );
+        self.schedule.asked(now);
+        self.lanes.push(lane);
+        if hedge {
+            self.state.send_modify(|s| s.hedges += 1);
+            tracing::debug!(
+                lease = %format_args!("{:x}", self.lease_id),
+                member = member.as_ref().map(tracing::field::display),
+                open = self.lanes.len(),
+                "keep-alive unanswered; asking another member too"
+            );
         }
-        if self.options.interval.is_none() {
-            let third = Duration::from_millis(resp.ttl as u64 * 1000 / 3);
-            self.interval = third.max(MIN_INTERVAL);
+    }
+
+    /// Handles a report of stream `id`; `Some` ends the helper.
+    fn heard(&mut self, id: u64, heard: Heard) -> Option<LeaseError> {
+        let now = Instant::now();
+        let pos = self.lanes.iter().position(|l| l.id() == id)?;
+        match heard {
+            Heard::Opened(member) => {
+                self.lanes[pos].opened_on(member);
+                if pos == 0 && !self.schedule.in_round() {
+                    self.publish_member();
+                }
+            }
+            Heard::Answer(ttl) if ttl <= 0 => {
+                return Some(LeaseError::Lost {
+                    lease_id: self.lease_id,
+                });
+            }
+            Heard::Answer(ttl) => {
+                let sent = self.lanes[pos].answered().unwrap_or(now);
+                self.schedule.answered(sent, ttl, now);
+                self.backoff.reset();
+                // The answering stream carries the lease from now on; the others, asked only
+                // because it was slow (or they were), are closed.
+                let lane = self.lanes.swap_remove(pos);
+                self.lanes.clear();
+                self.lanes.push(lane);
+                self.state.send_modify(|s| {
+                    s.renewals += 1;
+                    s.ttl = Some(ttl);
+                    s.expires = self.schedule.expires().map(Instant::into_std);
+                });
+                self.publish_member();
+            }
+            Heard::Ended(status) => {
+                let lane = self.lanes.remove(pos);
+                if !is_member_failure(&status) {
+                    return Some(if status.code() == tonic::Code::NotFound {
+                        LeaseError::Lost {
+                            lease_id: self.lease_id,
+                        }
+                    } else {
+                        LeaseError::Status {
+                            lease_id: self.lease_id,
+                            status,
+                        }
+                    });
+                }
+                let reason = format!("{:?}: {}", status.code(), status.message());
+                self.lost_lane(lane, reason, true, now);
+            }
         }
-        self.backoff.reset();
-        self.state.send_modify(|s| {
-            s.renewals += 1;
-            s.ttl = Some(resp.ttl);
-        });
         None
     }
 
-    fn status_end(&self, member: Option<Member>, status: tonic::Status) -> End {
-        if is_member_failure(&status) {
-            End::Member {
-                member,
-                reason: format!("{:?}: {}", status.code(), status.message()),
+    /// The health checker evicted a member: its streams go at once.
+    fn evicted(&mut self, index: usize) {
+        let now = Instant::now();
+        while let Some(pos) = self
+            .lanes
+            .iter()
+            .position(|l| l.member().is_some_and(|m| m.index() == index))
+        {
+            let lane = self.lanes.remove(pos);
+            self.lost_lane(
+                lane,
+                "member evicted by the health checker".into(),
+                true,
+                now,
+            );
+        }
+    }
+
+    /// Streams that left a keep-alive unanswered for the response timeout are given up. Their
+    /// member is not avoided: while the cluster elects a leader, every member is slow.
+    fn give_up_stale(&mut self, now: Instant) {
+        let limit = self.schedule.response_timeout();
+        while let Some(pos) = self
+            .lanes
+            .iter()
+            .position(|l| l.waiting_since().is_some_and(|t| now >= t + limit))
+        {
+            let lane = self.lanes.remove(pos);
+            let reason = format!("no answer to the keep-alive within {limit:?}");
+            self.lost_lane(lane, reason, false, now);
+        }
+    }
+
+    /// Books a stream lost for `reason` (already removed from the open ones).
+    fn lost_lane(&mut self, lane: Lane, reason: String, avoid: bool, now: Instant) {
+        let member = lane.member().cloned();
+        drop(lane);
+        if avoid {
+            if let Some(m) = &member {
+                self.avoid.add(m.clone());
             }
-        } else if status.code() == tonic::Code::NotFound {
-            End::Fatal(LeaseError::Lost {
-                lease_id: self.lease_id,
-            })
-        } else {
-            End::Fatal(LeaseError::Status {
-                lease_id: self.lease_id,
-                status,
-            })
+        }
+        if self.lanes.is_empty() {
+            self.schedule.failed(now, self.backoff.next_delay());
+        }
+        let mut reopens = 0;
+        self.state.send_modify(|s| {
+            s.reopens += 1;
+            s.last_failure = Some(reason.clone());
+            reopens = s.reopens;
+        });
+        self.publish_member();
+        tracing::warn!(
+            lease = %format_args!("{:x}", self.lease_id),
+            member = member.as_ref().map(tracing::field::display),
+            %reason,
+            reopens,
+            open = self.lanes.len(),
+            "lease keep-alive stream lost"
+        );
+    }
+
+    /// The state's `member`: the one whose stream answered last, while it is open.
+    fn publish_member(&self) {
+        let member = self.lanes.first().and_then(|l| l.member().cloned());
+        self.state.send_modify(|s| s.member = member);
+    }
+
+    fn expired(&self, now: Instant) -> LeaseError {
+        let expires = self.schedule.expires().unwrap_or(now);
+        LeaseError::Expired {
+            lease_id: self.lease_id,
+            overdue: now.saturating_duration_since(expires),
         }
     }
 }

@@ -20,15 +20,23 @@ pub(crate) async fn evicted(
     events: &mut Option<broadcast::Receiver<HealthEvent>>,
     member: Option<&Member>,
 ) {
-    let (Some(rx), Some(member)) = (events.as_mut(), member) else {
+    let Some(member) = member else {
+        return std::future::pending().await;
+    };
+    while next_eviction(events).await != member.index() {}
+}
+
+/// The index of the next member the health checker evicts; never resolves without events.
+pub(crate) async fn next_eviction(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> usize {
+    let Some(rx) = events.as_mut() else {
         return std::future::pending().await;
     };
     loop {
         match rx.recv().await {
             Ok(HealthEvent {
-                member: m,
+                member,
                 kind: EventKind::StatusChanged(t),
-            }) if m.index() == member.index() && t.to == Status::Unhealthy => return,
+            }) if t.to == Status::Unhealthy => return member.index(),
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => {
                 return std::future::pending().await;

@@ -16,5 +16,5 @@ pub(crate) use avoid::AvoidList;
 pub(crate) use backoff::Backoff;
 pub use channel::{BoxChannel, ChannelError, IntoBoxChannel};
 pub(crate) use classify::{is_member_failure, set_stream_metadata};
-pub(crate) use evicted::{evicted, forget_past};
+pub(crate) use evicted::{evicted, forget_past, next_eviction};
 pub(crate) use outbound::Outbound;

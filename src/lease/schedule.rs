@@ -1,0 +1,275 @@
+//! When to renew, when to ask another member too, and when the lease must be presumed gone.
+//!
+//! Why a pure state machine: the keep-alive's timing rules (renew every TTL/3, hedge an
+//! unanswered renewal on another member, give a stuck stream up, stop acting as the lease
+//! holder once the TTL has run out locally) are where a lease gets lost, and they are easy to
+//! get subtly wrong. Here they take `now` as an argument and are tested on made-up clocks; the
+//! driver in `task.rs` only opens streams and sleeps until [`Schedule::wake`].
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::KeepAliveOptions;
+
+/// Until the first answer tells the TTL: renew this often.
+pub(super) const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
+/// Never renew more often than this, whatever the TTL.
+pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Never hedge sooner than this after the last stream was asked.
+const MIN_HEDGE: Duration = Duration::from_millis(50);
+/// At most this many keep-alive streams at once (one, plus hedges while it is unanswered).
+pub(super) const MAX_STREAMS: usize = 3;
+
+/// The renewal timing of one lease (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub(super) struct Schedule {
+    /// The renewal period in force: the caller's, or TTL/3 once an answer told the TTL.
+    interval: Duration,
+    fixed_interval: bool,
+    response_timeout: Option<Duration>,
+    hedge_after: Option<Duration>,
+    /// When etcd may expire the lease at the earliest, as far as we know: the time a renewal
+    /// that was answered was *sent*, plus the TTL it answered with.
+    expires: Option<Instant>,
+    /// When the next renewal is due (while none is outstanding).
+    next_send: Instant,
+    /// When the outstanding renewal began; `None` while the last one was answered.
+    round: Option<Instant>,
+    /// When a stream was last opened or asked during this round: hedges count from it.
+    last_ask: Option<Instant>,
+    /// While no stream is open: not before this (the back-off after a failed stream).
+    reopen_at: Instant,
+}
+
+impl Schedule {
+    /// A schedule whose first renewal is due at once. With [`KeepAliveOptions::granted_ttl`],
+    /// the lease is presumed to expire that long after `now` until an answer says otherwise.
+    pub(super) fn new(options: &KeepAliveOptions, now: Instant) -> Self {
+        Self {
+            interval: options.interval.unwrap_or(INITIAL_INTERVAL),
+            fixed_interval: options.interval.is_some(),
+            response_timeout: options.response_timeout,
+            hedge_after: options.hedge_after,
+            expires: options.granted_ttl.map(|ttl| now + ttl),
+            next_send: now,
+            round: None,
+            last_ask: None,
+            reopen_at: now,
+        }
+    }
+
+    /// How long a stream may leave a renewal unanswered before it is given up.
+    pub(super) fn response_timeout(&self) -> Duration {
+        self.response_timeout.unwrap_or(self.interval)
+    }
+
+    /// How long a renewal may go unanswered before another stream (on another member) is
+    /// asked too: a quarter of the response timeout unless set.
+    pub(super) fn hedge_after(&self) -> Duration {
+        self.hedge_after
+            .unwrap_or(self.response_timeout() / 4)
+            .max(MIN_HEDGE)
+    }
+
+    /// When the lease must be presumed expired, if known.
+    pub(super) fn expires(&self) -> Option<Instant> {
+        self.expires
+    }
+
+    /// Whether the lease's TTL has run out with no renewal answered: etcd may have expired it
+    /// (or will any moment), so nobody may act as its holder any more.
+    pub(super) fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// Whether a renewal is outstanding.
+    pub(super) fn in_round(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// Starts a renewal if one is due (or `early`: the stream carrying the lease is gone, so
+    /// renew on the new one at once). Returns whether a round began.
+    pub(super) fn start_round_if_due(&mut self, now: Instant, early: bool) -> bool {
+        if self.round.is_none() && (early || now >= self.next_send) {
+            self.round = Some(now);
+            self.last_ask = None;
+            return true;
+        }
+        false
+    }
+
+    /// A stream was opened or asked to renew at `now`.
+    pub(super) fn asked(&mut self, now: Instant) {
+        self.last_ask = Some(now);
+    }
+
+    /// A stream failed: none is opened again before `now + delay` (capped at half the
+    /// interval, since the lease expires on etcd's clock meanwhile).
+    pub(super) fn failed(&mut self, now: Instant, delay: Duration) {
+        self.reopen_at = now + delay.min(self.interval / 2);
+    }
+
+    /// Whether to open a stream now, given how many are open and whether every open one is
+    /// waiting for an answer: the first one once the back-off is over, more (up to
+    /// [`MAX_STREAMS`]) when the renewal has gone unanswered for [`hedge_after`](Self::hedge_after).
+    pub(super) fn should_open(&self, now: Instant, open: usize, all_waiting: bool) -> bool {
+        if self.round.is_none() {
+            return false;
+        }
+        if open == 0 {
+            return now >= self.reopen_at;
+        }
+        open < MAX_STREAMS && all_waiting && self.hedge_at().is_some_and(|at| now >= at)
+    }
+
+    /// An answer with `ttl` seconds to a renewal sent at `sent`, seen at `now`.
+    pub(super) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) {
+        let ttl = Duration::from_secs(ttl.max(0) as u64);
+        let until = sent + ttl;
+        self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
+        if !self.fixed_interval {
+            self.interval = (ttl / 3).max(MIN_INTERVAL);
+        }
+        self.round = None;
+        self.last_ask = None;
+        self.next_send = now + self.interval;
+        self.reopen_at = now;
+    }
+
+    /// The earliest time something is to be done, for a stream set where `stale_at` is the
+    /// earliest time an open stream is to be given up and `open` streams are open.
+    pub(super) fn wake(&self, open: usize, stale_at: Option<Instant>) -> Instant {
+        let mut at = match self.round {
+            None => self.next_send,
+            Some(_) if open == 0 => self.reopen_at,
+            Some(_) => self.hedge_at().unwrap_or(self.next_send),
+        };
+        for t in [self.expires, stale_at].into_iter().flatten() {
+            at = at.min(t);
+        }
+        at
+    }
+
+    fn hedge_at(&self) -> Option<Instant> {
+        let since = self.last_ask.or(self.round)?;
+        Some(since + self.hedge_after())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn schedule(now: Instant) -> Schedule {
+        Schedule::new(&KeepAliveOptions::default(), now)
+    }
+
+    #[test]
+    fn renews_every_third_of_the_ttl_from_the_answer() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        assert!(s.start_round_if_due(t0, false));
+        assert!(s.should_open(t0, 0, true), "first stream at once");
+        s.asked(t0);
+        s.answered(t0, 6, t0 + ms(5));
+        assert!(!s.in_round());
+        assert_eq!(s.wake(1, None), t0 + ms(2005));
+        assert!(!s.start_round_if_due(t0 + ms(2004), false));
+        assert!(s.start_round_if_due(t0 + ms(2005), false));
+    }
+
+    #[test]
+    fn local_expiry_counts_from_the_send_time_and_never_moves_back() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        assert_eq!(
+            s.expires(),
+            None,
+            "unknown until an answer (or granted_ttl)"
+        );
+        s.start_round_if_due(t0, false);
+        s.answered(t0 + ms(100), 5, t0 + ms(900));
+        assert_eq!(s.expires(), Some(t0 + ms(5100)));
+        // A late answer to an older renewal does not shorten it.
+        s.answered(t0, 5, t0 + ms(1000));
+        assert_eq!(s.expires(), Some(t0 + ms(5100)));
+        assert!(!s.expired(t0 + ms(5099)));
+        assert!(s.expired(t0 + ms(5100)));
+        // The wake-up never oversleeps the expiry.
+        s.start_round_if_due(t0 + ms(5000), false);
+        assert!(s.wake(1, None) <= t0 + ms(5100));
+    }
+
+    #[test]
+    fn granted_ttl_bounds_the_time_before_the_first_answer() {
+        let t0 = Instant::now();
+        let opts = KeepAliveOptions::default().granted_ttl(Duration::from_secs(3));
+        let s = Schedule::new(&opts, t0);
+        assert!(!s.expired(t0 + ms(2999)));
+        assert!(s.expired(t0 + ms(3000)));
+    }
+
+    #[test]
+    fn an_unanswered_renewal_is_hedged_on_more_streams_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.start_round_if_due(t0, false);
+        s.answered(t0, 6, t0); // interval 2 s, response timeout 2 s, hedge after 500 ms
+        let r = t0 + Duration::from_secs(2);
+        assert!(s.start_round_if_due(r, false));
+        s.asked(r);
+        assert!(!s.should_open(r + ms(499), 1, true));
+        assert_eq!(s.wake(1, None), r + ms(500));
+        assert!(s.should_open(r + ms(500), 1, true));
+        s.asked(r + ms(500));
+        assert!(!s.should_open(r + ms(999), 2, true));
+        assert!(s.should_open(r + ms(1000), 2, true));
+        assert!(!s.should_open(r + ms(5000), MAX_STREAMS, true), "capped");
+        assert!(
+            !s.should_open(r + ms(5000), 2, false),
+            "a stream that is not waiting (just opened, or its answer is on the way) needs no hedge"
+        );
+    }
+
+    #[test]
+    fn a_failed_stream_is_reopened_after_a_capped_backoff() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.start_round_if_due(t0, false);
+        s.answered(t0, 3, t0); // interval 1 s
+        let f = t0 + ms(200);
+        s.failed(f, Duration::from_secs(10));
+        assert!(
+            s.start_round_if_due(f, true),
+            "the lost stream's renewal starts now"
+        );
+        assert!(!s.should_open(f + ms(499), 0, true));
+        assert_eq!(s.wake(0, None), f + ms(500), "capped at half the interval");
+        assert!(s.should_open(f + ms(500), 0, true));
+    }
+
+    #[test]
+    fn hedge_delay_defaults_to_a_quarter_of_the_response_timeout_with_a_floor() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.answered(t0, 60, t0);
+        assert_eq!(s.hedge_after(), Duration::from_secs(5));
+        let opts = KeepAliveOptions::default().interval(ms(40));
+        assert_eq!(Schedule::new(&opts, t0).hedge_after(), MIN_HEDGE);
+        let opts = KeepAliveOptions::default().hedge_after(ms(300));
+        assert_eq!(Schedule::new(&opts, t0).hedge_after(), ms(300));
+    }
+
+    #[test]
+    fn stale_streams_and_expiry_bound_the_sleep() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.answered(t0, 30, t0);
+        assert_eq!(s.wake(1, Some(t0 + ms(7))), t0 + ms(7));
+    }
+}
