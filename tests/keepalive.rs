@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_health::config::Config;
-use etcd_health::lease::{KeepAlive, KeepAliveOptions};
+use etcd_health::lease::{KeepAlive, KeepAliveOptions, LeaseError};
 use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
     PutRequest, RangeRequest,
@@ -259,7 +259,8 @@ async fn lease_survives_back_to_back_leader_pauses() {
 
 /// With every member out of the client's reach (their client ports black-holed, the members
 /// fine), no keep-alive is answered: the helper must say the lease is presumed expired once
-/// its TTL has run out, and etcd must indeed expire it (the verdict was not premature).
+/// its TTL has run out, and etcd must indeed expire it (the verdict was not premature); once
+/// the client reaches the members again, etcd's answer (TTL 0) makes the loss final.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
     let _serial = serial().await;
@@ -285,7 +286,7 @@ async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
     let state = keep.state();
     println!("cut off: {err} after {:?}; {state:?}", cut.elapsed());
     assert!(err.is_expired() && err.is_lost(), "{err:?}");
-    assert!(state.renewals >= 1);
+    assert!(state.presumed_expired && state.expiries == 1 && state.lost.is_none());
 
     for i in 0..cluster.size() {
         cluster.blackhole_client(i, false);
@@ -299,4 +300,74 @@ async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let mut rx = keep.state();
+    while rx.lost.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "etcd's TTL 0 never reached the helper: {rx:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rx = keep.state();
+    }
+    println!("healed: {rx:?}");
+    assert!(matches!(rx.lost, Some(LeaseError::Lost { .. })), "{rx:?}");
+}
+
+/// While the cluster has no leader nobody can expire a lease, and the next leader renews every
+/// lease by its TTL. The helper presumes the lease expired once its TTL has run out unanswered
+/// (the caller must step down: it cannot tell this from being cut off), but keeps renewing, so
+/// the lease and its key outlive a quorum loss longer than the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_outlives_a_quorum_loss_longer_than_its_ttl() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let client = stack(&cluster, fast_config());
+    let ka_stack = stack(&cluster, Config::default());
+    let lease = grant(&client).await;
+    put_leased(&client, "no-quorum", lease).await;
+    let keep = KeepAlive::over_balance(&ka_stack, lease, KeepAliveOptions::default());
+    first_renewal(&keep).await;
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("leader");
+    let followers: Vec<usize> = (0..cluster.size()).filter(|&i| i != leader).collect();
+    for &f in &followers {
+        cluster.pause(f);
+    }
+    let paused = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(3 * TTL as u64), keep.lost()).await;
+    let presumed_after = paused.elapsed();
+    tokio::time::sleep(Duration::from_secs(2 * TTL as u64 + 1).saturating_sub(presumed_after))
+        .await;
+    for &f in &followers {
+        cluster.resume(f);
+    }
+    let err = err.expect("the expiry is presumed while no leader answers");
+    println!(
+        "no quorum: {err} after {presumed_after:?}, resumed after {:?}",
+        paused.elapsed()
+    );
+    assert!(err.is_expired(), "{err:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut state = keep.state();
+    while state.presumed_expired {
+        assert!(
+            Instant::now() < deadline,
+            "never renewed after the election: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = keep.state();
+    }
+    println!(
+        "renewed again {:?} after the resume: {state:?}",
+        paused.elapsed()
+    );
+    assert!(state.lost.is_none() && state.expiries >= 1, "{state:?}");
+    assert!(
+        exists(&client, "no-quorum").await,
+        "the key outlived the quorum loss"
+    );
 }

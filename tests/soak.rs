@@ -763,9 +763,11 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         );
     }
     println!(
-        "  lease: {} renewals, {} re-opens, lost {:?}; retries: tower {}",
+        "  lease: {} renewals, {} streams lost, {} hedged, presumed expired {} times, lost {:?}; retries: tower {}",
         lease_state.renewals,
         lease_state.reopens,
+        lease_state.hedges,
+        lease_state.expiries,
         lease_state.lost,
         tower.checker().retries()
     );

@@ -18,16 +18,19 @@ pub enum LeaseError {
     /// [`granted_ttl`](super::KeepAliveOptions::granted_ttl)): etcd may have expired the lease,
     /// or will any moment, so the caller must stop acting as its holder (release the lock,
     /// stop serving as the elected one). Reported before etcd can have deleted the keys, never
-    /// after; the lease may still live if etcd heard from us after all, but nobody can tell
-    /// until a member answers. Grant a new lease.
-    #[error(
-        "lease {lease_id:x} presumed expired: no keep-alive answered within its TTL ({overdue:?} overdue)"
-    )]
+    /// after.
+    ///
+    /// Not final: the helper keeps renewing, because while the cluster has no leader nobody can
+    /// expire a lease and the next leader renews every lease by its TTL. If a member then
+    /// answers, the lease lives on ([`KeepAliveState::presumed_expired`](super::KeepAliveState)
+    /// goes back to `false`); if it was expired, the answer is TTL 0 and the helper ends with
+    /// [`LeaseError::Lost`]. A caller that stepped down should [`stop`](super::KeepAlive::stop)
+    /// the helper (with `revoke_on_stop`, the lease and its keys go at once), or keys it no
+    /// longer acts for stay alive.
+    #[error("lease {lease_id:x} presumed expired: no keep-alive answered within its TTL")]
     Expired {
         /// The lease.
         lease_id: i64,
-        /// How far past the local expiry the helper noticed (its timer's lateness).
-        overdue: std::time::Duration,
     },
     /// A keep-alive failed with a status that would be the same on every member (e.g.
     /// permission denied).

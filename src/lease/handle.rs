@@ -31,12 +31,18 @@ pub struct KeepAliveState {
     /// When the lease must be presumed expired unless a keep-alive is answered before: the send
     /// time of the last one answered plus its TTL.
     pub expires: Option<std::time::Instant>,
+    /// Whether that time has passed with no keep-alive answered (see [`LeaseError::Expired`]);
+    /// renewals go on, and an answer sets it back to `false`.
+    pub presumed_expired: bool,
+    /// How many times the lease was presumed expired.
+    pub expiries: u64,
     /// The member carrying the stream now, when the channel says
     /// ([`ServedBy`](crate::balance::ServedBy)).
     pub member: Option<Member>,
     /// Why the last re-open happened.
     pub last_failure: Option<String>,
-    /// Set once the lease is lost (or keep-alives are refused for good); the helper stopped.
+    /// Set once the lease is lost (etcd said so) or keep-alives are refused for good; the
+    /// helper stopped.
     pub lost: Option<LeaseError>,
 }
 
@@ -93,14 +99,20 @@ impl KeepAlive {
         self.state.borrow().clone()
     }
 
-    /// Waits until the lease is lost, presumed expired (no keep-alive answered within its TTL,
-    /// [`LeaseError::Expired`]), or keep-alives are refused for good, and says why. Pending for
-    /// ever while the lease lives. Whoever acts as the lease's holder (a lock, a leader
-    /// election, a registration) should stop when this resolves.
+    /// Waits until the lease is lost (etcd says it expired or was revoked), presumed expired (no
+    /// keep-alive answered within its TTL: [`LeaseError::Expired`]), or keep-alives are refused
+    /// for good, and says why; at once if that is the case now. Pending for ever while the
+    /// lease lives. Whoever acts as the lease's holder (a lock, a leader election, a
+    /// registration) should stop when this resolves.
     pub async fn lost(&self) -> LeaseError {
         let mut rx = self.state.clone();
-        let lost = match rx.wait_for(|s| s.lost.is_some()).await {
-            Ok(s) => s.lost.clone(),
+        let lost = match rx
+            .wait_for(|s| s.lost.is_some() || s.presumed_expired)
+            .await
+        {
+            Ok(s) => Some(s.lost.clone().unwrap_or(LeaseError::Expired {
+                lease_id: self.lease_id,
+            })),
             Err(_) => None,
         };
         match lost {

@@ -32,6 +32,8 @@ pub(super) struct Schedule {
     /// When etcd may expire the lease at the earliest, as far as we know: the time a renewal
     /// that was answered was *sent*, plus the TTL it answered with.
     expires: Option<Instant>,
+    /// Whether the expiry has been reported and no renewal answered since.
+    presumed_expired: bool,
     /// When the next renewal is due (while none is outstanding).
     next_send: Instant,
     /// When the outstanding renewal began; `None` while the last one was answered.
@@ -52,6 +54,7 @@ impl Schedule {
             response_timeout: options.response_timeout,
             hedge_after: options.hedge_after,
             expires: options.granted_ttl.map(|ttl| now + ttl),
+            presumed_expired: false,
             next_send: now,
             round: None,
             last_ask: None,
@@ -81,6 +84,16 @@ impl Schedule {
     /// (or will any moment), so nobody may act as its holder any more.
     pub(super) fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// `true` once when the lease has [`expired`](Self::expired) (again, after an answer);
+    /// renewals go on, since etcd may still hold the lease (no leader could expire it).
+    pub(super) fn expire_if_due(&mut self, now: Instant) -> bool {
+        if !self.presumed_expired && self.expired(now) {
+            self.presumed_expired = true;
+            return true;
+        }
+        false
     }
 
     /// Whether a renewal is outstanding.
@@ -123,8 +136,9 @@ impl Schedule {
         open < MAX_STREAMS && all_waiting && self.hedge_at().is_some_and(|at| now >= at)
     }
 
-    /// An answer with `ttl` seconds to a renewal sent at `sent`, seen at `now`.
-    pub(super) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) {
+    /// An answer with `ttl` seconds to a renewal sent at `sent`, seen at `now`. Returns
+    /// whether the lease had been presumed expired (it was not, after all).
+    pub(super) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) -> bool {
         let ttl = Duration::from_secs(ttl.max(0) as u64);
         let until = sent + ttl;
         self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
@@ -135,6 +149,8 @@ impl Schedule {
         self.last_ask = None;
         self.next_send = now + self.interval;
         self.reopen_at = now;
+        // If even this answer came too late, the next `expire_if_due` reports it again.
+        std::mem::replace(&mut self.presumed_expired, false)
     }
 
     /// The earliest time something is to be done, for a stream set where `stale_at` is the
@@ -145,7 +161,8 @@ impl Schedule {
             Some(_) if open == 0 => self.reopen_at,
             Some(_) => self.hedge_at().unwrap_or(self.next_send),
         };
-        for t in [self.expires, stale_at].into_iter().flatten() {
+        let expires = self.expires.filter(|_| !self.presumed_expired);
+        for t in [expires, stale_at].into_iter().flatten() {
             at = at.min(t);
         }
         at
@@ -203,6 +220,25 @@ mod tests {
         // The wake-up never oversleeps the expiry.
         s.start_round_if_due(t0 + ms(5000), false);
         assert!(s.wake(1, None) <= t0 + ms(5100));
+    }
+
+    #[test]
+    fn expiry_is_reported_once_and_undone_by_a_later_answer() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.start_round_if_due(t0, false);
+        assert!(!s.answered(t0, 3, t0));
+        s.start_round_if_due(t0 + ms(1000), false);
+        assert!(!s.expire_if_due(t0 + ms(2999)));
+        assert!(s.expire_if_due(t0 + ms(3000)));
+        assert!(!s.expire_if_due(t0 + ms(3500)), "once");
+        // Reported: the expiry no longer wakes the driver (it would spin), hedges still do.
+        s.asked(t0 + ms(3500));
+        assert_eq!(s.wake(1, None), t0 + ms(3750));
+        // etcd answers after all (no leader could expire it): the lease lives on.
+        assert!(s.answered(t0 + ms(6000), 3, t0 + ms(6010)));
+        assert!(!s.expired(t0 + ms(8999)));
+        assert!(s.expire_if_due(t0 + ms(9000)), "and may expire again");
     }
 
     #[test]

@@ -67,8 +67,8 @@ impl Driver<'_> {
     async fn drive(&mut self) -> LeaseError {
         loop {
             let now = Instant::now();
-            if self.schedule.expired(now) {
-                return self.expired(now);
+            if self.schedule.expire_if_due(now) {
+                self.presumed_expired(now);
             }
             self.give_up_stale(now);
             if self.schedule.start_round_if_due(now, self.lanes.is_empty()) {
@@ -203,7 +203,13 @@ impl Driver<'_> {
             }
             Heard::Answer(ttl) => {
                 let sent = self.lanes[pos].answered().unwrap_or(now);
-                self.schedule.answered(sent, ttl, now);
+                if self.schedule.answered(sent, ttl, now) {
+                    tracing::warn!(
+                        lease = %format_args!("{:x}", self.lease_id),
+                        ttl,
+                        "lease renewed after it was presumed expired: etcd still held it"
+                    );
+                }
                 self.backoff.reset();
                 // The answering stream carries the lease from now on; the others, asked only
                 // because it was slow (or they were), are closed.
@@ -214,6 +220,7 @@ impl Driver<'_> {
                     s.renewals += 1;
                     s.ttl = Some(ttl);
                     s.expires = self.schedule.expires().map(Instant::into_std);
+                    s.presumed_expired = false;
                 });
                 self.publish_member();
             }
@@ -306,11 +313,25 @@ impl Driver<'_> {
         self.state.send_modify(|s| s.member = member);
     }
 
-    fn expired(&self, now: Instant) -> LeaseError {
-        let expires = self.schedule.expires().unwrap_or(now);
-        LeaseError::Expired {
-            lease_id: self.lease_id,
-            overdue: now.saturating_duration_since(expires),
-        }
+    /// The TTL ran out with no keep-alive answered: the caller is told (and stops acting as
+    /// the holder); renewals go on, since etcd may still hold the lease.
+    fn presumed_expired(&self, now: Instant) {
+        let late = self
+            .schedule
+            .expires()
+            .map(|e| now.saturating_duration_since(e));
+        let mut expiries = 0;
+        self.state.send_modify(|s| {
+            s.presumed_expired = true;
+            s.expiries += 1;
+            expiries = s.expiries;
+        });
+        tracing::warn!(
+            lease = %format_args!("{:x}", self.lease_id),
+            ?late,
+            expiries,
+            open = self.lanes.len(),
+            "lease presumed expired: no keep-alive answered within its TTL; still renewing"
+        );
     }
 }
