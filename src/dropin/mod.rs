@@ -43,6 +43,16 @@
 //!
 //! etcd-client re-sends once: a request caught by two auth store changes in a row (the token
 //! renewed after the first is stale again at once) fails with the second refusal.
+//!
+//! Watches and lease keep-alives: the drop-in sends `hasleader: true` on every call, streams
+//! included (`Config::require_leader`, on by default, so etcd-client's own
+//! `ConnectOptions::with_require_leader` is not needed). A member cut off from the quorum then
+//! refuses a new watch, and ends one it serves with `Unavailable "etcdserver: no leader"` once
+//! it has had no leader for about three election timeouts, instead of leaving the application
+//! on a stream that silently stops delivering. etcd-client does not re-create a watch:
+//! re-create it from the last revision seen + 1 (a cut-off member also answers "no leader"
+//! to the leader checks, which take it out of rotation), or use
+//! [`ResumingWatch`](crate::watch::ResumingWatch), which does all that.
 
 mod channel;
 mod stale_token;

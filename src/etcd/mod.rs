@@ -6,6 +6,16 @@
 
 use tonic::Code;
 
+/// Metadata that asks etcd to require a leader (etcd's Go client `WithRequireLeader`,
+/// `hasleader: true`). A unary request or a new stream is refused with [`NO_LEADER`] at once on
+/// a member that knows no leader, before any handler runs. A stream already open is ended with
+/// `Unavailable` [`NO_LEADER`] once its member has found no leader at 3 checks in a row, one
+/// per election timeout (etcd 3.4 `monitorLeader`, `maxNoLeaderCnt`, in
+/// `etcdserver/api/v3rpc/interceptor.go`): so a watch or keep-alive on a member cut off from
+/// the quorum ends a few election timeouts after the cut (about 2 s with a 500 ms election
+/// timeout, in `tests/watch.rs`) instead of going quiet for ever.
+pub(crate) const HAS_LEADER: &str = "hasleader";
+
 /// etcd's answer on a member that knows no leader (with `hasleader`, before any handler ran).
 pub(crate) const NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's answer to a linearizable read whose ReadIndex was cut short by a leader change.
