@@ -1,7 +1,8 @@
 //! The auth layer over the balancer, against a cluster with auth enabled: the token is renewed
 //! without a visible error when members forget it (restart) and when an auth store change
-//! makes a JWT stale (also through the drop-in, by etcd-client's own refresh), and a wrong
-//! password is a clear error that does not show the password.
+//! makes a JWT stale (also through the drop-in, by etcd-client's own refresh, and for a
+//! resuming watch re-created with it), and a wrong password is a clear error that does not
+//! show the password.
 
 mod common;
 
@@ -15,6 +16,7 @@ use etcd_health::config::Config;
 use etcd_health::dropin::HealthChannel;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::testing::Cluster;
+use etcd_health::watch::{ResumingWatch, WatchOptions};
 use tower::Layer;
 
 const PASSWORD: &str = "s3cret-pw";
@@ -381,4 +383,88 @@ async fn wrong_password_is_a_clear_error_without_the_password() {
         "{err:?}"
     );
     assert!(!format!("{err:?}").contains("not-the-password"));
+}
+
+/// A resuming watch over the auth layer, re-created (its member killed) after an auth store
+/// change made the stack's JWT stale: etcd refuses the new watch with a cancel, not a status
+/// the auth layer can see; the watch has the token renewed and is re-created, and misses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_watch_recreated_with_a_stale_jwt_renews_it() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .jwt_tokens(true)
+        .start()
+        .await
+        .expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let balance = stack(&cluster, fast_config());
+    let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(balance);
+    let mut kv = KvClient::new(authed.clone());
+    let put = |v: usize| PutRequest {
+        key: b"watched".to_vec(),
+        value: v.to_string().into_bytes(),
+        ..Default::default()
+    };
+    kv.put(put(0)).await.expect("put");
+    let mut watch = ResumingWatch::new(
+        authed.clone(),
+        WatchOptions::new("watched").idle_timeout(Duration::from_secs(2)),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let victim = loop {
+        if let Some(m) = watch.serving_member() {
+            break m.index();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "watch not created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    // The stack's token goes stale; no unary request renews it before the watch needs it.
+    change_auth_store(&cluster, Duration::ZERO).await;
+    cluster.kill(victim);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while watch.stats().creations < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watch not re-created: {:?}",
+            watch.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for v in 1..=20 {
+        let mut req = tonic::Request::new(put(v));
+        req.set_timeout(Duration::from_secs(5));
+        kv.put(req).await.expect("put");
+    }
+    let mut received = Vec::new();
+    while received.len() < 20 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("events within 10 s")
+            .expect("the watch goes on")
+            .expect("no watch error");
+        let kv = event.kv.expect("kv");
+        received.push(
+            String::from_utf8_lossy(&kv.value)
+                .parse::<usize>()
+                .expect("number"),
+        );
+    }
+    let stats = watch.stats();
+    println!(
+        "received {received:?}; watch {stats:?}; authentications {}",
+        authed.authentications()
+    );
+    assert_eq!(
+        received,
+        (1..=20).collect::<Vec<_>>(),
+        "every value once, in order"
+    );
+    let why = stats.last_failure.unwrap_or_default();
+    assert!(
+        why.contains("revision of auth store is old"),
+        "the re-created watch was refused for its stale token first: {why}"
+    );
+    assert_eq!(authed.authentications(), 2, "renewed once");
 }

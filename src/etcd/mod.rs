@@ -99,6 +99,17 @@ pub(crate) fn is_stale_token(code: Code, message: &str) -> bool {
     }
 }
 
+/// Whether a watch's `cancel_reason` says its token was no longer good. etcd 3.4 checks a new
+/// watch's token when it creates it (`isWatchPermitted` in `etcdserver/api/v3rpc/watch.go`)
+/// and refuses a stale one not with a gRPC status but with a watch response both created
+/// and canceled, whose reason is the refusal's text ("rpc error: code = InvalidArgument desc
+/// = etcdserver: revision of auth store is old"). A watch already running keeps its stream.
+pub(crate) fn is_stale_token_cancel(reason: &str) -> bool {
+    reason.contains(INVALID_AUTH_TOKEN)
+        || reason.contains(AUTH_OLD_REVISION)
+        || reason.contains(USER_EMPTY)
+}
+
 /// Methods only the leader may serve; elsewhere etcd answers [`NOT_LEADER`].
 pub(crate) fn is_leader_only(path: &str) -> bool {
     path == "/etcdserverpb.Maintenance/MoveLeader"
@@ -159,6 +170,10 @@ mod tests {
             Code::PermissionDenied,
             "etcdserver: permission denied"
         ));
+        assert!(is_stale_token_cancel(
+            "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+        ));
+        assert!(!is_stale_token_cancel("etcdserver: permission denied"));
         assert!(!is_stale_token(
             Code::FailedPrecondition,
             "etcdserver: authentication failed, invalid user ID or password"
