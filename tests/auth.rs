@@ -1,18 +1,313 @@
 //! The auth layer over the balancer, against a cluster with auth enabled: the token is renewed
-//! without a visible error when members forget it (restart), and a wrong password is a clear
-//! error that does not show the password.
+//! without a visible error when members forget it (restart) and when an auth store change
+//! makes a JWT stale (also through the drop-in, by etcd-client's own refresh, and for a
+//! resuming watch re-created with it), and a wrong password is a clear error that does not
+//! show the password.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use etcd_health::auth::{AuthLayer, Credentials};
+use etcd_health::config::Config;
+use etcd_health::dropin::HealthChannel;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::testing::Cluster;
+use etcd_health::watch::{ResumingWatch, WatchOptions};
 use tower::Layer;
 
 const PASSWORD: &str = "s3cret-pw";
+const READERS: usize = 8;
+const WRITERS: usize = 2;
+/// What etcd 3.4 logs on each member for every request refused for a stale token.
+const STALE_TOKEN_LOG: &str = "request auth revision is less than current node auth revision";
+
+/// Auth tests share two cores; one at a time keeps them meaningful.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Counts of a read and write load.
+#[derive(Debug, Default)]
+struct Counts {
+    reads: AtomicU64,
+    failed_reads: AtomicU64,
+    writes: AtomicU64,
+    failed_writes: AtomicU64,
+}
+
+impl Counts {
+    fn show(&self, label: &str) {
+        println!(
+            "{label:>14}: reads {} (failed {}), writes {} (failed {})",
+            self.reads.load(Ordering::Relaxed),
+            self.failed_reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+            self.failed_writes.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// A request of the load: a read, or the `seq`-th write of writer `id`.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Read,
+    Write { id: usize, seq: u64 },
+}
+
+/// Runs `op` until `stop`, counting; each writer puts `w/{id}` with values 1, 2, ... and
+/// stops at its first failure (so the key's version tells how many of its puts were applied).
+fn spawn_load<F, Fut>(
+    op: F,
+    stop: &Arc<AtomicBool>,
+    counts: &Arc<Counts>,
+) -> Vec<tokio::task::JoinHandle<u64>>
+where
+    F: Fn(Op) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..READERS {
+        let (op, stop, counts) = (op.clone(), stop.clone(), counts.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match op(Op::Read).await {
+                    Ok(()) => counts.reads.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("read failed: {e}");
+                        counts.failed_reads.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+            0
+        }));
+    }
+    for id in 0..WRITERS {
+        let (op, stop, counts) = (op.clone(), stop.clone(), counts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seq = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match op(Op::Write { id, seq: seq + 1 }).await {
+                    Ok(()) => {
+                        seq += 1;
+                        counts.writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        eprintln!("write failed: {e}");
+                        counts.failed_writes.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            seq
+        }));
+    }
+    tasks
+}
+
+/// Changes the auth store four times (a user added, a role added and given a permission, the
+/// role granted to the user), `pause` apart: each change makes every JWT issued before it
+/// stale.
+async fn change_auth_store(cluster: &Cluster, pause: Duration) {
+    let options = etcd_client::ConnectOptions::new().with_user("root", PASSWORD);
+    let mut admin = etcd_client::Client::connect(cluster.endpoints(), Some(options))
+        .await
+        .expect("admin client");
+    admin
+        .user_add("alice", "alice-pw", None)
+        .await
+        .expect("user add");
+    tokio::time::sleep(pause).await;
+    admin.role_add("reader").await.expect("role add");
+    tokio::time::sleep(pause).await;
+    admin
+        .role_grant_permission(
+            "reader",
+            etcd_client::Permission::read("app/").with_prefix(),
+        )
+        .await
+        .expect("grant permission");
+    tokio::time::sleep(pause).await;
+    admin
+        .user_grant_role("alice", "reader")
+        .await
+        .expect("grant role");
+}
+
+/// How many requests the members refused for a stale token, from their logs.
+fn stale_token_refusals(cluster: &Cluster) -> usize {
+    (0..cluster.size())
+        .map(|i| {
+            cluster
+                .log_tail(i, 100_000)
+                .matches(STALE_TOKEN_LOG)
+                .count()
+        })
+        .sum()
+}
+
+/// Load for 1 s, the auth store changes, load for 1 s more; then every writer's key must hold
+/// exactly the puts it saw acknowledged (none lost, none applied twice).
+async fn load_across_auth_store_change<F, Fut>(
+    cluster: &Cluster,
+    op: F,
+    pause: Duration,
+) -> Arc<Counts>
+where
+    F: Fn(Op) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let tasks = spawn_load(op, &stop, &counts);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    counts.show("before");
+    change_auth_store(cluster, pause).await;
+    counts.show("changed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.expect("load task"));
+    }
+    counts.show("after");
+    let acked = &acked[READERS..];
+
+    let options = etcd_client::ConnectOptions::new().with_user("root", PASSWORD);
+    let mut check = etcd_client::Client::connect(cluster.endpoints(), Some(options))
+        .await
+        .expect("check client");
+    for (id, acked) in acked.iter().enumerate() {
+        let got = check.get(format!("w/{id}"), None).await.expect("get");
+        let applied = got.kvs().first().map_or(0, |kv| kv.version() as u64);
+        assert_eq!(
+            applied, *acked,
+            "writer {id}: {acked} puts acknowledged, {applied} applied"
+        );
+    }
+    counts
+}
+
+fn put_request(id: usize, seq: u64) -> PutRequest {
+    PutRequest {
+        key: format!("w/{id}").into_bytes(),
+        value: seq.to_string().into_bytes(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_made_stale_by_auth_store_changes_is_renewed_under_load() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .jwt_tokens(true)
+        .start()
+        .await
+        .expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let balance = stack(&cluster, Config::default());
+    let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(balance);
+    let counter = authed.clone();
+    let op = move |op: Op| {
+        let mut kv = KvClient::new(authed.clone());
+        async move {
+            match op {
+                Op::Read => {
+                    let mut req = tonic::Request::new(RangeRequest {
+                        key: b"w/0".to_vec(),
+                        ..Default::default()
+                    });
+                    req.set_timeout(Duration::from_secs(2));
+                    kv.range(req).await.map(drop)
+                }
+                Op::Write { id, seq } => {
+                    let mut req = tonic::Request::new(put_request(id, seq));
+                    req.set_timeout(Duration::from_secs(2));
+                    kv.put(req).await.map(drop)
+                }
+            }
+            .map_err(|s| format!("{s:?}"))
+        }
+    };
+    // The four changes back to back, as a provisioning script makes them.
+    let counts = load_across_auth_store_change(&cluster, op, Duration::ZERO).await;
+    let refusals = stale_token_refusals(&cluster);
+    println!(
+        "authentications: {}, stale-token refusals logged by the members: {refusals}",
+        counter.authentications()
+    );
+    assert_eq!(
+        counts.failed_reads.load(Ordering::Relaxed),
+        0,
+        "no read failed"
+    );
+    assert_eq!(
+        counts.failed_writes.load(Ordering::Relaxed),
+        0,
+        "no write failed"
+    );
+    assert!(refusals > 0, "the auth store changes made the token stale");
+    assert!(
+        counter.authentications() >= 2,
+        "the stale token was renewed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropin_jwt_made_stale_by_auth_store_changes_is_renewed_under_load() {
+    let _serial = serial().await;
+    init_tracing();
+    let cluster = Cluster::builder()
+        .jwt_tokens(true)
+        .start()
+        .await
+        .expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let options = etcd_client::ConnectOptions::new()
+        .with_user("root", PASSWORD)
+        .with_auto_token_refresh(true)
+        .with_timeout(Duration::from_secs(2));
+    let client = etcd_client::Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        Some(options),
+        HealthChannel::new(Config::default()),
+    )
+    .await
+    .expect("client");
+    let op = move |op: Op| {
+        let mut kv = client.kv_client();
+        async move {
+            match op {
+                Op::Read => kv.get("w/0", None).await.map(drop),
+                Op::Write { id, seq } => kv
+                    .put(format!("w/{id}"), seq.to_string(), None)
+                    .await
+                    .map(drop),
+            }
+            .map_err(|e| e.to_string())
+        }
+    };
+    // etcd-client re-sends a refused request once: changes 300 ms apart, as an operator makes
+    // them, each renew the token once.
+    let counts = load_across_auth_store_change(&cluster, op, Duration::from_millis(300)).await;
+    let refusals = stale_token_refusals(&cluster);
+    println!("stale-token refusals logged by the members: {refusals}");
+    assert_eq!(
+        counts.failed_reads.load(Ordering::Relaxed),
+        0,
+        "no read failed"
+    );
+    assert_eq!(
+        counts.failed_writes.load(Ordering::Relaxed),
+        0,
+        "no write failed"
+    );
+    assert!(refusals > 0, "the auth store changes made the token stale");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_renewed_when_members_forget_it() {
@@ -88,4 +383,88 @@ async fn wrong_password_is_a_clear_error_without_the_password() {
         "{err:?}"
     );
     assert!(!format!("{err:?}").contains("not-the-password"));
+}
+
+/// A resuming watch over the auth layer, re-created (its member killed) after an auth store
+/// change made the stack's JWT stale: etcd refuses the new watch with a cancel, not a status
+/// the auth layer can see; the watch has the token renewed and is re-created, and misses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_watch_recreated_with_a_stale_jwt_renews_it() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .jwt_tokens(true)
+        .start()
+        .await
+        .expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let balance = stack(&cluster, fast_config());
+    let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(balance);
+    let mut kv = KvClient::new(authed.clone());
+    let put = |v: usize| PutRequest {
+        key: b"watched".to_vec(),
+        value: v.to_string().into_bytes(),
+        ..Default::default()
+    };
+    kv.put(put(0)).await.expect("put");
+    let mut watch = ResumingWatch::new(
+        authed.clone(),
+        WatchOptions::new("watched").idle_timeout(Duration::from_secs(2)),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let victim = loop {
+        if let Some(m) = watch.serving_member() {
+            break m.index();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "watch not created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    // The stack's token goes stale; no unary request renews it before the watch needs it.
+    change_auth_store(&cluster, Duration::ZERO).await;
+    cluster.kill(victim);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while watch.stats().creations < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watch not re-created: {:?}",
+            watch.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for v in 1..=20 {
+        let mut req = tonic::Request::new(put(v));
+        req.set_timeout(Duration::from_secs(5));
+        kv.put(req).await.expect("put");
+    }
+    let mut received = Vec::new();
+    while received.len() < 20 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("events within 10 s")
+            .expect("the watch goes on")
+            .expect("no watch error");
+        let kv = event.kv.expect("kv");
+        received.push(
+            String::from_utf8_lossy(&kv.value)
+                .parse::<usize>()
+                .expect("number"),
+        );
+    }
+    let stats = watch.stats();
+    println!(
+        "received {received:?}; watch {stats:?}; authentications {}",
+        authed.authentications()
+    );
+    assert_eq!(
+        received,
+        (1..=20).collect::<Vec<_>>(),
+        "every value once, in order"
+    );
+    let why = stats.last_failure.unwrap_or_default();
+    assert!(
+        why.contains("revision of auth store is old"),
+        "the re-created watch was refused for its stale token first: {why}"
+    );
+    assert_eq!(authed.authentications(), 2, "renewed once");
 }

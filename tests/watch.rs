@@ -1,7 +1,8 @@
 //! The resuming watch under real faults of a real 3-member etcd cluster: the member serving the
 //! watch is killed, paused (SIGSTOP) or cut off from the quorum while a writer puts values,
-//! and the watch must deliver every value exactly once, in order. Plus: a compacted start
-//! revision is the documented error.
+//! and the watch must deliver every value exactly once, in order. A member cut off from the
+//! quorum must end the watch's stream by itself, thanks to `hasleader`, for our watch and for
+//! etcd-client's over the drop-in. Plus: a compacted start revision is the documented error.
 
 mod common;
 
@@ -23,6 +24,11 @@ enum Fault {
     Kill,
     Pause,
     Isolate,
+    /// Isolation, with the watch left to `hasleader` alone: not told of evictions by the
+    /// health checker, and an idle timeout longer than the test (an isolated member still
+    /// answers progress requests), so only the member ending the stream when it loses its
+    /// leader can move the watch.
+    IsolateHasLeaderOnly,
 }
 
 /// Fault tests share two cores; one at a time keeps them deterministic.
@@ -69,18 +75,24 @@ fn start_writer(
     })
 }
 
-/// A watch whose serving member is a follower (so the writer's leader stays up).
+/// A watch whose serving member is a follower (so the writer's leader stays up); re-created
+/// when the health checker evicts that member if `follow_evictions`.
 async fn watch_on_follower(
     cluster: &Cluster,
     stack: &Balance<TonicConnector>,
     options: WatchOptions,
+    follow_evictions: bool,
 ) -> (ResumingWatch, usize) {
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .await
         .expect("leader");
     for _ in 0..20 {
-        let watch = ResumingWatch::over_balance(stack, options.clone());
+        let watch = if follow_evictions {
+            ResumingWatch::over_balance(stack, options.clone())
+        } else {
+            ResumingWatch::new(stack.clone(), options.clone())
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while watch.stats().creations == 0 {
             assert!(
@@ -110,8 +122,15 @@ async fn watch_across(fault: Fault) {
     writer_config.checks.passive.unhealthy.timeouts = 1;
     let writer_stack = stack(&cluster, writer_config);
     let watch_stack = stack(&cluster, fast_config());
-    let options = WatchOptions::new(KEY).idle_timeout(Duration::from_secs(1));
-    let (mut watch, victim) = watch_on_follower(&cluster, &watch_stack, options).await;
+    let has_leader_only = matches!(fault, Fault::IsolateHasLeaderOnly);
+    let idle = if has_leader_only {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(1)
+    };
+    let options = WatchOptions::new(KEY).idle_timeout(idle);
+    let (mut watch, victim) =
+        watch_on_follower(&cluster, &watch_stack, options, !has_leader_only).await;
 
     let written = Arc::new(AtomicUsize::new(0));
     let writer = start_writer(writer_stack.clone(), written.clone());
@@ -124,7 +143,7 @@ async fn watch_across(fault: Fault) {
             match fault {
                 Fault::Kill => cluster.kill(victim),
                 Fault::Pause => cluster.pause(victim),
-                Fault::Isolate => cluster.isolate(victim),
+                Fault::Isolate | Fault::IsolateHasLeaderOnly => cluster.isolate(victim),
             }
             cluster
         }
@@ -171,6 +190,14 @@ async fn watch_across(fault: Fault) {
     if let Some(m) = &stats.serving {
         assert_ne!(m.index(), victim, "the watch moved off the victim");
     }
+    if has_leader_only {
+        assert!(stats.serving.is_some(), "the watch is served: {stats:?}");
+        let why = stats.last_failure.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("no leader"),
+            "the isolated member ended the stream itself (hasleader): {why:?}"
+        );
+    }
     drop(watch);
     if let Fault::Pause = fault {
         cluster.resume(victim);
@@ -190,6 +217,66 @@ async fn watch_survives_pause_of_its_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_survives_isolation_of_its_member() {
     watch_across(Fault::Isolate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_member_ends_the_watch_stream_itself_with_hasleader() {
+    watch_across(Fault::IsolateHasLeaderOnly).await;
+}
+
+/// etcd-client's own watch over the drop-in, on a member then cut off from the quorum: the
+/// drop-in sends `hasleader` on the Watch call, so the member ends the stream ("no leader")
+/// once it has had no leader for a few election timeouts, instead of leaving the application
+/// on a silent stream. (etcd-client does not re-create a watch: the application does, and
+/// through the drop-in the new one lands on a member with a leader.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropin_watch_on_isolated_member_ends_with_no_leader() {
+    let _serial = serial().await;
+    init_tracing();
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let victim = follower(&cluster).await;
+    // Only the victim, so that etcd-client's watch is certainly served by it.
+    let mut config = etcd_health::config::Config::default();
+    config.discovery.member_list = false;
+    let mut pinned = etcd_client::Client::connect_with_balanced_channel(
+        [cluster.endpoint(victim)],
+        None,
+        etcd_health::dropin::HealthChannel::new(config),
+    )
+    .await
+    .expect("client on the victim");
+    let mut writer = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("writer");
+    let mut stream = pinned.watch(KEY, None).await.expect("watch");
+    let created = stream.message().await.expect("created").expect("a message");
+    assert!(created.created());
+    writer.put(KEY, "before", None).await.expect("put");
+    let event = stream.message().await.expect("event").expect("a message");
+    assert_eq!(event.events()[0].kv().expect("kv").value(), b"before");
+
+    cluster.isolate(victim);
+    let isolated = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(resp)) if resp.canceled() => {
+                    break format!("canceled: {}", resp.cancel_reason())
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => break "stream ended".to_owned(),
+                Err(e) => break e.to_string(),
+            }
+        }
+    })
+    .await
+    .expect("the isolated member ends the watch within 20 s");
+    println!(
+        "etcd-client's watch on the isolated member ended after {:?}: {end}",
+        isolated.elapsed()
+    );
+    assert!(end.contains("no leader"), "{end}");
+    cluster.heal(victim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,12 +14,15 @@ use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
 
 /// Metadata key etcd reads the token from.
 const TOKEN: &str = "token";
-/// What etcd says of an unknown or expired token.
-const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
 const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
+/// How many times one request may authenticate again and be re-sent. Once is the rule; the
+/// spare ones cover auth store changes that come back to back (a user added, then a role
+/// granted to it), each of which makes the token just obtained stale again.
+const MAX_RENEWALS: usize = 3;
 
-/// Sends every request with a token for its credentials; when a member refuses the token as
-/// invalid or expired, authenticates again and re-sends the request once.
+/// Sends every request with a token for its credentials; when a member refuses the token
+/// (invalid or expired, issued before the latest auth store change, or naming no user: see
+/// `is_stale_token` in `src/etcd/mod.rs`), authenticates again and re-sends the request.
 #[derive(Clone, Debug)]
 pub struct Auth<S> {
     inner: S,
@@ -86,9 +89,15 @@ where
         let mut token = HeaderValue::from_str(&token)?;
         token.set_sensitive(true);
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        self.authentications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(user = self.credentials.user(), "authenticated");
+        let authentications = self
+            .authentications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        tracing::info!(
+            user = self.credentials.user(),
+            authentications,
+            "authenticated"
+        );
         Ok(token)
     }
 
@@ -110,18 +119,34 @@ where
             return self.call_inner(req).await;
         }
         let body = body.collect().await?.to_bytes();
-        let resp = self
-            .call_inner(with_token(&parts, &body, token.clone()))
-            .await?;
-        if !refuses_token(&resp) {
-            return Ok(resp);
+        let mut token = token;
+        let mut renewals = 0;
+        loop {
+            let resp = self
+                .call_inner(with_token(&parts, &body, token.clone()))
+                .await?;
+            let Some(refusal) = refusal(&resp) else {
+                return Ok(resp);
+            };
+            if renewals == MAX_RENEWALS {
+                tracing::warn!(
+                    method = parts.uri.path(),
+                    refusal = refusal.message(),
+                    renewals,
+                    "token still refused after authenticating again; giving up"
+                );
+                return Ok(resp);
+            }
+            renewals += 1;
+            // etcd refused the request before it changed anything (see
+            // `crate::etcd::is_stale_token`): re-sending a write is safe.
+            tracing::info!(
+                method = parts.uri.path(),
+                refusal = refusal.message(),
+                "token refused; authenticating again"
+            );
+            token = self.renew(Some(&token)).await?;
         }
-        tracing::info!(
-            method = parts.uri.path(),
-            "token refused; authenticating again"
-        );
-        let token = self.renew(Some(&token)).await?;
-        self.call_inner(with_token(&parts, &body, token)).await
     }
 
     async fn call_inner(
@@ -204,12 +229,10 @@ fn with_token(
     req
 }
 
-/// Whether a (trailers-only) answer refuses the token.
-fn refuses_token(resp: &Response<tonic::body::Body>) -> bool {
-    crate::passive::status_of(resp.headers()).is_some_and(|s| {
-        s.message() == INVALID_TOKEN
-            || (s.code() == tonic::Code::Unauthenticated && s.message().contains("token"))
-    })
+/// The refusal of the token, if a (trailers-only) answer is one.
+fn refusal(resp: &Response<tonic::body::Body>) -> Option<tonic::Status> {
+    crate::passive::status_of(resp.headers())
+        .filter(|s| crate::etcd::is_stale_token(s.code(), s.message()))
 }
 
 impl<S, B> Service<Request<tonic::body::Body>> for Auth<S>

@@ -21,8 +21,7 @@ use crate::checker::{Member, MemberEntry};
 use crate::passive::{MethodKind, Tracker};
 use crate::HealthChecker;
 
-/// Metadata that makes etcd reject a request at once when the member has no leader.
-const HAS_LEADER: &str = "hasleader";
+use crate::etcd::HAS_LEADER;
 
 /// A health-checked balancer over one service per etcd member.
 ///

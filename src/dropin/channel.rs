@@ -161,7 +161,8 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        self.balance.call(req)
+        let answer = self.balance.call(req);
+        ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
     }
 }
 
@@ -205,6 +206,10 @@ fn with_configured_tls(_checker: &HealthChecker, _uri: &Uri, endpoint: Endpoint)
 
 /// Wraps a hand-built [`Balance`] for `etcd_client::Client::from_channel` (etcd-client's
 /// `raw-channel` feature, enabled by this crate).
+///
+/// As with [`HealthChannel`], etcd's refusals of a stale token ("revision of auth store is
+/// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
+/// `with_auto_token_refresh(true)` authenticates again on.
 pub fn into_etcd_channel<M, S, B>(balance: Balance<M>) -> Channel
 where
     M: MakeMember<Service = S> + Send + Sync + 'static,
@@ -214,5 +219,8 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    Channel::Custom(BoxCloneSyncService::new(balance))
+    use tower::ServiceExt;
+    Channel::Custom(BoxCloneSyncService::new(
+        balance.map_response(super::stale_token::as_unauthenticated),
+    ))
 }

@@ -6,6 +6,16 @@
 
 use tonic::Code;
 
+/// Metadata that asks etcd to require a leader (etcd's Go client `WithRequireLeader`,
+/// `hasleader: true`). A unary request or a new stream is refused with [`NO_LEADER`] at once on
+/// a member that knows no leader, before any handler runs. A stream already open is ended with
+/// `Unavailable` [`NO_LEADER`] once its member has found no leader at 3 checks in a row, one
+/// per election timeout (etcd 3.4 `monitorLeader`, `maxNoLeaderCnt`, in
+/// `etcdserver/api/v3rpc/interceptor.go`): so a watch or keep-alive on a member cut off from
+/// the quorum ends a few election timeouts after the cut (about 2 s with a 500 ms election
+/// timeout, in `tests/watch.rs`) instead of going quiet for ever.
+pub(crate) const HAS_LEADER: &str = "hasleader";
+
 /// etcd's answer on a member that knows no leader (with `hasleader`, before any handler ran).
 pub(crate) const NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's answer to a linearizable read whose ReadIndex was cut short by a leader change.
@@ -49,6 +59,57 @@ pub(crate) fn is_cluster_refusal(message: &str) -> bool {
     message == UNHEALTHY_CLUSTER || message == TOO_MANY_REQUESTS
 }
 
+/// etcd's answer to a token it does not know (a simple token forgotten by a restart or expired
+/// on this member, or a JWT that does not verify).
+pub(crate) const INVALID_AUTH_TOKEN: &str = "etcdserver: invalid auth token";
+/// etcd's answer to a token issued before the latest auth store change (a user, role or
+/// permission added, changed or removed). A JWT carries the auth store's revision it was
+/// issued at, so after any change every request with it gets this until the client
+/// authenticates again; simple tokens get it only when a change races with the request.
+pub(crate) const AUTH_OLD_REVISION: &str = "etcdserver: revision of auth store is old";
+/// etcd's answer to a request without a user while auth is on (no token, or one that names
+/// nobody).
+pub(crate) const USER_EMPTY: &str = "etcdserver: user name is empty";
+
+/// Whether an answer says the request's token is no longer good, so that authenticating again
+/// and re-sending it is the cure, as etcd's Go client does (`shouldRefreshToken`: invalid
+/// token, auth store revision old, user name empty).
+///
+/// The code is not trusted alone: etcd answers `Unauthenticated` or `InvalidArgument`, but its
+/// Lock and Election services, built on the in-process client, lose the code and answer
+/// `Unknown` with the same message.
+///
+/// Re-sending such a request, a write included, is safe: etcd refused it before it changed
+/// anything. In etcd 3.4 a read is checked in `EtcdServer::doSerialize`
+/// (`etcdserver/v3_server.go`) before it reads; a write (Put, DeleteRange, Txn, LeaseRevoke)
+/// goes through raft with the auth revision of its token in the entry's header, and every
+/// member's `authApplierV3` (`etcdserver/apply_auth.go`) checks it (`authStore.isOpPermitted`
+/// in `auth/store.go`: "revision in header is old") before the applier touches the key-value
+/// store, so the entry is applied as a no-op everywhere (etcd logs "failed to apply
+/// request ... revision in header is old" on every member; `tests/auth.rs` checks that no
+/// write so refused and re-sent is applied twice). Admin requests (user and role changes)
+/// check the user's root role only, not the revision.
+pub(crate) fn is_stale_token(code: Code, message: &str) -> bool {
+    match code {
+        Code::Unauthenticated => true,
+        Code::InvalidArgument | Code::Unknown => {
+            message == INVALID_AUTH_TOKEN || message == AUTH_OLD_REVISION || message == USER_EMPTY
+        }
+        _ => false,
+    }
+}
+
+/// Whether a watch's `cancel_reason` says its token was no longer good. etcd 3.4 checks a new
+/// watch's token when it creates it (`isWatchPermitted` in `etcdserver/api/v3rpc/watch.go`)
+/// and refuses a stale one not with a gRPC status but with a watch response both created
+/// and canceled, whose reason is the refusal's text ("rpc error: code = InvalidArgument desc
+/// = etcdserver: revision of auth store is old"). A watch already running keeps its stream.
+pub(crate) fn is_stale_token_cancel(reason: &str) -> bool {
+    reason.contains(INVALID_AUTH_TOKEN)
+        || reason.contains(AUTH_OLD_REVISION)
+        || reason.contains(USER_EMPTY)
+}
+
 /// Methods only the leader may serve; elsewhere etcd answers [`NOT_LEADER`].
 pub(crate) fn is_leader_only(path: &str) -> bool {
     path == "/etcdserverpb.Maintenance/MoveLeader"
@@ -81,5 +142,41 @@ mod tests {
         assert!(is_cluster_refusal("etcdserver: too many requests"));
         assert!(!is_cluster_refusal("etcdserver: request timed out"));
         assert!(!is_leader_only("/etcdserverpb.KV/Range"));
+    }
+
+    #[test]
+    fn stale_token_answers() {
+        assert!(is_stale_token(
+            Code::Unauthenticated,
+            "etcdserver: invalid auth token"
+        ));
+        assert!(is_stale_token(
+            Code::InvalidArgument,
+            "etcdserver: revision of auth store is old"
+        ));
+        assert!(is_stale_token(
+            Code::Unknown,
+            "etcdserver: revision of auth store is old"
+        ));
+        assert!(is_stale_token(
+            Code::InvalidArgument,
+            "etcdserver: user name is empty"
+        ));
+        assert!(!is_stale_token(
+            Code::InvalidArgument,
+            "etcdserver: key is not provided"
+        ));
+        assert!(!is_stale_token(
+            Code::PermissionDenied,
+            "etcdserver: permission denied"
+        ));
+        assert!(is_stale_token_cancel(
+            "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+        ));
+        assert!(!is_stale_token_cancel("etcdserver: permission denied"));
+        assert!(!is_stale_token(
+            Code::FailedPrecondition,
+            "etcdserver: authentication failed, invalid user ID or password"
+        ));
     }
 }

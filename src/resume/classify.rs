@@ -2,8 +2,7 @@
 
 use tonic::Code;
 
-/// Metadata that makes etcd refuse (or cancel) a stream at once on a member without a leader.
-const HAS_LEADER: &str = "hasleader";
+use crate::etcd::HAS_LEADER;
 
 /// Whether a stream that failed with `status` should be re-opened on another member.
 ///

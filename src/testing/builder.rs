@@ -30,6 +30,7 @@ pub struct ClusterBuilder {
     etcd_bin: Option<String>,
     extra_args: Vec<String>,
     tls: bool,
+    jwt: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -44,6 +45,7 @@ impl Default for ClusterBuilder {
             etcd_bin: None,
             extra_args: Vec::new(),
             tls: false,
+            jwt: false,
         }
     }
 }
@@ -104,6 +106,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Members issue JWT auth tokens (`--auth-token jwt,...`, ES256) instead of etcd's default
+    /// `simple` ones (default `false`), with a key pair made for this cluster. A JWT carries
+    /// the auth store's revision it was issued at, so any later auth store change (user added,
+    /// role granted, password changed) makes members refuse it with "revision of auth store
+    /// is old" until the client authenticates again. Takes effect once auth is enabled.
+    pub fn jwt_tokens(mut self, enabled: bool) -> Self {
+        self.jwt = enabled;
+        self
+    }
+
     /// The etcd binary (default `$ETCD_BIN`, else `etcd` on `PATH`, else `/usr/bin/etcd`).
     pub fn etcd_bin(mut self, path: impl Into<String>) -> Self {
         self.etcd_bin = Some(path.into());
@@ -133,6 +145,10 @@ impl ClusterBuilder {
         } else {
             None
         };
+        let mut extra_args = self.extra_args.clone();
+        if self.jwt {
+            extra_args.extend(jwt_flags(dir.path())?);
+        }
         let scheme = if self.tls { "https" } else { "http" };
         // Hold every reserved port until all are chosen so they are distinct.
         let mut reserved = Vec::new();
@@ -177,7 +193,7 @@ impl ClusterBuilder {
             heartbeat_ms: self.heartbeat_ms,
             election_ms: self.election_ms,
             pre_vote: self.pre_vote,
-            extra_args: self.extra_args.clone(),
+            extra_args,
             tls: pki,
         };
 
@@ -234,6 +250,29 @@ fn port(listener: &TcpListener) -> Result<u16, ClusterError> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| ClusterError::io("read local port", e))
+}
+
+/// Writes an ES256 key pair for JWT tokens into `dir`; the `--auth-token` flag naming it.
+fn jwt_flags(dir: &std::path::Path) -> Result<Vec<String>, ClusterError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| ClusterError::Certificates {
+        reason: format!("JWT signing key: {e}"),
+    })?;
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem)
+            .map_err(|e| ClusterError::io(format!("write {}", path.display()), e))?;
+        Ok::<_, ClusterError>(path)
+    };
+    let private = write("jwt-key.pem", key.serialize_pem())?;
+    let public = write("jwt-pub.pem", key.public_key_pem())?;
+    Ok(vec![
+        "--auth-token".to_owned(),
+        format!(
+            "jwt,pub-key={},priv-key={},sign-method=ES256,ttl=10m",
+            public.display(),
+            private.display()
+        ),
+    ])
 }
 
 fn unique_token() -> String {

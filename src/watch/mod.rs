@@ -18,6 +18,12 @@
 //!   re-creates the watch at once;
 //! - events whose revision was already delivered are dropped (defensively: a resume from
 //!   `last + 1` should not repeat any);
+//! - a member that loses its leader ends the stream by itself ("no leader"), since the watch
+//!   is created with `hasleader`: the watch moves even when nothing else noticed the cut;
+//! - over a stack that authenticates (the [`Auth`](crate::auth::Auth) layer), a watch
+//!   re-created after an auth store change made the token stale is refused by etcd with a
+//!   cancel the layer cannot see; the watch then reads its key once through the same stack,
+//!   which renews the token, and re-creates itself (a stack that renews nothing ends it);
 //! - a resume revision that was compacted meanwhile is an error ([`WatchError::Compacted`]),
 //!   never skipped silently: the caller must re-read its state;
 //! - re-creations back off (50 ms doubling to 1 s by default) and are logged with `tracing`.

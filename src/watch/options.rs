@@ -88,8 +88,11 @@ impl WatchOptions {
         self
     }
 
-    /// Whether to send `hasleader: true`, so a member cut off from the quorum refuses or
-    /// cancels the watch instead of serving it stale. On by default.
+    /// Whether to send `hasleader: true`, so a member cut off from the quorum refuses the
+    /// watch, or ends it ("no leader") once it has had no leader for about three election
+    /// timeouts, instead of serving it stale: the watch is then re-created on another member
+    /// even when nothing else noticed the cut. On by default. (A [`Balance`](crate::Balance)
+    /// whose config has `require_leader` sends it on every call anyway.)
     pub fn require_leader(mut self, require: bool) -> Self {
         self.require_leader = require;
         self

@@ -9,10 +9,12 @@ use super::cursor::Cursor;
 use super::{WatchError, WatchOptions, WatchStats};
 use crate::balance::ServedBy;
 use crate::checker::Member;
+use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::{
-    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    RangeRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchResponse,
 };
 use crate::proto::mvccpb::Event;
 use crate::resume::{
@@ -22,6 +24,10 @@ use crate::resume::{
 
 type Events = mpsc::Sender<Result<Event, WatchError>>;
 
+/// How many times in a row a watch may be refused for a stale token before it gives up: more
+/// means nothing in the stack renews tokens.
+const MAX_STALE_TOKENS: u32 = 3;
+
 /// How one stream ended.
 enum End {
     /// The member failed (or went quiet): re-create elsewhere.
@@ -29,6 +35,8 @@ enum End {
         member: Option<Member>,
         reason: String,
     },
+    /// etcd refused to create the watch for a stale token: renew it, then re-create.
+    StaleToken { reason: String },
     /// Final: report and stop.
     Fatal(WatchError),
     /// The caller dropped the watch.
@@ -50,7 +58,9 @@ pub(super) async fn run(
     events: Events,
     stats: Arc<Mutex<WatchStats>>,
 ) {
+    let mut kv = KvClient::new(channel.clone());
     let mut client = WatchClient::new(channel);
+    let mut stale_tokens = 0;
     let mut cursor = Cursor::new(options.start_revision);
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
     let mut avoid = AvoidList::new(options.avoid_for);
@@ -66,7 +76,31 @@ pub(super) async fn run(
         forget_past(&mut health);
         let end = attempt.run(&mut client, avoid.hint(), &mut health).await;
         match end {
+            End::StaleToken { reason } => {
+                stale_tokens += 1;
+                {
+                    let mut s = lock(&stats);
+                    s.recreations += 1;
+                    s.serving = None;
+                    s.last_failure = Some(reason.clone());
+                }
+                if stale_tokens > MAX_STALE_TOKENS {
+                    let _ = events.send(Err(WatchError::Canceled { reason })).await;
+                    return;
+                }
+                tracing::info!(
+                    %reason,
+                    resume_revision = cursor.next,
+                    "watch refused for a stale token; renewing it, then re-creating the watch"
+                );
+                if let Err(err) = renew_token(&mut kv, &options).await {
+                    tracing::warn!(error = %err, "watch ended");
+                    let _ = events.send(Err(err)).await;
+                    return;
+                }
+            }
             End::Member { member, reason } => {
+                stale_tokens = 0;
                 let delay = backoff.next_delay();
                 let recreations = {
                     let mut s = lock(&stats);
@@ -98,6 +132,32 @@ pub(super) async fn run(
             }
             End::Closed => return,
         }
+    }
+}
+
+/// Makes whatever authenticates requests on the channel (the [`Auth`](crate::auth::Auth)
+/// layer, or a stack of the caller's own) renew its token: a watch refused for a stale token
+/// says nothing that layer can see, but a unary request refused the same way does. A cheap
+/// read of the watched key, which the watch's user may read.
+async fn renew_token(
+    kv: &mut KvClient<BoxChannel>,
+    options: &WatchOptions,
+) -> Result<(), WatchError> {
+    let mut req = tonic::Request::new(RangeRequest {
+        key: options.key.clone(),
+        limit: 1,
+        keys_only: true,
+        serializable: true,
+        ..Default::default()
+    });
+    req.set_timeout(options.idle_timeout);
+    match kv.range(req).await {
+        Err(status) if crate::etcd::is_stale_token(status.code(), status.message()) => {
+            // Nothing on this channel renews tokens: re-creating would be refused again.
+            Err(WatchError::Status(status))
+        }
+        // Any other outcome: re-create (a member failure is the next attempt's business).
+        _ => Ok(()),
     }
 }
 
@@ -231,6 +291,11 @@ impl Attempt<'_> {
             if reason.contains("no leader") || reason.contains("leader changed") {
                 return Some(End::Member {
                     member: member.clone(),
+                    reason: format!("watch canceled: {reason}"),
+                });
+            }
+            if crate::etcd::is_stale_token_cancel(&reason) {
+                return Some(End::StaleToken {
                     reason: format!("watch canceled: {reason}"),
                 });
             }

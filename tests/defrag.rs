@@ -1,0 +1,178 @@
+//! A member being defragmented stalls every request it serves for seconds (etcd 3.4 holds its
+//! backend's locks while it copies the database into a new file). With `Config::default()`, it
+//! must be treated like any slow member: reads go elsewhere (hedged reads, hang detection), so
+//! no read fails and the read throughput holds.
+//!
+//! The database is made large first (150 MB of live 1 MB values, and 50 MB more overwritten
+//! and compacted away, so the defragmentation also frees space); then, under a load of reads
+//! through etcd-client over the drop-in, each member is defragmented in turn, as
+//! `etcdctl defrag --cluster` does. The test prints how long each defragmentation took and
+//! the read throughput during it against the throughput before.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use etcd_health::config::Config;
+use etcd_health::dropin::HealthChannel;
+use etcd_health::testing::Cluster;
+use etcd_health::HealthChecker;
+
+const READERS: usize = 16;
+/// The caller's own deadline on each read: a read not answered within it is a failed read.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// Live data: this many 1 MB values.
+const LIVE_MB: usize = 150;
+/// Garbage: this many more 1 MB puts over the same keys, compacted away.
+const OVERWRITTEN_MB: usize = 50;
+const STEADY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default)]
+struct Counts {
+    reads: AtomicU64,
+    failed_reads: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Writes the large database; returns the revision to compact at.
+async fn fill(cluster: &Cluster) -> i64 {
+    let mut client = Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("writer");
+    let value = vec![b'x'; 1 << 20];
+    let started = Instant::now();
+    let mut revision = 0;
+    for i in 0..LIVE_MB + OVERWRITTEN_MB {
+        let put = client
+            .put(format!("big/{}", i % LIVE_MB), value.clone(), None)
+            .await
+            .expect("put");
+        revision = put.header().expect("header").revision();
+    }
+    client.put("load", "v", None).await.expect("put");
+    println!(
+        "wrote {} MB in {:?}",
+        LIVE_MB + OVERWRITTEN_MB,
+        started.elapsed()
+    );
+    client
+        .compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .expect("compact");
+    revision
+}
+
+/// Reads per second between two samples `(at, reads)`.
+fn rate(from: (Instant, u64), to: (Instant, u64)) -> f64 {
+    (to.1 - from.1) as f64 / to.0.duration_since(from.0).as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_defragmentation_of_each_member() {
+    common::init_tracing();
+    let cluster = Cluster::start(3).await.expect("cluster");
+    fill(&cluster).await;
+
+    let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
+    let client = Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        None,
+        HealthChannel::with_checker(checker.clone()),
+    )
+    .await
+    .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(DEADLINE, kv.get("load", None)).await {
+                        Ok(Ok(_)) => {
+                            counts.reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        failed => {
+                            counts.failed_reads.fetch_add(1, Ordering::Relaxed);
+                            {
+                                let mut errors = counts.errors.lock().unwrap();
+                                if errors.len() < 8 {
+                                    errors.push(format!("{failed:?}"));
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let sample = || (Instant::now(), counts.reads.load(Ordering::Relaxed));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let steady_from = sample();
+    tokio::time::sleep(STEADY).await;
+    let steady_to = sample();
+    let steady = rate(steady_from, steady_to);
+    println!("steady: {steady:.0} reads/s");
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    for member in 0..cluster.size() {
+        // Its own connection, straight to the member, as `etcdctl --endpoints` does.
+        let mut maintenance = Client::connect([cluster.endpoint(member)], None)
+            .await
+            .expect("maintenance client");
+        let before = maintenance.status().await.expect("status").db_size();
+        let from = sample();
+        maintenance.defragment().await.expect("defragment");
+        let to = sample();
+        let after = maintenance.status().await.expect("status").db_size();
+        println!(
+            "member {member}{}: defragmented in {:?}, db {} MB -> {} MB; reads during it \
+             {:.0}/s ({:.0} % of steady), failed so far {}",
+            if member == leader { " (leader)" } else { "" },
+            to.0.duration_since(from.0),
+            before >> 20,
+            after >> 20,
+            rate(from, to),
+            100.0 * rate(from, to) / steady,
+            counts.failed_reads.load(Ordering::Relaxed)
+        );
+        assert!(
+            after < before,
+            "member {member}: the defragmentation freed the compacted space ({before} -> {after})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.expect("reader");
+    }
+    for m in checker.snapshot() {
+        println!(
+            "  {}: {}, ejected {} times, counters {:?}",
+            m.member, m.status, m.ejections, m.counters
+        );
+    }
+    println!(
+        "reads ok {}, failed {}",
+        counts.reads.load(Ordering::Relaxed),
+        counts.failed_reads.load(Ordering::Relaxed)
+    );
+    let errors = counts.errors.lock().unwrap().clone();
+    assert_eq!(
+        counts.failed_reads.load(Ordering::Relaxed),
+        0,
+        "no read failed: {errors:#?}"
+    );
+}
