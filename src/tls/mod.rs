@@ -217,12 +217,16 @@ impl Tls {
     /// certificate is an `Err` naming the field, the path and the problem (also logged as a
     /// warning and shown by [`status`](Self::status)); the previous material stays in use.
     /// Material given as PEM ([`from_pem`](Self::from_pem)) has no files: an `Err` says so.
+    ///
+    /// The files are read on the calling thread (three small files; the watcher reads them
+    /// on tokio's blocking pool).
     pub fn reload(&self) -> Result<bool, ConfigError> {
         let Some((files, reloads)) = &self.inner.files else {
             return Err(ConfigError::invalid(
                 "tls",
-                "(PEM)",
-                "the material was not loaded from files: nothing to reload (use Tls::replace_pem)",
+                "(no files)",
+                "the material was not loaded from files: nothing to reload (PEM material is \
+                 replaced with Tls::replace_pem)",
             ));
         };
         let mut reloads = lock(reloads);
