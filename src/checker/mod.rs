@@ -221,7 +221,8 @@ impl HealthChecker {
             #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
                 let _guard = runtime.enter();
-                tls.watch(config.tls.reload_interval);
+                // Inside the runtime just entered: cannot fail.
+                let _ = tls.watch(config.tls.reload_interval);
             }
             checker
         };

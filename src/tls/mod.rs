@@ -299,17 +299,16 @@ impl Tls {
     /// `tls.reload_interval` describes. Once per holder (later calls do nothing); the task
     /// ends when the last clone is dropped. Without files (PEM material) it does nothing.
     ///
-    /// # Panics
-    /// Outside a tokio runtime, when there is something to watch.
-    pub fn watch(&self, every: Duration) {
-        if every.is_zero()
-            || self.inner.files.is_none()
-            || self.inner.watching.swap(true, Ordering::AcqRel)
-        {
-            return;
+    /// [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime.
+    pub fn watch(&self, every: Duration) -> Result<(), crate::Error> {
+        if every.is_zero() || self.inner.files.is_none() {
+            return Ok(());
         }
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(watch_files(weak, every));
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        if !self.inner.watching.swap(true, Ordering::AcqRel) {
+            runtime.spawn(watch_files(Arc::downgrade(&self.inner), every));
+        }
+        Ok(())
     }
 
     /// One poll of the watcher: reloads when the files changed and then held still.
