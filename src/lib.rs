@@ -52,7 +52,7 @@ pub use error::{outcome_unknown, Error, OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
 pub use lease::KeepAlive;
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
 #[cfg(feature = "tls")]
-pub use tls::Tls;
+pub use tls::{Tls, TlsStatus};
 pub use watch::ResumingWatch;
 
 /// The README's examples, compiled as doc tests so they stay true.

@@ -41,7 +41,8 @@ where
 /// HTTP/2 keep-alive pings go no more often than every 10 s and never while idle: etcd
 /// answers more frequent pings with GOAWAY `too_many_pings`. Members with `https://` URLs
 /// speak TLS (feature `tls`): with the material given to [`tls`](Self::tls), else verified
-/// against the system's roots.
+/// against the system's roots. The material is read at each connection, so a reconnect after
+/// a [reload](crate::Tls::reload) presents the new certificate.
 #[derive(Clone, Debug)]
 pub struct TonicConnector {
     connect_timeout: Duration,
@@ -81,7 +82,7 @@ impl TonicConnector {
     /// TLS material for `https://` members (CA, client certificate). Without it the
     /// connector takes the health checker's ([`HealthChecker::tls`](crate::HealthChecker::tls),
     /// from `config.tls`) when the balancer is built, so requests and probes present the same
-    /// certificate. Certificates are always verified.
+    /// certificate, and follow the same reloads. Certificates are always verified.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
         self.tls = Some(tls);
@@ -103,36 +104,25 @@ impl MakeMember for TonicConnector {
     }
 
     fn make_member(&self, member: &Member) -> Channel {
-        let endpoint = Endpoint::from(member.uri().clone())
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(self.keep_alive_interval)
-            .keep_alive_timeout(self.keep_alive_timeout)
-            .keep_alive_while_idle(false);
-        #[cfg(feature = "tls")]
-        let endpoint = self.with_tls(member, endpoint);
-        endpoint.connect_lazy()
-    }
-}
-
-#[cfg(feature = "tls")]
-impl TonicConnector {
-    fn with_tls(&self, member: &Member, endpoint: Endpoint) -> Endpoint {
-        if member.uri().scheme_str() != Some("https") {
-            return endpoint;
-        }
-        let Some(tls) = self.tls.clone().or_else(crate::tls::Tls::system_default) else {
-            tracing::error!(%member, "no TLS roots: requests to this member will fail");
-            return endpoint;
+        let settings = |endpoint: Endpoint| {
+            endpoint
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(self.keep_alive_interval)
+                .keep_alive_timeout(self.keep_alive_timeout)
+                .keep_alive_while_idle(false)
         };
-        match tls.apply(endpoint.clone(), true, Some(self.connect_timeout)) {
-            Ok(endpoint) => endpoint,
-            Err(error) => {
-                // Material is checked when loaded, so this is not expected; without TLS the
-                // channel fails every request with "Connecting to HTTPS without TLS enabled".
-                tracing::error!(%member, %error, "TLS set-up failed: requests to this member will fail");
-                endpoint
+        #[cfg(feature = "tls")]
+        if member.uri().scheme_str() == Some("https") {
+            match self.tls.clone().or_else(crate::tls::Tls::system_default) {
+                // Each connection (the first, every reconnect) takes the material current
+                // then: a rotated certificate needs no new channel.
+                Some(tls) => return crate::tls::lazy_channel(member.uri(), tls, true, settings),
+                None => {
+                    tracing::error!(%member, "no TLS roots: requests to this member will fail")
+                }
             }
         }
+        settings(Endpoint::from(member.uri().clone())).connect_lazy()
     }
 }

@@ -95,7 +95,7 @@ pub(crate) struct MemberEntry {
     pub(crate) load: Load,
     last_probe: Mutex<Option<ProbeReport>>,
     /// How to reach the member, when the user gave more than a URL.
-    pub(crate) endpoint: Option<tonic::transport::Endpoint>,
+    pub(crate) endpoint: Option<OwnEndpoint>,
     /// When the latest request the member answered had been *sent* (nanoseconds since the
     /// state's epoch, 0 for never): a hang is a request outliving its bound while peers answer
     /// requests sent after it. (Completion times would not do: right after a member hangs,
@@ -109,6 +109,15 @@ pub(crate) struct MemberEntry {
     admitted: std::sync::atomic::AtomicBool,
     /// When it was added.
     pub(crate) added: Instant,
+}
+
+/// A member's own tonic `Endpoint` (its TLS, credentials, timeouts).
+#[derive(Clone, Debug)]
+pub(crate) struct OwnEndpoint {
+    pub(crate) endpoint: tonic::transport::Endpoint,
+    /// `config.tls` was applied to it (the drop-in's `https://` members): it is applied
+    /// again, as it is then, to every channel made from it, so that reloads reach them.
+    pub(crate) configured_tls: bool,
 }
 
 impl MemberEntry {
@@ -209,6 +218,12 @@ impl HealthChecker {
             );
             crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));
             crate::discovery::spawn(&runtime, Arc::downgrade(&checker.inner));
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &tls {
+                let _guard = runtime.enter();
+                // Inside the runtime just entered: cannot fail.
+                let _ = tls.watch(config.tls.reload_interval);
+            }
             checker
         };
         let checker = match &config.shm_name {
@@ -260,10 +275,32 @@ impl HealthChecker {
     /// The TLS material loaded from `config.tls`, `None` when nothing is configured (then
     /// `https://` members are verified against the system's roots). Hand it to
     /// [`TonicConnector::tls`](crate::balance::TonicConnector::tls) so requests present the
-    /// same client certificate as the probes.
+    /// same client certificate as the probes. It follows reloads of the files
+    /// ([`reload_tls`](Self::reload_tls), `tls.reload_interval`); its
+    /// [`status`](crate::Tls::status) says what is in use.
     #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<&crate::tls::Tls> {
         self.inner.tls.as_ref()
+    }
+
+    /// Reads the files of `config.tls` again now (a certificate was renewed) and, if they hold
+    /// whole, new material, swaps it in for every connection made from now on: requests'
+    /// reconnects, members added later, probes. Connections already open keep theirs until
+    /// they close. `Ok(true)`: swapped; `Ok(false)`: the files hold what is in use.
+    ///
+    /// An unreadable file, a half-written PEM or a key that does not go with its certificate
+    /// is an `Err` naming the field, the path and the problem, and the previous material stays
+    /// in use; so is a checker without `config.tls` files.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<bool, crate::config::ConfigError> {
+        match &self.inner.tls {
+            Some(tls) => tls.reload(),
+            None => Err(crate::config::ConfigError::invalid(
+                "tls",
+                "(not configured)",
+                "no TLS files to reload: set tls.ca_file, tls.cert_file and tls.key_file",
+            )),
+        }
     }
 
     /// The members, in index order.
@@ -288,10 +325,29 @@ impl HealthChecker {
     /// Adds a member reached through a tonic `Endpoint` (its TLS, credentials and timeouts
     /// are used by the `grpc` and `status` probes too).
     pub fn add_member_with_endpoint(&self, endpoint: tonic::transport::Endpoint) -> Member {
-        self.add_seed(endpoint.uri().clone(), Some(endpoint))
+        let uri = endpoint.uri().clone();
+        let own = OwnEndpoint {
+            endpoint,
+            configured_tls: false,
+        };
+        self.add_seed(uri, Some(own))
     }
 
-    fn add_seed(&self, uri: Uri, endpoint: Option<tonic::transport::Endpoint>) -> Member {
+    /// As [`add_member_with_endpoint`](Self::add_member_with_endpoint), for an endpoint
+    /// `config.tls` was applied to: probes apply it again, as it is then, to follow reloads.
+    pub(crate) fn add_member_with_configured_tls(
+        &self,
+        endpoint: tonic::transport::Endpoint,
+    ) -> Member {
+        let uri = endpoint.uri().clone();
+        let own = OwnEndpoint {
+            endpoint,
+            configured_tls: true,
+        };
+        self.add_seed(uri, Some(own))
+    }
+
+    fn add_seed(&self, uri: Uri, endpoint: Option<OwnEndpoint>) -> Member {
         let inner = &self.inner;
         let new_seed = {
             let mut seeds = lock(&inner.seeds);
@@ -413,12 +469,22 @@ impl HealthChecker {
 // === impl Inner ===
 
 impl Inner {
+    /// How many times the TLS material was swapped (0 without TLS): channels that captured
+    /// it are made again when this changes.
+    pub(crate) fn tls_generation(&self) -> u64 {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.generation();
+        }
+        0
+    }
+
     /// Adds a member unless its URL is present (then `Err` with the member there). A
     /// `pending` member starts out of rotation, to be admitted by the probes.
     pub(crate) fn add_entry(
         &self,
         uri: Uri,
-        endpoint: Option<tonic::transport::Endpoint>,
+        endpoint: Option<OwnEndpoint>,
         origin: Origin,
         pending: bool,
         reason: &str,

@@ -92,13 +92,16 @@ impl Default for Config {
 }
 
 /// Where the TLS material for members lives: PEM files, as `etcdctl --cacert --cert --key`
-/// takes them. Loaded once, when the health checker is built, so a missing file or a key that
-/// does not belong to its certificate is refused at start-up, naming the field and the path.
+/// takes them. Loaded when the health checker is built, so a missing file or a key that does
+/// not belong to its certificate is refused at start-up, naming the field and the path; then
+/// watched (every `reload_interval`) and loaded again when they change, for new connections
+/// (a rotated certificate needs no restart; a bad or half-written file keeps the previous
+/// material, with a warning).
 ///
 /// An `https://` endpoint with none of these set is verified against the system's roots, with
 /// no client certificate. Certificates of members are always verified on requests;
 /// `checks.active.https_verify_certificate = false` relaxes only the probes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file with the CA certificate(s) members' certificates are checked against
@@ -116,12 +119,41 @@ pub struct TlsConfig {
     /// (for members reached by IP whose certificates name a DNS name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain_name: Option<String>,
+    /// How often the three files are checked for a change (modification time, size, inode),
+    /// in seconds; `0` turns the checks off (then only
+    /// [`HealthChecker::reload_tls`](crate::HealthChecker::reload_tls) loads them again).
+    /// Default 10; otherwise at least 0.1. A change is loaded once the files have stayed the
+    /// same for one more interval, so a file caught mid-write is not even tried.
+    #[serde(
+        with = "seconds",
+        skip_serializing_if = "TlsConfig::is_default_reload_interval"
+    )]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            domain_name: None,
+            reload_interval: Self::DEFAULT_RELOAD_INTERVAL,
+        }
+    }
 }
 
 impl TlsConfig {
+    /// The default of [`reload_interval`](Self::reload_interval): 10 s.
+    pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
     /// Nothing is set: `https://` endpoints use the system's roots and no client certificate.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+
+    fn is_default_reload_interval(d: &Duration) -> bool {
+        *d == Self::DEFAULT_RELOAD_INTERVAL
     }
 }
 

@@ -539,7 +539,20 @@ domain_name = "etcd.internal"
         Some("/etc/etcd/ca.pem".as_ref())
     );
     assert_eq!(config.tls.domain_name.as_deref(), Some("etcd.internal"));
+    assert_eq!(
+        config.tls.reload_interval,
+        Duration::from_secs(10),
+        "default"
+    );
     assert!(Config::default().tls.is_empty());
+    let every = |text: &str| {
+        Config::from_toml(&format!("[tls]\nca_file = \"/ca.pem\"\n{text}"))
+            .expect("valid")
+            .tls
+            .reload_interval
+    };
+    assert_eq!(every("reload_interval = 0"), Duration::ZERO, "0 is off");
+    assert_eq!(every("reload_interval = 0.5"), Duration::from_millis(500));
     // A config without TLS serializes without a `tls` key (the seed's shape).
     assert!(serde_json::to_value(Config::default())
         .expect("json")
@@ -566,6 +579,14 @@ domain_name = "etcd.internal"
         (
             r#"{"tls": {"ca": "/x"}}"#,
             "tls.ca: unknown field `ca`, expected one of `ca_file`",
+        ),
+        (
+            r#"{"tls": {"reload_interval": 0.01}}"#,
+            "tls.reload_interval = 0.01 is out of range (0 (off) or 0.1..=31536000 seconds)",
+        ),
+        (
+            r#"{"tls": {"reload_interval": -1}}"#,
+            "tls.reload_interval: invalid value: -1 is negative",
         ),
     ];
     for (input, expected) in cases {
@@ -778,6 +799,7 @@ mod props {
                 cert_file: identity.as_ref().map(|n| format!("/{n}.pem").into()),
                 key_file: identity.map(|n| format!("/{n}-key.pem").into()),
                 domain_name,
+                ..TlsConfig::default()
             })
     }
 

@@ -26,6 +26,10 @@ pub const MAX_THRESHOLD: u8 = 254;
 /// refusing them keeps timer arithmetic far from overflow.
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 60 * 60;
 
+/// The shortest `tls.reload_interval` besides 0 (off): checking three files' metadata more
+/// often buys nothing for certificates renewed every few weeks.
+const MIN_TLS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Most attempts of one request `retry.max_attempts` may ask for.
 pub const MAX_ATTEMPTS: u8 = u8::MAX;
 
@@ -407,6 +411,18 @@ impl TlsConfig {
             }
             _ => {}
         }
+        let every = self.reload_interval;
+        if !every.is_zero() && every < MIN_TLS_RELOAD_INTERVAL {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.reload_interval"),
+                every.as_secs_f64(),
+                format!(
+                    "0 (off) or {}..={MAX_DURATION_SECS} seconds",
+                    MIN_TLS_RELOAD_INTERVAL.as_secs_f64()
+                ),
+            ));
+        }
+        duration(&format!("{at}.reload_interval"), every)?;
         if let Some(name) = &self.domain_name {
             let ok = !name.is_empty()
                 && (name.parse::<std::net::IpAddr>().is_ok()

@@ -70,17 +70,27 @@ type Endpoints = Arc<Mutex<HashMap<Uri, Endpoint>>>;
 /// Members found by discovery (`MemberList`, DNS) have no such endpoint: theirs is built here
 /// with the connector's settings and `config.tls` (etcd-client's own `TlsOptions` cannot be
 /// copied to another URL, so with `https://` members set `config.tls`).
+///
+/// With `config.tls`, the channels of `https://` members follow its reloads: those built here
+/// take the material at each connect, those of etcd-client's endpoints are made again after a
+/// reload ([`RotatingChannel`](crate::tls::RotatingChannel)).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EndpointMaker {
     endpoints: Endpoints,
     found: crate::balance::TonicConnector,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls>,
 }
 
 impl MakeMember for EndpointMaker {
-    type Service = tonic::transport::Channel;
+    type Service = MemberChannel;
 
     fn attach(&mut self, checker: &HealthChecker) {
         self.found.attach(checker);
+        #[cfg(feature = "tls")]
+        {
+            self.tls = checker.tls().cloned();
+        }
     }
 
     fn make_member(&self, member: &Member) -> Self::Service {
@@ -90,9 +100,46 @@ impl MakeMember for EndpointMaker {
             .unwrap_or_else(|p| p.into_inner())
             .get(member.uri())
             .cloned();
-        match given {
-            Some(endpoint) => endpoint.connect_lazy(),
-            None => self.found.make_member(member),
+        let Some(endpoint) = given else {
+            return MemberChannel::Plain(self.found.make_member(member));
+        };
+        #[cfg(feature = "tls")]
+        if let Some(tls) = (self.tls.clone()).filter(|_| member.uri().scheme_str() == Some("https"))
+        {
+            return MemberChannel::Rotating(crate::tls::RotatingChannel::new(endpoint, tls));
+        }
+        MemberChannel::Plain(endpoint.connect_lazy())
+    }
+}
+
+/// The channel to one member of the drop-in.
+#[derive(Clone, Debug)]
+pub(crate) enum MemberChannel {
+    /// A tonic channel as made (its TLS, if any, follows reloads by itself or not at all).
+    Plain(tonic::transport::Channel),
+    /// etcd-client's endpoint with `config.tls`, made again after each reload.
+    #[cfg(feature = "tls")]
+    Rotating(crate::tls::RotatingChannel),
+}
+
+impl Service<Request<tonic::body::Body>> for MemberChannel {
+    type Response = Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Plain(channel) => channel.poll_ready(cx),
+            #[cfg(feature = "tls")]
+            Self::Rotating(channel) => channel.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        match self {
+            Self::Plain(channel) => channel.call(req),
+            #[cfg(feature = "tls")]
+            Self::Rotating(channel) => channel.call(req),
         }
     }
 }
@@ -131,12 +178,16 @@ impl EtcdChannel {
             let checker = self.balance.checker();
             match change {
                 Change::Insert(uri, endpoint) => {
-                    let endpoint = with_configured_tls(checker, &uri, endpoint);
+                    let (endpoint, configured) = with_configured_tls(checker, &uri, endpoint);
                     self.endpoints
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(uri, endpoint.clone());
-                    checker.add_member_with_endpoint(endpoint);
+                    if configured {
+                        checker.add_member_with_configured_tls(endpoint);
+                    } else {
+                        checker.add_member_with_endpoint(endpoint);
+                    }
                 }
                 Change::Remove(uri) => {
                     checker.remove_member(&uri);
@@ -168,11 +219,11 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 
 /// etcd-client builds `https://` endpoints with its own `TlsOptions` (none given: no trusted
 /// roots at all). When `config.tls` is set, that material wins, for requests and probes alike,
-/// so TLS is configured once.
+/// so TLS is configured once (and follows its reloads); the flag says it was applied.
 #[cfg(feature = "tls")]
-fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -> Endpoint {
+fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -> (Endpoint, bool) {
     if uri.scheme_str() != Some("https") {
-        return endpoint;
+        return (endpoint, false);
     }
     let Some(tls) = checker.tls() else {
         use crate::config::ProbeType;
@@ -188,20 +239,24 @@ fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -
                 if probe == ProbeType::Http { "http" } else { "https" }
             );
         }
-        return endpoint;
+        return (endpoint, false);
     };
     match tls.apply(endpoint.clone(), true, None) {
-        Ok(endpoint) => endpoint,
+        Ok(endpoint) => (endpoint, true),
         Err(error) => {
             tracing::error!(%uri, %error, "config.tls could not be applied; keeping etcd-client's TLS");
-            endpoint
+            (endpoint, false)
         }
     }
 }
 
 #[cfg(not(feature = "tls"))]
-fn with_configured_tls(_checker: &HealthChecker, _uri: &Uri, endpoint: Endpoint) -> Endpoint {
-    endpoint
+fn with_configured_tls(
+    _checker: &HealthChecker,
+    _uri: &Uri,
+    endpoint: Endpoint,
+) -> (Endpoint, bool) {
+    (endpoint, false)
 }
 
 /// Wraps a hand-built [`Balance`] for `etcd_client::Client::from_channel` (etcd-client's

@@ -54,6 +54,9 @@ async fn run(weak: Weak<Inner>) {
     let mut last_round: Option<Instant> = None;
     let mut slots: HashMap<usize, Slot> = HashMap::new();
     let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
+    // The TLS material the probe channels were made with: new material, new channels (those
+    // built on a member's own endpoint capture it).
+    let mut tls_generation = None;
     // The cluster id each member last reported to a `status` probe.
     let cluster_ids = Arc::new(Mutex::new(HashMap::<usize, u64>::new()));
     tracing::debug!("probe scheduler started");
@@ -64,6 +67,11 @@ async fn run(weak: Weak<Inner>) {
         let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
         slots.retain(|i, _| live.contains(i));
         channels.retain(|i, _| live.contains(i));
+        let generation = inner.tls_generation();
+        if tls_generation != Some(generation) {
+            tls_generation = Some(generation);
+            channels.clear();
+        }
         cluster_ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -224,30 +232,37 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
 }
 
 /// The channel of a member's `grpc` and `status` probes: the member's own `Endpoint` when
-/// it came with one (the drop-in's, built by etcd-client with its TLS), else one built here,
-/// with the configured TLS for `https://` members. `Err` says why TLS could not be set up.
+/// it came with one (the drop-in's, built by etcd-client with its TLS, or with `config.tls`
+/// applied, which is applied again here in its current state), else one built here, whose
+/// connections take the configured TLS material current at each connect for `https://`
+/// members. `Err` says why TLS could not be set up.
 pub(crate) fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
     let active = &inner.config.checks.active;
-    let (endpoint, own) = match &entry.endpoint {
-        Some(endpoint) => (endpoint.clone(), true),
-        None => (Endpoint::from(entry.member.uri().clone()), false),
-    };
-    let endpoint = endpoint.connect_timeout(active.timeout).tcp_nodelay(true);
-    // A member's own endpoint already carries its TLS (etcd-client's, or `config.tls` applied
-    // by the drop-in).
-    #[cfg(feature = "tls")]
-    let endpoint = match member_tls(inner, entry).filter(|_| !own) {
-        Some(tls) => tls
-            .apply(
-                endpoint,
+    let settings = |endpoint: Endpoint| endpoint.connect_timeout(active.timeout).tcp_nodelay(true);
+    let tls = member_tls(inner, entry);
+    let Some(own) = &entry.endpoint else {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            return Ok(crate::tls::lazy_channel(
+                entry.member.uri(),
+                tls,
                 active.https_verify_certificate,
-                Some(active.timeout),
-            )
+                settings,
+            ));
+        }
+        return Ok(settings(Endpoint::from(entry.member.uri().clone())).connect_lazy());
+    };
+    let endpoint = settings(own.endpoint.clone());
+    // `config.tls` on a member's own endpoint (the drop-in applies it, verified).
+    #[cfg(feature = "tls")]
+    let endpoint = match tls.filter(|_| own.configured_tls) {
+        Some(tls) => tls
+            .apply(endpoint, true, Some(active.timeout))
             .map_err(|e| format!("TLS set-up: {e}"))?,
         None => endpoint,
     };
     #[cfg(not(feature = "tls"))]
-    let _ = own;
+    let _ = (tls, own.configured_tls);
     Ok(endpoint.connect_lazy())
 }
 
@@ -259,6 +274,11 @@ fn member_tls(inner: &Inner, entry: &MemberEntry) -> Option<crate::tls::Tls> {
         return None;
     }
     inner.tls.clone().or_else(crate::tls::Tls::system_default)
+}
+
+#[cfg(not(feature = "tls"))]
+fn member_tls(_inner: &Inner, _entry: &MemberEntry) -> Option<()> {
+    None
 }
 
 /// How an `http`/`https` probe secures its connection: `https` probes always use TLS, `http`

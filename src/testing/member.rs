@@ -194,7 +194,7 @@ impl Member {
                 .arg("--key-file")
                 .arg(pki.server_key_file())
                 .arg("--trusted-ca-file")
-                .arg(pki.ca_file())
+                .arg(pki.trusted_ca_file())
                 .arg("--client-cert-auth");
         }
         let child = command

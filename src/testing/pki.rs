@@ -3,7 +3,10 @@
 //! Why generated: a checked-in key would expire or leak into other projects' trust, and each
 //! test wants its own CA so that "a certificate from another CA is refused" can be shown with
 //! a second, equally valid one. The members get one server certificate (for `127.0.0.1` and
-//! `localhost`), clients one certificate with common name `root`.
+//! `localhost`), clients one certificate with common name `root`; more client certificates
+//! can be issued later ([`TestPki::issue_client`]), and members can be told to accept client
+//! certificates of other CAs too ([`TestPki::trust_client_cas`]), which is how certificate
+//! rotation is tested.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +21,14 @@ use crate::config::TlsConfig;
 /// A CA with a server and a client certificate, written as PEM files into a directory.
 #[derive(Debug, Clone)]
 pub struct TestPki {
+    dir: PathBuf,
+    name: String,
+    /// The CA's parameters and key, to issue more certificates.
+    ca_params: CertificateParams,
+    ca_key_pem: String,
     ca: PathBuf,
+    /// The CAs members accept client certificates from (`--trusted-ca-file`).
+    trusted: PathBuf,
     server_cert: PathBuf,
     server_key: PathBuf,
     client_cert: PathBuf,
@@ -44,19 +54,10 @@ impl TestPki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| err("CA", e))?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
+        let ca_key_pem = ca_key.serialize_pem();
+        let issuer = Issuer::new(ca_params.clone(), ca_key);
         let leaf = |cn: &str, sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
-            let key = KeyPair::generate().map_err(|e| err("key", e))?;
-            let mut params = CertificateParams::new(sans).map_err(|e| err(cn, e))?;
-            params.distinguished_name = named(cn);
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.extended_key_usages = usages;
-            let cert = params.signed_by(&key, &issuer).map_err(|e| err(cn, e))?;
-            Ok::<_, ClusterError>((cert.pem(), key.serialize_pem()))
+            leaf(&issuer, cn, sans, usages)
         };
         // Members dial each other's gateway with the same certificate: both usages.
         let (server_cert, server_key) = leaf(
@@ -77,7 +78,12 @@ impl TestPki {
             Ok::<_, ClusterError>(path)
         };
         Ok(Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            ca_params,
+            ca_key_pem,
             ca: write(format!("{name}-ca.pem"), &ca_cert.pem())?,
+            trusted: write(format!("{name}-trusted-ca.pem"), &ca_cert.pem())?,
             server_cert: write(format!("{name}-server.pem"), &server_cert)?,
             server_key: write(format!("{name}-server-key.pem"), &server_key)?,
             client_cert: write(format!("{name}-client.pem"), &client_cert)?,
@@ -88,6 +94,47 @@ impl TestPki {
     /// The CA certificate (PEM file).
     pub fn ca_file(&self) -> &Path {
         &self.ca
+    }
+
+    /// The CAs members accept client certificates from (their `--trusted-ca-file`, PEM):
+    /// this CA, and those given to [`trust_client_cas`](Self::trust_client_cas).
+    pub fn trusted_ca_file(&self) -> &Path {
+        &self.trusted
+    }
+
+    /// From the next start of each member on, members accept client certificates issued by
+    /// this CA and by the CAs in `others` (PEM files), and no other. (etcd reads its trusted
+    /// CAs when it starts: [`Cluster::restart`](super::Cluster::restart) a member to apply.)
+    /// This CA stays trusted: the fixture's own checks present its client certificate.
+    pub fn trust_client_cas(&self, others: &[&Path]) -> Result<(), ClusterError> {
+        let mut bundle = std::fs::read_to_string(&self.ca)
+            .map_err(|e| ClusterError::io(format!("read {}", self.ca.display()), e))?;
+        for other in others {
+            let pem = std::fs::read_to_string(other)
+                .map_err(|e| ClusterError::io(format!("read {}", other.display()), e))?;
+            bundle.push_str(&pem);
+        }
+        write_atomically(&self.trusted, &bundle)
+    }
+
+    /// Issues another client certificate (common name `cn`) from this CA, written to
+    /// `{name}-{cn}-client.pem` and `{name}-{cn}-client-key.pem`; returns (certificate, key).
+    pub fn issue_client(&self, cn: &str) -> Result<(PathBuf, PathBuf), ClusterError> {
+        let key = KeyPair::from_pem(&self.ca_key_pem).map_err(|e| ClusterError::Certificates {
+            reason: format!("CA key: {e}"),
+        })?;
+        let issuer = Issuer::new(self.ca_params.clone(), key);
+        let (cert, key) = leaf(
+            &issuer,
+            cn,
+            vec![],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )?;
+        let cert_path = self.dir.join(format!("{}-{cn}-client.pem", self.name));
+        let key_path = self.dir.join(format!("{}-{cn}-client-key.pem", self.name));
+        write_atomically(&cert_path, &cert)?;
+        write_atomically(&key_path, &key)?;
+        Ok((cert_path, key_path))
     }
 
     /// The members' certificate (PEM file).
@@ -117,8 +164,39 @@ impl TestPki {
             cert_file: Some(self.client_cert.clone()),
             key_file: Some(self.client_key.clone()),
             domain_name: None,
+            ..TlsConfig::default()
         }
     }
+}
+
+/// A leaf certificate signed by `issuer`: (certificate PEM, key PEM).
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    cn: &str,
+    sans: Vec<String>,
+    usages: Vec<ExtendedKeyUsagePurpose>,
+) -> Result<(String, String), ClusterError> {
+    let err = |what: &str, e: rcgen::Error| ClusterError::Certificates {
+        reason: format!("{what}: {e}"),
+    };
+    let key = KeyPair::generate().map_err(|e| err("key", e))?;
+    let mut params = CertificateParams::new(sans).map_err(|e| err(cn, e))?;
+    params.distinguished_name = named(cn);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = usages;
+    let cert = params.signed_by(&key, issuer).map_err(|e| err(cn, e))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Writes `text` to a temporary file next to `path` and renames it over `path`.
+fn write_atomically(path: &Path, text: &str) -> Result<(), ClusterError> {
+    let tmp = path.with_extension("pem.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| ClusterError::io(format!("write {}", path.display()), e))
 }
 
 fn named(cn: &str) -> DistinguishedName {
