@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use etcd_health::auth::{AuthLayer, Credentials};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use tower::Layer;
 
 const PASSWORD: &str = "s3cret-pw";
