@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::testing::Cluster;
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health_testing::Cluster;
 use tower::Layer;
 
 // Shared with the benchmark examples: the demo's health config and faults.

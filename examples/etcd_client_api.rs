@@ -14,7 +14,7 @@ use etcd_client::{
 };
 use etcd_health::config::Config;
 use etcd_health::dropin::HealthChannel;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 
 /// Connects to `endpoints` through the health layer, as a user of etcd-client would.
 pub async fn connect(

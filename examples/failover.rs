@@ -67,7 +67,7 @@ use common::fixture::{client_runtime, Fixture};
 use common::load::{batch, join_workers, spawn_workers, Counts, Timeline};
 use common::report::{write_json, Machine, DEFAULT_OUT};
 use etcd_health::config::Config;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use serde::Serialize;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -34,7 +34,7 @@ use common::fixture::{client_runtime, Fixture};
 use common::hist::{Latency, Summary};
 use common::load::batch;
 use common::report::{write_json, Machine, DEFAULT_OUT};
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use serde::Serialize;
 
 const USAGE: &str = "overhead_report [--rounds 5] [--requests 2000] [--latency-requests 300] \

@@ -5,14 +5,15 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --tests
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --all-features -- -D warnings
+# `--workspace`: the library and its test fixture (`testing/`).
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 # The library without its optional features (no TLS) builds and lints clean too.
 cargo clippy --lib -- -D warnings
 # Unit, property and integration tests; examples are built too.
-cargo test --all-features --lib --tests --examples
-cargo test --all-features --doc
+cargo test --workspace --all-features --lib --tests --examples
+cargo test --workspace --all-features --doc
 # Benchmarks must compile; they are run on purpose, not in CI.
 cargo build --all-features --benches
 # Docs build without warnings (broken links, missing docs).
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 echo "test.sh: every check and test passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"

@@ -40,8 +40,6 @@ mod passive;
 mod probe;
 pub mod proto;
 mod resume;
-#[cfg(feature = "testing")]
-pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod watch;

@@ -15,7 +15,7 @@ use etcd_health::proto::etcdserverpb::{
     alarm_request::AlarmAction, kv_client::KvClient, maintenance_client::MaintenanceClient,
     AlarmRequest, AlarmType, RangeRequest,
 };
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The status line of a plain `GET path` to member `i`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 use etcd_health::config::Config;
 use etcd_health::dropin::HealthChannel;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use etcd_health::HealthChecker;
 
 const READERS: usize = 16;

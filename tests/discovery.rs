@@ -17,8 +17,8 @@ use etcd_health::config::Config;
 use etcd_health::discovery::Resolve;
 use etcd_health::dropin::HealthChannel;
 use etcd_health::health::Status;
-use etcd_health::testing::Cluster;
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health_testing::Cluster;
 use futures_util::future::BoxFuture;
 use tower::Layer;
 

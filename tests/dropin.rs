@@ -14,7 +14,7 @@ use common::*;
 use etcd_client::{Client, ConnectOptions, Txn, TxnOp};
 use etcd_health::config::ProbeType;
 use etcd_health::dropin::HealthChannel;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 
 const WRITERS: usize = 3;
 const READERS: usize = 4;

@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod api;
 
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_etcd_client_api_works_through_the_drop_in() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use etcd_health::health::Status;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use tower::util::BoxCloneSyncService;
 
 fn assert_stack_traits<T: Clone + Send + Sync + 'static>() {}

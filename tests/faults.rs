@@ -14,7 +14,7 @@ use common::*;
 use etcd_health::auth::{AuthLayer, Credentials};
 use etcd_health::config::{AllUnhealthyPolicy, ProbeType};
 use etcd_health::health::Status;
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 use tower::Layer;
 
 const READERS: usize = 8;

@@ -18,8 +18,8 @@ use etcd_health::health::{Outcome, Status};
 use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, RangeRequest, ResponseHeader, StatusResponse,
 };
-use etcd_health::testing::Cluster;
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health_testing::Cluster;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};

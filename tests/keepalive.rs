@@ -15,8 +15,8 @@ use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
     PutRequest, RangeRequest,
 };
-use etcd_health::testing::Cluster;
 use etcd_health::{Balance, TonicConnector};
+use etcd_health_testing::Cluster;
 
 const TTL: i64 = 2;
 

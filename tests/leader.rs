@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 use etcd_health::config::Config;
 use etcd_health::dropin::HealthChannel;
-use etcd_health::testing::Cluster;
 use etcd_health::HealthChecker;
+use etcd_health_testing::Cluster;
 
 const READERS: usize = 16;
 const WRITERS: usize = 2;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use etcd_health::auth::{Auth, AuthLayer, Credentials};
 use etcd_health::config::Config;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::testing::Cluster;
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health_testing::Cluster;
 use tower::{Layer, ServiceExt};
 
 const PASSWORD: &str = "pw-Zq8vK2xR7";

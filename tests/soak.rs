@@ -38,9 +38,9 @@ use etcd_health::proto::etcdserverpb::{
     LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use etcd_health::proto::mvccpb::{event::EventType, Event};
-use etcd_health::testing::Cluster;
 use etcd_health::watch::{ResumingWatch, WatchOptions};
 use etcd_health::{Balance, TonicConnector};
+use etcd_health_testing::Cluster;
 use linearizability::{check, Input, Op, Output, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -18,8 +18,8 @@ use etcd_client::{Client, ConnectOptions};
 use etcd_health::config::{Config, ProbeType, TlsConfig};
 use etcd_health::dropin::HealthChannel;
 use etcd_health::health::{Outcome, Status};
-use etcd_health::testing::{Cluster, TestPki};
 use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health_testing::{Cluster, TestPki};
 use tower::Layer;
 
 async fn tls_cluster() -> Cluster {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, CompactionRequest, RangeRequest};
-use etcd_health::testing::Cluster;
 use etcd_health::watch::{ResumingWatch, WatchError, WatchOptions};
 use etcd_health::{Balance, TonicConnector};
+use etcd_health_testing::Cluster;
 
 const WRITES: usize = 300;
 const KEY: &str = "watched";

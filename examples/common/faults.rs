@@ -1,6 +1,6 @@
 //! The faults the demo and the failover benchmark inject.
 
-use etcd_health::testing::{Cluster, ClusterError};
+use etcd_health_testing::{Cluster, ClusterError};
 use serde::Serialize;
 
 /// One step of a fault schedule.

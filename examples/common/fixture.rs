@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use etcd_health::testing::{Cluster, ClusterBuilder, ClusterError};
+use etcd_health_testing::{Cluster, ClusterBuilder, ClusterError};
 use tokio::runtime::Runtime;
 
 /// A local cluster and the runtime its proxies run on. Create and drop it outside any

@@ -470,5 +470,5 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(all(test, feature = "tls"))]
 mod tests;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::testing::TestPki;
+use etcd_health_testing::TestPki;
 
 /// A CA, and client files (`ca.pem`, `cert.pem`, `key.pem`) in a directory of their own,
 /// holding the CA's first client pair.

@@ -10,8 +10,8 @@ use etcd_health::checker::{EventKind, HealthEvent};
 use etcd_health::config::Config;
 use etcd_health::health::Status;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::testing::Cluster;
 use etcd_health::{Balance, HealthChecker, HealthLayer, IntoBoxChannel, TonicConnector};
+use etcd_health_testing::Cluster;
 use tokio::sync::broadcast;
 use tower::Layer;
 

@@ -9,8 +9,8 @@
 //! `tc netem` or iptables, so several test binaries can run clusters in parallel.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), etcd_health::testing::ClusterError> {
-//! use etcd_health::testing::Cluster;
+//! # async fn demo() -> Result<(), etcd_health_testing::ClusterError> {
+//! use etcd_health_testing::Cluster;
 //! use std::time::Duration;
 //!
 //! let cluster = Cluster::builder().members(3).client_proxy(true).start().await?;
@@ -24,6 +24,10 @@
 //! certificate (`--client-cert-auth`), with a CA made for the cluster ([`TestPki`]).
 //!
 //! Everything is torn down when the [`Cluster`] is dropped, including on panic.
+//!
+//! It is a crate of its own (`publish = false`), a dev-dependency of `etcd-health`, so the
+//! library's users never build it and its needs (`nix` for signals, `rcgen` for certificates,
+//! `tempfile`) stay out of the library's dependencies. It uses only the library's public API.
 //!
 //! # Members die with their test process
 //!

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use etcd_health::testing::Cluster;
+//! use etcd_health_testing::Cluster;
 //!
 //! let cluster = Cluster::start(3).await?;
 //! let new = cluster.prepare_member().await?; // index 3: ports chosen, not started
@@ -116,7 +116,7 @@ impl Cluster {
             .with_connect_timeout(self.ready_timeout)
             .with_timeout(self.ready_timeout);
         if let Some(pki) = self.pki() {
-            let tls = crate::tls::Tls::from_config(&pki.client_config())
+            let tls = etcd_health::Tls::from_config(&pki.client_config())
                 .map_err(|e| ClusterError::io("load test TLS", std::io::Error::other(e)))?;
             options = options.with_tls(tls.client_tls_config());
         }

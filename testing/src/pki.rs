@@ -16,7 +16,7 @@ use rcgen::{
 };
 
 use super::error::ClusterError;
-use crate::config::TlsConfig;
+use etcd_health::config::TlsConfig;
 
 /// A CA with a server and a client certificate, written as PEM files into a directory.
 #[derive(Debug, Clone)]

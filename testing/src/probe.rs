@@ -30,7 +30,7 @@ pub(crate) async fn status(
             .with_timeout(timeout);
         if let Some(pki) = pki {
             let tls =
-                crate::tls::Tls::from_config(&pki.client_config()).map_err(|e| e.to_string())?;
+                etcd_health::Tls::from_config(&pki.client_config()).map_err(|e| e.to_string())?;
             options = options.with_tls(tls.client_tls_config());
         }
         let mut client = Client::connect([url], Some(options))

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest};
-use etcd_health::testing::Cluster;
+use etcd_health_testing::Cluster;
 
 const CALL: Duration = Duration::from_secs(2);
 
