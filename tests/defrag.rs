@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 use etcd_health::config::Config;
 use etcd_health::dropin::HealthChannel;
-use etcd_health_testing::Cluster;
 use etcd_health::HealthChecker;
+use etcd_health_testing::Cluster;
 
 const READERS: usize = 16;
 /// The caller's own deadline on each read: a read not answered within it is a failed read.

@@ -839,3 +839,47 @@ async fn a_half_written_key_or_a_mismatched_pair_keeps_the_old_material_until_a_
     assert_eq!(failed, 0, "no read fails");
     assert!(ok > 50);
 }
+
+/// Over TLS, etcd 3.4 serves gRPC through Go's HTTP handler, which sends an error after the
+/// headers, in trailers ("leader changed", "request timed out" during an election), instead of
+/// trailers-only. The stack reads such unary answers to their end to judge them, so the
+/// leader's death over mTLS fails no read, with `Config::default()` and TLS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_death_over_mtls_fails_no_read_with_the_defaults() {
+    let cluster = tls_cluster().await;
+    let pki = cluster.pki().expect("pki").clone();
+    let config = Config {
+        tls: pki.client_config(),
+        ..Config::default()
+    };
+    let checker = HealthChecker::new(&cluster.endpoints(), config.clone()).expect("checker");
+    let stack = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
+    put(&stack, "load", "x").await.expect("put");
+    let (client, _drop_in_checker) = drop_in_client(&cluster, config).await;
+    let stack_readers = Readers::stack(&stack, 4);
+    let drop_in_readers = Readers::drop_in(&client, 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for round in 0..2 {
+        let leader = cluster
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .expect("leader");
+        cluster.kill(leader);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.restart(leader).await.expect("restart");
+        println!("round {round}: leader {leader} killed and restarted");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let (stack_ok, stack_failed) = stack_readers.stop().await;
+    let (drop_in_ok, drop_in_failed) = drop_in_readers.stop().await;
+    println!(
+        "leader kills over mTLS: stack reads ok={stack_ok} failed={stack_failed}; drop-in reads \
+         ok={drop_in_ok} failed={drop_in_failed}; retries {}",
+        checker.retries()
+    );
+    assert_eq!(stack_failed, 0, "no stack read fails");
+    assert_eq!(drop_in_failed, 0, "no drop-in read fails");
+    assert!(stack_ok > 50 && drop_in_ok > 50);
+}

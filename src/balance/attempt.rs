@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
+use super::buffered::Buffered;
 use super::ServedBy;
 use crate::health::Outcome;
 use crate::passive::{
@@ -183,35 +184,44 @@ where
     }
     if let Some(status) = status_of(&parts.headers) {
         // A trailers-only answer: etcd's errors come this way, before any message.
-        let leaderless = crate::etcd::is_leaderless(status.code(), status.message());
-        let not_leader = crate::etcd::is_not_leader(status.code(), status.message());
-        if leaderless || not_leader {
-            // Not this member's failure by itself: a leader check tells an election (nobody
-            // to blame) from a member cut off from the quorum.
-            tracker.inner().want_leader_check();
-            tracker.finish(None, false);
-            let response = Response::from_parts(parts, tonic::body::Body::new(body));
-            return Attempt::Failed(Failure {
-                maybe_processed: !(not_leader
-                    || refused_before_handler(&status, limits.has_leader)),
-                status,
-                response: Some(response),
-                leaderless: true,
-            });
-        }
-        let outcome = classifier.status(status.code(), status.message());
-        tracker.finish(judge(outcome, kind), unary);
-        let response = Response::from_parts(parts, tonic::body::Body::new(body));
-        if !outcome.is_failure() {
-            return Attempt::Answer(response);
-        }
-        let maybe_processed = !refused_before_handler(&status, limits.has_leader);
-        return Attempt::Failed(Failure {
+        return judge_status(
             status,
-            response: Some(response),
-            maybe_processed,
-            leaderless: false,
-        });
+            parts,
+            tonic::body::Body::new(body),
+            tracker,
+            kind,
+            limits,
+        );
+    }
+    if unary && announces_trailers(&parts.headers) {
+        // etcd serving gRPC through Go's HTTP handler (its TLS listener shares the port with
+        // HTTP) answers errors in trailers after the headers, not trailers-only: read this
+        // unary answer to its end, so an error is judged here, where it can still be retried.
+        let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        return match read_to_end(body, rest).await {
+            Ok((data, trailers)) => {
+                let status = trailers.as_ref().and_then(status_of);
+                let body = tonic::body::Body::new(Buffered::new(data, trailers));
+                match status {
+                    Some(status) => judge_status(status, parts, body, tracker, kind, limits),
+                    None => {
+                        tracker.finish(judge(Outcome::Success, kind), unary);
+                        Attempt::Answer(Response::from_parts(parts, body))
+                    }
+                }
+            }
+            Err((outcome, why)) => {
+                tracker.finish(judge(outcome, kind), false);
+                Attempt::Failed(Failure {
+                    status: tonic::Status::unavailable(format!(
+                        "etcd-health: {member} broke off its answer: {why}"
+                    )),
+                    response: None,
+                    maybe_processed: true,
+                    leaderless: false,
+                })
+            }
+        };
     }
     let body = match kind {
         MethodKind::Stream => {
@@ -222,6 +232,85 @@ where
         _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
     };
     Attempt::Answer(Response::from_parts(parts, body))
+}
+
+/// Judges an answer whose gRPC status is known (from a trailers-only answer, or from the
+/// trailers of a unary answer read to its end).
+fn judge_status(
+    status: tonic::Status,
+    parts: http::response::Parts,
+    body: tonic::body::Body,
+    tracker: Tracker,
+    kind: MethodKind,
+    limits: Limits,
+) -> Attempt {
+    let unary = kind == MethodKind::Unary;
+    let leaderless = crate::etcd::is_leaderless(status.code(), status.message());
+    let not_leader = crate::etcd::is_not_leader(status.code(), status.message());
+    if leaderless || not_leader {
+        // Not this member's failure by itself: a leader check tells an election (nobody
+        // to blame) from a member cut off from the quorum.
+        tracker.inner().want_leader_check();
+        tracker.finish(None, false);
+        let response = Response::from_parts(parts, body);
+        return Attempt::Failed(Failure {
+            maybe_processed: !(not_leader || refused_before_handler(&status, limits.has_leader)),
+            status,
+            response: Some(response),
+            leaderless: true,
+        });
+    }
+    let outcome = tracker
+        .inner()
+        .classifier
+        .status(status.code(), status.message());
+    tracker.finish(judge(outcome, kind), unary);
+    let response = Response::from_parts(parts, body);
+    if !outcome.is_failure() {
+        return Attempt::Answer(response);
+    }
+    let maybe_processed = !refused_before_handler(&status, limits.has_leader);
+    Attempt::Failed(Failure {
+        status,
+        response: Some(response),
+        maybe_processed,
+        leaderless: false,
+    })
+}
+
+/// Whether the headers announce trailers (`Trailer: Grpc-Status`, as Go's HTTP server sends).
+fn announces_trailers(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRAILER)
+}
+
+/// Reads a body to its end, within `limit`; its data and (sanitized) trailers.
+async fn read_to_end<B>(
+    body: B,
+    limit: Option<Duration>,
+) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<tower::BoxError>,
+{
+    let collect = http_body_util::BodyExt::collect(body);
+    let collected = match limit {
+        Some(limit) => tokio::time::timeout(limit, collect).await.map_err(|_| {
+            let why = format!("no end of the answer within {limit:?}");
+            (Outcome::Timeout, why)
+        })?,
+        None => collect.await,
+    }
+    .map_err(|e| {
+        (
+            Outcome::TcpFailure,
+            crate::passive::describe(e.into().as_ref()),
+        )
+    })?;
+    let mut trailers = collected.trailers().cloned();
+    if let Some(t) = &mut trailers {
+        sanitize(t);
+    }
+    Ok((collected.to_bytes(), trailers))
 }
 
 /// Sleeps until `at`, or for ever without one. A time already reached is ready at once: a

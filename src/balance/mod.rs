@@ -14,6 +14,7 @@
 //! client.
 
 mod attempt;
+mod buffered;
 mod future;
 mod hedge;
 mod hint;
