@@ -39,7 +39,9 @@ pub mod lease;
 mod passive;
 mod probe;
 pub mod proto;
+mod resolve;
 mod resume;
+mod start;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod watch;

@@ -12,6 +12,7 @@
 mod event;
 mod load;
 mod member;
+mod origin;
 mod registry;
 mod snapshot;
 
@@ -23,10 +24,10 @@ use http::Uri;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch, Notify};
 
-pub use crate::discovery::Origin;
 pub use crate::leader::LeaderSnapshot;
 pub use event::{EventKind, HealthEvent};
 pub use member::Member;
+pub use origin::Origin;
 pub use snapshot::{MemberSnapshot, ProbeReport};
 
 pub(crate) use load::{Load, FAILURE_PENALTY};
@@ -79,7 +80,7 @@ pub(crate) struct Inner {
     /// Asks the DNS discovery for a pass now.
     dns_wanted: Arc<Notify>,
     /// How host names are resolved.
-    resolver: RwLock<Arc<dyn crate::discovery::Resolve>>,
+    resolver: RwLock<Arc<dyn crate::resolve::Resolve>>,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
@@ -183,26 +184,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 // === impl HealthChecker ===
 
 impl HealthChecker {
-    /// Health state for `endpoints` (`http://host:port`, `https://host:port` or `host:port`)
-    /// under `config`, and its probe scheduler.
-    ///
-    /// The config is validated and the endpoints parsed first: a bad value is an
-    /// [`Error::Config`](crate::Error::Config) naming the field and the value. With
-    /// `config.shm_name` set, a live state of that name in this process is joined instead
-    /// (its config wins; endpoints it lacks are added). Must be called inside a tokio runtime.
-    pub fn new<S: AsRef<str>>(endpoints: &[S], config: Config) -> Result<Self, crate::Error> {
-        let endpoints = crate::config::parse_endpoints(endpoints)?;
-        Self::with_uris(endpoints.iter().map(|e| e.uri()), config)
-    }
-
-    /// As [`new`](Self::new), with endpoints already parsed; an empty list is allowed here
-    /// (members may be added later with [`add_member`](Self::add_member)).
-    pub fn with_uris<I>(endpoints: I, config: Config) -> Result<Self, crate::Error>
-    where
-        I: IntoIterator<Item = Uri>,
-    {
+    /// The health state for `endpoints` under `config` (validated first: a bad value is an
+    /// error naming the field and the value), or the live one of `config.shm_name` in this
+    /// process (its config wins; endpoints it lacks are added). `start` runs once, when a new
+    /// state is made, to start what runs beside it (the probe scheduler, discovery): they
+    /// import this module, so it never names them. Must be called inside a tokio runtime.
+    pub(crate) fn build(
+        endpoints: Vec<Uri>,
+        config: Config,
+        start: impl FnOnce(&tokio::runtime::Handle, &HealthChecker),
+    ) -> Result<Self, crate::Error> {
         config.validate()?;
-        let endpoints: Vec<Uri> = endpoints.into_iter().collect();
         #[cfg(feature = "tls")]
         let tls = (!config.tls.is_empty())
             .then(|| crate::tls::Tls::from_config(&config.tls))
@@ -216,8 +208,7 @@ impl HealthChecker {
                 #[cfg(feature = "tls")]
                 tls.clone(),
             );
-            crate::probe::scheduler::spawn(&runtime, Arc::downgrade(&checker.inner));
-            crate::discovery::spawn(&runtime, Arc::downgrade(&checker.inner));
+            start(&runtime, &checker);
             #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
                 let _guard = runtime.enter();
@@ -260,11 +251,16 @@ impl HealthChecker {
                 seeds: Mutex::new(Vec::new()),
                 discovery_wanted: Arc::new(Notify::new()),
                 dns_wanted: Arc::new(Notify::new()),
-                resolver: RwLock::new(Arc::new(crate::discovery::TokioResolver)),
+                resolver: RwLock::new(Arc::new(crate::resolve::TokioResolver)),
                 #[cfg(feature = "tls")]
                 tls,
             }),
         }
+    }
+
+    /// A handle on the state that does not keep it alive (for the tasks that run beside it).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
     }
 
     /// The configuration in force.
@@ -351,7 +347,7 @@ impl HealthChecker {
         let inner = &self.inner;
         let new_seed = {
             let mut seeds = lock(&inner.seeds);
-            let new = !seeds.iter().any(|s| crate::discovery::same(s, &uri));
+            let new = !seeds.iter().any(|s| crate::config::same_endpoint(s, &uri));
             if new {
                 seeds.push(uri.clone());
             }
@@ -380,7 +376,7 @@ impl HealthChecker {
         let was_seed = {
             let mut seeds = lock(&inner.seeds);
             let before = seeds.len();
-            seeds.retain(|s| !crate::discovery::same(s, uri));
+            seeds.retain(|s| !crate::config::same_endpoint(s, uri));
             seeds.len() != before
         };
         if was_seed {
@@ -391,7 +387,7 @@ impl HealthChecker {
 
     /// Resolves endpoints given as host names with `resolver` from now on (the default is
     /// tokio's `lookup_host`, the system's resolver), and resolves them again at once.
-    pub fn set_resolver(&self, resolver: Arc<dyn crate::discovery::Resolve>) {
+    pub fn set_resolver(&self, resolver: Arc<dyn crate::resolve::Resolve>) {
         *self
             .inner
             .resolver
@@ -492,7 +488,7 @@ impl Inner {
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = members
             .iter()
-            .find(|e| crate::discovery::same(e.member.uri(), &uri))
+            .find(|e| crate::config::same_endpoint(e.member.uri(), &uri))
         {
             return Err(e.member.clone());
         }
@@ -541,7 +537,7 @@ impl Inner {
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         let pos = members
             .iter()
-            .position(|e| crate::discovery::same(e.member.uri(), uri))?;
+            .position(|e| crate::config::same_endpoint(e.member.uri(), uri))?;
         let mut next: Vec<_> = members.iter().cloned().collect();
         let removed = next.remove(pos);
         *members = Arc::new(next);
@@ -574,7 +570,7 @@ impl Inner {
     }
 
     /// The resolver for endpoints given as host names.
-    pub(crate) fn resolver(&self) -> Arc<dyn crate::discovery::Resolve> {
+    pub(crate) fn resolver(&self) -> Arc<dyn crate::resolve::Resolve> {
         self.resolver
             .read()
             .unwrap_or_else(|p| p.into_inner())

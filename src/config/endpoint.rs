@@ -173,6 +173,14 @@ fn valid_host(host: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Whether two URLs reach the same endpoint (scheme and authority, host case-insensitive):
+/// the identity of a member everywhere in the crate.
+pub(crate) fn same_endpoint(a: &Uri, b: &Uri) -> bool {
+    a.scheme_str() == b.scheme_str()
+        && a.authority().map(|x| x.as_str().to_ascii_lowercase())
+            == b.authority().map(|x| x.as_str().to_ascii_lowercase())
+}
+
 /// Parses and checks a list of endpoints (`http://h:p`, `https://h:p` or bare `h:p`).
 ///
 /// Fails on an empty list, an entry that is not a URL, a scheme other than http/https, a

@@ -29,6 +29,7 @@ mod tests;
 mod validate;
 
 pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
+pub(crate) use endpoint::same_endpoint;
 pub use endpoint::{parse_endpoints, Endpoint, Scheme};
 pub use error::ConfigError;
 pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};

@@ -7,37 +7,14 @@
 //! last keeps serving. [`plan`] is the pure decision; [`run`] the thin driver.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Weak;
 
-use futures_util::future::BoxFuture;
 use http::Uri;
 
-use super::{same, Origin};
+use super::Origin;
 use crate::checker::Inner;
-
-/// Resolves a host name to socket addresses.
-///
-/// The default, [`TokioResolver`], asks the system (tokio's `lookup_host`); give another with
-/// [`HealthChecker::set_resolver`](crate::HealthChecker::set_resolver), e.g. to map a made-up
-/// name to test members.
-pub trait Resolve: Send + Sync + fmt::Debug {
-    /// The addresses of `host` (a name, without brackets), with `port`.
-    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
-}
-
-/// The system's resolver, through tokio's `lookup_host`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TokioResolver;
-
-impl Resolve for TokioResolver {
-    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
-        let target = format!("{host}:{port}");
-        Box::pin(async move { Ok(tokio::net::lookup_host(target).await?.collect()) })
-    }
-}
+use crate::config::same_endpoint;
 
 /// A seed given as a host name, by its `host:port`.
 pub(crate) fn name_of(uri: &Uri) -> Option<(String, u16)> {
@@ -77,7 +54,7 @@ pub(crate) fn plan(
     answers: &HashMap<String, Result<Vec<SocketAddr>, String>>,
 ) -> Plan {
     let mut plan = Plan::default();
-    let present = |uri: &Uri| members.iter().any(|(m, _)| same(m, uri));
+    let present = |uri: &Uri| members.iter().any(|(m, _)| same_endpoint(m, uri));
     let mut names = Vec::new();
     for seed in seeds {
         let Some((host, port)) = name_of(seed) else {
@@ -101,7 +78,7 @@ pub(crate) fn plan(
                     .filter_map(|a| format!("{scheme}://{a}/").parse().ok())
                     .collect();
                 for t in &targets {
-                    if !present(t) && !plan.add.iter().any(|(u, _, _)| same(u, t)) {
+                    if !present(t) && !plan.add.iter().any(|(u, _, _)| same_endpoint(u, t)) {
                         plan.add.push((
                             t.clone(),
                             name.clone(),
@@ -113,7 +90,7 @@ pub(crate) fn plan(
                     }
                 }
                 for u in of_name {
-                    if !targets.iter().any(|t| same(t, u)) {
+                    if !targets.iter().any(|t| same_endpoint(t, u)) {
                         plan.remove
                             .push((u.clone(), format!("{name} no longer resolves to it")));
                     }
@@ -215,7 +192,7 @@ pub(crate) async fn run(weak: Weak<Inner>) {
         let plan = plan(&inner.seeds(), &members, &answers);
         // Add first, so that the name is replaced without a moment with no member.
         for (uri, name, reason) in plan.add {
-            let origin = if seeds.iter().any(|s| same(s, &uri)) {
+            let origin = if seeds.iter().any(|s| same_endpoint(s, &uri)) {
                 Origin::Seed
             } else {
                 Origin::Dns { name }
@@ -286,7 +263,7 @@ mod tests {
             ]
         );
         assert_eq!(p.remove.len(), 1);
-        assert!(same(&p.remove[0].0, &seed));
+        assert!(same_endpoint(&p.remove[0].0, &seed));
         assert!(
             p.remove[0].1.contains("replaced by the 3"),
             "{}",
@@ -318,7 +295,7 @@ mod tests {
         // Nothing left of it: the name comes back.
         let p = plan(std::slice::from_ref(&seed), &[], &answers);
         assert_eq!(p.add.len(), 1);
-        assert!(same(&p.add[0].0, &seed));
+        assert!(same_endpoint(&p.add[0].0, &seed));
         // Not asked: nothing at all.
         assert_eq!(plan(&[seed], &[], &HashMap::new()), Plan::default());
     }

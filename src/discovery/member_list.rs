@@ -104,7 +104,7 @@ impl Driver {
         if let Some(c) = self.channels.get(&index) {
             return Some(c.clone());
         }
-        let channel = crate::probe::scheduler::probe_channel(inner, entry).ok()?;
+        let channel = crate::probe::probe_channel(inner, entry).ok()?;
         self.channels.insert(index, channel.clone());
         Some(channel)
     }
@@ -155,7 +155,9 @@ impl Driver {
                 uri: e.member.uri().clone(),
                 id: ids.get(&e.member.index()).copied(),
                 from_list: matches!(e.origin, Origin::MemberList { .. })
-                    && !seeds.iter().any(|s| super::same(s, e.member.uri())),
+                    && !seeds
+                        .iter()
+                        .any(|s| crate::config::same_endpoint(s, e.member.uri())),
             })
             .collect();
         let scheme = seeds
@@ -208,7 +210,10 @@ impl Driver {
                 inner.drop_member(&uri, &reason);
             }
             Change::Exclude { uri, reason } => {
-                let Some(entry) = entries.iter().find(|e| super::same(e.member.uri(), &uri)) else {
+                let Some(entry) = entries
+                    .iter()
+                    .find(|e| crate::config::same_endpoint(e.member.uri(), &uri))
+                else {
                     return;
                 };
                 if entry.is_healthy() {

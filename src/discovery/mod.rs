@@ -25,14 +25,12 @@
 
 mod dns;
 mod member_list;
-mod origin;
 mod reconcile;
 
 use std::sync::Weak;
 
-pub use dns::{Resolve, TokioResolver};
-pub use origin::Origin;
-pub(crate) use reconcile::same;
+pub use crate::checker::Origin;
+pub use crate::resolve::{Resolve, TokioResolver};
 
 use crate::checker::Inner;
 

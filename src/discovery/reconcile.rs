@@ -19,6 +19,8 @@ use std::collections::HashSet;
 
 use http::Uri;
 
+use crate::config::same_endpoint;
+
 /// One member of the health state, as the reconciliation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Known {
@@ -60,7 +62,10 @@ impl Listed {
     fn reached_by(&self, known: &Known) -> bool {
         match known.id {
             Some(id) => id == self.id,
-            None => self.client_urls.iter().any(|u| same(u, &known.uri)),
+            None => self
+                .client_urls
+                .iter()
+                .any(|u| same_endpoint(u, &known.uri)),
         }
     }
 }
@@ -93,13 +98,6 @@ pub(crate) enum Change {
         /// Why.
         reason: String,
     },
-}
-
-/// Whether two URLs reach the same place (scheme and authority, host case-insensitive).
-pub(crate) fn same(a: &Uri, b: &Uri) -> bool {
-    a.scheme_str() == b.scheme_str()
-        && a.authority().map(|x| x.as_str().to_ascii_lowercase())
-            == b.authority().map(|x| x.as_str().to_ascii_lowercase())
 }
 
 /// The changes that bring `known` in line with `listed`. `scheme` is the seeds' scheme
@@ -181,7 +179,7 @@ pub(crate) fn reconcile(known: &[Known], listed: &[Listed], scheme: Option<&str>
         !known
             .iter()
             .enumerate()
-            .any(|(i, k)| !dropped.contains(&i) && same(&k.uri, uri))
+            .any(|(i, k)| !dropped.contains(&i) && same_endpoint(&k.uri, uri))
     });
     changes.extend(adds);
     changes
@@ -354,9 +352,9 @@ mod tests {
     fn urls_match_without_path_and_host_case() {
         let a: Uri = "http://Etcd-0:2379/".parse().unwrap();
         let b: Uri = "http://etcd-0:2379".parse().unwrap();
-        assert!(same(&a, &b));
+        assert!(same_endpoint(&a, &b));
         let c: Uri = "https://etcd-0:2379".parse().unwrap();
-        assert!(!same(&a, &c));
+        assert!(!same_endpoint(&a, &c));
     }
 
     mod props {
@@ -368,7 +366,7 @@ mod tests {
                 .prop_map(|v| {
                     let mut out: Vec<Known> = Vec::new();
                     for (port, id, from_list) in v {
-                        if !out.iter().any(|k| same(&k.uri, &uri(port))) {
+                        if !out.iter().any(|k| same_endpoint(&k.uri, &uri(port))) {
                             out.push(Known {
                                 uri: uri(port),
                                 id,
@@ -410,12 +408,12 @@ mod tests {
                 for c in &changes {
                     match c {
                         Change::Remove { uri, .. } => {
-                            let k = next.iter().find(|k| same(&k.uri, uri)).unwrap();
+                            let k = next.iter().find(|k| same_endpoint(&k.uri, uri)).unwrap();
                             prop_assert!(k.from_list, "a seed was dropped: {:?}", c);
-                            next.retain(|k| !same(&k.uri, uri));
+                            next.retain(|k| !same_endpoint(&k.uri, uri));
                         }
                         Change::Add { uri, id, .. } => {
-                            prop_assert!(!next.iter().any(|k| same(&k.uri, uri)));
+                            prop_assert!(!next.iter().any(|k| same_endpoint(&k.uri, uri)));
                             next.push(Known { uri: uri.clone(), id: Some(*id), from_list: true });
                         }
                         Change::Exclude { .. } => {}

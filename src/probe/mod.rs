@@ -8,11 +8,13 @@
 
 mod grpc;
 mod http;
-pub(crate) mod scheduler;
+mod scheduler;
 mod status;
 mod tcp;
 
 use std::time::Duration;
+
+pub(crate) use scheduler::{probe_channel, spawn};
 
 use crate::health::Outcome;
 

@@ -33,6 +33,24 @@ pub struct ClusterBuilder {
     jwt: bool,
 }
 
+// === impl Cluster ===
+
+/// The ways to start a [`Cluster`] live here, beside the options they take, so the cluster
+/// itself never names its builder.
+impl Cluster {
+    /// Options for a new cluster: 3 members, pre-vote on, 50 ms heartbeat, 500 ms election.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// Starts a cluster of `members` members with the default options.
+    pub async fn start(members: usize) -> Result<Cluster, ClusterError> {
+        Self::builder().members(members).start().await
+    }
+}
+
+// === impl ClusterBuilder ===
+
 impl Default for ClusterBuilder {
     fn default() -> Self {
         ClusterBuilder {

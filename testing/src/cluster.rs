@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::builder::ClusterBuilder;
 use super::error::{ClusterError, Unready};
 use super::faults::Faults;
 use super::member::{CommonFlags, Member};
@@ -25,7 +24,7 @@ const LOG_TAIL_LINES: usize = 20;
 ///
 /// Every member's peer traffic goes through an in-process TCP proxy so that
 /// [`isolate`](Self::isolate) can cut it; with
-/// [`ClusterBuilder::client_proxy`] its client traffic does too. All methods take `&self`, so a
+/// [`ClusterBuilder::client_proxy`](crate::ClusterBuilder::client_proxy) its client traffic does too. All methods take `&self`, so a
 /// test can share an `Arc<Cluster>` with load tasks.
 ///
 /// Dropping the cluster (also while a test panics) SIGKILLs and reaps every member, stops the
@@ -56,16 +55,6 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Options for a new cluster: 3 members, pre-vote on, 50 ms heartbeat, 500 ms election.
-    pub fn builder() -> ClusterBuilder {
-        ClusterBuilder::default()
-    }
-
-    /// Starts a cluster of `members` members with the default options.
-    pub async fn start(members: usize) -> Result<Cluster, ClusterError> {
-        Self::builder().members(members).start().await
-    }
-
     pub(crate) fn new(
         members: Vec<Member>,
         faults: watch::Sender<Faults>,
@@ -125,7 +114,7 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// The certificates of a cluster built with [`ClusterBuilder::tls`].
+    /// The certificates of a cluster built with [`ClusterBuilder::tls`](crate::ClusterBuilder::tls).
     pub fn pki(&self) -> Option<&super::pki::TestPki> {
         self.flags.tls.as_ref()
     }
@@ -227,7 +216,7 @@ impl Cluster {
     /// (so a request-response round trip takes at least twice as long).
     ///
     /// # Panics
-    /// If the cluster was built without [`ClusterBuilder::client_proxy`].
+    /// If the cluster was built without [`ClusterBuilder::client_proxy`](crate::ClusterBuilder::client_proxy).
     pub fn set_client_latency(&self, i: usize, latency: Duration) {
         self.require_client_proxy("set_client_latency");
         self.faults.send_modify(|f| f.client_latency[i] = latency);
@@ -236,7 +225,7 @@ impl Cluster {
     /// While `on`, member `i`'s client proxy accepts connections but forwards nothing.
     ///
     /// # Panics
-    /// If the cluster was built without [`ClusterBuilder::client_proxy`].
+    /// If the cluster was built without [`ClusterBuilder::client_proxy`](crate::ClusterBuilder::client_proxy).
     pub fn blackhole_client(&self, i: usize, on: bool) {
         self.require_client_proxy("blackhole_client");
         self.faults.send_modify(|f| f.client_blackhole[i] = on);
