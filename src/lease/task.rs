@@ -66,7 +66,7 @@ pub(super) async fn run(
                 let delay = ctx.backoff.next_delay().min(ctx.interval / 2);
                 let mut reopens = 0;
                 state.send_modify(|s| {
-                    s.reopens += 1;
+                    s.reopens = s.reopens.saturating_add(1);
                     s.member = None;
                     s.last_failure = Some(reason.clone());
                     reopens = s.reopens;
@@ -175,7 +175,7 @@ impl Ctx<'_> {
         }
         self.backoff.reset();
         self.state.send_modify(|s| {
-            s.renewals += 1;
+            s.renewals = s.renewals.saturating_add(1);
             s.ttl = Some(resp.ttl);
         });
         None
