@@ -25,10 +25,17 @@
 //! other explains everything it explains. The search's cost is then a sum over segments, each
 //! bounded by its own width, so the budget is per segment.
 //!
-//! **Unknown writes, pruned without losing anything.** Three facts keep their cost small:
+//! **Pruning without losing anything.** Within a segment, the search is cut down by facts
+//! that keep every order that matters (`tests/linearizability.rs` checks the result against a
+//! brute-force search of every order on 30 000 small random histories):
 //!
 //! - Values nobody observes (no read returned them, no compare-and-set compared with them)
 //!   are indistinguishable, so they are one value: "some value nobody saw".
+//! - A completed operation that leaves the value as it is (a read, a failed compare-and-set,
+//!   a delete of nothing) and can be placed now is placed now, alone: moved to the front of
+//!   any order that placed it later, it changes nothing.
+//! - A candidate that needs a value (a read of `v`, a compare-and-set with `v` that held)
+//!   that nothing left can write before the candidate completed ends the branch.
 //! - Unknown writes with the same (so renamed) input are interchangeable once invoked, so the
 //!   search only ever applies the earliest-invoked one not applied yet.
 //! - Some linearization, if any exists, applies each unknown write right before an operation
@@ -37,11 +44,9 @@
 //!   can be dropped, or moved after that operation). So an unknown write is only placed where
 //!   some completed candidate is blocked, and the next operation placed must be one it
 //!   unblocks (or an unknown compare-and-set that its value lets succeed, then the same rule).
-//!   The proof is the exchange argument just given; `tests/linearizability.rs` checks it on
-//!   thousands of random small histories.
-//!
-//! Within a segment, every (set of operations placed, register value) explored is kept (the
-//! set as a 128-bit hash), so each such configuration is explored once.
+//! - Every (completed operations placed, register value) explored is kept (the set as a
+//!   128-bit hash) with the unknown writes applied on the way; reaching it again with the same
+//!   or more unknown writes applied is not explored again.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
