@@ -910,7 +910,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         println!(
             "  {}: {n} operations ({unknown} unknown) {verdict}, checked in {took:?}: {} \
              configurations over {} segments (longest {} operations, costliest {} \
-             configurations, at most {} possible states at a cut)",
+             configurations, at most {} possible (value, unknown writes applied) at a cut)",
             key(k),
             report.explored,
             report.segments,
