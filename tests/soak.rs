@@ -427,9 +427,6 @@ async fn reference_history(endpoint: &str, start: i64, seed: u64) -> Vec<Seen> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The soak
-
-// ---------------------------------------------------------------------------------------------
 // The process's own health
 
 /// How long transient tasks (a detached hedge runs at most `hang.after` plus slack; a probe
@@ -535,6 +532,9 @@ fn mib(bytes: Option<u64>) -> String {
         format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// The soak
 
 fn soak_seconds() -> u64 {
     std::env::var("SOAK_SECONDS")
