@@ -13,8 +13,12 @@
 //! 2. the resuming watch delivered exactly etcd's history (compared with an independent watch
 //!    from the same start revision, opened after the chaos on a healthy cluster);
 //! 3. the clients' history is linearizable for a register with compare-and-set per key, writes
-//!    that failed or timed out counting as "applied at some point after invocation, or never";
-//! 4. the leased key outlived the chaos.
+//!    that failed or timed out counting as "applied at some point after invocation, or never"
+//!    (each key's check time is printed; it grows linearly with the soak's length);
+//! 4. the leased key outlived the chaos;
+//! 5. the process did not grow: the runtime's alive tasks after the load are within a small
+//!    margin of those after the warm-up (a task leaked per request or per fault would not
+//!    be), and the resident size is reported (and bounded very loosely).
 //!
 //! 60 s of chaos by default; `SOAK_SECONDS` for more, `SOAK_SEED` to replay a schedule (the
 //! seed fixes the faults and each client's choice of operations, not the timing). The seed is
@@ -59,9 +63,10 @@ const TOWER_CLIENTS: usize = 3;
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the cluster may go without a leader after a fault is undone.
 const QUORUM_BOUND: Duration = Duration::from_secs(10);
-/// Configurations the checker may explore per key before giving up, per minute of chaos: a
-/// longer soak records a longer history, with more writes of unknown outcome to place.
-const CHECK_BUDGET: u64 = 2_000_000;
+/// Configurations the checker may explore in one segment of a key's history (between two
+/// quiescent points) before giving up. The checker's cost is a sum over segments, so this
+/// does not depend on the soak's length.
+const CHECK_BUDGET: u64 = 5_000_000;
 
 fn key(k: usize) -> String {
     format!("{PREFIX}k{k}")
@@ -422,6 +427,113 @@ async fn reference_history(endpoint: &str, start: i64, seed: u64) -> Vec<Seen> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The process's own health
+
+/// How long transient tasks (a detached hedge runs at most `hang.after` plus slack; a probe
+/// round, a re-made connection) get to finish before tasks are counted.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Tasks the runtime may hold at the end beyond those at the start: a few per member (its
+/// connections re-made after a restart, a probe still running) and per client, the watch and
+/// the keep-alive. A task leaked per request (tens of thousands a minute) or per fault (one
+/// every 1 to 6 s) goes past it.
+fn task_margin(members: usize) -> usize {
+    8 * (members + DROPIN_CLIENTS + TOWER_CLIENTS + 2)
+}
+
+/// The process's resident size and the runtime's alive tasks.
+#[derive(Clone, Copy, Debug)]
+struct Vitals {
+    /// Bytes (VmRSS), if /proc says.
+    rss: Option<u64>,
+    tasks: usize,
+}
+
+impl Vitals {
+    fn now() -> Self {
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map(|kib| kib * 1024);
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        Vitals { rss, tasks }
+    }
+}
+
+/// Samples every `every` until `until` (during the load: the client tasks are counted too).
+async fn sample_vitals(until: Instant, every: Duration) -> Vec<Vitals> {
+    let mut samples = Vec::new();
+    while Instant::now() + every <= until {
+        tokio::time::sleep(every).await;
+        samples.push(Vitals::now());
+    }
+    samples
+}
+
+/// The task count sees tasks: 50 parked tasks raise it by about 50 (else the growth check
+/// could not fail).
+async fn tasks_are_counted(seed: u64) {
+    let before = Vitals::now().tasks;
+    let (tx, rx) = tokio::sync::watch::channel(());
+    let parked: Vec<_> = (0..50)
+        .map(|_| {
+            let mut rx = rx.clone();
+            tokio::spawn(async move {
+                let _ = rx.changed().await;
+            })
+        })
+        .collect();
+    let during = Vitals::now().tasks;
+    drop(tx);
+    for task in parked {
+        let _ = task.await;
+    }
+    assert!(
+        during >= before + 40,
+        "seed {seed}: 50 parked tasks moved the alive task count only from {before} to {during}"
+    );
+}
+
+/// Heap bytes the test itself holds in its records (the history and both watches' events).
+fn recorded_bytes(history: &[Record], everything: &[Seen], resumed: &[Seen]) -> u64 {
+    let input = |i: &Input<String>| match i {
+        Input::Put(v) => v.capacity(),
+        Input::Cas { expect, new } => expect.capacity() + new.capacity(),
+        _ => 0,
+    };
+    let output = |d: &Option<(u64, Output<String>)>| match d {
+        Some((_, Output::Get(Some(v)))) => v.capacity(),
+        _ => 0,
+    };
+    let records: usize = history
+        .iter()
+        .map(|r| std::mem::size_of::<Record>() + input(&r.input) + output(&r.done))
+        .sum();
+    let seen = |events: &[Seen]| -> usize {
+        events
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<Seen>()
+                    + e.1.capacity()
+                    + e.2.as_ref().map_or(0, String::capacity)
+            })
+            .sum()
+    };
+    (records + seen(everything) + seen(resumed)) as u64
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // The soak
 
 fn soak_seconds() -> u64 {
@@ -518,10 +630,38 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     );
     let watched = collect_resuming(watch, seed);
 
+    // Warm-up: every client kind has connections to every member, then the process's size
+    // and task count as the load begins.
+    for k in 0..KEYS {
+        settle("warm-up get", seed, || {
+            let mut kv = dropin.kv_client();
+            async move { kv.get(key(k), None).await }
+        })
+        .await;
+        settle("warm-up get", seed, || {
+            let mut kv = KvClient::new(tower.clone());
+            async move {
+                kv.range(request(RangeRequest {
+                    key: key(k).into_bytes(),
+                    ..Default::default()
+                }))
+                .await
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let vitals_start = Vitals::now();
+    tasks_are_counted(seed).await;
+
     // Chaos and load.
     let origin = Instant::now();
     let until = origin + Duration::from_secs(seconds);
     let faults = tokio::spawn(chaos(cluster.clone(), seed, until));
+    let sampler = tokio::spawn(sample_vitals(
+        until,
+        Duration::from_secs(seconds.div_ceil(6)),
+    ));
     let mut clients = Vec::new();
     for id in 0..DROPIN_CLIENTS {
         let kv = Kv::Dropin(Box::new(dropin.kv_client()));
@@ -541,6 +681,9 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     let (fault_counts, fault_log) = faults
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: chaos: {e}"));
+    let vitals_during = sampler
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: sampler: {e}"));
     let chaos_took = origin.elapsed();
     for line in &fault_log {
         println!("  {line}");
@@ -569,6 +712,13 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: the resuming watch did not reach the end marker"))
         .unwrap_or_else(|e| panic!("seed {seed}: watch collector: {e}"));
+
+    // The process's size and task count after the load, in the same state as at the start:
+    // the cluster whole, no client running, the watch and the keep-alive still open (the
+    // watch's collector task has ended); what the test recorded is allowed for.
+    tokio::time::sleep(SETTLE).await;
+    let vitals_end = Vitals::now();
+    let recorded = recorded_bytes(&history, &everything, &resumed);
     let watch_stats = watch.stats();
     let first_difference = reference
         .iter()
@@ -663,7 +813,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     for r in &history {
         per_key[r.key].push(r);
     }
-    let budget = CHECK_BUDGET * seconds.div_ceil(60).max(1);
+    let budget = CHECK_BUDGET;
     let mut checked = Vec::new();
     let mut undecided = Vec::new();
     for (k, records) in per_key.iter().enumerate() {
@@ -698,7 +848,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
             // Neither proven nor refuted: reported after the safety checks below.
             undecided.push(key(k));
         }
-        checked.push((ops.len(), unknown, report.explored, took));
+        checked.push((ops.len(), unknown, report, took));
     }
 
     // 4. The leased key outlived the chaos.
@@ -752,16 +902,46 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         watch_stats.recreations,
         watch_stats.duplicates_dropped
     );
-    for (k, (n, unknown, explored, took)) in checked.iter().enumerate() {
+    for (k, (n, unknown, report, took)) in checked.iter().enumerate() {
         let verdict = match undecided.contains(&key(k)) {
             true => "NOT DECIDED",
             false => "linearizable",
         };
         println!(
-            "  {}: {n} operations ({unknown} unknown) {verdict}; {explored} configurations in {took:?}",
-            key(k)
+            "  {}: {n} operations ({unknown} unknown) {verdict}, checked in {took:?}: {} \
+             configurations over {} segments (longest {} operations, costliest {} \
+             configurations, at most {} possible (value, unknown writes applied) at a cut)",
+            key(k),
+            report.explored,
+            report.segments,
+            report.longest_segment,
+            report.costliest_segment,
+            report.widest_cut,
         );
     }
+    println!(
+        "  process: resident {} after the warm-up, {} after the load (the test's records: {}); \
+         alive tasks {} -> {} (bound {})",
+        mib(vitals_start.rss),
+        mib(vitals_end.rss),
+        mib(Some(recorded)),
+        vitals_start.tasks,
+        vitals_end.tasks,
+        vitals_start.tasks + task_margin(cluster.size()),
+    );
+    println!(
+        "  process during the load: resident {}; alive tasks {}",
+        vitals_during
+            .iter()
+            .map(|v| mib(v.rss))
+            .collect::<Vec<_>>()
+            .join(", "),
+        vitals_during
+            .iter()
+            .map(|v| v.tasks.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     println!(
         "  lease: {} renewals, {} streams lost, {} hedged, presumed expired {} times, lost {:?}; retries: tower {}",
         lease_state.renewals,
@@ -794,8 +974,31 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     );
     assert!(
         undecided.is_empty(),
-        "seed {seed}: linearizability of {undecided:?} not decided within {budget} configurations"
+        "seed {seed}: linearizability of {undecided:?} not decided within {budget} configurations \
+         per segment"
     );
+    let task_bound = vitals_start.tasks + task_margin(cluster.size());
+    assert!(
+        vitals_end.tasks <= task_bound,
+        "seed {seed}: alive tasks grew from {} after the warm-up to {} after the load (bound \
+         {task_bound})",
+        vitals_start.tasks,
+        vitals_end.tasks
+    );
+    if let (Some(start), Some(end)) = (vitals_start.rss, vitals_end.rss) {
+        // Very generous: a leak per request (hundreds of thousands) still shows; allocator
+        // noise and the test's own records do not.
+        let bound = 4 * start + (64 << 20) + 2 * recorded;
+        assert!(
+            end < bound,
+            "seed {seed}: resident size grew from {} to {} (bound {}, of which the test's \
+             records {})",
+            mib(Some(start)),
+            mib(Some(end)),
+            mib(Some(bound)),
+            mib(Some(recorded))
+        );
+    }
     assert!(
         acked_writes > 100,
         "seed {seed}: the load made progress ({acked_writes} acknowledged writes)"

@@ -58,7 +58,10 @@ pub(crate) struct Inner {
     /// Bumped on every status or membership change; the balancer and scheduler watch it.
     changed: watch::Sender<u64>,
     rng: Mutex<rand::rngs::StdRng>,
-    /// Requests sent again to another member.
+    /// Requests sent again to another member. (This and the other event counts of the stack,
+    /// `hedges`, a member's `requests`, the auth layer's `authentications`, are `AtomicU64`
+    /// and wrap by design; at a million a second that takes 584 000 years. The counts the
+    /// health rules read saturate instead: see `health::Counters` and `HealthState`.)
     retries: AtomicU64,
     /// Reads also sent to a second member (hedged).
     hedges: AtomicU64,

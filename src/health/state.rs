@@ -276,6 +276,40 @@ mod tests {
     }
 
     #[test]
+    fn totals_and_ejection_counts_saturate_at_their_max() {
+        // Months of outcomes: every count at its maximum, then one more ejection.
+        let t0 = Instant::now();
+        let th = thresholds(1, 1, 1, 1);
+        let ej = ejection(1000, 4000);
+        let mut s = HealthState::new(t0);
+        s.totals = [u64::MAX; 5];
+        s.ejections = u32::MAX;
+        s.ejections_total = u64::MAX;
+        s.counters.timeouts = u8::MAX - 1;
+        let tr = s
+            .record(Source::Passive, Outcome::Timeout, t0, &th, &ej, 0.0)
+            .expect("ejected");
+        assert_eq!(s.totals(), [u64::MAX; 5]);
+        assert_eq!((s.ejections(), tr.ejections), (u32::MAX, u32::MAX));
+        assert_eq!(s.ejections_total(), u64::MAX);
+        assert_eq!(tr.count, u8::MAX);
+        assert_eq!(tr.ejected_for, Some(Duration::from_millis(4000)), "capped");
+        // And it still comes back.
+        let tr = s
+            .record(
+                Source::Active,
+                Outcome::Success,
+                t0 + Duration::from_secs(4),
+                &th,
+                &ej,
+                0.0,
+            )
+            .expect("re-admitted");
+        assert_eq!(tr.to, Status::Healthy);
+        assert_eq!(s.totals(), [u64::MAX; 5]);
+    }
+
+    #[test]
     fn a_pending_member_is_admitted_by_its_first_success() {
         let t0 = Instant::now();
         let th = thresholds(1, 1, 1, 1);

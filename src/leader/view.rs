@@ -101,7 +101,7 @@ impl LeaderView {
         now: Instant,
         confirm: Duration,
     ) -> RoundVerdict {
-        self.rounds += 1;
+        self.rounds = self.rounds.saturating_add(1);
         let before = (self.leader, self.no_leader_since.is_some());
         let reports: Vec<(usize, Report)> = replies
             .iter()

@@ -159,7 +159,7 @@ impl Driver<'_> {
                 .extend(self.lanes.iter().filter_map(|l| l.member().cloned()));
         }
         let hedge = !self.lanes.is_empty();
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         let lane = Lane::open(
             &self.client,
             Opening {
@@ -175,7 +175,8 @@ impl Driver<'_> {
         self.schedule.asked(now);
         self.lanes.push(lane);
         if hedge {
-            self.state.send_modify(|s| s.hedges += 1);
+            self.state
+                .send_modify(|s| s.hedges = s.hedges.saturating_add(1));
             tracing::debug!(
                 lease = %format_args!("{:x}", self.lease_id),
                 member = member.as_ref().map(tracing::field::display),
@@ -217,7 +218,7 @@ impl Driver<'_> {
                 self.lanes.clear();
                 self.lanes.push(lane);
                 self.state.send_modify(|s| {
-                    s.renewals += 1;
+                    s.renewals = s.renewals.saturating_add(1);
                     s.ttl = Some(ttl);
                     s.expires = self.schedule.expires().map(Instant::into_std);
                     s.presumed_expired = false;
@@ -292,7 +293,7 @@ impl Driver<'_> {
         }
         let mut reopens = 0;
         self.state.send_modify(|s| {
-            s.reopens += 1;
+            s.reopens = s.reopens.saturating_add(1);
             s.last_failure = Some(reason.clone());
             reopens = s.reopens;
         });
@@ -323,7 +324,7 @@ impl Driver<'_> {
         let mut expiries = 0;
         self.state.send_modify(|s| {
             s.presumed_expired = true;
-            s.expiries += 1;
+            s.expiries = s.expiries.saturating_add(1);
             expiries = s.expiries;
         });
         tracing::warn!(

@@ -104,7 +104,7 @@ pub(super) async fn run(
                 let delay = backoff.next_delay();
                 let recreations = {
                     let mut s = lock(&stats);
-                    s.recreations += 1;
+                    s.recreations = s.recreations.saturating_add(1);
                     s.serving = None;
                     s.last_failure = Some(reason.clone());
                     s.recreations
@@ -307,7 +307,7 @@ impl Attempt<'_> {
             self.backoff.reset();
             let creations = {
                 let mut s = lock(self.stats);
-                s.creations += 1;
+                s.creations = s.creations.saturating_add(1);
                 s.creations
             };
             if creations > 1 {
@@ -345,7 +345,7 @@ impl Attempt<'_> {
         self.cursor.delivered(newest);
         let mut s = lock(self.stats);
         s.last_revision = self.cursor.last;
-        s.duplicates_dropped += dropped;
+        s.duplicates_dropped = s.duplicates_dropped.saturating_add(dropped);
         None
     }
 
