@@ -27,6 +27,13 @@ pub(crate) const NOT_LEADER: &str = "etcdserver: not leader";
 /// leader failure" or "... connection lost" when it blames the leader.
 pub(crate) const REQUEST_TIMED_OUT: &str = "etcdserver: request timed out";
 
+/// Whether a message (a status, or a watch's cancel reason) says the member has no leader or
+/// just lost it: a stream on it should move to another member. Matched without the
+/// `etcdserver: ` prefix, which cancel reasons do not always carry.
+pub(crate) fn says_leader_lost(message: &str) -> bool {
+    message.contains("no leader") || message.contains("leader changed")
+}
+
 /// Whether an answer says the member has (or just lost) no leader, or could not get a
 /// proposal through one in time: a fact about the cluster at that moment (an election, or this
 /// member cut off from the quorum), to be told apart by asking the other members, not a

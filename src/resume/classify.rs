@@ -18,10 +18,7 @@ pub(crate) fn is_member_failure(status: &tonic::Status) -> bool {
         | Code::Cancelled
         | Code::Aborted
         | Code::ResourceExhausted => true,
-        Code::FailedPrecondition => {
-            let m = status.message();
-            m.contains("no leader") || m.contains("leader changed")
-        }
+        Code::FailedPrecondition => crate::etcd::says_leader_lost(status.message()),
         _ => false,
     }
 }

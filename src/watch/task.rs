@@ -288,7 +288,7 @@ impl Attempt<'_> {
         }
         if resp.canceled {
             let reason = resp.cancel_reason;
-            if reason.contains("no leader") || reason.contains("leader changed") {
+            if crate::etcd::says_leader_lost(&reason) {
                 return Some(End::Member {
                     member: member.clone(),
                     reason: format!("watch canceled: {reason}"),
