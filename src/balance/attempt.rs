@@ -199,8 +199,14 @@ where
         // unary answer to its end, so an error is judged here, where it can still be retried.
         let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         return match read_to_end(body, rest).await {
-            Ok((data, trailers)) => {
+            Ok((data, mut trailers)) => {
                 let status = trailers.as_ref().and_then(status_of);
+                if data.is_empty() && status.as_ref().is_some_and(|s| s.code() != tonic::Code::Ok) {
+                    // An error and nothing else: handed on in the standard trailers-only form,
+                    // so everything that reads a status from the headers (the auth layer, the
+                    // drop-in's token mapping, outcome marks) sees it as it would without TLS.
+                    parts.headers.extend(trailers.take().unwrap_or_default());
+                }
                 let body = tonic::body::Body::new(Buffered::new(data, trailers));
                 match status {
                     Some(status) => judge_status(status, parts, body, tracker, kind, limits),
