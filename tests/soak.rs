@@ -447,7 +447,25 @@ struct Vitals {
     /// Bytes (VmRSS), if /proc says.
     rss: Option<u64>,
     tasks: usize,
+    /// Heap bytes allocated and not freed, counted by the allocator.
+    heap: i64,
 }
+
+/// Every allocation counted: resident size includes the test's own records and the
+/// allocator's free lists, so only live heap bytes, taken with the records dropped, can show
+/// what the library keeps.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+fn live_heap() -> i64 {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
+}
+
+/// What the library may keep after the load beyond what it held after the warm-up: channels
+/// to restarted members are new (their buffers and windows), the event bus's ring buffer
+/// fills. A per-request leak over the soak's hundreds of thousands of requests is far beyond.
+const HEAP_GROWTH_BOUND: i64 = 16 << 20;
 
 impl Vitals {
     fn now() -> Self {
@@ -461,7 +479,11 @@ impl Vitals {
         let tasks = tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks();
-        Vitals { rss, tasks }
+        Vitals {
+            rss,
+            tasks,
+            heap: live_heap(),
+        }
     }
 }
 
@@ -1007,4 +1029,24 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         per_client.iter().all(|&n| n > 10),
         "seed {seed}: every client made progress: {per_client:?}"
     );
+
+    // What the library keeps: the test's records dropped, the clients, the watch and the
+    // keep-alive still there, live heap against the same after the warm-up.
+    drop((history, everything, reference, resumed, fault_log));
+    tokio::time::sleep(SETTLE).await;
+    let heap_end = live_heap();
+    let growth = heap_end - vitals_start.heap;
+    println!(
+        "  live heap with the test's records dropped: {} after the warm-up, {} after the load \
+         ({:+.1} MiB; bound {:+.1} MiB)",
+        mib(Some(vitals_start.heap.max(0) as u64)),
+        mib(Some(heap_end.max(0) as u64)),
+        growth as f64 / (1 << 20) as f64,
+        HEAP_GROWTH_BOUND as f64 / (1 << 20) as f64,
+    );
+    assert!(
+        growth < HEAP_GROWTH_BOUND,
+        "seed {seed}: the library's live heap grew by {growth} bytes over the load"
+    );
+    drop((dropin, tower, watch, keep_alive));
 }
