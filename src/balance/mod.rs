@@ -17,6 +17,7 @@ mod attempt;
 mod future;
 mod hedge;
 mod hint;
+mod inflight;
 mod layer;
 mod make;
 mod pick;
