@@ -658,13 +658,14 @@ async fn memory() -> Memory {
         let checker = HealthChecker::new(&endpoints, quiet_config()).expect("checker");
         (checker, before)
     };
+    // A second for the probe scheduler to make each member's probe channel.
     let (single, before) = state(1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     m.health_state_one_member = live_bytes() - before;
     drop(single);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (many, before) = state(201);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let bytes_many = live_bytes() - before;
     drop(many);
     m.health_state_per_member = (bytes_many - m.health_state_one_member) as f64 / 200.0;
@@ -700,6 +701,8 @@ async fn memory() -> Memory {
         while fake.arrived.load(Ordering::Relaxed) < N + 2 {
             tokio::task::yield_now().await;
         }
+        // Settled (below the hedging delay, so nothing else starts).
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let held = live_bytes() - before;
         open.send_replace(true);
         while tasks.join_next().await.is_some() {}

@@ -50,7 +50,7 @@ where
 ///   window per round trip (64 KiB per 50 ms is 1.3 MB/s between regions). etcd's Go client
 ///   grows its windows by BDP pings; static windows need no pings (etcd counts pings against
 ///   `too_many_pings`), and cost nothing until data is in flight: the answer is read as it
-///   arrives. On the benchmark's loopback they make no measurable difference.
+///   arrives. (Small unary requests never fill a window: the benchmarks do not see them.)
 /// - **Keep-alive** pings no more often than every 10 s and never while idle: etcd answers
 ///   more frequent pings (`--grpc-keepalive-min-time`, 5 s) with GOAWAY `too_many_pings`; a
 ///   member that stops answering them within the timeout has its connection closed, so

@@ -60,9 +60,8 @@ fn p2c(
     eligible: impl Fn(&MemberEntry) -> bool,
 ) -> Option<Arc<MemberEntry>> {
     let mut pair: [Option<&Arc<MemberEntry>>; 2] = [None, None];
-    let mut seen = 0usize;
     let mut rng = None;
-    for e in entries.iter().filter(|e| eligible(e)) {
+    for (seen, e) in entries.iter().filter(|e| eligible(e)).enumerate() {
         if seen < 2 {
             pair[seen] = Some(e);
         } else {
@@ -71,7 +70,6 @@ fn p2c(
                 pair[j] = Some(e);
             }
         }
-        seen += 1;
     }
     match pair {
         [Some(a), Some(b)] => {
