@@ -4,10 +4,15 @@
 //! member and per request in flight.
 //!
 //! ```sh
-//! cargo run --release --example overhead_profile -- [--members 1|3] [--clients a,b,c,d,e]
+//! cargo run --release --example overhead_profile -- [--members 1|3] [--clients a,b,dropin,d]
 //!     [--ops get,put] [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster]
-//!     [--out target/bench-reports]
+//!     [--isolated-requests 20000] [--out target/bench-reports]
 //! ```
+//!
+//! Clients are named as in `examples/common/clients.rs`: `a` raw tonic, `b` stock
+//! etcd-client, `c` etcd-client over the stack by `from_channel`, `d` the tower stack, `e` the
+//! stack without hedging, hangs, write routing and retry rounds, `dropin` the drop-in as users
+//! build it.
 //!
 //! Three parts:
 //!
@@ -55,7 +60,7 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-const USAGE: &str = "overhead_profile [--members 1|3] [--clients a,b,c,d,e] [--ops get,put] \
+const USAGE: &str = "overhead_profile [--members 1|3] [--clients a,b,dropin,d] [--ops get,put] \
                      [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster] \
                      [--isolated-requests 20000] [--out target/bench-reports]";
 
@@ -257,7 +262,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = args.value("rounds", 3);
     let out: PathBuf = args.value("out", PathBuf::from(DEFAULT_OUT));
     let kinds: Vec<Kind> = args
-        .value("clients", "a,b,c,d,e".to_string())
+        .value("clients", "a,b,dropin,d".to_string())
         .split(',')
         .map(|k| Kind::parse(k).unwrap_or_else(|| panic!("unknown client {k:?}")))
         .collect();
