@@ -1,26 +1,36 @@
-//! What the health stack costs on the happy path, side by side with a raw tonic channel.
+//! What the health stack costs on the happy path, side by side with a raw tonic channel and
+//! with stock etcd-client.
 //!
 //! ```sh
-//! cargo run --release --example overhead_report -- [--rounds 5] [--requests 2000]
-//!     [--latency-requests 300] [--raw-member N] [--single-member] [--out target/bench-reports]
+//! cargo run --release --example overhead_report -- [--members 1|3|both] [--rounds 5]
+//!     [--requests 2000] [--latency-requests 300] [--out target/bench-reports]
 //! ```
 //!
-//! One local 3-member cluster serves four clients: (a) a raw `tonic` channel to one member
-//! with this crate's stubs, (b) stock `etcd_client::Client::connect` over the three members,
-//! (c) `etcd_client::Client::from_channel` over the health stack, (d) the health stack with
-//! this crate's stubs. They are measured in interleaved rounds (a, b, c, d, then b, c, d, a,
-//! ...) so drift on a busy machine hits all four alike. In each round every client runs, for
-//! get (linearizable Range) and put: `--latency-requests` requests one at a time (latency),
-//! then `--requests` requests with 16 and with 64 in flight (throughput).
+//! One local 3-member cluster serves five clients: (a) a raw `tonic` channel to one follower
+//! with this crate's stubs (the floor: no balancing, no checks); (b) stock
+//! `etcd_client::Client::connect`; (c) the drop-in, `etcd_client::Client::
+//! connect_with_balanced_channel(.., HealthChannel)`, as users build it; (d) the tower stack
+//! with this crate's stubs; (e) as (d) with hedging, hang detection, leader routing of writes
+//! and retry rounds off, to show what they cost; with 3 members also (f), the drop-in with
+//! `leader.route_writes = false`, to show what sending writes to the leader gains. In each round every client runs, for get
+//! (linearizable Range) and put: `--latency-requests` requests one at a time, then `--requests`
+//! with 16 and with 64 in flight; clients take turns in a rotating order (a, b, c, d, e, then
+//! b, c, d, e, a, ...) so drift on a busy machine hits all alike. Throughput is the median
+//! over rounds; ratios are medians of per-round ratios.
 //!
-//! It prints a table and the ratios of (c) and (d) to (a) against the goals (throughput at 64
-//! in flight within 3 % of (a), median latency at 1 in flight within 5 µs of (a)), and writes
-//! `overhead.json` to the output directory. (a) talks to a follower unless `--raw-member`
-//! says otherwise; with `--single-member`, (b), (c) and (d) talk to that member only too, so
-//! the server does the same work for all four and only the clients' own costs differ (with
-//! all three members, (c) and (d) also spread reads over the leader, which answers
-//! linearizable reads without the follower's round trip to it). Throughput ratios are the median of the per-round
-//! ratios. The figures mean something only on an otherwise idle machine.
+//! Two modes (`--members both`, the default, runs one after the other):
+//!
+//! - **1 member**: (b) to (e) are given (a)'s member only, and (c) to (e) do not discover the
+//!   others (`discovery.member_list = false`): the server does the same work for all five, and
+//!   only the clients' own costs differ. Goals: (c) and (d) ≥ 0.97 of (a) at 64 in flight;
+//!   the median latency one at a time within noise of (a)'s (its own spread between rounds).
+//! - **3 members**: (b) to (e) get every member, as an application would configure them; (a)
+//!   stays on one follower as the floor. Goals: (c) ≥ 1.00 of (b) for get and ≥ 1.05 for put
+//!   at 64 in flight, with a p99 no worse than (b)'s.
+//!
+//! It prints tables (req/s, p50/p99 at 1 and at 64 in flight, ratios against the goals) and
+//! writes `overhead.json` to the output directory. The figures mean something only on an
+//! otherwise idle machine: the load average at start and end is printed and recorded.
 
 mod common;
 
@@ -37,17 +47,40 @@ use common::report::{write_json, Machine, DEFAULT_OUT};
 use etcd_health_testing::Cluster;
 use serde::Serialize;
 
-const USAGE: &str = "overhead_report [--rounds 5] [--requests 2000] [--latency-requests 300] \
-                     [--raw-member N (default: a follower)] [--single-member] [--out target/bench-reports]";
-const IN_FLIGHT: [usize; 3] = [1, 16, 64];
-const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
-const GOAL_LATENCY_DELTA_US: f64 = 5.0;
+const USAGE: &str = "overhead_report [--members 1|3|both] [--rounds 5] [--requests 2000] \
+                     [--latency-requests 300] [--raw-member N (default: a follower)] \
+                     [--single-member (= --members 1)] [--out target/bench-reports]";
+/// The clients, in report order; with 3 members also (f), the drop-in with writes sent to
+/// any member (`leader.route_writes = false`), to show what sending them to the leader gains.
+const KINDS: [Kind; 5] = [
+    Kind::Raw,
+    Kind::Stock,
+    Kind::DropIn,
+    Kind::Stack,
+    Kind::StackPlain,
+];
+const GOAL_RAW_RATIO: f64 = 0.97;
+const GOAL_STOCK_GET: f64 = 1.00;
+const GOAL_STOCK_PUT: f64 = 1.05;
+/// Below this, a median latency difference is within noise whatever the rounds' spread.
+const LATENCY_FLOOR_US: f64 = 5.0;
+
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::DropIn => "c-dropin",
+        Kind::DropInAnyMember => "f-dropin-any",
+        k => k.label(),
+    }
+}
 
 #[derive(Default)]
 struct Samples {
     /// Requests per second, per in-flight level, one entry per round.
     throughput: HashMap<usize, Vec<f64>>,
-    latency: Option<Latency>,
+    /// Latency one at a time, per round.
+    latency_1: Vec<Latency>,
+    /// Latency at 64 in flight, all rounds.
+    latency_64: Option<Latency>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -58,8 +91,10 @@ struct ClientReport {
     op: &'static str,
     /// Median over rounds, requests per second, by requests in flight.
     throughput: HashMap<usize, f64>,
-    /// Latency one request at a time, all rounds together.
+    /// Latency one at a time, all rounds together.
     latency_1: Summary,
+    /// Latency at 64 in flight, all rounds together.
+    latency_64: Summary,
     errors: u64,
     first_error: Option<String>,
 }
@@ -69,11 +104,29 @@ struct Ratio {
     client: &'static str,
     op: &'static str,
     /// Median over rounds of throughput(client) / throughput(a) at 64 in flight.
-    throughput_64_ratio: f64,
-    /// Median latency at 1 in flight minus (a)'s, in microseconds.
-    latency_1_p50_delta_us: f64,
-    throughput_goal_met: bool,
-    latency_goal_met: bool,
+    vs_raw_64: f64,
+    /// The same against (b), stock etcd-client.
+    vs_stock_64: f64,
+    /// Median over rounds of (median latency at 1 in flight minus (a)'s), µs.
+    p50_1_delta_us: f64,
+    /// Half the spread of (a)'s own per-round median latency at 1 in flight, µs: the noise.
+    p50_1_noise_us: f64,
+    /// p99 at 64 in flight minus (b)'s, µs.
+    p99_64_vs_stock_us: f64,
+    /// Whether this row's goals are met (`None`: no goal for this client in this mode).
+    goal_met: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct ModeReport {
+    members: usize,
+    raw_member: usize,
+    leader: usize,
+    loadavg_start: Option<String>,
+    loadavg_end: Option<String>,
+    goals: &'static str,
+    clients: Vec<ClientReport>,
+    ratios: Vec<Ratio>,
 }
 
 #[derive(Serialize)]
@@ -82,13 +135,7 @@ struct Report {
     rounds: usize,
     requests: u64,
     latency_requests: u64,
-    raw_member: usize,
-    leader: usize,
-    /// Whether (b), (c), (d) reached (a)'s member only.
-    single_member: bool,
-    goals: &'static str,
-    clients: Vec<ClientReport>,
-    ratios: Vec<Ratio>,
+    modes: Vec<ModeReport>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -99,6 +146,11 @@ fn median(v: &[f64]) -> f64 {
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
+}
+
+fn loadavg() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -117,31 +169,83 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
     let requests: u64 = args.value("requests", 2000);
     let latency_requests: u64 = args.value("latency-requests", 300);
     let out: PathBuf = args.value("out", PathBuf::from(DEFAULT_OUT));
-    let single = args.flag("single-member");
+    let members: String = match args.flag("single-member") {
+        true => "1".into(),
+        false => args.value("members", "both".to_string()),
+    };
+    let modes: Vec<bool> = match members.as_str() {
+        "1" => vec![true],
+        "3" => vec![false],
+        "both" => vec![true, false],
+        other => {
+            eprintln!("--members takes 1, 3 or both, not {other:?}");
+            std::process::exit(2)
+        }
+    };
     let mut machine = Machine::now();
+    let mut report = Report {
+        machine: Machine::now(),
+        rounds,
+        requests,
+        latency_requests,
+        modes: Vec::new(),
+    };
+    for single in modes {
+        let mode = run_mode(args, cluster, single, rounds, requests, latency_requests).await?;
+        report.modes.push(mode);
+    }
+    machine.finish();
+    report.machine = machine;
+    let path = write_json(&out, "overhead.json", &report)?;
+    println!("report: {}", path.display());
+    Ok(())
+}
 
+async fn run_mode(
+    args: &Args,
+    cluster: &Cluster,
+    single: bool,
+    rounds: usize,
+    requests: u64,
+    latency_requests: u64,
+) -> Result<ModeReport, Box<dyn std::error::Error>> {
+    let loadavg_start = loadavg();
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
     let follower = (0..cluster.size())
         .find(|i| *i != leader)
         .expect("follower");
     let raw_member: usize = args.value("raw-member", follower);
-    println!("leader: member {leader}; (a) talks to member {raw_member}");
-
-    // With --single-member, (b), (c) and (d) reach (a)'s member only: the server does the
-    // same work for all four and the differences are the clients' own.
-    let endpoints = match single {
-        true => vec![cluster.endpoint(raw_member)],
-        false => cluster.endpoints(),
+    let members = if single { 1 } else { cluster.size() };
+    println!();
+    println!(
+        "=== {members} member(s): leader is member {leader}; (a) talks to member {raw_member} ==="
+    );
+    let mut config = health_config();
+    let endpoints = if single {
+        // One member means one: the stack would otherwise find the other two through
+        // `MemberList`, spread reads over them and send writes to the leader.
+        config.discovery.member_list = false;
+        vec![cluster.endpoint(raw_member)]
+    } else {
+        cluster.endpoints()
     };
     let setup = Setup {
         raw_member: if single { 0 } else { raw_member },
         endpoints,
         deadline: None,
-        config: health_config(),
+        config,
+    };
+    let kinds: Vec<Kind> = match single {
+        true => KINDS.to_vec(),
+        false => KINDS
+            .iter()
+            .copied()
+            .chain([Kind::DropInAnyMember])
+            .collect(),
     };
     let mut clients: Vec<Client> = Vec::new();
-    for kind in Kind::ALL {
-        clients.push(setup.build(kind).await?);
+    for kind in &kinds {
+        clients.push(setup.build(*kind).await?);
     }
     // The key exists; every client connects and warms up.
     clients[0].call(Op::Put).await?;
@@ -158,15 +262,17 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
         for client in &order {
             for op in Op::ALL {
                 let s = samples.entry((client.kind, op)).or_default();
-                let hist = s.latency.get_or_insert_with(Latency::precise);
-                let mut results =
-                    vec![(1, batch(client, op, latency_requests, 1, Some(hist)).await)];
-                let ones = latency_requests;
-                for k in &IN_FLIGHT[1..] {
-                    results.push((*k, batch(client, op, requests, *k, None).await));
-                }
+                let mut hist1 = Latency::precise();
+                let mut results = vec![(
+                    1,
+                    batch(client, op, latency_requests, 1, Some(&mut hist1)).await,
+                )];
+                s.latency_1.push(hist1);
+                results.push((16, batch(client, op, requests, 16, None).await));
+                let hist64 = s.latency_64.get_or_insert_with(Latency::precise);
+                results.push((64, batch(client, op, requests, 64, Some(hist64)).await));
                 for (k, b) in results {
-                    let n = if k == 1 { ones } else { requests };
+                    let n = if k == 1 { latency_requests } else { requests };
                     s.throughput
                         .entry(k)
                         .or_default()
@@ -180,51 +286,75 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
         }
         println!("round {}/{rounds} done", round + 1);
     }
-    machine.finish();
+    let loadavg_end = loadavg();
 
-    let mut report = Report {
-        machine,
-        rounds,
-        requests,
-        latency_requests,
+    let mut mode = ModeReport {
+        members,
         raw_member,
         leader,
-        single_member: single,
-        goals: "(c) and (d): throughput at 64 in flight >= 97 % of (a); median latency at 1 in \
-                flight <= (a) + 5 us",
+        loadavg_start,
+        loadavg_end,
+        goals: if single {
+            "(c) and (d): req/s at 64 in flight >= 0.97 of (a); median latency at 1 in flight \
+             within noise of (a)"
+        } else {
+            "(c): req/s at 64 in flight >= 1.00 of (b) for get, >= 1.05 for put; p99 at 64 in \
+             flight no worse than (b)"
+        },
         clients: Vec::new(),
         ratios: Vec::new(),
     };
     println!();
     println!(
-        "{:<11} {:<4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
-        "client", "op", "req/s@1", "req/s@16", "req/s@64", "p50@1 µs", "p99@1 µs", "errors"
+        "{:<10} {:<4} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "client",
+        "op",
+        "req/s@1",
+        "req/s@16",
+        "req/s@64",
+        "p50@1 µs",
+        "p99@1 µs",
+        "p50@64",
+        "p99@64",
+        "errors"
     );
     for op in Op::ALL {
-        for kind in Kind::ALL {
+        for kind in kinds.iter().copied() {
             let s = &samples[&(kind, op)];
             let throughput: HashMap<usize, f64> =
                 s.throughput.iter().map(|(k, v)| (*k, median(v))).collect();
-            let latency_1 = s.latency.as_ref().map(Latency::summary).unwrap_or_default();
+            let mut all_1 = Latency::precise();
+            for h in &s.latency_1 {
+                all_1.merge(h);
+            }
+            let latency_1 = all_1.summary();
+            let latency_64 = s
+                .latency_64
+                .as_ref()
+                .map(Latency::summary)
+                .unwrap_or_default();
             println!(
-                "{:<11} {:<4} {:>9.0} {:>9.0} {:>9.0} {:>9.1} {:>9.1} {:>6}",
-                kind.label(),
+                "{:<10} {:<4} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>6}",
+                label(kind),
                 op.label(),
                 throughput[&1],
                 throughput[&16],
                 throughput[&64],
                 latency_1.p50_us,
                 latency_1.p99_us,
+                latency_64.p50_us,
+                latency_64.p99_us,
                 s.errors
             );
             if let Some(e) = &s.first_error {
                 println!("    first error: {e}");
             }
-            report.clients.push(ClientReport {
-                client: kind.label(),
+            mode.clients.push(ClientReport {
+                client: label(kind),
                 op: op.label(),
                 throughput,
                 latency_1,
+                latency_64,
                 errors: s.errors,
                 first_error: s.first_error.clone(),
             });
@@ -232,57 +362,94 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
     }
 
     println!();
-    println!("against (a), goals: req/s@64 ratio >= {GOAL_THROUGHPUT_RATIO}, Δp50@1 <= {GOAL_LATENCY_DELTA_US} µs");
+    println!("goals: {}", mode.goals);
     println!(
-        "{:<11} {:<4} {:>12} {:>5} {:>12} {:>5}",
-        "client", "op", "req/s@64 ×a", "goal", "Δp50@1 µs", "goal"
+        "{:<10} {:<4} {:>9} {:>11} {:>12} {:>9} {:>14} {:>5}",
+        "client", "op", "×a @64", "×b @64", "Δp50@1 µs", "noise µs", "p99@64 −b µs", "goal"
     );
     for op in Op::ALL {
         let a = &samples[&(Kind::Raw, op)];
-        let a_p50 = a.latency.as_ref().map_or(f64::NAN, |h| h.quantile_us(0.5));
-        for kind in [Kind::Stock, Kind::EcStack, Kind::Stack, Kind::StackPlain] {
-            let s = &samples[&(kind, op)];
-            let per_round: Vec<f64> = s.throughput[&64]
+        let b = &samples[&(Kind::Stock, op)];
+        let a_p50s: Vec<f64> = a.latency_1.iter().map(|h| h.quantile_us(0.5)).collect();
+        let noise = {
+            let (lo, hi) = a_p50s
                 .iter()
-                .zip(&a.throughput[&64])
-                .map(|(x, y)| x / y)
+                .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            ((hi - lo) / 2.0).max(LATENCY_FLOOR_US)
+        };
+        let b_p99 = b
+            .latency_64
+            .as_ref()
+            .map_or(f64::NAN, |h| h.quantile_us(0.99));
+        for kind in kinds.iter().copied().filter(|k| *k != Kind::Raw) {
+            let s = &samples[&(kind, op)];
+            let per_round = |base: &Samples| {
+                let v: Vec<f64> = s.throughput[&64]
+                    .iter()
+                    .zip(&base.throughput[&64])
+                    .map(|(x, y)| x / y)
+                    .collect();
+                median(&v)
+            };
+            let vs_raw = per_round(a);
+            let vs_stock = per_round(b);
+            let deltas: Vec<f64> = s
+                .latency_1
+                .iter()
+                .zip(&a_p50s)
+                .map(|(h, a)| h.quantile_us(0.5) - a)
                 .collect();
-            let ratio = median(&per_round);
-            let delta = s.latency.as_ref().map_or(f64::NAN, |h| h.quantile_us(0.5)) - a_p50;
-            let (t_ok, l_ok) = (
-                ratio >= GOAL_THROUGHPUT_RATIO,
-                delta <= GOAL_LATENCY_DELTA_US,
-            );
-            let mark = |ok: bool| if ok { "ok" } else { "MISS" };
+            let delta = median(&deltas);
+            let p99 = s
+                .latency_64
+                .as_ref()
+                .map_or(f64::NAN, |h| h.quantile_us(0.99))
+                - b_p99;
+            let goal_met = match (single, kind) {
+                (true, Kind::DropIn | Kind::Stack) => {
+                    Some(vs_raw >= GOAL_RAW_RATIO && delta <= noise)
+                }
+                (false, Kind::DropIn) => {
+                    let want = if op == Op::Get {
+                        GOAL_STOCK_GET
+                    } else {
+                        GOAL_STOCK_PUT
+                    };
+                    Some(vs_stock >= want && p99 <= 0.0)
+                }
+                _ => None,
+            };
             println!(
-                "{:<11} {:<4} {:>12.3} {:>5} {:>+12.1} {:>5}",
-                kind.label(),
+                "{:<10} {:<4} {:>9.3} {:>11.3} {:>+12.1} {:>9.1} {:>+14.0} {:>5}",
+                label(kind),
                 op.label(),
-                ratio,
-                mark(t_ok),
+                vs_raw,
+                vs_stock,
                 delta,
-                mark(l_ok)
+                noise,
+                p99,
+                match goal_met {
+                    Some(true) => "ok",
+                    Some(false) => "MISS",
+                    None => "-",
+                }
             );
-            report.ratios.push(Ratio {
-                client: kind.label(),
+            mode.ratios.push(Ratio {
+                client: label(kind),
                 op: op.label(),
-                throughput_64_ratio: ratio,
-                latency_1_p50_delta_us: delta,
-                throughput_goal_met: t_ok,
-                latency_goal_met: l_ok,
+                vs_raw_64: vs_raw,
+                vs_stock_64: vs_stock,
+                p50_1_delta_us: delta,
+                p50_1_noise_us: noise,
+                p99_64_vs_stock_us: p99,
+                goal_met,
             });
         }
     }
-    println!("(b) is shown for reference; the goals concern (c) and (d).");
-    let load = (
-        report.machine.loadavg_start.clone().unwrap_or_default(),
-        report.machine.loadavg_end.clone().unwrap_or_default(),
-    );
     println!(
         "load average at start {} / end {}: figures from a busy machine are noise",
-        load.0, load.1
+        mode.loadavg_start.clone().unwrap_or_default(),
+        mode.loadavg_end.clone().unwrap_or_default()
     );
-    let path = write_json(&out, "overhead.json", &report)?;
-    println!("report: {}", path.display());
-    Ok(())
+    Ok(mode)
 }

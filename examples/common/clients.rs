@@ -43,6 +43,9 @@ pub enum Kind {
     /// etcd-client built with `connect_with_balanced_channel(.., HealthChannel)`; no deadline
     /// is sent (the caller enforces its own).
     DropIn,
+    /// As [`Kind::DropIn`] with `leader.route_writes = false`: writes go to any member, as
+    /// stock etcd-client sends them (what routing writes to the leader gains).
+    DropInAnyMember,
 }
 
 impl Kind {
@@ -64,13 +67,16 @@ impl Kind {
             Kind::Stack => "d-stack",
             Kind::StackPlain => "e-plain",
             Kind::DropIn => "dropin",
+            Kind::DropInAnyMember => "dropin-any-member",
         }
     }
 
     /// Parses a label or, for (a) to (d), its letter or its name without the letter.
     pub fn parse(s: &str) -> Option<Kind> {
-        if s == Kind::DropIn.label() {
-            return Some(Kind::DropIn);
+        for k in [Kind::DropIn, Kind::DropInAnyMember] {
+            if s == k.label() {
+                return Some(k);
+            }
         }
         Kind::ALL
             .into_iter()
@@ -263,9 +269,13 @@ impl Setup {
                 let balance = stack(&self.endpoints, config);
                 (Inner::Stack(KvClient::new(balance.clone())), Some(balance))
             }
-            Kind::DropIn => {
+            Kind::DropIn | Kind::DropInAnyMember => {
                 // What users write: the checker is kept only to read its counters.
-                let checker = HealthChecker::with_uris(std::iter::empty(), self.config.clone())?;
+                let mut config = self.config.clone();
+                if kind == Kind::DropInAnyMember {
+                    config.leader.route_writes = false;
+                }
+                let checker = HealthChecker::with_uris(std::iter::empty(), config)?;
                 let client = etcd_client::Client::connect_with_balanced_channel(
                     &self.endpoints,
                     None,

@@ -40,10 +40,15 @@ impl Fixture {
     }
 }
 
+/// Name of the client runtime's threads, so a profile can tell their CPU time from the
+/// fixture's.
+pub const CLIENT_THREAD: &str = "bench-client";
+
 /// The runtime the clients and the load run on: two workers, as many as the machine's cores.
 pub fn client_runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(CLIENT_THREAD)
         .enable_all()
         .build()
         .expect("client runtime")

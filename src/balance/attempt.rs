@@ -114,23 +114,29 @@ where
         .filter(|_| unary)
         .map(|a| (a, started + a));
     let result = loop {
+        // One timer for both limits (the earlier of them): one registration per attempt, and
+        // a smaller future.
+        let wake = earliest(deadline, hang_check.map(|(_, at)| at));
         tokio::select! {
             biased;
             r = &mut call => break r.map_err(Into::into),
-            _ = sleep_until_opt(deadline) => {
-                let d = limits.deadline.unwrap_or_default();
-                tracker.finish(judge(Outcome::Timeout, kind), unary);
-                return Attempt::Failed(Failure {
-                    status: tonic::Status::deadline_exceeded(format!(
-                        "etcd-health: {member} did not answer within {d:?}"
-                    )),
-                    response: None,
-                    maybe_processed: true,
-                    leaderless: false,
-                });
-            }
-            _ = sleep_until_opt(hang_check.map(|(_, at)| at)) => {
-                let (after, _) = hang_check.expect("armed");
+            _ = sleep_until_opt(wake) => {
+                if deadline.is_some_and(|d| d <= Instant::now()) {
+                    let d = limits.deadline.unwrap_or_default();
+                    tracker.finish(judge(Outcome::Timeout, kind), unary);
+                    return Attempt::Failed(Failure {
+                        status: tonic::Status::deadline_exceeded(format!(
+                            "etcd-health: {member} did not answer within {d:?}"
+                        )),
+                        response: None,
+                        maybe_processed: true,
+                        leaderless: false,
+                    });
+                }
+                let Some((after, at)) = hang_check else { continue };
+                if at > Instant::now() {
+                    continue;
+                }
                 let inner = tracker.inner();
                 let since = started.into_std();
                 if inner.peer_answered_since(member.index(), since)
@@ -317,6 +323,14 @@ where
         sanitize(t);
     }
     Ok((collected.to_bytes(), trailers))
+}
+
+/// The earlier of two optional instants.
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Sleeps until `at`, or for ever without one. A time already reached is ready at once: a

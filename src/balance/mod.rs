@@ -18,6 +18,7 @@ mod buffered;
 mod future;
 mod hedge;
 mod hint;
+mod inflight;
 mod layer;
 mod make;
 mod pick;

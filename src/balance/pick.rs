@@ -16,63 +16,79 @@ pub(crate) fn pick(
     policy: AllUnhealthyPolicy,
     tried: &[usize],
 ) -> Result<Arc<MemberEntry>, tonic::Status> {
-    let fresh = |e: &&Arc<MemberEntry>| !tried.contains(&e.member.index());
-    let healthy: Vec<&Arc<MemberEntry>> = entries.iter().filter(|e| e.is_healthy()).collect();
-    let mut candidates: Vec<&Arc<MemberEntry>> = healthy.iter().copied().filter(fresh).collect();
-    if candidates.is_empty() {
-        candidates = healthy;
+    let fresh = |e: &MemberEntry| !tried.contains(&e.member.index());
+    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
+        return Ok(e);
     }
-    if candidates.is_empty() {
-        if policy == AllUnhealthyPolicy::FailFast || entries.is_empty() {
-            return Err(no_member(entries));
-        }
-        candidates = entries.iter().filter(fresh).collect();
-        if candidates.is_empty() {
-            candidates = entries.iter().collect();
-        }
+    if let Some(e) = p2c(entries, MemberEntry::is_healthy) {
+        return Ok(e);
     }
-    Ok(p2c(&candidates).clone())
+    if policy == AllUnhealthyPolicy::FailFast || entries.is_empty() {
+        return Err(no_member(entries));
+    }
+    p2c(entries, fresh)
+        .or_else(|| p2c(entries, |_| true))
+        .ok_or_else(|| no_member(entries))
 }
 
-/// A member not in `exclude` (tried in this round or serving this request already): healthy
-/// ones first; with none healthy, any (panic mode) unless the policy fails fast. `None` when
-/// every candidate is excluded: the round is over.
+/// A member for which `excluded` (tried in this round or serving this request already) is
+/// false: healthy ones first; with none healthy, any (panic mode) unless the policy fails
+/// fast. `None` when every candidate is excluded: the round is over.
 pub(crate) fn pick_fresh(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
-    exclude: &[usize],
+    excluded: impl Fn(usize) -> bool,
 ) -> Option<Arc<MemberEntry>> {
-    let fresh = |e: &&Arc<MemberEntry>| !exclude.contains(&e.member.index());
-    let mut candidates: Vec<&Arc<MemberEntry>> = entries
-        .iter()
-        .filter(|e| e.is_healthy())
-        .filter(fresh)
-        .collect();
-    if candidates.is_empty() && !entries.iter().any(|e| e.is_healthy()) {
-        if policy == AllUnhealthyPolicy::FailFast {
-            return None;
-        }
-        candidates = entries.iter().filter(fresh).collect();
+    let fresh = |e: &MemberEntry| !excluded(e.member.index());
+    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
+        return Some(e);
     }
-    (!candidates.is_empty()).then(|| p2c(&candidates).clone())
+    if entries.iter().any(|e| e.is_healthy()) || policy == AllUnhealthyPolicy::FailFast {
+        return None;
+    }
+    p2c(entries, fresh)
 }
 
-fn p2c<'a>(candidates: &[&'a Arc<MemberEntry>]) -> &'a Arc<MemberEntry> {
-    if candidates.len() == 1 {
-        return candidates[0];
+/// Power of two choices among the entries `eligible` accepts: two distinct ones drawn at
+/// random, the cheaper wins.
+///
+/// One pass, no allocation (this runs for every request): the two are drawn by reservoir
+/// sampling, which keeps each pair of eligible entries equally likely without counting or
+/// collecting them first. With one eligible entry it is the choice; with none, `None`.
+fn p2c(
+    entries: &[Arc<MemberEntry>],
+    eligible: impl Fn(&MemberEntry) -> bool,
+) -> Option<Arc<MemberEntry>> {
+    let mut pair: [Option<&Arc<MemberEntry>>; 2] = [None, None];
+    let mut rng = None;
+    for (seen, e) in entries.iter().filter(|e| eligible(e)).enumerate() {
+        if seen < 2 {
+            pair[seen] = Some(e);
+        } else {
+            let j = rng.get_or_insert_with(rand::rng).random_range(0..=seen);
+            if j < 2 {
+                pair[j] = Some(e);
+            }
+        }
     }
-    let mut rng = rand::rng();
-    let a = rng.random_range(0..candidates.len());
-    let mut b = rng.random_range(0..candidates.len() - 1);
-    if b >= a {
-        b += 1;
-    }
-    let (a, b) = (candidates[a], candidates[b]);
-    let now = crate::checker::now();
-    if b.load.cost(now) < a.load.cost(now) {
-        b
-    } else {
-        a
+    match pair {
+        [Some(a), Some(b)] => {
+            // Which of the two is drawn first must not favour the earlier entry on ties.
+            let (a, b) = match rng.get_or_insert_with(rand::rng).random::<bool>() {
+                true => (a, b),
+                false => (b, a),
+            };
+            let now = crate::checker::now();
+            Some(
+                if b.load.cost(now) < a.load.cost(now) {
+                    b
+                } else {
+                    a
+                }
+                .clone(),
+            )
+        }
+        [a, _] => a.cloned(),
     }
 }
 
@@ -86,4 +102,57 @@ fn no_member(entries: &[Arc<MemberEntry>]) -> tonic::Status {
         let _ = write!(msg, "; {} unhealthy", e.member);
     }
     tonic::Status::unavailable(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::HealthChecker;
+
+    fn entries(n: u16) -> (HealthChecker, Arc<Vec<Arc<MemberEntry>>>) {
+        let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
+        let entries = checker.inner.entries();
+        (checker, entries)
+    }
+
+    /// Reservoir sampling draws each pair of eligible members equally often, and never an
+    /// excluded one. Costs 5x, 3x and 1x (requests in flight) make the winner of each pair
+    /// known: {0,2} -> 2, {0,3} -> 3, {2,3} -> 3, so 2 wins a third of the draws, 3 the rest.
+    #[tokio::test]
+    async fn draws_every_pair_of_eligible_members_alike_and_never_an_excluded_one() {
+        let (_checker, entries) = entries(4);
+        for _ in 0..4 {
+            entries[0].load.start();
+        }
+        for _ in 0..2 {
+            entries[2].load.start();
+        }
+        let mut counts = [0usize; 4];
+        for _ in 0..3000 {
+            let e = pick_fresh(&entries, AllUnhealthyPolicy::TryAll, |i| i == 1).expect("one");
+            counts[e.member.index()] += 1;
+        }
+        assert_eq!(counts[0] + counts[1], 0, "{counts:?}");
+        assert!((800..1200).contains(&counts[2]), "{counts:?}");
+        assert!((1800..2200).contains(&counts[3]), "{counts:?}");
+        assert!(pick_fresh(&entries, AllUnhealthyPolicy::TryAll, |_| true).is_none());
+    }
+
+    /// Of the two drawn, the cheaper wins: with two candidates, always the idle one.
+    #[tokio::test]
+    async fn the_cheaper_of_two_wins() {
+        let (_checker, entries) = entries(2);
+        for _ in 0..5 {
+            entries[0].load.start();
+        }
+        for _ in 0..200 {
+            let e = pick(&entries, AllUnhealthyPolicy::TryAll, &[]).expect("one");
+            assert_eq!(e.member.index(), 1);
+        }
+        // Tried already: the busy one is the only fresh choice.
+        let e = pick(&entries, AllUnhealthyPolicy::TryAll, &[1]).expect("one");
+        assert_eq!(e.member.index(), 0);
+    }
 }

@@ -6,14 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use tower::Service;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
+use super::attempt::{attempt, earliest, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::HedgeDelay;
+use super::inflight::InFlight;
 use super::pick::pick;
 use super::retry::{Class, Plan, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
@@ -21,7 +21,12 @@ use crate::checker::{Member, MemberEntry};
 use crate::passive::{MethodKind, Tracker};
 use crate::HealthChecker;
 
-use crate::etcd::HAS_LEADER;
+/// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
+/// inserting a `&str` name that is not a standard header copies it into a new allocation on
+/// every request.
+const HAS_LEADER: HeaderName = HeaderName::from_static(crate::etcd::HAS_LEADER);
+/// The gRPC deadline header, made once for the same reason.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// A health-checked balancer over one service per etcd member.
 ///
@@ -130,7 +135,20 @@ where
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
-        ResponseFuture::new(self.clone().dispatch(req))
+        // Members the caller asked to avoid count as tried already.
+        let avoid: Vec<usize> = req
+            .extensions_mut()
+            .remove::<AvoidMembers>()
+            .map(|a| a.0.iter().map(Member::index).collect())
+            .unwrap_or_default();
+        let kind = MethodKind::of(req.uri().path());
+        let deadline = grpc_timeout(req.headers());
+        // Two futures rather than one holding either: a unary request's is built and moved
+        // into its box on every request, and would otherwise be as large as both.
+        match kind {
+            MethodKind::Unary => ResponseFuture::new(self.clone().unary(req, avoid, deadline)),
+            _ => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
+        }
     }
 }
 
@@ -143,23 +161,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    /// Sends a request: streams and long-blocking calls once, unary requests through
-    /// [`unary`](Self::unary).
-    async fn dispatch(
+    /// Sends a stream or a long-blocking call, once.
+    async fn stream(
         self,
-        mut req: Request<tonic::body::Body>,
+        req: Request<tonic::body::Body>,
+        avoid: Vec<usize>,
+        kind: MethodKind,
+        deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        // Members the caller asked to avoid count as tried already.
-        let avoid: Vec<usize> = req
-            .extensions_mut()
-            .remove::<AvoidMembers>()
-            .map(|a| a.0.iter().map(Member::index).collect())
-            .unwrap_or_default();
-        let kind = MethodKind::of(req.uri().path());
-        let deadline = grpc_timeout(req.headers());
-        if kind == MethodKind::Unary {
-            return self.unary(req, avoid, deadline).await;
-        }
         let inner = self.checker.inner.clone();
         let entries = inner.entries();
         let entry = match pick(&entries, inner.config.all_unhealthy, &avoid) {
@@ -191,11 +200,13 @@ where
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
         let inner = self.checker.inner.clone();
         let config = &inner.config;
-        let path = req.uri().path().to_owned();
-        let class = Class::of(&path);
-        let leader_only = crate::etcd::is_leader_only(&path);
+        let class = Class::of(req.uri().path());
+        let leader_only = crate::etcd::is_leader_only(req.uri().path());
         let (parts, body) = req.into_parts();
-        let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
+        // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
+        // every copy, never copied again.
+        let body = buffer(body).await?;
         let started = Instant::now();
         let end = started + deadline.unwrap_or(config.retry.budget);
         let hedges = match class {
@@ -212,7 +223,7 @@ where
         };
 
         let mut plan = Plan::new(avoid);
-        let mut in_flight = FuturesUnordered::new();
+        let mut in_flight = InFlight::new();
         let mut last: Option<Failure> = None;
         let mut next_attempt: Option<Instant> = Some(started);
         let mut hedge_at: Option<Instant> = None;
@@ -261,7 +272,7 @@ where
                                 next_attempt = None;
                                 continue;
                             }
-                            tracing::debug!(method = %path, attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
+                            tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
                             last = Some(failure);
                             if next_attempt.is_none() {
                                 let entries = inner.entries();
@@ -287,51 +298,55 @@ where
                         }
                     }
                 }
-                _ = sleep_until_opt(next_attempt) => {
-                    next_attempt = None;
-                    let entries = inner.entries();
-                    let to_leader = leader_only || (class == Class::Write && config.leader.route_writes);
-                    let leader = to_leader.then(|| inner.leader_entry()).flatten();
-                    let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
-                        Some(entry) => entry,
-                        None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
-                            Ok(entry) => entry,
-                            Err(status) => {
-                                if in_flight.is_empty() {
-                                    // No member may take it (fail-fast with none healthy, or no
-                                    // members): after a failed attempt the caller learns what
-                                    // happened to its request instead.
-                                    return last.unwrap_or(Failure::not_sent(status)).into_result();
+                // One timer for the next attempt and the next hedge (the earlier of them): a
+                // smaller future, and one registration per read.
+                _ = sleep_until_opt(earliest(next_attempt, hedge_at)) => {
+                    let now = Instant::now();
+                    if next_attempt.is_some_and(|at| at <= now) {
+                        next_attempt = None;
+                        let entries = inner.entries();
+                        let to_leader = leader_only || (class == Class::Write && config.leader.route_writes);
+                        let leader = to_leader.then(|| inner.leader_entry()).flatten();
+                        let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
+                            Some(entry) => entry,
+                            None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
+                                Ok(entry) => entry,
+                                Err(status) => {
+                                    if in_flight.is_empty() {
+                                        // No member may take it (fail-fast with none healthy, or no
+                                        // members): after a failed attempt the caller learns what
+                                        // happened to its request instead.
+                                        return last.unwrap_or(Failure::not_sent(status)).into_result();
+                                    }
+                                    continue;
                                 }
-                                continue;
-                            }
-                        },
-                    };
-                    if plan.attempts() > 0 {
-                        inner.count_retry();
-                    }
-                    let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
-                    in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
-                    if in_flight.len() < hedges {
-                        hedge_at = Some(Instant::now() + self.hedge.delay());
-                    }
-                }
-                _ = sleep_until_opt(hedge_at) => {
-                    hedge_at = None;
-                    if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
-                        continue;
-                    }
-                    let entries = inner.entries();
-                    if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
-                        tracing::trace!(member = %entry.member, "hedging a slow read");
-                        inner.count_hedge();
+                            },
+                        };
+                        if plan.attempts() > 0 {
+                            inner.count_retry();
+                        }
                         let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
                         in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
                         if in_flight.len() < hedges {
-                            // Each further copy waits longer: two slow members at once are
-                            // rare, and copies cost the cluster work.
-                            let factor = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
-                            hedge_at = Some(Instant::now() + self.hedge.delay() * factor);
+                            hedge_at = Some(Instant::now() + self.hedge.delay());
+                        }
+                    } else if hedge_at.is_some_and(|at| at <= now) {
+                        hedge_at = None;
+                        if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
+                            continue;
+                        }
+                        let entries = inner.entries();
+                        if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
+                            tracing::trace!(member = %entry.member, "hedging a slow read");
+                            inner.count_hedge();
+                            let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                            in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                            if in_flight.len() < hedges {
+                                // Each further copy waits longer: two slow members at once are
+                                // rare, and copies cost the cluster work.
+                                let factor = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
+                                hedge_at = Some(Instant::now() + self.hedge.delay() * factor);
+                            }
                         }
                     }
                 }
@@ -368,6 +383,10 @@ where
     }
 
     /// Sends one copy of a buffered request to `entry`; the future yields its slot in `plan`.
+    ///
+    /// The member's service and the load tracker are taken here, so the boxed future is the
+    /// attempt itself (each layer of `async` around it would be one more copy of it per
+    /// request).
     fn launch(
         &self,
         plan: &mut Plan,
@@ -377,20 +396,15 @@ where
         body: &Bytes,
         limits: Limits,
     ) -> futures_util::future::BoxFuture<'static, (usize, Attempt)> {
+        use futures_util::FutureExt;
         let slot = plan.start(entry.clone());
         let mut req = replay(parts, body);
         if let Some(limit) = limits.deadline {
             set_grpc_timeout(req.headers_mut(), limit);
         }
-        let kind = MethodKind::Unary;
-        let this = self.clone();
-        let entries = Arc::clone(entries);
-        Box::pin(async move {
-            (
-                slot,
-                this.attempt_on(entry, &entries, req, kind, limits).await,
-            )
-        })
+        let svc = self.service_for(&entry.member, entries);
+        let tracker = Tracker::start(self.checker.inner.clone(), entry);
+        Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits).map(move |a| (slot, a)))
     }
 
     /// One attempt on one member; `entries` is the membership `entry` was picked from.
@@ -408,6 +422,9 @@ where
         attempt(svc, req, tracker, kind, limits).await
     }
 }
+
+/// Request bodies up to this size are copied out of tonic's encoding buffer (see [`buffer`]).
+const COPY_BODY_UP_TO: usize = 4096;
 
 /// How long past `hang.after` an outrun attempt is kept, so its own hang check runs.
 const HANG_SLACK: Duration = Duration::from_millis(20);
@@ -443,11 +460,53 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<toni
     req
 }
 
-/// Writes a deadline as a `grpc-timeout` header (milliseconds, rounded up).
+/// The whole body of a unary request, in a buffer of its own.
+///
+/// tonic encodes a unary message as one data frame, split off its 8 KiB encoding buffer: that
+/// `Bytes` keeps the whole buffer alive for as long as the request is (hyper drops it once
+/// written). A small message is therefore copied (a few dozen bytes for a typical etcd
+/// request, against 8 KiB held per request in flight); a large one fills its buffer anyway
+/// and is kept as it is. More frames are joined.
+async fn buffer(body: tonic::body::Body) -> Result<Bytes, tower::BoxError> {
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        // A unary request has no trailers: data frames only.
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match (&first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(_), Some(joined)) => joined.extend_from_slice(&data),
+            (Some(first), None) => {
+                let mut both = bytes::BytesMut::with_capacity(first.len() + data.len());
+                both.extend_from_slice(first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(match (joined, first) {
+        (Some(joined), _) => joined.freeze(),
+        (None, Some(first)) if first.len() <= COPY_BODY_UP_TO => Bytes::copy_from_slice(&first),
+        (None, first) => first.unwrap_or_default(),
+    })
+}
+
+/// Writes a deadline as a `grpc-timeout` header (milliseconds, rounded up), formatted on the
+/// stack: the header's own copy is the only allocation.
 fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
+    use std::io::Write;
     let millis = timeout.as_millis().clamp(1, 99_999_999);
-    if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
-        headers.insert("grpc-timeout", value);
+    let mut buf = [0u8; 12];
+    let mut w = &mut buf[..];
+    if write!(w, "{millis}m").is_ok() {
+        let len = 12 - w.len();
+        if let Ok(value) = HeaderValue::from_bytes(&buf[..len]) {
+            headers.insert(GRPC_TIMEOUT, value);
+        }
     }
 }
 
@@ -669,6 +728,59 @@ mod tests {
         assert_eq!(calls[0].load(Ordering::Relaxed), before + 1, "sent once");
         let others = calls[1].load(Ordering::Relaxed) + calls[2].load(Ordering::Relaxed);
         assert_eq!(others, 60, "the write was never hedged");
+    }
+
+    #[test]
+    fn writes_grpc_timeout_in_milliseconds() {
+        let mut h = http::HeaderMap::new();
+        for (d, v) in [
+            (Duration::from_millis(1500), "1500m"),
+            (Duration::ZERO, "1m"),
+            (Duration::from_secs(10_000_000), "99999999m"),
+        ] {
+            super::set_grpc_timeout(&mut h, d);
+            assert_eq!(h.get("grpc-timeout").expect("set"), v);
+        }
+    }
+
+    /// A small body is copied out of the frame that carried it (which may pin a large
+    /// buffer); a large one is kept as it is; several frames are joined.
+    #[tokio::test]
+    async fn buffers_request_bodies() {
+        use bytes::Bytes;
+        let small = Bytes::from(vec![7u8; 10]);
+        let got = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
+            small.clone(),
+        )))
+        .await
+        .expect("body");
+        assert_eq!(got, small);
+        assert_ne!(got.as_ptr(), small.as_ptr(), "copied");
+
+        let large = Bytes::from(vec![7u8; super::COPY_BODY_UP_TO + 1]);
+        let got = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
+            large.clone(),
+        )))
+        .await
+        .expect("body");
+        assert_eq!(got.as_ptr(), large.as_ptr(), "kept");
+
+        let frames: Vec<Result<http_body::Frame<Bytes>, tonic::Status>> = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
+            Ok(http_body::Frame::data(Bytes::from_static(b"cd"))),
+            Ok(http_body::Frame::data(Bytes::from_static(b"e"))),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let got = super::buffer(tonic::body::Body::new(body))
+            .await
+            .expect("body");
+        assert_eq!(got, Bytes::from_static(b"abcde"));
+        assert_eq!(
+            super::buffer(tonic::body::Body::empty())
+                .await
+                .expect("body"),
+            Bytes::new()
+        );
     }
 
     #[test]

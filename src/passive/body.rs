@@ -50,6 +50,12 @@ where
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some(tracker) = this.tracker.take() {
+                        if trailers.get("grpc-status").map(|v| v.as_bytes()) == Some(b"0") {
+                            // The common case, read without building a `tonic::Status` (an
+                            // allocation on every answer).
+                            tracker.finish(Some(Outcome::Success), unary);
+                            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+                        }
                         match super::status_of(trailers) {
                             Some(status)
                                 if crate::etcd::is_leaderless(status.code(), status.message()) =>

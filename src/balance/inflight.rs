@@ -1,0 +1,103 @@
+//! The attempts of one request that are in flight.
+//!
+//! Why not `FuturesUnordered`: a request has one attempt in flight almost always and a few at
+//! most (hedges, retries while an outrun attempt runs on), and `FuturesUnordered` allocates a
+//! ready queue, a stub task and a task node per future to schedule each independently — three
+//! allocations and their reference counting on every request. Polling the few futures in turn
+//! when any of them wakes costs less than that bookkeeping.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+
+/// A handful of futures polled in turn; yields each output once, in completion order. The
+/// first one pushed is held apart, so the usual request (one attempt) allocates no vector.
+pub(crate) struct InFlight<T> {
+    first: Option<BoxFuture<'static, T>>,
+    more: Vec<BoxFuture<'static, T>>,
+}
+
+impl<T> InFlight<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, future: BoxFuture<'static, T>) {
+        match self.first {
+            None => self.first = Some(future),
+            Some(_) => self.more.push(future),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next output; `None` once none is left.
+    pub(crate) fn next(&mut self) -> Next<'_, T> {
+        Next { set: self }
+    }
+}
+
+/// Future of [`InFlight::next`].
+pub(crate) struct Next<'a, T> {
+    set: &'a mut InFlight<T>,
+}
+
+impl<T> Future for Next<'_, T> {
+    type Output = Option<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let set = &mut *self.set;
+        if set.is_empty() {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = &mut set.first {
+            if let Poll::Ready(out) = first.as_mut().poll(cx) {
+                set.first = None;
+                return Poll::Ready(Some(out));
+            }
+        }
+        for i in 0..set.more.len() {
+            if let Poll::Ready(out) = set.more[i].as_mut().poll(cx) {
+                drop(set.more.swap_remove(i));
+                return Poll::Ready(Some(out));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn yields_each_output_once_in_completion_order() {
+        use std::time::Duration;
+        let mut set = InFlight::new();
+        for (n, ms) in [(1, 30), (2, 10), (3, 20), (4, 5)] {
+            set.push(Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                n
+            }));
+        }
+        assert_eq!(set.len(), 4);
+        let mut got = Vec::new();
+        while let Some(n) = set.next().await {
+            got.push(n);
+        }
+        assert_eq!(got, [4, 2, 3, 1]);
+        assert!(set.is_empty());
+        assert_eq!(set.next().await, None);
+    }
+}
