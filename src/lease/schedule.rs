@@ -153,19 +153,29 @@ impl Schedule {
         std::mem::replace(&mut self.presumed_expired, false)
     }
 
-    /// The earliest time something is to be done, for a stream set where `stale_at` is the
-    /// earliest time an open stream is to be given up and `open` streams are open.
-    pub(super) fn wake(&self, open: usize, stale_at: Option<Instant>) -> Instant {
-        let mut at = match self.round {
-            None => self.next_send,
-            Some(_) if open == 0 => self.reopen_at,
-            Some(_) => self.hedge_at().unwrap_or(self.next_send),
+    /// The earliest time something is to be done, for a stream set of `open` streams (all of
+    /// them waiting for an answer, or not) whose earliest to be given up is at `stale_at`.
+    /// Never a time already past for a reason that cannot act (a hedge with no room for
+    /// another stream): the driver would spin.
+    pub(super) fn wake(
+        &self,
+        now: Instant,
+        open: usize,
+        all_waiting: bool,
+        stale_at: Option<Instant>,
+    ) -> Instant {
+        let step = match self.round {
+            None => Some(self.next_send),
+            Some(_) if open == 0 => Some(self.reopen_at),
+            Some(_) if open < MAX_STREAMS && all_waiting => self.hedge_at(),
+            Some(_) => None,
         };
         let expires = self.expires.filter(|_| !self.presumed_expired);
-        for t in [expires, stale_at].into_iter().flatten() {
-            at = at.min(t);
-        }
-        at
+        [step, expires, stale_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + self.interval)
     }
 
     fn hedge_at(&self) -> Option<Instant> {
@@ -195,7 +205,7 @@ mod tests {
         s.asked(t0);
         s.answered(t0, 6, t0 + ms(5));
         assert!(!s.in_round());
-        assert_eq!(s.wake(1, None), t0 + ms(2005));
+        assert_eq!(s.wake(t0, 1, true, None), t0 + ms(2005));
         assert!(!s.start_round_if_due(t0 + ms(2004), false));
         assert!(s.start_round_if_due(t0 + ms(2005), false));
     }
@@ -219,7 +229,7 @@ mod tests {
         assert!(s.expired(t0 + ms(5100)));
         // The wake-up never oversleeps the expiry.
         s.start_round_if_due(t0 + ms(5000), false);
-        assert!(s.wake(1, None) <= t0 + ms(5100));
+        assert!(s.wake(t0, 1, true, None) <= t0 + ms(5100));
     }
 
     #[test]
@@ -234,7 +244,7 @@ mod tests {
         assert!(!s.expire_if_due(t0 + ms(3500)), "once");
         // Reported: the expiry no longer wakes the driver (it would spin), hedges still do.
         s.asked(t0 + ms(3500));
-        assert_eq!(s.wake(1, None), t0 + ms(3750));
+        assert_eq!(s.wake(t0, 1, true, None), t0 + ms(3750));
         // etcd answers after all (no leader could expire it): the lease lives on.
         assert!(s.answered(t0 + ms(6000), 3, t0 + ms(6010)));
         assert!(!s.expired(t0 + ms(8999)));
@@ -260,12 +270,29 @@ mod tests {
         assert!(s.start_round_if_due(r, false));
         s.asked(r);
         assert!(!s.should_open(r + ms(499), 1, true));
-        assert_eq!(s.wake(1, None), r + ms(500));
+        assert_eq!(s.wake(t0, 1, true, None), r + ms(500));
         assert!(s.should_open(r + ms(500), 1, true));
         s.asked(r + ms(500));
         assert!(!s.should_open(r + ms(999), 2, true));
         assert!(s.should_open(r + ms(1000), 2, true));
         assert!(!s.should_open(r + ms(5000), MAX_STREAMS, true), "capped");
+        // Capped, or a stream not waiting: the hedge is no reason to wake (no spinning), the
+        // streams' own give-up time is.
+        let stale = r + ms(2000);
+        assert_eq!(s.wake(r + ms(1200), MAX_STREAMS, true, Some(stale)), stale);
+        assert_eq!(s.wake(r + ms(1200), 2, false, Some(stale)), stale);
+        assert_eq!(
+            s.wake(r + ms(1200), MAX_STREAMS, true, None),
+            r + ms(4000),
+            "the expiry"
+        );
+        // Nothing known at all: a look again after an interval, not now.
+        let mut fresh = schedule(t0);
+        fresh.start_round_if_due(t0, false);
+        assert_eq!(
+            fresh.wake(t0 + ms(10), MAX_STREAMS, true, None),
+            t0 + ms(10) + INITIAL_INTERVAL
+        );
         assert!(
             !s.should_open(r + ms(5000), 2, false),
             "a stream that is not waiting (just opened, or its answer is on the way) needs no hedge"
@@ -285,7 +312,11 @@ mod tests {
             "the lost stream's renewal starts now"
         );
         assert!(!s.should_open(f + ms(499), 0, true));
-        assert_eq!(s.wake(0, None), f + ms(500), "capped at half the interval");
+        assert_eq!(
+            s.wake(t0, 0, true, None),
+            f + ms(500),
+            "capped at half the interval"
+        );
         assert!(s.should_open(f + ms(500), 0, true));
     }
 
@@ -306,6 +337,6 @@ mod tests {
         let t0 = Instant::now();
         let mut s = schedule(t0);
         s.answered(t0, 30, t0);
-        assert_eq!(s.wake(1, Some(t0 + ms(7))), t0 + ms(7));
+        assert_eq!(s.wake(t0, 1, true, Some(t0 + ms(7))), t0 + ms(7));
     }
 }

@@ -88,7 +88,9 @@ impl Driver<'_> {
                 .filter_map(Lane::waiting_since)
                 .min()
                 .map(|t| t + self.schedule.response_timeout());
-            let wake = self.schedule.wake(self.lanes.len(), stale_at);
+            let wake = self
+                .schedule
+                .wake(now, self.lanes.len(), all_waiting, stale_at);
             tokio::select! {
                 Some((id, heard)) = self.heard.recv() => {
                     if let Some(err) = self.heard(id, heard) {
