@@ -1032,6 +1032,17 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
 
     // What the library keeps: the test's records dropped, the clients, the watch and the
     // keep-alive still there, live heap against the same after the warm-up.
+    drop((
+        occurrences,
+        issued,
+        per_key,
+        outside,
+        lost,
+        misplaced,
+        duplicates,
+        phantoms,
+    ));
+    drop((checked, undecided, by_kind, per_client, vitals_during));
     drop((history, everything, reference, resumed, fault_log));
     tokio::time::sleep(SETTLE).await;
     let heap_end = live_heap();
