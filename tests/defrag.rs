@@ -16,9 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use etcd_health::config::Config;
-use etcd_health::dropin::HealthChannel;
-use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
 
 const READERS: usize = 16;
@@ -79,14 +76,7 @@ async fn reads_survive_defragmentation_of_each_member() {
     let cluster = Cluster::start(3).await.expect("cluster");
     fill(&cluster).await;
 
-    let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
-    let client = Client::connect_with_balanced_channel(
-        cluster.endpoints(),
-        None,
-        HealthChannel::with_checker(checker.clone()),
-    )
-    .await
-    .expect("client");
+    let (client, checker) = common::dropin_client(&cluster).await;
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     let readers: Vec<_> = (0..READERS)

@@ -26,8 +26,12 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 async fn grant(stack: &Balance<TonicConnector>) -> i64 {
+    grant_for(stack, TTL).await
+}
+
+async fn grant_for(stack: &Balance<TonicConnector>, ttl: i64) -> i64 {
     LeaseClient::new(stack.clone())
-        .lease_grant(LeaseGrantRequest { ttl: TTL, id: 0 })
+        .lease_grant(LeaseGrantRequest { ttl, id: 0 })
         .await
         .expect("grant")
         .into_inner()
@@ -215,15 +219,7 @@ async fn lease_survives_back_to_back_leader_pauses() {
     let cluster = Cluster::start(3).await.expect("cluster");
     let client = stack(&cluster, fast_config());
     let ka_stack = stack(&cluster, Config::default());
-    let lease = LeaseClient::new(client.clone())
-        .lease_grant(LeaseGrantRequest {
-            ttl: SOAK_TTL,
-            id: 0,
-        })
-        .await
-        .expect("grant")
-        .into_inner()
-        .id;
+    let lease = grant_for(&client, SOAK_TTL).await;
     put_leased(&client, "leased", lease).await;
     let keep = KeepAlive::over_balance(&ka_stack, lease, KeepAliveOptions::default());
     first_renewal(&keep).await;

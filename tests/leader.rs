@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use etcd_health::config::Config;
-use etcd_health::dropin::HealthChannel;
 use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
 
@@ -122,15 +120,7 @@ impl Load {
 
 /// A client over the drop-in with `Config::default()`, and its health state.
 async fn client(cluster: &Cluster) -> (Client, HealthChecker) {
-    common::init_tracing();
-    let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
-    let client = Client::connect_with_balanced_channel(
-        cluster.endpoints(),
-        None,
-        HealthChannel::with_checker(checker.clone()),
-    )
-    .await
-    .expect("client");
+    let (client, checker) = common::dropin_client(cluster).await;
     let mut kv = client.kv_client();
     kv.put("load", "x", None).await.expect("put");
     (client, checker)

@@ -15,6 +15,21 @@ use etcd_health_testing::Cluster;
 use tokio::sync::broadcast;
 use tower::Layer;
 
+/// etcd-client over the drop-in with `Config::default()`, as users build it, and its health
+/// state.
+pub async fn dropin_client(cluster: &Cluster) -> (etcd_client::Client, HealthChecker) {
+    init_tracing();
+    let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
+    let client = etcd_client::Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        None,
+        etcd_health::dropin::HealthChannel::with_checker(checker.clone()),
+    )
+    .await
+    .expect("drop-in client");
+    (client, checker)
+}
+
 /// A config for fast tests: the seed's defaults with short probe timers, and a read
 /// attempt timeout so that a hung member costs a read one short attempt, not its deadline.
 pub fn fast_config() -> Config {
