@@ -44,6 +44,9 @@ mod resume;
 mod start;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls/absent.rs"]
+mod tls;
 pub mod watch;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};

@@ -111,7 +111,7 @@ where
         };
         let (parts, body) = req.into_parts();
         let stream =
-            crate::passive::MethodKind::of(parts.uri.path()) != crate::passive::MethodKind::Unary;
+            crate::etcd::Method::of(parts.uri.path()).kind != crate::etcd::MethodKind::Unary;
         if stream {
             // Streams cannot be replayed here: send once with the current token.
             let mut req = Request::from_parts(parts, body);

@@ -10,10 +10,11 @@ use tower::{Service, ServiceExt};
 
 use super::buffered::Buffered;
 use super::ServedBy;
+use crate::etcd::MethodKind;
 use crate::health::Outcome;
 use crate::passive::{
-    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, MethodKind,
-    SanitizedBody, Tracker,
+    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, NotLeader,
+    SanitizedBody, Tracker, Verdict,
 };
 
 /// How one attempt ended.
@@ -103,7 +104,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let member = tracker.entry().member.clone();
+    let member = tracker.entry().member().clone();
     let unary = kind == MethodKind::Unary;
     let started = Instant::now();
     let call = svc.oneshot(req);
@@ -137,14 +138,19 @@ where
                 if at > Instant::now() {
                     continue;
                 }
-                let inner = tracker.inner();
+                let checker = tracker.checker();
+                let entry = tracker.entry();
                 let since = started.into_std();
-                if inner.peer_answered_since(member.index(), since)
-                    && !inner.answered_since(tracker.entry(), since)
-                    && !inner.leader_changed_since(since)
+                if checker.peer_answered_since(member.index(), since)
+                    && !checker.answered_since(entry, since)
+                    && !checker.leader_changed_since(since)
                 {
-                    tracing::debug!(%member, waited = ?started.elapsed(), "request hangs while peers answer");
-                    inner.record_hang(tracker.entry(), started.elapsed());
+                    let waited = started.elapsed();
+                    tracing::debug!(%member, ?waited, "request hangs while peers answer");
+                    // Charged to its latency first, so the balancer prefers its peers at once.
+                    let slowest_peer = checker.slowest_peer_latency(entry);
+                    entry.load().charge_hang(waited, slowest_peer, crate::checker::now());
+                    checker.record_hang(entry);
                     hang_check = None;
                 } else {
                     // Nobody answers (an election), this member answers others, or the leader
@@ -182,10 +188,8 @@ where
     sanitize(&mut parts.headers);
     let body = SanitizedBody::new(body);
     parts.extensions.insert(ServedBy(member.clone()));
-    let classifier = &tracker.inner().classifier;
     if parts.status != http::StatusCode::OK {
-        let outcome = classifier.http(parts.status.as_u16());
-        tracker.finish(outcome, false);
+        tracker.finish_http(parts.status.as_u16());
         return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
     }
     if let Some(status) = status_of(&parts.headers) {
@@ -256,27 +260,21 @@ fn judge_status(
     kind: MethodKind,
     limits: Limits,
 ) -> Attempt {
-    let unary = kind == MethodKind::Unary;
-    let leaderless = crate::etcd::is_leaderless(status.code(), status.message());
-    let not_leader = crate::etcd::is_not_leader(status.code(), status.message());
-    if leaderless || not_leader {
-        // Not this member's failure by itself: a leader check tells an election (nobody
-        // to blame) from a member cut off from the quorum.
-        tracker.inner().want_leader_check();
-        tracker.finish(None, false);
-        let response = Response::from_parts(parts, body);
-        return Attempt::Failed(Failure {
-            maybe_processed: !(not_leader || refused_before_handler(&status, limits.has_leader)),
-            status,
-            response: Some(response),
-            leaderless: true,
-        });
-    }
-    let outcome = tracker
-        .inner()
-        .classifier
-        .status(status.code(), status.message());
-    tracker.finish(judge(outcome, kind), unary);
+    let outcome = match tracker.finish_status(&status, kind, NotLeader::Cluster) {
+        Verdict::Cluster { not_leader } => {
+            // Not this member's failure by itself: a leader check tells an election (nobody
+            // to blame) from a member cut off from the quorum, or finds the leader.
+            let response = Response::from_parts(parts, body);
+            return Attempt::Failed(Failure {
+                maybe_processed: !(not_leader
+                    || refused_before_handler(&status, limits.has_leader)),
+                status,
+                response: Some(response),
+                leaderless: true,
+            });
+        }
+        Verdict::Member(outcome) => outcome,
+    };
     let response = Response::from_parts(parts, body);
     if !outcome.is_failure() {
         return Attempt::Answer(response);

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{MethodKind, Tracker};
+use super::{NotLeader, Tracker};
+use crate::etcd::MethodKind;
 use crate::health::Outcome;
 
 pin_project! {
@@ -57,23 +58,10 @@ where
                             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
                         }
                         match super::status_of(trailers) {
-                            Some(status)
-                                if crate::etcd::is_leaderless(status.code(), status.message()) =>
-                            {
-                                // A fact about the cluster, judged by a leader check.
-                                tracker.inner().want_leader_check();
-                                tracker.finish(None, false);
+                            Some(status) => {
+                                tracker.finish_status(&status, *this.kind, NotLeader::Classified);
                             }
-                            status => {
-                                let outcome = match status {
-                                    Some(status) => tracker
-                                        .inner()
-                                        .classifier
-                                        .status(status.code(), status.message()),
-                                    None => Outcome::Success,
-                                };
-                                tracker.finish(judge(outcome, *this.kind), unary);
-                            }
+                            None => tracker.finish(judge(Outcome::Success, *this.kind), unary),
                         }
                     }
                 }
