@@ -33,6 +33,7 @@ mod etcd;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod grpc;
 pub mod health;
 mod leader;
 pub mod lease;

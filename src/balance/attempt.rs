@@ -6,11 +6,12 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::buffered::Buffered;
 use super::ServedBy;
 use crate::etcd::MethodKind;
+use crate::grpc::{GrpcBody, GrpcService};
 use crate::health::Outcome;
 use crate::passive::{
     judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, NotLeader,
@@ -90,20 +91,13 @@ pub(crate) struct Limits {
 }
 
 /// Sends `req` to one member and judges the answer for the passive counters.
-pub(crate) async fn attempt<S, B>(
+pub(crate) async fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-) -> Attempt
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
+) -> Attempt {
     let member = tracker.entry().member().clone();
     let unary = kind == MethodKind::Unary;
     let started = Instant::now();
@@ -294,14 +288,10 @@ fn announces_trailers(headers: &http::HeaderMap) -> bool {
 }
 
 /// Reads a body to its end, within `limit`; its data and (sanitized) trailers.
-async fn read_to_end<B>(
+async fn read_to_end<B: GrpcBody>(
     body: B,
     limit: Option<Duration>,
-) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<tower::BoxError>,
-{
+) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)> {
     let collect = http_body_util::BodyExt::collect(body);
     let collected = match limit {
         Some(limit) => tokio::time::timeout(limit, collect).await.map_err(|_| {

@@ -19,6 +19,7 @@ use super::retry::{Plan, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
+use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
 
@@ -116,14 +117,13 @@ impl<M: MakeMember> std::fmt::Debug for Balance<M> {
     }
 }
 
-impl<M, S, B> Service<Request<tonic::body::Body>> for Balance<M>
+/// For member services that carry tonic's requests and answer with a body of `Bytes` frames
+/// (as a tonic `Channel` does), `Clone + Send + Sync + 'static`, with `Send` futures and errors
+/// that box.
+impl<M> Service<Request<tonic::body::Body>> for Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
@@ -159,14 +159,11 @@ where
     }
 }
 
-impl<M, S, B> Balance<M>
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<M> Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     /// Sends a stream or a long-blocking call, once.
     async fn stream(

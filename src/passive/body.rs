@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 
 use super::{NotLeader, Tracker};
 use crate::etcd::MethodKind;
+use crate::grpc::GrpcBody;
 use crate::health::Outcome;
 
 pin_project! {
@@ -32,11 +33,7 @@ impl<B> ClassifiedBody<B> {
     }
 }
 
-impl<B> Body for ClassifiedBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<tower::BoxError>,
-{
+impl<B: GrpcBody> Body for ClassifiedBody<B> {
     type Data = Bytes;
     type Error = tower::BoxError;
 
