@@ -135,10 +135,7 @@ pub(crate) async fn attempt<S: GrpcService>(
                 let checker = tracker.checker();
                 let entry = tracker.entry();
                 let since = started.into_std();
-                if checker.peer_answered_since(member.index(), since)
-                    && !checker.answered_since(entry, since)
-                    && !checker.leader_changed_since(since)
-                {
+                if checker.hangs(entry, since) {
                     let waited = started.elapsed();
                     tracing::debug!(%member, ?waited, "request hangs while peers answer");
                     // Charged to its latency first, so the balancer prefers its peers at once.
@@ -148,7 +145,7 @@ pub(crate) async fn attempt<S: GrpcService>(
                     hang_check = None;
                 } else {
                     // Nobody answers (an election), this member answers others, or the leader
-                    // changed while it waited (the election held it): look again later.
+                    // changed while it waited: look again later.
                     hang_check = Some((after, Instant::now() + after));
                 }
             }

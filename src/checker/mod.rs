@@ -8,6 +8,14 @@
 //! The pure [`HealthState`](crate::health::HealthState) machines live inside; this module adds
 //! locking, the clock, jitter, events, `tracing` output and the probe scheduler's lifetime (it
 //! stops when the last handle is dropped).
+//!
+//! Why the state is private: the rest of the crate reads and changes it through methods only
+//! (record an outcome, read the members, wait for changes, the config and the TLS material),
+//! so the rules that tie its parts together (a re-admitted member's load restarts, a hang
+//! never takes a majority out of rotation, every change is published) hold in one place.
+//! What belongs to others stays theirs: the balancer's load estimate (`balance/load.rs`, held
+//! here per member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks
+//! that run beside the state (`probe/`, `discovery/`, started by `start.rs`).
 
 mod entry;
 mod event;
@@ -369,9 +377,20 @@ impl HealthChecker {
 // === impl HealthChecker: the crate's side ===
 
 impl HealthChecker {
-    /// Adds a member unless its URL is present (then `Err` with the member there). A
-    /// `pending` member starts out of rotation, to be admitted by the probes.
-    pub(crate) fn add_entry(
+    /// Adds a member found by discovery unless its URL is present (then `Err` with the member
+    /// there). A `pending` member starts out of rotation, to be admitted by the probes.
+    pub(crate) fn add_found(
+        &self,
+        uri: Uri,
+        origin: Origin,
+        pending: bool,
+        reason: &str,
+    ) -> Result<Member, Member> {
+        self.add_entry(uri, None, origin, pending, reason)
+    }
+
+    /// Adds a member unless its URL is present (then `Err` with the member there).
+    fn add_entry(
         &self,
         uri: Uri,
         endpoint: Option<OwnEndpoint>,
@@ -487,6 +506,7 @@ impl HealthChecker {
         view.cluster_id()
     }
 
+    /// The members, in index order, as they are now (a later change makes a new list).
     pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
         self.inner
             .members
@@ -495,6 +515,7 @@ impl HealthChecker {
             .clone()
     }
 
+    /// The member of `index`, if still present.
     pub(crate) fn entry(&self, index: usize) -> Option<Arc<MemberEntry>> {
         self.entries()
             .iter()
@@ -502,10 +523,12 @@ impl HealthChecker {
             .cloned()
     }
 
+    /// Counts a request sent again to another member.
     pub(crate) fn count_retry(&self) {
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
         self.inner.hedges.fetch_add(1, Ordering::Relaxed);
     }
@@ -522,23 +545,31 @@ impl HealthChecker {
         entry.last_answer.fetch_max(at.max(1), Ordering::Relaxed);
     }
 
-    /// Whether `entry` itself answered a request sent after `since`: a member that answers
-    /// others is slow on one request (a write stuck behind a lost leader, a huge range), not
-    /// hung.
-    pub(crate) fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
+    /// Whether a request sent to `entry` at `since` and still unanswered hangs on it: a peer
+    /// answered a request sent after it, while the member answered none (a member that
+    /// answers others is slow on one request: a write stuck behind a lost leader, a huge
+    /// range), and the leader did not change meanwhile (the election held it).
+    pub(crate) fn hangs(&self, entry: &MemberEntry, since: Instant) -> bool {
+        self.peer_answered_since(entry.member().index(), since)
+            && !self.answered_since(entry, since)
+            && !self.leader_changed_since(since)
+    }
+
+    /// Whether `entry` itself answered a request sent after `since`.
+    fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
         let since = self.stamp(since);
         entry.last_answer.load(Ordering::Relaxed) > since
     }
 
     /// Whether the leader changed (or an election began) after `since`: a request that lived
     /// through that waited on the cluster, not on its member alone.
-    pub(crate) fn leader_changed_since(&self, since: Instant) -> bool {
+    fn leader_changed_since(&self, since: Instant) -> bool {
         let since = self.stamp(since);
         self.inner.leader_changed_at.load(Ordering::Relaxed) > since
     }
 
     /// Whether a member other than `except` answered a request sent after `since`.
-    pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
+    fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
         let since = self.stamp(since);
         self.entries()
             .iter()
@@ -660,6 +691,7 @@ impl HealthChecker {
         }
     }
 
+    /// Wakes on every change of a member's status or of the membership.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
     }
@@ -729,7 +761,7 @@ impl HealthChecker {
         self.record_outcome(entry, Source::Active, outcome);
     }
 
-    pub(crate) fn publish(&self, member: Member, kind: EventKind) {
+    fn publish(&self, member: Member, kind: EventKind) {
         self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
         let _ = self.inner.events.send(HealthEvent { member, kind });
     }

@@ -202,7 +202,7 @@ pub(crate) async fn run(weak: WeakChecker) {
             } else {
                 Origin::Dns { name }
             };
-            let _ = checker.add_entry(uri, None, origin, false, &reason);
+            let _ = checker.add_found(uri, origin, false, &reason);
         }
         for (uri, reason) in plan.remove {
             checker.drop_member(&uri, &reason);

@@ -211,7 +211,7 @@ impl Driver {
                 reason,
             } => {
                 if let Ok(member) =
-                    checker.add_entry(uri, None, Origin::MemberList { name, id }, true, &reason)
+                    checker.add_found(uri, Origin::MemberList { name, id }, true, &reason)
                 {
                     checker.note_member_id(member.index(), id);
                 }
