@@ -33,6 +33,7 @@ mod etcd;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod grpc;
 pub mod health;
 mod leader;
 pub mod lease;
@@ -44,6 +45,9 @@ mod resume;
 mod start;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls/absent.rs"]
+mod tls;
 pub mod watch;
 
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};

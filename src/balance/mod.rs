@@ -20,6 +20,7 @@ mod hedge;
 mod hint;
 mod inflight;
 mod layer;
+pub(crate) mod load;
 mod make;
 mod pick;
 mod retry;

@@ -15,38 +15,6 @@ use super::pick::pick_fresh;
 use crate::checker::MemberEntry;
 use crate::config::{AllUnhealthyPolicy, RetryConfig};
 
-/// What a method does to the cluster, as far as retrying is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Class {
-    /// Changes nothing: safe to send again anywhere.
-    Read,
-    /// May change the cluster: sent again only when certainly not processed.
-    Write,
-}
-
-impl Class {
-    /// The class of a unary gRPC method, by path.
-    pub(crate) fn of(path: &str) -> Self {
-        match path {
-            "/etcdserverpb.KV/Range"
-            | "/etcdserverpb.Maintenance/Status"
-            | "/etcdserverpb.Maintenance/Hash"
-            | "/etcdserverpb.Maintenance/HashKV"
-            | "/etcdserverpb.Cluster/MemberList"
-            | "/etcdserverpb.Lease/LeaseTimeToLive"
-            | "/etcdserverpb.Lease/LeaseLeases"
-            | "/etcdserverpb.Auth/Authenticate"
-            | "/etcdserverpb.Auth/UserGet"
-            | "/etcdserverpb.Auth/UserList"
-            | "/etcdserverpb.Auth/RoleGet"
-            | "/etcdserverpb.Auth/RoleList"
-            | "/v3electionpb.Election/Leader"
-            | "/grpc.health.v1.Health/Check" => Class::Read,
-            _ => Class::Write,
-        }
-    }
-}
-
 /// One copy of a request sent to a member.
 #[derive(Debug)]
 pub(crate) struct Sent {
@@ -100,7 +68,7 @@ impl Plan {
     /// Records an attempt on `entry`, sent now; returns its slot.
     pub(crate) fn start(&mut self, entry: Arc<MemberEntry>) -> usize {
         self.sent.push(Slot {
-            member: entry.member.index(),
+            member: entry.member().index(),
             live: Some(Sent {
                 entry,
                 at: Instant::now(),
@@ -121,7 +89,7 @@ impl Plan {
     /// Attempts still unanswered that were sent before `winner`.
     pub(crate) fn outrun_by<'a>(&'a self, winner: &'a Sent) -> impl Iterator<Item = &'a Sent> {
         self.live()
-            .filter(move |s| s.at < winner.at && s.entry.member != winner.entry.member)
+            .filter(move |s| s.at < winner.at && s.entry.member() != winner.entry.member())
     }
 
     /// When the oldest attempt still unanswered was sent.
@@ -169,7 +137,7 @@ impl Plan {
         leader: Option<Arc<MemberEntry>>,
     ) -> Option<Arc<MemberEntry>> {
         leader
-            .filter(|l| l.is_healthy() && !self.excluded(l.member.index()))
+            .filter(|l| l.is_healthy() && !self.excluded(l.member().index()))
             .or_else(|| pick_fresh(entries, policy, |i| self.excluded(i)))
     }
 
@@ -197,27 +165,6 @@ pub(crate) fn backoff(config: &RetryConfig, next: u8) -> Duration {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_and_writes() {
-        assert_eq!(Class::of("/etcdserverpb.KV/Range"), Class::Read);
-        assert_eq!(Class::of("/etcdserverpb.Cluster/MemberList"), Class::Read);
-        for write in [
-            "/etcdserverpb.KV/Put",
-            "/etcdserverpb.KV/DeleteRange",
-            "/etcdserverpb.KV/Txn",
-            "/etcdserverpb.KV/Compact",
-            "/etcdserverpb.Lease/LeaseGrant",
-            "/etcdserverpb.Lease/LeaseRevoke",
-            "/etcdserverpb.Cluster/MemberAdd",
-            "/etcdserverpb.Auth/UserAdd",
-            "/etcdserverpb.Maintenance/Alarm",
-            "/v3lockpb.Lock/Unlock",
-            "/some.Unknown/Method",
-        ] {
-            assert_eq!(Class::of(write), Class::Write, "{write}");
-        }
-    }
-
     /// Members of the round's attempts and those still serving the request are excluded;
     /// a new round frees those that answered, not those still in flight.
     #[tokio::test]
@@ -225,7 +172,7 @@ mod tests {
         let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker =
             crate::HealthChecker::new(&endpoints, crate::config::Config::default()).expect("ok");
-        let entries = checker.inner.entries();
+        let entries = checker.entries();
         let policy = AllUnhealthyPolicy::TryAll;
         let mut plan = Plan::new(vec![2]);
         assert!(plan.excluded(2), "avoided in the first round");
@@ -242,7 +189,7 @@ mod tests {
         assert!(plan.excluded(1), "still serving the request");
         assert_eq!(plan.busy(), vec![1]);
         let next = plan.choose(&entries, policy, None).expect("a fresh member");
-        assert_ne!(next.member.index(), 1);
+        assert_ne!(next.member().index(), 1);
         assert_eq!(plan.attempts(), 2);
     }
 

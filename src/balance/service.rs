@@ -15,10 +15,12 @@ use super::attempt::{attempt, earliest, sleep_until_opt, Attempt, Failure, Limit
 use super::hedge::HedgeDelay;
 use super::inflight::InFlight;
 use super::pick::pick;
-use super::retry::{Class, Plan, Sent};
+use super::retry::{Plan, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
-use crate::passive::{MethodKind, Tracker};
+use crate::etcd::{Class, Method, MethodKind};
+use crate::grpc::GrpcService;
+use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
 
 /// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
@@ -37,6 +39,8 @@ pub struct Balance<M: MakeMember> {
     services: Arc<RwLock<HashMap<usize, M::Service>>>,
     /// When a read is slow enough to hedge, from the latency of the reads it served.
     hedge: Arc<HedgeDelay>,
+    /// How answers count against their member.
+    classifier: Arc<Classifier>,
 }
 
 // === impl Balance ===
@@ -50,7 +54,8 @@ impl<M: MakeMember> Balance<M> {
     pub fn new(checker: HealthChecker, mut make: M) -> Self {
         make.attach(&checker);
         Self {
-            hedge: Arc::new(HedgeDelay::new(&checker.inner.config.hedge)),
+            hedge: Arc::new(HedgeDelay::new(&checker.config().hedge)),
+            classifier: Arc::new(Classifier::new(checker.config())),
             checker,
             make: Arc::new(make),
             services: Arc::new(RwLock::new(HashMap::new())),
@@ -84,7 +89,7 @@ where
             return svc.clone();
         }
         let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
-        services.retain(|index, _| live.iter().any(|e| e.member.index() == *index));
+        services.retain(|index, _| live.iter().any(|e| e.member().index() == *index));
         services
             .entry(member.index())
             .or_insert_with(|| self.make.make_member(member))
@@ -99,6 +104,7 @@ impl<M: MakeMember> Clone for Balance<M> {
             make: self.make.clone(),
             services: self.services.clone(),
             hedge: self.hedge.clone(),
+            classifier: self.classifier.clone(),
         }
     }
 }
@@ -111,14 +117,13 @@ impl<M: MakeMember> std::fmt::Debug for Balance<M> {
     }
 }
 
-impl<M, S, B> Service<Request<tonic::body::Body>> for Balance<M>
+/// For member services that carry tonic's requests and answer with a body of `Bytes` frames
+/// (as a tonic `Channel` does), `Clone + Send + Sync + 'static`, with `Send` futures and errors
+/// that box.
+impl<M> Service<Request<tonic::body::Body>> for Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
@@ -131,7 +136,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
-        if self.checker.inner.config.require_leader {
+        if self.checker.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
@@ -141,25 +146,24 @@ where
             .remove::<AvoidMembers>()
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
-        let kind = MethodKind::of(req.uri().path());
+        let method = Method::of(req.uri().path());
         let deadline = grpc_timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
-        match kind {
-            MethodKind::Unary => ResponseFuture::new(self.clone().unary(req, avoid, deadline)),
-            _ => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
+        match method.kind {
+            MethodKind::Unary => {
+                ResponseFuture::new(self.clone().unary(req, method, avoid, deadline))
+            }
+            kind => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
         }
     }
 }
 
-impl<M, S, B> Balance<M>
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<M> Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     /// Sends a stream or a long-blocking call, once.
     async fn stream(
@@ -169,16 +173,16 @@ where
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let inner = self.checker.inner.clone();
-        let entries = inner.entries();
-        let entry = match pick(&entries, inner.config.all_unhealthy, &avoid) {
+        let config = self.checker.config();
+        let entries = self.checker.entries();
+        let entry = match pick(&entries, config.all_unhealthy, &avoid) {
             Ok(entry) => entry,
             Err(status) => return Err(status.into()),
         };
         let limits = Limits {
             deadline,
             hang_after: None,
-            has_leader: inner.config.require_leader,
+            has_leader: config.require_leader,
         };
         match self.attempt_on(entry, &entries, req, kind, limits).await {
             Attempt::Answer(response) => Ok(response),
@@ -195,13 +199,13 @@ where
     async fn unary(
         self,
         req: Request<tonic::body::Body>,
+        method: Method,
         avoid: Vec<usize>,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let inner = self.checker.inner.clone();
-        let config = &inner.config;
-        let class = Class::of(req.uri().path());
-        let leader_only = crate::etcd::is_leader_only(req.uri().path());
+        let checker = &self.checker;
+        let config = checker.config();
+        let class = method.class;
         let (parts, body) = req.into_parts();
         // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
         // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
@@ -244,8 +248,8 @@ where
                             // letting those attempts run a little longer, detached, until
                             // `hang.after`: a member that merely lost a race answers by then.
                             for other in plan.outrun_by(&sent) {
-                                tracing::trace!(member = %other.entry.member, waited = ?other.at.elapsed(), "outrun by a peer");
-                                other.entry.load.observe(other.at.elapsed(), crate::checker::now());
+                                tracing::trace!(member = %other.entry.member(), waited = ?other.at.elapsed(), "outrun by a peer");
+                                other.entry.load().observe(other.at.elapsed(), crate::checker::now());
                             }
                             if let (Some(after), false) = (hang_after, in_flight.is_empty()) {
                                 let oldest = plan.oldest().unwrap_or(sent.at);
@@ -275,14 +279,14 @@ where
                             tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
                             last = Some(failure);
                             if next_attempt.is_none() {
-                                let entries = inner.entries();
+                                let entries = checker.entries();
                                 let now = Instant::now();
                                 next_attempt = if plan.has_fresh(&entries, config.all_unhealthy) {
                                     Some(now)
                                 } else {
                                     // A round is over, or the cluster has no leader for the
                                     // moment: wait, but wake when health or leader changes.
-                                    changes.get_or_insert_with(|| inner.changes()).borrow_and_update();
+                                    changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
                                     Some(now + plan.end_round(&config.retry))
                                 };
                                 if next_attempt.is_some_and(|at| at >= end) {
@@ -304,9 +308,9 @@ where
                     let now = Instant::now();
                     if next_attempt.is_some_and(|at| at <= now) {
                         next_attempt = None;
-                        let entries = inner.entries();
-                        let to_leader = leader_only || (class == Class::Write && config.leader.route_writes);
-                        let leader = to_leader.then(|| inner.leader_entry()).flatten();
+                        let entries = checker.entries();
+                        let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
+                        let leader = to_leader.then(|| checker.leader_entry()).flatten();
                         let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
                             Some(entry) => entry,
                             None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
@@ -323,7 +327,7 @@ where
                             },
                         };
                         if plan.attempts() > 0 {
-                            inner.count_retry();
+                            checker.count_retry();
                         }
                         let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
                         in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
@@ -335,10 +339,10 @@ where
                         if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
                             continue;
                         }
-                        let entries = inner.entries();
+                        let entries = checker.entries();
                         if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
-                            tracing::trace!(member = %entry.member, "hedging a slow read");
-                            inner.count_hedge();
+                            tracing::trace!(member = %entry.member(), "hedging a slow read");
+                            checker.count_hedge();
                             let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
                             in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
                             if in_flight.len() < hedges {
@@ -378,7 +382,7 @@ where
         Limits {
             deadline,
             hang_after,
-            has_leader: self.checker.inner.config.require_leader,
+            has_leader: self.checker.config().require_leader,
         }
     }
 
@@ -402,8 +406,8 @@ where
         if let Some(limit) = limits.deadline {
             set_grpc_timeout(req.headers_mut(), limit);
         }
-        let svc = self.service_for(&entry.member, entries);
-        let tracker = Tracker::start(self.checker.inner.clone(), entry);
+        let svc = self.service_for(entry.member(), entries);
+        let tracker = self.tracker(entry);
         Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits).map(move |a| (slot, a)))
     }
 
@@ -416,10 +420,14 @@ where
         kind: MethodKind,
         limits: Limits,
     ) -> Attempt {
-        let inner = self.checker.inner.clone();
-        let svc = self.service_for(&entry.member, entries);
-        let tracker = Tracker::start(inner, entry);
+        let svc = self.service_for(entry.member(), entries);
+        let tracker = self.tracker(entry);
         attempt(svc, req, tracker, kind, limits).await
+    }
+
+    /// Follows a request to `entry` from now on.
+    fn tracker(&self, entry: Arc<MemberEntry>) -> Tracker {
+        Tracker::start(self.checker.clone(), entry, self.classifier.clone())
     }
 }
 

@@ -265,14 +265,17 @@ fn with_configured_tls(
 /// As with [`HealthChannel`], etcd's refusals of a stale token ("revision of auth store is
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on.
-pub fn into_etcd_channel<M, S, B>(balance: Balance<M>) -> Channel
+pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     use tower::ServiceExt;
     Channel::Custom(BoxCloneSyncService::new(
