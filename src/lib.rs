@@ -37,6 +37,7 @@ mod grpc;
 pub mod health;
 mod leader;
 pub mod lease;
+mod load;
 mod passive;
 mod probe;
 pub mod proto;

@@ -20,7 +20,6 @@ mod hedge;
 mod hint;
 mod inflight;
 mod layer;
-pub(crate) mod load;
 mod make;
 mod pick;
 mod retry;

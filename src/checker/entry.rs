@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{lock, Member, Origin, ProbeReport};
-use crate::balance::load::Load;
 use crate::health::HealthState;
+use crate::load::Load;
 
 /// One member of the health state.
 #[derive(Debug)]

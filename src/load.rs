@@ -5,10 +5,11 @@
 //! avoided at once, because a slow response raises the average to its value immediately and
 //! only decays back over `DECAY`.
 //!
-//! Why the health state holds one per member although only the balancer reads it: every
-//! balancer over one state must see the same load, snapshots report it, and a member
-//! re-admitted restarts it. This file imports nothing of the crate, so the health state can
-//! hold it without the two modules importing each other.
+//! Why a module of its own, beside the health state and the balancer rather than in either:
+//! the health state holds one per member although only the balancer reads it (every balancer
+//! over one state must see the same load, snapshots report it, and a member re-admitted
+//! restarts it). It imports nothing of the crate, so both can use it without importing each
+//! other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
