@@ -4,11 +4,10 @@
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::choose::{choose, Candidate};
+use super::choose::{place, Candidate, Known};
 use super::lane::{Heard, Lane, Opening};
 use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
-use crate::balance::AvoidMembers;
 use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::resume::{classify, next_eviction, BoxChannel, Lost, Reopen};
@@ -117,49 +116,25 @@ impl Driver<'_> {
 
     /// Opens one more stream, on the member [`choose`] names.
     fn open(&mut self, now: Instant) {
-        let busy: Vec<usize> = self
+        let open_on: Vec<Member> = self
             .lanes
             .iter()
-            .filter_map(|l| l.member().map(Member::index))
+            .filter_map(|l| l.member().cloned())
             .collect();
         let avoided = self.reopen.avoid(now);
-        let mut avoid = avoided.clone();
-        let mut member = None;
-        if let Some(checker) = &self.options.reopen.checker {
-            let candidates: Vec<Candidate> = checker
+        let known = self.options.reopen.checker.as_ref().map(|checker| Known {
+            members: checker
                 .snapshot()
                 .into_iter()
                 .map(|s| Candidate {
                     healthy: s.status.is_healthy(),
                     member: s.member,
                 })
-                .collect();
-            let avoided: Vec<usize> = avoided.0.iter().map(Member::index).collect();
-            let leader = checker.leader().leader_index;
-            member = choose(
-                &candidates,
-                leader,
-                &busy,
-                &avoided,
-                rand::random::<u32>() as usize,
-            );
-            if let Some(m) = &member {
-                // The balancer's hint is "anyone but": everyone else, so it takes the chosen
-                // member while healthy and falls back to any healthy one otherwise.
-                avoid = AvoidMembers(
-                    candidates
-                        .into_iter()
-                        .map(|c| c.member)
-                        .filter(|c| c.index() != m.index())
-                        .collect(),
-                );
-            }
-        }
-        if member.is_none() {
-            avoid
-                .0
-                .extend(self.lanes.iter().filter_map(|l| l.member().cloned()));
-        }
+                .collect(),
+            leader: checker.leader().leader_index,
+        });
+        let roll = rand::random::<u32>() as usize;
+        let (member, avoid) = place(known.as_ref(), &open_on, avoided, roll);
         let hedge = !self.lanes.is_empty();
         self.next_id = self.next_id.wrapping_add(1);
         let lane = Lane::open(
