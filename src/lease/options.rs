@@ -65,8 +65,8 @@ impl KeepAliveOptions {
 
     reopen_setters!(
         KeepAlive,
-        "For a keep-alive: reset by each answered keep-alive, and never more than half the \
-         interval (TTL/6), since the lease expires meanwhile."
+        "A keep-alive stream proves healthy with each answer; the delay is never more than \
+         half the interval (TTL/6), since the lease expires meanwhile."
     );
 
     /// Revoke the lease when the helper is stopped or dropped, so its keys go at once.

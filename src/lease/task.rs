@@ -114,7 +114,7 @@ impl Driver<'_> {
         }
     }
 
-    /// Opens one more stream, on the member [`choose`] names.
+    /// Opens one more stream, where [`place`] says.
     fn open(&mut self, now: Instant) {
         let open_on: Vec<Member> = self
             .lanes

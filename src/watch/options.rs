@@ -68,7 +68,7 @@ impl WatchOptions {
 
     reopen_setters!(
         ResumingWatch,
-        "For a watch: reset once a watch is created (etcd answered `created`)."
+        "A watch proves healthy once etcd answers `created`."
     );
 
     /// How many events may wait for the caller (at least 1).
