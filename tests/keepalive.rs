@@ -106,7 +106,7 @@ async fn leased_key_survives_kill_of_the_keepalive_member() {
     assert!(survived, "the key outlived 2×TTL after the kill");
     assert!(state.reopens >= 1, "the kill hit the keep-alive stream");
     assert_ne!(state.member.as_ref().map(|m| m.index()), Some(victim));
-    assert!(state.lost.is_none());
+    assert!(state.ended.is_none());
 
     let renewals = state.renewals;
     keep.stop().await.expect("stop");
@@ -162,7 +162,7 @@ async fn leased_key_survives_kill_of_the_leader() {
         state.renewals - before
     );
     assert!(survived, "the key outlived 2×TTL after the leader's kill");
-    assert!(state.lost.is_none(), "{state:?}");
+    assert!(state.ended.is_none(), "{state:?}");
     assert!(state.renewals > before + 2, "renewed since: {state:?}");
 }
 
@@ -239,14 +239,14 @@ async fn lease_survives_back_to_back_leader_pauses() {
                 "round {round}: leader {leader} hung {hang:?}: renewals {} -> {}, streams lost {} -> {}, hedges {} -> {}",
                 before.renewals, after.renewals, before.reopens, after.reopens, before.hedges, after.hedges
             );
-            assert!(after.lost.is_none(), "round {round}: {after:?}");
+            assert!(after.ended.is_none(), "round {round}: {after:?}");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let state = keep.state();
     println!("after both rounds: {state:?}");
-    assert!(state.lost.is_none(), "{state:?}");
+    assert!(state.ended.is_none(), "{state:?}");
     assert!(
         exists(&client, "leased").await,
         "the leased key outlived the pauses"
@@ -282,7 +282,7 @@ async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
     let state = keep.state();
     println!("cut off: {err} after {:?}; {state:?}", cut.elapsed());
     assert!(err.is_expired() && err.is_lost(), "{err:?}");
-    assert!(state.presumed_expired && state.expiries == 1 && state.lost.is_none());
+    assert!(state.presumed_expired && state.expiries == 1 && state.ended.is_none());
 
     for i in 0..cluster.size() {
         cluster.blackhole_client(i, false);
@@ -297,7 +297,7 @@ async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut rx = keep.state();
-    while rx.lost.is_none() {
+    while rx.ended.is_none() {
         assert!(
             Instant::now() < deadline,
             "etcd's TTL 0 never reached the helper: {rx:?}"
@@ -306,7 +306,7 @@ async fn lease_is_presumed_expired_when_the_client_is_cut_off() {
         rx = keep.state();
     }
     println!("healed: {rx:?}");
-    assert!(matches!(rx.lost, Some(LeaseError::Lost { .. })), "{rx:?}");
+    assert!(matches!(rx.ended, Some(LeaseError::Lost { .. })), "{rx:?}");
 }
 
 /// While the cluster has no leader nobody can expire a lease, and the next leader renews every
@@ -361,7 +361,7 @@ async fn lease_outlives_a_quorum_loss_longer_than_its_ttl() {
         "renewed again {:?} after the resume: {state:?}",
         paused.elapsed()
     );
-    assert!(state.lost.is_none() && state.expiries >= 1, "{state:?}");
+    assert!(state.ended.is_none() && state.expiries >= 1, "{state:?}");
     assert!(
         exists(&client, "no-quorum").await,
         "the key outlived the quorum loss"
