@@ -137,7 +137,7 @@ impl Cluster {
             let listed = list
                 .members()
                 .iter()
-                .any(|m| m.peer_urls().iter().any(|url| *url == own));
+                .any(|m| m.peer_urls().contains(&own));
             if listed {
                 break list;
             }
