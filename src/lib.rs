@@ -51,14 +51,17 @@ pub mod tls;
 mod tls;
 pub mod watch;
 
+// The common types, at the root: most users need nothing else.
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;
+pub use config::Config;
+pub use dropin::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use error::{outcome_unknown, Error, OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
-pub use lease::KeepAlive;
+pub use lease::{KeepAlive, KeepAliveOptions};
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
 #[cfg(feature = "tls")]
 pub use tls::{Tls, TlsStatus};
-pub use watch::ResumingWatch;
+pub use watch::{ResumingWatch, WatchOptions};
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

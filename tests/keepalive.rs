@@ -16,8 +16,8 @@ use etcd_health::proto::etcdserverpb::{
     PutRequest, RangeRequest,
 };
 use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
-use tower::Layer;
 use etcd_health_testing::Cluster;
+use tower::Layer;
 
 const TTL: i64 = 2;
 

@@ -134,10 +134,7 @@ impl Cluster {
                 .member_list()
                 .await
                 .map_err(|e| failed("MemberList", e))?;
-            let listed = list
-                .members()
-                .iter()
-                .any(|m| m.peer_urls().contains(&own));
+            let listed = list.members().iter().any(|m| m.peer_urls().contains(&own));
             if listed {
                 break list;
             }
