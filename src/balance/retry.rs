@@ -242,8 +242,8 @@ pub(crate) struct Schedule {
     /// `retry.max_attempts`, at least 1: attempts and hedges together.
     max_attempts: u8,
     /// Copies of the request in flight at once at most: `hedge.max_attempts` for a read, 1
-    /// for a write (never hedged).
-    copies: usize,
+    /// for a write (never hedged). A `u8` like `max_attempts`, so both share a word.
+    copies: u8,
 }
 
 impl Schedule {
@@ -262,7 +262,7 @@ impl Schedule {
             end: started + deadline.unwrap_or(retry.budget),
             max_attempts: retry.max_attempts.max(1),
             copies: match class {
-                Class::Read => usize::from(hedge.max_attempts.max(1)),
+                Class::Read => hedge.max_attempts.max(1),
                 Class::Write => 1,
             },
         }
@@ -346,7 +346,7 @@ impl Schedule {
         }
         if self.hedge_at.is_some_and(|at| at <= now) {
             self.hedge_at = None;
-            if in_flight < self.copies && attempts < self.max_attempts {
+            if in_flight < usize::from(self.copies) && attempts < self.max_attempts {
                 return Fire::Hedge;
             }
         }
@@ -356,7 +356,7 @@ impl Schedule {
     /// An attempt was sent at `now`, leaving `in_flight` copies unanswered: with room for
     /// another copy, a hedge is due one hedging `delay` later.
     pub(crate) fn attempt_sent(&mut self, now: Instant, in_flight: usize, delay: Duration) {
-        if in_flight < self.copies {
+        if in_flight < usize::from(self.copies) {
             self.hedge_at = Some(now + delay);
         }
     }
@@ -365,7 +365,7 @@ impl Schedule {
     /// another, the next one waits longer (`in_flight` hedging delays; two slow members at
     /// once are rare, and copies cost the cluster work).
     pub(crate) fn hedge_sent(&mut self, now: Instant, in_flight: usize, delay: Duration) {
-        if in_flight < self.copies {
+        if in_flight < usize::from(self.copies) {
             let factor = u32::try_from(in_flight).unwrap_or(u32::MAX);
             self.hedge_at = Some(now + delay * factor);
         }

@@ -218,7 +218,6 @@ where
             &config.retry,
             &config.hedge,
         );
-        let end = schedule.end();
         let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
             Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
@@ -321,7 +320,7 @@ where
                             if plan.attempts() > 0 {
                                 checker.count_retry();
                             }
-                            let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
                             in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
                             schedule.attempt_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                         }
@@ -330,7 +329,7 @@ where
                             if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
                                 tracing::trace!(member = %entry.member(), "hedging a slow read");
                                 checker.count_hedge();
-                                let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
                                 in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
                                 schedule.hedge_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                             }
