@@ -2,9 +2,9 @@
 //!
 //! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
-//! When is decided by the pure [`Schedule`]; this driver gathers
-//! each member's facts, starts the probes it asks for and sleeps until the earliest time it
-//! named. At most `active.concurrency` probes run at once. The task holds only a weak reference to
+//! When is decided by the pure [`Schedule`]; this driver gathers each member's facts, starts
+//! the probes it asks for and sleeps until the earliest time it named. At most
+//! `active.concurrency` probes run at once. The task holds only a weak reference to
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
 //!
 //! It also runs the leader checks (`Maintenance/Status` of every member at once, see
