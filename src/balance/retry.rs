@@ -206,6 +206,23 @@ pub(crate) enum Next {
     BackOff(Instant),
 }
 
+/// The facts of the moment an attempt failed (see [`Schedule::after_failure`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failed {
+    /// The request's class.
+    pub(crate) class: Class,
+    /// Whether the member may have processed the request.
+    pub(crate) maybe_processed: bool,
+    /// Attempts started so far, hedges included.
+    pub(crate) attempts: u8,
+    /// No copy of the request is in flight any more.
+    pub(crate) in_flight_empty: bool,
+    /// A member not tried in this round may take the request.
+    pub(crate) has_fresh: bool,
+    /// The back-off ending the round would start ([`Plan::round_backoff`]).
+    pub(crate) backoff: Duration,
+}
+
 /// The decision after a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AfterFailure {
@@ -285,22 +302,15 @@ impl Schedule {
     }
 
     /// Decides what follows a failed attempt, seen at `now`.
-    ///
-    /// The facts of the moment: the request's `class` and whether the member may have
-    /// processed it; `attempts` started so far; whether copies are still in flight; whether a
-    /// member not tried in this round may take it (`has_fresh`); and the back-off ending the
-    /// round would start ([`Plan::round_backoff`]).
-    #[allow(clippy::too_many_arguments, reason = "the facts of one decision")]
-    pub(crate) fn after_failure(
-        &mut self,
-        class: Class,
-        maybe_processed: bool,
-        attempts: u8,
-        in_flight_empty: bool,
-        has_fresh: bool,
-        backoff: Duration,
-        now: Instant,
-    ) -> AfterFailure {
+    pub(crate) fn after_failure(&mut self, failed: Failed, now: Instant) -> AfterFailure {
+        let Failed {
+            class,
+            maybe_processed,
+            attempts,
+            in_flight_empty,
+            has_fresh,
+            backoff,
+        } = failed;
         let stop = |schedule: &mut Self, round_over| {
             schedule.next_attempt = None;
             let next = if in_flight_empty {
@@ -441,6 +451,25 @@ mod tests {
         s
     }
 
+    /// A failure of a request of `class`, after `attempts`, with copies in flight or not and
+    /// a fresh member or not; a round's back-off would be 100 ms.
+    fn failed(
+        class: Class,
+        maybe_processed: bool,
+        attempts: u8,
+        in_flight_empty: bool,
+        has_fresh: bool,
+    ) -> Failed {
+        Failed {
+            class,
+            maybe_processed,
+            attempts,
+            in_flight_empty,
+            has_fresh,
+            backoff: ms(100),
+        }
+    }
+
     fn decided(next: Next, round_over: bool) -> AfterFailure {
         AfterFailure { next, round_over }
     }
@@ -483,7 +512,7 @@ mod tests {
         assert_eq!(s.on_timer(t0, 0, 0), Fire::Attempt);
         s.attempt_sent(t0, 1, ms(10));
         assert_eq!(s.wake(), None, "0 means 1: one copy, no hedge");
-        let d = s.after_failure(Class::Read, false, 1, true, true, ms(100), t0);
+        let d = s.after_failure(failed(Class::Read, false, 1, true, true), t0);
         assert_eq!(d, decided(Next::GiveUp, false), "0 means 1: no retry");
     }
 
@@ -494,12 +523,12 @@ mod tests {
         let t0 = Instant::now();
         assert!(!may_resend(Class::Write, true));
         let mut s = sent(Class::Write, t0);
-        let d = s.after_failure(Class::Write, true, 1, true, true, ms(100), t0 + ms(5));
+        let d = s.after_failure(failed(Class::Write, true, 1, true, true), t0 + ms(5));
         assert_eq!(d, decided(Next::GiveUp, false));
         assert_eq!(s.wake(), None, "a write is never hedged");
 
         let mut s = sent(Class::Write, t0);
-        let d = s.after_failure(Class::Write, true, 1, false, false, ms(100), t0 + ms(5));
+        let d = s.after_failure(failed(Class::Write, true, 1, false, false), t0 + ms(5));
         assert_eq!(d, decided(Next::AwaitOthers, false));
         assert!(!s.attempt_set());
     }
@@ -513,7 +542,7 @@ mod tests {
         for (class, maybe_processed) in [(Class::Write, false), (Class::Read, true)] {
             let mut s = sent(class, t0);
             let now = t0 + ms(5);
-            let d = s.after_failure(class, maybe_processed, 1, true, true, ms(100), now);
+            let d = s.after_failure(failed(class, maybe_processed, 1, true, true), now);
             assert_eq!(d, decided(Next::RetryAt(now), false), "{class:?}");
             assert_eq!(s.wake(), Some(now));
             assert_eq!(s.on_timer(now, 1, 0), Fire::Attempt);
@@ -527,7 +556,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = sent(Class::Write, t0);
         let now = t0 + ms(5);
-        let d = s.after_failure(Class::Write, false, 3, true, false, ms(100), now);
+        let d = s.after_failure(failed(Class::Write, false, 3, true, false), now);
         assert_eq!(d, decided(Next::BackOff(now + ms(100)), true));
         assert_eq!(s.wake(), Some(now + ms(100)));
         assert_eq!(s.on_timer(now + ms(99), 3, 0), Fire::Nothing, "not yet");
@@ -546,7 +575,7 @@ mod tests {
     fn a_hedge_armed_before_a_failure_may_go_during_the_back_off() {
         let t0 = Instant::now();
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 3, true, false, ms(100), t0 + ms(1));
+        let d = s.after_failure(failed(Class::Read, true, 3, true, false), t0 + ms(1));
         assert_eq!(d, decided(Next::BackOff(t0 + ms(101)), true));
         assert_eq!(s.wake(), Some(t0 + ms(10)));
         assert_eq!(s.on_timer(t0 + ms(10), 3, 0), Fire::Hedge);
@@ -560,7 +589,7 @@ mod tests {
         let t0 = Instant::now();
         let end = t0 + ms(1000);
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 1, true, true, ms(100), end);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), end);
         assert_eq!(
             d,
             decided(Next::GiveUp, false),
@@ -568,7 +597,7 @@ mod tests {
         );
 
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 3, true, false, ms(100), end - ms(100));
+        let d = s.after_failure(failed(Class::Read, true, 3, true, false), end - ms(100));
         assert_eq!(
             d,
             decided(Next::GiveUp, true),
@@ -576,13 +605,13 @@ mod tests {
         );
 
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 3, false, false, ms(100), end - ms(50));
+        let d = s.after_failure(failed(Class::Read, true, 3, false, false), end - ms(50));
         assert_eq!(d, decided(Next::AwaitOthers, true));
         assert!(!s.attempt_set());
 
         let mut s = sent(Class::Read, t0);
         let now = end - ms(101);
-        let d = s.after_failure(Class::Read, true, 3, true, false, ms(100), now);
+        let d = s.after_failure(failed(Class::Read, true, 3, true, false), now);
         assert_eq!(d, decided(Next::BackOff(end - ms(1)), true), "just in time");
     }
 
@@ -592,13 +621,13 @@ mod tests {
     fn max_attempts_stops_retries() {
         let t0 = Instant::now();
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 5, true, true, ms(100), t0);
+        let d = s.after_failure(failed(Class::Read, true, 5, true, true), t0);
         assert_eq!(d, decided(Next::GiveUp, false));
 
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 4, false, true, ms(100), t0);
+        let d = s.after_failure(failed(Class::Read, true, 4, false, true), t0);
         assert_eq!(d, decided(Next::RetryAt(t0), false));
-        let d = s.after_failure(Class::Read, true, 5, false, true, ms(100), t0);
+        let d = s.after_failure(failed(Class::Read, true, 5, false, true), t0);
         assert_eq!(d, decided(Next::AwaitOthers, false));
         assert!(!s.attempt_set(), "the retry set before is dropped");
     }
@@ -608,9 +637,9 @@ mod tests {
     fn an_attempt_already_set_is_kept() {
         let t0 = Instant::now();
         let mut s = sent(Class::Write, t0);
-        let d = s.after_failure(Class::Write, false, 3, false, false, ms(100), t0);
+        let d = s.after_failure(failed(Class::Write, false, 3, false, false), t0);
         assert_eq!(d, decided(Next::BackOff(t0 + ms(100)), true));
-        let d = s.after_failure(Class::Write, false, 3, true, true, ms(100), t0 + ms(1));
+        let d = s.after_failure(failed(Class::Write, false, 3, true, true), t0 + ms(1));
         assert_eq!(d, decided(Next::AlreadySet, false));
         assert_eq!(s.on_timer(t0 + ms(99), 3, 0), Fire::Nothing);
         assert_eq!(s.on_timer(t0 + ms(100), 3, 0), Fire::Attempt);
@@ -652,7 +681,7 @@ mod tests {
     fn a_due_attempt_goes_before_a_due_hedge() {
         let t0 = Instant::now();
         let mut s = sent(Class::Read, t0);
-        let d = s.after_failure(Class::Read, true, 2, false, true, ms(100), t0 + ms(10));
+        let d = s.after_failure(failed(Class::Read, true, 2, false, true), t0 + ms(10));
         assert_eq!(d, decided(Next::RetryAt(t0 + ms(10)), false));
         assert_eq!(s.on_timer(t0 + ms(10), 2, 1), Fire::Attempt);
         assert_eq!(
@@ -661,7 +690,7 @@ mod tests {
             "the hedge is still due"
         );
         let mut s = sent(Class::Read, t0);
-        s.after_failure(Class::Read, true, 2, false, true, ms(100), t0 + ms(10));
+        s.after_failure(failed(Class::Read, true, 2, false, true), t0 + ms(10));
         assert_eq!(s.on_timer(t0 + ms(10), 2, 1), Fire::Attempt);
         s.attempt_sent(t0 + ms(10), 2, ms(10));
         assert_eq!(s.wake(), Some(t0 + ms(20)), "one delay, not two");

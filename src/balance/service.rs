@@ -15,7 +15,7 @@ use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::HedgeDelay;
 use super::inflight::InFlight;
 use super::pick::pick;
-use super::retry::{jitter, may_resend, Fire, Next, Plan, Schedule, Sent};
+use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
@@ -266,17 +266,15 @@ where
                             } else {
                                 failure.outcome_unknown()
                             };
-                            let has_fresh = plan.has_fresh(&checker.entries(), config.all_unhealthy);
-                            let backoff = plan.round_backoff(&config.retry, jitter());
-                            let decision = schedule.after_failure(
+                            let facts = Failed {
                                 class,
                                 maybe_processed,
-                                plan.attempts(),
-                                in_flight.is_empty(),
-                                has_fresh,
-                                backoff,
-                                Instant::now(),
-                            );
+                                attempts: plan.attempts(),
+                                in_flight_empty: in_flight.is_empty(),
+                                has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
+                                backoff: plan.round_backoff(&config.retry, jitter()),
+                            };
+                            let decision = schedule.after_failure(facts, Instant::now());
                             if decision.round_over {
                                 // A round is over, or the cluster has no leader for the moment:
                                 // wait, but wake when health or leader changes.
