@@ -11,11 +11,11 @@ use tower::Service;
 
 use tokio::time::Instant;
 
-use super::attempt::{attempt, earliest, sleep_until_opt, Attempt, Failure, Limits};
+use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::HedgeDelay;
 use super::inflight::InFlight;
 use super::pick::pick;
-use super::retry::{Plan, Sent};
+use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
@@ -211,13 +211,13 @@ where
         // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
         // every copy, never copied again.
         let body = buffer(body).await?;
-        let started = Instant::now();
-        let end = started + deadline.unwrap_or(config.retry.budget);
-        let hedges = match class {
-            Class::Read => usize::from(config.hedge.max_attempts.max(1)),
-            Class::Write => 1,
-        };
-        let max_attempts = config.retry.max_attempts.max(1);
+        let mut schedule = Schedule::new(
+            class,
+            Instant::now(),
+            deadline,
+            &config.retry,
+            &config.hedge,
+        );
         let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
             Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
@@ -229,8 +229,6 @@ where
         let mut plan = Plan::new(avoid);
         let mut in_flight = InFlight::new();
         let mut last: Option<Failure> = None;
-        let mut next_attempt: Option<Instant> = Some(started);
-        let mut hedge_at: Option<Instant> = None;
         let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
         loop {
             tokio::select! {
@@ -262,103 +260,86 @@ where
                             return Ok(response);
                         }
                         Attempt::Failed(failure) => {
-                            let retryable = class == Class::Read || !failure.maybe_processed;
-                            let failure = if class == Class::Write && failure.maybe_processed {
-                                failure.outcome_unknown()
-                            } else {
+                            let maybe_processed = failure.maybe_processed;
+                            let failure = if may_resend(class, maybe_processed) {
                                 failure
+                            } else {
+                                failure.outcome_unknown()
                             };
-                            if !retryable || plan.attempts() >= max_attempts {
-                                if in_flight.is_empty() {
-                                    return failure.into_result();
-                                }
-                                last = Some(failure);
-                                next_attempt = None;
-                                continue;
+                            let facts = Failed {
+                                class,
+                                maybe_processed,
+                                attempts: plan.attempts(),
+                                in_flight_empty: in_flight.is_empty(),
+                                has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
+                                backoff: plan.round_backoff(&config.retry, jitter()),
+                            };
+                            let decision = schedule.after_failure(facts, Instant::now());
+                            if decision.round_over {
+                                // A round is over, or the cluster has no leader for the moment:
+                                // wait, but wake when health or leader changes.
+                                changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
+                                plan.end_round();
                             }
-                            tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
+                            match decision.next {
+                                Next::GiveUp => return failure.into_result(),
+                                Next::AwaitOthers | Next::AlreadySet => {}
+                                Next::RetryAt(_) | Next::BackOff(_) => {
+                                    tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, next = ?decision.next, "retrying on another member");
+                                }
+                            }
                             last = Some(failure);
-                            if next_attempt.is_none() {
-                                let entries = checker.entries();
-                                let now = Instant::now();
-                                next_attempt = if plan.has_fresh(&entries, config.all_unhealthy) {
-                                    Some(now)
-                                } else {
-                                    // A round is over, or the cluster has no leader for the
-                                    // moment: wait, but wake when health or leader changes.
-                                    changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
-                                    Some(now + plan.end_round(&config.retry))
-                                };
-                                if next_attempt.is_some_and(|at| at >= end) {
-                                    next_attempt = None;
-                                    if in_flight.is_empty() {
-                                        return last.take().map_or_else(
-                                            || Err(deadline_status(deadline).into()),
-                                            Failure::into_result,
-                                        );
-                                    }
-                                }
-                            }
                         }
                     }
                 }
                 // One timer for the next attempt and the next hedge (the earlier of them): a
                 // smaller future, and one registration per read.
-                _ = sleep_until_opt(earliest(next_attempt, hedge_at)) => {
-                    let now = Instant::now();
-                    if next_attempt.is_some_and(|at| at <= now) {
-                        next_attempt = None;
-                        let entries = checker.entries();
-                        let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
-                        let leader = to_leader.then(|| checker.leader_entry()).flatten();
-                        let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
-                            Some(entry) => entry,
-                            None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
-                                Ok(entry) => entry,
-                                Err(status) => {
-                                    if in_flight.is_empty() {
-                                        // No member may take it (fail-fast with none healthy, or no
-                                        // members): after a failed attempt the caller learns what
-                                        // happened to its request instead.
-                                        return last.unwrap_or(Failure::not_sent(status)).into_result();
+                _ = sleep_until_opt(schedule.wake()) => {
+                    match schedule.on_timer(Instant::now(), plan.attempts(), in_flight.len()) {
+                        Fire::Attempt => {
+                            let entries = checker.entries();
+                            let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
+                            let leader = to_leader.then(|| checker.leader_entry()).flatten();
+                            let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
+                                Some(entry) => entry,
+                                None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
+                                    Ok(entry) => entry,
+                                    Err(status) => {
+                                        if in_flight.is_empty() {
+                                            // No member may take it (fail-fast with none healthy, or no
+                                            // members): after a failed attempt the caller learns what
+                                            // happened to its request instead.
+                                            return last.unwrap_or(Failure::not_sent(status)).into_result();
+                                        }
+                                        continue;
                                     }
-                                    continue;
-                                }
-                            },
-                        };
-                        if plan.attempts() > 0 {
-                            checker.count_retry();
-                        }
-                        let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
-                        in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
-                        if in_flight.len() < hedges {
-                            hedge_at = Some(Instant::now() + self.hedge.delay());
-                        }
-                    } else if hedge_at.is_some_and(|at| at <= now) {
-                        hedge_at = None;
-                        if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
-                            continue;
-                        }
-                        let entries = checker.entries();
-                        if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
-                            tracing::trace!(member = %entry.member(), "hedging a slow read");
-                            checker.count_hedge();
-                            let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                                },
+                            };
+                            if plan.attempts() > 0 {
+                                checker.count_retry();
+                            }
+                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
                             in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
-                            if in_flight.len() < hedges {
-                                // Each further copy waits longer: two slow members at once are
-                                // rare, and copies cost the cluster work.
-                                let factor = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
-                                hedge_at = Some(Instant::now() + self.hedge.delay() * factor);
+                            schedule.attempt_sent(Instant::now(), in_flight.len(), self.hedge.delay());
+                        }
+                        Fire::Hedge => {
+                            let entries = checker.entries();
+                            if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
+                                tracing::trace!(member = %entry.member(), "hedging a slow read");
+                                checker.count_hedge();
+                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
+                                in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                                schedule.hedge_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                             }
                         }
+                        Fire::Nothing => {}
                     }
                 }
-                changed = wait_changed(&mut changes), if next_attempt.is_some() && changes.is_some() => {
+                changed = wait_changed(&mut changes), if schedule.attempt_set() && changes.is_some() => {
                     // The health state or the leader changed during a back-off: go now.
                     changes = None;
                     if changed {
-                        next_attempt = Some(Instant::now());
+                        schedule.changed(Instant::now());
                     }
                 }
             }
@@ -436,16 +417,6 @@ const COPY_BODY_UP_TO: usize = 4096;
 
 /// How long past `hang.after` an outrun attempt is kept, so its own hang check runs.
 const HANG_SLACK: Duration = Duration::from_millis(20);
-
-/// The error of a request whose time ran out before any attempt could be sent.
-fn deadline_status(deadline: Option<Duration>) -> tonic::Status {
-    match deadline {
-        Some(d) => tonic::Status::deadline_exceeded(format!(
-            "etcd-health: no member answered within the deadline of {d:?}"
-        )),
-        None => tonic::Status::unavailable("etcd-health: retry budget spent"),
-    }
-}
 
 /// Waits for a change of the health state; `false` if it can no longer change.
 async fn wait_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {

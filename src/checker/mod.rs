@@ -5,7 +5,7 @@
 //! view: cheap to clone, `Send + Sync`, and shared process-wide between stacks built with the
 //! same `shm_name` (the seed's `lua_shared_dict`), so two clients never disagree about a member.
 //!
-//! The pure [`HealthState`](crate::health::HealthState) machines live inside; this module adds
+//! The pure `HealthState` machines (`crate::health`) live inside; this module adds
 //! locking, the clock, jitter, events, `tracing` output and the probe scheduler's lifetime (it
 //! stops when the last handle is dropped).
 //!

@@ -2,7 +2,9 @@
 //!
 //! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
-//! At most `active.concurrency` probes run at once. The task holds only a weak reference to
+//! When is decided by the pure [`Schedule`]; this driver gathers each member's facts, starts
+//! the probes it asks for and sleeps until the earliest time it named. At most
+//! `active.concurrency` probes run at once. The task holds only a weak reference to
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
 //!
 //! It also runs the leader checks (`Maintenance/Status` of every member at once, see
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::schedule::{Facts, Intervals, Schedule, Step};
 use super::Finding;
 use crate::checker::HealthChecker;
 use crate::checker::{wall_now, MemberEntry, ProbeReport, WeakChecker};
@@ -31,14 +34,6 @@ pub(crate) fn spawn(runtime: &tokio::runtime::Handle, checker: WeakChecker) {
     runtime.spawn(run(checker));
 }
 
-/// Scheduling state of one member.
-#[derive(Debug)]
-struct Slot {
-    healthy: bool,
-    due: Option<Instant>,
-    running: bool,
-}
-
 async fn run(weak: WeakChecker) {
     let Some(checker) = weak.upgrade() else {
         return;
@@ -49,13 +44,13 @@ async fn run(weak: WeakChecker) {
     ));
     let leader_wanted = checker.leader_wanted();
     let leader_config = checker.config().leader.clone();
+    let mut schedule = Schedule::new(Intervals::of(checker.config()));
     drop(checker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
     let (round_tx, mut round_rx) = mpsc::unbounded_channel::<(Vec<(usize, Reply)>, Duration)>();
     let mut leader_due: Option<Instant> = Some(Instant::now());
     let mut leader_running = false;
     let mut last_round: Option<Instant> = None;
-    let mut slots: HashMap<usize, Slot> = HashMap::new();
     let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
     // The TLS material the probe channels were made with: new material, new channels (those
     // built on a member's own endpoint capture it).
@@ -68,7 +63,7 @@ async fn run(weak: WeakChecker) {
         let now = Instant::now();
         let entries = checker.entries();
         let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
-        slots.retain(|i, _| live.contains(i));
+        schedule.retain(|i| live.contains(&i));
         channels.retain(|i, _| live.contains(i));
         let generation = tls_generation_of(&checker);
         if tls_generation != Some(generation) {
@@ -82,33 +77,14 @@ async fn run(weak: WeakChecker) {
         let mut next_wake: Option<Instant> = None;
         for entry in entries.iter() {
             let index = entry.member().index();
-            let healthy = entry.is_healthy();
-            let interval = interval_for(&checker, entry, healthy);
-            let slot = slots.entry(index).or_insert_with(|| Slot {
-                healthy: !healthy,
-                due: None,
-                running: false,
-            });
-            if slot.healthy != healthy && entry.is_pending() {
-                // Found by discovery: probe it at once, so it takes traffic soon.
-                slot.healthy = healthy;
-                slot.due = Some(now);
+            match schedule.step(index, facts(entry), now) {
+                Step::Probe => {}
+                Step::At(due) => {
+                    next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
+                    continue;
+                }
+                Step::Idle => continue,
             }
-            if slot.healthy != healthy {
-                // A status change restarts the member's schedule.
-                slot.healthy = healthy;
-                slot.due = first_due(now, interval, entry);
-            }
-            if slot.running {
-                continue;
-            }
-            let Some(due) = slot.due else { continue };
-            if due > now {
-                next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
-                continue;
-            }
-            slot.running = true;
-            slot.due = None;
             let channel = channels
                 .entry(index)
                 .or_insert_with(|| probe_channel(&checker, entry))
@@ -181,16 +157,8 @@ async fn run(weak: WeakChecker) {
             }
             Some(index) = done_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
-                if let (Some(slot), Some(entry)) = (slots.get_mut(&index), checker.entry(index)) {
-                    slot.running = false;
-                    let healthy = entry.is_healthy();
-                    let interval = interval_for(&checker, &entry, healthy);
-                    if slot.healthy != healthy {
-                        slot.healthy = healthy;
-                        slot.due = first_due(Instant::now(), interval, &entry);
-                    } else {
-                        slot.due = next_due(Instant::now(), interval, &entry);
-                    }
+                if let Some(entry) = checker.entry(index) {
+                    schedule.done(index, facts(&entry), Instant::now());
                 }
             }
         }
@@ -210,40 +178,14 @@ fn tls_generation_of(checker: &HealthChecker) -> u64 {
     0
 }
 
-/// Failed probes after which a member found by discovery and never admitted is probed only
-/// once per discovery interval (its advertised URL is likely unreachable from here).
-const PENDING_FAST_PROBES: u64 = 5;
-
-/// How often to probe a member in its current status.
-fn interval_for(checker: &HealthChecker, entry: &MemberEntry, healthy: bool) -> Duration {
-    let active = &checker.config().checks.active;
-    if healthy {
-        active.healthy.interval
-    } else if entry.is_pending() && entry.failed_probes() >= PENDING_FAST_PROBES {
-        active
-            .unhealthy
-            .interval
-            .max(checker.config().discovery.interval)
-    } else {
-        active.unhealthy.interval
+/// What the schedule needs to know of a member now.
+fn facts(entry: &MemberEntry) -> Facts {
+    Facts {
+        healthy: entry.is_healthy(),
+        pending: entry.is_pending(),
+        failed_probes: entry.failed_probes(),
+        ejected_until: entry.ejected_until().map(Instant::from_std),
     }
-}
-
-/// When to probe a member first after (re)entering a status.
-fn first_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
-    next_due(now, interval, entry)
-}
-
-/// When to probe a member next: one interval on, and not before its ejection ends.
-fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
-    if interval.is_zero() {
-        return None;
-    }
-    let mut due = now + interval;
-    if let Some(until) = entry.ejected_until() {
-        due = due.max(Instant::from_std(until));
-    }
-    Some(due)
 }
 
 /// The channel of a member's `grpc` and `status` probes: the member's own `Endpoint` when
