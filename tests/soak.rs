@@ -917,7 +917,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         phantoms.len()
     );
     println!(
-        "  watch: {} events, exact (revisions {start_revision}..={}); {} re-creations, {} \
+        "  watch: {} events, exact (revisions {start_revision}..={}); {} reopens, {} \
          repeated events dropped on resume",
         resumed.len(),
         reference.last().map_or(0, |e| e.0),
@@ -965,7 +965,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
             .join(", "),
     );
     println!(
-        "  lease: {} renewals, {} streams lost, {} hedged, presumed expired {} times, lost {:?}; retries: tower {}",
+        "  lease: {} renewals, {} streams lost, {} hedged, presumed expired {} times, ended {:?}; retries: tower {}",
         lease_state.renewals,
         lease_state.reopens,
         lease_state.hedges,
