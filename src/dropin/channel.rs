@@ -12,17 +12,34 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
+use super::book::Book;
+use super::keepalive_book::KeepAliveBook;
+use super::resume_stream::Streams;
+use super::stats::StreamStats;
+use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
+use crate::resume::IntoBoxChannel;
 use crate::HealthChecker;
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
-#[derive(Clone, Debug, Default)]
+///
+/// Watches and lease keep-alives opened through it survive the loss of their member (see
+/// the [module docs](super)); [`stream_stats`](Self::stream_stats) counts what that took.
+#[derive(Clone, Debug)]
 pub struct HealthChannel {
     config: Config,
     checker: Option<HealthChecker>,
+    stats: StreamStats,
+    resume_streams: bool,
+}
+
+impl Default for HealthChannel {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
 }
 
 impl HealthChannel {
@@ -31,6 +48,8 @@ impl HealthChannel {
         Self {
             config,
             checker: None,
+            stats: StreamStats::default(),
+            resume_streams: true,
         }
     }
 
@@ -40,7 +59,23 @@ impl HealthChannel {
         Self {
             config: checker.config().clone(),
             checker: Some(checker),
+            ..Self::new(Config::default())
         }
+    }
+
+    /// Whether watches and lease keep-alives move to another member when theirs fails, hangs
+    /// or is evicted (on by default). Off, each stream stays on the member it was opened on
+    /// and fails or stalls with it, as with stock etcd-client (keep-alives still go to the
+    /// leader).
+    pub fn resume_streams(mut self, resume: bool) -> Self {
+        self.resume_streams = resume;
+        self
+    }
+
+    /// The counters of the channel's watch and keep-alive streams; take it before handing the
+    /// builder to etcd-client (clones share the counters).
+    pub fn stream_stats(&self) -> StreamStats {
+        self.stats.clone()
     }
 }
 
@@ -57,7 +92,7 @@ impl BalancedChannelBuilder for HealthChannel {
                 .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?,
         };
         let (tx, rx) = mpsc::channel(buffer_size.max(1));
-        let channel = EtcdChannel::new(checker, rx);
+        let channel = EtcdChannel::new(checker, rx, self.stats, self.resume_streams);
         Ok((Channel::Custom(BoxCloneSyncService::new(channel)), tx))
     }
 }
@@ -154,14 +189,27 @@ pub struct EtcdChannel {
     balance: Balance<EndpointMaker>,
     endpoints: Endpoints,
     changes: Arc<Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>>,
+    streams: Streams,
 }
 
 impl EtcdChannel {
-    fn new(checker: HealthChecker, changes: mpsc::Receiver<Change<Uri, Endpoint>>) -> Self {
+    fn new(
+        checker: HealthChecker,
+        changes: mpsc::Receiver<Change<Uri, Endpoint>>,
+        stats: StreamStats,
+        resume: bool,
+    ) -> Self {
         let maker = EndpointMaker::default();
         let endpoints = maker.endpoints.clone();
+        let balance = Balance::new(checker.clone(), maker);
         Self {
-            balance: Balance::new(checker, maker),
+            streams: Streams {
+                channel: balance.clone().into_box_channel(),
+                checker,
+                stats,
+                resume,
+            },
+            balance,
             endpoints,
             changes: Arc::new(Mutex::new(changes)),
         }
@@ -170,6 +218,11 @@ impl EtcdChannel {
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
         self.balance.checker()
+    }
+
+    /// The counters of the channel's watch and keep-alive streams.
+    pub fn stream_stats(&self) -> StreamStats {
+        self.streams.stats.clone()
     }
 
     fn apply_changes(&self) {
@@ -212,7 +265,11 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        let answer = self.balance.call(req);
+        let answer = match req.uri().path() {
+            p if p == WatchBook::PATH => self.streams.start(req, WatchBook::default()),
+            p if p == KeepAliveBook::PATH => self.streams.start(req, KeepAliveBook::default()),
+            _ => self.balance.call(req),
+        };
         ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
     }
 }

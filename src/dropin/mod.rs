@@ -54,7 +54,14 @@
 //! to the leader checks, which take it out of rotation), or use
 //! [`ResumingWatch`](crate::watch::ResumingWatch), which does all that.
 
+mod book;
 mod channel;
+mod frame;
+mod keepalive_book;
+mod resume_stream;
 mod stale_token;
+mod stats;
+mod watch_book;
 
 pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
+pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};
