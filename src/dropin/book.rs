@@ -48,9 +48,9 @@ pub(super) trait Book: Send + 'static {
 
     /// Remembers a message of the caller; returns what to send the member now (if a member
     /// serves the stream).
-    fn from_caller(&mut self, req: Self::Req) -> Vec<Self::Req>;
+    fn on_caller(&mut self, req: Self::Req) -> Vec<Self::Req>;
     /// Judges an answer of the member.
-    fn from_member(&mut self, resp: Self::Resp) -> Judged<Self::Req, Self::Resp>;
+    fn on_member(&mut self, resp: Self::Resp) -> Judged<Self::Req, Self::Resp>;
     /// Forgets what was in flight on the lost member; returns what the next one is sent.
     fn resume(&mut self) -> Resumed<Self::Req>;
     /// Whether a member is needed now (something to send or to follow).

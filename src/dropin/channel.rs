@@ -12,11 +12,8 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
-use super::book::Book;
-use super::keepalive_book::KeepAliveBook;
 use super::resume_stream::Streams;
 use super::stats::StreamStats;
-use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
@@ -265,10 +262,10 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        let answer = match req.uri().path() {
-            p if p == WatchBook::PATH => self.streams.start(req, WatchBook::default()),
-            p if p == KeepAliveBook::PATH => self.streams.start(req, KeepAliveBook::default()),
-            _ => self.balance.call(req),
+        let answer = if Streams::takes(req.uri().path()) {
+            self.streams.call(req)
+        } else {
+            self.balance.call(req)
         };
         ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
     }
@@ -321,7 +318,8 @@ fn with_configured_tls(
 ///
 /// As with [`HealthChannel`], etcd's refusals of a stale token ("revision of auth store is
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
-/// `with_auto_token_refresh(true)` authenticates again on.
+/// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
+/// move to another member when theirs is lost (see the [module docs](super)).
 pub fn into_etcd_channel<M, S, B>(balance: Balance<M>) -> Channel
 where
     M: MakeMember<Service = S> + Send + Sync + 'static,
@@ -331,8 +329,63 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    use tower::ServiceExt;
-    Channel::Custom(BoxCloneSyncService::new(
-        balance.map_response(super::stale_token::as_unauthenticated),
-    ))
+    let streams = Streams {
+        channel: balance.clone().into_box_channel(),
+        checker: balance.checker().clone(),
+        stats: StreamStats::default(),
+        resume: true,
+    };
+    Channel::Custom(BoxCloneSyncService::new(WithStreams { balance, streams }))
+}
+
+/// A hand-built [`Balance`] whose watch and keep-alive streams are resumed.
+struct WithStreams<M: MakeMember> {
+    balance: Balance<M>,
+    streams: Streams,
+}
+
+// === impl WithStreams ===
+
+impl<M: MakeMember> Clone for WithStreams<M> {
+    fn clone(&self) -> Self {
+        Self {
+            balance: self.balance.clone(),
+            streams: self.streams.clone(),
+        }
+    }
+}
+
+impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithStreams")
+            .field("balance", &self.balance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, S, B> Service<Request<tonic::body::Body>> for WithStreams<M>
+where
+    M: MakeMember<Service = S> + Send + Sync + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = tower::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.balance.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        let answer = if Streams::takes(req.uri().path()) {
+            self.streams.call(req)
+        } else {
+            self.balance.call(req)
+        };
+        ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
+    }
 }

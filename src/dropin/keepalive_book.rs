@@ -23,12 +23,12 @@ impl Book for KeepAliveBook {
     const POKES: bool = false;
     const PATH: &'static str = "/etcdserverpb.Lease/LeaseKeepAlive";
 
-    fn from_caller(&mut self, req: LeaseKeepAliveRequest) -> Vec<LeaseKeepAliveRequest> {
-        self.unanswered.push_back(req.clone());
+    fn on_caller(&mut self, req: LeaseKeepAliveRequest) -> Vec<LeaseKeepAliveRequest> {
+        self.unanswered.push_back(req);
         vec![req]
     }
 
-    fn from_member(
+    fn on_member(
         &mut self,
         resp: LeaseKeepAliveResponse,
     ) -> Judged<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
@@ -87,18 +87,18 @@ mod tests {
     fn unanswered_keep_alives_are_sent_again_once_each_and_answers_are_passed_on() {
         let mut b = KeepAliveBook::default();
         assert!(!b.needs_member());
-        assert_eq!(b.from_caller(req(1)), vec![req(1)]);
-        b.from_caller(req(2));
-        b.from_caller(req(1));
+        assert_eq!(b.on_caller(req(1)), vec![req(1)]);
+        b.on_caller(req(2));
+        b.on_caller(req(1));
         assert_eq!(b.outstanding(), 3);
-        let j = b.from_member(answer(1));
+        let j = b.on_member(answer(1));
         assert_eq!(j.heard, Heard::Forward(answer(1)));
         // The member is lost: what it did not answer goes to the next one, in order.
         let r = b.resume();
         assert_eq!(r.requests, vec![req(2), req(1)]);
         assert_eq!(r.again, 2);
-        b.from_member(answer(2));
-        b.from_member(answer(1));
+        b.on_member(answer(2));
+        b.on_member(answer(1));
         assert!(!b.needs_member());
         assert!(
             b.resume().requests.is_empty(),
@@ -109,13 +109,13 @@ mod tests {
     #[test]
     fn a_lease_gone_is_the_member_s_answer_passed_on_as_it_is() {
         let mut b = KeepAliveBook::default();
-        b.from_caller(req(9));
+        b.on_caller(req(9));
         let gone = LeaseKeepAliveResponse {
             id: 9,
             ttl: 0,
             ..Default::default()
         };
-        assert_eq!(b.from_member(gone.clone()).heard, Heard::Forward(gone));
+        assert_eq!(b.on_member(gone).heard, Heard::Forward(gone));
         assert_eq!(b.outstanding(), 0);
     }
 }

@@ -61,12 +61,26 @@ pub(super) struct Streams {
 }
 
 impl Streams {
+    /// Whether the drop-in answers calls to `path` itself (watches and keep-alives).
+    pub(super) fn takes(path: &str) -> bool {
+        use super::keepalive_book::KeepAliveBook;
+        use super::watch_book::WatchBook;
+        path == WatchBook::PATH || path == KeepAliveBook::PATH
+    }
+
+    /// Takes a stream request of the caller that [`takes`](Self::takes) names.
+    pub(super) fn call(&self, req: http::Request<tonic::body::Body>) -> ResponseFuture {
+        use super::keepalive_book::KeepAliveBook;
+        use super::watch_book::WatchBook;
+        if req.uri().path() == WatchBook::PATH {
+            self.start(req, WatchBook::default())
+        } else {
+            self.start(req, KeepAliveBook::default())
+        }
+    }
+
     /// Takes the caller's stream request; the response is the driver's.
-    pub(super) fn start<B: Book>(
-        &self,
-        req: http::Request<tonic::body::Body>,
-        book: B,
-    ) -> ResponseFuture {
+    fn start<B: Book>(&self, req: http::Request<tonic::body::Body>, book: B) -> ResponseFuture {
         let (first_tx, first_rx) = oneshot::channel();
         let driver = Driver::new(self.clone(), req, book, first_tx);
         tokio::spawn(driver.run());
@@ -107,7 +121,7 @@ enum Link<B: Book> {
     /// Following the member.
     Open {
         tx: mpsc::UnboundedSender<B::Req>,
-        inbound: Streaming<B::Resp>,
+        inbound: Box<Streaming<B::Resp>>,
         member: Option<Member>,
         last_heard: Instant,
         waiting_since: Option<Instant>,
@@ -135,7 +149,7 @@ impl<B: Book> Link<B> {
 /// What happened on the link.
 enum LinkEvent<R> {
     Retry,
-    Opened(Option<Opened<R>>),
+    Opened(Box<Option<Opened<R>>>),
     Message(Result<Option<R>, tonic::Status>),
     Evicted,
     Poke,
@@ -236,13 +250,13 @@ impl<B: Book> Driver<B> {
             };
             let go_on = match event {
                 Ok(CallerEvent::Gone) => false,
-                Ok(CallerEvent::Message(m)) => self.from_caller(m).await,
+                Ok(CallerEvent::Message(m)) => self.on_caller(m).await,
                 Err(LinkEvent::Retry) => {
                     self.open();
                     true
                 }
-                Err(LinkEvent::Opened(o)) => self.opened(o).await,
-                Err(LinkEvent::Message(m)) => self.from_member(m).await,
+                Err(LinkEvent::Opened(o)) => self.opened(*o).await,
+                Err(LinkEvent::Message(m)) => self.on_member(m).await,
                 Err(LinkEvent::Evicted) => {
                     self.lose("member evicted by the health checker".into());
                     true
@@ -275,7 +289,7 @@ impl<B: Book> Driver<B> {
     }
 
     /// A message (or the end) of the caller's requests; `false` ends the stream.
-    async fn from_caller(&mut self, msg: Result<Option<B::Req>, tonic::Status>) -> bool {
+    async fn on_caller(&mut self, msg: Result<Option<B::Req>, tonic::Status>) -> bool {
         let req = match msg {
             Ok(Some(req)) => req,
             Ok(None) => {
@@ -298,14 +312,14 @@ impl<B: Book> Driver<B> {
                 let _ = tx.send(req);
             } else {
                 // Not open yet: the first open sends what the book holds.
-                self.book.from_caller(req);
+                self.book.on_caller(req);
             }
             return true;
         }
         if self.book.prefer_leader() && self.book.outstanding() == 0 {
             self.move_to_leader();
         }
-        let send = self.book.from_caller(req);
+        let send = self.book.on_caller(req);
         if let Some(tx) = self.link.tx() {
             for r in send {
                 let _ = tx.send(r);
@@ -328,7 +342,16 @@ impl<B: Book> Driver<B> {
         let Some(leader) = self.streams.checker.leader().leader_index else {
             return;
         };
-        if leader == member.index() || !self.healthy(leader) {
+        if leader == member.index() {
+            return;
+        }
+        // Only to a leader in rotation that the stream has not just failed on (it would be
+        // opened elsewhere again, and moved again at the next request).
+        let avoided = self.avoid.hint();
+        let welcome = self.streams.checker.snapshot().iter().any(|s| {
+            s.member.index() == leader && s.status.is_healthy() && !avoided.contains(&s.member)
+        });
+        if !welcome {
             return;
         }
         tracing::info!(
@@ -343,14 +366,6 @@ impl<B: Book> Driver<B> {
         self.link = Link::Down {
             retry_at: Instant::now(),
         };
-    }
-
-    fn healthy(&self, index: usize) -> bool {
-        self.streams
-            .checker
-            .snapshot()
-            .iter()
-            .any(|s| s.member.index() == index && s.status.is_healthy())
     }
 
     /// A request went to the member: its answer is awaited from now if nothing was.
@@ -452,7 +467,7 @@ impl<B: Book> Driver<B> {
         }
         self.link = Link::Open {
             tx,
-            inbound: resp.into_inner(),
+            inbound: Box::new(resp.into_inner()),
             member,
             last_heard: now,
             waiting_since,
@@ -466,7 +481,7 @@ impl<B: Book> Driver<B> {
         true
     }
 
-    async fn from_member(&mut self, msg: Result<Option<B::Resp>, tonic::Status>) -> bool {
+    async fn on_member(&mut self, msg: Result<Option<B::Resp>, tonic::Status>) -> bool {
         let resp = match msg {
             Ok(Some(resp)) => resp,
             Ok(None) => {
@@ -488,7 +503,7 @@ impl<B: Book> Driver<B> {
         };
         self.backoff.reset();
         let heard = if self.streams.resume {
-            let judged = self.book.from_member(resp);
+            let judged = self.book.on_member(resp);
             if let Some(tx) = self.link.tx() {
                 for r in judged.send {
                     let _ = tx.send(r);
@@ -609,7 +624,7 @@ async fn link_event<B: Book>(
             sleep_until(*retry_at).await;
             LinkEvent::Retry
         }
-        Link::Opening { opening, .. } => LinkEvent::Opened(opening.await),
+        Link::Opening { opening, .. } => LinkEvent::Opened(Box::new(opening.await)),
         Link::Open {
             inbound,
             member,
@@ -639,8 +654,10 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 /// The member to open a stream on, and the balancer's hint that sends it there: the leader
-/// (if preferred, healthy and not avoided), else a random healthy member not avoided, else
-/// any member not avoided; `None` leaves the choice to the balancer.
+/// (if preferred and in the pool), else a random member of the pool. The pool is the first
+/// non-empty of: healthy members not avoided, healthy members, members not avoided, every
+/// member (avoiding is a preference, never a reason to have no member). `None` (no members)
+/// leaves the choice to the balancer.
 fn choose(
     checker: &HealthChecker,
     prefer_leader: bool,
@@ -648,21 +665,22 @@ fn choose(
 ) -> (Option<Member>, AvoidMembers) {
     let snapshot = checker.snapshot();
     let leader = checker.leader().leader_index;
-    let candidates: Vec<&Member> = snapshot
-        .iter()
-        .filter(|s| s.status.is_healthy() && !avoid.contains(&s.member))
-        .map(|s| &s.member)
-        .collect();
-    let fallback: Vec<&Member> = snapshot
-        .iter()
-        .filter(|s| !avoid.contains(&s.member))
-        .map(|s| &s.member)
-        .collect();
-    let pool = if candidates.is_empty() {
-        fallback
-    } else {
-        candidates
+    let pool_where = |keep: &dyn Fn(&crate::checker::MemberSnapshot) -> bool| -> Vec<&Member> {
+        snapshot
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| &s.member)
+            .collect()
     };
+    let pool = [
+        pool_where(&|s| s.status.is_healthy() && !avoid.contains(&s.member)),
+        pool_where(&|s| s.status.is_healthy()),
+        pool_where(&|s| !avoid.contains(&s.member)),
+        pool_where(&|_| true),
+    ]
+    .into_iter()
+    .find(|p| !p.is_empty())
+    .unwrap_or_default();
     let target = pool
         .iter()
         .find(|m| prefer_leader && Some(m.index()) == leader)

@@ -229,7 +229,7 @@ impl Book for WatchBook {
     const POKES: bool = true;
     const PATH: &'static str = "/etcdserverpb.Watch/Watch";
 
-    fn from_caller(&mut self, req: WatchRequest) -> Vec<WatchRequest> {
+    fn on_caller(&mut self, req: WatchRequest) -> Vec<WatchRequest> {
         match &req.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
                 self.pending.push_back(Pending::New(create.clone()));
@@ -251,7 +251,7 @@ impl Book for WatchBook {
         }
     }
 
-    fn from_member(&mut self, resp: WatchResponse) -> Judged<WatchRequest, WatchResponse> {
+    fn on_member(&mut self, resp: WatchResponse) -> Judged<WatchRequest, WatchResponse> {
         let forward = |resp| Judged {
             heard: Heard::Forward(resp),
             send: Vec::new(),
@@ -461,15 +461,15 @@ mod tests {
     #[test]
     fn watches_are_created_again_after_the_last_delivered_revision_and_keep_their_ids() {
         let mut b = WatchBook::default();
-        b.from_caller(create("a", 0));
-        b.from_caller(create("b", 5));
+        b.on_caller(create("a", 0));
+        b.on_caller(create("b", 5));
         assert_eq!(
-            b.from_member(created(0, 10)).heard,
+            b.on_member(created(0, 10)).heard,
             Heard::Forward(created(0, 10))
         );
-        b.from_member(created(1, 10));
+        b.on_member(created(1, 10));
         assert_eq!(
-            revs(&b.from_member(events(0, &[11, 12], false)).heard),
+            revs(&b.on_member(events(0, &[11, 12], false)).heard),
             (0, vec![11, 12])
         );
         assert_eq!(b.resume_revision(), Some(5), "b has delivered nothing");
@@ -478,21 +478,21 @@ mod tests {
         assert_eq!(creates(&r), vec![(0, 13), (1, 5)]);
         assert_eq!(r.again, 2);
         // The new member numbers them otherwise: its ids are mapped back, creations swallowed.
-        assert_eq!(b.from_member(created(7, 20)).heard, Heard::Swallow);
-        assert_eq!(b.from_member(created(8, 20)).heard, Heard::Swallow);
+        assert_eq!(b.on_member(created(7, 20)).heard, Heard::Swallow);
+        assert_eq!(b.on_member(created(8, 20)).heard, Heard::Swallow);
         // Overlap is dropped, the rest delivered once under the caller's id.
         assert_eq!(
-            revs(&b.from_member(events(7, &[12, 13], false)).heard),
+            revs(&b.on_member(events(7, &[12, 13], false)).heard),
             (0, vec![13])
         );
         assert_eq!(b.take_duplicates(), 1);
         assert_eq!(
-            revs(&b.from_member(events(8, &[6], false)).heard),
+            revs(&b.on_member(events(8, &[6], false)).heard),
             (1, vec![6])
         );
         // The caller's cancel goes out under the member's id; etcd's answer comes back
         // under the caller's.
-        let sent = b.from_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
+        let sent = b.on_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
             watch_id: 0,
         })));
         assert_eq!(sent, vec![cancel(7)]);
@@ -501,7 +501,7 @@ mod tests {
             canceled: true,
             ..Default::default()
         };
-        match b.from_member(canceled).heard {
+        match b.on_member(canceled).heard {
             Heard::Forward(r) => assert!(r.canceled && r.watch_id == 0, "{r:?}"),
             other => panic!("{other:?}"),
         }
@@ -515,10 +515,10 @@ mod tests {
     #[test]
     fn a_compacted_resume_revision_hands_the_caller_etcd_s_cancel() {
         let mut b = WatchBook::default();
-        b.from_caller(create("a", 0));
-        b.from_member(created(0, 10));
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
         b.resume();
-        assert_eq!(b.from_member(created(0, 50)).heard, Heard::Swallow);
+        assert_eq!(b.on_member(created(0, 50)).heard, Heard::Swallow);
         let compacted = WatchResponse {
             header: header(50),
             watch_id: 0,
@@ -527,7 +527,7 @@ mod tests {
             cancel_reason: "mvcc: required revision has been compacted".into(),
             ..Default::default()
         };
-        match b.from_member(compacted).heard {
+        match b.on_member(compacted).heard {
             Heard::Forward(r) => assert_eq!((r.watch_id, r.compact_revision), (0, 40)),
             other => panic!("{other:?}"),
         }
@@ -537,9 +537,9 @@ mod tests {
     #[test]
     fn no_leader_moves_the_stream_and_progress_answers_to_our_requests_are_swallowed() {
         let mut b = WatchBook::default();
-        b.from_caller(create("a", 0));
-        b.from_member(created(0, 10));
-        b.from_caller(request(RequestUnion::ProgressRequest(
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.on_caller(request(RequestUnion::ProgressRequest(
             WatchProgressRequest {},
         )));
         assert!(b.poke().is_some());
@@ -549,35 +549,35 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            matches!(b.from_member(progress.clone()).heard, Heard::Forward(_)),
+            matches!(b.on_member(progress.clone()).heard, Heard::Forward(_)),
             "the caller's"
         );
-        assert_eq!(b.from_member(progress).heard, Heard::Swallow, "ours");
+        assert_eq!(b.on_member(progress).heard, Heard::Swallow, "ours");
         let lost = WatchResponse {
             watch_id: 0,
             canceled: true,
             cancel_reason: "etcdserver: no leader".into(),
             ..Default::default()
         };
-        assert!(matches!(b.from_member(lost).heard, Heard::Lost(_)));
+        assert!(matches!(b.on_member(lost).heard, Heard::Lost(_)));
         assert!(b.needs_member());
     }
 
     #[test]
     fn a_fragmented_revision_resumes_past_the_events_given() {
         let mut b = WatchBook::default();
-        b.from_caller(create("a", 0));
-        b.from_member(created(0, 10));
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
         assert_eq!(
-            revs(&b.from_member(events(0, &[11, 12, 12], true)).heard).1,
+            revs(&b.on_member(events(0, &[11, 12, 12], true)).heard).1,
             vec![11, 12, 12]
         );
         let r = b.resume();
         assert_eq!(creates(&r), vec![(0, 12)], "revision 12 is not whole yet");
-        b.from_member(created(0, 20));
+        b.on_member(created(0, 20));
         // The member sends revision 12 from its start: the two given are skipped.
         assert_eq!(
-            revs(&b.from_member(events(0, &[12, 12, 12, 13], false)).heard).1,
+            revs(&b.on_member(events(0, &[12, 12, 12, 13], false)).heard).1,
             vec![12, 13]
         );
         assert_eq!(b.resume_revision(), Some(14));
@@ -586,27 +586,27 @@ mod tests {
     #[test]
     fn a_new_watch_never_takes_an_id_the_caller_uses() {
         let mut b = WatchBook::default();
-        b.from_caller(create("a", 0));
-        b.from_caller(create("b", 0));
-        b.from_member(created(0, 10));
-        b.from_member(created(1, 10));
-        b.from_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
+        b.on_caller(create("a", 0));
+        b.on_caller(create("b", 0));
+        b.on_member(created(0, 10));
+        b.on_member(created(1, 10));
+        b.on_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
             watch_id: 0,
         })));
-        b.from_member(WatchResponse {
+        b.on_member(WatchResponse {
             watch_id: 0,
             canceled: true,
             ..Default::default()
         });
         b.resume();
         // A member that ignores the requested id numbers the re-creation 0.
-        b.from_member(created(0, 11));
-        b.from_caller(create("c", 0));
-        match b.from_member(created(1, 11)).heard {
+        b.on_member(created(0, 11));
+        b.on_caller(create("c", 0));
+        match b.on_member(created(1, 11)).heard {
             Heard::Forward(r) => assert_eq!(r.watch_id, 2, "1 is the caller's watch b"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(revs(&b.from_member(events(0, &[12], false)).heard).0, 1);
-        assert_eq!(revs(&b.from_member(events(1, &[12], false)).heard).0, 2);
+        assert_eq!(revs(&b.on_member(events(0, &[12], false)).heard).0, 1);
+        assert_eq!(revs(&b.on_member(events(1, &[12], false)).heard).0, 2);
     }
 }
