@@ -50,7 +50,8 @@
 //! `Lease/LeaseKeepAlive` streams itself and carries each over one member at a time: when
 //! that member fails (an error, the stream ended, "no leader"), hangs (a request unanswered
 //! for `max(4 × hang.after, 2 s)`; a quiet watch stream is sent a progress request after half
-//! of that, which a live member answers at once) or is evicted by the health checker, the
+//! of that, which a live member answers at once, and moves when nothing at all was heard for
+//! the whole) or is evicted by the health checker, the
 //! stream moves to another member unseen by etcd-client:
 //!
 //! - **keep-alives** go to the leader when the health state knows it (etcd forwards them to

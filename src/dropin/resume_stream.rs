@@ -6,8 +6,9 @@
 //! failed or went silent. Users hold one client for weeks: their streams must survive a
 //! member fault as their reads do. The driver answers the caller itself, follows the stream
 //! in a [`Book`], and when the serving member fails (an error, the stream ended, "no
-//! leader"), hangs (a request unanswered for the stream timeout; a watch asks for a progress
-//! report when quiet, which a live member answers at once) or is evicted by the health
+//! leader"), hangs (a request unanswered for the stream timeout; a quiet watch is asked for
+//! a progress report after half of it, which a live member answers at once, and is moved when
+//! nothing at all was heard for the whole) or is evicted by the health
 //! checker, it opens the stream on another member and sends it what the book says. The
 //! caller's stream never sees the move.
 //!
@@ -634,7 +635,12 @@ async fn link_event<B: Book>(
             ..
         } => {
             let poke_at = (resume && pokes && !*poked).then(|| *last_heard + idle / 2);
-            let hang_at = waiting_since.filter(|_| resume).map(|t| t + idle);
+            // A request unanswered for `idle`; a quiet stream asked for progress, nothing at
+            // all heard for `idle` (a live member answers that request at once).
+            let hang_at = waiting_since.filter(|_| resume).map(|t| {
+                let quiet = (*poked).then(|| *last_heard + idle);
+                quiet.map_or(t + idle, |q| q.min(t + idle))
+            });
             tokio::select! {
                 biased;
                 m = inbound.message() => LinkEvent::Message(m),
