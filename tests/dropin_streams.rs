@@ -3,10 +3,11 @@
 //! `Config::default()`.
 //!
 //! Checks: a watch receives every one of 300 values written during the fault exactly once and
-//! in order, with no error, while the paused member stays paused (a paused member that
-//! resumes would deliver late what it held, hiding a stall); a lease with a 5 s TTL, kept alive
-//! by etcd-client's own keeper, outlives a 4 s pause of the leader and then the death of the
-//! member serving its keep-alives: its key is still there after more than a TTL.
+//! in order, with no error, while the paused (or black-holed) member stays so (one that
+//! recovers would deliver late what it held, hiding a stall); a lease with a 5 s TTL, kept
+//! alive by etcd-client's own keeper, outlives a 4 s pause of the leader and then the death of
+//! the member serving its keep-alives: its key is still there after more than a TTL; with etcd
+//! auth on, both streams outlive the leader serving them.
 //!
 //! `DROPIN_STREAMS_RESUME=0` runs the same tests with the drop-in's stream resumption off
 //! (`HealthChannel::resume_streams(false)`): they fail (see the README's drop-in section).
@@ -45,7 +46,11 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 
 /// A writer's client: the drop-in, with a 2 s deadline per request.
 async fn writer_client(cluster: &Cluster) -> Client {
-    let options = ConnectOptions::new().with_timeout(Duration::from_secs(2));
+    writer_client_with(cluster, ConnectOptions::new()).await
+}
+
+async fn writer_client_with(cluster: &Cluster, options: ConnectOptions) -> Client {
+    let options = options.with_timeout(Duration::from_secs(2));
     Client::connect_with_balanced_channel(
         cluster.endpoints(),
         Some(options),
@@ -103,6 +108,9 @@ enum Fault {
     PauseLeader,
     /// SIGKILL the leader, which serves the watch.
     KillLeader,
+    /// Black-hole the client port of the follower serving the watch (connections accepted,
+    /// nothing forwarded).
+    BlackholeFollower,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,30 +128,29 @@ async fn watch_survives_its_leader_killed() {
     watch_case(Fault::KillLeader).await;
 }
 
-async fn watch_case(fault: Fault) {
-    let _serial = serial().await;
-    let cluster = Cluster::start(3).await.expect("cluster");
-    let (client, checker, stats) = dropin_client_with_streams(&cluster, resume()).await;
-    let leader = cluster
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("leader");
-    // Open the watch until it lands where the fault will be (the drop-in spreads watches
-    // over the healthy members at random).
-    let want_leader = fault != Fault::PauseServingFollower;
-    let mut attempt = 0;
-    let (mut stream, victim) = loop {
-        attempt += 1;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_its_follower_black_holed() {
+    watch_case(Fault::BlackholeFollower).await;
+}
+
+/// Opens etcd-client watches on `w/` until one is served by the leader (`want_leader`) or by
+/// a follower (the drop-in spreads watches over the healthy members at random).
+async fn open_watch(
+    client: &Client,
+    stats: &StreamStats,
+    leader: usize,
+    want_leader: bool,
+) -> (etcd_client::WatchStream, usize) {
+    for _ in 0..40 {
         let stream = client
             .watch_client()
             .watch("w/", Some(WatchOptions::new().with_prefix()))
             .await
             .expect("watch");
-        let member = serving(&stats, StreamKind::Watch).await;
+        let member = serving(stats, StreamKind::Watch).await;
         if (member == leader) == want_leader {
-            break (stream, member);
+            return (stream, member);
         }
-        assert!(attempt < 40, "no watch landed on the wanted member");
         drop(stream);
         // The driver lets go of the member once the caller dropped the stream.
         for _ in 0..100 {
@@ -152,16 +159,19 @@ async fn watch_case(fault: Fault) {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    };
-    eprintln!("watch served by member {victim} (leader {leader}), fault {fault:?}");
+    }
+    panic!("no watch landed on the wanted member");
+}
 
-    let written = Arc::new(AtomicU64::new(0));
-    let writer = tokio::spawn(write_values(writer_client(&cluster).await, written.clone()));
-
-    let watcher = tokio::spawn(async move {
+/// Reads the watch until it has all the values: their keys in the order received and the
+/// longest wait between two responses (printed, not asserted); an error, an end or a cancel
+/// is a failure.
+fn spawn_watcher(
+    mut stream: etcd_client::WatchStream,
+) -> tokio::task::JoinHandle<Result<(Vec<String>, Duration), String>> {
+    tokio::spawn(async move {
         let mut keys = Vec::with_capacity(VALUES);
         let mut last_revision = 0;
-        // Printed, not asserted: the longest wait between two responses.
         let mut longest_gap = Duration::ZERO;
         let mut last_heard = std::time::Instant::now();
         while keys.len() < VALUES {
@@ -184,7 +194,30 @@ async fn watch_case(fault: Fault) {
             }
         }
         Ok((keys, longest_gap))
-    });
+    })
+}
+
+async fn watch_case(fault: Fault) {
+    let _serial = serial().await;
+    let cluster = match fault {
+        Fault::BlackholeFollower => Cluster::builder().members(3).client_proxy(true).start(),
+        _ => Cluster::builder().members(3).start(),
+    }
+    .await
+    .expect("cluster");
+    let (client, checker, stats) = dropin_client_with_streams(&cluster, resume()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let want_leader = matches!(fault, Fault::PauseLeader | Fault::KillLeader);
+    let (stream, victim) = open_watch(&client, &stats, leader, want_leader).await;
+    eprintln!("watch served by member {victim} (leader {leader}), fault {fault:?}");
+
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(write_values(writer_client(&cluster).await, written.clone()));
+
+    let watcher = spawn_watcher(stream);
 
     while written.load(Ordering::Relaxed) < FAULT_AFTER as u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -193,11 +226,17 @@ async fn watch_case(fault: Fault) {
     match fault {
         Fault::PauseServingFollower | Fault::PauseLeader => cluster.pause(victim),
         Fault::KillLeader => cluster.kill(victim),
+        Fault::BlackholeFollower => cluster.blackhole_client(victim, true),
     }
     let received = tokio::time::timeout(WATCH_BOUND, watcher).await;
-    let failures = writer.await.expect("writer");
-    if fault != Fault::KillLeader {
-        cluster.resume(victim);
+    let failures = tokio::time::timeout(WATCH_BOUND, writer)
+        .await
+        .expect("the writer finished")
+        .expect("writer");
+    match fault {
+        Fault::PauseServingFollower | Fault::PauseLeader => cluster.resume(victim),
+        Fault::KillLeader => {}
+        Fault::BlackholeFollower => cluster.blackhole_client(victim, false),
     }
     let (keys, longest_gap) = match received {
         Err(_) => panic!(
@@ -348,4 +387,92 @@ async fn serving_leader(stats: &StreamStats, leader: usize) -> usize {
         member = serving(stats, StreamKind::KeepAlive).await;
     }
     member
+}
+
+const PASSWORD: &str = "dropin-streams-pw";
+
+/// With etcd auth on, the moved streams carry etcd-client's token: a watch and a keep-alive,
+/// both served by the leader, survive its death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_keep_alive_with_auth_survive_the_leader_killed() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let login = || {
+        ConnectOptions::new()
+            .with_user("root", PASSWORD)
+            .with_auto_token_refresh(true)
+    };
+    let channel = HealthChannel::new(Config::default()).resume_streams(resume());
+    let stats = channel.stream_stats();
+    let client = Client::connect_with_balanced_channel(cluster.endpoints(), Some(login()), channel)
+        .await
+        .expect("client");
+    let writer = writer_client_with(&cluster, login()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+
+    let lease = client
+        .lease_client()
+        .grant(5, None)
+        .await
+        .expect("grant")
+        .id();
+    writer
+        .kv_client()
+        .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put");
+    let stop = Arc::new(AtomicBool::new(false));
+    let renewals = Arc::new(AtomicU64::new(0));
+    let keeper = tokio::spawn(keep_lease_alive(
+        client.clone(),
+        lease,
+        stop.clone(),
+        renewals.clone(),
+    ));
+    let keep_alive_on = serving_leader(&stats, leader).await;
+    let (stream, watch_on) = open_watch(&client, &stats, leader, true).await;
+    eprintln!("keep-alive on member {keep_alive_on}, watch on member {watch_on}, leader {leader}");
+
+    let written = Arc::new(AtomicU64::new(0));
+    let write = tokio::spawn(write_values(writer.clone(), written.clone()));
+    let watcher = spawn_watcher(stream);
+    while written.load(Ordering::Relaxed) < FAULT_AFTER as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(target: "etcd_health::tests", member = leader, "fault: kill");
+    cluster.kill(leader);
+    let received = tokio::time::timeout(WATCH_BOUND, watcher).await;
+    tokio::time::timeout(WATCH_BOUND, write)
+        .await
+        .expect("the writer finished")
+        .expect("writer");
+    let (keys, _) = match received {
+        Err(_) => panic!("the watch did not receive all {VALUES} values within {WATCH_BOUND:?}"),
+        Ok(joined) => joined.expect("watcher").unwrap_or_else(|e| panic!("{e}")),
+    };
+    let expected: Vec<String> = (0..VALUES).map(|i| format!("w/{i:04}")).collect();
+    assert_eq!(keys, expected, "every value once, in order");
+
+    // More than a TTL after the kill.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.store(true, Ordering::Relaxed);
+    let kept = tokio::time::timeout(Duration::from_secs(10), keeper).await;
+    let found = writer.kv_client().get("leased", None).await.expect("get");
+    let counts = stats.counts();
+    eprintln!("stream stats {counts:?}");
+    match kept {
+        Ok(joined) => joined
+            .expect("keeper task")
+            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
+        Err(_) => panic!("the keeper waited for an answer for 10 s"),
+    }
+    assert_eq!(found.count(), 1, "the leased key outlived the leader");
+    assert!(
+        counts.watch_resumptions >= 1 && counts.keep_alive_resumptions >= 1,
+        "the kill hit both streams' member: {counts:?}"
+    );
 }
