@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::etcd::Method;
 use crate::health::Outcome;
-use crate::passive::{judge, Classifier, MethodKind};
+use crate::passive::{judge, Classifier};
 
 /// The deadline the balancer reads from a request's `grpc-timeout` header.
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
@@ -22,7 +23,7 @@ pub fn classify(config: &Config, path: &str, headers: &http::HeaderMap) -> Optio
     let _ = tonic::Status::from_header_map(&headers);
     let status = crate::passive::status_of(&headers)?;
     let outcome = Classifier::new(config).status(status.code(), status.message());
-    Some(judge(outcome, MethodKind::of(path)))
+    Some(judge(outcome, Method::of(path).kind))
 }
 
 /// How the passive checks judge a non-gRPC HTTP status under `config`.

@@ -33,9 +33,11 @@ mod etcd;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod grpc;
 pub mod health;
 mod leader;
 pub mod lease;
+mod load;
 mod passive;
 mod probe;
 pub mod proto;
@@ -44,16 +46,22 @@ mod resume;
 mod start;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls/absent.rs"]
+mod tls;
 pub mod watch;
 
+// The common types, at the root: most users need nothing else.
 pub use balance::{Balance, HealthLayer, MakeMember, TonicConnector};
 pub use checker::HealthChecker;
+pub use config::Config;
+pub use dropin::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use error::{outcome_unknown, Error, OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
-pub use lease::KeepAlive;
+pub use lease::{KeepAlive, KeepAliveOptions};
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
 #[cfg(feature = "tls")]
 pub use tls::{Tls, TlsStatus};
-pub use watch::ResumingWatch;
+pub use watch::{ResumingWatch, WatchOptions};
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

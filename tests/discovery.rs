@@ -218,15 +218,19 @@ async fn a_member_added_takes_traffic_and_a_member_removed_leaves() {
     let interval = config.discovery.interval;
     let (mut client, checker) = client(cluster.endpoints(), config).await;
     let reads = Reads::start(&client);
+    let reads_began = Instant::now();
     tokio::time::sleep(RECONFIG_READY).await;
 
     let new = cluster.prepare_member().await.expect("prepare");
+    let adding = Instant::now();
     let added = client
         .member_add([cluster.peer_url(new)], None)
         .await
         .expect("MemberAdd");
     let id = added.member().expect("member").id();
+    let starting = Instant::now();
     cluster.start_joining(new).await.expect("join");
+    let answered = Instant::now();
     let url = cluster.endpoint(new);
     let took = wait_for("the new member takes requests", interval * 3, || {
         member_at(&checker, &url).is_some_and(|m| m.requests > 0)
@@ -252,10 +256,20 @@ async fn a_member_added_takes_traffic_and_a_member_removed_leaves() {
         "member added: takes requests {took:?} after it answers (discovery interval {interval:?}), \
          {share} requests in its first 5.5 s; removed: out of the health state {left:?} after \
          MemberRemove; reads ok={ok} failed={} (after the removal: {after_removal}); \
-         health while 4: {health_with:?}; now: {:?}; errors: {:?}",
+         health while 4: {health_with:?}; now: {:?}; errors: {:?}; MemberAdd sent, new member \
+         started and answering at {:?}, {:?}, {:?} after the readers began, removal at {:?}, \
+         failures at {:?}",
         failures.len(),
         table(&checker),
         failures.iter().map(|(_, e)| e).take(3).collect::<Vec<_>>(),
+        adding - reads_began,
+        starting - reads_began,
+        answered - reads_began,
+        removed_at - reads_began,
+        failures
+            .iter()
+            .map(|(t, _)| *t - reads_began)
+            .collect::<Vec<_>>(),
     );
     assert!(took <= interval + Duration::from_secs(1), "{took:?}");
     assert!(failures.is_empty(), "failed reads: {failures:?}");

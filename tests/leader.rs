@@ -1,6 +1,7 @@
 //! The library's promise with `Config::default()`: no read fails when the leader hangs, dies or
-//! is cut off, when a member's client path is black-holed, or when two members of five are cut
-//! off; writes fail only as *outcome unknown*.
+//! is cut off, when a member's client path (the leader's or a follower's) is black-holed, during
+//! a rolling restart, or when two members of five are cut off; writes fail only as *outcome
+//! unknown*.
 //!
 //! The load is the one users run: `etcd_client::Client` over the drop-in ([`HealthChannel`]),
 //! 16 readers and 2 writers, each request under a 2 s deadline the caller enforces itself
@@ -261,6 +262,82 @@ async fn follower_black_holed_on_the_client_path() {
         async |c, i| c.blackhole_client(i, false),
     )
     .await;
+}
+
+/// The leader stays up and leads, but the client's packets to it are dropped (its peers still
+/// reach it): writes routed to the leader must find another way (a follower forwards them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_black_holed_on_the_client_path() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .client_proxy(true)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = leader_of(&cluster).await;
+    run_case(
+        "leader client-path black hole",
+        &cluster,
+        &[leader],
+        |c, i| c.blackhole_client(i, true),
+        async |c, i| c.blackhole_client(i, false),
+    )
+    .await;
+}
+
+/// A rolling restart, as an operator upgrading etcd does it: each member in turn stopped
+/// (SIGKILL, the harshest stop), started again, and given 2 s before the next; the leader is
+/// restarted second, so both a follower's and the leader's restart fall under the load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_leader_included() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (client, checker) = client(&cluster).await;
+    let load = Load::start(&client);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leader = leader_of(&cluster).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let order = [followers[0], leader, followers[1]];
+    let started = Instant::now();
+    let mut steps = Vec::new();
+    for i in order {
+        let at = Instant::now();
+        cluster.kill(i);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.restart(i).await.expect("restart");
+        steps.push(format!("member {i} down {:?}", at.elapsed()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let counts = load.stop().await;
+    println!(
+        "rolling restart (order {order:?}, leader {leader}): reads ok={} failed={}; writes ok={} \
+         unknown={} failed={}; retries={} hedges={}; {steps:?}, {:?} in all; leader now {:?}; \
+         errors: {:?}",
+        counts.reads.load(Ordering::Relaxed),
+        counts.failed_reads.load(Ordering::Relaxed),
+        counts.writes.load(Ordering::Relaxed),
+        counts.unknown_writes.load(Ordering::Relaxed),
+        counts.failed_writes.load(Ordering::Relaxed),
+        checker.retries(),
+        checker.hedges(),
+        started.elapsed(),
+        checker.leader().leader_index,
+        counts.errors.lock().unwrap(),
+    );
+    assert_eq!(
+        counts.failed_reads.load(Ordering::Relaxed),
+        0,
+        "failed reads"
+    );
+    assert_eq!(
+        counts.failed_writes.load(Ordering::Relaxed),
+        0,
+        "writes that failed other than as outcome unknown"
+    );
+    assert!(
+        counts.reads.load(Ordering::Relaxed) > 0,
+        "reads were served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

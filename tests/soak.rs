@@ -741,7 +741,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     tokio::time::sleep(SETTLE).await;
     let vitals_end = Vitals::now();
     let recorded = recorded_bytes(&history, &everything, &resumed);
-    let watch_stats = watch.stats();
+    let watch_state = watch.state();
     let first_difference = reference
         .iter()
         .zip(&resumed)
@@ -921,8 +921,8 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
          repeated events dropped on resume",
         resumed.len(),
         reference.last().map_or(0, |e| e.0),
-        watch_stats.recreations,
-        watch_stats.duplicates_dropped
+        watch_state.reopens,
+        watch_state.duplicates_dropped
     );
     for (k, (n, unknown, report, took)) in checked.iter().enumerate() {
         let verdict = match undecided.contains(&key(k)) {
@@ -970,7 +970,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         lease_state.reopens,
         lease_state.hedges,
         lease_state.expiries,
-        lease_state.lost,
+        lease_state.ended,
         tower.checker().retries()
     );
 
@@ -991,7 +991,7 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         "seed {seed}: values under the wrong key: {misplaced:?}"
     );
     assert!(
-        !leased.kvs().is_empty() && lease_state.lost.is_none(),
+        !leased.kvs().is_empty() && lease_state.ended.is_none(),
         "seed {seed}: the leased key is gone ({lease_state:?})"
     );
     assert!(

@@ -94,17 +94,15 @@ async fn watch_on_follower(
             ResumingWatch::new(stack.clone(), options.clone())
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while watch.stats().creations == 0 {
+        while watch.state().creations == 0 {
             assert!(
                 Instant::now() < deadline,
                 "watch not created: {:?}",
-                watch.stats()
+                watch.state()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let serving = watch
-            .serving_member()
-            .expect("Balance names the serving member");
+        let serving = watch.member().expect("Balance names the serving member");
         if serving.index() != leader {
             return (watch, serving.index());
         }
@@ -164,7 +162,7 @@ async fn watch_across(fault: Fault) {
     let (cluster, ()) = tokio::join!(fault_task, collect);
     writer.await.expect("writer");
 
-    let stats = watch.stats();
+    let state = watch.state();
     let expected: Vec<usize> = (0..WRITES).collect();
     let mut sorted = received.clone();
     sorted.sort_unstable();
@@ -179,20 +177,20 @@ async fn watch_across(fault: Fault) {
          re-creations {}, duplicates dropped by the watch {}, last failure {:?}, now on {:?}, \
          took {:?}",
         received.len(),
-        stats.recreations,
-        stats.duplicates_dropped,
-        stats.last_failure,
-        stats.serving.as_ref().map(|m| m.index()),
+        state.reopens,
+        state.duplicates_dropped,
+        state.last_failure,
+        state.member.as_ref().map(|m| m.index()),
         started.elapsed()
     );
     assert_eq!(received, expected, "every value exactly once, in order");
-    assert!(stats.recreations >= 1, "the fault hit the watch: {stats:?}");
-    if let Some(m) = &stats.serving {
+    assert!(state.reopens >= 1, "the fault hit the watch: {state:?}");
+    if let Some(m) = &state.member {
         assert_ne!(m.index(), victim, "the watch moved off the victim");
     }
     if has_leader_only {
-        assert!(stats.serving.is_some(), "the watch is served: {stats:?}");
-        let why = stats.last_failure.as_deref().unwrap_or_default();
+        assert!(state.member.is_some(), "the watch is served: {state:?}");
+        let why = state.last_failure.as_deref().unwrap_or_default();
         assert!(
             why.contains("no leader"),
             "the isolated member ended the stream itself (hasleader): {why:?}"
@@ -331,7 +329,7 @@ async fn compacted_start_revision_is_an_error() {
         other => panic!("expected a compaction error, got {other:?}"),
     }
     assert!(watch.next().await.is_none(), "the error is the last item");
-    assert_eq!(watch.stats().recreations, 0, "a compaction is not retried");
+    assert_eq!(watch.state().reopens, 0, "a compaction is not retried");
 }
 
 fn item_msg(requested: i64, compacted: i64) -> String {

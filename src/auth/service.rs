@@ -10,6 +10,7 @@ use tower::{Service, ServiceExt};
 
 use super::Credentials;
 use crate::balance::ResponseFuture;
+use crate::grpc::GrpcService;
 use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
 
 /// Metadata key etcd reads the token from.
@@ -68,14 +69,8 @@ impl<S> Auth<S> {
     }
 }
 
-impl<S, B> Auth<S>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<S: GrpcService + Clone> Auth<S> {
     /// A fresh token, unless `stale` is no longer the current one (another request already
     /// renewed it while this one waited).
     async fn renew(&self, stale: Option<&HeaderValue>) -> Result<HeaderValue, tower::BoxError> {
@@ -111,7 +106,7 @@ where
         };
         let (parts, body) = req.into_parts();
         let stream =
-            crate::passive::MethodKind::of(parts.uri.path()) != crate::passive::MethodKind::Unary;
+            crate::etcd::Method::of(parts.uri.path()).kind != crate::etcd::MethodKind::Unary;
         if stream {
             // Streams cannot be replayed here: send once with the current token.
             let mut req = Request::from_parts(parts, body);
@@ -162,14 +157,10 @@ where
 ///
 /// Written out by hand (gRPC framing of one prost message) rather than through the generated
 /// `AuthClient`, whose future cannot be proven `Send` inside this generic service.
-async fn authenticate<S, B>(svc: S, credentials: &Credentials) -> Result<String, tower::BoxError>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
+async fn authenticate<S: GrpcService>(
+    svc: S,
+    credentials: &Credentials,
+) -> Result<String, tower::BoxError> {
     use prost::Message;
 
     let msg = AuthenticateRequest {
@@ -235,14 +226,10 @@ fn refusal(resp: &Response<tonic::body::Body>) -> Option<tonic::Status> {
         .filter(|s| crate::etcd::is_stale_token(s.code(), s.message()))
 }
 
-impl<S, B> Service<Request<tonic::body::Body>> for Auth<S>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
+/// For inner services that carry tonic's requests and answer with a body of `Bytes` frames
+/// (the [`Balance`](crate::Balance), a tonic `Channel`), `Clone + Send + Sync + 'static`, with
+/// `Send` futures and errors that box.
+impl<S: GrpcService + Clone + Sync> Service<Request<tonic::body::Body>> for Auth<S> {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
     type Future = ResponseFuture;

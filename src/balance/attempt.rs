@@ -6,14 +6,16 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::buffered::Buffered;
 use super::ServedBy;
+use crate::etcd::MethodKind;
+use crate::grpc::{GrpcBody, GrpcService};
 use crate::health::Outcome;
 use crate::passive::{
-    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, MethodKind,
-    SanitizedBody, Tracker,
+    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, NotLeader,
+    SanitizedBody, Tracker, Verdict,
 };
 
 /// How one attempt ended.
@@ -89,21 +91,14 @@ pub(crate) struct Limits {
 }
 
 /// Sends `req` to one member and judges the answer for the passive counters.
-pub(crate) async fn attempt<S, B>(
+pub(crate) async fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-) -> Attempt
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
-    let member = tracker.entry().member.clone();
+) -> Attempt {
+    let member = tracker.entry().member().clone();
     let unary = kind == MethodKind::Unary;
     let started = Instant::now();
     let call = svc.oneshot(req);
@@ -137,18 +132,20 @@ where
                 if at > Instant::now() {
                     continue;
                 }
-                let inner = tracker.inner();
+                let checker = tracker.checker();
+                let entry = tracker.entry();
                 let since = started.into_std();
-                if inner.peer_answered_since(member.index(), since)
-                    && !inner.answered_since(tracker.entry(), since)
-                    && !inner.leader_changed_since(since)
-                {
-                    tracing::debug!(%member, waited = ?started.elapsed(), "request hangs while peers answer");
-                    inner.record_hang(tracker.entry(), started.elapsed());
+                if checker.hangs(entry, since) {
+                    let waited = started.elapsed();
+                    tracing::debug!(%member, ?waited, "request hangs while peers answer");
+                    // Charged to its latency first, so the balancer prefers its peers at once.
+                    let slowest_peer = checker.slowest_peer_latency(entry);
+                    entry.load().charge_hang(waited, slowest_peer, crate::checker::now());
+                    checker.record_hang(entry);
                     hang_check = None;
                 } else {
                     // Nobody answers (an election), this member answers others, or the leader
-                    // changed while it waited (the election held it): look again later.
+                    // changed while it waited: look again later.
                     hang_check = Some((after, Instant::now() + after));
                 }
             }
@@ -182,10 +179,8 @@ where
     sanitize(&mut parts.headers);
     let body = SanitizedBody::new(body);
     parts.extensions.insert(ServedBy(member.clone()));
-    let classifier = &tracker.inner().classifier;
     if parts.status != http::StatusCode::OK {
-        let outcome = classifier.http(parts.status.as_u16());
-        tracker.finish(outcome, false);
+        tracker.finish_http(parts.status.as_u16());
         return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
     }
     if let Some(status) = status_of(&parts.headers) {
@@ -256,27 +251,21 @@ fn judge_status(
     kind: MethodKind,
     limits: Limits,
 ) -> Attempt {
-    let unary = kind == MethodKind::Unary;
-    let leaderless = crate::etcd::is_leaderless(status.code(), status.message());
-    let not_leader = crate::etcd::is_not_leader(status.code(), status.message());
-    if leaderless || not_leader {
-        // Not this member's failure by itself: a leader check tells an election (nobody
-        // to blame) from a member cut off from the quorum.
-        tracker.inner().want_leader_check();
-        tracker.finish(None, false);
-        let response = Response::from_parts(parts, body);
-        return Attempt::Failed(Failure {
-            maybe_processed: !(not_leader || refused_before_handler(&status, limits.has_leader)),
-            status,
-            response: Some(response),
-            leaderless: true,
-        });
-    }
-    let outcome = tracker
-        .inner()
-        .classifier
-        .status(status.code(), status.message());
-    tracker.finish(judge(outcome, kind), unary);
+    let outcome = match tracker.finish_status(&status, kind, NotLeader::Cluster) {
+        Verdict::Cluster { not_leader } => {
+            // Not this member's failure by itself: a leader check tells an election (nobody
+            // to blame) from a member cut off from the quorum, or finds the leader.
+            let response = Response::from_parts(parts, body);
+            return Attempt::Failed(Failure {
+                maybe_processed: !(not_leader
+                    || refused_before_handler(&status, limits.has_leader)),
+                status,
+                response: Some(response),
+                leaderless: true,
+            });
+        }
+        Verdict::Member(outcome) => outcome,
+    };
     let response = Response::from_parts(parts, body);
     if !outcome.is_failure() {
         return Attempt::Answer(response);
@@ -296,14 +285,10 @@ fn announces_trailers(headers: &http::HeaderMap) -> bool {
 }
 
 /// Reads a body to its end, within `limit`; its data and (sanitized) trailers.
-async fn read_to_end<B>(
+async fn read_to_end<B: GrpcBody>(
     body: B,
     limit: Option<Duration>,
-) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<tower::BoxError>,
-{
+) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)> {
     let collect = http_body_util::BodyExt::collect(body);
     let collected = match limit {
         Some(limit) => tokio::time::timeout(limit, collect).await.map_err(|_| {

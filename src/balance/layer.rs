@@ -1,11 +1,16 @@
-//! The tower [`Layer`].
+//! The tower [`Layer`], and the one call that builds the usual stack.
+//!
+//! The layer takes a [`MakeMember`] (how to reach one member), not a service to wrap: a
+//! balancer needs a service per member, made when a member appears, so what it is given is the
+//! recipe, as with tower's `MakeService`.
 
 use tower::Layer;
 
-use super::{Balance, MakeMember};
+use super::{Balance, MakeMember, TonicConnector};
 use crate::HealthChecker;
 
-/// Wraps per-member services in a health-checked [`Balance`].
+/// Wraps per-member services in a health-checked [`Balance`]; for the usual stack (a tonic
+/// channel per member) [`HealthChecker::channel`] is the one call.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,10 +39,34 @@ impl HealthLayer {
     }
 }
 
+// === impl HealthLayer ===
+
 impl<M: MakeMember> Layer<M> for HealthLayer {
     type Service = Balance<M>;
 
     fn layer(&self, make: M) -> Self::Service {
         Balance::new(self.checker.clone(), make)
+    }
+}
+
+// === impl HealthChecker: the tower stack ===
+
+impl HealthChecker {
+    /// The health-checked channel over this state's members, one tonic channel per member:
+    /// the stack [`HealthLayer`] builds over a [`TonicConnector::default`]. It serves any tonic
+    /// client, e.g. this crate's etcd stubs in [`proto`](crate::proto).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use etcd_health::{Config, HealthChecker};
+    /// use etcd_health::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    ///
+    /// let checker = HealthChecker::new(&["http://127.0.0.1:2379"], Config::default())?;
+    /// let mut kv = KvClient::new(checker.channel());
+    /// kv.range(RangeRequest { key: b"k".to_vec(), ..Default::default() }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn channel(&self) -> Balance<TonicConnector> {
+        Balance::new(self.clone(), TonicConnector::default())
     }
 }

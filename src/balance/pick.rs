@@ -16,7 +16,7 @@ pub(crate) fn pick(
     policy: AllUnhealthyPolicy,
     tried: &[usize],
 ) -> Result<Arc<MemberEntry>, tonic::Status> {
-    let fresh = |e: &MemberEntry| !tried.contains(&e.member.index());
+    let fresh = |e: &MemberEntry| !tried.contains(&e.member().index());
     if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
         return Ok(e);
     }
@@ -39,7 +39,7 @@ pub(crate) fn pick_fresh(
     policy: AllUnhealthyPolicy,
     excluded: impl Fn(usize) -> bool,
 ) -> Option<Arc<MemberEntry>> {
-    let fresh = |e: &MemberEntry| !excluded(e.member.index());
+    let fresh = |e: &MemberEntry| !excluded(e.member().index());
     if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
         return Some(e);
     }
@@ -80,7 +80,7 @@ fn p2c(
             };
             let now = crate::checker::now();
             Some(
-                if b.load.cost(now) < a.load.cost(now) {
+                if b.load().cost(now) < a.load().cost(now) {
                     b
                 } else {
                     a
@@ -99,7 +99,7 @@ fn no_member(entries: &[Arc<MemberEntry>]) -> tonic::Status {
         msg.push_str(" (no members configured)");
     }
     for e in entries {
-        let _ = write!(msg, "; {} unhealthy", e.member);
+        let _ = write!(msg, "; {} unhealthy", e.member());
     }
     tonic::Status::unavailable(msg)
 }
@@ -113,7 +113,7 @@ mod tests {
     fn entries(n: u16) -> (HealthChecker, Arc<Vec<Arc<MemberEntry>>>) {
         let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
-        let entries = checker.inner.entries();
+        let entries = checker.entries();
         (checker, entries)
     }
 
@@ -124,15 +124,15 @@ mod tests {
     async fn draws_every_pair_of_eligible_members_alike_and_never_an_excluded_one() {
         let (_checker, entries) = entries(4);
         for _ in 0..4 {
-            entries[0].load.start();
+            entries[0].load().start();
         }
         for _ in 0..2 {
-            entries[2].load.start();
+            entries[2].load().start();
         }
         let mut counts = [0usize; 4];
         for _ in 0..3000 {
             let e = pick_fresh(&entries, AllUnhealthyPolicy::TryAll, |i| i == 1).expect("one");
-            counts[e.member.index()] += 1;
+            counts[e.member().index()] += 1;
         }
         assert_eq!(counts[0] + counts[1], 0, "{counts:?}");
         assert!((800..1200).contains(&counts[2]), "{counts:?}");
@@ -145,14 +145,14 @@ mod tests {
     async fn the_cheaper_of_two_wins() {
         let (_checker, entries) = entries(2);
         for _ in 0..5 {
-            entries[0].load.start();
+            entries[0].load().start();
         }
         for _ in 0..200 {
             let e = pick(&entries, AllUnhealthyPolicy::TryAll, &[]).expect("one");
-            assert_eq!(e.member.index(), 1);
+            assert_eq!(e.member().index(), 1);
         }
         // Tried already: the busy one is the only fresh choice.
         let e = pick(&entries, AllUnhealthyPolicy::TryAll, &[1]).expect("one");
-        assert_eq!(e.member.index(), 0);
+        assert_eq!(e.member().index(), 0);
     }
 }

@@ -11,14 +11,16 @@ use tower::Service;
 
 use tokio::time::Instant;
 
-use super::attempt::{attempt, earliest, sleep_until_opt, Attempt, Failure, Limits};
+use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::HedgeDelay;
 use super::inflight::InFlight;
 use super::pick::pick;
-use super::retry::{Class, Plan, Sent};
+use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
-use crate::passive::{MethodKind, Tracker};
+use crate::etcd::{Class, Method, MethodKind};
+use crate::grpc::GrpcService;
+use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
 
 /// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
@@ -37,6 +39,8 @@ pub struct Balance<M: MakeMember> {
     services: Arc<RwLock<HashMap<usize, M::Service>>>,
     /// When a read is slow enough to hedge, from the latency of the reads it served.
     hedge: Arc<HedgeDelay>,
+    /// How answers count against their member.
+    classifier: Arc<Classifier>,
 }
 
 // === impl Balance ===
@@ -50,7 +54,8 @@ impl<M: MakeMember> Balance<M> {
     pub fn new(checker: HealthChecker, mut make: M) -> Self {
         make.attach(&checker);
         Self {
-            hedge: Arc::new(HedgeDelay::new(&checker.inner.config.hedge)),
+            hedge: Arc::new(HedgeDelay::new(&checker.config().hedge)),
+            classifier: Arc::new(Classifier::new(checker.config())),
             checker,
             make: Arc::new(make),
             services: Arc::new(RwLock::new(HashMap::new())),
@@ -84,7 +89,7 @@ where
             return svc.clone();
         }
         let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
-        services.retain(|index, _| live.iter().any(|e| e.member.index() == *index));
+        services.retain(|index, _| live.iter().any(|e| e.member().index() == *index));
         services
             .entry(member.index())
             .or_insert_with(|| self.make.make_member(member))
@@ -99,6 +104,7 @@ impl<M: MakeMember> Clone for Balance<M> {
             make: self.make.clone(),
             services: self.services.clone(),
             hedge: self.hedge.clone(),
+            classifier: self.classifier.clone(),
         }
     }
 }
@@ -111,14 +117,13 @@ impl<M: MakeMember> std::fmt::Debug for Balance<M> {
     }
 }
 
-impl<M, S, B> Service<Request<tonic::body::Body>> for Balance<M>
+/// For member services that carry tonic's requests and answer with a body of `Bytes` frames
+/// (as a tonic `Channel` does), `Clone + Send + Sync + 'static`, with `Send` futures and errors
+/// that box.
+impl<M> Service<Request<tonic::body::Body>> for Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
@@ -131,7 +136,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
-        if self.checker.inner.config.require_leader {
+        if self.checker.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
@@ -141,25 +146,24 @@ where
             .remove::<AvoidMembers>()
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
-        let kind = MethodKind::of(req.uri().path());
+        let method = Method::of(req.uri().path());
         let deadline = grpc_timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
-        match kind {
-            MethodKind::Unary => ResponseFuture::new(self.clone().unary(req, avoid, deadline)),
-            _ => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
+        match method.kind {
+            MethodKind::Unary => {
+                ResponseFuture::new(self.clone().unary(req, method, avoid, deadline))
+            }
+            kind => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
         }
     }
 }
 
-impl<M, S, B> Balance<M>
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<M> Balance<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     /// Sends a stream or a long-blocking call, once.
     async fn stream(
@@ -169,16 +173,16 @@ where
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let inner = self.checker.inner.clone();
-        let entries = inner.entries();
-        let entry = match pick(&entries, inner.config.all_unhealthy, &avoid) {
+        let config = self.checker.config();
+        let entries = self.checker.entries();
+        let entry = match pick(&entries, config.all_unhealthy, &avoid) {
             Ok(entry) => entry,
             Err(status) => return Err(status.into()),
         };
         let limits = Limits {
             deadline,
             hang_after: None,
-            has_leader: inner.config.require_leader,
+            has_leader: config.require_leader,
         };
         match self.attempt_on(entry, &entries, req, kind, limits).await {
             Attempt::Answer(response) => Ok(response),
@@ -195,25 +199,25 @@ where
     async fn unary(
         self,
         req: Request<tonic::body::Body>,
+        method: Method,
         avoid: Vec<usize>,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let inner = self.checker.inner.clone();
-        let config = &inner.config;
-        let class = Class::of(req.uri().path());
-        let leader_only = crate::etcd::is_leader_only(req.uri().path());
+        let checker = &self.checker;
+        let config = checker.config();
+        let class = method.class;
         let (parts, body) = req.into_parts();
         // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
         // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
         // every copy, never copied again.
         let body = buffer(body).await?;
-        let started = Instant::now();
-        let end = started + deadline.unwrap_or(config.retry.budget);
-        let hedges = match class {
-            Class::Read => usize::from(config.hedge.max_attempts.max(1)),
-            Class::Write => 1,
-        };
-        let max_attempts = config.retry.max_attempts.max(1);
+        let mut schedule = Schedule::new(
+            class,
+            Instant::now(),
+            deadline,
+            &config.retry,
+            &config.hedge,
+        );
         let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
             Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
@@ -225,8 +229,6 @@ where
         let mut plan = Plan::new(avoid);
         let mut in_flight = InFlight::new();
         let mut last: Option<Failure> = None;
-        let mut next_attempt: Option<Instant> = Some(started);
-        let mut hedge_at: Option<Instant> = None;
         let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
         loop {
             tokio::select! {
@@ -244,8 +246,8 @@ where
                             // letting those attempts run a little longer, detached, until
                             // `hang.after`: a member that merely lost a race answers by then.
                             for other in plan.outrun_by(&sent) {
-                                tracing::trace!(member = %other.entry.member, waited = ?other.at.elapsed(), "outrun by a peer");
-                                other.entry.load.observe(other.at.elapsed(), crate::checker::now());
+                                tracing::trace!(member = %other.entry.member(), waited = ?other.at.elapsed(), "outrun by a peer");
+                                other.entry.load().observe(other.at.elapsed(), crate::checker::now());
                             }
                             if let (Some(after), false) = (hang_after, in_flight.is_empty()) {
                                 let oldest = plan.oldest().unwrap_or(sent.at);
@@ -258,103 +260,86 @@ where
                             return Ok(response);
                         }
                         Attempt::Failed(failure) => {
-                            let retryable = class == Class::Read || !failure.maybe_processed;
-                            let failure = if class == Class::Write && failure.maybe_processed {
-                                failure.outcome_unknown()
-                            } else {
+                            let maybe_processed = failure.maybe_processed;
+                            let failure = if may_resend(class, maybe_processed) {
                                 failure
+                            } else {
+                                failure.outcome_unknown()
                             };
-                            if !retryable || plan.attempts() >= max_attempts {
-                                if in_flight.is_empty() {
-                                    return failure.into_result();
-                                }
-                                last = Some(failure);
-                                next_attempt = None;
-                                continue;
+                            let facts = Failed {
+                                class,
+                                maybe_processed,
+                                attempts: plan.attempts(),
+                                in_flight_empty: in_flight.is_empty(),
+                                has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
+                                backoff: plan.round_backoff(&config.retry, jitter()),
+                            };
+                            let decision = schedule.after_failure(facts, Instant::now());
+                            if decision.round_over {
+                                // A round is over, or the cluster has no leader for the moment:
+                                // wait, but wake when health or leader changes.
+                                changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
+                                plan.end_round();
                             }
-                            tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, "retrying on another member");
+                            match decision.next {
+                                Next::GiveUp => return failure.into_result(),
+                                Next::AwaitOthers | Next::AlreadySet => {}
+                                Next::RetryAt(_) | Next::BackOff(_) => {
+                                    tracing::debug!(method = %parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, next = ?decision.next, "retrying on another member");
+                                }
+                            }
                             last = Some(failure);
-                            if next_attempt.is_none() {
-                                let entries = inner.entries();
-                                let now = Instant::now();
-                                next_attempt = if plan.has_fresh(&entries, config.all_unhealthy) {
-                                    Some(now)
-                                } else {
-                                    // A round is over, or the cluster has no leader for the
-                                    // moment: wait, but wake when health or leader changes.
-                                    changes.get_or_insert_with(|| inner.changes()).borrow_and_update();
-                                    Some(now + plan.end_round(&config.retry))
-                                };
-                                if next_attempt.is_some_and(|at| at >= end) {
-                                    next_attempt = None;
-                                    if in_flight.is_empty() {
-                                        return last.take().map_or_else(
-                                            || Err(deadline_status(deadline).into()),
-                                            Failure::into_result,
-                                        );
-                                    }
-                                }
-                            }
                         }
                     }
                 }
                 // One timer for the next attempt and the next hedge (the earlier of them): a
                 // smaller future, and one registration per read.
-                _ = sleep_until_opt(earliest(next_attempt, hedge_at)) => {
-                    let now = Instant::now();
-                    if next_attempt.is_some_and(|at| at <= now) {
-                        next_attempt = None;
-                        let entries = inner.entries();
-                        let to_leader = leader_only || (class == Class::Write && config.leader.route_writes);
-                        let leader = to_leader.then(|| inner.leader_entry()).flatten();
-                        let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
-                            Some(entry) => entry,
-                            None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
-                                Ok(entry) => entry,
-                                Err(status) => {
-                                    if in_flight.is_empty() {
-                                        // No member may take it (fail-fast with none healthy, or no
-                                        // members): after a failed attempt the caller learns what
-                                        // happened to its request instead.
-                                        return last.unwrap_or(Failure::not_sent(status)).into_result();
+                _ = sleep_until_opt(schedule.wake()) => {
+                    match schedule.on_timer(Instant::now(), plan.attempts(), in_flight.len()) {
+                        Fire::Attempt => {
+                            let entries = checker.entries();
+                            let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
+                            let leader = to_leader.then(|| checker.leader_entry()).flatten();
+                            let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
+                                Some(entry) => entry,
+                                None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
+                                    Ok(entry) => entry,
+                                    Err(status) => {
+                                        if in_flight.is_empty() {
+                                            // No member may take it (fail-fast with none healthy, or no
+                                            // members): after a failed attempt the caller learns what
+                                            // happened to its request instead.
+                                            return last.unwrap_or(Failure::not_sent(status)).into_result();
+                                        }
+                                        continue;
                                     }
-                                    continue;
-                                }
-                            },
-                        };
-                        if plan.attempts() > 0 {
-                            inner.count_retry();
-                        }
-                        let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
-                        in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
-                        if in_flight.len() < hedges {
-                            hedge_at = Some(Instant::now() + self.hedge.delay());
-                        }
-                    } else if hedge_at.is_some_and(|at| at <= now) {
-                        hedge_at = None;
-                        if in_flight.len() >= hedges || plan.attempts() >= max_attempts {
-                            continue;
-                        }
-                        let entries = inner.entries();
-                        if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
-                            tracing::trace!(member = %entry.member, "hedging a slow read");
-                            inner.count_hedge();
-                            let limits = self.limits(end, deadline.is_some(), read_timeout, hang_after);
+                                },
+                            };
+                            if plan.attempts() > 0 {
+                                checker.count_retry();
+                            }
+                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
                             in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
-                            if in_flight.len() < hedges {
-                                // Each further copy waits longer: two slow members at once are
-                                // rare, and copies cost the cluster work.
-                                let factor = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
-                                hedge_at = Some(Instant::now() + self.hedge.delay() * factor);
+                            schedule.attempt_sent(Instant::now(), in_flight.len(), self.hedge.delay());
+                        }
+                        Fire::Hedge => {
+                            let entries = checker.entries();
+                            if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
+                                tracing::trace!(member = %entry.member(), "hedging a slow read");
+                                checker.count_hedge();
+                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
+                                in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                                schedule.hedge_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                             }
                         }
+                        Fire::Nothing => {}
                     }
                 }
-                changed = wait_changed(&mut changes), if next_attempt.is_some() && changes.is_some() => {
+                changed = wait_changed(&mut changes), if schedule.attempt_set() && changes.is_some() => {
                     // The health state or the leader changed during a back-off: go now.
                     changes = None;
                     if changed {
-                        next_attempt = Some(Instant::now());
+                        schedule.changed(Instant::now());
                     }
                 }
             }
@@ -378,7 +363,7 @@ where
         Limits {
             deadline,
             hang_after,
-            has_leader: self.checker.inner.config.require_leader,
+            has_leader: self.checker.config().require_leader,
         }
     }
 
@@ -402,8 +387,8 @@ where
         if let Some(limit) = limits.deadline {
             set_grpc_timeout(req.headers_mut(), limit);
         }
-        let svc = self.service_for(&entry.member, entries);
-        let tracker = Tracker::start(self.checker.inner.clone(), entry);
+        let svc = self.service_for(entry.member(), entries);
+        let tracker = self.tracker(entry);
         Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits).map(move |a| (slot, a)))
     }
 
@@ -416,10 +401,14 @@ where
         kind: MethodKind,
         limits: Limits,
     ) -> Attempt {
-        let inner = self.checker.inner.clone();
-        let svc = self.service_for(&entry.member, entries);
-        let tracker = Tracker::start(inner, entry);
+        let svc = self.service_for(entry.member(), entries);
+        let tracker = self.tracker(entry);
         attempt(svc, req, tracker, kind, limits).await
+    }
+
+    /// Follows a request to `entry` from now on.
+    fn tracker(&self, entry: Arc<MemberEntry>) -> Tracker {
+        Tracker::start(self.checker.clone(), entry, self.classifier.clone())
     }
 }
 
@@ -428,16 +417,6 @@ const COPY_BODY_UP_TO: usize = 4096;
 
 /// How long past `hang.after` an outrun attempt is kept, so its own hang check runs.
 const HANG_SLACK: Duration = Duration::from_millis(20);
-
-/// The error of a request whose time ran out before any attempt could be sent.
-fn deadline_status(deadline: Option<Duration>) -> tonic::Status {
-    match deadline {
-        Some(d) => tonic::Status::deadline_exceeded(format!(
-            "etcd-health: no member answered within the deadline of {d:?}"
-        )),
-        None => tonic::Status::unavailable("etcd-health: retry budget spent"),
-    }
-}
 
 /// Waits for a change of the health state; `false` if it can no longer change.
 async fn wait_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {

@@ -5,19 +5,27 @@
 //! view: cheap to clone, `Send + Sync`, and shared process-wide between stacks built with the
 //! same `shm_name` (the seed's `lua_shared_dict`), so two clients never disagree about a member.
 //!
-//! The pure [`HealthState`] machines live inside; this module adds
+//! The pure `HealthState` machines (`crate::health`) live inside; this module adds
 //! locking, the clock, jitter, events, `tracing` output and the probe scheduler's lifetime (it
 //! stops when the last handle is dropped).
+//!
+//! Why the state is private: the rest of the crate reads and changes it through methods only
+//! (record an outcome, read the members, wait for changes, the config and the TLS material),
+//! so the rules that tie its parts together (a re-admitted member's load restarts, a hang
+//! never takes a majority out of rotation, every change is published) hold in one place.
+//! What belongs to others stays theirs: the balancer's load estimate (`balance/load.rs`, held
+//! here per member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks
+//! that run beside the state (`probe/`, `discovery/`, started by `start.rs`).
 
+mod entry;
 mod event;
-mod load;
 mod member;
 mod origin;
 mod registry;
 mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::Uri;
@@ -30,10 +38,10 @@ pub use member::Member;
 pub use origin::Origin;
 pub use snapshot::{MemberSnapshot, ProbeReport};
 
-pub(crate) use load::{Load, FAILURE_PENALTY};
+pub(crate) use entry::{MemberEntry, OwnEndpoint};
 
 use crate::config::Config;
-use crate::health::{Ejection, HealthState, Outcome, Source, Status, Thresholds};
+use crate::health::{Ejection, Outcome, Source, Status, Thresholds};
 use crate::leader::{LeaderView, Reply, Report};
 
 /// Handle to the health state of a set of etcd members.
@@ -41,17 +49,21 @@ use crate::leader::{LeaderView, Reply, Report};
 /// Clones share the state. The active probe scheduler runs as long as a handle exists.
 #[derive(Clone, Debug)]
 pub struct HealthChecker {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
+
+/// A handle on the health state that does not keep it alive: the tasks that run beside it
+/// (probes, discovery) hold this one, and stop once it no longer upgrades.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakChecker(Weak<Inner>);
 
 /// The shared state behind a [`HealthChecker`].
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: Config,
+struct Inner {
+    config: Config,
     active: Thresholds,
     passive: Thresholds,
     ejection: Ejection,
-    pub(crate) classifier: crate::passive::Classifier,
     members: RwLock<Arc<Vec<Arc<MemberEntry>>>>,
     next_index: Mutex<usize>,
     events: broadcast::Sender<HealthEvent>,
@@ -86,99 +98,8 @@ pub(crate) struct Inner {
     resolver: RwLock<Arc<dyn crate::resolve::Resolve>>,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::tls::Tls>,
+    tls: Option<crate::tls::Tls>,
 }
-
-/// Everything the stack keeps about one member.
-#[derive(Debug)]
-pub(crate) struct MemberEntry {
-    pub(crate) member: Member,
-    state: Mutex<HealthState>,
-    /// Mirror of `state.status()` for the request hot path.
-    healthy: std::sync::atomic::AtomicBool,
-    pub(crate) load: Load,
-    last_probe: Mutex<Option<ProbeReport>>,
-    /// How to reach the member, when the user gave more than a URL.
-    pub(crate) endpoint: Option<OwnEndpoint>,
-    /// When the latest request the member answered had been *sent* (nanoseconds since the
-    /// state's epoch, 0 for never): a hang is a request outliving its bound while peers answer
-    /// requests sent after it. (Completion times would not do: right after a member hangs,
-    /// its peers still complete requests that were in flight before, and every member would
-    /// look hung next to them.)
-    last_answer: AtomicU64,
-    /// How the member entered the health state.
-    pub(crate) origin: Origin,
-    /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
-    /// admission.
-    admitted: std::sync::atomic::AtomicBool,
-    /// When it was added.
-    pub(crate) added: Instant,
-}
-
-/// A member's own tonic `Endpoint` (its TLS, credentials, timeouts).
-#[derive(Clone, Debug)]
-pub(crate) struct OwnEndpoint {
-    pub(crate) endpoint: tonic::transport::Endpoint,
-    /// `config.tls` was applied to it (the drop-in's `https://` members): it is applied
-    /// again, as it is then, to every channel made from it, so that reloads reach them.
-    pub(crate) configured_tls: bool,
-}
-
-impl MemberEntry {
-    /// Whether the member is in rotation.
-    pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// While unhealthy: the earliest time a success may re-admit it.
-    pub(crate) fn ejected_until(&self) -> Option<Instant> {
-        lock(&self.state).ejected_until()
-    }
-
-    /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster
-    /// (a `Status` answer with the cluster's id) before it takes a request.
-    pub(crate) fn is_pending(&self) -> bool {
-        matches!(self.origin, Origin::MemberList { .. }) && !self.admitted.load(Ordering::Acquire)
-    }
-
-    /// Failed active checks so far.
-    pub(crate) fn failed_probes(&self) -> u64 {
-        let totals = lock(&self.state).totals();
-        totals[1] + totals[2] + totals[3]
-    }
-}
-
-/// Without the `tls` feature, anything that needs TLS is refused up front rather than
-/// failing on every connection.
-#[cfg(not(feature = "tls"))]
-fn refuse_tls(config: &Config, endpoints: &[Uri]) -> Result<(), crate::Error> {
-    const REASON: &str = "this build has no TLS: enable the `tls` feature of etcd-health";
-    if config.checks.active.probe_type == crate::config::ProbeType::Https {
-        return Err(crate::Error::Unsupported {
-            field: "checks.active.type",
-            value: "https".to_owned(),
-            reason: REASON,
-        });
-    }
-    if !config.tls.is_empty() {
-        return Err(crate::Error::Unsupported {
-            field: "tls",
-            value: format!("{:?}", config.tls),
-            reason: REASON,
-        });
-    }
-    if let Some(uri) = endpoints.iter().find(|u| u.scheme_str() == Some("https")) {
-        return Err(crate::Error::Unsupported {
-            field: "endpoints",
-            value: uri.to_string(),
-            reason: REASON,
-        });
-    }
-    Ok(())
-}
-
-/// The least latency a hang charges to its member's estimate.
-const HANG_CHARGE_FLOOR: Duration = Duration::from_millis(20);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -203,7 +124,7 @@ impl HealthChecker {
             .then(|| crate::tls::Tls::from_config(&config.tls))
             .transpose()?;
         #[cfg(not(feature = "tls"))]
-        refuse_tls(&config, &endpoints)?;
+        crate::tls::refuse(&config, &endpoints)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
         let make = || {
             let checker = Self::unshared(
@@ -238,7 +159,6 @@ impl HealthChecker {
                 active: Thresholds::active(&config.checks.active),
                 passive: Thresholds::passive(&config.checks.passive, config.hang.threshold),
                 ejection: Ejection::new(&config.ejection),
-                classifier: crate::passive::Classifier::new(&config),
                 config,
                 members: RwLock::new(Arc::new(Vec::new())),
                 next_index: Mutex::new(0),
@@ -262,8 +182,8 @@ impl HealthChecker {
     }
 
     /// A handle on the state that does not keep it alive (for the tasks that run beside it).
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
-        Arc::downgrade(&self.inner)
+    pub(crate) fn downgrade(&self) -> WeakChecker {
+        WeakChecker(Arc::downgrade(&self.inner))
     }
 
     /// The configuration in force.
@@ -304,11 +224,7 @@ impl HealthChecker {
 
     /// The members, in index order.
     pub fn members(&self) -> Vec<Member> {
-        self.inner
-            .entries()
-            .iter()
-            .map(|e| e.member.clone())
-            .collect()
+        self.entries().iter().map(|e| e.member().clone()).collect()
     }
 
     /// Adds a member (healthy until shown otherwise) and returns it; a URL already present
@@ -325,10 +241,7 @@ impl HealthChecker {
     /// are used by the `grpc` and `status` probes too).
     pub fn add_member_with_endpoint(&self, endpoint: tonic::transport::Endpoint) -> Member {
         let uri = endpoint.uri().clone();
-        let own = OwnEndpoint {
-            endpoint,
-            configured_tls: false,
-        };
+        let own = OwnEndpoint::new(endpoint, false);
         self.add_seed(uri, Some(own))
     }
 
@@ -339,10 +252,7 @@ impl HealthChecker {
         endpoint: tonic::transport::Endpoint,
     ) -> Member {
         let uri = endpoint.uri().clone();
-        let own = OwnEndpoint {
-            endpoint,
-            configured_tls: true,
-        };
+        let own = OwnEndpoint::new(endpoint, true);
         self.add_seed(uri, Some(own))
     }
 
@@ -356,7 +266,7 @@ impl HealthChecker {
             }
             new
         };
-        let member = inner
+        let member = self
             .add_entry(
                 uri.clone(),
                 endpoint,
@@ -385,7 +295,7 @@ impl HealthChecker {
         if was_seed {
             inner.dns_wanted.notify_one();
         }
-        inner.drop_member(uri, "removed by the caller")
+        self.drop_member(uri, "removed by the caller")
     }
 
     /// Resolves endpoints given as host names with `resolver` from now on (the default is
@@ -403,21 +313,20 @@ impl HealthChecker {
     ///
     /// Returns the member's status afterwards, or `None` for an unknown member.
     pub fn record(&self, member: &Member, source: Source, outcome: Outcome) -> Option<Status> {
-        let entry = self.inner.entry(member.index())?;
-        Some(self.inner.record(&entry, source, outcome))
+        let entry = self.entry(member.index())?;
+        Some(self.record_outcome(&entry, source, outcome))
     }
 
     /// A copy of every member's state.
     pub fn snapshot(&self) -> Vec<MemberSnapshot> {
         let now = now();
-        self.inner
-            .entries()
+        self.entries()
             .iter()
             .map(|e| {
                 let s = lock(&e.state).clone();
                 MemberSnapshot {
-                    member: e.member.clone(),
-                    origin: e.origin.clone(),
+                    member: e.member().clone(),
+                    origin: e.origin().clone(),
                     status: s.status(),
                     counters: s.counters(),
                     totals: s.totals(),
@@ -429,9 +338,9 @@ impl HealthChecker {
                         .last()
                         .map(|(src, o, at)| (src, o, now.saturating_duration_since(at))),
                     last_probe: lock(&e.last_probe).clone(),
-                    in_flight: e.load.in_flight(),
-                    requests: e.load.requests(),
-                    latency: e.load.latency(),
+                    in_flight: e.load().in_flight(),
+                    requests: e.load().requests(),
+                    latency: e.load().latency(),
                 }
             })
             .collect()
@@ -465,22 +374,23 @@ impl HealthChecker {
     }
 }
 
-// === impl Inner ===
+// === impl HealthChecker: the crate's side ===
 
-impl Inner {
-    /// How many times the TLS material was swapped (0 without TLS): channels that captured
-    /// it are made again when this changes.
-    pub(crate) fn tls_generation(&self) -> u64 {
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
-            return tls.generation();
-        }
-        0
+impl HealthChecker {
+    /// Adds a member found by discovery unless its URL is present (then `Err` with the member
+    /// there). A `pending` member starts out of rotation, to be admitted by the probes.
+    pub(crate) fn add_found(
+        &self,
+        uri: Uri,
+        origin: Origin,
+        pending: bool,
+        reason: &str,
+    ) -> Result<Member, Member> {
+        self.add_entry(uri, None, origin, pending, reason)
     }
 
-    /// Adds a member unless its URL is present (then `Err` with the member there). A
-    /// `pending` member starts out of rotation, to be admitted by the probes.
-    pub(crate) fn add_entry(
+    /// Adds a member unless its URL is present (then `Err` with the member there).
+    fn add_entry(
         &self,
         uri: Uri,
         endpoint: Option<OwnEndpoint>,
@@ -488,37 +398,30 @@ impl Inner {
         pending: bool,
         reason: &str,
     ) -> Result<Member, Member> {
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let mut members = self
+            .inner
+            .members
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(e) = members
             .iter()
-            .find(|e| crate::config::same_endpoint(e.member.uri(), &uri))
+            .find(|e| crate::config::same_endpoint(e.member().uri(), &uri))
         {
-            return Err(e.member.clone());
+            return Err(e.member().clone());
         }
         let index = {
-            let mut next = lock(&self.next_index);
+            let mut next = lock(&self.inner.next_index);
             *next += 1;
             *next - 1
         };
-        let now = now();
         let member = Member::new(index, uri);
-        let state = if pending {
-            HealthState::pending(now)
-        } else {
-            HealthState::new(now)
-        };
-        let entry = Arc::new(MemberEntry {
-            member: member.clone(),
-            state: Mutex::new(state),
-            healthy: std::sync::atomic::AtomicBool::new(!pending),
-            load: Load::new(now),
-            last_probe: Mutex::new(None),
+        let entry = Arc::new(MemberEntry::new(
+            member.clone(),
             endpoint,
-            last_answer: AtomicU64::new(0),
-            origin: origin.clone(),
-            admitted: std::sync::atomic::AtomicBool::new(!pending),
-            added: now,
-        });
+            origin.clone(),
+            pending,
+            now(),
+        ));
         let mut next: Vec<_> = members.iter().cloned().collect();
         next.push(entry);
         *members = Arc::new(next);
@@ -537,44 +440,39 @@ impl Inner {
     /// Drops the member reached at `uri`, if present. Requests in flight to it finish: they
     /// hold their own handle on its channel.
     pub(crate) fn drop_member(&self, uri: &Uri, reason: &str) -> Option<Member> {
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let mut members = self
+            .inner
+            .members
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let pos = members
             .iter()
-            .position(|e| crate::config::same_endpoint(e.member.uri(), uri))?;
+            .position(|e| crate::config::same_endpoint(e.member().uri(), uri))?;
         let mut next: Vec<_> = members.iter().cloned().collect();
         let removed = next.remove(pos);
         *members = Arc::new(next);
         drop(members);
-        lock(&self.leader).forget(removed.member.index());
-        tracing::info!(member = %removed.member, origin = %removed.origin, reason, "member removed");
+        lock(&self.inner.leader).forget(removed.member().index());
+        tracing::info!(member = %removed.member(), origin = %removed.origin(), reason, "member removed");
         self.publish(
-            removed.member.clone(),
+            removed.member().clone(),
             EventKind::Removed {
-                origin: removed.origin.clone(),
+                origin: removed.origin().clone(),
                 reason: reason.to_owned(),
             },
         );
-        Some(removed.member.clone())
-    }
-
-    /// A stream of state changes, for the discovery driver.
-    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<HealthEvent> {
-        self.events.subscribe()
-    }
-
-    /// The last active probe of a member.
-    pub(crate) fn last_probe(&self, entry: &MemberEntry) -> Option<ProbeReport> {
-        lock(&entry.last_probe).clone()
+        Some(removed.member().clone())
     }
 
     /// The endpoints the caller gave.
     pub(crate) fn seeds(&self) -> Vec<Uri> {
-        lock(&self.seeds).clone()
+        lock(&self.inner.seeds).clone()
     }
 
     /// The resolver for endpoints given as host names.
     pub(crate) fn resolver(&self) -> Arc<dyn crate::resolve::Resolve> {
-        self.resolver
+        self.inner
+            .resolver
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -582,54 +480,62 @@ impl Inner {
 
     /// The discovery tasks' wake-ups: (`MemberList`, DNS).
     pub(crate) fn discovery_wanted(&self) -> (Arc<Notify>, Arc<Notify>) {
-        (self.discovery_wanted.clone(), self.dns_wanted.clone())
+        (
+            self.inner.discovery_wanted.clone(),
+            self.inner.dns_wanted.clone(),
+        )
     }
 
     /// The etcd id of each member that reported one, by index.
     pub(crate) fn member_ids(&self) -> std::collections::HashMap<usize, u64> {
-        lock(&self.leader).ids().clone()
+        lock(&self.inner.leader).ids().clone()
     }
 
     /// Records a member's etcd id learned by discovery.
     pub(crate) fn note_member_id(&self, index: usize, id: u64) {
-        lock(&self.leader).note_id(index, id);
+        lock(&self.inner.leader).note_id(index, id);
     }
 
     /// The cluster the stack follows, if known; `answered` (a `MemberList` answer's cluster)
     /// is adopted while none is.
     pub(crate) fn cluster_id(&self, answered: Option<u64>) -> Option<u64> {
-        let mut view = lock(&self.leader);
+        let mut view = lock(&self.inner.leader);
         if let Some(id) = answered {
             view.note_cluster(id);
         }
         view.cluster_id()
     }
 
+    /// The members, in index order, as they are now (a later change makes a new list).
     pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
-        self.members
+        self.inner
+            .members
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
+    /// The member of `index`, if still present.
     pub(crate) fn entry(&self, index: usize) -> Option<Arc<MemberEntry>> {
         self.entries()
             .iter()
-            .find(|e| e.member.index() == index)
+            .find(|e| e.member().index() == index)
             .cloned()
     }
 
+    /// Counts a request sent again to another member.
     pub(crate) fn count_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.inner.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
-        self.hedges.fetch_add(1, Ordering::Relaxed);
+        self.inner.hedges.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `at` as the nanoseconds since the state's epoch that the atomic timestamps hold.
     fn stamp(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_nanos() as u64
+        at.saturating_duration_since(self.inner.epoch).as_nanos() as u64
     }
 
     /// Notes that `entry` answered a request (successfully, or with an application error)
@@ -639,47 +545,51 @@ impl Inner {
         entry.last_answer.fetch_max(at.max(1), Ordering::Relaxed);
     }
 
-    /// Whether `entry` itself answered a request sent after `since`: a member that answers
-    /// others is slow on one request (a write stuck behind a lost leader, a huge range), not
-    /// hung.
-    pub(crate) fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
+    /// Whether a request sent to `entry` at `since` and still unanswered hangs on it: a peer
+    /// answered a request sent after it, while the member answered none (a member that
+    /// answers others is slow on one request: a write stuck behind a lost leader, a huge
+    /// range), and the leader did not change meanwhile (the election held it).
+    pub(crate) fn hangs(&self, entry: &MemberEntry, since: Instant) -> bool {
+        self.peer_answered_since(entry.member().index(), since)
+            && !self.answered_since(entry, since)
+            && !self.leader_changed_since(since)
+    }
+
+    /// Whether `entry` itself answered a request sent after `since`.
+    fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
         let since = self.stamp(since);
         entry.last_answer.load(Ordering::Relaxed) > since
     }
 
     /// Whether the leader changed (or an election began) after `since`: a request that lived
     /// through that waited on the cluster, not on its member alone.
-    pub(crate) fn leader_changed_since(&self, since: Instant) -> bool {
+    fn leader_changed_since(&self, since: Instant) -> bool {
         let since = self.stamp(since);
-        self.leader_changed_at.load(Ordering::Relaxed) > since
+        self.inner.leader_changed_at.load(Ordering::Relaxed) > since
     }
 
     /// Whether a member other than `except` answered a request sent after `since`.
-    pub(crate) fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
+    fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
         let since = self.stamp(since);
         self.entries()
             .iter()
-            .any(|e| e.member.index() != except && e.last_answer.load(Ordering::Relaxed) > since)
+            .any(|e| e.member().index() != except && e.last_answer.load(Ordering::Relaxed) > since)
     }
 
-    /// Counts a hang against a member: a request it sat on while a peer answered. `waited` is how
-    /// long the request had waited; part of it is charged to the member's latency so the
-    /// balancer prefers its peers at once.
-    pub(crate) fn record_hang(&self, entry: &MemberEntry, waited: Duration) {
-        // Charged up to a few times the slowest peer's latency, not the whole wait: enough for
-        // the balancer to prefer the peers at once, while a member that merely had one slow
-        // moment is not starved for the tens of seconds a 0.5 s sample takes to decay (a member
-        // that really hangs hangs again and is ejected).
-        let slowest_peer = self
-            .entries()
+    /// The latency estimate of the slowest member in rotation other than `entry`, if any
+    /// completed a request.
+    pub(crate) fn slowest_peer_latency(&self, entry: &MemberEntry) -> Option<Duration> {
+        self.entries()
             .iter()
-            .filter(|e| e.member != entry.member && e.is_healthy())
-            .filter_map(|e| e.load.latency())
+            .filter(|e| e.member() != entry.member() && e.is_healthy())
+            .filter_map(|e| e.load().latency())
             .max()
-            .unwrap_or(HANG_CHARGE_FLOOR);
-        let charge = waited.min((slowest_peer * 4).max(HANG_CHARGE_FLOOR));
-        entry.load.observe(charge, now());
-        if self.config.hang.threshold == 0 || !entry.is_healthy() {
+    }
+
+    /// Counts a hang against a member: a request it sat on while a peer answered. (The
+    /// balancer charges the wait to the member's latency first.)
+    pub(crate) fn record_hang(&self, entry: &MemberEntry) {
+        if self.inner.config.hang.threshold == 0 || !entry.is_healthy() {
             return;
         }
         // A hang is a heuristic: never let it take a majority of the members out of rotation
@@ -688,26 +598,26 @@ impl Inner {
         let entries = self.entries();
         let healthy = entries.iter().filter(|e| e.is_healthy()).count();
         if (healthy - 1) * 2 <= entries.len() {
-            tracing::debug!(member = %entry.member, healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
+            tracing::debug!(member = %entry.member(), healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
             return;
         }
-        self.record(entry, Source::Passive, Outcome::Hang);
+        self.record_outcome(entry, Source::Passive, Outcome::Hang);
     }
 
     /// Asks for a leader check as soon as the scheduler can run one: an answer suggested an
     /// election or a member cut off from the quorum.
     pub(crate) fn want_leader_check(&self) {
-        self.leader_wanted.notify_one();
+        self.inner.leader_wanted.notify_one();
     }
 
     /// The scheduler's side of [`want_leader_check`](Self::want_leader_check).
     pub(crate) fn leader_wanted(&self) -> Arc<Notify> {
-        self.leader_wanted.clone()
+        self.inner.leader_wanted.clone()
     }
 
     /// The member that leads, if known.
     pub(crate) fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
-        let index = lock(&self.leader).leader_index()?;
+        let index = lock(&self.inner.leader).leader_index()?;
         self.entry(index)
     }
 
@@ -715,13 +625,13 @@ impl Inner {
     /// (an election), or members are suspected of being cut off and a second round must
     /// confirm it. (Members that cannot answer `Status` at all do not make it urgent.)
     pub(crate) fn leader_unsettled(&self) -> bool {
-        let view = lock(&self.leader);
+        let view = lock(&self.inner.leader);
         view.electing() || view.has_suspects()
     }
 
     /// Whether a member reporting `report` may be re-admitted (see [`LeaderView::admits`]).
     pub(crate) fn admits(&self, report: &Report) -> Result<(), String> {
-        lock(&self.leader).admits(report)
+        lock(&self.inner.leader).admits(report)
     }
 
     /// Judges a round of leader checks: members cut off from the quorum are ejected (as a
@@ -729,20 +639,20 @@ impl Inner {
     /// elections are published.
     pub(crate) fn apply_leader_round(&self, replies: Vec<(usize, Reply)>, elapsed: Duration) {
         let entries = self.entries();
-        let confirm = self.config.leader.election_interval * 2;
+        let confirm = self.inner.config.leader.election_interval * 2;
         let (verdict, snapshot) = {
-            let mut view = lock(&self.leader);
+            let mut view = lock(&self.inner.leader);
             let verdict = view.round(&replies, entries.len(), now(), confirm);
             (verdict, view.snapshot(now()))
         };
         for (index, why) in verdict.cut_off {
-            let Some(entry) = entries.iter().find(|e| e.member.index() == index) else {
+            let Some(entry) = entries.iter().find(|e| e.member().index() == index) else {
                 continue;
             };
             if !entry.is_healthy() {
                 continue;
             }
-            tracing::warn!(member = %entry.member, reason = %why, "member cut off from the quorum");
+            tracing::warn!(member = %entry.member(), reason = %why, "member cut off from the quorum");
             self.record_probe(
                 entry,
                 ProbeReport {
@@ -755,12 +665,14 @@ impl Inner {
         }
         if verdict.changed {
             let at = self.stamp(now());
-            self.leader_changed_at.store(at.max(1), Ordering::Relaxed);
+            self.inner
+                .leader_changed_at
+                .store(at.max(1), Ordering::Relaxed);
             let member = snapshot
                 .leader_index
-                .and_then(|i| entries.iter().find(|e| e.member.index() == i))
+                .and_then(|i| entries.iter().find(|e| e.member().index() == i))
                 .or_else(|| entries.first())
-                .map(|e| e.member.clone());
+                .map(|e| e.member().clone());
             match snapshot.leader_id {
                 Some(id) => {
                     tracing::info!(leader = %format_args!("{id:x}"), term = snapshot.term, "leader known")
@@ -779,19 +691,32 @@ impl Inner {
         }
     }
 
+    /// Wakes on every change of a member's status or of the membership.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+        self.inner.changed.subscribe()
     }
 
     /// Feeds one outcome to a member's state machine; publishes any status change.
-    pub(crate) fn record(&self, entry: &MemberEntry, source: Source, outcome: Outcome) -> Status {
+    pub(crate) fn record_outcome(
+        &self,
+        entry: &MemberEntry,
+        source: Source,
+        outcome: Outcome,
+    ) -> Status {
         let thresholds = match source {
-            Source::Active => &self.active,
-            Source::Passive => &self.passive,
+            Source::Active => &self.inner.active,
+            Source::Passive => &self.inner.passive,
         };
-        let unit: f64 = lock(&self.rng).random();
+        let unit: f64 = lock(&self.inner.rng).random();
         let mut state = lock(&entry.state);
-        let transition = state.record(source, outcome, now(), thresholds, &self.ejection, unit);
+        let transition = state.record(
+            source,
+            outcome,
+            now(),
+            thresholds,
+            &self.inner.ejection,
+            unit,
+        );
         let status = state.status();
         if let Some(t) = transition {
             entry.healthy.store(status.is_healthy(), Ordering::Release);
@@ -799,18 +724,12 @@ impl Inner {
                 entry.admitted.store(true, Ordering::Release);
             }
             if status.is_healthy() {
-                let slowest_peer = self
-                    .entries()
-                    .iter()
-                    .filter(|e| e.member != entry.member && e.is_healthy())
-                    .filter_map(|e| e.load.latency())
-                    .max();
-                entry.load.reset(slowest_peer, now());
+                entry.load().reset(self.slowest_peer_latency(entry), now());
             }
             drop(state);
             match t.to {
                 Status::Unhealthy => tracing::warn!(
-                    member = %entry.member,
+                    member = %entry.member(),
                     source = %t.source,
                     reason = %t.outcome,
                     count = t.count,
@@ -819,16 +738,16 @@ impl Inner {
                     "member ejected"
                 ),
                 Status::Healthy => tracing::info!(
-                    member = %entry.member,
+                    member = %entry.member(),
                     source = %t.source,
                     count = t.count,
                     "member re-admitted"
                 ),
             }
-            self.publish(entry.member.clone(), EventKind::StatusChanged(t));
+            self.publish(entry.member().clone(), EventKind::StatusChanged(t));
             if status == Status::Unhealthy && self.entries().iter().all(|e| !e.is_healthy()) {
-                tracing::error!(policy = ?self.config.all_unhealthy, "every etcd member is unhealthy");
-                self.publish(entry.member.clone(), EventKind::AllUnhealthy);
+                tracing::error!(policy = ?self.inner.config.all_unhealthy, "every etcd member is unhealthy");
+                self.publish(entry.member().clone(), EventKind::AllUnhealthy);
             }
         }
         status
@@ -836,15 +755,24 @@ impl Inner {
 
     /// Stores the report of an active probe and records its outcome.
     pub(crate) fn record_probe(&self, entry: &MemberEntry, report: ProbeReport) {
-        tracing::debug!(member = %entry.member, outcome = %report.outcome, detail = %report.detail, elapsed = ?report.elapsed, "probe");
+        tracing::debug!(member = %entry.member(), outcome = %report.outcome, detail = %report.detail, elapsed = ?report.elapsed, "probe");
         let outcome = report.outcome;
         *lock(&entry.last_probe) = Some(report);
-        self.record(entry, Source::Active, outcome);
+        self.record_outcome(entry, Source::Active, outcome);
     }
 
-    pub(crate) fn publish(&self, member: Member, kind: EventKind) {
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
-        let _ = self.events.send(HealthEvent { member, kind });
+    fn publish(&self, member: Member, kind: EventKind) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+        let _ = self.inner.events.send(HealthEvent { member, kind });
+    }
+}
+
+// === impl WeakChecker ===
+
+impl WeakChecker {
+    /// The health state, unless every [`HealthChecker`] is gone.
+    pub(crate) fn upgrade(&self) -> Option<HealthChecker> {
+        self.0.upgrade().map(|inner| HealthChecker { inner })
     }
 }
 

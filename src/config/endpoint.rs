@@ -36,9 +36,10 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// One etcd member endpoint, checked.
+/// One etcd member endpoint, checked: the URL the caller gave, taken apart. (Named so it is
+/// not confused with tonic's `Endpoint`, the connection settings built from it.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Endpoint {
+pub struct EndpointUrl {
     /// `http` or `https`.
     pub scheme: Scheme,
     /// Host name or IP address; an IPv6 address keeps its brackets (`[::1]`).
@@ -49,7 +50,11 @@ pub struct Endpoint {
     pub original: String,
 }
 
-impl Endpoint {
+/// The former name of [`EndpointUrl`].
+#[deprecated(note = "renamed `EndpointUrl` (tonic's `Endpoint` is another thing)")]
+pub type Endpoint = EndpointUrl;
+
+impl EndpointUrl {
     /// The endpoint as a URI, `scheme://host:port/`.
     pub fn uri(&self) -> Uri {
         // Always succeeds: the parts were taken from a URI that parsed. The fallback keeps
@@ -146,7 +151,7 @@ impl Endpoint {
     }
 }
 
-impl fmt::Display for Endpoint {
+impl fmt::Display for EndpointUrl {
     /// `scheme://host:port`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
@@ -186,13 +191,13 @@ pub(crate) fn same_endpoint(a: &Uri, b: &Uri) -> bool {
 /// Fails on an empty list, an entry that is not a URL, a scheme other than http/https, a
 /// missing host or port, a path other than `/`, credentials in the URL, or the same member
 /// listed twice (`a:1` and `http://A:1` are the same).
-pub fn parse_endpoints<S: AsRef<str>>(endpoints: &[S]) -> Result<Vec<Endpoint>, ConfigError> {
+pub fn parse_endpoints<S: AsRef<str>>(endpoints: &[S]) -> Result<Vec<EndpointUrl>, ConfigError> {
     if endpoints.is_empty() {
         return Err(ConfigError::NoEndpoints);
     }
-    let mut out: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+    let mut out: Vec<EndpointUrl> = Vec::with_capacity(endpoints.len());
     for (i, text) in endpoints.iter().enumerate() {
-        let endpoint = Endpoint::parse(i, text.as_ref())?;
+        let endpoint = EndpointUrl::parse(i, text.as_ref())?;
         if let Some(first) = out.iter().position(|e| e.key() == endpoint.key()) {
             return Err(ConfigError::invalid(
                 format!("endpoints[{i}]"),

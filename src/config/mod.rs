@@ -30,7 +30,9 @@ mod validate;
 
 pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
 pub(crate) use endpoint::same_endpoint;
-pub use endpoint::{parse_endpoints, Endpoint, Scheme};
+#[allow(deprecated)]
+pub use endpoint::Endpoint;
+pub use endpoint::{parse_endpoints, EndpointUrl, Scheme};
 pub use error::ConfigError;
 pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};
 

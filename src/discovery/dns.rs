@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Weak;
 
 use http::Uri;
 
 use super::Origin;
-use crate::checker::Inner;
+use crate::checker::WeakChecker;
 use crate::config::same_endpoint;
 
 /// A seed given as a host name, by its `host:port`.
@@ -132,23 +131,27 @@ pub(crate) fn plan(
 }
 
 /// The DNS driver: resolves name seeds every `discovery.dns_interval` and when seeds change.
-pub(crate) async fn run(weak: Weak<Inner>) {
-    let Some(inner) = weak.upgrade() else { return };
-    let interval = inner.config.discovery.dns_interval;
-    let timeout = inner.config.discovery.timeout;
-    let https_names = inner.config.tls.domain_name.is_some();
-    let (_, wanted) = inner.discovery_wanted();
-    let mut changes = inner.changes();
-    drop(inner);
+pub(crate) async fn run(weak: WeakChecker) {
+    let Some(checker) = weak.upgrade() else {
+        return;
+    };
+    let interval = checker.config().discovery.dns_interval;
+    let timeout = checker.config().discovery.timeout;
+    let https_names = checker.config().tls.domain_name.is_some();
+    let (_, wanted) = checker.discovery_wanted();
+    let mut changes = checker.changes();
+    drop(checker);
     if interval.is_zero() {
         return;
     }
     let mut warned_https = false;
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let seeds = inner.seeds();
-        let resolver = inner.resolver();
-        drop(inner);
+        let Some(checker) = weak.upgrade() else {
+            return;
+        };
+        let seeds = checker.seeds();
+        let resolver = checker.resolver();
+        drop(checker);
         let mut names = Vec::new();
         for seed in &seeds {
             if let Some((host, port)) = name_of(seed) {
@@ -178,18 +181,20 @@ pub(crate) async fn run(weak: Weak<Inner>) {
             .await
             .into_iter()
             .collect();
-        let Some(inner) = weak.upgrade() else { return };
+        let Some(checker) = weak.upgrade() else {
+            return;
+        };
         for (name, answer) in &answers {
             if let Err(e) = answer {
                 tracing::debug!(%name, error = %e, "DNS resolution failed; keeping the members it gave");
             }
         }
-        let members: Vec<(Uri, Origin)> = inner
+        let members: Vec<(Uri, Origin)> = checker
             .entries()
             .iter()
-            .map(|e| (e.member.uri().clone(), e.origin.clone()))
+            .map(|e| (e.member().uri().clone(), e.origin().clone()))
             .collect();
-        let plan = plan(&inner.seeds(), &members, &answers);
+        let plan = plan(&checker.seeds(), &members, &answers);
         // Add first, so that the name is replaced without a moment with no member.
         for (uri, name, reason) in plan.add {
             let origin = if seeds.iter().any(|s| same_endpoint(s, &uri)) {
@@ -197,12 +202,12 @@ pub(crate) async fn run(weak: Weak<Inner>) {
             } else {
                 Origin::Dns { name }
             };
-            let _ = inner.add_entry(uri, None, origin, false, &reason);
+            let _ = checker.add_found(uri, origin, false, &reason);
         }
         for (uri, reason) in plan.remove {
-            inner.drop_member(&uri, &reason);
+            checker.drop_member(&uri, &reason);
         }
-        drop(inner);
+        drop(checker);
         // Changes of the health state only tell when it is gone.
         let gone = async { while changes.changed().await.is_ok() {} };
         tokio::select! {

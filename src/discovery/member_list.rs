@@ -6,7 +6,7 @@
 //! warns once about members that never pass admission.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
@@ -17,7 +17,8 @@ use tonic::transport::Channel;
 
 use super::reconcile::{reconcile, Change, Known, Listed};
 use super::Origin;
-use crate::checker::{wall_now, EventKind, Inner, MemberEntry, ProbeReport};
+use crate::checker::HealthChecker;
+use crate::checker::{wall_now, EventKind, MemberEntry, ProbeReport, WeakChecker};
 use crate::health::{Outcome, Status};
 use crate::proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
 
@@ -26,26 +27,30 @@ const MIN_GAP: Duration = Duration::from_secs(1);
 
 /// The driver: a pass at start (once there is a member), every `discovery.interval`, and soon
 /// after an error that suggests the membership changed.
-pub(crate) async fn run(weak: Weak<Inner>) {
-    let Some(inner) = weak.upgrade() else { return };
-    let config = inner.config.discovery.clone();
+pub(crate) async fn run(weak: WeakChecker) {
+    let Some(checker) = weak.upgrade() else {
+        return;
+    };
+    let config = checker.config().discovery.clone();
     if !config.member_list {
         return;
     }
-    let (wanted, _) = inner.discovery_wanted();
-    let mut events = inner.subscribe_events();
-    drop(inner);
+    let (wanted, _) = checker.discovery_wanted();
+    let mut events = checker.subscribe();
+    drop(checker);
     let mut driver = Driver::default();
     let mut due: Option<Instant> = Some(Instant::now());
     let mut last: Option<Instant> = None;
     loop {
         if due.is_some_and(|d| d <= Instant::now()) {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.entries().is_empty() {
+            let Some(checker) = weak.upgrade() else {
+                return;
+            };
+            if checker.entries().is_empty() {
                 // The drop-in adds its endpoints on the first request; a seed added wakes us.
                 due = None;
             } else {
-                driver.pass(&inner, config.timeout).await;
+                driver.pass(&checker, config.timeout).await;
                 last = Some(Instant::now());
                 due = (!config.interval.is_zero()).then(|| Instant::now() + config.interval);
             }
@@ -99,21 +104,21 @@ struct Driver {
 }
 
 impl Driver {
-    fn channel(&mut self, inner: &Inner, entry: &MemberEntry) -> Option<Channel> {
-        let index = entry.member.index();
+    fn channel(&mut self, checker: &HealthChecker, entry: &MemberEntry) -> Option<Channel> {
+        let index = entry.member().index();
         if let Some(c) = self.channels.get(&index) {
             return Some(c.clone());
         }
-        let channel = crate::probe::probe_channel(inner, entry).ok()?;
+        let channel = crate::probe::probe_channel(checker, entry).ok()?;
         self.channels.insert(index, channel.clone());
         Some(channel)
     }
 
-    async fn pass(&mut self, inner: &Arc<Inner>, timeout: Duration) {
-        let entries = inner.entries();
-        let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
+    async fn pass(&mut self, checker: &HealthChecker, timeout: Duration) {
+        let entries = checker.entries();
+        let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
         self.channels.retain(|i, _| live.contains(i));
-        self.learn_ids(inner, &entries, timeout).await;
+        self.learn_ids(checker, &entries, timeout).await;
         // Healthy members first, in random order; then the others (every member unhealthy is
         // when the list matters most).
         let mut order: Vec<Arc<MemberEntry>> = entries.iter().cloned().collect();
@@ -121,21 +126,21 @@ impl Driver {
         order.sort_by_key(|e| !e.is_healthy());
         let mut answer = None;
         for entry in order.iter().filter(|e| !e.is_pending()) {
-            let Some(channel) = self.channel(inner, entry) else {
+            let Some(channel) = self.channel(checker, entry) else {
                 continue;
             };
             match ask(channel, timeout).await {
                 Ok((cluster_id, listed)) => {
-                    let want = inner.cluster_id(Some(cluster_id));
+                    let want = checker.cluster_id(Some(cluster_id));
                     if want.is_some_and(|w| w != cluster_id) {
-                        tracing::warn!(member = %entry.member, cluster = %format_args!("{cluster_id:x}"), "MemberList from a member of another cluster ignored");
+                        tracing::warn!(member = %entry.member(), cluster = %format_args!("{cluster_id:x}"), "MemberList from a member of another cluster ignored");
                         continue;
                     }
-                    answer = Some((entry.member.clone(), listed));
+                    answer = Some((entry.member().clone(), listed));
                     break;
                 }
                 Err(status) => {
-                    tracing::debug!(member = %entry.member, %status, "MemberList failed");
+                    tracing::debug!(member = %entry.member(), %status, "MemberList failed");
                 }
             }
         }
@@ -145,19 +150,19 @@ impl Driver {
         };
         // Members added meanwhile (etcd-client inserts its endpoints one by one) must be known
         // by id too, or a seed behind a proxy would be added again under its advertised URL.
-        let entries = inner.entries();
-        self.learn_ids(inner, &entries, timeout).await;
-        let ids = inner.member_ids();
-        let seeds = inner.seeds();
+        let entries = checker.entries();
+        self.learn_ids(checker, &entries, timeout).await;
+        let ids = checker.member_ids();
+        let seeds = checker.seeds();
         let known: Vec<Known> = entries
             .iter()
             .map(|e| Known {
-                uri: e.member.uri().clone(),
-                id: ids.get(&e.member.index()).copied(),
-                from_list: matches!(e.origin, Origin::MemberList { .. })
+                uri: e.member().uri().clone(),
+                id: ids.get(&e.member().index()).copied(),
+                from_list: matches!(e.origin(), Origin::MemberList { .. })
                     && !seeds
                         .iter()
-                        .any(|s| crate::config::same_endpoint(s, e.member.uri())),
+                        .any(|s| crate::config::same_endpoint(s, e.member().uri())),
             })
             .collect();
         let scheme = seeds
@@ -167,32 +172,37 @@ impl Driver {
         let changes = reconcile(&known, &listed, scheme.as_deref());
         tracing::debug!(from = %from, listed = listed.len(), changes = changes.len(), "MemberList pass");
         for change in changes {
-            self.apply(inner, &entries, change);
+            self.apply(checker, &entries, change);
         }
-        self.warn_unadmitted(inner);
+        self.warn_unadmitted(checker);
     }
 
     /// Asks `Status` of members whose etcd id is not known yet, so a seed and the URL the
     /// cluster advertises for the same member are recognised as one.
-    async fn learn_ids(&mut self, inner: &Inner, entries: &[Arc<MemberEntry>], timeout: Duration) {
-        let ids = inner.member_ids();
+    async fn learn_ids(
+        &mut self,
+        checker: &HealthChecker,
+        entries: &[Arc<MemberEntry>],
+        timeout: Duration,
+    ) {
+        let ids = checker.member_ids();
         let asks: Vec<_> =
             entries
                 .iter()
-                .filter(|e| !ids.contains_key(&e.member.index()))
-                .filter_map(|e| Some((e.member.index(), self.channel(inner, e)?)))
+                .filter(|e| !ids.contains_key(&e.member().index()))
+                .filter_map(|e| Some((e.member().index(), self.channel(checker, e)?)))
                 .map(|(index, channel)| async move {
                     (index, crate::leader::ask(channel, timeout).await)
                 })
                 .collect();
         for (index, report) in futures_util::future::join_all(asks).await {
             if let Ok(report) = report {
-                inner.note_member_id(index, report.id);
+                checker.note_member_id(index, report.id);
             }
         }
     }
 
-    fn apply(&mut self, inner: &Inner, entries: &[Arc<MemberEntry>], change: Change) {
+    fn apply(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>], change: Change) {
         match change {
             Change::Add {
                 uri,
@@ -201,24 +211,24 @@ impl Driver {
                 reason,
             } => {
                 if let Ok(member) =
-                    inner.add_entry(uri, None, Origin::MemberList { name, id }, true, &reason)
+                    checker.add_found(uri, Origin::MemberList { name, id }, true, &reason)
                 {
-                    inner.note_member_id(member.index(), id);
+                    checker.note_member_id(member.index(), id);
                 }
             }
             Change::Remove { uri, reason } => {
-                inner.drop_member(&uri, &reason);
+                checker.drop_member(&uri, &reason);
             }
             Change::Exclude { uri, reason } => {
                 let Some(entry) = entries
                     .iter()
-                    .find(|e| crate::config::same_endpoint(e.member.uri(), &uri))
+                    .find(|e| crate::config::same_endpoint(e.member().uri(), &uri))
                 else {
                     return;
                 };
                 if entry.is_healthy() {
-                    tracing::warn!(member = %entry.member, %reason, "seed taken out of rotation");
-                    inner.record_probe(
+                    tracing::warn!(member = %entry.member(), %reason, "seed taken out of rotation");
+                    checker.record_probe(
                         entry,
                         ProbeReport {
                             outcome: Outcome::Failure,
@@ -234,23 +244,23 @@ impl Driver {
 
     /// Warns once per URL about a member found a while ago that never passed admission:
     /// usually an advertised URL not reachable from here (proxy, NAT).
-    fn warn_unadmitted(&mut self, inner: &Inner) {
+    fn warn_unadmitted(&mut self, checker: &HealthChecker) {
         let now = crate::checker::now();
-        for entry in inner.entries().iter() {
+        for entry in checker.entries().iter() {
             if !entry.is_pending() || entry.failed_probes() < 3 {
                 continue;
             }
-            if now.saturating_duration_since(entry.added) < Duration::from_secs(5) {
+            if now.saturating_duration_since(entry.added()) < Duration::from_secs(5) {
                 continue;
             }
-            let url = entry.member.uri().to_string();
+            let url = entry.member().uri().to_string();
             if self.warned.insert(url.clone()) {
-                let detail = inner
-                    .last_probe(entry)
+                let detail = entry
+                    .last_probe()
                     .map_or_else(|| "never probed".to_owned(), |p| p.detail);
                 tracing::warn!(
-                    member = %entry.member,
-                    origin = %entry.origin,
+                    member = %entry.member(),
+                    origin = %entry.origin(),
                     last_probe = %detail,
                     "member found by MemberList does not answer at the URL it advertises: it gets \
                      no traffic (behind a proxy or NAT? the seeds keep serving; set \

@@ -27,15 +27,13 @@ mod dns;
 mod member_list;
 mod reconcile;
 
-use std::sync::Weak;
-
 pub use crate::checker::Origin;
 pub use crate::resolve::{Resolve, TokioResolver};
 
-use crate::checker::Inner;
+use crate::checker::WeakChecker;
 
-/// Starts the discovery tasks for `inner` on `runtime`; each stops when the health state goes.
-pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
-    runtime.spawn(member_list::run(inner.clone()));
-    runtime.spawn(dns::run(inner));
+/// Starts the discovery tasks for `checker` on `runtime`; each stops when the health state goes.
+pub(crate) fn spawn(runtime: &tokio::runtime::Handle, checker: WeakChecker) {
+    runtime.spawn(member_list::run(checker.clone()));
+    runtime.spawn(dns::run(checker));
 }

@@ -320,14 +320,17 @@ fn with_configured_tls(
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
 /// move to another member when theirs is lost (see the [module docs](super)).
-pub fn into_etcd_channel<M, S, B>(balance: Balance<M>) -> Channel
+pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     let streams = Streams {
         channel: balance.clone().into_box_channel(),
@@ -363,14 +366,17 @@ impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
     }
 }
 
-impl<M, S, B> Service<Request<tonic::body::Body>> for WithStreams<M>
+impl<M> Service<Request<tonic::body::Body>> for WithStreams<M>
 where
-    M: MakeMember<Service = S> + Send + Sync + 'static,
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;

@@ -35,7 +35,7 @@ use super::stats::StreamStats;
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
 use crate::checker::{HealthEvent, Member};
 use crate::config::Config;
-use crate::resume::{evicted, forget_past, is_member_failure, AvoidList, Backoff, BoxChannel};
+use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen, ReopenOptions};
 use crate::HealthChecker;
 
 /// How long a member the stream failed on is avoided.
@@ -176,8 +176,8 @@ struct Driver<B: Book> {
     reply: mpsc::Sender<Frame<Bytes>>,
     link: Link<B>,
     health: Option<broadcast::Receiver<HealthEvent>>,
-    avoid: AvoidList,
-    backoff: Backoff,
+    /// Back-off between members and the members to avoid (shared with the tower helpers).
+    reopen: Reopen,
     /// Why the last member was left, until the stream is open again.
     lost: Option<(Option<Member>, String)>,
     /// Member failures before the stream was first opened.
@@ -218,8 +218,10 @@ impl<B: Book> Driver<B> {
             link: Link::Down {
                 retry_at: Instant::now(),
             },
-            avoid: AvoidList::new(AVOID_FOR),
-            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(1)),
+            reopen: Reopen::new(&ReopenOptions {
+                avoid_for: AVOID_FOR,
+                ..ReopenOptions::default()
+            }),
             lost: None,
             failed_to_open: 0,
             again: 0,
@@ -348,7 +350,7 @@ impl<B: Book> Driver<B> {
         }
         // Only to a leader in rotation that the stream has not just failed on (it would be
         // opened elsewhere again, and moved again at the next request).
-        let avoided = self.avoid.hint();
+        let avoided = self.reopen.avoid(Instant::now());
         let welcome = self.streams.checker.snapshot().iter().any(|s| {
             s.member.index() == leader && s.status.is_healthy() && !avoided.contains(&s.member)
         });
@@ -383,7 +385,7 @@ impl<B: Book> Driver<B> {
         let (target, hint) = choose(
             &self.streams.checker,
             self.book.prefer_leader(),
-            &self.avoid.hint(),
+            &self.reopen.avoid(Instant::now()),
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let resumed = self.book.resume();
@@ -431,14 +433,23 @@ impl<B: Book> Driver<B> {
             Some(Err(status)) => {
                 let first = self.first.is_some();
                 let members = self.streams.checker.members().len().max(1);
-                if self.streams.resume && is_member_failure(&status) {
-                    self.failed_to_open += usize::from(first);
-                    if !first || self.failed_to_open <= members {
-                        let reason = format!("{:?}: {}", status.code(), status.message());
-                        self.drop_member(target, reason);
-                        return true;
+                let status = if self.streams.resume {
+                    // Before the caller has a stream, as many member failures as members:
+                    // the last one is its answer.
+                    match classify(status.clone(), target) {
+                        Ok(lost) => {
+                            self.failed_to_open += usize::from(first);
+                            if !first || self.failed_to_open <= members {
+                                self.drop_member(lost.member, lost.reason);
+                                return true;
+                            }
+                            status
+                        }
+                        Err(status) => status,
                     }
-                }
+                } else {
+                    status
+                };
                 self.finish(status).await;
                 return false;
             }
@@ -494,15 +505,22 @@ impl<B: Book> Driver<B> {
                 return true;
             }
             Err(status) => {
-                if self.streams.resume && is_member_failure(&status) {
-                    self.lose(format!("{:?}: {}", status.code(), status.message()));
-                    return true;
-                }
+                let status = if self.streams.resume {
+                    match classify(status, self.link.member().cloned()) {
+                        Ok(lost) => {
+                            self.drop_member(lost.member, lost.reason);
+                            return true;
+                        }
+                        Err(status) => status,
+                    }
+                } else {
+                    status
+                };
                 self.finish(status).await;
                 return false;
             }
         };
-        self.backoff.reset();
+        self.reopen.healthy();
         let heard = if self.streams.resume {
             let judged = self.book.on_member(resp);
             if let Some(tx) = self.link.tx() {
@@ -556,7 +574,10 @@ impl<B: Book> Driver<B> {
     }
 
     fn drop_member(&mut self, member: Option<Member>, reason: String) {
-        let delay = self.backoff.next_delay();
+        let lost = Lost::new(member, reason);
+        self.reopen.lost(&lost, true, Instant::now());
+        let Lost { member, reason } = lost;
+        let delay = self.reopen.delay();
         tracing::warn!(
             stream = ?B::KIND,
             id = self.id,
@@ -566,9 +587,6 @@ impl<B: Book> Driver<B> {
             ?delay,
             "stream lost its member; moving it to another one"
         );
-        if let Some(m) = &member {
-            self.avoid.add(m.clone());
-        }
         self.streams.stats.serve(self.id, B::KIND, None);
         self.lost = Some((member, reason));
         self.link = Link::Down {

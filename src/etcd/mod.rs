@@ -1,10 +1,15 @@
 //! Facts of etcd's protocol that more than one part of the stack needs.
 //!
-//! Why a module of its own: which answers mean "the cluster is electing", which methods only
-//! the leader may serve and which metadata marks an answer of ours are etcd's facts, not a
-//! balancer's or a probe's; one table each keeps them from drifting apart.
+//! Why a module of its own: which answers mean "the cluster is electing", what each method is
+//! (read or write, unary or stream, leader-only: [`Method`]) and which metadata marks an
+//! answer of ours are etcd's facts, not a balancer's or a probe's; one table each keeps them
+//! from drifting apart.
+
+mod method;
 
 use tonic::Code;
+
+pub(crate) use method::{Class, Method, MethodKind};
 
 /// Metadata that asks etcd to require a leader (etcd's Go client `WithRequireLeader`,
 /// `hasleader: true`). A unary request or a new stream is refused with [`NO_LEADER`] at once on
@@ -117,11 +122,6 @@ pub(crate) fn is_stale_token_cancel(reason: &str) -> bool {
         || reason.contains(USER_EMPTY)
 }
 
-/// Methods only the leader may serve; elsewhere etcd answers [`NOT_LEADER`].
-pub(crate) fn is_leader_only(path: &str) -> bool {
-    path == "/etcdserverpb.Maintenance/MoveLeader"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,11 +144,9 @@ mod tests {
             Code::FailedPrecondition,
             "etcdserver: not leader"
         ));
-        assert!(is_leader_only("/etcdserverpb.Maintenance/MoveLeader"));
         assert!(is_cluster_refusal("etcdserver: unhealthy cluster"));
         assert!(is_cluster_refusal("etcdserver: too many requests"));
         assert!(!is_cluster_refusal("etcdserver: request timed out"));
-        assert!(!is_leader_only("/etcdserverpb.KV/Range"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! probe scheduler and the passive classifier feed it [`Outcome`]s, and the balancer reads its
 //! verdict.
 //!
+//! Public are only the words the snapshots and events speak ([`Status`], [`Outcome`],
+//! [`Source`], [`Counters`], [`Transition`]); the machine itself is the crate's to change.
+//!
 //! Semantics follow lua-resty-healthcheck, which the seed design builds on: four counters per
 //! member (successes, http_failures, tcp_failures, timeouts); a success resets the failure
 //! counters and a failure resets the successes; a threshold of 0 disables its counter. On top
@@ -18,7 +21,9 @@ mod ejection;
 mod outcome;
 mod state;
 
-pub use counters::{Counters, Thresholds};
-pub use ejection::Ejection;
+pub use counters::Counters;
+pub(crate) use counters::Thresholds;
+pub(crate) use ejection::Ejection;
 pub use outcome::{Outcome, Source};
-pub use state::{HealthState, Status, Transition};
+pub(crate) use state::HealthState;
+pub use state::{Status, Transition};

@@ -6,6 +6,7 @@
 //! best first choice; (b) a hedge must go to a member that no open stream is on; (c) the helper
 //! must know the member before any answer arrives, to move away from a member that never answers.
 
+use crate::balance::AvoidMembers;
 use crate::checker::Member;
 
 /// What the choice needs to know of one member.
@@ -13,6 +14,42 @@ use crate::checker::Member;
 pub(super) struct Candidate {
     pub(super) member: Member,
     pub(super) healthy: bool,
+}
+
+/// What the health checker knows of the members: their health, and the leader.
+#[derive(Clone, Debug)]
+pub(super) struct Known {
+    pub(super) members: Vec<Candidate>,
+    pub(super) leader: Option<usize>,
+}
+
+/// Where the next stream goes (the member [`choose`] names, if the helper knows the members),
+/// and the hint the balancer gets with it: with a member chosen, "anyone but" everyone else,
+/// so the balancer takes the chosen member while it is healthy and falls back to any healthy
+/// one otherwise; without, the members recently failed on (`avoided`) and those already
+/// carrying a stream (`open_on`), so a hedge goes elsewhere.
+pub(super) fn place(
+    known: Option<&Known>,
+    open_on: &[Member],
+    avoided: AvoidMembers,
+    roll: usize,
+) -> (Option<Member>, AvoidMembers) {
+    if let Some(known) = known {
+        let busy: Vec<usize> = open_on.iter().map(Member::index).collect();
+        let rested: Vec<usize> = avoided.0.iter().map(Member::index).collect();
+        if let Some(m) = choose(&known.members, known.leader, &busy, &rested, roll) {
+            let others = known
+                .members
+                .iter()
+                .map(|c| c.member.clone())
+                .filter(|c| c.index() != m.index())
+                .collect();
+            return (Some(m), AvoidMembers(others));
+        }
+    }
+    let mut avoid = avoided;
+    avoid.0.extend(open_on.iter().cloned());
+    (None, avoid)
 }
 
 /// The member to open the next stream on: the leader if it is healthy and free (no open
@@ -59,6 +96,52 @@ mod tests {
 
     fn chosen(c: Option<Member>) -> Option<usize> {
         c.map(|m| m.index())
+    }
+
+    /// The members a hint names, each once.
+    fn indexes(hint: &AvoidMembers) -> Vec<usize> {
+        let mut v: Vec<usize> = hint.0.iter().map(Member::index).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn a_chosen_member_is_hinted_as_anyone_but_the_others() {
+        let known = Known {
+            members: members(&[true, true, true]),
+            leader: Some(1),
+        };
+        let (m, hint) = place(Some(&known), &[], AvoidMembers::default(), 0);
+        assert_eq!(chosen(m), Some(1));
+        assert_eq!(indexes(&hint), [0, 2]);
+        // A hedge while the leader carries a stream, member 0 recently failed: member 2.
+        let busy = [known.members[1].member.clone()];
+        let failed = AvoidMembers(vec![known.members[0].member.clone()]);
+        let (m, hint) = place(Some(&known), &busy, failed, 0);
+        assert_eq!(chosen(m), Some(2));
+        assert_eq!(indexes(&hint), [0, 1]);
+    }
+
+    #[test]
+    fn without_a_choice_the_hint_avoids_failed_and_busy_members() {
+        let m = members(&[true, false, true]);
+        let failed = AvoidMembers(vec![m[0].member.clone()]);
+        let busy = [m[2].member.clone()];
+        // No health checker: the balancer chooses, away from both.
+        let (c, hint) = place(None, &busy, failed.clone(), 0);
+        assert_eq!((chosen(c), indexes(&hint)), (None, vec![0, 2]));
+        // Every healthy member busy: none chosen, the same hint.
+        let known = Known {
+            members: m,
+            leader: Some(2),
+        };
+        let busy = [
+            known.members[0].member.clone(),
+            known.members[2].member.clone(),
+        ];
+        let (c, hint) = place(Some(&known), &busy, failed, 0);
+        assert_eq!((chosen(c), indexes(&hint)), (None, vec![0, 2]));
     }
 
     #[test]

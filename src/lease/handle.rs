@@ -2,19 +2,21 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{task, KeepAliveOptions, LeaseError};
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseRevokeRequest;
-use crate::resume::{set_stream_metadata, BoxChannel, IntoBoxChannel};
+use crate::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};
 use crate::Balance;
 
 /// How long a revoke on stop may take.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What a keep-alive went through so far.
+/// What a keep-alive went through so far, and where it stands.
+///
+/// The fields shared with [`WatchState`](crate::watch::WatchState) have the same names:
+/// [`member`](Self::member), [`reopens`](Self::reopens), [`last_failure`](Self::last_failure),
+/// [`ended`](Self::ended).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct KeepAliveState {
@@ -36,14 +38,28 @@ pub struct KeepAliveState {
     pub presumed_expired: bool,
     /// How many times the lease was presumed expired.
     pub expiries: u64,
-    /// The member carrying the stream now, when the channel says
-    /// ([`ServedBy`](crate::balance::ServedBy)).
+    /// The member carrying the stream now (the one that answered last, while its stream is
+    /// open), when the channel says ([`ServedBy`](crate::balance::ServedBy)).
     pub member: Option<Member>,
     /// Why the last re-open happened.
     pub last_failure: Option<String>,
     /// Set once the lease is lost (etcd said so) or keep-alives are refused for good; the
-    /// helper stopped.
+    /// helper stopped. (A lease only presumed expired is not: see
+    /// [`presumed_expired`](Self::presumed_expired).)
+    pub ended: Option<LeaseError>,
+    /// The old name of [`ended`](Self::ended).
+    #[deprecated(note = "renamed `ended`, as in `WatchState`")]
     pub lost: Option<LeaseError>,
+}
+
+// === impl KeepAliveState ===
+
+impl KeepAliveState {
+    /// Keeps the deprecated field equal to its new name.
+    #[allow(deprecated)]
+    pub(super) fn sync_aliases(&mut self) {
+        self.lost = self.ended.clone();
+    }
 }
 
 /// Keeps one lease alive across member failures (see the [module docs](super)).
@@ -52,41 +68,50 @@ pub struct KeepAlive {
     lease_id: i64,
     channel: BoxChannel,
     options: KeepAliveOptions,
-    state: watch::Receiver<KeepAliveState>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    driven: Driven<KeepAliveState>,
 }
+
+// === impl KeepAlive ===
 
 impl KeepAlive {
     /// Starts keeping `lease_id` alive through `channel` (a [`Balance`], a tonic `Channel` or
     /// any tower service a tonic stub can call). Must be called inside a tokio runtime.
-    pub fn start(channel: impl IntoBoxChannel, lease_id: i64, options: KeepAliveOptions) -> Self {
+    pub fn new(channel: impl IntoBoxChannel, lease_id: i64, options: KeepAliveOptions) -> Self {
         let channel = channel.into_box_channel();
-        let (tx, state) = watch::channel(KeepAliveState {
+        let initial = KeepAliveState {
             lease_id,
             ..Default::default()
+        };
+        let driven = Driven::spawn(initial, |state| {
+            task::run(channel.clone(), lease_id, options.clone(), state)
         });
-        let task = tokio::spawn(task::run(channel.clone(), lease_id, options.clone(), tx));
         Self {
             lease_id,
             channel,
             options,
-            state,
-            task: Some(task),
+            driven,
         }
+    }
+
+    /// The old name of [`new`](Self::new).
+    #[deprecated(note = "renamed `new`, as `ResumingWatch::new`")]
+    pub fn start(channel: impl IntoBoxChannel, lease_id: i64, options: KeepAliveOptions) -> Self {
+        Self::new(channel, lease_id, options)
     }
 
     /// Starts keeping `lease_id` alive through `balance`, re-opening the stream as soon as the
     /// health checker evicts its member.
-    pub fn over_balance<M>(balance: &Balance<M>, lease_id: i64, options: KeepAliveOptions) -> Self
+    pub fn over_balance<M>(
+        balance: &Balance<M>,
+        lease_id: i64,
+        mut options: KeepAliveOptions,
+    ) -> Self
     where
         M: crate::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
-        let options = match options.checker {
-            Some(_) => options,
-            None => options.health_checker(balance.checker().clone()),
-        };
-        Self::start(balance.clone(), lease_id, options)
+        options.reopen = options.reopen.or_checker(balance.checker());
+        Self::new(balance.clone(), lease_id, options)
     }
 
     /// The lease kept alive.
@@ -96,7 +121,12 @@ impl KeepAlive {
 
     /// What the keep-alive went through so far.
     pub fn state(&self) -> KeepAliveState {
-        self.state.borrow().clone()
+        self.driven.state()
+    }
+
+    /// The member carrying the keep-alives now, if known.
+    pub fn member(&self) -> Option<Member> {
+        self.driven.read(|s| s.member.clone())
     }
 
     /// Waits until the lease is lost (etcd says it expired or was revoked), presumed expired (no
@@ -104,13 +134,15 @@ impl KeepAlive {
     /// for good, and says why; at once if that is the case now. Pending for ever while the
     /// lease lives. Whoever acts as the lease's holder (a lock, a leader election, a
     /// registration) should stop when this resolves.
+    ///
+    /// (The lease's counterpart of the watch's last item: a keep-alive yields nothing else.)
     pub async fn lost(&self) -> LeaseError {
-        let mut rx = self.state.clone();
+        let mut rx = self.driven.subscribe();
         let lost = match rx
-            .wait_for(|s| s.lost.is_some() || s.presumed_expired)
+            .wait_for(|s| s.ended.is_some() || s.presumed_expired)
             .await
         {
-            Ok(s) => Some(s.lost.clone().unwrap_or(LeaseError::Expired {
+            Ok(s) => Some(s.ended.clone().unwrap_or(LeaseError::Expired {
                 lease_id: self.lease_id,
             })),
             Err(_) => None,
@@ -131,7 +163,7 @@ impl KeepAlive {
             return revoke(
                 self.channel.clone(),
                 self.lease_id,
-                self.options.require_leader,
+                self.options.reopen.require_leader,
             )
             .await;
         }
@@ -139,9 +171,7 @@ impl KeepAlive {
     }
 
     fn halt(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.driven.halt();
     }
 }
 
@@ -154,7 +184,7 @@ impl Drop for KeepAlive {
                 let (channel, id, leader) = (
                     self.channel.clone(),
                     self.lease_id,
-                    self.options.require_leader,
+                    self.options.reopen.require_leader,
                 );
                 rt.spawn(async move {
                     if let Err(status) = revoke(channel, id, leader).await {
@@ -176,6 +206,22 @@ async fn revoke(
     let mut client = LeaseClient::new(channel);
     let mut req = tonic::Request::new(LeaseRevokeRequest { id: lease_id });
     req.set_timeout(REVOKE_TIMEOUT);
-    set_stream_metadata(&mut req, require_leader, Default::default());
+    set_metadata(&mut req, require_leader, Default::default());
     client.lease_revoke(req).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_old_name_reads_the_new_field() {
+        let mut state = KeepAliveState {
+            ended: Some(LeaseError::Lost { lease_id: 7 }),
+            ..Default::default()
+        };
+        state.sync_aliases();
+        assert!(matches!(state.lost, Some(LeaseError::Lost { lease_id: 7 })));
+    }
 }

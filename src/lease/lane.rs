@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::balance::{AvoidMembers, ServedBy};
+use crate::balance::AvoidMembers;
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseKeepAliveRequest;
-use crate::resume::{set_stream_metadata, BoxChannel, Outbound};
+use crate::resume::{served_by, stream_request, BoxChannel, Outbound};
 
 /// What a stream reports to the driver.
 #[derive(Debug)]
@@ -57,12 +57,10 @@ impl Lane {
         heard: mpsc::Sender<(u64, Heard)>,
         now: Instant,
     ) -> Self {
-        let (requests, outbound) = mpsc::channel::<LeaseKeepAliveRequest>(4);
-        let _ = requests.try_send(LeaseKeepAliveRequest {
+        let first = LeaseKeepAliveRequest {
             id: opening.lease_id,
-        });
-        let mut req = tonic::Request::new(Outbound(outbound));
-        set_stream_metadata(&mut req, opening.require_leader, opening.avoid);
+        };
+        let (requests, req) = stream_request(first, opening.require_leader, opening.avoid);
         let task = tokio::spawn(run(client.clone(), req, opening.id, heard)).abort_handle();
         Self {
             id: opening.id,
@@ -129,8 +127,7 @@ async fn run(
 ) {
     let mut inbound = match client.lease_keep_alive(req).await {
         Ok(resp) => {
-            let member = resp.extensions().get::<ServedBy>().map(|s| s.0.clone());
-            let _ = heard.send((id, Heard::Opened(member))).await;
+            let _ = heard.send((id, Heard::Opened(served_by(&resp)))).await;
             resp.into_inner()
         }
         Err(status) => {

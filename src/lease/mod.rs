@@ -31,6 +31,20 @@
 //! Dropping the helper (or [`KeepAlive::stop`]) stops the keep-alives; with
 //! [`KeepAliveOptions::revoke_on_stop`] it also revokes the lease, so its keys go at once
 //! instead of after the TTL.
+//!
+//! [`KeepAlive::state`] says what it went through ([`KeepAliveState`]), in the same terms as
+//! the watch's [`ResumingWatch`](crate::ResumingWatch): the member carrying it, how many times
+//! a stream was re-opened, why the last time.
+//!
+//! What is shared with the resuming watch (`src/resume/`): the options and setters for
+//! back-off, avoidance, `hasleader` and the health checker; how a stream is opened (its
+//! metadata, the members it avoids, the member that took it); what counts as a member failure;
+//! the re-open bookkeeping (back-off, avoided members, the count). What is not, and why: the
+//! watch runs one stream at a time in a plain loop, since two watch streams would deliver
+//! every event twice; keep-alives are idempotent, so the lease hedges an unanswered one on up
+//! to three streams at once, each in a task of its own (`lane.rs`), on members it chooses
+//! itself, the leader first (`choose.rs`), timed by its pure renewal schedule
+//! (`schedule.rs`): its driver (`task.rs`) is built around that and shares only the pieces.
 
 mod choose;
 mod error;

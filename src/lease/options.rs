@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::HealthChecker;
+use crate::resume::{reopen_setters, ReopenOptions};
 
 /// Settings of a [`KeepAlive`](super::KeepAlive).
 #[derive(Clone, Debug)]
@@ -11,12 +11,8 @@ pub struct KeepAliveOptions {
     pub(super) response_timeout: Option<Duration>,
     pub(super) hedge_after: Option<Duration>,
     pub(super) granted_ttl: Option<Duration>,
-    pub(super) backoff_min: Duration,
-    pub(super) backoff_max: Duration,
-    pub(super) avoid_for: Duration,
-    pub(super) require_leader: bool,
+    pub(super) reopen: ReopenOptions,
     pub(super) revoke_on_stop: bool,
-    pub(super) checker: Option<HealthChecker>,
 }
 
 impl Default for KeepAliveOptions {
@@ -29,12 +25,8 @@ impl Default for KeepAliveOptions {
             response_timeout: None,
             hedge_after: None,
             granted_ttl: None,
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(1),
-            avoid_for: Duration::from_secs(10),
-            require_leader: true,
+            reopen: ReopenOptions::default(),
             revoke_on_stop: false,
-            checker: None,
         }
     }
 }
@@ -71,36 +63,15 @@ impl KeepAliveOptions {
         self
     }
 
-    /// Delay between re-opens: `min` doubling to `max`, reset by each answered keep-alive,
-    /// and never more than half the interval (TTL/6), since the lease expires meanwhile.
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.backoff_min = min;
-        self.backoff_max = max;
-        self
-    }
-
-    /// How long a member the stream failed on is avoided when re-opening it.
-    pub fn avoid_failed_member_for(mut self, duration: Duration) -> Self {
-        self.avoid_for = duration;
-        self
-    }
-
-    /// Whether to send `hasleader: true` (on by default).
-    pub fn require_leader(mut self, require: bool) -> Self {
-        self.require_leader = require;
-        self
-    }
+    reopen_setters!(
+        KeepAlive,
+        "A keep-alive stream proves healthy with each answer; the delay is never more than \
+         half the interval (TTL/6), since the lease expires meanwhile."
+    );
 
     /// Revoke the lease when the helper is stopped or dropped, so its keys go at once.
     pub fn revoke_on_stop(mut self, revoke: bool) -> Self {
         self.revoke_on_stop = revoke;
-        self
-    }
-
-    /// Re-open the stream as soon as this checker evicts its member (set for you by
-    /// [`KeepAlive::over_balance`](super::KeepAlive::over_balance)).
-    pub fn health_checker(mut self, checker: HealthChecker) -> Self {
-        self.checker = Some(checker);
         self
     }
 }

@@ -4,14 +4,13 @@
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::choose::{choose, Candidate};
+use super::choose::{place, Candidate, Known};
 use super::lane::{Heard, Lane, Opening};
 use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
-use crate::balance::AvoidMembers;
 use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::resume::{is_member_failure, next_eviction, AvoidList, Backoff, BoxChannel};
+use crate::resume::{classify, next_eviction, BoxChannel, Lost, Reopen};
 
 pub(super) async fn run(
     channel: BoxChannel,
@@ -25,9 +24,8 @@ pub(super) async fn run(
         client: LeaseClient::new(channel),
         lease_id,
         schedule: Schedule::new(&options, now),
-        backoff: Backoff::new(options.backoff_min, options.backoff_max),
-        avoid: AvoidList::new(options.avoid_for),
-        health: options.checker.as_ref().map(|c| c.subscribe()),
+        reopen: Reopen::new(&options.reopen),
+        health: options.reopen.checker.as_ref().map(|c| c.subscribe()),
         lanes: Vec::new(),
         next_id: 0,
         heard_tx,
@@ -40,7 +38,8 @@ pub(super) async fn run(
     tracing::warn!(lease = %format_args!("{lease_id:x}"), error = %err, "lease keep-alive ended");
     state.send_modify(|s| {
         s.member = None;
-        s.lost = Some(err);
+        s.ended = Some(err);
+        s.sync_aliases();
     });
 }
 
@@ -48,8 +47,7 @@ struct Driver<'a> {
     client: LeaseClient<BoxChannel>,
     lease_id: i64,
     schedule: Schedule,
-    backoff: Backoff,
-    avoid: AvoidList,
+    reopen: Reopen,
     health: Option<broadcast::Receiver<HealthEvent>>,
     /// Open streams; the first is the one that answered last (renewals go there first).
     lanes: Vec<Lane>,
@@ -110,56 +108,33 @@ impl Driver<'_> {
                 self.schedule.asked(now);
             } else {
                 let lane = self.lanes.remove(0);
-                self.lost_lane(lane, "the keep-alive stream closed".into(), false, now);
+                let lost = Lost::new(lane.member().cloned(), "the keep-alive stream closed");
+                self.lost_lane(lane, lost, false, now);
             }
         }
     }
 
-    /// Opens one more stream, on the member [`choose`] names.
+    /// Opens one more stream, where [`place`] says.
     fn open(&mut self, now: Instant) {
-        let busy: Vec<usize> = self
+        let open_on: Vec<Member> = self
             .lanes
             .iter()
-            .filter_map(|l| l.member().map(Member::index))
+            .filter_map(|l| l.member().cloned())
             .collect();
-        let avoided = self.avoid.hint();
-        let mut avoid = avoided.clone();
-        let mut member = None;
-        if let Some(checker) = &self.options.checker {
-            let candidates: Vec<Candidate> = checker
+        let avoided = self.reopen.avoid(now);
+        let known = self.options.reopen.checker.as_ref().map(|checker| Known {
+            members: checker
                 .snapshot()
                 .into_iter()
                 .map(|s| Candidate {
                     healthy: s.status.is_healthy(),
                     member: s.member,
                 })
-                .collect();
-            let avoided: Vec<usize> = avoided.0.iter().map(Member::index).collect();
-            let leader = checker.leader().leader_index;
-            member = choose(
-                &candidates,
-                leader,
-                &busy,
-                &avoided,
-                rand::random::<u32>() as usize,
-            );
-            if let Some(m) = &member {
-                // The balancer's hint is "anyone but": everyone else, so it takes the chosen
-                // member while healthy and falls back to any healthy one otherwise.
-                avoid = AvoidMembers(
-                    candidates
-                        .into_iter()
-                        .map(|c| c.member)
-                        .filter(|c| c.index() != m.index())
-                        .collect(),
-                );
-            }
-        }
-        if member.is_none() {
-            avoid
-                .0
-                .extend(self.lanes.iter().filter_map(|l| l.member().cloned()));
-        }
+                .collect(),
+            leader: checker.leader().leader_index,
+        });
+        let roll = rand::random::<u32>() as usize;
+        let (member, avoid) = place(known.as_ref(), &open_on, avoided, roll);
         let hedge = !self.lanes.is_empty();
         self.next_id = self.next_id.wrapping_add(1);
         let lane = Lane::open(
@@ -167,7 +142,7 @@ impl Driver<'_> {
             Opening {
                 id: self.next_id,
                 lease_id: self.lease_id,
-                require_leader: self.options.require_leader,
+                require_leader: self.options.reopen.require_leader,
                 member: member.clone(),
                 avoid,
             },
@@ -213,7 +188,7 @@ impl Driver<'_> {
                         "lease renewed after it was presumed expired: etcd still held it"
                     );
                 }
-                self.backoff.reset();
+                self.reopen.healthy();
                 // The answering stream carries the lease from now on; the others, asked only
                 // because it was slow (or they were), are closed.
                 let lane = self.lanes.swap_remove(pos);
@@ -229,20 +204,20 @@ impl Driver<'_> {
             }
             Heard::Ended(status) => {
                 let lane = self.lanes.remove(pos);
-                if !is_member_failure(&status) {
-                    return Some(if status.code() == tonic::Code::NotFound {
-                        LeaseError::Lost {
+                match classify(status, lane.member().cloned()) {
+                    Ok(lost) => self.lost_lane(lane, lost, true, now),
+                    Err(status) if status.code() == tonic::Code::NotFound => {
+                        return Some(LeaseError::Lost {
                             lease_id: self.lease_id,
-                        }
-                    } else {
-                        LeaseError::Status {
+                        });
+                    }
+                    Err(status) => {
+                        return Some(LeaseError::Status {
                             lease_id: self.lease_id,
                             status,
-                        }
-                    });
+                        });
+                    }
                 }
-                let reason = format!("{:?}: {}", status.code(), status.message());
-                self.lost_lane(lane, reason, true, now);
             }
         }
         None
@@ -257,12 +232,8 @@ impl Driver<'_> {
             .position(|l| l.member().is_some_and(|m| m.index() == index))
         {
             let lane = self.lanes.remove(pos);
-            self.lost_lane(
-                lane,
-                "member evicted by the health checker".into(),
-                true,
-                now,
-            );
+            let lost = Lost::evicted(lane.member().cloned());
+            self.lost_lane(lane, lost, true, now);
         }
     }
 
@@ -277,33 +248,28 @@ impl Driver<'_> {
         {
             let lane = self.lanes.remove(pos);
             let reason = format!("no answer to the keep-alive within {limit:?}");
-            self.lost_lane(lane, reason, false, now);
+            let lost = Lost::new(lane.member().cloned(), reason);
+            self.lost_lane(lane, lost, false, now);
         }
     }
 
-    /// Books a stream lost for `reason` (already removed from the open ones).
-    fn lost_lane(&mut self, lane: Lane, reason: String, avoid: bool, now: Instant) {
-        let member = lane.member().cloned();
+    /// Books a stream lost (already removed from the open ones); its member is avoided for a
+    /// while if `avoid`.
+    fn lost_lane(&mut self, lane: Lane, lost: Lost, avoid: bool, now: Instant) {
         drop(lane);
-        if avoid {
-            if let Some(m) = &member {
-                self.avoid.add(m.clone());
-            }
-        }
+        let reopens = self.reopen.lost(&lost, avoid, now);
         if self.lanes.is_empty() {
-            self.schedule.failed(now, self.backoff.next_delay());
+            self.schedule.failed(now, self.reopen.delay());
         }
-        let mut reopens = 0;
         self.state.send_modify(|s| {
-            s.reopens = s.reopens.saturating_add(1);
-            s.last_failure = Some(reason.clone());
-            reopens = s.reopens;
+            s.reopens = reopens;
+            s.last_failure = Some(lost.reason.clone());
         });
         self.publish_member();
         tracing::warn!(
             lease = %format_args!("{:x}", self.lease_id),
-            member = member.as_ref().map(tracing::field::display),
-            %reason,
+            member = lost.member.as_ref().map(tracing::field::display),
+            reason = %lost.reason,
             reopens,
             open = self.lanes.len(),
             "lease keep-alive stream lost"

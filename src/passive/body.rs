@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{MethodKind, Tracker};
+use super::{NotLeader, Tracker};
+use crate::etcd::MethodKind;
+use crate::grpc::GrpcBody;
 use crate::health::Outcome;
 
 pin_project! {
@@ -31,11 +33,7 @@ impl<B> ClassifiedBody<B> {
     }
 }
 
-impl<B> Body for ClassifiedBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<tower::BoxError>,
-{
+impl<B: GrpcBody> Body for ClassifiedBody<B> {
     type Data = Bytes;
     type Error = tower::BoxError;
 
@@ -57,23 +55,10 @@ where
                             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
                         }
                         match super::status_of(trailers) {
-                            Some(status)
-                                if crate::etcd::is_leaderless(status.code(), status.message()) =>
-                            {
-                                // A fact about the cluster, judged by a leader check.
-                                tracker.inner().want_leader_check();
-                                tracker.finish(None, false);
+                            Some(status) => {
+                                tracker.finish_status(&status, *this.kind, NotLeader::Classified);
                             }
-                            status => {
-                                let outcome = match status {
-                                    Some(status) => tracker
-                                        .inner()
-                                        .classifier
-                                        .status(status.code(), status.message()),
-                                    None => Outcome::Success,
-                                };
-                                tracker.finish(judge(outcome, *this.kind), unary);
-                            }
+                            None => tracker.finish(judge(Outcome::Success, *this.kind), unary),
                         }
                     }
                 }

@@ -5,30 +5,30 @@ use tonic::Code;
 use crate::config::Config;
 use crate::health::Outcome;
 
-/// How a method behaves over time, which decides how its answers are judged.
+/// What a gRPC status says of the member that answered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MethodKind {
-    /// Answers promptly: latency and timeouts say something about the member.
-    Unary,
-    /// Unary, but may legitimately block for long (Lock, Campaign): never a timeout.
-    LongBlocking,
-    /// A stream (Watch, LeaseKeepAlive, Snapshot, Observe): judged on its opening only.
-    Stream,
+pub(crate) enum Verdict {
+    /// A fact about the cluster at that moment, not a failure of this member by itself: it
+    /// knows no leader or just lost it (see [`crate::etcd::is_leaderless`]), or it is not the
+    /// leader a request needs (`not_leader`). A leader check tells an election from a member
+    /// cut off from the quorum.
+    Cluster {
+        /// The answer was etcd's "not leader".
+        not_leader: bool,
+    },
+    /// The member's outcome, by the configured lists.
+    Member(Outcome),
 }
 
-impl MethodKind {
-    /// The kind of a gRPC method, by its path (`/package.Service/Method`).
-    pub(crate) fn of(path: &str) -> Self {
-        match path {
-            "/etcdserverpb.Watch/Watch"
-            | "/etcdserverpb.Lease/LeaseKeepAlive"
-            | "/etcdserverpb.Maintenance/Snapshot"
-            | "/v3electionpb.Election/Observe"
-            | "/grpc.health.v1.Health/Watch" => MethodKind::Stream,
-            "/v3lockpb.Lock/Lock" | "/v3electionpb.Election/Campaign" => MethodKind::LongBlocking,
-            _ => MethodKind::Unary,
-        }
-    }
+/// How a "not leader" answer (a leader-only request sent to a follower) is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotLeader {
+    /// As a fact about the cluster: the balancer judges an answer it can still act on, and
+    /// re-sends the request to the leader, which a leader check must find first.
+    Cluster,
+    /// As any other status, by the configured lists: an answer read from a body's trailers
+    /// has already reached the caller, and nothing is re-routed on it.
+    Classified,
 }
 
 /// Judges gRPC and HTTP answers by the configured lists.
@@ -49,6 +49,17 @@ impl Classifier {
             healthy_http: passive.healthy.http_statuses.clone(),
             unhealthy_http: passive.unhealthy.http_statuses.clone(),
         }
+    }
+
+    /// What a gRPC status says: a fact about the cluster, or the member's outcome
+    /// ([`status`](Self::status)).
+    pub(crate) fn verdict(&self, code: Code, message: &str, not_leader: NotLeader) -> Verdict {
+        let not_leader =
+            not_leader == NotLeader::Cluster && crate::etcd::is_not_leader(code, message);
+        if not_leader || crate::etcd::is_leaderless(code, message) {
+            return Verdict::Cluster { not_leader };
+        }
+        Verdict::Member(self.status(code, message))
     }
 
     /// The verdict of a gRPC status on the member that returned it.
@@ -184,19 +195,32 @@ mod tests {
     }
 
     #[test]
-    fn method_kinds() {
-        assert_eq!(MethodKind::of("/etcdserverpb.KV/Range"), MethodKind::Unary);
+    fn cluster_facts_are_no_verdict_on_the_member() {
+        let c = classifier();
+        let cluster = |not_leader| Verdict::Cluster { not_leader };
+        for how in [NotLeader::Cluster, NotLeader::Classified] {
+            assert_eq!(
+                c.verdict(Code::Unavailable, "etcdserver: no leader", how),
+                cluster(false)
+            );
+            assert_eq!(
+                c.verdict(Code::Unknown, "etcdserver: leader changed", how),
+                cluster(false)
+            );
+            assert_eq!(
+                c.verdict(Code::NotFound, "etcdserver: requested lease not found", how),
+                Verdict::Member(Outcome::Success)
+            );
+            assert_eq!(
+                c.verdict(Code::Unavailable, "connection refused", how),
+                Verdict::Member(Outcome::Failure)
+            );
+        }
+        let not_leader = |how| c.verdict(Code::FailedPrecondition, "etcdserver: not leader", how);
+        assert_eq!(not_leader(NotLeader::Cluster), cluster(true));
         assert_eq!(
-            MethodKind::of("/etcdserverpb.Watch/Watch"),
-            MethodKind::Stream
-        );
-        assert_eq!(
-            MethodKind::of("/etcdserverpb.Lease/LeaseKeepAlive"),
-            MethodKind::Stream
-        );
-        assert_eq!(
-            MethodKind::of("/v3lockpb.Lock/Lock"),
-            MethodKind::LongBlocking
+            not_leader(NotLeader::Classified),
+            Verdict::Member(Outcome::Success)
         );
     }
 

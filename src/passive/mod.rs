@@ -17,6 +17,6 @@ mod tracker;
 pub(crate) use body::judge;
 pub(crate) use body::ClassifiedBody;
 pub(crate) use classify::{describe, never_connected, transport_error};
-pub(crate) use classify::{Classifier, MethodKind};
+pub(crate) use classify::{Classifier, NotLeader, Verdict};
 pub(crate) use sanitize::{sanitize, status_of, Sanitize, SanitizedBody};
 pub(crate) use tracker::Tracker;

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checker::{now, Inner, MemberEntry, FAILURE_PENALTY};
+use super::{judge, Classifier, NotLeader, Verdict};
+use crate::checker::HealthChecker;
+use crate::checker::{now, MemberEntry};
+use crate::etcd::MethodKind;
 use crate::health::{Outcome, Source};
 
 /// Counts a request in its member's load and reports its outcome exactly once.
@@ -12,18 +15,25 @@ use crate::health::{Outcome, Source};
 /// the in-flight slot: a cancelled request says nothing about the member.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    inner: Arc<Inner>,
+    checker: HealthChecker,
     entry: Arc<MemberEntry>,
+    classifier: Arc<Classifier>,
     start: Instant,
     done: bool,
 }
 
 impl Tracker {
-    pub(crate) fn start(inner: Arc<Inner>, entry: Arc<MemberEntry>) -> Self {
-        entry.load.start();
+    /// A request to `entry` starts now; its answers are judged by `classifier`.
+    pub(crate) fn start(
+        checker: HealthChecker,
+        entry: Arc<MemberEntry>,
+        classifier: Arc<Classifier>,
+    ) -> Self {
+        entry.load().start();
         Self {
-            inner,
+            checker,
             entry,
+            classifier,
             start: now(),
             done: false,
         }
@@ -34,34 +44,67 @@ impl Tracker {
         &self.entry
     }
 
-    /// The passive classifier in force.
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
+    /// The health state the verdict goes to.
+    pub(crate) fn checker(&self) -> &HealthChecker {
+        &self.checker
+    }
+
+    /// Reports the verdict of an answer with gRPC status `status` to a request of `kind`, and
+    /// returns it: a fact about the cluster asks for a leader check and counts for nothing;
+    /// an outcome counts as [`judge`] says (a unary answer's time measures the member).
+    pub(crate) fn finish_status(
+        self,
+        status: &tonic::Status,
+        kind: MethodKind,
+        not_leader: NotLeader,
+    ) -> Verdict {
+        let verdict = self
+            .classifier
+            .verdict(status.code(), status.message(), not_leader);
+        match verdict {
+            Verdict::Cluster { .. } => {
+                self.checker.want_leader_check();
+                self.finish(None, false);
+            }
+            Verdict::Member(outcome) => {
+                self.finish(judge(outcome, kind), kind == MethodKind::Unary);
+            }
+        }
+        verdict
+    }
+
+    /// Reports the verdict of a non-gRPC HTTP answer with `status` (none unless the
+    /// configured lists name it).
+    pub(crate) fn finish_http(self, status: u16) {
+        let outcome = self.classifier.http(status);
+        self.finish(outcome, false);
     }
 
     /// Reports the verdict; `timed` says whether the elapsed time measures the member's speed.
     pub(crate) fn finish(mut self, outcome: Option<Outcome>, timed: bool) {
         self.done = true;
         let end = now();
-        let mut rtt = timed.then(|| end.saturating_duration_since(self.start));
+        let rtt = timed.then(|| end.saturating_duration_since(self.start));
         if outcome == Some(Outcome::Success) {
-            self.inner.answered(&self.entry, self.start);
+            self.checker.answered(&self.entry, self.start);
         }
         if let Some(outcome) = outcome {
-            let status = self.inner.record(&self.entry, Source::Passive, outcome);
+            let status = self
+                .checker
+                .record_outcome(&self.entry, Source::Passive, outcome);
             if outcome.is_failure() && !status.is_healthy() {
-                // Panic mode still routes here: a member that fails fast must not look fast.
-                rtt = Some(rtt.unwrap_or_default().max(FAILURE_PENALTY));
+                self.entry.load().finish_failed(rtt, end);
+                return;
             }
         }
-        self.entry.load.finish(rtt, end);
+        self.entry.load().finish(rtt, end);
     }
 }
 
 impl Drop for Tracker {
     fn drop(&mut self) {
         if !self.done {
-            self.entry.load.finish(None, now());
+            self.entry.load().finish(None, now());
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod grpc;
 mod http;
+mod schedule;
 mod scheduler;
 mod status;
 mod tcp;

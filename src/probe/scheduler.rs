@@ -2,7 +2,9 @@
 //!
 //! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
-//! At most `active.concurrency` probes run at once. The task holds only a weak reference to
+//! When is decided by the pure [`Schedule`]; this driver gathers each member's facts, starts
+//! the probes it asks for and sleeps until the earliest time it named. At most
+//! `active.concurrency` probes run at once. The task holds only a weak reference to
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
 //!
 //! It also runs the leader checks (`Maintenance/Status` of every member at once, see
@@ -12,47 +14,43 @@
 //! re-admitted only if its `Status` follows the known leader at the known term.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::schedule::{Facts, Intervals, Schedule, Step};
 use super::Finding;
-use crate::checker::{wall_now, Inner, MemberEntry, ProbeReport};
+use crate::checker::HealthChecker;
+use crate::checker::{wall_now, MemberEntry, ProbeReport, WeakChecker};
 use crate::config::ProbeType;
 use crate::health::Outcome;
 use crate::leader::Reply;
 
-/// Starts the scheduler for `inner` on `runtime`.
-pub(crate) fn spawn(runtime: &tokio::runtime::Handle, inner: Weak<Inner>) {
-    runtime.spawn(run(inner));
+/// Starts the scheduler for `checker` on `runtime`.
+pub(crate) fn spawn(runtime: &tokio::runtime::Handle, checker: WeakChecker) {
+    runtime.spawn(run(checker));
 }
 
-/// Scheduling state of one member.
-#[derive(Debug)]
-struct Slot {
-    healthy: bool,
-    due: Option<Instant>,
-    running: bool,
-}
-
-async fn run(weak: Weak<Inner>) {
-    let Some(inner) = weak.upgrade() else { return };
-    let mut changes = inner.changes();
+async fn run(weak: WeakChecker) {
+    let Some(checker) = weak.upgrade() else {
+        return;
+    };
+    let mut changes = checker.changes();
     let permits = Arc::new(Semaphore::new(
-        inner.config.checks.active.concurrency.max(1),
+        checker.config().checks.active.concurrency.max(1),
     ));
-    let leader_wanted = inner.leader_wanted();
-    let leader_config = inner.config.leader.clone();
-    drop(inner);
+    let leader_wanted = checker.leader_wanted();
+    let leader_config = checker.config().leader.clone();
+    let mut schedule = Schedule::new(Intervals::of(checker.config()));
+    drop(checker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
     let (round_tx, mut round_rx) = mpsc::unbounded_channel::<(Vec<(usize, Reply)>, Duration)>();
     let mut leader_due: Option<Instant> = Some(Instant::now());
     let mut leader_running = false;
     let mut last_round: Option<Instant> = None;
-    let mut slots: HashMap<usize, Slot> = HashMap::new();
     let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
     // The TLS material the probe channels were made with: new material, new channels (those
     // built on a member's own endpoint capture it).
@@ -61,13 +59,13 @@ async fn run(weak: Weak<Inner>) {
     let cluster_ids = Arc::new(Mutex::new(HashMap::<usize, u64>::new()));
     tracing::debug!("probe scheduler started");
     loop {
-        let Some(inner) = weak.upgrade() else { break };
+        let Some(checker) = weak.upgrade() else { break };
         let now = Instant::now();
-        let entries = inner.entries();
-        let live: HashSet<usize> = entries.iter().map(|e| e.member.index()).collect();
-        slots.retain(|i, _| live.contains(i));
+        let entries = checker.entries();
+        let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
+        schedule.retain(|i| live.contains(&i));
         channels.retain(|i, _| live.contains(i));
-        let generation = inner.tls_generation();
+        let generation = tls_generation_of(&checker);
         if tls_generation != Some(generation) {
             tls_generation = Some(generation);
             channels.clear();
@@ -78,37 +76,18 @@ async fn run(weak: Weak<Inner>) {
             .retain(|i, _| live.contains(i));
         let mut next_wake: Option<Instant> = None;
         for entry in entries.iter() {
-            let index = entry.member.index();
-            let healthy = entry.is_healthy();
-            let interval = interval_for(&inner, entry, healthy);
-            let slot = slots.entry(index).or_insert_with(|| Slot {
-                healthy: !healthy,
-                due: None,
-                running: false,
-            });
-            if slot.healthy != healthy && entry.is_pending() {
-                // Found by discovery: probe it at once, so it takes traffic soon.
-                slot.healthy = healthy;
-                slot.due = Some(now);
+            let index = entry.member().index();
+            match schedule.step(index, facts(entry), now) {
+                Step::Probe => {}
+                Step::At(due) => {
+                    next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
+                    continue;
+                }
+                Step::Idle => continue,
             }
-            if slot.healthy != healthy {
-                // A status change restarts the member's schedule.
-                slot.healthy = healthy;
-                slot.due = first_due(now, interval, entry);
-            }
-            if slot.running {
-                continue;
-            }
-            let Some(due) = slot.due else { continue };
-            if due > now {
-                next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
-                continue;
-            }
-            slot.running = true;
-            slot.due = None;
             let channel = channels
                 .entry(index)
-                .or_insert_with(|| probe_channel(&inner, entry))
+                .or_insert_with(|| probe_channel(&checker, entry))
                 .clone();
             let task = ProbeTask {
                 weak: weak.clone(),
@@ -127,10 +106,10 @@ async fn run(weak: Weak<Inner>) {
             let targets: Vec<(usize, Result<Channel, String>)> = entries
                 .iter()
                 .map(|entry| {
-                    let index = entry.member.index();
+                    let index = entry.member().index();
                     let channel = channels
                         .entry(index)
-                        .or_insert_with(|| probe_channel(&inner, entry))
+                        .or_insert_with(|| probe_channel(&checker, entry))
                         .clone();
                     (index, channel)
                 })
@@ -144,7 +123,7 @@ async fn run(weak: Weak<Inner>) {
             next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
         }
         drop(entries);
-        drop(inner);
+        drop(checker);
         let sleep = async {
             match next_wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -162,11 +141,11 @@ async fn run(weak: Weak<Inner>) {
                 leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
             }
             Some((replies, elapsed)) = round_rx.recv() => {
-                let Some(inner) = weak.upgrade() else { break };
-                inner.apply_leader_round(replies, elapsed);
+                let Some(checker) = weak.upgrade() else { break };
+                checker.apply_leader_round(replies, elapsed);
                 leader_running = false;
                 let now = Instant::now();
-                let next = if inner.leader_unsettled() {
+                let next = if checker.leader_unsettled() {
                     Some(now + leader_config.election_interval)
                 } else {
                     (!leader_config.interval.is_zero()).then(|| now + leader_config.interval)
@@ -177,17 +156,9 @@ async fn run(weak: Weak<Inner>) {
                 };
             }
             Some(index) = done_rx.recv() => {
-                let Some(inner) = weak.upgrade() else { break };
-                if let (Some(slot), Some(entry)) = (slots.get_mut(&index), inner.entry(index)) {
-                    slot.running = false;
-                    let healthy = entry.is_healthy();
-                    let interval = interval_for(&inner, &entry, healthy);
-                    if slot.healthy != healthy {
-                        slot.healthy = healthy;
-                        slot.due = first_due(Instant::now(), interval, &entry);
-                    } else {
-                        slot.due = next_due(Instant::now(), interval, &entry);
-                    }
+                let Some(checker) = weak.upgrade() else { break };
+                if let Some(entry) = checker.entry(index) {
+                    schedule.done(index, facts(&entry), Instant::now());
                 }
             }
         }
@@ -195,40 +166,26 @@ async fn run(weak: Weak<Inner>) {
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
 }
 
-/// Failed probes after which a member found by discovery and never admitted is probed only
-/// once per discovery interval (its advertised URL is likely unreachable from here).
-const PENDING_FAST_PROBES: u64 = 5;
-
-/// How often to probe a member in its current status.
-fn interval_for(inner: &Inner, entry: &MemberEntry, healthy: bool) -> Duration {
-    let active = &inner.config.checks.active;
-    if healthy {
-        active.healthy.interval
-    } else if entry.is_pending() && entry.failed_probes() >= PENDING_FAST_PROBES {
-        active
-            .unhealthy
-            .interval
-            .max(inner.config.discovery.interval)
-    } else {
-        active.unhealthy.interval
+/// How many times the TLS material was swapped (0 without TLS): probe channels that captured
+/// it are made again when this changes.
+fn tls_generation_of(checker: &HealthChecker) -> u64 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = checker.tls() {
+        return tls.generation();
     }
+    #[cfg(not(feature = "tls"))]
+    let _ = checker;
+    0
 }
 
-/// When to probe a member first after (re)entering a status.
-fn first_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
-    next_due(now, interval, entry)
-}
-
-/// When to probe a member next: one interval on, and not before its ejection ends.
-fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Instant> {
-    if interval.is_zero() {
-        return None;
+/// What the schedule needs to know of a member now.
+fn facts(entry: &MemberEntry) -> Facts {
+    Facts {
+        healthy: entry.is_healthy(),
+        pending: entry.is_pending(),
+        failed_probes: entry.failed_probes(),
+        ejected_until: entry.ejected_until().map(Instant::from_std),
     }
-    let mut due = now + interval;
-    if let Some(until) = entry.ejected_until() {
-        due = due.max(Instant::from_std(until));
-    }
-    Some(due)
 }
 
 /// The channel of a member's `grpc` and `status` probes: the member's own `Endpoint` when
@@ -236,48 +193,54 @@ fn next_due(now: Instant, interval: Duration, entry: &MemberEntry) -> Option<Ins
 /// applied, which is applied again here in its current state), else one built here, whose
 /// connections take the configured TLS material current at each connect for `https://`
 /// members. `Err` says why TLS could not be set up.
-pub(crate) fn probe_channel(inner: &Inner, entry: &MemberEntry) -> Result<Channel, String> {
-    let active = &inner.config.checks.active;
+pub(crate) fn probe_channel(
+    checker: &HealthChecker,
+    entry: &MemberEntry,
+) -> Result<Channel, String> {
+    let active = &checker.config().checks.active;
     let settings = |endpoint: Endpoint| endpoint.connect_timeout(active.timeout).tcp_nodelay(true);
-    let tls = member_tls(inner, entry);
-    let Some(own) = &entry.endpoint else {
+    let tls = member_tls(checker, entry);
+    let Some(own) = entry.own_endpoint() else {
         #[cfg(feature = "tls")]
         if let Some(tls) = tls {
             return Ok(crate::tls::lazy_channel(
-                entry.member.uri(),
+                entry.member().uri(),
                 tls,
                 active.https_verify_certificate,
                 settings,
             ));
         }
-        return Ok(settings(Endpoint::from(entry.member.uri().clone())).connect_lazy());
+        return Ok(settings(Endpoint::from(entry.member().uri().clone())).connect_lazy());
     };
-    let endpoint = settings(own.endpoint.clone());
+    let endpoint = settings(own.endpoint().clone());
     // `config.tls` on a member's own endpoint (the drop-in applies it, verified).
     #[cfg(feature = "tls")]
-    let endpoint = match tls.filter(|_| own.configured_tls) {
+    let endpoint = match tls.filter(|_| own.configured_tls()) {
         Some(tls) => tls
             .apply(endpoint, true, Some(active.timeout))
             .map_err(|e| format!("TLS set-up: {e}"))?,
         None => endpoint,
     };
     #[cfg(not(feature = "tls"))]
-    let _ = (tls, own.configured_tls);
+    let _ = (tls, own.configured_tls());
     Ok(endpoint.connect_lazy())
 }
 
 /// The TLS material for a member with an `https://` URL: the configured one, else the
 /// system's roots.
 #[cfg(feature = "tls")]
-fn member_tls(inner: &Inner, entry: &MemberEntry) -> Option<crate::tls::Tls> {
-    if entry.member.uri().scheme_str() != Some("https") {
+fn member_tls(checker: &HealthChecker, entry: &MemberEntry) -> Option<crate::tls::Tls> {
+    if entry.member().uri().scheme_str() != Some("https") {
         return None;
     }
-    inner.tls.clone().or_else(crate::tls::Tls::system_default)
+    checker
+        .tls()
+        .cloned()
+        .or_else(crate::tls::Tls::system_default)
 }
 
 #[cfg(not(feature = "tls"))]
-fn member_tls(_inner: &Inner, _entry: &MemberEntry) -> Option<()> {
+fn member_tls(_checker: &HealthChecker, _entry: &MemberEntry) -> Option<()> {
     None
 }
 
@@ -285,25 +248,25 @@ fn member_tls(_inner: &Inner, _entry: &MemberEntry) -> Option<()> {
 /// probes when the member's URL is `https://` (its port speaks nothing else).
 #[cfg(feature = "tls")]
 fn http_tls(
-    inner: &Inner,
+    checker: &HealthChecker,
     entry: &MemberEntry,
     probe_type: ProbeType,
 ) -> Result<Option<super::http::ProbeTls>, String> {
-    let https_member = entry.member.uri().scheme_str() == Some("https");
+    let https_member = entry.member().uri().scheme_str() == Some("https");
     if probe_type != ProbeType::Https && !https_member {
         return Ok(None);
     }
-    let tls = inner
-        .tls
-        .clone()
+    let tls = checker
+        .tls()
+        .cloned()
         .or_else(crate::tls::Tls::system_default)
         .ok_or("no TLS roots could be loaded")?;
-    let active = &inner.config.checks.active;
+    let active = &checker.config().checks.active;
     // `host` is a validated authority that may carry a port; the name to verify is its host.
     let configured = active.host.parse::<http::uri::Authority>().ok();
     let host = match &configured {
         Some(authority) => authority.host(),
-        None => entry.member.uri().host().unwrap_or_default(),
+        None => entry.member().uri().host().unwrap_or_default(),
     };
     Ok(Some(super::http::ProbeTls {
         config: tls.probe_config(active.https_verify_certificate),
@@ -313,7 +276,7 @@ fn http_tls(
 
 #[cfg(not(feature = "tls"))]
 fn http_tls(
-    _inner: &Inner,
+    _checker: &HealthChecker,
     _entry: &MemberEntry,
     _probe_type: ProbeType,
 ) -> Result<Option<super::http::ProbeTls>, String> {
@@ -322,7 +285,7 @@ fn http_tls(
 
 /// One probe of one member.
 struct ProbeTask {
-    weak: Weak<Inner>,
+    weak: WeakChecker,
     entry: Arc<MemberEntry>,
     channel: Result<Channel, String>,
     permits: Arc<Semaphore>,
@@ -332,18 +295,22 @@ struct ProbeTask {
 
 impl ProbeTask {
     async fn run(self) {
-        let index = self.entry.member.index();
+        let index = self.entry.member().index();
         if let Ok(_permit) = self.permits.clone().acquire_owned().await {
-            let Some(config) = self.weak.upgrade().map(|i| i.config.checks.active.clone()) else {
+            let Some(config) = self
+                .weak
+                .upgrade()
+                .map(|i| i.config().checks.active.clone())
+            else {
                 return;
             };
             let started = Instant::now();
-            let authority = self.entry.member.authority().to_owned();
+            let authority = self.entry.member().authority().to_owned();
             let finding = match (config.probe_type, &self.channel) {
                 (ProbeType::Tcp, _) => super::tcp::probe(&authority, config.timeout).await,
                 (ProbeType::Http | ProbeType::Https, _) => {
                     let tls = match self.weak.upgrade() {
-                        Some(inner) => http_tls(&inner, &self.entry, config.probe_type),
+                        Some(checker) => http_tls(&checker, &self.entry, config.probe_type),
                         None => return,
                     };
                     match tls {
@@ -369,16 +336,16 @@ impl ProbeTask {
             };
             let mut finding = finding;
             if finding.outcome == Some(Outcome::Success) && !self.entry.is_healthy() {
-                if let Some(inner) = self.weak.upgrade() {
-                    let timeout = inner.config.leader.timeout;
+                if let Some(checker) = self.weak.upgrade() {
+                    let timeout = checker.config().leader.timeout;
                     let strict = self.entry.is_pending();
-                    if let Some(why) = admission(&inner, &self.channel, timeout, strict).await {
+                    if let Some(why) = admission(&checker, &self.channel, timeout, strict).await {
                         finding = Finding::new(Outcome::Failure, format!("not re-admitted: {why}"));
                     }
                 }
             }
-            if let Some(inner) = self.weak.upgrade() {
-                record(&inner, &self.entry, finding, started.elapsed());
+            if let Some(checker) = self.weak.upgrade() {
+                record(&checker, &self.entry, finding, started.elapsed());
             }
         }
         let _ = self.done.send(index);
@@ -408,12 +375,12 @@ async fn leader_round(
 
 /// A member on its way back must follow the cluster's leader at its term: a paused leader
 /// that resumes still believes it leads at its old term for a moment, and requests sent to it
-/// then stall. It must also be a voter of this cluster (see [`Inner::admits`]). A member that
+/// then stall. It must also be a voter of this cluster (see [`HealthChecker::admits`]). A member that
 /// cannot say (no `Status` permission, no answer) is not held back by this check, unless
 /// `strict`: a member found by discovery must show its cluster id (only a `Status` denied for
 /// lack of permission is let through: the cluster listed it).
 async fn admission(
-    inner: &Inner,
+    checker: &HealthChecker,
     channel: &Result<Channel, String>,
     timeout: Duration,
     strict: bool,
@@ -424,7 +391,7 @@ async fn admission(
         Err(_) => return None,
     };
     match crate::leader::ask(channel.clone(), timeout).await {
-        Ok(report) => inner.admits(&report).err(),
+        Ok(report) => checker.admits(&report).err(),
         Err(status) if strict && status.code() != tonic::Code::PermissionDenied => Some(format!(
             "no Status answer to check its cluster: {}",
             status.message()
@@ -433,16 +400,16 @@ async fn admission(
     }
 }
 
-fn record(inner: &Inner, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
+fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
     if finding.leaderless && entry.is_healthy() {
         // "No leader" from a member in rotation: an election, or this member cut off? The
         // leader check decides, asking every member.
-        tracing::debug!(member = %entry.member, detail = %finding.detail, "probe: no leader; checking the leader");
-        inner.want_leader_check();
+        tracing::debug!(member = %entry.member(), detail = %finding.detail, "probe: no leader; checking the leader");
+        checker.want_leader_check();
         return;
     }
     match finding.outcome {
-        Some(outcome) => inner.record_probe(
+        Some(outcome) => checker.record_probe(
             entry,
             ProbeReport {
                 outcome,
@@ -452,7 +419,7 @@ fn record(inner: &Inner, entry: &MemberEntry, finding: Finding, elapsed: Duratio
             },
         ),
         None => {
-            tracing::warn!(member = %entry.member, detail = %finding.detail, "probe result ignored")
+            tracing::warn!(member = %entry.member(), detail = %finding.detail, "probe result ignored")
         }
     }
 }

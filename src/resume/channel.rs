@@ -1,8 +1,9 @@
 //! One channel type for the stream helpers, whatever the caller's stack.
 
-use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
+
+use crate::grpc::GrpcService;
 
 /// A type-erased gRPC channel, as the stream helpers hold it.
 pub type BoxChannel = BoxCloneSyncService<
@@ -39,21 +40,12 @@ pub trait IntoBoxChannel {
     fn into_box_channel(self) -> BoxChannel;
 }
 
-impl<S, B> IntoBoxChannel for S
-where
-    S: Service<http::Request<tonic::body::Body>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
+/// For services that carry tonic's requests and answer with a body of `Bytes` frames,
+/// `Clone + Send + Sync + 'static`, with `Send` futures and errors that box.
+impl<S: GrpcService + Clone + Sync> IntoBoxChannel for S {
     fn into_box_channel(self) -> BoxChannel {
         BoxCloneSyncService::new(
-            self.map_response(|r: http::Response<B>| r.map(tonic::body::Body::new))
+            self.map_response(|r: http::Response<S::ResponseBody>| r.map(tonic::body::Body::new))
                 .map_err(|e: S::Error| ChannelError(e.into())),
         )
     }

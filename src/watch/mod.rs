@@ -28,14 +28,24 @@
 //!   never skipped silently: the caller must re-read its state;
 //! - re-creations back off (50 ms doubling to 1 s by default) and are logged with `tracing`.
 //!
-//! Dropping the [`ResumingWatch`] cancels it.
+//! Dropping the [`ResumingWatch`] cancels it. [`ResumingWatch::state`] says what it went
+//! through ([`WatchState`]: the member serving it, how many times it was re-opened, why the
+//! last time), in the same terms as the lease's [`KeepAlive`](crate::KeepAlive).
+//!
+//! The re-open bookkeeping (back-off, avoided members, `hasleader`, the options that set
+//! them) is shared with the lease keep-alive (`src/resume/`); the watch keeps only its own
+//! pure state: its cursor (`cursor.rs`: where to resume without gap or duplicate) and its
+//! idle clock (`idle.rs`: when to ask a quiet member for progress, when to give it up).
 
 mod cursor;
 mod error;
+mod idle;
 mod options;
 mod stream;
 mod task;
 
 pub use error::WatchError;
 pub use options::WatchOptions;
-pub use stream::{ResumingWatch, WatchStats};
+#[allow(deprecated)]
+pub use stream::WatchStats;
+pub use stream::{ResumingWatch, WatchState};

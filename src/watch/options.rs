@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::HealthChecker;
+use crate::resume::{reopen_setters, ReopenOptions};
 
 /// What a [`ResumingWatch`](super::ResumingWatch) watches, and its failure handling.
 #[derive(Clone, Debug)]
@@ -12,11 +12,7 @@ pub struct WatchOptions {
     pub(super) start_revision: i64,
     pub(super) prev_kv: bool,
     pub(super) idle_timeout: Duration,
-    pub(super) backoff_min: Duration,
-    pub(super) backoff_max: Duration,
-    pub(super) avoid_for: Duration,
-    pub(super) require_leader: bool,
-    pub(super) checker: Option<HealthChecker>,
+    pub(super) reopen: ReopenOptions,
     pub(super) buffer: usize,
 }
 
@@ -32,11 +28,7 @@ impl WatchOptions {
             start_revision: 0,
             prev_kv: false,
             idle_timeout: Duration::from_secs(10),
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(1),
-            avoid_for: Duration::from_secs(10),
-            require_leader: true,
-            checker: None,
+            reopen: ReopenOptions::default(),
             buffer: 256,
         }
     }
@@ -74,36 +66,10 @@ impl WatchOptions {
         self
     }
 
-    /// Delay between re-creations: `min` doubling to `max`, reset once a watch is created.
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.backoff_min = min;
-        self.backoff_max = max;
-        self
-    }
-
-    /// How long a member the watch failed on is avoided when re-creating it (when another
-    /// healthy member exists).
-    pub fn avoid_failed_member_for(mut self, duration: Duration) -> Self {
-        self.avoid_for = duration;
-        self
-    }
-
-    /// Whether to send `hasleader: true`, so a member cut off from the quorum refuses the
-    /// watch, or ends it ("no leader") once it has had no leader for about three election
-    /// timeouts, instead of serving it stale: the watch is then re-created on another member
-    /// even when nothing else noticed the cut. On by default. (A [`Balance`](crate::Balance)
-    /// whose config has `require_leader` sends it on every call anyway.)
-    pub fn require_leader(mut self, require: bool) -> Self {
-        self.require_leader = require;
-        self
-    }
-
-    /// Re-create the watch as soon as this checker evicts its member (set for you by
-    /// [`ResumingWatch::over_balance`](super::ResumingWatch::over_balance)).
-    pub fn health_checker(mut self, checker: HealthChecker) -> Self {
-        self.checker = Some(checker);
-        self
-    }
+    reopen_setters!(
+        ResumingWatch,
+        "A watch proves healthy once etcd answers `created`."
+    );
 
     /// How many events may wait for the caller (at least 1).
     pub fn buffer(mut self, events: usize) -> Self {

@@ -1,7 +1,6 @@
-//! The caller's side: a `Stream` of events.
+//! The caller's side: a `Stream` of events, and the watch's state.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
@@ -9,71 +8,90 @@ use tokio::sync::mpsc;
 use super::{task, WatchError, WatchOptions};
 use crate::checker::Member;
 use crate::proto::mvccpb::Event;
-use crate::resume::IntoBoxChannel;
+use crate::resume::{Driven, IntoBoxChannel};
 use crate::Balance;
 
-/// What a watch went through so far.
+/// What a watch went through so far, and where it stands.
+///
+/// The fields shared with [`KeepAliveState`](crate::lease::KeepAliveState) have the same
+/// names: [`member`](Self::member), [`reopens`](Self::reopens),
+/// [`last_failure`](Self::last_failure), [`ended`](Self::ended).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
-pub struct WatchStats {
+pub struct WatchState {
     /// Watches created (the first one included).
     pub creations: u64,
-    /// Re-creations after a failure (member failure, eviction, idle timeout).
-    pub recreations: u64,
+    /// Times the watch was re-created after its stream was lost (member failure, eviction,
+    /// idle timeout, a token gone stale).
+    pub reopens: u64,
     /// Events dropped because their revision had already been delivered.
     pub duplicates_dropped: u64,
     /// The highest revision delivered (or confirmed by a progress notification).
     pub last_revision: i64,
     /// The member serving the current stream, when the channel says
     /// ([`ServedBy`](crate::balance::ServedBy)).
-    pub serving: Option<Member>,
+    pub member: Option<Member>,
     /// Why the last re-creation happened.
     pub last_failure: Option<String>,
+    /// Set once the watch ended: the error it yielded as its last item.
+    pub ended: Option<WatchError>,
+    /// The old name of [`reopens`](Self::reopens).
+    #[deprecated(note = "renamed `reopens`, as in `KeepAliveState`")]
+    pub recreations: u64,
+    /// The old name of [`member`](Self::member).
+    #[deprecated(note = "renamed `member`, as in `KeepAliveState`")]
+    pub serving: Option<Member>,
+}
+
+/// The old name of [`WatchState`].
+#[deprecated(note = "renamed `WatchState`, as `KeepAliveState`")]
+pub type WatchStats = WatchState;
+
+// === impl WatchState ===
+
+impl WatchState {
+    /// Keeps the deprecated fields equal to their new names.
+    #[allow(deprecated)]
+    pub(super) fn sync_aliases(&mut self) {
+        self.recreations = self.reopens;
+        self.serving = self.member.clone();
+    }
 }
 
 /// A watch that re-creates itself on another member when its member fails, without gaps or
 /// duplicates (see the [module docs](super)).
 ///
-/// Yields `Ok(event)` in revision order; an `Err` is the last item. Dropping it cancels the
-/// watch. Implements [`futures_util::Stream`]; [`next`](Self::next) is the same without the
-/// trait.
+/// Yields `Ok(event)` in revision order; an `Err` is the last item (and is kept in
+/// [`WatchState::ended`]). Dropping it cancels the watch. Implements
+/// [`futures_util::Stream`]; [`next`](Self::next) is the same without the trait.
 #[derive(Debug)]
 pub struct ResumingWatch {
     events: mpsc::Receiver<Result<Event, WatchError>>,
-    stats: Arc<Mutex<WatchStats>>,
-    task: tokio::task::JoinHandle<()>,
+    driven: Driven<WatchState>,
 }
+
+// === impl ResumingWatch ===
 
 impl ResumingWatch {
     /// Watches through `channel`: a [`Balance`], a `tonic::transport::Channel` or any tower
     /// service a tonic stub can call. Must be called inside a tokio runtime.
     pub fn new(channel: impl IntoBoxChannel, options: WatchOptions) -> Self {
-        let stats = Arc::new(Mutex::new(WatchStats::default()));
         let (tx, events) = mpsc::channel(options.buffer);
-        let task = tokio::spawn(task::run(
-            channel.into_box_channel(),
-            options,
-            tx,
-            stats.clone(),
-        ));
-        Self {
-            events,
-            stats,
-            task,
-        }
+        let channel = channel.into_box_channel();
+        let driven = Driven::spawn(WatchState::default(), |state| {
+            task::run(channel, options, tx, state)
+        });
+        Self { events, driven }
     }
 
     /// Watches through `balance`, and re-creates the watch as soon as its health checker
     /// evicts the member serving it.
-    pub fn over_balance<M>(balance: &Balance<M>, options: WatchOptions) -> Self
+    pub fn over_balance<M>(balance: &Balance<M>, mut options: WatchOptions) -> Self
     where
         M: crate::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
-        let options = match options.checker {
-            Some(_) => options,
-            None => options.health_checker(balance.checker().clone()),
-        };
+        options.reopen = options.reopen.or_checker(balance.checker());
         Self::new(balance.clone(), options)
     }
 
@@ -83,13 +101,25 @@ impl ResumingWatch {
     }
 
     /// What the watch went through so far.
-    pub fn stats(&self) -> WatchStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn state(&self) -> WatchState {
+        self.driven.state()
     }
 
     /// The member serving the watch now, if known.
+    pub fn member(&self) -> Option<Member> {
+        self.driven.read(|s| s.member.clone())
+    }
+
+    /// The old name of [`state`](Self::state).
+    #[deprecated(note = "renamed `state`, as `KeepAlive::state`")]
+    pub fn stats(&self) -> WatchState {
+        self.state()
+    }
+
+    /// The old name of [`member`](Self::member).
+    #[deprecated(note = "renamed `member`, as `KeepAlive::member`")]
     pub fn serving_member(&self) -> Option<Member> {
-        self.stats().serving
+        self.member()
     }
 }
 
@@ -101,10 +131,21 @@ impl futures_util::Stream for ResumingWatch {
     }
 }
 
-impl Drop for ResumingWatch {
-    /// Stops the task; dropping its stream resets the gRPC stream, which cancels the watch
-    /// on the member.
-    fn drop(&mut self) {
-        self.task.abort();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_old_names_read_the_new_fields() {
+        let mut state = WatchState {
+            reopens: 3,
+            member: Some(Member::new(1, "http://m1:2379".parse().expect("uri"))),
+            ..Default::default()
+        };
+        state.sync_aliases();
+        let old: WatchStats = state;
+        assert_eq!(old.recreations, 3);
+        assert_eq!(old.serving.map(|m| m.index()), Some(1));
     }
 }

@@ -1,14 +1,13 @@
 //! The loop behind a [`ResumingWatch`](super::ResumingWatch): create, follow, re-create.
 
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::cursor::Cursor;
-use super::{WatchError, WatchOptions, WatchStats};
-use crate::balance::ServedBy;
-use crate::checker::Member;
+use super::idle::{Due, Idle};
+use super::{WatchError, WatchOptions, WatchState};
+use crate::balance::AvoidMembers;
+use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
@@ -18,11 +17,11 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::Event;
 use crate::resume::{
-    evicted, forget_past, is_member_failure, set_stream_metadata, AvoidList, Backoff, BoxChannel,
-    Outbound,
+    classify, evicted, forget_past, served_by, stream_request, BoxChannel, Lost, Reopen,
 };
 
 type Events = mpsc::Sender<Result<Event, WatchError>>;
+type State = watch::Sender<WatchState>;
 
 /// How many times in a row a watch may be refused for a stale token before it gives up: more
 /// means nothing in the stack renews tokens.
@@ -30,11 +29,8 @@ const MAX_STALE_TOKENS: u32 = 3;
 
 /// How one stream ended.
 enum End {
-    /// The member failed (or went quiet): re-create elsewhere.
-    Member {
-        member: Option<Member>,
-        reason: String,
-    },
+    /// The member failed (or went quiet, or was evicted): re-create elsewhere.
+    Lost(Lost),
     /// etcd refused to create the watch for a stale token: renew it, then re-create.
     StaleToken { reason: String },
     /// Final: report and stop.
@@ -48,44 +44,37 @@ struct Attempt<'a> {
     options: &'a WatchOptions,
     cursor: &'a mut Cursor,
     events: &'a Events,
-    stats: &'a Mutex<WatchStats>,
-    backoff: &'a mut Backoff,
+    state: &'a State,
+    reopen: &'a mut Reopen,
 }
 
-pub(super) async fn run(
-    channel: BoxChannel,
-    options: WatchOptions,
-    events: Events,
-    stats: Arc<Mutex<WatchStats>>,
-) {
+pub(super) async fn run(channel: BoxChannel, options: WatchOptions, events: Events, state: State) {
     let mut kv = KvClient::new(channel.clone());
     let mut client = WatchClient::new(channel);
     let mut stale_tokens = 0;
     let mut cursor = Cursor::new(options.start_revision);
-    let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
-    let mut avoid = AvoidList::new(options.avoid_for);
-    let mut health = options.checker.as_ref().map(|c| c.subscribe());
+    let mut reopen = Reopen::new(&options.reopen);
+    let mut health = options.reopen.checker.as_ref().map(|c| c.subscribe());
     loop {
+        forget_past(&mut health);
+        let avoid = reopen.avoid(Instant::now());
         let attempt = Attempt {
             options: &options,
             cursor: &mut cursor,
             events: &events,
-            stats: &stats,
-            backoff: &mut backoff,
+            state: &state,
+            reopen: &mut reopen,
         };
-        forget_past(&mut health);
-        let end = attempt.run(&mut client, avoid.hint(), &mut health).await;
+        let end = attempt.run(&mut client, avoid, &mut health).await;
         match end {
             End::StaleToken { reason } => {
                 stale_tokens += 1;
-                {
-                    let mut s = lock(&stats);
-                    s.recreations += 1;
-                    s.serving = None;
-                    s.last_failure = Some(reason.clone());
-                }
+                // Not the member's fault: nobody avoided, no back-off.
+                let lost = Lost::new(None, reason.clone());
+                let reopens = reopen.lost(&lost, false, Instant::now());
+                lost_stream(&state, reopens, reason.clone());
                 if stale_tokens > MAX_STALE_TOKENS {
-                    let _ = events.send(Err(WatchError::Canceled { reason })).await;
+                    end_with(&state, &events, WatchError::Canceled { reason }).await;
                     return;
                 }
                 tracing::info!(
@@ -94,45 +83,56 @@ pub(super) async fn run(
                     "watch refused for a stale token; renewing it, then re-creating the watch"
                 );
                 if let Err(err) = renew_token(&mut kv, &options).await {
-                    tracing::warn!(error = %err, "watch ended");
-                    let _ = events.send(Err(err)).await;
+                    end_with(&state, &events, err).await;
                     return;
                 }
             }
-            End::Member { member, reason } => {
+            End::Lost(lost) => {
                 stale_tokens = 0;
-                let delay = backoff.next_delay();
-                let recreations = {
-                    let mut s = lock(&stats);
-                    s.recreations = s.recreations.saturating_add(1);
-                    s.serving = None;
-                    s.last_failure = Some(reason.clone());
-                    s.recreations
-                };
+                let reopens = reopen.lost(&lost, true, Instant::now());
+                let delay = reopen.delay();
+                lost_stream(&state, reopens, lost.reason.clone());
                 tracing::warn!(
-                    member = member.as_ref().map(tracing::field::display),
-                    %reason,
+                    member = lost.member.as_ref().map(tracing::field::display),
+                    reason = %lost.reason,
                     resume_revision = cursor.next,
-                    recreations,
+                    reopens,
                     ?delay,
                     "watch lost its member; re-creating it"
                 );
-                if let Some(m) = member {
-                    avoid.add(m);
-                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = events.closed() => return,
                 }
             }
             End::Fatal(err) => {
-                tracing::warn!(error = %err, "watch ended");
-                let _ = events.send(Err(err)).await;
+                end_with(&state, &events, err).await;
                 return;
             }
             End::Closed => return,
         }
     }
+}
+
+/// Publishes the loss of a stream.
+fn lost_stream(state: &State, reopens: u64, reason: String) {
+    state.send_modify(|s| {
+        s.reopens = reopens;
+        s.member = None;
+        s.last_failure = Some(reason);
+        s.sync_aliases();
+    });
+}
+
+/// Ends the watch with `err`: its last item, and its state's `ended`.
+async fn end_with(state: &State, events: &Events, err: WatchError) {
+    tracing::warn!(error = %err, "watch ended");
+    state.send_modify(|s| {
+        s.member = None;
+        s.ended = Some(err.clone());
+        s.sync_aliases();
+    });
+    let _ = events.send(Err(err)).await;
 }
 
 /// Makes whatever authenticates requests on the channel (the [`Auth`](crate::auth::Auth)
@@ -161,26 +161,23 @@ async fn renew_token(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn request(union: RequestUnion) -> WatchRequest {
     WatchRequest {
         request_union: Some(union),
     }
 }
 
+// === impl Attempt ===
+
 impl Attempt<'_> {
     async fn run(
         self,
         client: &mut WatchClient<BoxChannel>,
-        avoid: crate::balance::AvoidMembers,
-        health: &mut Option<tokio::sync::broadcast::Receiver<crate::checker::HealthEvent>>,
+        avoid: AvoidMembers,
+        health: &mut Option<broadcast::Receiver<HealthEvent>>,
     ) -> End {
         let options = self.options;
         let idle = options.idle_timeout;
-        let (requests, outbound) = mpsc::channel::<WatchRequest>(4);
         let create = request(RequestUnion::CreateRequest(WatchCreateRequest {
             key: options.key.clone(),
             range_end: options.range_end.clone(),
@@ -189,9 +186,7 @@ impl Attempt<'_> {
             prev_kv: options.prev_kv,
             ..Default::default()
         }));
-        let _ = requests.try_send(create);
-        let mut req = tonic::Request::new(Outbound(outbound));
-        set_stream_metadata(&mut req, options.require_leader, avoid);
+        let (requests, req) = stream_request(create, options.reopen.require_leader, avoid);
 
         // etcd sends the response headers with the first message (the "created" answer), so
         // a stuck member is caught here by the same idle timeout.
@@ -201,16 +196,19 @@ impl Attempt<'_> {
         };
         let resp = match opened {
             Err(_) => {
-                return End::Member {
-                    member: None,
-                    reason: format!("no answer to the watch request within {idle:?}"),
-                }
+                return End::Lost(Lost::new(
+                    None,
+                    format!("no answer to the watch request within {idle:?}"),
+                ))
             }
-            Ok(Err(status)) => return self.status_end(None, status),
+            Ok(Err(status)) => return status_end(status, None),
             Ok(Ok(resp)) => resp,
         };
-        let member = resp.extensions().get::<ServedBy>().map(|s| s.0.clone());
-        lock(self.stats).serving = member.clone();
+        let member = served_by(&resp);
+        self.state.send_modify(|s| {
+            s.member = member.clone();
+            s.sync_aliases();
+        });
         let mut inbound = resp.into_inner();
         self.follow(&mut inbound, &requests, member, health).await
     }
@@ -220,15 +218,11 @@ impl Attempt<'_> {
         inbound: &mut tonic::Streaming<WatchResponse>,
         requests: &mpsc::Sender<WatchRequest>,
         member: Option<Member>,
-        health: &mut Option<tokio::sync::broadcast::Receiver<crate::checker::HealthEvent>>,
+        health: &mut Option<broadcast::Receiver<HealthEvent>>,
     ) -> End {
-        let idle = self.options.idle_timeout;
-        let mut last_seen = Instant::now();
-        let mut progress_asked = false;
+        let mut idle = Idle::new(self.options.idle_timeout, Instant::now());
         let mut watch_id: Option<i64> = None;
         loop {
-            let ask_at = last_seen + idle / 2;
-            let give_up_at = last_seen + idle;
             tokio::select! {
                 biased;
                 _ = self.events.closed() => {
@@ -239,35 +233,32 @@ impl Attempt<'_> {
                     }
                     return End::Closed;
                 }
-                _ = evicted(health, member.as_ref()) => {
-                    return End::Member { member, reason: "member evicted by the health checker".into() };
-                }
+                _ = evicted(health, member.as_ref()) => return End::Lost(Lost::evicted(member)),
                 msg = inbound.message() => match msg {
                     Ok(Some(resp)) => {
                         if let Some(end) = self.handle(resp, &member, &mut watch_id).await {
                             return end;
                         }
-                        // Counted from after delivery: a slow caller is not a stuck member.
-                        last_seen = Instant::now();
-                        progress_asked = false;
+                        idle.heard(Instant::now());
                     }
-                    Ok(None) => {
-                        return End::Member { member, reason: "the watch stream ended".into() };
-                    }
-                    Err(status) => return self.status_end(member, status),
+                    Ok(None) => return End::Lost(Lost::new(member, "the watch stream ended")),
+                    Err(status) => return status_end(status, member),
                 },
-                _ = sleep_until(ask_at), if !progress_asked => {
-                    progress_asked = true;
-                    let _ = requests.try_send(request(RequestUnion::ProgressRequest(
-                        WatchProgressRequest {},
-                    )));
-                }
-                _ = sleep_until(give_up_at) => {
-                    return End::Member {
-                        member,
-                        reason: format!("no event or progress notification within {idle:?}"),
-                    };
-                }
+                _ = sleep_until(idle.wake()) => match idle.due(Instant::now()) {
+                    Due::Nothing => {}
+                    Due::AskProgress => {
+                        let _ = requests.try_send(request(RequestUnion::ProgressRequest(
+                            WatchProgressRequest {},
+                        )));
+                    }
+                    Due::GiveUp => {
+                        let reason = format!(
+                            "no event or progress notification within {:?}",
+                            idle.timeout()
+                        );
+                        return End::Lost(Lost::new(member, reason));
+                    }
+                },
             }
         }
     }
@@ -289,10 +280,10 @@ impl Attempt<'_> {
         if resp.canceled {
             let reason = resp.cancel_reason;
             if crate::etcd::says_leader_lost(&reason) {
-                return Some(End::Member {
-                    member: member.clone(),
-                    reason: format!("watch canceled: {reason}"),
-                });
+                return Some(End::Lost(Lost::new(
+                    member.clone(),
+                    format!("watch canceled: {reason}"),
+                )));
             }
             if crate::etcd::is_stale_token_cancel(&reason) {
                 return Some(End::StaleToken {
@@ -304,12 +295,12 @@ impl Attempt<'_> {
         if resp.created {
             *watch_id = Some(resp.watch_id);
             self.cursor.created(header_revision);
-            self.backoff.reset();
-            let creations = {
-                let mut s = lock(self.stats);
+            self.reopen.healthy();
+            let mut creations = 0;
+            self.state.send_modify(|s| {
                 s.creations = s.creations.saturating_add(1);
-                s.creations
-            };
+                creations = s.creations;
+            });
             if creations > 1 {
                 tracing::info!(
                     member = member.as_ref().map(tracing::field::display),
@@ -325,7 +316,8 @@ impl Attempt<'_> {
             // proves the member is alive.
             if !resp.created && Some(resp.watch_id) == *watch_id && header_revision > 0 {
                 self.cursor.delivered(header_revision);
-                lock(self.stats).last_revision = self.cursor.last;
+                let last = self.cursor.last;
+                self.state.send_modify(|s| s.last_revision = last);
             }
             return None;
         }
@@ -343,20 +335,19 @@ impl Attempt<'_> {
             }
         }
         self.cursor.delivered(newest);
-        let mut s = lock(self.stats);
-        s.last_revision = self.cursor.last;
-        s.duplicates_dropped = s.duplicates_dropped.saturating_add(dropped);
+        let last = self.cursor.last;
+        self.state.send_modify(|s| {
+            s.last_revision = last;
+            s.duplicates_dropped = s.duplicates_dropped.saturating_add(dropped);
+        });
         None
     }
+}
 
-    fn status_end(&self, member: Option<Member>, status: tonic::Status) -> End {
-        if is_member_failure(&status) {
-            End::Member {
-                member,
-                reason: format!("{:?}: {}", status.code(), status.message()),
-            }
-        } else {
-            End::Fatal(WatchError::Status(status))
-        }
+/// A stream that failed with `status`: lost on its member, or the watch's end.
+fn status_end(status: tonic::Status, member: Option<Member>) -> End {
+    match classify(status, member) {
+        Ok(lost) => End::Lost(lost),
+        Err(status) => End::Fatal(WatchError::Status(status)),
     }
 }

@@ -126,10 +126,28 @@ impl Cluster {
         let mut client = Client::connect(running, Some(options))
             .await
             .map_err(|e| failed("connect to list members", e))?;
-        let list = client
-            .member_list()
-            .await
-            .map_err(|e| failed("MemberList", e))?;
+        // The member that answers may not have applied the `MemberAdd` yet (it came back from
+        // another one): ask again until the list names the new member's peer URL.
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        let list = loop {
+            let list = client
+                .member_list()
+                .await
+                .map_err(|e| failed("MemberList", e))?;
+            let listed = list.members().iter().any(|m| m.peer_urls().contains(&own));
+            if listed {
+                break list;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::io(
+                    "MemberList",
+                    std::io::Error::other(format!(
+                        "member {i} ({own}) not listed: was it added with MemberAdd?"
+                    )),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         let mut entries = Vec::new();
         for m in list.members() {
             for url in m.peer_urls() {

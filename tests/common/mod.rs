@@ -10,10 +10,9 @@ use etcd_health::checker::{EventKind, HealthEvent};
 use etcd_health::config::Config;
 use etcd_health::health::Status;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::{Balance, HealthChecker, HealthLayer, IntoBoxChannel, TonicConnector};
+use etcd_health::{Balance, HealthChecker, IntoBoxChannel, TonicConnector};
 use etcd_health_testing::Cluster;
 use tokio::sync::broadcast;
-use tower::Layer;
 
 /// etcd-client over the drop-in with `Config::default()`, as users build it, and its health
 /// state.
@@ -68,8 +67,9 @@ pub fn init_tracing() {
 /// A health-checked stack over every member of `cluster`.
 pub fn stack(cluster: &Cluster, config: Config) -> Balance<TonicConnector> {
     init_tracing();
-    let checker = HealthChecker::new(&cluster.endpoints(), config).expect("checker");
-    HealthLayer::new(checker).layer(TonicConnector::default())
+    HealthChecker::new(&cluster.endpoints(), config)
+        .expect("checker")
+        .channel()
 }
 
 /// Puts `key = value` through the stack.

@@ -4,6 +4,12 @@
 //! cost). A member that slows down (a lagging disk, a hung process before it is ejected) is
 //! avoided at once, because a slow response raises the average to its value immediately and
 //! only decays back over `DECAY`.
+//!
+//! Why a module of its own, beside the health state and the balancer rather than in either:
+//! the health state holds one per member although only the balancer reads it (every balancer
+//! over one state must see the same load, snapshots report it, and a member re-admitted
+//! restarts it). It imports nothing of the crate, so both can use it without importing each
+//! other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,7 +21,9 @@ const DECAY: Duration = Duration::from_secs(10);
 const DEFAULT_RTT: Duration = Duration::from_millis(1);
 /// Latency charged for a failed request, so a member that fails fast does not attract
 /// traffic by looking quick (panic mode routes to unhealthy members too).
-pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+/// The least latency a hang charges to its member's estimate.
+const HANG_CHARGE_FLOOR: Duration = Duration::from_millis(20);
 
 /// Load of one member.
 #[derive(Debug)]
@@ -68,6 +76,30 @@ impl Load {
             e.at = now;
             e.observed = true;
         }
+    }
+
+    /// A request failed on a member out of rotation after `rtt` (`None`: not timed): panic
+    /// mode still routes there, so a member that fails fast must not look fast. Ends it as
+    /// [`finish`](Self::finish) does, with at least the failure penalty.
+    pub(crate) fn finish_failed(&self, rtt: Option<Duration>, now: Instant) {
+        self.finish(Some(rtt.unwrap_or_default().max(FAILURE_PENALTY)), now);
+    }
+
+    /// Charges a hang (a request unanswered for `waited` while peers answered) to the
+    /// estimate: up to a few times `slowest_peer`'s latency (the slowest member in rotation
+    /// besides this one), not the whole wait. Enough for the balancer to prefer the peers at
+    /// once, while a member that merely had one slow moment is not starved for the tens of
+    /// seconds a 0.5 s sample takes to decay (a member that really hangs hangs again and is
+    /// ejected).
+    pub(crate) fn charge_hang(
+        &self,
+        waited: Duration,
+        slowest_peer: Option<Duration>,
+        now: Instant,
+    ) {
+        let slowest_peer = slowest_peer.unwrap_or(HANG_CHARGE_FLOOR);
+        let charge = waited.min((slowest_peer * 4).max(HANG_CHARGE_FLOOR));
+        self.observe(charge, now);
     }
 
     /// Takes `waited` as a latency sample without ending a request: a request still

@@ -1,0 +1,156 @@
+//! Everything the health state keeps about one member.
+//!
+//! Why the fields are private: every part of the stack reads a member through the methods
+//! below, so how a status is mirrored for the hot path, or when a member counts as admitted,
+//! is decided here alone.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{lock, Member, Origin, ProbeReport};
+use crate::health::HealthState;
+use crate::load::Load;
+
+/// One member of the health state.
+#[derive(Debug)]
+pub(crate) struct MemberEntry {
+    member: Member,
+    pub(super) state: Mutex<HealthState>,
+    /// Mirror of `state.status()` for the request hot path.
+    pub(super) healthy: AtomicBool,
+    /// The balancer's load estimate of the member, kept here so that every balancer over
+    /// this state shares it and snapshots report it; the health state only restarts it when
+    /// the member is re-admitted.
+    load: Load,
+    pub(super) last_probe: Mutex<Option<ProbeReport>>,
+    /// How to reach the member, when the user gave more than a URL.
+    endpoint: Option<OwnEndpoint>,
+    /// When the latest request the member answered had been *sent* (nanoseconds since the
+    /// state's epoch, 0 for never): a hang is a request outliving its bound while peers answer
+    /// requests sent after it. (Completion times would not do: right after a member hangs,
+    /// its peers still complete requests that were in flight before, and every member would
+    /// look hung next to them.)
+    pub(super) last_answer: AtomicU64,
+    /// How the member entered the health state.
+    origin: Origin,
+    /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
+    /// admission.
+    pub(super) admitted: AtomicBool,
+    /// When it was added.
+    added: Instant,
+}
+
+/// A member's own tonic `Endpoint` (its TLS, credentials, timeouts).
+#[derive(Clone, Debug)]
+pub(crate) struct OwnEndpoint {
+    endpoint: tonic::transport::Endpoint,
+    configured_tls: bool,
+}
+
+// === impl MemberEntry ===
+
+impl MemberEntry {
+    /// A member added at `now`; a `pending` one starts out of rotation.
+    pub(super) fn new(
+        member: Member,
+        endpoint: Option<OwnEndpoint>,
+        origin: Origin,
+        pending: bool,
+        now: Instant,
+    ) -> Self {
+        let state = if pending {
+            HealthState::pending(now)
+        } else {
+            HealthState::new(now)
+        };
+        Self {
+            member,
+            state: Mutex::new(state),
+            healthy: AtomicBool::new(!pending),
+            load: Load::new(now),
+            last_probe: Mutex::new(None),
+            endpoint,
+            last_answer: AtomicU64::new(0),
+            origin,
+            admitted: AtomicBool::new(!pending),
+            added: now,
+        }
+    }
+
+    /// The member.
+    pub(crate) fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// The balancer's load estimate of the member.
+    pub(crate) fn load(&self) -> &Load {
+        &self.load
+    }
+
+    /// How the member entered the health state.
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// When it was added.
+    pub(crate) fn added(&self) -> Instant {
+        self.added
+    }
+
+    /// How to reach the member, when the user gave more than a URL.
+    pub(crate) fn own_endpoint(&self) -> Option<&OwnEndpoint> {
+        self.endpoint.as_ref()
+    }
+
+    /// Whether the member is in rotation.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// While unhealthy: the earliest time a success may re-admit it.
+    pub(crate) fn ejected_until(&self) -> Option<Instant> {
+        lock(&self.state).ejected_until()
+    }
+
+    /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster
+    /// (a `Status` answer with the cluster's id) before it takes a request.
+    pub(crate) fn is_pending(&self) -> bool {
+        matches!(self.origin, Origin::MemberList { .. }) && !self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Failed active checks so far.
+    pub(crate) fn failed_probes(&self) -> u64 {
+        let totals = lock(&self.state).totals();
+        totals[1] + totals[2] + totals[3]
+    }
+
+    /// The last active probe of the member.
+    pub(crate) fn last_probe(&self) -> Option<ProbeReport> {
+        lock(&self.last_probe).clone()
+    }
+}
+
+// === impl OwnEndpoint ===
+
+impl OwnEndpoint {
+    /// `endpoint` as the user gave it; `configured_tls`: `config.tls` was applied to it (the
+    /// drop-in's `https://` members), so it is applied again, as it is then, to every channel
+    /// made from it, and reloads reach them.
+    pub(super) fn new(endpoint: tonic::transport::Endpoint, configured_tls: bool) -> Self {
+        Self {
+            endpoint,
+            configured_tls,
+        }
+    }
+
+    /// The endpoint.
+    pub(crate) fn endpoint(&self) -> &tonic::transport::Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether `config.tls` was applied to it (and must be again, as it is now).
+    pub(crate) fn configured_tls(&self) -> bool {
+        self.configured_tls
+    }
+}
