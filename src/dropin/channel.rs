@@ -12,17 +12,31 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
+use super::resume_stream::Streams;
+use super::stats::StreamStats;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
+use crate::resume::IntoBoxChannel;
 use crate::HealthChecker;
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
-#[derive(Clone, Debug, Default)]
+///
+/// Watches and lease keep-alives opened through it survive the loss of their member (see
+/// the [module docs](super)); [`stream_stats`](Self::stream_stats) counts what that took.
+#[derive(Clone, Debug)]
 pub struct HealthChannel {
     config: Config,
     checker: Option<HealthChecker>,
+    stats: StreamStats,
+    resume_streams: bool,
+}
+
+impl Default for HealthChannel {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
 }
 
 impl HealthChannel {
@@ -31,6 +45,8 @@ impl HealthChannel {
         Self {
             config,
             checker: None,
+            stats: StreamStats::default(),
+            resume_streams: true,
         }
     }
 
@@ -40,7 +56,23 @@ impl HealthChannel {
         Self {
             config: checker.config().clone(),
             checker: Some(checker),
+            ..Self::new(Config::default())
         }
+    }
+
+    /// Whether watches and lease keep-alives move to another member when theirs fails, hangs
+    /// or is evicted (on by default). Off, each stream stays on the member it was opened on
+    /// and fails or stalls with it, as with stock etcd-client (keep-alives still go to the
+    /// leader).
+    pub fn resume_streams(mut self, resume: bool) -> Self {
+        self.resume_streams = resume;
+        self
+    }
+
+    /// The counters of the channel's watch and keep-alive streams; take it before handing the
+    /// builder to etcd-client (clones share the counters).
+    pub fn stream_stats(&self) -> StreamStats {
+        self.stats.clone()
     }
 }
 
@@ -57,7 +89,7 @@ impl BalancedChannelBuilder for HealthChannel {
                 .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?,
         };
         let (tx, rx) = mpsc::channel(buffer_size.max(1));
-        let channel = EtcdChannel::new(checker, rx);
+        let channel = EtcdChannel::new(checker, rx, self.stats, self.resume_streams);
         Ok((Channel::Custom(BoxCloneSyncService::new(channel)), tx))
     }
 }
@@ -154,14 +186,27 @@ pub struct EtcdChannel {
     balance: Balance<EndpointMaker>,
     endpoints: Endpoints,
     changes: Arc<Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>>,
+    streams: Streams,
 }
 
 impl EtcdChannel {
-    fn new(checker: HealthChecker, changes: mpsc::Receiver<Change<Uri, Endpoint>>) -> Self {
+    fn new(
+        checker: HealthChecker,
+        changes: mpsc::Receiver<Change<Uri, Endpoint>>,
+        stats: StreamStats,
+        resume: bool,
+    ) -> Self {
         let maker = EndpointMaker::default();
         let endpoints = maker.endpoints.clone();
+        let balance = Balance::new(checker.clone(), maker);
         Self {
-            balance: Balance::new(checker, maker),
+            streams: Streams {
+                channel: balance.clone().into_box_channel(),
+                checker,
+                stats,
+                resume,
+            },
+            balance,
             endpoints,
             changes: Arc::new(Mutex::new(changes)),
         }
@@ -170,6 +215,11 @@ impl EtcdChannel {
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
         self.balance.checker()
+    }
+
+    /// The counters of the channel's watch and keep-alive streams.
+    pub fn stream_stats(&self) -> StreamStats {
+        self.streams.stats.clone()
     }
 
     fn apply_changes(&self) {
@@ -212,7 +262,11 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        let answer = self.balance.call(req);
+        let answer = if Streams::takes(req.uri().path()) {
+            self.streams.call(req)
+        } else {
+            self.balance.call(req)
+        };
         ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
     }
 }
@@ -264,7 +318,8 @@ fn with_configured_tls(
 ///
 /// As with [`HealthChannel`], etcd's refusals of a stale token ("revision of auth store is
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
-/// `with_auto_token_refresh(true)` authenticates again on.
+/// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
+/// move to another member when theirs is lost (see the [module docs](super)).
 pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
 where
     M: MakeMember,
@@ -277,8 +332,66 @@ where
         + Sync
         + 'static,
 {
-    use tower::ServiceExt;
-    Channel::Custom(BoxCloneSyncService::new(
-        balance.map_response(super::stale_token::as_unauthenticated),
-    ))
+    let streams = Streams {
+        channel: balance.clone().into_box_channel(),
+        checker: balance.checker().clone(),
+        stats: StreamStats::default(),
+        resume: true,
+    };
+    Channel::Custom(BoxCloneSyncService::new(WithStreams { balance, streams }))
+}
+
+/// A hand-built [`Balance`] whose watch and keep-alive streams are resumed.
+struct WithStreams<M: MakeMember> {
+    balance: Balance<M>,
+    streams: Streams,
+}
+
+// === impl WithStreams ===
+
+impl<M: MakeMember> Clone for WithStreams<M> {
+    fn clone(&self) -> Self {
+        Self {
+            balance: self.balance.clone(),
+            streams: self.streams.clone(),
+        }
+    }
+}
+
+impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithStreams")
+            .field("balance", &self.balance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> Service<Request<tonic::body::Body>> for WithStreams<M>
+where
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = tower::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.balance.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        let answer = if Streams::takes(req.uri().path()) {
+            self.streams.call(req)
+        } else {
+            self.balance.call(req)
+        };
+        ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
+    }
 }

@@ -44,17 +44,46 @@
 //! etcd-client re-sends once: a request caught by two auth store changes in a row (the token
 //! renewed after the first is stale again at once) fails with the second refusal.
 //!
-//! Watches and lease keep-alives: the drop-in sends `hasleader: true` on every call, streams
-//! included (`Config::require_leader`, on by default, so etcd-client's own
-//! `ConnectOptions::with_require_leader` is not needed). A member cut off from the quorum then
-//! refuses a new watch, and ends one it serves with `Unavailable "etcdserver: no leader"` once
-//! it has had no leader for about three election timeouts, instead of leaving the application
-//! on a stream that silently stops delivering. etcd-client does not re-create a watch:
-//! re-create it from the last revision seen + 1 (a cut-off member also answers "no leader"
-//! to the leader checks, which take it out of rotation), or use
-//! [`ResumingWatch`](crate::watch::ResumingWatch), which does all that.
+//! Watches and lease keep-alives: a stream goes to one member, and etcd-client never
+//! re-creates a watch or a keep-alive stream that failed or went silent, while its users hold
+//! one client for weeks. So the drop-in answers etcd-client's `Watch/Watch` and
+//! `Lease/LeaseKeepAlive` streams itself and carries each over one member at a time: when
+//! that member fails (an error, the stream ended, "no leader"), hangs (a request unanswered
+//! for `max(4 × hang.after, 2 s)`; a quiet watch stream is sent a progress request after half
+//! of that, which a live member answers at once, and moves when nothing at all was heard for
+//! the whole) or is evicted by the health checker, the
+//! stream moves to another member unseen by etcd-client:
+//!
+//! - **keep-alives** go to the leader when the health state knows it (etcd forwards them to
+//!   it anyway; an idle stream on a follower moves back to the leader), and the unanswered
+//!   ones are sent again on the new member (they are idempotent). Every answer is a member's:
+//!   none is made up, a lease gone is etcd's TTL 0;
+//! - **watches** are created again on the new member from the revision after the last one
+//!   delivered (the caller's `watch_id` asked for, any other id the member assigns mapped back
+//!   in responses and in the caller's cancels), the re-creations' "created" answers
+//!   swallowed, events given exactly once and in order. A resume revision etcd compacted ends
+//!   that watch with etcd's own cancel (`compact_revision` set), as etcd-client would have
+//!   seen re-creating it itself.
+//!
+//! Streams carry `hasleader: true` (`Config::require_leader`, on by default, so etcd-client's
+//! own `ConnectOptions::with_require_leader` is not needed): a member cut off from the quorum
+//! refuses a watch, or ends it with "no leader" after about three election timeouts, and the
+//! stream moves on. [`HealthChannel::stream_stats`] counts the moves and names the member
+//! serving each stream; each move is logged (`tracing`, from and to member, why, resume
+//! revision). [`HealthChannel::resume_streams`]`(false)` turns this off: each stream then
+//! stays on its member and fails or stalls with it, as with stock etcd-client. A stack built
+//! by hand and given with [`into_etcd_channel`] resumes its streams the same way. (For the
+//! tower stack without etcd-client: [`ResumingWatch`](crate::watch::ResumingWatch) and
+//! [`KeepAlive`](crate::lease::KeepAlive).)
 
+mod book;
 mod channel;
+mod frame;
+mod keepalive_book;
+mod resume_stream;
 mod stale_token;
+mod stats;
+mod watch_book;
 
 pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
+pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};

@@ -17,16 +17,29 @@ use tokio::sync::broadcast;
 /// etcd-client over the drop-in with `Config::default()`, as users build it, and its health
 /// state.
 pub async fn dropin_client(cluster: &Cluster) -> (etcd_client::Client, HealthChecker) {
+    let (client, checker, _) = dropin_client_with_streams(cluster, true).await;
+    (client, checker)
+}
+
+/// [`dropin_client`] with the drop-in's stream resumption on or off, and its stream counters.
+pub async fn dropin_client_with_streams(
+    cluster: &Cluster,
+    resume_streams: bool,
+) -> (
+    etcd_client::Client,
+    HealthChecker,
+    etcd_health::dropin::StreamStats,
+) {
     init_tracing();
     let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
-    let client = etcd_client::Client::connect_with_balanced_channel(
-        cluster.endpoints(),
-        None,
-        etcd_health::dropin::HealthChannel::with_checker(checker.clone()),
-    )
-    .await
-    .expect("drop-in client");
-    (client, checker)
+    let channel = etcd_health::dropin::HealthChannel::with_checker(checker.clone())
+        .resume_streams(resume_streams);
+    let stats = channel.stream_stats();
+    let client =
+        etcd_client::Client::connect_with_balanced_channel(cluster.endpoints(), None, channel)
+            .await
+            .expect("drop-in client");
+    (client, checker, stats)
 }
 
 /// A config for fast tests: the seed's defaults with short probe timers, and a read

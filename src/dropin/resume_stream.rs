@@ -1,0 +1,746 @@
+//! The driver of a resumed stream: one task per watch or keep-alive stream of the caller,
+//! between the caller's tonic stub and one member at a time.
+//!
+//! Why: a stream goes to one member, once (the balancer cannot retry or hedge what is not a
+//! single request), and etcd-client never re-creates a watch or a keep-alive stream that
+//! failed or went silent. Users hold one client for weeks: their streams must survive a
+//! member fault as their reads do. The driver answers the caller itself, follows the stream
+//! in a [`Book`], and when the serving member fails (an error, the stream ended, "no
+//! leader"), hangs (a request unanswered for the stream timeout; a quiet watch is asked for
+//! a progress report after half of it, which a live member answers at once, and is moved when
+//! nothing at all was heard for the whole) or is evicted by the health
+//! checker, it opens the stream on another member and sends it what the book says. The
+//! caller's stream never sees the move.
+//!
+//! The member is chosen here (the leader for keep-alives, which etcd forwards to it anyway;
+//! any healthy member for watches), never one the stream just failed on, and the balancer is
+//! told to avoid every other member, so a hang is blamed on the right one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http_body::Frame;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{sleep_until, timeout, Instant};
+use tonic::metadata::MetadataMap;
+use tonic::Streaming;
+
+use super::book::{Book, Heard};
+use super::frame::{self, Decoder, ReplyBody};
+use super::stats::StreamStats;
+use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
+use crate::checker::{HealthEvent, Member};
+use crate::config::Config;
+use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen, ReopenOptions};
+use crate::HealthChecker;
+
+/// How long a member the stream failed on is avoided.
+const AVOID_FOR: Duration = Duration::from_secs(10);
+
+/// Frames waiting for the caller.
+const REPLY_BUFFER: usize = 64;
+
+/// How long a member may leave a request of the stream unanswered before it counts as hung:
+/// four times `hang.after` (the unary requests' bound), at least 2 s. A member in an election
+/// may take about that long to answer a keep-alive; moving the stream then costs nothing.
+pub(super) fn stream_timeout(config: &Config) -> Duration {
+    (config.hang.after * 4).max(Duration::from_secs(2))
+}
+
+/// What every resumed stream of a channel shares.
+#[derive(Clone, Debug)]
+pub(super) struct Streams {
+    pub(super) channel: BoxChannel,
+    pub(super) checker: HealthChecker,
+    pub(super) stats: StreamStats,
+    /// Off: streams pass through unchanged, on one member (as before resumption existed).
+    pub(super) resume: bool,
+}
+
+impl Streams {
+    /// Whether the drop-in answers calls to `path` itself (watches and keep-alives).
+    pub(super) fn takes(path: &str) -> bool {
+        use super::keepalive_book::KeepAliveBook;
+        use super::watch_book::WatchBook;
+        path == WatchBook::PATH || path == KeepAliveBook::PATH
+    }
+
+    /// Takes a stream request of the caller that [`takes`](Self::takes) names.
+    pub(super) fn call(&self, req: http::Request<tonic::body::Body>) -> ResponseFuture {
+        use super::keepalive_book::KeepAliveBook;
+        use super::watch_book::WatchBook;
+        if req.uri().path() == WatchBook::PATH {
+            self.start(req, WatchBook::default())
+        } else {
+            self.start(req, KeepAliveBook::default())
+        }
+    }
+
+    /// Takes the caller's stream request; the response is the driver's.
+    fn start<B: Book>(&self, req: http::Request<tonic::body::Body>, book: B) -> ResponseFuture {
+        let (first_tx, first_rx) = oneshot::channel();
+        let driver = Driver::new(self.clone(), req, book, first_tx);
+        tokio::spawn(driver.run());
+        ResponseFuture::new(async move {
+            first_rx.await.map_err(|_| {
+                tower::BoxError::from(tonic::Status::unavailable(
+                    "the drop-in's stream driver ended before the stream was opened",
+                ))
+            })
+        })
+    }
+}
+
+/// The request side sent to one member.
+struct Outgoing<T>(mpsc::UnboundedReceiver<T>);
+
+impl<T> futures_util::Stream for Outgoing<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+type Opened<R> = Result<tonic::Response<Streaming<R>>, tonic::Status>;
+type Opening<R> = Pin<Box<dyn Future<Output = Option<Opened<R>>> + Send>>;
+
+/// The stream's link to a member.
+enum Link<B: Book> {
+    /// No member; open one at `retry_at` if the book needs one.
+    Down { retry_at: Instant },
+    /// Waiting for the member's response headers (they come with its first message).
+    Opening {
+        tx: mpsc::UnboundedSender<B::Req>,
+        opening: Opening<B::Resp>,
+        target: Option<Member>,
+    },
+    /// Following the member.
+    Open {
+        tx: mpsc::UnboundedSender<B::Req>,
+        inbound: Box<Streaming<B::Resp>>,
+        member: Option<Member>,
+        last_heard: Instant,
+        waiting_since: Option<Instant>,
+        poked: bool,
+    },
+}
+
+impl<B: Book> Link<B> {
+    fn tx(&self) -> Option<&mpsc::UnboundedSender<B::Req>> {
+        match self {
+            Link::Down { .. } => None,
+            Link::Opening { tx, .. } | Link::Open { tx, .. } => Some(tx),
+        }
+    }
+
+    fn member(&self) -> Option<&Member> {
+        match self {
+            Link::Down { .. } => None,
+            Link::Opening { target, .. } => target.as_ref(),
+            Link::Open { member, .. } => member.as_ref(),
+        }
+    }
+}
+
+/// What happened on the link.
+enum LinkEvent<R> {
+    Retry,
+    Opened(Box<Option<Opened<R>>>),
+    Message(Result<Option<R>, tonic::Status>),
+    Evicted,
+    Poke,
+    Hung(Duration),
+}
+
+/// What happened on the caller's side.
+enum CallerEvent<R> {
+    Gone,
+    Message(Result<Option<R>, tonic::Status>),
+}
+
+struct Driver<B: Book> {
+    streams: Streams,
+    book: B,
+    id: u64,
+    idle: Duration,
+    metadata: MetadataMap,
+    caller: Decoder,
+    caller_done: bool,
+    first: Option<oneshot::Sender<http::Response<tonic::body::Body>>>,
+    reply_rx: Option<mpsc::Receiver<Frame<Bytes>>>,
+    reply: mpsc::Sender<Frame<Bytes>>,
+    link: Link<B>,
+    health: Option<broadcast::Receiver<HealthEvent>>,
+    /// Back-off between members and the members to avoid (shared with the tower helpers).
+    reopen: Reopen,
+    /// Why the last member was left, until the stream is open again.
+    lost: Option<(Option<Member>, String)>,
+    /// Member failures before the stream was first opened.
+    failed_to_open: usize,
+    /// Requests of the last opening that re-create or re-send the caller's.
+    again: usize,
+}
+
+// === impl Driver ===
+
+impl<B: Book> Driver<B> {
+    fn new(
+        streams: Streams,
+        req: http::Request<tonic::body::Body>,
+        book: B,
+        first: oneshot::Sender<http::Response<tonic::body::Body>>,
+    ) -> Self {
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        // A stream that outlives members has no deadline of its own; the balancer sets
+        // `hasleader` itself.
+        headers.remove("grpc-timeout");
+        headers.remove(crate::etcd::HAS_LEADER);
+        let (reply, reply_rx) = mpsc::channel(REPLY_BUFFER);
+        let id = streams.stats.opened(B::KIND);
+        Self {
+            idle: stream_timeout(streams.checker.config()),
+            health: Some(streams.checker.subscribe()),
+            streams,
+            book,
+            id,
+            metadata: MetadataMap::from_headers(headers),
+            caller: Decoder::new(body),
+            caller_done: false,
+            first: Some(first),
+            reply_rx: Some(reply_rx),
+            reply,
+            link: Link::Down {
+                retry_at: Instant::now(),
+            },
+            reopen: Reopen::new(&ReopenOptions {
+                avoid_for: AVOID_FOR,
+                ..ReopenOptions::default()
+            }),
+            lost: None,
+            failed_to_open: 0,
+            again: 0,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let event = {
+                let wants = self.book.needs_member() || self.first.is_some() && self.caller_done;
+                let caller = caller_event::<B>(
+                    &mut self.caller,
+                    self.caller_done,
+                    &mut self.first,
+                    &self.reply,
+                );
+                let link = link_event(
+                    &mut self.link,
+                    &mut self.health,
+                    wants,
+                    self.streams.resume,
+                    B::POKES,
+                    self.idle,
+                );
+                tokio::select! {
+                    c = caller => Ok(c),
+                    l = link => Err(l),
+                }
+            };
+            let go_on = match event {
+                Ok(CallerEvent::Gone) => false,
+                Ok(CallerEvent::Message(m)) => self.on_caller(m).await,
+                Err(LinkEvent::Retry) => {
+                    self.open();
+                    true
+                }
+                Err(LinkEvent::Opened(o)) => self.opened(*o).await,
+                Err(LinkEvent::Message(m)) => self.on_member(m).await,
+                Err(LinkEvent::Evicted) => {
+                    self.lose("member evicted by the health checker".into());
+                    true
+                }
+                Err(LinkEvent::Poke) => {
+                    if let Link::Open { tx, poked, .. } = &mut self.link {
+                        *poked = true;
+                        if let Some(req) = self.book.poke() {
+                            let _ = tx.send(req);
+                        }
+                    }
+                    self.note_sent();
+                    true
+                }
+                Err(LinkEvent::Hung(waited)) => {
+                    let reason = if B::POKES {
+                        format!("no answer, not even to a progress request, within {waited:?}")
+                    } else {
+                        format!("no answer to a sent request within {waited:?}")
+                    };
+                    self.lose(reason);
+                    true
+                }
+            };
+            if !go_on {
+                self.streams.stats.serve(self.id, B::KIND, None);
+                return;
+            }
+        }
+    }
+
+    /// A message (or the end) of the caller's requests; `false` ends the stream.
+    async fn on_caller(&mut self, msg: Result<Option<B::Req>, tonic::Status>) -> bool {
+        let req = match msg {
+            Ok(Some(req)) => req,
+            Ok(None) => {
+                // etcd keeps serving a half-closed stream; so does the drop-in.
+                self.caller_done = true;
+                if self.first.is_some() && !self.book.needs_member() {
+                    self.finish(tonic::Status::ok("")).await;
+                    return false;
+                }
+                return true;
+            }
+            Err(status) => {
+                tracing::warn!(stream = ?B::KIND, id = self.id, %status, "the caller's stream failed");
+                self.finish(status).await;
+                return false;
+            }
+        };
+        if !self.streams.resume {
+            if let Some(tx) = self.link.tx() {
+                let _ = tx.send(req);
+            } else {
+                // Not open yet: the first open sends what the book holds.
+                self.book.on_caller(req);
+            }
+            return true;
+        }
+        if self.book.prefer_leader() && self.book.outstanding() == 0 {
+            self.move_to_leader();
+        }
+        let send = self.book.on_caller(req);
+        if let Some(tx) = self.link.tx() {
+            for r in send {
+                let _ = tx.send(r);
+            }
+            self.note_sent();
+        }
+        true
+    }
+
+    /// An idle stream that prefers the leader and is served by another member moves to the
+    /// leader the health state knows (nothing is in flight: nothing to send again).
+    fn move_to_leader(&mut self) {
+        let Link::Open {
+            member: Some(member),
+            ..
+        } = &self.link
+        else {
+            return;
+        };
+        let Some(leader) = self.streams.checker.leader().leader_index else {
+            return;
+        };
+        if leader == member.index() {
+            return;
+        }
+        // Only to a leader in rotation that the stream has not just failed on (it would be
+        // opened elsewhere again, and moved again at the next request).
+        let avoided = self.reopen.avoid(Instant::now());
+        let welcome = self.streams.checker.snapshot().iter().any(|s| {
+            s.member.index() == leader && s.status.is_healthy() && !avoided.contains(&s.member)
+        });
+        if !welcome {
+            return;
+        }
+        tracing::info!(
+            stream = ?B::KIND,
+            id = self.id,
+            from = %member,
+            to_index = leader,
+            "stream idle on a follower; moving it to the leader"
+        );
+        self.streams.stats.moved_to_leader();
+        self.streams.stats.serve(self.id, B::KIND, None);
+        self.link = Link::Down {
+            retry_at: Instant::now(),
+        };
+    }
+
+    /// A request went to the member: its answer is awaited from now if nothing was.
+    fn note_sent(&mut self) {
+        if let Link::Open { waiting_since, .. } = &mut self.link {
+            if self.book.outstanding() > 0 && waiting_since.is_none() {
+                *waiting_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Opens the stream on a member chosen now, sending what the book says.
+    fn open(&mut self) {
+        let (target, hint) = choose(
+            &self.streams.checker,
+            self.book.prefer_leader(),
+            &self.reopen.avoid(Instant::now()),
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let resumed = self.book.resume();
+        let again = resumed.again;
+        for r in resumed.requests {
+            let _ = tx.send(r);
+        }
+        self.again = again;
+        let opening = open_on::<B>(
+            self.streams.channel.clone(),
+            self.metadata.clone(),
+            hint,
+            rx,
+        );
+        let bound = self.streams.resume.then_some(self.idle);
+        let opening: Opening<B::Resp> = Box::pin(async move {
+            match bound {
+                Some(bound) => timeout(bound, opening).await.ok(),
+                None => Some(opening.await),
+            }
+        });
+        self.link = Link::Opening {
+            tx,
+            opening,
+            target,
+        };
+    }
+
+    async fn opened(&mut self, opened: Option<Opened<B::Resp>>) -> bool {
+        let Link::Opening { tx, target, .. } = std::mem::replace(
+            &mut self.link,
+            Link::Down {
+                retry_at: Instant::now(),
+            },
+        ) else {
+            return true;
+        };
+        let resp = match opened {
+            None => {
+                drop(tx);
+                let reason = format!("no answer to the stream's requests within {:?}", self.idle);
+                self.drop_member(target, reason);
+                return true;
+            }
+            Some(Err(status)) => {
+                let first = self.first.is_some();
+                let members = self.streams.checker.members().len().max(1);
+                let status = if self.streams.resume {
+                    // Before the caller has a stream, as many member failures as members:
+                    // the last one is its answer.
+                    match classify(status.clone(), target) {
+                        Ok(lost) => {
+                            self.failed_to_open += usize::from(first);
+                            if !first || self.failed_to_open <= members {
+                                self.drop_member(lost.member, lost.reason);
+                                return true;
+                            }
+                            status
+                        }
+                        Err(status) => status,
+                    }
+                } else {
+                    status
+                };
+                self.finish(status).await;
+                return false;
+            }
+            Some(Ok(resp)) => resp,
+        };
+        let member = resp
+            .extensions()
+            .get::<ServedBy>()
+            .map(|s| s.0.clone())
+            .or(target);
+        forget_past(&mut self.health);
+        self.streams.stats.serve(self.id, B::KIND, member.clone());
+        let now = Instant::now();
+        let waiting_since = (self.book.outstanding() > 0).then_some(now);
+        if let Some((from, reason)) = self.lost.take() {
+            self.streams.stats.resumed(B::KIND, self.again);
+            tracing::info!(
+                stream = ?B::KIND,
+                id = self.id,
+                from = from.as_ref().map(tracing::field::display),
+                to = member.as_ref().map(tracing::field::display),
+                %reason,
+                resume_revision = self.book.resume_revision(),
+                sent_again = self.again,
+                "stream resumed on another member"
+            );
+        }
+        self.link = Link::Open {
+            tx,
+            inbound: Box::new(resp.into_inner()),
+            member,
+            last_heard: now,
+            waiting_since,
+            poked: false,
+        };
+        if let (Some(first), Some(rx)) = (self.first.take(), self.reply_rx.take()) {
+            if first.send(frame::response(ReplyBody::new(rx))).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn on_member(&mut self, msg: Result<Option<B::Resp>, tonic::Status>) -> bool {
+        let resp = match msg {
+            Ok(Some(resp)) => resp,
+            Ok(None) => {
+                if !self.streams.resume {
+                    self.finish(tonic::Status::ok("")).await;
+                    return false;
+                }
+                self.lose("the member ended the stream".into());
+                return true;
+            }
+            Err(status) => {
+                let status = if self.streams.resume {
+                    match classify(status, self.link.member().cloned()) {
+                        Ok(lost) => {
+                            self.drop_member(lost.member, lost.reason);
+                            return true;
+                        }
+                        Err(status) => status,
+                    }
+                } else {
+                    status
+                };
+                self.finish(status).await;
+                return false;
+            }
+        };
+        self.reopen.healthy();
+        let heard = if self.streams.resume {
+            let judged = self.book.on_member(resp);
+            if let Some(tx) = self.link.tx() {
+                for r in judged.send {
+                    let _ = tx.send(r);
+                }
+            }
+            self.streams.stats.duplicates(self.book.take_duplicates());
+            judged.heard
+        } else {
+            Heard::Forward(resp)
+        };
+        match heard {
+            Heard::Forward(resp) => {
+                if self
+                    .reply
+                    .send(Frame::data(frame::encode(&resp)))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            Heard::Swallow => {}
+            Heard::Lost(reason) => {
+                self.lose(reason);
+                return true;
+            }
+        }
+        // Counted from after delivery: a slow caller is not a hung member.
+        let outstanding = self.book.outstanding() > 0;
+        if let Link::Open {
+            last_heard,
+            waiting_since,
+            poked,
+            ..
+        } = &mut self.link
+        {
+            let now = Instant::now();
+            *last_heard = now;
+            *poked = false;
+            *waiting_since = outstanding.then_some(now);
+        }
+        true
+    }
+
+    /// The member serving the stream is lost: drop it and open again after a back-off.
+    fn lose(&mut self, reason: String) {
+        let member = self.link.member().cloned();
+        self.drop_member(member, reason);
+    }
+
+    fn drop_member(&mut self, member: Option<Member>, reason: String) {
+        let lost = Lost::new(member, reason);
+        self.reopen.lost(&lost, true, Instant::now());
+        let Lost { member, reason } = lost;
+        let delay = self.reopen.delay();
+        tracing::warn!(
+            stream = ?B::KIND,
+            id = self.id,
+            member = member.as_ref().map(tracing::field::display),
+            %reason,
+            resume_revision = self.book.resume_revision(),
+            ?delay,
+            "stream lost its member; moving it to another one"
+        );
+        self.streams.stats.serve(self.id, B::KIND, None);
+        self.lost = Some((member, reason));
+        self.link = Link::Down {
+            retry_at: Instant::now() + delay,
+        };
+    }
+
+    /// Ends the caller's stream with `status`.
+    async fn finish(&mut self, status: tonic::Status) {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(status.into_http());
+            return;
+        }
+        let _ = self
+            .reply
+            .send(Frame::trailers(frame::trailers(&status)))
+            .await;
+    }
+}
+
+/// The next message of the caller, or its leaving.
+async fn caller_event<B: Book>(
+    caller: &mut Decoder,
+    done: bool,
+    first: &mut Option<oneshot::Sender<http::Response<tonic::body::Body>>>,
+    reply: &mpsc::Sender<Frame<Bytes>>,
+) -> CallerEvent<B::Req> {
+    let gone = async {
+        match first {
+            Some(first) => first.closed().await,
+            None => reply.closed().await,
+        }
+    };
+    tokio::select! {
+        _ = gone => CallerEvent::Gone,
+        m = caller.next::<B::Req>(), if !done => CallerEvent::Message(m),
+    }
+}
+
+/// The next thing that happens on the link.
+async fn link_event<B: Book>(
+    link: &mut Link<B>,
+    health: &mut Option<broadcast::Receiver<HealthEvent>>,
+    wants: bool,
+    resume: bool,
+    pokes: bool,
+    idle: Duration,
+) -> LinkEvent<B::Resp> {
+    match link {
+        Link::Down { retry_at } => {
+            if !wants {
+                return std::future::pending().await;
+            }
+            sleep_until(*retry_at).await;
+            LinkEvent::Retry
+        }
+        Link::Opening { opening, .. } => LinkEvent::Opened(Box::new(opening.await)),
+        Link::Open {
+            inbound,
+            member,
+            last_heard,
+            waiting_since,
+            poked,
+            ..
+        } => {
+            let poke_at = (resume && pokes && !*poked).then(|| *last_heard + idle / 2);
+            // A request unanswered for `idle`; a quiet stream asked for progress, nothing at
+            // all heard for `idle` (a live member answers that request at once).
+            let hang_at = waiting_since.filter(|_| resume).map(|t| {
+                let quiet = (*poked).then(|| *last_heard + idle);
+                quiet.map_or(t + idle, |q| q.min(t + idle))
+            });
+            tokio::select! {
+                biased;
+                m = inbound.message() => LinkEvent::Message(m),
+                _ = evicted(health, member.as_ref()), if resume => LinkEvent::Evicted,
+                _ = sleep_until_opt(hang_at) => LinkEvent::Hung(idle),
+                _ = sleep_until_opt(poke_at) => LinkEvent::Poke,
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The member to open a stream on, and the balancer's hint that sends it there: the leader
+/// (if preferred and in the pool), else a random member of the pool. The pool is the first
+/// non-empty of: healthy members not avoided, healthy members, members not avoided, every
+/// member (avoiding is a preference, never a reason to have no member). `None` (no members)
+/// leaves the choice to the balancer.
+fn choose(
+    checker: &HealthChecker,
+    prefer_leader: bool,
+    avoid: &AvoidMembers,
+) -> (Option<Member>, AvoidMembers) {
+    let snapshot = checker.snapshot();
+    let leader = checker.leader().leader_index;
+    let pool_where = |keep: &dyn Fn(&crate::checker::MemberSnapshot) -> bool| -> Vec<&Member> {
+        snapshot
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| &s.member)
+            .collect()
+    };
+    let pool = [
+        pool_where(&|s| s.status.is_healthy() && !avoid.contains(&s.member)),
+        pool_where(&|s| s.status.is_healthy()),
+        pool_where(&|s| !avoid.contains(&s.member)),
+        pool_where(&|_| true),
+    ]
+    .into_iter()
+    .find(|p| !p.is_empty())
+    .unwrap_or_default();
+    let target = pool
+        .iter()
+        .find(|m| prefer_leader && Some(m.index()) == leader)
+        .copied()
+        .or_else(|| (!pool.is_empty()).then(|| pool[rand::random::<u32>() as usize % pool.len()]))
+        .cloned();
+    let hint = match &target {
+        Some(t) => AvoidMembers(
+            snapshot
+                .iter()
+                .filter(|s| s.member.index() != t.index())
+                .map(|s| s.member.clone())
+                .collect(),
+        ),
+        None => avoid.clone(),
+    };
+    (target, hint)
+}
+
+/// Opens the stream through the balancer with the caller's metadata (its auth token).
+async fn open_on<B: Book>(
+    channel: BoxChannel,
+    metadata: MetadataMap,
+    avoid: AvoidMembers,
+    outgoing: mpsc::UnboundedReceiver<B::Req>,
+) -> Opened<B::Resp> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
+    let mut req =
+        tonic::Request::from_parts(metadata, tonic::Extensions::default(), Outgoing(outgoing));
+    if !avoid.0.is_empty() {
+        req.extensions_mut().insert(avoid);
+    }
+    let codec = tonic_prost::ProstCodec::<B::Req, B::Resp>::default();
+    grpc.streaming(req, PathAndQuery::from_static(B::PATH), codec)
+        .await
+}

@@ -1,0 +1,612 @@
+//! The watch's [`Book`]: every live watch of the caller's stream, where each stands, and how
+//! the ids the caller knows map to the ids of the member serving the stream now.
+//!
+//! One etcd watch stream carries many watches (etcd-client's `WatchStream::watch` adds more).
+//! Moved to another member, each live watch is created again from the revision after the
+//! last one the caller was given (events arrive whole revision by whole revision, so nothing
+//! is missed and nothing repeated; a fragmented revision is resumed past the events already
+//! given). The re-creation asks for the caller's id (etcd 3.4+ honours `watch_id`); whatever
+//! id the member assigns, responses are rewritten to the caller's id and the caller's cancels
+//! to the member's. The "created" answers of re-creations are the drop-in's and are
+//! swallowed; so are the answers to its own progress requests. A resume revision etcd has
+//! compacted ends that watch with etcd's own cancel (`compact_revision` set), as the caller
+//! would have seen had it re-created the watch itself.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::book::{Book, Heard, Judged, Resumed};
+use super::stats::StreamKind;
+use crate::proto::etcdserverpb::watch_request::RequestUnion;
+use crate::proto::etcdserverpb::{
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+};
+use crate::proto::mvccpb::Event;
+
+/// etcd's id for "no watch" (the answer to a progress request, a failed creation).
+const NO_WATCH: i64 = -1;
+
+/// One live watch of the caller.
+#[derive(Clone, Debug)]
+struct Watch {
+    /// The caller's request, as sent (its `start_revision` and `watch_id` are replaced on
+    /// re-creation).
+    create: WatchCreateRequest,
+    /// Every revision up to this one was given to the caller whole.
+    last: i64,
+    /// A revision given in part (fragments): its number and how many of its events.
+    partial: Option<(i64, usize)>,
+    /// After a re-creation, events of that partial revision the member sends again.
+    skip: Option<(i64, usize)>,
+    /// The member's id for it, once created there.
+    server: Option<i64>,
+    /// The caller asked to cancel it.
+    cancel: bool,
+}
+
+impl Watch {
+    /// Where a re-creation starts.
+    fn resume_revision(&self) -> i64 {
+        self.last + 1
+    }
+
+    /// The events of `events` the caller has not had, and how many were dropped.
+    fn deliver(&mut self, events: Vec<Event>, fragment: bool) -> (Vec<Event>, u64) {
+        let mut kept = Vec::with_capacity(events.len());
+        let mut dropped = 0;
+        for event in events {
+            let rev = event.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+            if rev <= self.last {
+                dropped += 1;
+                continue;
+            }
+            if let Some((r, n)) = self.skip.as_mut() {
+                if rev == *r && *n > 0 {
+                    *n -= 1;
+                    dropped += 1;
+                    continue;
+                }
+                if rev > *r {
+                    self.skip = None;
+                }
+            }
+            // Every revision below this one is complete.
+            self.partial = match self.partial {
+                Some((r, n)) if r == rev => Some((r, n + 1)),
+                Some((r, _)) if r < rev => {
+                    self.last = self.last.max(r);
+                    Some((rev, 1))
+                }
+                Some(p) => Some(p),
+                None => Some((rev, 1)),
+            };
+            self.last = self.last.max(rev - 1);
+            kept.push(event);
+        }
+        if !fragment {
+            if let Some((r, _)) = self.partial.take() {
+                self.last = self.last.max(r);
+            }
+        }
+        (kept, dropped)
+    }
+}
+
+/// A creation sent and not answered yet.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// The caller's.
+    New(WatchCreateRequest),
+    /// A re-creation of the caller's watch with this id.
+    Again(i64),
+}
+
+/// Who asked for a progress report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Asker {
+    Caller,
+    Us,
+}
+
+/// Every watch of one stream.
+#[derive(Debug, Default)]
+pub(super) struct WatchBook {
+    /// By the caller's id.
+    watches: BTreeMap<i64, Watch>,
+    /// The member's id → the caller's, on the member serving now.
+    ids: HashMap<i64, i64>,
+    /// Creations sent to the member serving now, in order (etcd answers them in order).
+    pending: VecDeque<Pending>,
+    /// Progress requests sent to it, in order.
+    progress: VecDeque<Asker>,
+    /// Events dropped as duplicates, not yet counted in the stats.
+    duplicates: u64,
+}
+
+fn request(union: RequestUnion) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(union),
+    }
+}
+
+fn cancel(watch_id: i64) -> WatchRequest {
+    request(RequestUnion::CancelRequest(WatchCancelRequest { watch_id }))
+}
+
+// === impl WatchBook ===
+
+impl WatchBook {
+    /// An id for a new watch of the caller: the member's, unless the caller uses it for
+    /// another watch already (possible after a move: the new member numbers from 0).
+    fn caller_id_for(&self, server: i64) -> i64 {
+        if !self.watches.contains_key(&server) {
+            return server;
+        }
+        self.watches.keys().next_back().map_or(0, |k| k + 1)
+    }
+
+    fn created(&mut self, resp: WatchResponse) -> Judged<WatchRequest, WatchResponse> {
+        let swallow = |send| Judged {
+            heard: Heard::Swallow,
+            send,
+        };
+        let forward = |resp| Judged {
+            heard: Heard::Forward(resp),
+            send: Vec::new(),
+        };
+        let Some(pending) = self.pending.pop_front() else {
+            return forward(resp);
+        };
+        if resp.canceled {
+            if crate::etcd::says_leader_lost(&resp.cancel_reason) {
+                return Judged {
+                    heard: Heard::Lost(format!("watch refused: {}", resp.cancel_reason)),
+                    send: Vec::new(),
+                };
+            }
+            return match pending {
+                Pending::New(_) => forward(resp),
+                Pending::Again(id) => {
+                    // The caller's watch cannot be had again (e.g. permission revoked): it
+                    // ends with etcd's reason.
+                    self.watches.remove(&id);
+                    forward(WatchResponse {
+                        watch_id: id,
+                        created: false,
+                        ..resp
+                    })
+                }
+            };
+        }
+        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        match pending {
+            Pending::New(create) => {
+                let id = self.caller_id_for(resp.watch_id);
+                // "From now" is the revision the member created it at.
+                let last = if create.start_revision > 0 {
+                    create.start_revision - 1
+                } else {
+                    revision
+                };
+                self.watches.insert(
+                    id,
+                    Watch {
+                        create,
+                        last,
+                        partial: None,
+                        skip: None,
+                        server: Some(resp.watch_id),
+                        cancel: false,
+                    },
+                );
+                self.ids.insert(resp.watch_id, id);
+                forward(WatchResponse {
+                    watch_id: id,
+                    ..resp
+                })
+            }
+            Pending::Again(id) => {
+                let Some(watch) = self.watches.get_mut(&id) else {
+                    // Cancelled and answered meanwhile: nothing to follow.
+                    return swallow(vec![cancel(resp.watch_id)]);
+                };
+                watch.server = Some(resp.watch_id);
+                self.ids.insert(resp.watch_id, id);
+                let send = if watch.cancel {
+                    vec![cancel(resp.watch_id)]
+                } else {
+                    Vec::new()
+                };
+                swallow(send)
+            }
+        }
+    }
+}
+
+impl Book for WatchBook {
+    type Req = WatchRequest;
+    type Resp = WatchResponse;
+    const KIND: StreamKind = StreamKind::Watch;
+    const POKES: bool = true;
+    const PATH: &'static str = "/etcdserverpb.Watch/Watch";
+
+    fn on_caller(&mut self, req: WatchRequest) -> Vec<WatchRequest> {
+        match &req.request_union {
+            Some(RequestUnion::CreateRequest(create)) => {
+                self.pending.push_back(Pending::New(create.clone()));
+                vec![req]
+            }
+            Some(RequestUnion::CancelRequest(c)) => match self.watches.get_mut(&c.watch_id) {
+                Some(watch) => {
+                    watch.cancel = true;
+                    // Not created again yet: cancelled once it is.
+                    watch.server.map(cancel).into_iter().collect()
+                }
+                None => vec![req],
+            },
+            Some(RequestUnion::ProgressRequest(_)) => {
+                self.progress.push_back(Asker::Caller);
+                vec![req]
+            }
+            None => vec![req],
+        }
+    }
+
+    fn on_member(&mut self, resp: WatchResponse) -> Judged<WatchRequest, WatchResponse> {
+        let forward = |resp| Judged {
+            heard: Heard::Forward(resp),
+            send: Vec::new(),
+        };
+        if resp.created {
+            return self.created(resp);
+        }
+        if resp.watch_id == NO_WATCH && !resp.canceled && resp.events.is_empty() {
+            // The answer to a progress request.
+            return match self.progress.pop_front() {
+                Some(Asker::Us) => Judged {
+                    heard: Heard::Swallow,
+                    send: Vec::new(),
+                },
+                _ => forward(resp),
+            };
+        }
+        let Some(&id) = self.ids.get(&resp.watch_id) else {
+            return forward(resp);
+        };
+        if resp.canceled {
+            if resp.compact_revision == 0 && crate::etcd::says_leader_lost(&resp.cancel_reason) {
+                return Judged {
+                    heard: Heard::Lost(format!("watch canceled: {}", resp.cancel_reason)),
+                    send: Vec::new(),
+                };
+            }
+            self.ids.remove(&resp.watch_id);
+            self.watches.remove(&id);
+            return forward(WatchResponse {
+                watch_id: id,
+                ..resp
+            });
+        }
+        let Some(watch) = self.watches.get_mut(&id) else {
+            return forward(resp);
+        };
+        if resp.events.is_empty() {
+            // A progress notification of this watch, in order with its events: nothing up to
+            // its revision is left.
+            let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+            if watch.partial.is_none() {
+                watch.last = watch.last.max(revision);
+            }
+            return forward(WatchResponse {
+                watch_id: id,
+                ..resp
+            });
+        }
+        let mut resp = resp;
+        let events = std::mem::take(&mut resp.events);
+        let (events, dropped) = watch.deliver(events, resp.fragment);
+        self.duplicates += dropped;
+        if events.is_empty() {
+            return Judged {
+                heard: Heard::Swallow,
+                send: Vec::new(),
+            };
+        }
+        forward(WatchResponse {
+            watch_id: id,
+            events,
+            ..resp
+        })
+    }
+
+    fn resume(&mut self) -> Resumed<WatchRequest> {
+        self.ids.clear();
+        let new: Vec<WatchCreateRequest> = self
+            .pending
+            .drain(..)
+            .filter_map(|p| match p {
+                Pending::New(create) => Some(create),
+                Pending::Again(_) => None,
+            })
+            .collect();
+        let mut requests = Vec::new();
+        for (&id, watch) in &mut self.watches {
+            watch.server = None;
+            watch.skip = watch.partial;
+            requests.push(request(RequestUnion::CreateRequest(WatchCreateRequest {
+                start_revision: watch.resume_revision(),
+                watch_id: id,
+                ..watch.create.clone()
+            })));
+            self.pending.push_back(Pending::Again(id));
+        }
+        let again = requests.len();
+        for create in new {
+            requests.push(request(RequestUnion::CreateRequest(create.clone())));
+            self.pending.push_back(Pending::New(create));
+        }
+        let asked = self
+            .progress
+            .drain(..)
+            .filter(|a| *a == Asker::Caller)
+            .count();
+        for _ in 0..asked {
+            requests.push(request(RequestUnion::ProgressRequest(
+                WatchProgressRequest {},
+            )));
+            self.progress.push_back(Asker::Caller);
+        }
+        Resumed { requests, again }
+    }
+
+    fn needs_member(&self) -> bool {
+        !self.watches.is_empty() || !self.pending.is_empty() || !self.progress.is_empty()
+    }
+
+    fn outstanding(&self) -> usize {
+        self.pending.len() + self.progress.len()
+    }
+
+    fn poke(&mut self) -> Option<WatchRequest> {
+        self.progress.push_back(Asker::Us);
+        Some(request(RequestUnion::ProgressRequest(
+            WatchProgressRequest {},
+        )))
+    }
+
+    fn prefer_leader(&self) -> bool {
+        false
+    }
+
+    fn resume_revision(&self) -> Option<i64> {
+        self.watches.values().map(Watch::resume_revision).min()
+    }
+
+    fn take_duplicates(&mut self) -> u64 {
+        std::mem::take(&mut self.duplicates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb::ResponseHeader;
+    use crate::proto::mvccpb::KeyValue;
+
+    fn create(key: &str, start_revision: i64) -> WatchRequest {
+        request(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.into(),
+            start_revision,
+            ..Default::default()
+        }))
+    }
+
+    fn header(revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    }
+
+    fn created(watch_id: i64, revision: i64) -> WatchResponse {
+        WatchResponse {
+            header: header(revision),
+            watch_id,
+            created: true,
+            ..Default::default()
+        }
+    }
+
+    fn events(watch_id: i64, revs: &[i64], fragment: bool) -> WatchResponse {
+        WatchResponse {
+            header: header(*revs.last().unwrap_or(&0)),
+            watch_id,
+            fragment,
+            events: revs
+                .iter()
+                .map(|r| Event {
+                    kv: Some(KeyValue {
+                        mod_revision: *r,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn revs(heard: &Heard<WatchResponse>) -> (i64, Vec<i64>) {
+        match heard {
+            Heard::Forward(r) => (
+                r.watch_id,
+                r.events
+                    .iter()
+                    .map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision))
+                    .collect(),
+            ),
+            other => panic!("not forwarded: {other:?}"),
+        }
+    }
+
+    fn creates(r: &Resumed<WatchRequest>) -> Vec<(i64, i64)> {
+        r.requests
+            .iter()
+            .filter_map(|r| match &r.request_union {
+                Some(RequestUnion::CreateRequest(c)) => Some((c.watch_id, c.start_revision)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watches_are_created_again_after_the_last_delivered_revision_and_keep_their_ids() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_caller(create("b", 5));
+        assert_eq!(
+            b.on_member(created(0, 10)).heard,
+            Heard::Forward(created(0, 10))
+        );
+        b.on_member(created(1, 10));
+        assert_eq!(
+            revs(&b.on_member(events(0, &[11, 12], false)).heard),
+            (0, vec![11, 12])
+        );
+        assert_eq!(b.resume_revision(), Some(5), "b has delivered nothing");
+
+        let r = b.resume();
+        assert_eq!(creates(&r), vec![(0, 13), (1, 5)]);
+        assert_eq!(r.again, 2);
+        // The new member numbers them otherwise: its ids are mapped back, creations swallowed.
+        assert_eq!(b.on_member(created(7, 20)).heard, Heard::Swallow);
+        assert_eq!(b.on_member(created(8, 20)).heard, Heard::Swallow);
+        // Overlap is dropped, the rest delivered once under the caller's id.
+        assert_eq!(
+            revs(&b.on_member(events(7, &[12, 13], false)).heard),
+            (0, vec![13])
+        );
+        assert_eq!(b.take_duplicates(), 1);
+        assert_eq!(
+            revs(&b.on_member(events(8, &[6], false)).heard),
+            (1, vec![6])
+        );
+        // The caller's cancel goes out under the member's id; etcd's answer comes back
+        // under the caller's.
+        let sent = b.on_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
+            watch_id: 0,
+        })));
+        assert_eq!(sent, vec![cancel(7)]);
+        let canceled = WatchResponse {
+            watch_id: 7,
+            canceled: true,
+            ..Default::default()
+        };
+        match b.on_member(canceled).heard {
+            Heard::Forward(r) => assert!(r.canceled && r.watch_id == 0, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            creates(&b.resume()),
+            vec![(1, 7)],
+            "only live watches again"
+        );
+    }
+
+    #[test]
+    fn a_compacted_resume_revision_hands_the_caller_etcd_s_cancel() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.resume();
+        assert_eq!(b.on_member(created(0, 50)).heard, Heard::Swallow);
+        let compacted = WatchResponse {
+            header: header(50),
+            watch_id: 0,
+            canceled: true,
+            compact_revision: 40,
+            cancel_reason: "mvcc: required revision has been compacted".into(),
+            ..Default::default()
+        };
+        match b.on_member(compacted).heard {
+            Heard::Forward(r) => assert_eq!((r.watch_id, r.compact_revision), (0, 40)),
+            other => panic!("{other:?}"),
+        }
+        assert!(!b.needs_member());
+    }
+
+    #[test]
+    fn no_leader_moves_the_stream_and_progress_answers_to_our_requests_are_swallowed() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.on_caller(request(RequestUnion::ProgressRequest(
+            WatchProgressRequest {},
+        )));
+        assert!(b.poke().is_some());
+        let progress = WatchResponse {
+            header: header(10),
+            watch_id: NO_WATCH,
+            ..Default::default()
+        };
+        assert!(
+            matches!(b.on_member(progress.clone()).heard, Heard::Forward(_)),
+            "the caller's"
+        );
+        assert_eq!(b.on_member(progress).heard, Heard::Swallow, "ours");
+        let lost = WatchResponse {
+            watch_id: 0,
+            canceled: true,
+            cancel_reason: "etcdserver: no leader".into(),
+            ..Default::default()
+        };
+        assert!(matches!(b.on_member(lost).heard, Heard::Lost(_)));
+        assert!(b.needs_member());
+    }
+
+    #[test]
+    fn a_fragmented_revision_resumes_past_the_events_given() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        assert_eq!(
+            revs(&b.on_member(events(0, &[11, 12, 12], true)).heard).1,
+            vec![11, 12, 12]
+        );
+        let r = b.resume();
+        assert_eq!(creates(&r), vec![(0, 12)], "revision 12 is not whole yet");
+        b.on_member(created(0, 20));
+        // The member sends revision 12 from its start: the two given are skipped.
+        assert_eq!(
+            revs(&b.on_member(events(0, &[12, 12, 12, 13], false)).heard).1,
+            vec![12, 13]
+        );
+        assert_eq!(b.resume_revision(), Some(14));
+    }
+
+    #[test]
+    fn a_new_watch_never_takes_an_id_the_caller_uses() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_caller(create("b", 0));
+        b.on_member(created(0, 10));
+        b.on_member(created(1, 10));
+        b.on_caller(request(RequestUnion::CancelRequest(WatchCancelRequest {
+            watch_id: 0,
+        })));
+        b.on_member(WatchResponse {
+            watch_id: 0,
+            canceled: true,
+            ..Default::default()
+        });
+        b.resume();
+        // A member that ignores the requested id numbers the re-creation 0.
+        b.on_member(created(0, 11));
+        b.on_caller(create("c", 0));
+        match b.on_member(created(1, 11)).heard {
+            Heard::Forward(r) => assert_eq!(r.watch_id, 2, "1 is the caller's watch b"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(revs(&b.on_member(events(0, &[12], false)).heard).0, 1);
+        assert_eq!(revs(&b.on_member(events(1, &[12], false)).heard).0, 2);
+    }
+}

@@ -1,0 +1,478 @@
+//! etcd-client's watches and lease keep-alives over the drop-in while the member serving
+//! them is paused (SIGSTOP), or is the leader and is paused or killed, on real etcd with
+//! `Config::default()`.
+//!
+//! Checks: a watch receives every one of 300 values written during the fault exactly once and
+//! in order, with no error, while the paused (or black-holed) member stays so (one that
+//! recovers would deliver late what it held, hiding a stall); a lease with a 5 s TTL, kept
+//! alive by etcd-client's own keeper, outlives a 4 s pause of the leader and then the death of
+//! the member serving its keep-alives: its key is still there after more than a TTL; with etcd
+//! auth on, both streams outlive the leader serving them.
+//!
+//! `DROPIN_STREAMS_RESUME=0` runs the same tests with the drop-in's stream resumption off
+//! (`HealthChannel::resume_streams(false)`): they fail (see the README's drop-in section).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use etcd_health::config::Config;
+use etcd_health::dropin::{HealthChannel, StreamKind, StreamStats};
+use etcd_health_testing::Cluster;
+
+/// Values the writer puts during a watch test.
+const VALUES: usize = 300;
+/// The fault starts once the writer has put this many.
+const FAULT_AFTER: usize = 50;
+/// Generous bound on the whole watch (not a speed goal: without resumption it never ends).
+const WATCH_BOUND: Duration = Duration::from_secs(60);
+
+/// Resumption on, unless `DROPIN_STREAMS_RESUME=0`.
+fn resume() -> bool {
+    std::env::var("DROPIN_STREAMS_RESUME").map_or(true, |v| v != "0")
+}
+
+/// The tests share two cores and start clusters; one at a time keeps them meaningful.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A writer's client: the drop-in, with a 2 s deadline per request.
+async fn writer_client(cluster: &Cluster) -> Client {
+    writer_client_with(cluster, ConnectOptions::new()).await
+}
+
+async fn writer_client_with(cluster: &Cluster, options: ConnectOptions) -> Client {
+    let options = options.with_timeout(Duration::from_secs(2));
+    Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        Some(options),
+        HealthChannel::new(Config::default()),
+    )
+    .await
+    .expect("writer client")
+}
+
+/// The member serving the newest stream of `kind`, waiting for it to be open.
+async fn serving(stats: &StreamStats, kind: StreamKind) -> usize {
+    for _ in 0..200 {
+        if let Some(s) = stats.serving().iter().rev().find(|s| s.kind == kind) {
+            return s.member.index();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no open {kind:?} stream: {:?}", stats.serving());
+}
+
+/// Puts `w/0000` .. `w/0299` in order, 20 ms apart, each exactly once: a put whose outcome is
+/// unknown is retried only if the key does not exist yet.
+async fn write_values(client: Client, written: Arc<AtomicU64>) -> u64 {
+    let mut kv = client.kv_client();
+    let mut failures = 0;
+    for i in 0..VALUES {
+        let key = format!("w/{i:04}");
+        loop {
+            let txn = Txn::new()
+                .when(vec![Compare::create_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then(vec![TxnOp::put(key.clone(), i.to_string(), None)]);
+            match kv.txn(txn).await {
+                Ok(_) => break,
+                Err(_) => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        written.store(i as u64 + 1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    failures
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// SIGSTOP the member serving the watch (a follower).
+    PauseServingFollower,
+    /// SIGSTOP the leader, which serves the watch.
+    PauseLeader,
+    /// SIGKILL the leader, which serves the watch.
+    KillLeader,
+    /// Black-hole the client port of the follower serving the watch (connections accepted,
+    /// nothing forwarded).
+    BlackholeFollower,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_its_follower_paused() {
+    watch_case(Fault::PauseServingFollower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_its_leader_paused() {
+    watch_case(Fault::PauseLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_its_leader_killed() {
+    watch_case(Fault::KillLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_its_follower_black_holed() {
+    watch_case(Fault::BlackholeFollower).await;
+}
+
+/// Opens etcd-client watches on `w/` until one is served by the leader (`want_leader`) or by
+/// a follower (the drop-in spreads watches over the healthy members at random).
+async fn open_watch(
+    client: &Client,
+    stats: &StreamStats,
+    leader: usize,
+    want_leader: bool,
+) -> (etcd_client::WatchStream, usize) {
+    for _ in 0..40 {
+        let stream = client
+            .watch_client()
+            .watch("w/", Some(WatchOptions::new().with_prefix()))
+            .await
+            .expect("watch");
+        let member = serving(stats, StreamKind::Watch).await;
+        if (member == leader) == want_leader {
+            return (stream, member);
+        }
+        drop(stream);
+        // The driver lets go of the member once the caller dropped the stream.
+        for _ in 0..100 {
+            if !stats.serving().iter().any(|s| s.kind == StreamKind::Watch) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    panic!("no watch landed on the wanted member");
+}
+
+/// Reads the watch until it has all the values: their keys in the order received and the
+/// longest wait between two responses (printed, not asserted); an error, an end or a cancel
+/// is a failure.
+fn spawn_watcher(
+    mut stream: etcd_client::WatchStream,
+) -> tokio::task::JoinHandle<Result<(Vec<String>, Duration), String>> {
+    tokio::spawn(async move {
+        let mut keys = Vec::with_capacity(VALUES);
+        let mut last_revision = 0;
+        let mut longest_gap = Duration::ZERO;
+        let mut last_heard = std::time::Instant::now();
+        while keys.len() < VALUES {
+            let resp = match stream.message().await {
+                Ok(Some(resp)) => resp,
+                Ok(None) => return Err(format!("the watch ended after {} values", keys.len())),
+                Err(e) => return Err(format!("the watch failed after {} values: {e}", keys.len())),
+            };
+            longest_gap = longest_gap.max(last_heard.elapsed());
+            last_heard = std::time::Instant::now();
+            if resp.canceled() {
+                return Err(format!("the watch was canceled: {}", resp.cancel_reason()));
+            }
+            for event in resp.events() {
+                let kv = event.kv().expect("kv");
+                assert_eq!(event.event_type(), EventType::Put);
+                assert!(kv.mod_revision() > last_revision, "out of order");
+                last_revision = kv.mod_revision();
+                keys.push(kv.key_str().expect("utf-8").to_owned());
+            }
+        }
+        Ok((keys, longest_gap))
+    })
+}
+
+async fn watch_case(fault: Fault) {
+    let _serial = serial().await;
+    let cluster = match fault {
+        Fault::BlackholeFollower => Cluster::builder().members(3).client_proxy(true).start(),
+        _ => Cluster::builder().members(3).start(),
+    }
+    .await
+    .expect("cluster");
+    let (client, checker, stats) = dropin_client_with_streams(&cluster, resume()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let want_leader = matches!(fault, Fault::PauseLeader | Fault::KillLeader);
+    let (stream, victim) = open_watch(&client, &stats, leader, want_leader).await;
+    eprintln!("watch served by member {victim} (leader {leader}), fault {fault:?}");
+
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(write_values(writer_client(&cluster).await, written.clone()));
+
+    let watcher = spawn_watcher(stream);
+
+    while written.load(Ordering::Relaxed) < FAULT_AFTER as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(target: "etcd_health::tests", member = victim, ?fault, "fault");
+    match fault {
+        Fault::PauseServingFollower | Fault::PauseLeader => cluster.pause(victim),
+        Fault::KillLeader => cluster.kill(victim),
+        Fault::BlackholeFollower => cluster.blackhole_client(victim, true),
+    }
+    let received = tokio::time::timeout(WATCH_BOUND, watcher).await;
+    let failures = tokio::time::timeout(WATCH_BOUND, writer)
+        .await
+        .expect("the writer finished")
+        .expect("writer");
+    match fault {
+        Fault::PauseServingFollower | Fault::PauseLeader => cluster.resume(victim),
+        Fault::KillLeader => {}
+        Fault::BlackholeFollower => cluster.blackhole_client(victim, false),
+    }
+    let (keys, longest_gap) = match received {
+        Err(_) => panic!(
+            "the watch did not receive all {VALUES} values within {WATCH_BOUND:?} \
+             (resumption {}); stream stats {:?}; members {:#?}",
+            resume(),
+            stats.counts(),
+            checker.snapshot()
+        ),
+        Ok(joined) => joined.expect("watcher").unwrap_or_else(|e| panic!("{e}")),
+    };
+    let expected: Vec<String> = (0..VALUES).map(|i| format!("w/{i:04}")).collect();
+    assert_eq!(keys, expected, "every value once, in order");
+    let counts = stats.counts();
+    eprintln!(
+        "longest wait between watch responses {longest_gap:?}; writer retries {failures}; \
+         stream stats {counts:?}"
+    );
+    assert!(
+        counts.watch_resumptions >= 1,
+        "the fault hit the watch's member: {counts:?}"
+    );
+}
+
+/// etcd-client's keeper, as an application runs it: renew every second, stop at the first
+/// error.
+async fn keep_lease_alive(
+    client: Client,
+    id: i64,
+    stop: Arc<AtomicBool>,
+    renewals: Arc<AtomicU64>,
+) -> Result<(), String> {
+    let mut lease = client.lease_client();
+    let (mut keeper, mut answers) = lease
+        .keep_alive(id)
+        .await
+        .map_err(|e| format!("keep_alive: {e}"))?;
+    let mut longest = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| format!("keeper: {e}"))?;
+        let asked = std::time::Instant::now();
+        let answer = answers.message().await;
+        longest = longest.max(asked.elapsed());
+        match answer {
+            Ok(Some(r)) if r.ttl() > 0 => {
+                renewals.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(_)) => return Err("the lease expired".into()),
+            Ok(None) => return Err("the keep-alive stream ended".into()),
+            Err(e) => return Err(format!("the keep-alive stream failed: {e}")),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Printed, not asserted.
+    eprintln!("longest wait for a keep-alive answer {longest:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_keep_alive_survives_the_leader_paused_then_killed() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (client, checker, stats) = dropin_client_with_streams(&cluster, resume()).await;
+    let writer = writer_client(&cluster).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let lease = client
+        .lease_client()
+        .grant(5, None)
+        .await
+        .expect("grant")
+        .id();
+    writer
+        .kv_client()
+        .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put");
+    let stop = Arc::new(AtomicBool::new(false));
+    let renewals = Arc::new(AtomicU64::new(0));
+    let keeper = tokio::spawn(keep_lease_alive(
+        client.clone(),
+        lease,
+        stop.clone(),
+        renewals.clone(),
+    ));
+    // The keep-alive goes to the leader once the health state knows it.
+    let first = serving_leader(&stats, leader).await;
+    eprintln!("keep-alive served by member {first} (leader {leader}); pausing the leader");
+
+    // The leader hangs for 4 s.
+    tracing::info!(target: "etcd_health::tests", member = leader, "fault: pause");
+    cluster.pause(leader);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.resume(leader);
+    let after_pause = stats.counts();
+    let new_leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    // Back to the (new) leader, then that member dies.
+    let serving_now = serving_leader(&stats, new_leader).await;
+    eprintln!(
+        "after the pause {after_pause:?}; keep-alive served by member {serving_now} \
+         (leader {new_leader}); killing it"
+    );
+    tracing::info!(target: "etcd_health::tests", member = serving_now, "fault: kill");
+    cluster.kill(serving_now);
+
+    // More than a TTL with the keeper on its own.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let before_stop = renewals.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let kept = tokio::time::timeout(Duration::from_secs(10), keeper).await;
+    let found = writer.kv_client().get("leased", None).await.expect("get");
+    let counts = stats.counts();
+    eprintln!(
+        "renewals {before_stop}; stream stats {counts:?}; leader view {:?}",
+        checker.leader()
+    );
+    match kept {
+        Ok(joined) => joined
+            .expect("keeper task")
+            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
+        Err(_) => panic!("the keeper waited for an answer for 10 s"),
+    }
+    assert_eq!(found.count(), 1, "the leased key outlived both faults");
+    assert!(
+        counts.keep_alive_resumptions >= 2,
+        "both faults hit the keep-alive's member: {counts:?}"
+    );
+}
+
+/// The member serving the keep-alive, once it is `leader` (the drop-in moves an idle
+/// keep-alive to the leader the health state knows; its leader checks run every 5 s), or
+/// after 15 s whichever member it is.
+async fn serving_leader(stats: &StreamStats, leader: usize) -> usize {
+    let mut member = serving(stats, StreamKind::KeepAlive).await;
+    for _ in 0..150 {
+        if member == leader {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        member = serving(stats, StreamKind::KeepAlive).await;
+    }
+    member
+}
+
+const PASSWORD: &str = "dropin-streams-pw";
+
+/// With etcd auth on, the moved streams carry etcd-client's token: a watch and a keep-alive,
+/// both served by the leader, survive its death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_keep_alive_with_auth_survive_the_leader_killed() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let login = || {
+        ConnectOptions::new()
+            .with_user("root", PASSWORD)
+            .with_auto_token_refresh(true)
+    };
+    let channel = HealthChannel::new(Config::default()).resume_streams(resume());
+    let stats = channel.stream_stats();
+    let client = Client::connect_with_balanced_channel(cluster.endpoints(), Some(login()), channel)
+        .await
+        .expect("client");
+    let writer = writer_client_with(&cluster, login()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+
+    let lease = client
+        .lease_client()
+        .grant(5, None)
+        .await
+        .expect("grant")
+        .id();
+    writer
+        .kv_client()
+        .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put");
+    let stop = Arc::new(AtomicBool::new(false));
+    let renewals = Arc::new(AtomicU64::new(0));
+    let keeper = tokio::spawn(keep_lease_alive(
+        client.clone(),
+        lease,
+        stop.clone(),
+        renewals.clone(),
+    ));
+    let keep_alive_on = serving_leader(&stats, leader).await;
+    let (stream, watch_on) = open_watch(&client, &stats, leader, true).await;
+    eprintln!("keep-alive on member {keep_alive_on}, watch on member {watch_on}, leader {leader}");
+
+    let written = Arc::new(AtomicU64::new(0));
+    let write = tokio::spawn(write_values(writer.clone(), written.clone()));
+    let watcher = spawn_watcher(stream);
+    while written.load(Ordering::Relaxed) < FAULT_AFTER as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(target: "etcd_health::tests", member = leader, "fault: kill");
+    cluster.kill(leader);
+    let received = tokio::time::timeout(WATCH_BOUND, watcher).await;
+    tokio::time::timeout(WATCH_BOUND, write)
+        .await
+        .expect("the writer finished")
+        .expect("writer");
+    let (keys, _) = match received {
+        Err(_) => panic!("the watch did not receive all {VALUES} values within {WATCH_BOUND:?}"),
+        Ok(joined) => joined.expect("watcher").unwrap_or_else(|e| panic!("{e}")),
+    };
+    let expected: Vec<String> = (0..VALUES).map(|i| format!("w/{i:04}")).collect();
+    assert_eq!(keys, expected, "every value once, in order");
+
+    // More than a TTL after the kill.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.store(true, Ordering::Relaxed);
+    let kept = tokio::time::timeout(Duration::from_secs(10), keeper).await;
+    let found = writer.kv_client().get("leased", None).await.expect("get");
+    let counts = stats.counts();
+    eprintln!("stream stats {counts:?}");
+    match kept {
+        Ok(joined) => joined
+            .expect("keeper task")
+            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
+        Err(_) => panic!("the keeper waited for an answer for 10 s"),
+    }
+    assert_eq!(found.count(), 1, "the leased key outlived the leader");
+    assert!(
+        counts.watch_resumptions >= 1 && counts.keep_alive_resumptions >= 1,
+        "the kill hit both streams' member: {counts:?}"
+    );
+}
