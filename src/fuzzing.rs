@@ -18,10 +18,10 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// else the verdict (itself `None` when it counts for nothing).
 pub fn classify(config: &Config, path: &str, headers: &http::HeaderMap) -> Option<Option<Outcome>> {
     let mut headers = headers.clone();
-    crate::passive::sanitize(&mut headers);
+    crate::grpc::sanitize(&mut headers);
     // What the caller's tonic client does with the same headers next: must not panic.
     let _ = tonic::Status::from_header_map(&headers);
-    let status = crate::passive::status_of(&headers)?;
+    let status = crate::grpc::status_of(&headers)?;
     let outcome = Classifier::new(config).status(status.code(), status.message());
     Some(judge(outcome, Method::of(path).kind))
 }

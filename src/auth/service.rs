@@ -189,13 +189,13 @@ async fn authenticate<S: GrpcService>(
             ),
         ))
     };
-    if let Some(status) = crate::passive::status_of(resp.headers()) {
+    if let Some(status) = crate::grpc::status_of(resp.headers()) {
         return Err(failed(status));
     }
     let collected = resp.into_body().collect().await.map_err(Into::into)?;
     if let Some(status) = collected
         .trailers()
-        .and_then(crate::passive::status_of)
+        .and_then(crate::grpc::status_of)
         .filter(|s| s.code() != tonic::Code::Ok)
     {
         return Err(failed(status));
@@ -222,7 +222,7 @@ fn with_token(
 
 /// The refusal of the token, if a (trailers-only) answer is one.
 fn refusal(resp: &Response<tonic::body::Body>) -> Option<tonic::Status> {
-    crate::passive::status_of(resp.headers())
+    crate::grpc::status_of(resp.headers())
         .filter(|s| crate::etcd::is_stale_token(s.code(), s.message()))
 }
 

@@ -11,11 +11,10 @@ use tower::ServiceExt;
 use super::buffered::Buffered;
 use super::ServedBy;
 use crate::etcd::MethodKind;
-use crate::grpc::{GrpcBody, GrpcService};
+use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
 use crate::health::Outcome;
 use crate::passive::{
-    judge, never_connected, sanitize, status_of, transport_error, ClassifiedBody, NotLeader,
-    SanitizedBody, Tracker, Verdict,
+    judge, never_connected, transport_error, ClassifiedBody, NotLeader, Tracker, Verdict,
 };
 
 /// How one attempt ended.
@@ -156,7 +155,7 @@ pub(crate) async fn attempt<S: GrpcService>(
         Err(err) => {
             let outcome = transport_error(err.as_ref());
             let maybe_processed = !never_connected(err.as_ref());
-            let why = crate::passive::describe(err.as_ref());
+            let why = crate::grpc::describe(err.as_ref());
             tracker.finish(judge(outcome, kind), false);
             let status = match outcome {
                 Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
@@ -300,7 +299,7 @@ async fn read_to_end<B: GrpcBody>(
     .map_err(|e| {
         (
             Outcome::TcpFailure,
-            crate::passive::describe(e.into().as_ref()),
+            crate::grpc::describe(e.into().as_ref()),
         )
     })?;
     let mut trailers = collected.trailers().cloned();

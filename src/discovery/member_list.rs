@@ -273,7 +273,7 @@ impl Driver {
 
 /// One `MemberList` call: the cluster id of the answer and the members listed.
 async fn ask(channel: Channel, timeout: Duration) -> Result<(u64, Vec<Listed>), tonic::Status> {
-    let mut client = ClusterClient::new(crate::passive::Sanitize::new(channel));
+    let mut client = ClusterClient::new(crate::grpc::Sanitize::new(channel));
     let call = client.member_list(MemberListRequest {
         linearizable: false,
     });

@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn trailers_carry_the_status() {
         let t = trailers(&tonic::Status::unavailable("etcdserver: no leader"));
-        let s = crate::passive::status_of(&t).expect("status");
+        let s = crate::grpc::status_of(&t).expect("status");
         assert_eq!(s.code(), tonic::Code::Unavailable);
         assert_eq!(s.message(), "etcdserver: no leader");
     }

@@ -19,7 +19,7 @@ const GRPC_STATUS: &str = "grpc-status";
 /// `resp`, with a refusal of its token (other than `Unauthenticated` already) turned into
 /// `Unauthenticated`.
 pub(crate) fn as_unauthenticated<B>(mut resp: Response<B>) -> Response<B> {
-    let Some(status) = crate::passive::status_of(resp.headers()) else {
+    let Some(status) = crate::grpc::status_of(resp.headers()) else {
         return resp;
     };
     if status.code() == tonic::Code::Unauthenticated
@@ -51,7 +51,7 @@ mod tests {
     }
 
     fn status(resp: &Response<()>) -> tonic::Status {
-        crate::passive::status_of(resp.headers()).expect("a status")
+        crate::grpc::status_of(resp.headers()).expect("a status")
     }
 
     #[test]

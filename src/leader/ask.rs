@@ -11,7 +11,7 @@ use crate::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRe
 ///
 /// `Err` carries the failure as a gRPC status (a timeout as `DeadlineExceeded`).
 pub(crate) async fn ask(channel: Channel, timeout: Duration) -> Result<Report, tonic::Status> {
-    let mut client = MaintenanceClient::new(crate::passive::Sanitize::new(channel));
+    let mut client = MaintenanceClient::new(crate::grpc::Sanitize::new(channel));
     let resp = match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
         Err(_) => {
             return Err(tonic::Status::deadline_exceeded(format!(

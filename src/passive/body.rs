@@ -54,7 +54,7 @@ impl<B: GrpcBody> Body for ClassifiedBody<B> {
                             tracker.finish(Some(Outcome::Success), unary);
                             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
                         }
-                        match super::status_of(trailers) {
+                        match crate::grpc::status_of(trailers) {
                             Some(status) => {
                                 tracker.finish_status(&status, *this.kind, NotLeader::Classified);
                             }

@@ -92,30 +92,10 @@ impl Classifier {
     }
 }
 
-/// An error and its sources, outermost first.
-pub(crate) fn chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
-}
-
-/// An error and its sources, `: `-separated, each message once: "transport error: invalid
-/// peer certificate: UnknownIssuer" rather than the bare "transport error" tonic shows.
-pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for e in chain(err) {
-        let text = e.to_string();
-        if !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
-}
-
 /// The verdict of a transport error (the request got no answer at all): a timeout if a
 /// deadline ran out anywhere in the chain, else a connection failure.
 pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcome {
-    let timed_out = chain(err).any(|e| {
+    let timed_out = crate::grpc::chain(err).any(|e| {
         e.is::<tonic::TimeoutExpired>()
             || e.is::<tokio::time::error::Elapsed>()
             || e.downcast_ref::<std::io::Error>()
@@ -131,7 +111,7 @@ pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcom
 /// Whether a transport error happened before any byte of the request could be sent: the
 /// connection to the member could not be made.
 pub(crate) fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
-    chain(err).any(|e| e.is::<tonic::ConnectError>())
+    crate::grpc::chain(err).any(|e| e.is::<tonic::ConnectError>())
 }
 
 #[cfg(test)]

@@ -11,12 +11,10 @@
 
 mod body;
 mod classify;
-mod sanitize;
 mod tracker;
 
 pub(crate) use body::judge;
 pub(crate) use body::ClassifiedBody;
-pub(crate) use classify::{describe, never_connected, transport_error};
+pub(crate) use classify::{never_connected, transport_error};
 pub(crate) use classify::{Classifier, NotLeader, Verdict};
-pub(crate) use sanitize::{sanitize, status_of, Sanitize, SanitizedBody};
 pub(crate) use tracker::Tracker;

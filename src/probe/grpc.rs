@@ -11,7 +11,7 @@ use crate::proto::health::{
 };
 
 pub(crate) async fn probe(channel: Channel, timeout: Duration) -> Finding {
-    let mut client = HealthClient::new(crate::passive::Sanitize::new(channel));
+    let mut client = HealthClient::new(crate::grpc::Sanitize::new(channel));
     let call = client.check(HealthCheckRequest {
         service: String::new(),
     });

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use super::Finding;
 use crate::config::ActiveChecks;
+use crate::grpc::describe;
 use crate::health::Outcome;
-use crate::passive::describe;
 
 /// etcd's health endpoint, asked to leave cluster-wide alarms out.
 ///

@@ -1,4 +1,10 @@
-//! The one shape of service and body the stack carries gRPC through.
+//! gRPC as the stack carries it: the one shape of service and body, the status taken from
+//! headers or trailers and made safe to hand on ([`sanitize`]), transport errors described
+//! whole ([`describe`]).
+//!
+//! Why a module of its own: the balancer, the passive checks, the auth layer, the probes and the
+//! drop-in all read gRPC answers; these are facts of gRPC, not of etcd (see `etcd/`) nor of
+//! any one of them. It imports nothing of the crate.
 //!
 //! Why traits of our own: a member's channel, the balancer, the auth layer and the stream
 //! helpers all take "a tower service that carries tonic's requests, answers with a body of
@@ -6,6 +12,12 @@
 //! impl taking one would repeat. These traits say it once. Their blanket impls make every such
 //! service and body one, so the set of types accepted is exactly what the bounds say, and
 //! nothing is boxed: the hot path stays generic.
+
+mod error;
+mod sanitize;
+
+pub(crate) use error::{chain, describe};
+pub(crate) use sanitize::{sanitize, status_of, Sanitize, SanitizedBody};
 
 use bytes::Bytes;
 use http::{Request, Response};
