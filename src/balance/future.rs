@@ -9,9 +9,13 @@ type Inner = Pin<
     Box<dyn Future<Output = Result<http::Response<tonic::body::Body>, tower::BoxError>> + Send>,
 >;
 
+/// A change made to the response as it comes out (the drop-in's token refusals).
+type MapResponse = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
+
 /// Resolves to the member's response; errors are [`tonic::Status`] values naming the member.
 pub struct ResponseFuture {
     inner: Inner,
+    map: Option<MapResponse>,
 }
 
 impl ResponseFuture {
@@ -21,7 +25,17 @@ impl ResponseFuture {
             + Send
             + 'static,
     {
-        Self { inner: Box::pin(f) }
+        Self {
+            inner: Box::pin(f),
+            map: None,
+        }
+    }
+
+    /// The same future, its response passed through `map`: no second box per request, as
+    /// wrapping it in another future would take.
+    pub(crate) fn map_response(mut self, map: MapResponse) -> Self {
+        self.map = Some(map);
+        self
     }
 }
 
@@ -29,7 +43,11 @@ impl Future for ResponseFuture {
     type Output = Result<http::Response<tonic::body::Body>, tower::BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        let answer = std::task::ready!(self.inner.as_mut().poll(cx));
+        Poll::Ready(match (answer, self.map) {
+            (Ok(response), Some(map)) => Ok(map(response)),
+            (answer, _) => answer,
+        })
     }
 }
 

@@ -222,8 +222,14 @@ impl EtcdChannel {
         self.streams.stats.clone()
     }
 
+    /// Applies the endpoint changes etcd-client sent. Called on every request: a caller that
+    /// finds another applying them goes on without waiting (no lock convoy at 64 in flight).
     fn apply_changes(&self) {
-        let mut rx = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rx = match self.changes.try_lock() {
+            Ok(rx) => rx,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         while let Ok(change) = rx.try_recv() {
             let checker = self.balance.checker();
             match change {
@@ -267,7 +273,7 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
         } else {
             self.balance.call(req)
         };
-        ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
+        answer.map_response(super::stale_token::as_unauthenticated)
     }
 }
 
@@ -392,6 +398,6 @@ where
         } else {
             self.balance.call(req)
         };
-        ResponseFuture::new(async move { answer.await.map(super::stale_token::as_unauthenticated) })
+        answer.map_response(super::stale_token::as_unauthenticated)
     }
 }
