@@ -74,6 +74,17 @@ const STREAM_WINDOW: u32 = 1 << 20;
 /// HTTP/2 flow-control window of one connection, shared by its streams.
 const CONNECTION_WINDOW: u32 = 2 << 20;
 
+/// The transport settings every member channel gets, whoever built its `Endpoint` (this
+/// connector, or etcd-client for the drop-in, whose `ConnectOptions` cannot express them): no
+/// Nagle delay on small gRPC frames, and flow-control windows large enough that 64 requests in
+/// flight on one connection do not wait for window updates.
+pub(crate) fn transport_settings(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+}
+
 impl Default for TonicConnector {
     fn default() -> Self {
         Self {
@@ -127,11 +138,8 @@ impl MakeMember for TonicConnector {
 
     fn make_member(&self, member: &Member) -> Channel {
         let settings = |endpoint: Endpoint| {
-            endpoint
+            transport_settings(endpoint)
                 .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
                 .http2_keep_alive_interval(self.keep_alive_interval)
                 .keep_alive_timeout(self.keep_alive_timeout)
                 .keep_alive_while_idle(false)

@@ -28,6 +28,7 @@ mod service;
 pub use future::ResponseFuture;
 pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
+pub(crate) use make::transport_settings;
 pub use make::{MakeMember, TonicConnector};
 #[cfg(feature = "fuzzing")]
 pub(crate) use service::grpc_timeout;

@@ -135,6 +135,7 @@ impl MakeMember for EndpointMaker {
         let Some(endpoint) = given else {
             return MemberChannel::Plain(self.found.make_member(member));
         };
+        let endpoint = crate::balance::transport_settings(endpoint);
         #[cfg(feature = "tls")]
         if let Some(tls) = (self.tls.clone()).filter(|_| member.uri().scheme_str() == Some("https"))
         {
