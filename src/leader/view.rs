@@ -64,6 +64,10 @@ pub struct LeaderSnapshot {
     pub leader_index: Option<usize>,
     /// The highest raft term seen.
     pub term: u64,
+    /// The term at which [`leader_id`](Self::leader_id) leads (the last leader known, during
+    /// an election). Lower than [`term`](Self::term) while a member cut off without pre-vote
+    /// keeps starting elections nobody joins.
+    pub leader_term: Option<u64>,
     /// While no member knows a leader (an election): for how long.
     pub no_leader_for: Option<Duration>,
     /// Leader checks run so far.
@@ -275,6 +279,7 @@ impl LeaderView {
             leader_id: self.leader.map(|(l, _)| l),
             leader_index: self.leader_index(),
             term: self.term,
+            leader_term: self.leader.map(|(_, t)| t),
             no_leader_for: self
                 .no_leader_since
                 .map(|s| now.saturating_duration_since(s)),

@@ -21,8 +21,9 @@ use crate::resume::{served_by, stream_request, BoxChannel, Outbound};
 pub(super) enum Heard {
     /// etcd's headers came: the stream is open on this member (when the channel says).
     Opened(Option<Member>),
-    /// A keep-alive was answered with this TTL (seconds; 0 or less: the lease is gone).
-    Answer(i64),
+    /// A keep-alive was answered with `ttl` (seconds; 0 or less: the lease is gone) by a
+    /// member at raft term `term` (0: the answer named none).
+    Answer { ttl: i64, term: u64 },
     /// The stream failed or ended.
     Ended(tonic::Status),
 }
@@ -137,7 +138,10 @@ async fn run(
     };
     loop {
         let report = match inbound.message().await {
-            Ok(Some(resp)) => Heard::Answer(resp.ttl),
+            Ok(Some(resp)) => Heard::Answer {
+                ttl: resp.ttl,
+                term: resp.header.map_or(0, |h| h.raft_term),
+            },
             Ok(None) => Heard::Ended(tonic::Status::unavailable("the keep-alive stream ended")),
             Err(status) => Heard::Ended(status),
         };

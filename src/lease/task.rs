@@ -6,7 +6,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::choose::{place, Candidate, Known};
 use super::lane::{Heard, Lane, Opening};
-use super::schedule::Schedule;
+use super::schedule::{behind_the_leader, Schedule};
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
@@ -174,12 +174,24 @@ impl Driver<'_> {
                     self.publish_member();
                 }
             }
-            Heard::Answer(ttl) if ttl <= 0 => {
+            Heard::Answer { term, .. } if self.behind(term) => {
+                // Not a renewal (see `behind_the_leader`): the round stays open, its clock
+                // running, and the stream goes so the next keep-alive asks another member.
+                let lane = self.lanes.remove(pos);
+                let reason = format!(
+                    "answered at raft term {term}, behind the leader's term {}: a renewal there \
+                     renews nothing",
+                    self.leader_term().unwrap_or_default()
+                );
+                let lost = Lost::new(lane.member().cloned(), reason);
+                self.lost_lane(lane, lost, true, now);
+            }
+            Heard::Answer { ttl, .. } if ttl <= 0 => {
                 return Some(LeaseError::Lost {
                     lease_id: self.lease_id,
                 });
             }
-            Heard::Answer(ttl) => {
+            Heard::Answer { ttl, .. } => {
                 let sent = self.lanes[pos].answered().unwrap_or(now);
                 if self.schedule.answered(sent, ttl, now) {
                     tracing::warn!(
@@ -221,6 +233,17 @@ impl Driver<'_> {
             }
         }
         None
+    }
+
+    /// The term of the leader the health checker knows, if it knows one.
+    fn leader_term(&self) -> Option<u64> {
+        let checker = self.options.reopen.checker.as_ref()?;
+        checker.leader().leader_term
+    }
+
+    /// Whether an answer at raft `term` comes from a member behind that leader.
+    fn behind(&self, term: u64) -> bool {
+        behind_the_leader(term, self.leader_term())
     }
 
     /// The health checker evicted a member: its streams go at once.
