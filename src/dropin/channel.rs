@@ -223,14 +223,11 @@ impl EtcdChannel {
         self.streams.stats.clone()
     }
 
-    /// Applies the endpoint changes etcd-client sent. Called on every request: a caller that
-    /// finds another applying them goes on without waiting (no lock convoy at 64 in flight).
+    /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
+    /// for a caller applying them: requests sent at once right after connecting must all find
+    /// the members etcd-client inserted (the lock is held for microseconds).
     fn apply_changes(&self) {
-        let mut rx = match self.changes.try_lock() {
-            Ok(rx) => rx,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
+        let mut rx = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         while let Ok(change) = rx.try_recv() {
             let checker = self.balance.checker();
             match change {
