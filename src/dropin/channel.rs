@@ -184,10 +184,9 @@ impl Service<Request<tonic::body::Body>> for MemberChannel {
 /// while connecting are in place for its very first request.
 #[derive(Clone, Debug)]
 pub struct EtcdChannel {
-    balance: Balance<EndpointMaker>,
+    inner: WithStreams<EndpointMaker>,
     endpoints: Endpoints,
     changes: Arc<Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>>,
-    streams: Streams,
 }
 
 impl EtcdChannel {
@@ -199,15 +198,8 @@ impl EtcdChannel {
     ) -> Self {
         let maker = EndpointMaker::default();
         let endpoints = maker.endpoints.clone();
-        let balance = Balance::new(checker.clone(), maker);
         Self {
-            streams: Streams {
-                channel: balance.clone().into_box_channel(),
-                checker,
-                stats,
-                resume,
-            },
-            balance,
+            inner: WithStreams::new(Balance::new(checker, maker), stats, resume),
             endpoints,
             changes: Arc::new(Mutex::new(changes)),
         }
@@ -215,12 +207,12 @@ impl EtcdChannel {
 
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
-        self.balance.checker()
+        self.inner.balance.checker()
     }
 
     /// The counters of the channel's watch and keep-alive streams.
     pub fn stream_stats(&self) -> StreamStats {
-        self.streams.stats.clone()
+        self.inner.streams.stats.clone()
     }
 
     /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
@@ -229,7 +221,7 @@ impl EtcdChannel {
     fn apply_changes(&self) {
         let mut rx = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         while let Ok(change) = rx.try_recv() {
-            let checker = self.balance.checker();
+            let checker = self.checker();
             match change {
                 Change::Insert(uri, endpoint) => {
                     let (endpoint, configured) = with_configured_tls(checker, &uri, endpoint);
@@ -261,17 +253,12 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.balance.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        let answer = if Streams::takes(req.uri().path()) {
-            self.streams.call(req)
-        } else {
-            self.balance.call(req)
-        };
-        answer.map_response(super::stale_token::as_unauthenticated)
+        self.inner.call(req)
     }
 }
 
@@ -336,22 +323,42 @@ where
         + Sync
         + 'static,
 {
-    let streams = Streams {
-        channel: balance.clone().into_box_channel(),
-        checker: balance.checker().clone(),
-        stats: StreamStats::default(),
-        resume: true,
-    };
-    Channel::Custom(BoxCloneSyncService::new(WithStreams { balance, streams }))
+    let channel = WithStreams::new(balance, StreamStats::default(), true);
+    Channel::Custom(BoxCloneSyncService::new(channel))
 }
 
-/// A hand-built [`Balance`] whose watch and keep-alive streams are resumed.
+/// A [`Balance`] that answers watch and keep-alive streams through the drop-in's resuming
+/// driver and hands etcd-client token refusals it renews on: the service under both
+/// [`EtcdChannel`] and [`into_etcd_channel`].
 struct WithStreams<M: MakeMember> {
     balance: Balance<M>,
     streams: Streams,
 }
 
 // === impl WithStreams ===
+
+impl<M> WithStreams<M>
+where
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
+{
+    fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
+        let streams = Streams {
+            channel: balance.clone().into_box_channel(),
+            checker: balance.checker().clone(),
+            stats,
+            resume,
+        };
+        Self { balance, streams }
+    }
+}
 
 impl<M: MakeMember> Clone for WithStreams<M> {
     fn clone(&self) -> Self {
