@@ -298,6 +298,65 @@ async fn keep_lease_alive(
     Ok(())
 }
 
+/// A key on a 5 s lease, kept alive by etcd-client's keeper over the drop-in.
+struct LeasedKey {
+    stop: Arc<AtomicBool>,
+    renewals: Arc<AtomicU64>,
+    keeper: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// How the keeper ended: `Err` when it waited 10 s for an answer.
+type Kept = Result<Result<Result<(), String>, tokio::task::JoinError>, tokio::time::error::Elapsed>;
+
+impl LeasedKey {
+    /// Grants the lease through `client`, puts `leased` on it through `writer`, and starts
+    /// the keeper ([`keep_lease_alive`]) on `client`.
+    async fn start(client: &Client, writer: &Client) -> Self {
+        let lease = client
+            .lease_client()
+            .grant(5, None)
+            .await
+            .expect("grant")
+            .id();
+        writer
+            .kv_client()
+            .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
+            .await
+            .expect("put");
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewals = Arc::new(AtomicU64::new(0));
+        let keeper = tokio::spawn(keep_lease_alive(
+            client.clone(),
+            lease,
+            stop.clone(),
+            renewals.clone(),
+        ));
+        Self {
+            stop,
+            renewals,
+            keeper,
+        }
+    }
+
+    /// Stops the keeper: the renewals it had, and how it ended.
+    async fn stop(self) -> (u64, Kept) {
+        let renewals = self.renewals.load(Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        let kept = tokio::time::timeout(Duration::from_secs(10), self.keeper).await;
+        (renewals, kept)
+    }
+}
+
+/// Fails the test unless the keeper kept the lease alive to the end.
+fn expect_kept(kept: Kept) {
+    match kept {
+        Ok(joined) => joined
+            .expect("keeper task")
+            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
+        Err(_) => panic!("the keeper waited for an answer for 10 s"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_keep_alive_survives_the_leader_paused_then_killed() {
     let _serial = serial().await;
@@ -308,25 +367,7 @@ async fn lease_keep_alive_survives_the_leader_paused_then_killed() {
         .wait_for_leader(Duration::from_secs(10))
         .await
         .expect("leader");
-    let lease = client
-        .lease_client()
-        .grant(5, None)
-        .await
-        .expect("grant")
-        .id();
-    writer
-        .kv_client()
-        .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
-        .await
-        .expect("put");
-    let stop = Arc::new(AtomicBool::new(false));
-    let renewals = Arc::new(AtomicU64::new(0));
-    let keeper = tokio::spawn(keep_lease_alive(
-        client.clone(),
-        lease,
-        stop.clone(),
-        renewals.clone(),
-    ));
+    let leased = LeasedKey::start(&client, &writer).await;
     // The keep-alive goes to the leader once the health state knows it.
     let first = serving_leader(&stats, leader).await;
     eprintln!("keep-alive served by member {first} (leader {leader}); pausing the leader");
@@ -352,21 +393,14 @@ async fn lease_keep_alive_survives_the_leader_paused_then_killed() {
 
     // More than a TTL with the keeper on its own.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let before_stop = renewals.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let kept = tokio::time::timeout(Duration::from_secs(10), keeper).await;
+    let (before_stop, kept) = leased.stop().await;
     let found = writer.kv_client().get("leased", None).await.expect("get");
     let counts = stats.counts();
     eprintln!(
         "renewals {before_stop}; stream stats {counts:?}; leader view {:?}",
         checker.leader()
     );
-    match kept {
-        Ok(joined) => joined
-            .expect("keeper task")
-            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
-        Err(_) => panic!("the keeper waited for an answer for 10 s"),
-    }
+    expect_kept(kept);
     assert_eq!(found.count(), 1, "the leased key outlived both faults");
     assert!(
         counts.keep_alive_resumptions >= 2,
@@ -414,25 +448,7 @@ async fn watch_and_keep_alive_with_auth_survive_the_leader_killed() {
         .await
         .expect("leader");
 
-    let lease = client
-        .lease_client()
-        .grant(5, None)
-        .await
-        .expect("grant")
-        .id();
-    writer
-        .kv_client()
-        .put("leased", "v", Some(PutOptions::new().with_lease(lease)))
-        .await
-        .expect("put");
-    let stop = Arc::new(AtomicBool::new(false));
-    let renewals = Arc::new(AtomicU64::new(0));
-    let keeper = tokio::spawn(keep_lease_alive(
-        client.clone(),
-        lease,
-        stop.clone(),
-        renewals.clone(),
-    ));
+    let leased = LeasedKey::start(&client, &writer).await;
     let keep_alive_on = serving_leader(&stats, leader).await;
     let (stream, watch_on) = open_watch(&client, &stats, leader, true).await;
     eprintln!("keep-alive on member {keep_alive_on}, watch on member {watch_on}, leader {leader}");
@@ -459,17 +475,11 @@ async fn watch_and_keep_alive_with_auth_survive_the_leader_killed() {
 
     // More than a TTL after the kill.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    stop.store(true, Ordering::Relaxed);
-    let kept = tokio::time::timeout(Duration::from_secs(10), keeper).await;
+    let (_, kept) = leased.stop().await;
     let found = writer.kv_client().get("leased", None).await.expect("get");
     let counts = stats.counts();
     eprintln!("stream stats {counts:?}");
-    match kept {
-        Ok(joined) => joined
-            .expect("keeper task")
-            .unwrap_or_else(|e| panic!("keep-alive failed (resumption {}): {e}", resume())),
-        Err(_) => panic!("the keeper waited for an answer for 10 s"),
-    }
+    expect_kept(kept);
     assert_eq!(found.count(), 1, "the leased key outlived the leader");
     assert!(
         counts.watch_resumptions >= 1 && counts.keep_alive_resumptions >= 1,

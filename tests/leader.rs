@@ -244,8 +244,9 @@ async fn leader_isolated_from_its_peers() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follower_black_holed_on_the_client_path() {
+/// Black-holes the client path (client port behind the fixture's proxy) of the member
+/// `victim` picks, given the leader: the member stays up and in the cluster.
+async fn client_path_case(name: &str, victim: impl Fn(usize) -> usize) {
     let _serial = serial().await;
     let cluster = Cluster::builder()
         .client_proxy(true)
@@ -253,14 +254,21 @@ async fn follower_black_holed_on_the_client_path() {
         .await
         .expect("cluster");
     let leader = leader_of(&cluster).await;
-    let follower = (0..3).find(|i| *i != leader).expect("a follower");
     run_case(
-        "client-path black hole",
+        name,
         &cluster,
-        &[follower],
+        &[victim(leader)],
         |c, i| c.blackhole_client(i, true),
         async |c, i| c.blackhole_client(i, false),
     )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_black_holed_on_the_client_path() {
+    client_path_case("client-path black hole", |leader| {
+        (0..3).find(|i| *i != leader).expect("a follower")
+    })
     .await;
 }
 
@@ -268,21 +276,7 @@ async fn follower_black_holed_on_the_client_path() {
 /// reach it): writes routed to the leader must find another way (a follower forwards them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_black_holed_on_the_client_path() {
-    let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .client_proxy(true)
-        .start()
-        .await
-        .expect("cluster");
-    let leader = leader_of(&cluster).await;
-    run_case(
-        "leader client-path black hole",
-        &cluster,
-        &[leader],
-        |c, i| c.blackhole_client(i, true),
-        async |c, i| c.blackhole_client(i, false),
-    )
-    .await;
+    client_path_case("leader client-path black hole", |leader| leader).await;
 }
 
 /// A rolling restart, as an operator upgrading etcd does it: each member in turn stopped
