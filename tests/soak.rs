@@ -15,7 +15,8 @@
 //! 3. the clients' history is linearizable for a register with compare-and-set per key, writes
 //!    that failed or timed out counting as "applied at some point after invocation, or never"
 //!    (each key's check time is printed; it grows linearly with the soak's length);
-//! 4. the leased key outlived the chaos;
+//! 4. the leased keys outlived the chaos (one kept alive by our `KeepAlive`, one by
+//!    etcd-client's own keeper over the drop-in, whose stream must never end);
 //! 5. the process did not grow: the runtime's alive tasks after the load are within a small
 //!    margin of those after the warm-up (a task leaked per request or per fault would not
 //!    be), and the resident size is reported (and bounded very loosely).
@@ -54,6 +55,8 @@ const KEYS: usize = 5;
 /// Written once the chaos is over; both watches read up to it.
 const SENTINEL: &str = "soak/~end";
 const LEASED_KEY: &str = "soak-lease/alive";
+/// The key leased through etcd-client's own keep-alive over the drop-in.
+const DROPIN_LEASED_KEY: &str = "soak-lease/dropin";
 /// Faults last up to 4 s and may hit the leader, which nobody can renew a lease with while it
 /// hangs; on a starved 2-core CI machine a 3 s TTL once ran out before the new leader took the
 /// keep-alive. 5 s keeps the check about the helper, not about CPU starvation.
@@ -572,6 +575,67 @@ fn soak_seed() -> u64 {
         .unwrap_or_else(rand::random)
 }
 
+/// What etcd-client's own keep-alive loop over the drop-in saw.
+#[derive(Debug, Default)]
+struct DropinKeeper {
+    renewals: u64,
+    /// Answers with TTL 0: etcd said the lease is gone.
+    gone: u64,
+    /// The keep-alive stream ended or failed (it must not: the drop-in resumes it).
+    ended: Vec<String>,
+    /// The longest wait from a keep-alive sent to its answer.
+    longest_wait: Duration,
+}
+
+/// The loop etcd-client's docs show a user: send a keep-alive, read its answer, sleep a
+/// third of the TTL. A stream that ends is recorded and opened again, as a user would.
+async fn keep_dropin_lease(
+    client: etcd_client::Client,
+    lease: i64,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> DropinKeeper {
+    let mut figures = DropinKeeper::default();
+    let mut lc = client.lease_client();
+    let run = async {
+        loop {
+            let (mut keeper, mut stream) = match lc.keep_alive(lease).await {
+                Ok(k) => k,
+                Err(e) => {
+                    figures.ended.push(format!("open: {e}"));
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            loop {
+                let sent = Instant::now();
+                if let Err(e) = keeper.keep_alive().await {
+                    figures.ended.push(format!("send: {e}"));
+                    break;
+                }
+                match stream.message().await {
+                    Ok(Some(r)) if r.ttl() > 0 => figures.renewals += 1,
+                    Ok(Some(_)) => figures.gone += 1,
+                    Ok(None) => {
+                        figures.ended.push("stream ended".into());
+                        break;
+                    }
+                    Err(e) => {
+                        figures.ended.push(format!("answer: {e}"));
+                        break;
+                    }
+                }
+                figures.longest_wait = figures.longest_wait.max(sent.elapsed());
+                tokio::time::sleep(Duration::from_secs(LEASE_TTL as u64) / 3).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        () = run => {}
+    }
+    figures
+}
+
 /// Retries a setup or tear-down step on a healthy cluster (not part of the checked history).
 async fn settle<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     what: &str,
@@ -614,6 +678,21 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     )
     .await
     .unwrap_or_else(|e| panic!("seed {seed}: drop-in client: {e}"));
+
+    // A key leased through etcd-client over the drop-in, kept alive by etcd-client's keeper.
+    let dropin_lease = settle("drop-in lease grant", seed, || {
+        let mut lc = dropin.lease_client();
+        async move { lc.grant(LEASE_TTL, None).await.map(|r| r.id()) }
+    })
+    .await;
+    settle("drop-in leased put", seed, || {
+        let mut kv = dropin.kv_client();
+        let options = etcd_client::PutOptions::new().with_lease(dropin_lease);
+        async move { kv.put(DROPIN_LEASED_KEY, "alive", Some(options)).await }
+    })
+    .await;
+    let (stop_keeper, keeper_stop) = tokio::sync::oneshot::channel();
+    let dropin_keeper = tokio::spawn(keep_dropin_lease(dropin.clone(), dropin_lease, keeper_stop));
 
     // The leased key, kept alive through the chaos.
     let lease = settle("lease grant", seed, || {
@@ -880,6 +959,15 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     })
     .await;
     let lease_state = keep_alive.state();
+    let dropin_leased = settle("drop-in leased get", seed, || {
+        let mut kv = kv.clone();
+        async move { kv.get(DROPIN_LEASED_KEY, None).await }
+    })
+    .await;
+    let _ = stop_keeper.send(());
+    let dropin_keeper = dropin_keeper
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: drop-in keeper: {e}"));
 
     // Figures.
     let mut by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
@@ -974,6 +1062,16 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         tower.checker().retries()
     );
 
+    println!(
+        "  etcd-client's keeper over the drop-in: {} renewals, {} answers TTL 0, longest wait \
+         {:?}, stream ended {} times {:?}",
+        dropin_keeper.renewals,
+        dropin_keeper.gone,
+        dropin_keeper.longest_wait,
+        dropin_keeper.ended.len(),
+        dropin_keeper.ended,
+    );
+
     assert!(
         duplicates.is_empty(),
         "seed {seed}: values applied twice: {duplicates:?}"
@@ -993,6 +1091,16 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     assert!(
         !leased.kvs().is_empty() && lease_state.ended.is_none(),
         "seed {seed}: the leased key is gone ({lease_state:?})"
+    );
+    assert!(
+        !dropin_leased.kvs().is_empty() && dropin_keeper.gone == 0,
+        "seed {seed}: the key leased through etcd-client over the drop-in is gone \
+         ({dropin_keeper:?})"
+    );
+    assert!(
+        dropin_keeper.ended.is_empty(),
+        "seed {seed}: etcd-client's keep-alive stream over the drop-in ended: {:?}",
+        dropin_keeper.ended
     );
     assert!(
         undecided.is_empty(),

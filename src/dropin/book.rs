@@ -45,10 +45,20 @@ pub(super) trait Book: Send + 'static {
     const PATH: &'static str;
     /// Whether [`poke`](Self::poke) gives a request.
     const POKES: bool;
+    /// Whether [`behind`](Self::behind) judges answers (it costs a look at the leader state
+    /// per answer).
+    const JUDGES_TERMS: bool = false;
 
     /// Remembers a message of the caller; returns what to send the member now (if a member
     /// serves the stream).
     fn on_caller(&mut self, req: Self::Req) -> Vec<Self::Req>;
+    /// Whether an answer comes from a member behind the leader the health state knows
+    /// (leading at `leader_term`) and must not count: why, if so. It is then neither passed
+    /// on nor judged, and the stream moves with what it asked still outstanding.
+    fn behind(&self, resp: &Self::Resp, leader_term: Option<u64>) -> Option<String> {
+        let _ = (resp, leader_term);
+        None
+    }
     /// Judges an answer of the member.
     fn on_member(&mut self, resp: Self::Resp) -> Judged<Self::Req, Self::Resp>;
     /// Forgets what was in flight on the lost member; returns what the next one is sent.

@@ -3,11 +3,15 @@
 //! A keep-alive (`{ID}`) is idempotent: sent again to another member it renews the lease
 //! again, which is what the caller asked for. Each request gets exactly one answer, the
 //! member's own (answers are never made up: a lease that is gone is answered TTL 0 by etcd).
+//! An answer from a member behind the leader's term (a deposed leader that does not know it
+//! yet) renews nothing the real leader sees: it is not passed on, and the keep-alive is
+//! asked again of another member.
 
 use std::collections::VecDeque;
 
 use super::book::{Book, Heard, Judged, Resumed};
 use super::stats::StreamKind;
+use crate::leader::behind_the_leader;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 
 /// The keep-alives sent and not answered yet, oldest first.
@@ -21,11 +25,23 @@ impl Book for KeepAliveBook {
     type Resp = LeaseKeepAliveResponse;
     const KIND: StreamKind = StreamKind::KeepAlive;
     const POKES: bool = false;
+    const JUDGES_TERMS: bool = true;
     const PATH: &'static str = "/etcdserverpb.Lease/LeaseKeepAlive";
 
     fn on_caller(&mut self, req: LeaseKeepAliveRequest) -> Vec<LeaseKeepAliveRequest> {
         self.unanswered.push_back(req);
         vec![req]
+    }
+
+    fn behind(&self, resp: &LeaseKeepAliveResponse, leader_term: Option<u64>) -> Option<String> {
+        let term = resp.header.as_ref().map_or(0, |h| h.raft_term);
+        behind_the_leader(term, leader_term).then(|| {
+            format!(
+                "answered at raft term {term}, behind the leader's term {}: a renewal there \
+                 renews nothing",
+                leader_term.unwrap_or_default()
+            )
+        })
     }
 
     fn on_member(
@@ -70,6 +86,7 @@ impl Book for KeepAliveBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::etcdserverpb::ResponseHeader;
 
     fn req(id: i64) -> LeaseKeepAliveRequest {
         LeaseKeepAliveRequest { id }
@@ -104,6 +121,29 @@ mod tests {
             b.resume().requests.is_empty(),
             "nothing answered is sent again"
         );
+    }
+
+    #[test]
+    fn an_answer_behind_the_leaders_term_is_not_a_renewal_and_is_asked_again() {
+        let mut b = KeepAliveBook::default();
+        b.on_caller(req(4));
+        let at = |raft_term| LeaseKeepAliveResponse {
+            id: 4,
+            ttl: 5,
+            header: Some(ResponseHeader {
+                raft_term,
+                ..Default::default()
+            }),
+        };
+        let why = b
+            .behind(&at(54), Some(55))
+            .expect("a deposed leader's answer");
+        assert!(why.contains("54") && why.contains("55"), "{why}");
+        assert_eq!(b.outstanding(), 1, "still unanswered");
+        assert_eq!(b.resume().requests, vec![req(4)], "asked again elsewhere");
+        assert_eq!(b.behind(&at(55), Some(55)), None, "the leader's own term");
+        assert_eq!(b.behind(&at(54), None), None, "no leader known");
+        assert_eq!(b.behind(&answer(4), Some(55)), None, "no header");
     }
 
     #[test]

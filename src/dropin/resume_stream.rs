@@ -520,6 +520,13 @@ impl<B: Book> Driver<B> {
                 return false;
             }
         };
+        if self.streams.resume && B::JUDGES_TERMS {
+            let leader_term = self.streams.checker.leader().leader_term;
+            if let Some(reason) = self.book.behind(&resp, leader_term) {
+                self.lose(reason);
+                return true;
+            }
+        }
         self.reopen.healthy();
         let heard = if self.streams.resume {
             let judged = self.book.on_member(resp);

@@ -9,8 +9,10 @@
 //! cluster); [`ask`] is the one `Status` call; the probe scheduler runs the rounds.
 
 mod ask;
+mod term;
 mod view;
 
 pub(crate) use ask::ask;
+pub(crate) use term::behind_the_leader;
 pub use view::LeaderSnapshot;
 pub(crate) use view::{LeaderView, Reply, Report};

@@ -6,9 +6,10 @@ use tokio::time::{sleep_until, Instant};
 
 use super::choose::{place, Candidate, Known};
 use super::lane::{Heard, Lane, Opening};
-use super::schedule::{behind_the_leader, Schedule};
+use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
+use crate::leader::behind_the_leader;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::resume::{classify, next_eviction, BoxChannel, Lost, Reopen};
 
