@@ -27,8 +27,7 @@ use crate::HealthChecker;
 /// inserting a `&str` name that is not a standard header copies it into a new allocation on
 /// every request.
 const HAS_LEADER: HeaderName = HeaderName::from_static(crate::etcd::HAS_LEADER);
-/// The gRPC deadline header, made once for the same reason.
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+use crate::grpc::header::TIMEOUT as GRPC_TIMEOUT;
 
 /// A health-checked balancer over one service per etcd member.
 ///
@@ -491,7 +490,7 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
 
 /// The deadline a tonic client put in the `grpc-timeout` header, if any.
 pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     if value.len() < 2 {
         return None;
     }

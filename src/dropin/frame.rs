@@ -117,7 +117,10 @@ pub(super) fn encode<M: prost::Message>(message: &M) -> Bytes {
 pub(super) fn trailers(status: &tonic::Status) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if status.add_header(&mut headers).is_err() {
-        headers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
+        headers.insert(
+            crate::grpc::header::STATUS,
+            http::HeaderValue::from(status.code() as i32),
+        );
     }
     headers
 }

@@ -13,8 +13,7 @@
 
 use http::{HeaderValue, Response};
 
-/// The gRPC status header of a trailers-only answer.
-const GRPC_STATUS: &str = "grpc-status";
+use crate::grpc::header::STATUS as GRPC_STATUS;
 
 /// `resp`, with a refusal of its token (other than `Unauthenticated` already) turned into
 /// `Unauthenticated`.

@@ -14,6 +14,7 @@
 //! nothing is boxed: the hot path stays generic.
 
 mod error;
+pub(crate) mod header;
 mod sanitize;
 
 pub(crate) use error::{chain, describe};

@@ -21,9 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-const GRPC_STATUS: &str = "grpc-status";
-const GRPC_MESSAGE: &str = "grpc-message";
-const GRPC_DETAILS: &str = "grpc-status-details-bin";
+use super::header::{DETAILS as GRPC_DETAILS, MESSAGE as GRPC_MESSAGE, STATUS as GRPC_STATUS};
 
 /// The base64 tonic decodes details with: standard alphabet, padding optional.
 const DETAILS_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -147,10 +145,10 @@ fn sanitized<B>(resp: Response<B>) -> Response<SanitizedBody<B>> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+    fn headers(pairs: &[(http::HeaderName, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, http::HeaderValue::from_bytes(v).expect("value"));
+            h.insert(k.clone(), http::HeaderValue::from_bytes(v).expect("value"));
         }
         h
     }

@@ -48,7 +48,11 @@ impl<B: GrpcBody> Body for ClassifiedBody<B> {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some(tracker) = this.tracker.take() {
-                        if trailers.get("grpc-status").map(|v| v.as_bytes()) == Some(b"0") {
+                        if trailers
+                            .get(crate::grpc::header::STATUS)
+                            .map(|v| v.as_bytes())
+                            == Some(b"0")
+                        {
                             // The common case, read without building a `tonic::Status` (an
                             // allocation on every answer).
                             tracker.finish(Some(Outcome::Success), unary);
