@@ -83,6 +83,46 @@ struct Samples {
     latency_64: Option<Latency>,
     errors: u64,
     first_error: Option<String>,
+    /// At 64 in flight, all rounds: what the health stack did (clients that have one).
+    spread: Option<Spread>,
+}
+
+/// What a health-checked client did with its requests at 64 in flight: how they spread over
+/// the members (by URL) and how many extra copies hedging and retries sent. Behaviour, not
+/// cost: a balancer that piles reads on one member, or hedges often, shows here.
+#[derive(Clone, Debug, Default, Serialize)]
+struct Spread {
+    requests: u64,
+    per_member: std::collections::BTreeMap<String, u64>,
+    hedges: u64,
+    retries: u64,
+}
+
+impl Spread {
+    fn now(checker: &etcd_health::HealthChecker) -> Self {
+        let per_member = checker
+            .snapshot()
+            .into_iter()
+            .map(|s| (s.member.uri().to_string(), s.requests))
+            .collect();
+        Self {
+            requests: 0,
+            per_member,
+            hedges: checker.hedges(),
+            retries: checker.retries(),
+        }
+    }
+
+    /// Adds what happened between `before` and `after` (`n` requests sent by the caller).
+    fn add(&mut self, before: &Self, after: &Self, n: u64) {
+        self.requests += n;
+        for (uri, a) in &after.per_member {
+            let b = before.per_member.get(uri).copied().unwrap_or(0);
+            *self.per_member.entry(uri.clone()).or_default() += a.saturating_sub(b);
+        }
+        self.hedges += after.hedges.saturating_sub(before.hedges);
+        self.retries += after.retries.saturating_sub(before.retries);
+    }
 }
 
 #[derive(Serialize)]
@@ -97,6 +137,8 @@ struct ClientReport {
     latency_64: Summary,
     errors: u64,
     first_error: Option<String>,
+    /// At 64 in flight: where requests went, hedges and retries (health-checked clients).
+    spread: Option<Spread>,
 }
 
 #[derive(Serialize)]
@@ -270,7 +312,14 @@ async fn run_mode(
                 s.latency_1.push(hist1);
                 results.push((16, batch(client, op, requests, 16, None).await));
                 let hist64 = s.latency_64.get_or_insert_with(Latency::precise);
+                let before = client.checker.as_ref().map(Spread::now);
                 results.push((64, batch(client, op, requests, 64, Some(hist64)).await));
+                if let (Some(checker), Some(before)) = (&client.checker, before) {
+                    let after = Spread::now(checker);
+                    s.spread
+                        .get_or_insert_with(Spread::default)
+                        .add(&before, &after, requests);
+                }
                 for (k, b) in results {
                     let n = if k == 1 { latency_requests } else { requests };
                     s.throughput
@@ -357,7 +406,49 @@ async fn run_mode(
                 latency_64,
                 errors: s.errors,
                 first_error: s.first_error.clone(),
+                spread: s.spread.clone(),
             });
+        }
+    }
+
+    println!();
+    println!(
+        "at 64 in flight, health-checked clients: share of the copies sent to each member \
+         (members 0..{}, leader {leader}), extra copies per 1000 requests",
+        cluster.size()
+    );
+    println!(
+        "{:<12} {:<4} {:<24} {:>9} {:>9}",
+        "client", "op", "share by member", "hedges", "retries"
+    );
+    for op in Op::ALL {
+        for kind in kinds.iter().copied() {
+            let Some(spread) = &samples[&(kind, op)].spread else {
+                continue;
+            };
+            let sent: u64 = spread.per_member.values().sum::<u64>().max(1);
+            // In the cluster's member order, so the leader's column is the one named above.
+            let shares: Vec<String> = (0..cluster.size())
+                .map(|i| {
+                    let url = cluster.endpoint(i);
+                    let n: u64 = spread
+                        .per_member
+                        .iter()
+                        .filter(|(u, _)| u.trim_end_matches('/') == url.trim_end_matches('/'))
+                        .map(|(_, n)| *n)
+                        .sum();
+                    format!("{:.2}", n as f64 / sent as f64)
+                })
+                .collect();
+            let per_1000 = |n: u64| n as f64 * 1000.0 / spread.requests.max(1) as f64;
+            println!(
+                "{:<12} {:<4} {:<24} {:>9.1} {:>9.1}",
+                label(kind),
+                op.label(),
+                shares.join(" / "),
+                per_1000(spread.hedges),
+                per_1000(spread.retries),
+            );
         }
     }
 
