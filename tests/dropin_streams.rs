@@ -7,7 +7,8 @@
 //! recovers would deliver late what it held, hiding a stall); a lease with a 5 s TTL, kept
 //! alive by etcd-client's own keeper, outlives a 4 s pause of the leader and then the death of
 //! the member serving its keep-alives: its key is still there after more than a TTL; with etcd
-//! auth on, both streams outlive the leader serving them.
+//! auth on, both streams outlive the leader serving them, and a watch re-created after
+//! etcd-client renewed its token carries the new one.
 //!
 //! `DROPIN_STREAMS_RESUME=0` runs the same tests with the drop-in's stream resumption off
 //! (`HealthChannel::resume_streams(false)`): they fail (see the README's drop-in section).
@@ -74,6 +75,12 @@ async fn serving(stats: &StreamStats, kind: StreamKind) -> usize {
 /// Puts `w/0000` .. `w/0299` in order, 20 ms apart, each exactly once: a put whose outcome is
 /// unknown is retried only if the key does not exist yet.
 async fn write_values(client: Client, written: Arc<AtomicU64>) -> u64 {
+    write_values_with(client, written, false).await
+}
+
+/// As [`write_values`]; with `read_back`, each value is also read (a linearizable get, which
+/// the drop-in spreads over the members, unlike the writes it sends to the leader).
+async fn write_values_with(client: Client, written: Arc<AtomicU64>, read_back: bool) -> u64 {
     let mut kv = client.kv_client();
     let mut failures = 0;
     for i in 0..VALUES {
@@ -93,6 +100,10 @@ async fn write_values(client: Client, written: Arc<AtomicU64>) -> u64 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+        }
+        while read_back && kv.get(key.as_str(), None).await.is_err() {
+            failures += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         written.store(i as u64 + 1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -484,5 +495,68 @@ async fn watch_and_keep_alive_with_auth_survive_the_leader_killed() {
     assert!(
         counts.watch_resumptions >= 1 && counts.keep_alive_resumptions >= 1,
         "the kill hit both streams' member: {counts:?}"
+    );
+}
+
+/// A watch the drop-in re-creates carries the token etcd-client uses now, not the one it was
+/// opened with: here etcd has forgotten the first token (simple tokens unused for
+/// `--auth-token-ttl` are dropped) and etcd-client renewed it on a refused put before the
+/// watch's member was paused. Re-created with its own token, the watch would be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_re_created_after_etcd_client_renewed_its_token_carries_the_new_one() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .members(3)
+        .extra_args(["--auth-token-ttl", "2"])
+        .start()
+        .await
+        .expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let channel = HealthChannel::new(Config::default()).resume_streams(resume());
+    let stats = channel.stream_stats();
+    let login = ConnectOptions::new()
+        .with_user("root", PASSWORD)
+        .with_auto_token_refresh(true)
+        .with_timeout(Duration::from_secs(2));
+    let client = Client::connect_with_balanced_channel(cluster.endpoints(), Some(login), channel)
+        .await
+        .expect("client");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let (stream, victim) = open_watch(&client, &stats, leader, false).await;
+    // Nothing is sent for longer than the TTL: every member forgets the token.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // The writer's first put is refused and etcd-client authenticates again; its reads keep
+    // the new token alive on every member that serves them.
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(write_values_with(client.clone(), written.clone(), true));
+    let watcher = spawn_watcher(stream);
+    while written.load(Ordering::Relaxed) < FAULT_AFTER as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("pausing member {victim}, which serves the watch (leader {leader})");
+    cluster.pause(victim);
+    let received = tokio::time::timeout(WATCH_BOUND, watcher).await;
+    let failures = tokio::time::timeout(WATCH_BOUND, writer).await;
+    cluster.resume(victim);
+    let failures = failures.expect("the writer finished").expect("writer");
+    let (keys, _) = match received {
+        Err(_) => panic!(
+            "the watch did not receive all {VALUES} values within {WATCH_BOUND:?}; stream \
+             stats {:?}",
+            stats.counts()
+        ),
+        Ok(joined) => joined.expect("watcher").unwrap_or_else(|e| panic!("{e}")),
+    };
+    let expected: Vec<String> = (0..VALUES).map(|i| format!("w/{i:04}")).collect();
+    assert_eq!(keys, expected, "every value once, in order");
+    let counts = stats.counts();
+    eprintln!("writer retries {failures}; stream stats {counts:?}");
+    assert!(
+        counts.watch_resumptions >= 1,
+        "the pause hit the watch's member: {counts:?}"
     );
 }

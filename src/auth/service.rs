@@ -13,8 +13,7 @@ use crate::balance::ResponseFuture;
 use crate::grpc::GrpcService;
 use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
 
-/// Metadata key etcd reads the token from.
-const TOKEN: &str = "token";
+use crate::etcd::TOKEN;
 const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 /// How many times one request may authenticate again and be re-sent. Once is the rule; the
 /// spare ones cover auth store changes that come back to back (a user added, then a role

@@ -12,6 +12,7 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
+use super::latest_token::LatestToken;
 use super::resume_stream::Streams;
 use super::stats::StreamStats;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
@@ -355,6 +356,7 @@ where
             checker: balance.checker().clone(),
             stats,
             resume,
+            token: LatestToken::default(),
         };
         Self { balance, streams }
     }
@@ -398,6 +400,7 @@ where
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        self.streams.token.note(req.headers());
         let answer = if Streams::takes(req.uri().path()) {
             self.streams.call(req)
         } else {

@@ -44,6 +44,10 @@
 //! etcd-client re-sends once: a request caught by two auth store changes in a row (the token
 //! renewed after the first is stale again at once) fails with the second refusal.
 //!
+//! A stream the drop-in re-creates on another member (below) carries the token etcd-client
+//! sends now, not the one it was opened with (which etcd may have forgotten or made stale
+//! since): the channel keeps the newest token of the requests it carries.
+//!
 //! Watches and lease keep-alives: a stream goes to one member, and etcd-client never
 //! re-creates a watch or a keep-alive stream that failed or went silent, while its users hold
 //! one client for weeks. So the drop-in answers etcd-client's `Watch/Watch` and
@@ -80,6 +84,7 @@ mod book;
 mod channel;
 mod frame;
 mod keepalive_book;
+mod latest_token;
 mod resume_stream;
 mod stale_token;
 mod stats;

@@ -31,6 +31,7 @@ use tonic::Streaming;
 
 use super::book::{Book, Heard};
 use super::frame::{self, Decoder, ReplyBody};
+use super::latest_token::LatestToken;
 use super::stats::StreamStats;
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
 use crate::checker::{HealthEvent, Member};
@@ -59,6 +60,8 @@ pub(super) struct Streams {
     pub(super) stats: StreamStats,
     /// Off: streams pass through unchanged, on one member (as before resumption existed).
     pub(super) resume: bool,
+    /// The caller's newest auth token: re-created streams carry it.
+    pub(super) token: LatestToken,
 }
 
 impl Streams {
@@ -396,7 +399,7 @@ impl<B: Book> Driver<B> {
         self.again = again;
         let opening = open_on::<B>(
             self.streams.channel.clone(),
-            self.metadata.clone(),
+            self.streams.token.freshen(&self.metadata),
             hint,
             rx,
         );

@@ -21,6 +21,10 @@ pub(crate) use method::{Class, Method, MethodKind};
 /// timeout, in `tests/watch.rs`) instead of going quiet for ever.
 pub(crate) const HAS_LEADER: &str = "hasleader";
 
+/// The metadata key etcd reads a caller's auth token from (simple or JWT), on every request
+/// and at the opening of every stream.
+pub(crate) const TOKEN: &str = "token";
+
 /// etcd's answer on a member that knows no leader (with `hasleader`, before any handler ran).
 pub(crate) const NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's answer to a linearizable read whose ReadIndex was cut short by a leader change.
