@@ -19,6 +19,7 @@ use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent}
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
+use crate::grpc::header::TIMEOUT as GRPC_TIMEOUT;
 use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
@@ -27,7 +28,6 @@ use crate::HealthChecker;
 /// inserting a `&str` name that is not a standard header copies it into a new allocation on
 /// every request.
 const HAS_LEADER: HeaderName = HeaderName::from_static(crate::etcd::HAS_LEADER);
-use crate::grpc::header::TIMEOUT as GRPC_TIMEOUT;
 
 /// A health-checked balancer over one service per etcd member.
 ///
