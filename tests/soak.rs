@@ -575,6 +575,23 @@ fn soak_seed() -> u64 {
         .unwrap_or_else(rand::random)
 }
 
+/// etcd's own words that it was starved ("took too long": a heartbeat sent late, an apply that
+/// overran), per member: how many, and the last one. Both leases lost at once while members
+/// say this points at a cluster that could not renew, not at a keeper that stopped asking.
+fn etcd_starved(cluster: &Cluster) -> Vec<(usize, String)> {
+    (0..cluster.size())
+        .map(|i| {
+            let log = cluster.log_tail(i, usize::MAX);
+            let hits: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("took too long"))
+                .collect();
+            let last = hits.last().map(|l| l.chars().take(240).collect());
+            (hits.len(), last.unwrap_or_default())
+        })
+        .collect()
+}
+
 /// What etcd-client's own keep-alive loop over the drop-in saw.
 #[derive(Debug, Default)]
 struct DropinKeeper {
@@ -853,9 +870,11 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         "seed {seed}: etcd's history from revision {start_revision} has a gap or a repeat \
          (changes outside {PREFIX}: {outside:?})"
     );
+    let starved = etcd_starved(&cluster);
     assert!(
         outside.is_empty(),
-        "seed {seed}: keys outside {PREFIX} changed during the soak: {outside:?}"
+        "seed {seed}: keys outside {PREFIX} changed during the soak: {outside:?}; etcd's \
+         'took too long' warnings per member (count, last): {starved:?}"
     );
 
     // 1. Acknowledged writes are in the history, once; nothing is in it twice.
@@ -1070,6 +1089,11 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         dropin_keeper.longest_wait,
         dropin_keeper.ended.len(),
         dropin_keeper.ended,
+    );
+
+    println!(
+        "  etcd's 'took too long' warnings per member: {:?}",
+        starved.iter().map(|(n, _)| n).collect::<Vec<_>>()
     );
 
     assert!(
