@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{first_failures, EtcdReads};
 use etcd_client::Client;
 use etcd_health_testing::Cluster;
 
@@ -26,13 +25,6 @@ const LIVE_MB: usize = 150;
 /// Garbage: this many more 1 MB puts over the same keys, compacted away.
 const OVERWRITTEN_MB: usize = 50;
 const STEADY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Default)]
-struct Counts {
-    reads: AtomicU64,
-    failed_reads: AtomicU64,
-    errors: Mutex<Vec<String>>,
-}
 
 /// Writes the large database; returns the revision to compact at.
 async fn fill(cluster: &Cluster) -> i64 {
@@ -77,33 +69,8 @@ async fn reads_survive_defragmentation_of_each_member() {
     fill(&cluster).await;
 
     let (client, checker) = common::dropin_client(&cluster).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let counts = Arc::new(Counts::default());
-    let readers: Vec<_> = (0..READERS)
-        .map(|_| {
-            let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(DEADLINE, kv.get("load", None)).await {
-                        Ok(Ok(_)) => {
-                            counts.reads.fetch_add(1, Ordering::Relaxed);
-                        }
-                        failed => {
-                            counts.failed_reads.fetch_add(1, Ordering::Relaxed);
-                            {
-                                let mut errors = counts.errors.lock().unwrap();
-                                if errors.len() < 8 {
-                                    errors.push(format!("{failed:?}"));
-                                }
-                            }
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let sample = || (Instant::now(), counts.reads.load(Ordering::Relaxed));
+    let reads = EtcdReads::start(&client, READERS, DEADLINE);
+    let sample = || (Instant::now(), reads.ok());
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let steady_from = sample();
@@ -135,7 +102,7 @@ async fn reads_survive_defragmentation_of_each_member() {
             after >> 20,
             rate(from, to),
             100.0 * rate(from, to) / steady,
-            counts.failed_reads.load(Ordering::Relaxed)
+            reads.failed()
         );
         assert!(
             after < before,
@@ -144,25 +111,18 @@ async fn reads_survive_defragmentation_of_each_member() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.await.expect("reader");
-    }
+    let (ok, failures) = reads.stop().await;
     for m in checker.snapshot() {
         println!(
             "  {}: {}, ejected {} times, counters {:?}",
             m.member, m.status, m.ejections, m.counters
         );
     }
-    println!(
-        "reads ok {}, failed {}",
-        counts.reads.load(Ordering::Relaxed),
-        counts.failed_reads.load(Ordering::Relaxed)
-    );
-    let errors = counts.errors.lock().unwrap().clone();
+    println!("reads ok {ok}, failed {}", failures.len());
     assert_eq!(
-        counts.failed_reads.load(Ordering::Relaxed),
+        failures.len(),
         0,
-        "no read failed: {errors:#?}"
+        "no read failed: {:#?}",
+        first_failures(&failures, 8)
     );
 }

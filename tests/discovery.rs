@@ -7,9 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::EtcdReads;
 
 use etcd_client::{Client, MemberAddOptions};
 use etcd_health::checker::{MemberSnapshot, Origin};
@@ -27,76 +28,6 @@ const DEADLINE: Duration = Duration::from_secs(2);
 /// etcd refuses `MemberAdd` ("etcdserver: unhealthy cluster", its strict reconfiguration
 /// check) until every member has been connected to the leader for 5 s.
 const RECONFIG_READY: Duration = Duration::from_millis(5500);
-
-/// Reads through etcd-client, each failure stamped with when it happened.
-struct Reads {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<(Instant, String)>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Reads {
-    fn start(client: &Client) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..READERS)
-            .map(|_| {
-                let (mut kv, stop, ok, failures) = (
-                    client.kv_client(),
-                    stop.clone(),
-                    ok.clone(),
-                    failures.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        match tokio::time::timeout(DEADLINE, kv.get("load", None)).await {
-                            Ok(Ok(_)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            failed => {
-                                failures
-                                    .lock()
-                                    .unwrap()
-                                    .push((Instant::now(), format!("{failed:?}")));
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            ok,
-            failures,
-            tasks,
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn failed_since(&self, at: Instant) -> usize {
-        self.failures
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| *t >= at)
-            .count()
-    }
-
-    async fn stop(self) -> (u64, Vec<(Instant, String)>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
 
 /// etcd-client over the drop-in, given `endpoints`, and its health state.
 async fn client(endpoints: Vec<String>, config: Config) -> (Client, HealthChecker) {
@@ -178,7 +109,7 @@ async fn one_endpoint_is_enough_when_its_member_dies() {
             == 3
     })
     .await;
-    let reads = Reads::start(&client);
+    let reads = EtcdReads::start(&client, READERS, DEADLINE);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = reads.ok();
     let killed_at = Instant::now();
@@ -217,7 +148,7 @@ async fn a_member_added_takes_traffic_and_a_member_removed_leaves() {
     config.discovery.interval = Duration::from_secs(2);
     let interval = config.discovery.interval;
     let (mut client, checker) = client(cluster.endpoints(), config).await;
-    let reads = Reads::start(&client);
+    let reads = EtcdReads::start(&client, READERS, DEADLINE);
     let reads_began = Instant::now();
     tokio::time::sleep(RECONFIG_READY).await;
 
@@ -283,7 +214,7 @@ async fn a_learner_gets_no_requests() {
     let mut config = Config::default();
     config.discovery.interval = Duration::from_secs(1);
     let (mut client, checker) = client(cluster.endpoints(), config).await;
-    let reads = Reads::start(&client);
+    let reads = EtcdReads::start(&client, READERS, DEADLINE);
     tokio::time::sleep(RECONFIG_READY).await;
     let new = cluster.prepare_member().await.expect("prepare");
     client

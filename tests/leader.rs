@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{first_failures, EtcdReads};
 use etcd_client::Client;
 use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
@@ -47,36 +48,20 @@ impl Counts {
 
 /// The load: readers and writers through etcd-client over the drop-in.
 struct Load {
+    reads: EtcdReads,
     stop: Arc<AtomicBool>,
     counts: Arc<Counts>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(client: &Client) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
-        let mut tasks = Vec::new();
-        for _ in 0..READERS {
-            let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(DEADLINE, kv.get("load", None)).await {
-                        Ok(Ok(_)) => {
-                            counts.reads.fetch_add(1, Ordering::Relaxed);
-                        }
-                        failed => {
-                            counts.failed_reads.fetch_add(1, Ordering::Relaxed);
-                            counts.note(format!("read: {failed:?}"));
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                }
-            }));
-        }
+        let mut writers = Vec::new();
         for w in 0..WRITERS {
             let (mut kv, stop, counts) = (client.kv_client(), stop.clone(), counts.clone());
-            tasks.push(tokio::spawn(async move {
+            writers.push(tokio::spawn(async move {
                 let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     seq += 1;
@@ -104,18 +89,29 @@ impl Load {
             }));
         }
         Self {
+            reads: EtcdReads::start(client, READERS, DEADLINE),
             stop,
             counts,
-            tasks,
+            writers,
         }
     }
 
+    /// Stops the load; what it counted, the reads included.
     async fn stop(self) -> Arc<Counts> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
+        for t in self.writers {
             let _ = t.await;
         }
-        self.counts
+        let (ok, failures) = self.reads.stop().await;
+        let counts = self.counts;
+        counts.reads.store(ok, Ordering::Relaxed);
+        counts
+            .failed_reads
+            .store(failures.len() as u64, Ordering::Relaxed);
+        for failure in first_failures(&failures, 8) {
+            counts.note(format!("read: {failure}"));
+        }
+        counts
     }
 }
 
@@ -143,13 +139,13 @@ where
     let (client, checker) = client(cluster).await;
     let load = Load::start(&client);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = load.counts.reads.load(Ordering::Relaxed);
+    let before = load.reads.ok();
     let at = Instant::now();
     for v in victims {
         fault(cluster, *v);
     }
     tokio::time::sleep(FAULT).await;
-    let during = load.counts.reads.load(Ordering::Relaxed) - before;
+    let during = load.reads.ok() - before;
     let snapshot: Vec<String> = checker
         .snapshot()
         .iter()

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_health::checker::{EventKind, HealthEvent};
@@ -215,4 +215,86 @@ pub async fn follower(cluster: &Cluster) -> usize {
     (0..cluster.size())
         .find(|i| *i != leader)
         .expect("a follower")
+}
+
+/// Reads of the key `load` through etcd-client, `readers` at a time, each under the caller's
+/// own `deadline` (a read not answered within it failed), every failure stamped with when it
+/// happened: the read load of the drop-in's fault tests.
+pub struct EtcdReads {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<(Instant, String)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl EtcdReads {
+    /// Starts the readers.
+    pub fn start(client: &etcd_client::Client, readers: usize, deadline: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..readers)
+            .map(|_| {
+                let mut kv = client.kv_client();
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match tokio::time::timeout(deadline, kv.get("load", None)).await {
+                            Ok(Ok(_)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            failed => {
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push((Instant::now(), format!("{failed:?}")));
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Reads answered so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Reads failed so far.
+    pub fn failed(&self) -> usize {
+        self.failures.lock().unwrap().len()
+    }
+
+    /// Reads that failed at `at` or later.
+    pub fn failed_since(&self, at: Instant) -> usize {
+        self.failures
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= at)
+            .count()
+    }
+
+    /// Stops the readers; the reads answered and the failures.
+    pub async fn stop(self) -> (u64, Vec<(Instant, String)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// The first `n` failures' messages, for a report.
+pub fn first_failures(failures: &[(Instant, String)], n: usize) -> Vec<&str> {
+    failures.iter().take(n).map(|(_, m)| m.as_str()).collect()
 }
