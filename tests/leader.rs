@@ -38,6 +38,33 @@ struct Counts {
 }
 
 impl Counts {
+    /// The load's figures, for a case's report.
+    fn summary(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "reads ok={} failed={}; writes ok={} unknown={} failed={}",
+            n(&self.reads),
+            n(&self.failed_reads),
+            n(&self.writes),
+            n(&self.unknown_writes),
+            n(&self.failed_writes)
+        )
+    }
+
+    /// The promise: no read failed, and no write failed other than as outcome unknown.
+    fn assert_kept(&self, name: &str) {
+        assert_eq!(
+            self.failed_reads.load(Ordering::Relaxed),
+            0,
+            "{name}: failed reads"
+        );
+        assert_eq!(
+            self.failed_writes.load(Ordering::Relaxed),
+            0,
+            "{name}: writes that failed other than as outcome unknown"
+        );
+    }
+
     fn note(&self, what: String) {
         let mut errors = self.errors.lock().unwrap();
         if errors.len() < 8 {
@@ -159,14 +186,10 @@ where
     let counts = load.stop().await;
     let leader = checker.leader();
     println!(
-        "{name}: reads ok={} failed={} (ok during the fault: {during}); writes ok={} unknown={} failed={}; \
-         retries={} hedges={}; health during the fault: {snapshot:?}; leader now {:?} term {}; \
-         fault {:?}, after repair {:?}; errors: {:?}",
-        counts.reads.load(Ordering::Relaxed),
-        counts.failed_reads.load(Ordering::Relaxed),
-        counts.writes.load(Ordering::Relaxed),
-        counts.unknown_writes.load(Ordering::Relaxed),
-        counts.failed_writes.load(Ordering::Relaxed),
+        "{name}: {} (reads ok during the fault: {during}); retries={} hedges={}; health during \
+         the fault: {snapshot:?}; leader now {:?} term {}; fault {:?}, after repair {:?}; \
+         errors: {:?}",
+        counts.summary(),
         checker.retries(),
         checker.hedges(),
         leader.leader_index,
@@ -175,16 +198,7 @@ where
         repaired.elapsed(),
         counts.errors.lock().unwrap(),
     );
-    assert_eq!(
-        counts.failed_reads.load(Ordering::Relaxed),
-        0,
-        "{name}: failed reads"
-    );
-    assert_eq!(
-        counts.failed_writes.load(Ordering::Relaxed),
-        0,
-        "{name}: writes that failed other than as outcome unknown"
-    );
+    counts.assert_kept(name);
     assert!(during > 0, "{name}: reads were served during the fault");
 }
 
@@ -300,30 +314,16 @@ async fn rolling_restart_leader_included() {
     }
     let counts = load.stop().await;
     println!(
-        "rolling restart (order {order:?}, leader {leader}): reads ok={} failed={}; writes ok={} \
-         unknown={} failed={}; retries={} hedges={}; {steps:?}, {:?} in all; leader now {:?}; \
-         errors: {:?}",
-        counts.reads.load(Ordering::Relaxed),
-        counts.failed_reads.load(Ordering::Relaxed),
-        counts.writes.load(Ordering::Relaxed),
-        counts.unknown_writes.load(Ordering::Relaxed),
-        counts.failed_writes.load(Ordering::Relaxed),
+        "rolling restart (order {order:?}, leader {leader}): {}; retries={} hedges={}; \
+         {steps:?}, {:?} in all; leader now {:?}; errors: {:?}",
+        counts.summary(),
         checker.retries(),
         checker.hedges(),
         started.elapsed(),
         checker.leader().leader_index,
         counts.errors.lock().unwrap(),
     );
-    assert_eq!(
-        counts.failed_reads.load(Ordering::Relaxed),
-        0,
-        "failed reads"
-    );
-    assert_eq!(
-        counts.failed_writes.load(Ordering::Relaxed),
-        0,
-        "writes that failed other than as outcome unknown"
-    );
+    counts.assert_kept("rolling restart");
     assert!(
         counts.reads.load(Ordering::Relaxed) > 0,
         "reads were served"
