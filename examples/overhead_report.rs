@@ -3,7 +3,8 @@
 //!
 //! ```sh
 //! cargo run --release --example overhead_report -- [--members 1|3|both] [--rounds 5]
-//!     [--requests 2000] [--latency-requests 300] [--out target/bench-reports]
+//!     [--requests 2000] [--latency-requests 300] [--pairs 40] [--pair-requests 2000]
+//!     [--out target/bench-reports]
 //! ```
 //!
 //! One local 3-member cluster serves five clients: (a) a raw `tonic` channel to one follower
@@ -28,8 +29,16 @@
 //!   stays on one follower as the floor. Goals: (c) ≥ 1.00 of (b) for get and ≥ 1.05 for put
 //!   at 64 in flight, with a p99 no worse than (b)'s.
 //!
-//! It prints tables (req/s, p50/p99 at 1 and at 64 in flight, ratios against the goals) and
-//! writes `overhead.json` to the output directory. The figures mean something only on an
+//! The throughput goals are then decided by **paired turns** (`common::paired`): `--pairs`
+//! pairs of short turns (`--pair-requests` each, 64 in flight) of the client and its base back
+//! to back, alternating which goes first, and the median of the per-pair ratios with its 95 %
+//! interval. The rounds' ratios compare batches seconds apart and swing by ±5–10 % on a
+//! 2-core machine; the pairs resolve 2–3 %. Each mode first pairs (a) with a second raw client
+//! on its own connection (an A/A comparison: it should come out at 1.00, and its interval is
+//! the method's own error). A goal is met when the whole interval is at or above it.
+//!
+//! It prints tables (req/s, p50/p99 at 1 and at 64 in flight, ratios against the goals, the
+//! paired verdicts) and writes `overhead.json` to the output directory. The figures mean something only on an
 //! otherwise idle machine: the load average at start and end is printed and recorded.
 
 mod common;
@@ -43,13 +52,15 @@ use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::{client_runtime, Fixture};
 use common::hist::{Latency, Summary};
 use common::load::batch;
+use common::paired::{paired_ratios, PairedRatio, Verdict};
 use common::report::{write_json, Machine, DEFAULT_OUT};
 use etcd_health_testing::Cluster;
 use serde::Serialize;
 
 const USAGE: &str = "overhead_report [--members 1|3|both] [--rounds 5] [--requests 2000] \
-                     [--latency-requests 300] [--raw-member N (default: a follower)] \
-                     [--single-member (= --members 1)] [--out target/bench-reports]";
+                     [--latency-requests 300] [--pairs 40] [--pair-requests 2000] \
+                     [--raw-member N (default: a follower)] [--single-member (= --members 1)] \
+                     [--out target/bench-reports]";
 /// The clients, in report order; with 3 members also (f), the drop-in with writes sent to
 /// any member (`leader.route_writes = false`), to show what sending them to the leader gains.
 const KINDS: [Kind; 5] = [
@@ -159,6 +170,18 @@ struct Ratio {
     goal_met: Option<bool>,
 }
 
+/// A throughput goal at 64 in flight decided by paired turns (see `common::paired`).
+#[derive(Serialize)]
+struct PairedGoal {
+    client: &'static str,
+    base: &'static str,
+    op: &'static str,
+    /// `None`: a comparison without a goal (the A/A one).
+    goal: Option<f64>,
+    ratio: PairedRatio,
+    verdict: Option<Verdict>,
+}
+
 #[derive(Serialize)]
 struct ModeReport {
     members: usize,
@@ -169,6 +192,8 @@ struct ModeReport {
     goals: &'static str,
     clients: Vec<ClientReport>,
     ratios: Vec<Ratio>,
+    /// The throughput goals decided by paired turns.
+    paired: Vec<PairedGoal>,
 }
 
 #[derive(Serialize)]
@@ -177,6 +202,8 @@ struct Report {
     rounds: usize,
     requests: u64,
     latency_requests: u64,
+    pairs: usize,
+    pair_requests: u64,
     modes: Vec<ModeReport>,
 }
 
@@ -210,6 +237,8 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
     let rounds: usize = args.value("rounds", 5);
     let requests: u64 = args.value("requests", 2000);
     let latency_requests: u64 = args.value("latency-requests", 300);
+    let pairs: usize = args.value("pairs", 40);
+    let pair_requests: u64 = args.value("pair-requests", 2000);
     let out: PathBuf = args.value("out", PathBuf::from(DEFAULT_OUT));
     let members: String = match args.flag("single-member") {
         true => "1".into(),
@@ -230,10 +259,19 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
         rounds,
         requests,
         latency_requests,
+        pairs,
+        pair_requests,
         modes: Vec::new(),
     };
     for single in modes {
-        let mode = run_mode(args, cluster, single, rounds, requests, latency_requests).await?;
+        let counts = Counts {
+            rounds,
+            requests,
+            latency_requests,
+            pairs,
+            pair_requests,
+        };
+        let mode = run_mode(args, cluster, single, counts).await?;
         report.modes.push(mode);
     }
     machine.finish();
@@ -243,14 +281,28 @@ async fn run(args: &Args, cluster: &Cluster) -> Result<(), Box<dyn std::error::E
     Ok(())
 }
 
+/// How much each mode measures.
+#[derive(Clone, Copy)]
+struct Counts {
+    rounds: usize,
+    requests: u64,
+    latency_requests: u64,
+    pairs: usize,
+    pair_requests: u64,
+}
+
 async fn run_mode(
     args: &Args,
     cluster: &Cluster,
     single: bool,
-    rounds: usize,
-    requests: u64,
-    latency_requests: u64,
+    counts: Counts,
 ) -> Result<ModeReport, Box<dyn std::error::Error>> {
+    let Counts {
+        rounds,
+        requests,
+        latency_requests,
+        ..
+    } = counts;
     let loadavg_start = loadavg();
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
     let follower = (0..cluster.size())
@@ -352,6 +404,7 @@ async fn run_mode(
         },
         clients: Vec::new(),
         ratios: Vec::new(),
+        paired: Vec::new(),
     };
     println!();
     println!(
@@ -537,10 +590,103 @@ async fn run_mode(
             });
         }
     }
+    if counts.pairs > 0 {
+        // A second raw client on its own connection: (a) against it shows the method's own
+        // error (an A/A comparison should come out at 1.00).
+        let twin = setup.build(Kind::Raw).await?;
+        batch(&twin, Op::Get, 200, 16, None).await;
+        mode.paired = run_paired(&clients, &twin, single, counts).await;
+        mode.loadavg_end = loadavg();
+    }
     println!(
         "load average at start {} / end {}: figures from a busy machine are noise",
         mode.loadavg_start.clone().unwrap_or_default(),
         mode.loadavg_end.clone().unwrap_or_default()
     );
     Ok(mode)
+}
+
+/// The throughput goals of this mode, each decided by `counts.pairs` paired turns of the
+/// client and its base at 64 in flight: one member, (c) and (d) against (a), goal 0.97; three
+/// members, (c) against (b), goals 1.00 (get) and 1.05 (put). First, `twin` (another raw
+/// client) against (a), the method's own error (no goal).
+async fn run_paired(
+    clients: &[Client],
+    twin: &Client,
+    single: bool,
+    counts: Counts,
+) -> Vec<PairedGoal> {
+    let find = |kind: Kind| clients.iter().find(|c| c.kind == kind).expect("client");
+    let mut goals: Vec<(&Client, Kind, Op, Option<f64>)> =
+        Op::ALL.map(|op| (twin, Kind::Raw, op, None)).to_vec();
+    if single {
+        for kind in [Kind::DropIn, Kind::Stack] {
+            for op in Op::ALL {
+                goals.push((find(kind), Kind::Raw, op, Some(GOAL_RAW_RATIO)));
+            }
+        }
+    } else {
+        goals.push((
+            find(Kind::DropIn),
+            Kind::Stock,
+            Op::Get,
+            Some(GOAL_STOCK_GET),
+        ));
+        goals.push((
+            find(Kind::DropIn),
+            Kind::Stock,
+            Op::Put,
+            Some(GOAL_STOCK_PUT),
+        ));
+    }
+    println!();
+    println!(
+        "goals decided by {} paired turns of {} requests at 64 in flight (the two clients back \
+         to back, alternating which goes first; median of the per-pair ratios and its 95 % \
+         interval; 'undecided': the goal is inside the interval)",
+        counts.pairs, counts.pair_requests
+    );
+    println!(
+        "{:<10} {:<8} {:<4} {:>7} {:>7} {:>17} {:>6} {:>9}",
+        "client", "base", "op", "goal", "median", "95 % interval", "errors", "verdict"
+    );
+    let mut out = Vec::new();
+    for (client, base, op, goal) in goals {
+        let (ratios, errors) = paired_ratios(
+            client,
+            find(base),
+            op,
+            counts.pairs,
+            counts.pair_requests,
+            64,
+        )
+        .await;
+        let ratio = PairedRatio::of(&ratios, errors);
+        let verdict = goal.map(|g| ratio.verdict(g));
+        let name = match std::ptr::eq(client, twin) {
+            true => "a-raw'",
+            false => label(client.kind),
+        };
+        println!(
+            "{:<10} {:<8} {:<4} {:>7} {:>7.3} {:>8.3} – {:<6.3} {:>6} {:>9}",
+            name,
+            label(base),
+            op.label(),
+            goal.map_or("-".to_string(), |g| format!("{g:.2}")),
+            ratio.median,
+            ratio.low,
+            ratio.high,
+            errors,
+            verdict.map_or("-", Verdict::label)
+        );
+        out.push(PairedGoal {
+            client: name,
+            base: label(base),
+            op: op.label(),
+            goal,
+            ratio,
+            verdict,
+        });
+    }
+    out
 }

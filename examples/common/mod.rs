@@ -11,4 +11,5 @@ pub mod faults;
 pub mod fixture;
 pub mod hist;
 pub mod load;
+pub mod paired;
 pub mod report;
