@@ -134,7 +134,21 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        self.dispatch(req)
+    }
+}
+
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<M> Balance<M>
+where
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
+{
+    /// [`Service::call`] without `&mut`: the balancer is always ready and keeps no state
+    /// per caller, so a wrapper that shares it (the drop-in's channel) routes through it
+    /// without a clone of its own per request.
+    pub(crate) fn dispatch(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
         if self.checker.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
@@ -156,14 +170,7 @@ where
             kind => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
         }
     }
-}
 
-#[allow(private_bounds, reason = "private methods: the bound never shows")]
-impl<M> Balance<M>
-where
-    M: MakeMember + Send + Sync + 'static,
-    M::Service: GrpcService + Clone + Sync,
-{
     /// Sends a stream or a long-blocking call, once.
     async fn stream(
         self,

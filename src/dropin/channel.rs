@@ -18,6 +18,7 @@ use super::stats::StreamStats;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
+use crate::grpc::GrpcService;
 use crate::resume::IntoBoxChannel;
 use crate::HealthChecker;
 
@@ -208,12 +209,12 @@ impl EtcdChannel {
 
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
-        self.inner.balance.checker()
+        self.inner.parts.balance.checker()
     }
 
     /// The counters of the channel's watch and keep-alive streams.
     pub fn stream_stats(&self) -> StreamStats {
-        self.inner.streams.stats.clone()
+        self.inner.parts.streams.stats.clone()
     }
 
     /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
@@ -312,17 +313,18 @@ fn with_configured_tls(
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
 /// move to another member when theirs is lost (see the [module docs](super)).
-pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
+///
+/// The bounds are those under which a [`Balance`] is a service: member services that carry
+/// tonic's requests, answer with a body of `Bytes` frames, and may move between tasks.
+pub fn into_etcd_channel<M, B>(balance: Balance<M>) -> Channel
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service:
+        Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    <M::Service as Service<Request<tonic::body::Body>>>::Future: Send,
+    <M::Service as Service<Request<tonic::body::Body>>>::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
 {
     let channel = WithStreams::new(balance, StreamStats::default(), true);
     Channel::Custom(BoxCloneSyncService::new(channel))
@@ -331,24 +333,26 @@ where
 /// A [`Balance`] that answers watch and keep-alive streams through the drop-in's resuming
 /// driver and hands etcd-client token refusals it renews on: the service under both
 /// [`EtcdChannel`] and [`into_etcd_channel`].
+///
+/// Behind one `Arc`: etcd-client clones its channel for every request (every `KvClient`
+/// clone, every call), and a clone of the parts is about fifteen reference counts and a boxed
+/// channel; this is one.
 struct WithStreams<M: MakeMember> {
+    parts: Arc<Parts<M>>,
+}
+
+struct Parts<M: MakeMember> {
     balance: Balance<M>,
     streams: Streams,
 }
 
 // === impl WithStreams ===
 
+#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> WithStreams<M>
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
         let streams = Streams {
@@ -358,15 +362,16 @@ where
             resume,
             token: LatestToken::default(),
         };
-        Self { balance, streams }
+        Self {
+            parts: Arc::new(Parts { balance, streams }),
+        }
     }
 }
 
 impl<M: MakeMember> Clone for WithStreams<M> {
     fn clone(&self) -> Self {
         Self {
-            balance: self.balance.clone(),
-            streams: self.streams.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -374,37 +379,33 @@ impl<M: MakeMember> Clone for WithStreams<M> {
 impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WithStreams")
-            .field("balance", &self.balance)
+            .field("balance", &self.parts.balance)
             .finish_non_exhaustive()
     }
 }
 
+#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> Service<Request<tonic::body::Body>> for WithStreams<M>
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.balance.poll_ready(cx)
+    /// Always ready, as the balancer is.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        self.streams.token.note(req.headers());
+        let Parts { balance, streams } = &*self.parts;
+        streams.token.note(req.headers());
         let answer = if Streams::takes(req.uri().path()) {
-            self.streams.call(req)
+            streams.call(req)
         } else {
-            self.balance.call(req)
+            balance.dispatch(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
     }
