@@ -89,17 +89,17 @@ pub(crate) struct Limits {
     pub(crate) has_leader: bool,
 }
 
-/// Sends `req` to one member, `started` now, and judges the answer for the passive counters.
+/// Sends `req` to one member and judges the answer for the passive counters.
 pub(crate) async fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-    started: Instant,
 ) -> Attempt {
     let member = tracker.entry().member().clone();
     let unary = kind == MethodKind::Unary;
+    let started = Instant::now();
     let call = svc.oneshot(req);
     tokio::pin!(call);
     let deadline = limits.deadline.map(|d| started + d);
@@ -107,8 +107,6 @@ pub(crate) async fn attempt<S: GrpcService>(
         .hang_after
         .filter(|_| unary)
         .map(|a| (a, started + a));
-    // The clock as last read: when the attempt started, then when a timer fired.
-    let mut now = started;
     let result = loop {
         // One timer for both limits (the earlier of them): one registration per attempt, and
         // a smaller future.
@@ -116,9 +114,8 @@ pub(crate) async fn attempt<S: GrpcService>(
         tokio::select! {
             biased;
             r = &mut call => break r.map_err(Into::into),
-            _ = sleep_until_opt(wake, now) => {
-                now = Instant::now();
-                if deadline.is_some_and(|d| d <= now) {
+            _ = sleep_until_opt(wake) => {
+                if deadline.is_some_and(|d| d <= Instant::now()) {
                     let d = limits.deadline.unwrap_or_default();
                     tracker.finish(judge(Outcome::Timeout, kind), unary);
                     return Attempt::Failed(Failure {
@@ -131,7 +128,7 @@ pub(crate) async fn attempt<S: GrpcService>(
                     });
                 }
                 let Some((after, at)) = hang_check else { continue };
-                if at > now {
+                if at > Instant::now() {
                     continue;
                 }
                 let checker = tracker.checker();
@@ -148,7 +145,7 @@ pub(crate) async fn attempt<S: GrpcService>(
                 } else {
                     // Nobody answers (an election), this member answers others, or the leader
                     // changed while it waited: look again later.
-                    hang_check = Some((after, now + after));
+                    hang_check = Some((after, Instant::now() + after));
                 }
             }
         }
@@ -320,13 +317,12 @@ pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
-/// Sleeps until `at`, or for ever without one. A time already reached by `now` (the caller's
-/// latest reading of the clock: the happy path reads it a few times per request, not once per
-/// step) is ready at once: a tokio timer would first wait for its next tick (up to a
-/// millisecond), which on the happy path is most of a request's latency.
-pub(super) async fn sleep_until_opt(at: Option<Instant>, now: Instant) {
+/// Sleeps until `at`, or for ever without one. A time already reached is ready at once: a
+/// tokio timer would first wait for its next tick (up to a millisecond), which on the happy
+/// path is most of a request's latency.
+pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
-        Some(at) if at <= now => {}
+        Some(at) if at <= Instant::now() => {}
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }

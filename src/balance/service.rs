@@ -134,21 +134,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        self.dispatch(req)
-    }
-}
-
-#[allow(private_bounds, reason = "private methods: the bound never shows")]
-impl<M> Balance<M>
-where
-    M: MakeMember + Send + Sync + 'static,
-    M::Service: GrpcService + Clone + Sync,
-{
-    /// [`Service::call`] without `&mut`: the balancer is always ready and keeps no state
-    /// per caller, so a wrapper that shares it (the drop-in's channel) routes through it
-    /// without a clone of its own per request.
-    pub(crate) fn dispatch(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
+    fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
         if self.checker.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
@@ -170,7 +156,14 @@ where
             kind => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
         }
     }
+}
 
+#[allow(private_bounds, reason = "private methods: the bound never shows")]
+impl<M> Balance<M>
+where
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
+{
     /// Sends a stream or a long-blocking call, once.
     async fn stream(
         self,
@@ -217,11 +210,13 @@ where
         // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
         // every copy, never copied again.
         let body = buffer(body).await?;
-        // The clock is read once per turn of the loop below and shared by everything that turn
-        // does (the schedule, the attempt's bookkeeping, its tracker): a handful of readings per
-        // request instead of a dozen.
-        let mut now = Instant::now();
-        let mut schedule = Schedule::new(class, now, deadline, &config.retry, &config.hedge);
+        let mut schedule = Schedule::new(
+            class,
+            Instant::now(),
+            deadline,
+            &config.retry,
+            &config.hedge,
+        );
         let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
             Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
@@ -278,10 +273,7 @@ where
                                 has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
                                 backoff: plan.round_backoff(&config.retry, jitter()),
                             };
-                            // Fresh: the next attempt may be due at once, and a stale reading
-                            // would send it through a timer (a tick late).
-                            now = Instant::now();
-                            let decision = schedule.after_failure(facts, now);
+                            let decision = schedule.after_failure(facts, Instant::now());
                             if decision.round_over {
                                 // A round is over, or the cluster has no leader for the moment:
                                 // wait, but wake when health or leader changes.
@@ -301,9 +293,8 @@ where
                 }
                 // One timer for the next attempt and the next hedge (the earlier of them): a
                 // smaller future, and one registration per read.
-                _ = sleep_until_opt(schedule.wake(), now) => {
-                    now = Instant::now();
-                    match schedule.on_timer(now, plan.attempts(), in_flight.len()) {
+                _ = sleep_until_opt(schedule.wake()) => {
+                    match schedule.on_timer(Instant::now(), plan.attempts(), in_flight.len()) {
                         Fire::Attempt => {
                             let entries = checker.entries();
                             let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
@@ -326,20 +317,18 @@ where
                             if plan.attempts() > 0 {
                                 checker.count_retry();
                             }
-                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
-                            in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits, now));
-                            // A hedge goes to another member: with one known, no timer for it.
-                            let hedge = (entries.len() > 1).then(|| self.hedge.delay());
-                            schedule.attempt_sent(now, in_flight.len(), hedge);
+                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
+                            in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                            schedule.attempt_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                         }
                         Fire::Hedge => {
                             let entries = checker.entries();
                             if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
                                 tracing::trace!(member = %entry.member(), "hedging a slow read");
                                 checker.count_hedge();
-                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
-                                in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits, now));
-                                schedule.hedge_sent(now, in_flight.len(), self.hedge.delay());
+                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after);
+                                in_flight.push(self.launch(&mut plan, entry, &entries, &parts, &body, limits));
+                                schedule.hedge_sent(Instant::now(), in_flight.len(), self.hedge.delay());
                             }
                         }
                         Fire::Nothing => {}
@@ -349,25 +338,23 @@ where
                     // The health state or the leader changed during a back-off: go now.
                     changes = None;
                     if changed {
-                        now = Instant::now();
-                        schedule.changed(now);
+                        schedule.changed(Instant::now());
                     }
                 }
             }
         }
     }
 
-    /// The limits of one attempt sent `now`.
+    /// The limits of one attempt sent now.
     fn limits(
         &self,
         end: Instant,
         has_deadline: bool,
         read_timeout: Option<Duration>,
         hang_after: Option<Duration>,
-        now: Instant,
     ) -> Limits {
         // The caller's deadline bounds every attempt; a read attempt may have a shorter one.
-        let remaining = has_deadline.then(|| end.saturating_duration_since(now));
+        let remaining = has_deadline.then(|| end.saturating_duration_since(Instant::now()));
         let deadline = match (remaining, read_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -379,16 +366,11 @@ where
         }
     }
 
-    /// Sends one copy of a buffered request to `entry`, `now`; the future yields its slot in
-    /// `plan`.
+    /// Sends one copy of a buffered request to `entry`; the future yields its slot in `plan`.
     ///
     /// The member's service and the load tracker are taken here, so the boxed future is the
     /// attempt itself (each layer of `async` around it would be one more copy of it per
     /// request).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "private: the loop's state, passed by reference rather than bundled"
-    )]
     fn launch(
         &self,
         plan: &mut Plan,
@@ -397,17 +379,16 @@ where
         parts: &http::request::Parts,
         body: &Bytes,
         limits: Limits,
-        now: Instant,
     ) -> futures_util::future::BoxFuture<'static, (usize, Attempt)> {
         use futures_util::FutureExt;
-        let slot = plan.start(entry.clone(), now);
+        let slot = plan.start(entry.clone());
         let mut req = replay(parts, body);
         if let Some(limit) = limits.deadline {
             set_grpc_timeout(req.headers_mut(), limit);
         }
         let svc = self.service_for(entry.member(), entries);
-        let tracker = self.tracker(entry, now);
-        Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits, now).map(move |a| (slot, a)))
+        let tracker = self.tracker(entry);
+        Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits).map(move |a| (slot, a)))
     }
 
     /// One attempt on one member; `entries` is the membership `entry` was picked from.
@@ -420,19 +401,13 @@ where
         limits: Limits,
     ) -> Attempt {
         let svc = self.service_for(entry.member(), entries);
-        let now = Instant::now();
-        let tracker = self.tracker(entry, now);
-        attempt(svc, req, tracker, kind, limits, now).await
+        let tracker = self.tracker(entry);
+        attempt(svc, req, tracker, kind, limits).await
     }
 
-    /// Follows a request to `entry` from `now` on.
-    fn tracker(&self, entry: Arc<MemberEntry>, now: Instant) -> Tracker {
-        Tracker::start(
-            self.checker.clone(),
-            entry,
-            self.classifier.clone(),
-            now.into_std(),
-        )
+    /// Follows a request to `entry` from now on.
+    fn tracker(&self, entry: Arc<MemberEntry>) -> Tracker {
+        Tracker::start(self.checker.clone(), entry, self.classifier.clone())
     }
 }
 

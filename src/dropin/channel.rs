@@ -18,7 +18,6 @@ use super::stats::StreamStats;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
-use crate::grpc::GrpcService;
 use crate::resume::IntoBoxChannel;
 use crate::HealthChecker;
 
@@ -209,12 +208,12 @@ impl EtcdChannel {
 
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
-        self.inner.parts.balance.checker()
+        self.inner.balance.checker()
     }
 
     /// The counters of the channel's watch and keep-alive streams.
     pub fn stream_stats(&self) -> StreamStats {
-        self.inner.parts.streams.stats.clone()
+        self.inner.streams.stats.clone()
     }
 
     /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
@@ -313,18 +312,17 @@ fn with_configured_tls(
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
 /// move to another member when theirs is lost (see the [module docs](super)).
-///
-/// The bounds are those under which a [`Balance`] is a service: member services that carry
-/// tonic's requests, answer with a body of `Bytes` frames, and may move between tasks.
-pub fn into_etcd_channel<M, B>(balance: Balance<M>) -> Channel
+pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
 where
-    M: MakeMember + Send + Sync + 'static,
-    M::Service:
-        Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    <M::Service as Service<Request<tonic::body::Body>>>::Future: Send,
-    <M::Service as Service<Request<tonic::body::Body>>>::Error: Into<tower::BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     let channel = WithStreams::new(balance, StreamStats::default(), true);
     Channel::Custom(BoxCloneSyncService::new(channel))
@@ -333,26 +331,24 @@ where
 /// A [`Balance`] that answers watch and keep-alive streams through the drop-in's resuming
 /// driver and hands etcd-client token refusals it renews on: the service under both
 /// [`EtcdChannel`] and [`into_etcd_channel`].
-///
-/// Behind one `Arc`: etcd-client clones its channel for every request (every `KvClient`
-/// clone, every call), and a clone of the parts is about fifteen reference counts and a boxed
-/// channel; this is one.
 struct WithStreams<M: MakeMember> {
-    parts: Arc<Parts<M>>,
-}
-
-struct Parts<M: MakeMember> {
     balance: Balance<M>,
     streams: Streams,
 }
 
 // === impl WithStreams ===
 
-#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> WithStreams<M>
 where
-    M: MakeMember + Send + Sync + 'static,
-    M::Service: GrpcService + Clone + Sync,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
         let streams = Streams {
@@ -362,16 +358,15 @@ where
             resume,
             token: LatestToken::default(),
         };
-        Self {
-            parts: Arc::new(Parts { balance, streams }),
-        }
+        Self { balance, streams }
     }
 }
 
 impl<M: MakeMember> Clone for WithStreams<M> {
     fn clone(&self) -> Self {
         Self {
-            parts: self.parts.clone(),
+            balance: self.balance.clone(),
+            streams: self.streams.clone(),
         }
     }
 }
@@ -379,33 +374,37 @@ impl<M: MakeMember> Clone for WithStreams<M> {
 impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WithStreams")
-            .field("balance", &self.parts.balance)
+            .field("balance", &self.balance)
             .finish_non_exhaustive()
     }
 }
 
-#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> Service<Request<tonic::body::Body>> for WithStreams<M>
 where
-    M: MakeMember + Send + Sync + 'static,
-    M::Service: GrpcService + Clone + Sync,
+    M: MakeMember,
+    Balance<M>: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower::BoxError,
+            Future = ResponseFuture,
+        > + Send
+        + Sync
+        + 'static,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
     type Future = ResponseFuture;
 
-    /// Always ready, as the balancer is.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.balance.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        let Parts { balance, streams } = &*self.parts;
-        streams.token.note(req.headers());
+        self.streams.token.note(req.headers());
         let answer = if Streams::takes(req.uri().path()) {
-            streams.call(req)
+            self.streams.call(req)
         } else {
-            balance.dispatch(req)
+            self.balance.call(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
     }
