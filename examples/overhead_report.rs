@@ -38,8 +38,9 @@
 //! the method's own error). A goal is met when the whole interval is at or above it.
 //!
 //! It prints tables (req/s, p50/p99 at 1 and at 64 in flight, ratios against the goals, the
-//! paired verdicts) and writes `overhead.json` to the output directory. The figures mean something only on an
-//! otherwise idle machine: the load average at start and end is printed and recorded.
+//! paired verdicts) and writes `overhead.json` to the output directory. The figures mean
+//! something only on an otherwise idle machine: the load average at start and end is printed
+//! and recorded.
 
 mod common;
 
