@@ -37,6 +37,7 @@ use common::fixture::client_runtime;
 use common::load::batch;
 use common::paired::{paired_ratios, PairedRatio};
 use common::report::{write_json, Machine, DEFAULT_OUT};
+use common::stats::median;
 use etcd_health::checker::Member;
 use etcd_health::config::{Config, ProbeType};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
@@ -67,21 +68,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     server_rt.spawn(serve(listener));
 
     let rt = client_runtime();
-    let report = rt.block_on(async {
+    let (client_bound, path) = rt.block_on(async {
         let bound = client_bound(&url, pairs, pair_requests).await?;
         let path = stack_path(&url, path_requests).await?;
-        Ok::<_, Box<dyn std::error::Error>>(Report {
-            machine: Machine::now(),
-            pairs,
-            pair_requests,
-            client_bound: bound,
-            path,
-        })
+        Ok::<_, Box<dyn std::error::Error>>((bound, path))
     })?;
     drop(rt);
     drop(server_rt);
     machine.finish();
-    let report = Report { machine, ..report };
+    let report = Report {
+        machine,
+        pairs,
+        pair_requests,
+        client_bound,
+        path,
+    };
     println!(
         "load average at start {} / end {}",
         report.machine.loadavg_start.clone().unwrap_or_default(),
@@ -198,8 +199,7 @@ async fn client_bound(
             let b = batch(&raw, Op::Get, requests, 64, None).await;
             v.push(b.elapsed.as_secs_f64() * 1e6 / requests as f64);
         }
-        v.sort_by(f64::total_cmp);
-        v[2]
+        median(&v)
     };
     println!("client-bound, gets at 64 in flight against an answer-at-once server ({pairs} paired turns of {requests}; the first row is raw against a second raw client)");
     println!(
@@ -310,15 +310,11 @@ async fn stack_path(url: &str, n: usize) -> Result<Vec<PathRow>, Box<dyn std::er
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     println!();
     println!("one request at a time, µs (medians): before the member's channel | in it | after the answer's headers");
     let mut rows = Vec::new();
     for (i, name) in ["direct", "through the stack"].into_iter().enumerate() {
-        let [before, channel, after] = &mut samples[i];
+        let [before, channel, after] = &samples[i];
         let row = PathRow {
             path: name,
             before_us: median(before),

@@ -50,6 +50,7 @@ use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::{client_runtime, Fixture, CLIENT_THREAD};
 use common::load::batch;
 use common::report::{write_json, Machine, DEFAULT_OUT};
+use common::stats::median;
 use etcd_health::checker::Member;
 use etcd_health::config::Config;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
@@ -190,17 +191,8 @@ struct PerRequest {
     server_cpu_us: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn median_of(rounds: &[PerRequest]) -> PerRequest {
-    let m = |f: fn(&PerRequest) -> f64| median(rounds.iter().map(f).collect());
+    let m = |f: fn(&PerRequest) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
     PerRequest {
         allocs: m(|p| p.allocs),
         bytes: m(|p| p.bytes),
@@ -421,7 +413,7 @@ async fn against_etcd(
         for kind in kinds {
             let (per, rps) = &samples[&(*kind, *op)];
             let p = median_of(per);
-            let rps = median(rps.clone());
+            let rps = median(rps);
             println!(
                 "{:<11} {:<4} {:>8.1} {:>9.0} {:>8.1} {:>9.2} {:>9.2} {:>9.1} {:>8.0}",
                 kind.label(),

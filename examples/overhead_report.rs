@@ -54,7 +54,8 @@ use common::fixture::{client_runtime, Fixture};
 use common::hist::{Latency, Summary};
 use common::load::batch;
 use common::paired::{paired_ratios, PairedRatio, Verdict};
-use common::report::{write_json, Machine, DEFAULT_OUT};
+use common::report::{loadavg, write_json, Machine, DEFAULT_OUT};
+use common::stats::median;
 use etcd_health_testing::Cluster;
 use serde::Serialize;
 
@@ -206,21 +207,6 @@ struct Report {
     pairs: usize,
     pair_requests: u64,
     modes: Vec<ModeReport>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn loadavg() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

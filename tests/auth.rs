@@ -50,6 +50,20 @@ impl Counts {
             self.failed_writes.load(Ordering::Relaxed)
         );
     }
+
+    /// The promise across an auth store change: no read and no write failed.
+    fn assert_none_failed(&self) {
+        assert_eq!(
+            self.failed_reads.load(Ordering::Relaxed),
+            0,
+            "no read failed"
+        );
+        assert_eq!(
+            self.failed_writes.load(Ordering::Relaxed),
+            0,
+            "no write failed"
+        );
+    }
 }
 
 /// A request of the load: a read, or the `seq`-th write of writer `id`.
@@ -240,16 +254,7 @@ async fn jwt_made_stale_by_auth_store_changes_is_renewed_under_load() {
         "authentications: {}, stale-token refusals logged by the members: {refusals}",
         counter.authentications()
     );
-    assert_eq!(
-        counts.failed_reads.load(Ordering::Relaxed),
-        0,
-        "no read failed"
-    );
-    assert_eq!(
-        counts.failed_writes.load(Ordering::Relaxed),
-        0,
-        "no write failed"
-    );
+    counts.assert_none_failed();
     assert!(refusals > 0, "the auth store changes made the token stale");
     assert!(
         counter.authentications() >= 2,
@@ -296,16 +301,7 @@ async fn dropin_jwt_made_stale_by_auth_store_changes_is_renewed_under_load() {
     let counts = load_across_auth_store_change(&cluster, op, Duration::from_millis(300)).await;
     let refusals = stale_token_refusals(&cluster);
     println!("stale-token refusals logged by the members: {refusals}");
-    assert_eq!(
-        counts.failed_reads.load(Ordering::Relaxed),
-        0,
-        "no read failed"
-    );
-    assert_eq!(
-        counts.failed_writes.load(Ordering::Relaxed),
-        0,
-        "no write failed"
-    );
+    counts.assert_none_failed();
     assert!(refusals > 0, "the auth store changes made the token stale");
 }
 

@@ -13,3 +13,4 @@ pub mod hist;
 pub mod load;
 pub mod paired;
 pub mod report;
+pub mod stats;

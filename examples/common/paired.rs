@@ -61,11 +61,7 @@ impl PairedRatio {
         let mut v = ratios.to_vec();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = match n {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        };
+        let median = super::stats::median_of_sorted(&v);
         let (low, high) = match median_interval(n) {
             Some((lo, hi)) => (v[lo], v[hi]),
             None => (f64::NEG_INFINITY, f64::INFINITY),

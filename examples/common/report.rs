@@ -45,7 +45,8 @@ impl Machine {
     }
 }
 
-fn loadavg() -> Option<String> {
+/// `/proc/loadavg`'s three averages (1, 5, 15 min), if readable.
+pub fn loadavg() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
     Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
