@@ -81,14 +81,11 @@ impl Plan {
         u8::try_from(self.sent.len()).unwrap_or(u8::MAX)
     }
 
-    /// Records an attempt on `entry`, sent now; returns its slot.
-    pub(crate) fn start(&mut self, entry: Arc<MemberEntry>) -> usize {
+    /// Records an attempt on `entry`, sent `at` (now); returns its slot.
+    pub(crate) fn start(&mut self, entry: Arc<MemberEntry>, at: Instant) -> usize {
         self.sent.push(Slot {
             member: entry.member().index(),
-            live: Some(Sent {
-                entry,
-                at: Instant::now(),
-            }),
+            live: Some(Sent { entry, at }),
         });
         self.sent.len() - 1
     }
@@ -364,9 +361,10 @@ impl Schedule {
     }
 
     /// An attempt was sent at `now`, leaving `in_flight` copies unanswered: with room for
-    /// another copy, a hedge is due one hedging `delay` later.
-    pub(crate) fn attempt_sent(&mut self, now: Instant, in_flight: usize, delay: Duration) {
-        if in_flight < usize::from(self.copies) {
+    /// another copy, a hedge is due one hedging `delay` later. `delay` is `None` when no other
+    /// member could take a hedge (one member known): then no timer is set for one.
+    pub(crate) fn attempt_sent(&mut self, now: Instant, in_flight: usize, delay: Option<Duration>) {
+        if let (true, Some(delay)) = (in_flight < usize::from(self.copies), delay) {
             self.hedge_at = Some(now + delay);
         }
     }
@@ -404,8 +402,8 @@ mod tests {
         let policy = AllUnhealthyPolicy::TryAll;
         let mut plan = Plan::new(vec![2]);
         assert!(plan.excluded(2), "avoided in the first round");
-        let first = plan.start(entries[0].clone());
-        let _second = plan.start(entries[1].clone());
+        let first = plan.start(entries[0].clone(), Instant::now());
+        let _second = plan.start(entries[1].clone(), Instant::now());
         assert!(
             !plan.has_fresh(&entries, policy),
             "all three tried or avoided"
@@ -447,7 +445,7 @@ mod tests {
     fn sent(class: Class, t0: Instant) -> Schedule {
         let mut s = Schedule::new(class, t0, Some(ms(1000)), &retry(5), &hedge(3));
         assert_eq!(s.on_timer(t0, 0, 0), Fire::Attempt);
-        s.attempt_sent(t0, 1, ms(10));
+        s.attempt_sent(t0, 1, Some(ms(10)));
         s
     }
 
@@ -510,10 +508,23 @@ mod tests {
         assert_eq!(s.end(), t0 + ms(1000), "retry.budget without a deadline");
         let mut s = Schedule::new(Class::Read, t0, None, &retry(0), &hedge(0));
         assert_eq!(s.on_timer(t0, 0, 0), Fire::Attempt);
-        s.attempt_sent(t0, 1, ms(10));
+        s.attempt_sent(t0, 1, Some(ms(10)));
         assert_eq!(s.wake(), None, "0 means 1: one copy, no hedge");
         let d = s.after_failure(failed(Class::Read, false, 1, true, true), t0);
         assert_eq!(d, decided(Next::GiveUp, false), "0 means 1: no retry");
+    }
+
+    /// With one member known there is nobody to hedge to: no timer is set for a hedge, and
+    /// the request waits for its answer alone.
+    #[test]
+    fn no_hedge_timer_without_another_member() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(Class::Read, t0, None, &retry(5), &hedge(3));
+        assert_eq!(s.on_timer(t0, 0, 0), Fire::Attempt);
+        s.attempt_sent(t0, 1, None);
+        assert_eq!(s.wake(), None);
+        s.attempt_sent(t0, 1, Some(ms(10)));
+        assert_eq!(s.wake(), Some(t0 + ms(10)), "with a peer, the hedge is due");
     }
 
     /// A write the member may have processed is never sent again, whatever else holds: the
@@ -692,7 +703,7 @@ mod tests {
         let mut s = sent(Class::Read, t0);
         s.after_failure(failed(Class::Read, true, 2, false, true), t0 + ms(10));
         assert_eq!(s.on_timer(t0 + ms(10), 2, 1), Fire::Attempt);
-        s.attempt_sent(t0 + ms(10), 2, ms(10));
+        s.attempt_sent(t0 + ms(10), 2, Some(ms(10)));
         assert_eq!(s.wake(), Some(t0 + ms(20)), "one delay, not two");
     }
 }

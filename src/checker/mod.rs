@@ -707,7 +707,12 @@ impl HealthChecker {
             Source::Active => &self.inner.active,
             Source::Passive => &self.inner.passive,
         };
-        let unit: f64 = lock(&self.inner.rng).random();
+        // The jitter of an ejection, which only a failure causes: a success (every answer on
+        // the happy path) takes no lock on the shared generator.
+        let unit: f64 = match outcome.is_failure() {
+            true => lock(&self.inner.rng).random(),
+            false => 0.0,
+        };
         let mut state = lock(&entry.state);
         let transition = state.record(
             source,

@@ -18,6 +18,7 @@ use super::stats::StreamStats;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::Member;
 use crate::config::Config;
+use crate::grpc::GrpcService;
 use crate::resume::IntoBoxChannel;
 use crate::HealthChecker;
 
@@ -183,11 +184,19 @@ impl Service<Request<tonic::body::Body>> for MemberChannel {
 ///
 /// Changes are applied before each request is routed, so the endpoints etcd-client inserts
 /// while connecting are in place for its very first request.
+///
+/// Behind one `Arc`: etcd-client clones its channel for every request.
 #[derive(Clone, Debug)]
 pub struct EtcdChannel {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one [`EtcdChannel`] share.
+#[derive(Debug)]
+struct Shared {
     inner: WithStreams<EndpointMaker>,
     endpoints: Endpoints,
-    changes: Arc<Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>>,
+    changes: Mutex<mpsc::Receiver<Change<Uri, Endpoint>>>,
 }
 
 impl EtcdChannel {
@@ -200,33 +209,40 @@ impl EtcdChannel {
         let maker = EndpointMaker::default();
         let endpoints = maker.endpoints.clone();
         Self {
-            inner: WithStreams::new(Balance::new(checker, maker), stats, resume),
-            endpoints,
-            changes: Arc::new(Mutex::new(changes)),
+            shared: Arc::new(Shared {
+                inner: WithStreams::new(Balance::new(checker, maker), stats, resume),
+                endpoints,
+                changes: Mutex::new(changes),
+            }),
         }
     }
 
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
-        self.inner.balance.checker()
+        self.shared.inner.parts.balance.checker()
     }
 
     /// The counters of the channel's watch and keep-alive streams.
     pub fn stream_stats(&self) -> StreamStats {
-        self.inner.streams.stats.clone()
+        self.shared.inner.parts.streams.stats.clone()
     }
 
     /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
     /// for a caller applying them: requests sent at once right after connecting must all find
     /// the members etcd-client inserted (the lock is held for microseconds).
     fn apply_changes(&self) {
-        let mut rx = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rx = self
+            .shared
+            .changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         while let Ok(change) = rx.try_recv() {
             let checker = self.checker();
             match change {
                 Change::Insert(uri, endpoint) => {
                     let (endpoint, configured) = with_configured_tls(checker, &uri, endpoint);
-                    self.endpoints
+                    self.shared
+                        .endpoints
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(uri, endpoint.clone());
@@ -238,7 +254,8 @@ impl EtcdChannel {
                 }
                 Change::Remove(uri) => {
                     checker.remove_member(&uri);
-                    self.endpoints
+                    self.shared
+                        .endpoints
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&uri);
@@ -253,13 +270,14 @@ impl Service<Request<tonic::body::Body>> for EtcdChannel {
     type Error = tower::BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready, as the balancer is.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         self.apply_changes();
-        self.inner.call(req)
+        self.shared.inner.route(req)
     }
 }
 
@@ -312,17 +330,18 @@ fn with_configured_tls(
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
 /// move to another member when theirs is lost (see the [module docs](super)).
-pub fn into_etcd_channel<M>(balance: Balance<M>) -> Channel
+///
+/// The bounds are those under which a [`Balance`] is a service: member services that carry
+/// tonic's requests, answer with a body of `Bytes` frames, and may move between tasks.
+pub fn into_etcd_channel<M, B>(balance: Balance<M>) -> Channel
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service:
+        Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    <M::Service as Service<Request<tonic::body::Body>>>::Future: Send,
+    <M::Service as Service<Request<tonic::body::Body>>>::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
 {
     let channel = WithStreams::new(balance, StreamStats::default(), true);
     Channel::Custom(BoxCloneSyncService::new(channel))
@@ -331,24 +350,26 @@ where
 /// A [`Balance`] that answers watch and keep-alive streams through the drop-in's resuming
 /// driver and hands etcd-client token refusals it renews on: the service under both
 /// [`EtcdChannel`] and [`into_etcd_channel`].
+///
+/// Behind one `Arc`: etcd-client clones its channel for every request (every `KvClient`
+/// clone, every call), and a clone of the parts is about fifteen reference counts and a boxed
+/// channel; this is one.
 struct WithStreams<M: MakeMember> {
+    parts: Arc<Parts<M>>,
+}
+
+struct Parts<M: MakeMember> {
     balance: Balance<M>,
     streams: Streams,
 }
 
 // === impl WithStreams ===
 
+#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> WithStreams<M>
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
         let streams = Streams {
@@ -358,15 +379,16 @@ where
             resume,
             token: LatestToken::default(),
         };
-        Self { balance, streams }
+        Self {
+            parts: Arc::new(Parts { balance, streams }),
+        }
     }
 }
 
 impl<M: MakeMember> Clone for WithStreams<M> {
     fn clone(&self) -> Self {
         Self {
-            balance: self.balance.clone(),
-            streams: self.streams.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -374,37 +396,46 @@ impl<M: MakeMember> Clone for WithStreams<M> {
 impl<M: MakeMember> std::fmt::Debug for WithStreams<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WithStreams")
-            .field("balance", &self.balance)
+            .field("balance", &self.parts.balance)
             .finish_non_exhaustive()
     }
 }
 
+#[allow(private_bounds, reason = "a private type: the bound never shows")]
 impl<M> Service<Request<tonic::body::Body>> for WithStreams<M>
 where
-    M: MakeMember,
-    Balance<M>: Service<
-            Request<tonic::body::Body>,
-            Response = Response<tonic::body::Body>,
-            Error = tower::BoxError,
-            Future = ResponseFuture,
-        > + Send
-        + Sync
-        + 'static,
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
 {
     type Response = Response<tonic::body::Body>;
     type Error = tower::BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.balance.poll_ready(cx)
+    /// Always ready, as the balancer is.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        self.streams.token.note(req.headers());
+        self.route(req)
+    }
+}
+
+#[allow(private_bounds, reason = "a private type: the bound never shows")]
+impl<M> WithStreams<M>
+where
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
+{
+    /// Routes a request: a watch or keep-alive stream to the resuming driver, anything else
+    /// to the balancer. `&self`: nothing per caller, so sharers need no clone to route.
+    fn route(&self, req: Request<tonic::body::Body>) -> ResponseFuture {
+        let Parts { balance, streams } = &*self.parts;
+        streams.token.note(req.headers());
         let answer = if Streams::takes(req.uri().path()) {
-            self.streams.call(req)
+            streams.call(req)
         } else {
-            self.balance.call(req)
+            balance.dispatch(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
     }

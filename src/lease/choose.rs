@@ -55,7 +55,9 @@ pub(super) fn place(
 /// The member to open the next stream on: the leader if it is healthy and free (no open
 /// stream, not recently failed), else a healthy free member, else a healthy member without an
 /// open stream even if it recently failed (its failure may have been the election, not the
-/// member), else none (the balancer then chooses). `roll` breaks ties (a random number).
+/// member); with no member healthy, the leader if free and not recently failed (only the
+/// leader renews: a follower forwards the keep-alive to it, and holds it while the leader
+/// hangs), else none (the balancer then chooses). `roll` breaks ties (a random number).
 pub(super) fn choose(
     members: &[Candidate],
     leader: Option<usize>,
@@ -77,6 +79,17 @@ pub(super) fn choose(
         |pool: Vec<&Candidate>| (!pool.is_empty()).then(|| pool[roll % pool.len()].member.clone());
     pick(members.iter().filter(free).filter(rested).collect())
         .or_else(|| pick(members.iter().filter(free).collect()))
+        .or_else(|| {
+            if members.iter().any(|c| c.healthy) {
+                return None;
+            }
+            members
+                .iter()
+                .filter(|c| !busy.contains(&c.member.index()))
+                .filter(rested)
+                .find(|c| Some(c.member.index()) == leader)
+                .map(|c| c.member.clone())
+        })
 }
 
 #[cfg(test)]
@@ -174,5 +187,30 @@ mod tests {
             chosen(choose(&members(&[false, false]), None, &[], &[], 0)),
             None
         );
+    }
+
+    /// With every member unhealthy (ejected in an election, say), the leader is still the
+    /// one that renews: it is chosen unless it carries a stream or failed lately; otherwise
+    /// the balancer chooses, as with no leader known.
+    #[test]
+    fn with_none_healthy_the_leader_still_first() {
+        let m = members(&[false, false, false]);
+        for roll in 0..6 {
+            assert_eq!(chosen(choose(&m, Some(2), &[], &[], roll)), Some(2));
+        }
+        assert_eq!(chosen(choose(&m, Some(2), &[2], &[], 0)), None, "busy");
+        assert_eq!(
+            chosen(choose(&m, Some(2), &[], &[2], 0)),
+            None,
+            "failed lately"
+        );
+        assert_eq!(
+            chosen(choose(&m, None, &[], &[], 0)),
+            None,
+            "no leader known"
+        );
+        // One member healthy: the healthy tiers decide, the unhealthy leader is not taken.
+        let one = members(&[false, true, false]);
+        assert_eq!(chosen(choose(&one, Some(2), &[1], &[], 0)), None);
     }
 }

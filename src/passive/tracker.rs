@@ -23,18 +23,20 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// A request to `entry` starts now; its answers are judged by `classifier`.
+    /// A request to `entry` starts at `start` (now: the caller's clock reading, shared with
+    /// its own bookkeeping); its answers are judged by `classifier`.
     pub(crate) fn start(
         checker: HealthChecker,
         entry: Arc<MemberEntry>,
         classifier: Arc<Classifier>,
+        start: Instant,
     ) -> Self {
         entry.load().start();
         Self {
             checker,
             entry,
             classifier,
-            start: now(),
+            start,
             done: false,
         }
     }
