@@ -39,7 +39,7 @@ use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::client_runtime;
 use common::load::batch;
 use common::paired::{paired_ratios, PairedRatio};
-use common::report::{write_json, Machine, DEFAULT_OUT};
+use common::report::{thread_cpu_ns, write_json, Machine, DEFAULT_OUT};
 use common::stats::median;
 use etcd_health::checker::Member;
 use etcd_health::config::{Config, ProbeType};
@@ -175,23 +175,16 @@ struct BoundRow {
     caller_cpu_us: f64,
 }
 
-/// CPU time this thread has used so far (the first field of its `schedstat`), in ns; 0 where
-/// `/proc` does not say.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Median CPU µs of the calling thread per request, over 5 turns of `requests` gets at 64 in
 /// flight. Run on the thread that `block_on`s it, which issues and completes every request.
 async fn caller_cpu_us(client: &Client, requests: u64) -> f64 {
+    let this_thread = std::path::Path::new("/proc/thread-self");
     let mut v = Vec::new();
     for _ in 0..5 {
-        let before = thread_cpu_ns();
+        let before = thread_cpu_ns(this_thread);
         batch(client, Op::Get, requests, 64, None).await;
-        v.push((thread_cpu_ns() - before) as f64 / 1e3 / requests as f64);
+        let used = thread_cpu_ns(this_thread).saturating_sub(before);
+        v.push(used as f64 / 1e3 / requests as f64);
     }
     median(&v)
 }

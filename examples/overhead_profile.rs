@@ -49,7 +49,7 @@ use common::args::Args;
 use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::{client_runtime, Fixture, CLIENT_THREAD};
 use common::load::batch;
-use common::report::{write_json, Machine, DEFAULT_OUT};
+use common::report::{thread_cpu_ns, write_json, Machine, DEFAULT_OUT};
 use common::stats::median;
 use etcd_health::checker::Member;
 use etcd_health::config::Config;
@@ -90,11 +90,7 @@ fn threads_cpu_ns(dir: &std::path::Path) -> u64 {
     let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
         return 0;
     };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    tasks.flatten().map(|t| thread_cpu_ns(&t.path())).sum()
 }
 
 /// CPU time of the etcd members (processes named `etcd`) and of the fixture's threads.
@@ -112,12 +108,7 @@ fn server_cpu_ns() -> u64 {
         for t in tasks.flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
             if comm.trim() == "etcd-fixture" {
-                let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+                ns += thread_cpu_ns(&t.path());
             }
         }
     }
@@ -142,12 +133,7 @@ impl Counters {
             if comm.trim() != CLIENT_THREAD {
                 continue;
             }
-            let schedstat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
-            c.cpu_ns += schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
+            c.cpu_ns += thread_cpu_ns(&dir);
             let io = std::fs::read_to_string(dir.join("io")).unwrap_or_default();
             c.syscalls += field(&io, "syscr:") + field(&io, "syscw:");
             let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();

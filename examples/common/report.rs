@@ -50,3 +50,13 @@ pub fn loadavg() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
     Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
+
+/// CPU time a thread has used so far, in ns: the first field of `schedstat` in its `/proc`
+/// directory (`/proc/thread-self`, `/proc/self/task/<tid>`, `/proc/<pid>/task/<tid>`); 0 where
+/// it cannot be read.
+pub fn thread_cpu_ns(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

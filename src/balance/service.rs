@@ -822,34 +822,23 @@ mod tests {
             assert_eq!(grpc_timeout(&h), None, "{bad}");
         }
     }
-}
-#[cfg(test)]
-mod size_tests {
-    use crate::etcd::{Method, MethodKind};
-    use crate::{Balance, HealthChecker, TonicConnector};
-    use tokio::time::Instant;
-
-    fn range() -> http::Request<tonic::body::Body> {
-        http::Request::builder()
-            .uri("/etcdserverpb.KV/Range")
-            .body(tonic::body::Body::empty())
-            .expect("request")
-    }
 
     /// The two futures boxed on every unary request stay under 1 KiB: glibc serves blocks up
-    /// to that size from a per-thread cache, larger ones from its shared arenas, which showed
-    /// as a quarter of the caller's time per request over loopback (see `Replay`).
+    /// to that size from a per-thread cache, larger ones from its shared arenas, and a
+    /// profile of the calling thread had its consolidation of free blocks in it (see
+    /// `Replay`).
     #[tokio::test]
     async fn per_request_futures_stay_under_a_kibibyte() {
-        let checker = HealthChecker::new(&["http://127.0.0.1:1"], crate::config::Config::default())
-            .expect("checker");
-        let balance = Balance::new(checker.clone(), TonicConnector::default());
+        use crate::etcd::{Method, MethodKind};
+        let checker =
+            HealthChecker::new(&["http://127.0.0.1:1"], Config::default()).expect("checker");
+        let balance = Balance::new(checker.clone(), crate::TonicConnector::default());
         let method = Method::of("/etcdserverpb.KV/Range");
         let unary = balance.clone().unary(range(), method, vec![], None);
         let entries = checker.entries();
         let entry = entries[0].clone();
         let svc = balance.service_for(entry.member(), &entries);
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         let attempt = super::attempt(
             svc,
             range(),
