@@ -524,3 +524,71 @@ async fn undecodable_status_details_and_non_utf8_messages_crash_nothing() {
         );
     }
 }
+
+/// A member that answers reads with a head and then resets the stream (as a member killed
+/// mid-answer does): every read still succeeds, retried on a real member within its deadline,
+/// with the defaults; the member counts the failures and is taken out of rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_broken_off_after_their_head_are_retried_on_real_members() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    init_tracing();
+    let ranges = Arc::new(AtomicUsize::new(0));
+    let counted = ranges.clone();
+    let addr = serve_raw(move |stream| {
+        let ranges = counted.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                if req.uri().path().ends_with("/Range") {
+                    ranges.fetch_add(1, Ordering::Relaxed);
+                }
+                async move {
+                    // The head goes out first; the stream is reset a moment later.
+                    let broken = futures_util::stream::once(async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Err::<Frame<Bytes>, _>(std::io::Error::other("killed mid-answer"))
+                    });
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(StreamBody::new(broken))
+                        .expect("response");
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        }
+    })
+    .await;
+    let mut endpoints = cluster.endpoints();
+    endpoints.push(format!("http://{addr}"));
+    let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
+    let mut events = checker.subscribe();
+    let stack = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
+    let kv = KvClient::new(stack);
+    // Many reads at once while the fake is still in rotation: some land on it.
+    let reads = (0..200).map(|_| read(&kv));
+    let results = futures_util::future::join_all(reads).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let sent = ranges.load(Ordering::Relaxed);
+    println!("{sent} reads reached the fake");
+    assert!(sent >= 1, "no read reached the fake");
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {failed:?}",
+        failed.len()
+    );
+    // Reads outrun by a peer (hedged) are judged when they end, after the answer.
+    wait_status(
+        &mut events,
+        &checker,
+        3,
+        Status::Unhealthy,
+        Duration::from_secs(5),
+    )
+    .await;
+    let s = &checker.snapshot()[3];
+    assert!(s.totals[2] >= 1, "TCP failures counted: {s:?}");
+}

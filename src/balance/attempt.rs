@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::Bytes;
 use http::{Request, Response};
 use tower::ServiceExt;
 
-use super::buffered::Buffered;
+use super::buffered::{Buffered, Frames};
 use super::ServedBy;
 use crate::etcd::MethodKind;
 use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
@@ -91,11 +90,11 @@ pub(crate) struct Limits {
 
 /// Sends `req` to one member, `started` now, and judges the answer for the passive counters.
 ///
-/// Not an `async fn` itself: the call is made here and boxed on its own, and
-/// [`judge_attempt`] holds a pointer to it. An `async fn` taking the service and the request
-/// would keep them apart from the call it moves them into, the request twice over; this way
-/// both blocks stay under 1 KiB, which glibc serves from the thread's cache (see `Replay` in
-/// the service).
+/// Not an `async fn` itself: the call (with the read of a unary answer, see [`fetch`]) is
+/// made here and boxed on its own, and [`judge_attempt`] holds a pointer to it. An `async fn`
+/// taking the service and the request would keep them apart from the call it moves them
+/// into, the request twice over; this way both blocks stay under 1 KiB, which glibc serves
+/// from the thread's cache (see `Replay` in the service).
 pub(crate) fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,
@@ -104,7 +103,39 @@ pub(crate) fn attempt<S: GrpcService>(
     limits: Limits,
     started: Instant,
 ) -> impl std::future::Future<Output = Attempt> + Send {
-    judge_attempt(Box::pin(svc.oneshot(req)), tracker, kind, limits, started)
+    let call = fetch(svc.oneshot(req), kind == MethodKind::Unary);
+    judge_attempt(Box::pin(call), tracker, kind, limits, started)
+}
+
+/// Unary answers up to this size are read whole within their attempt (see [`Buffered`]);
+/// a larger one is handed on once this much arrived, the rest as it comes, and judged at its
+/// end. The bound keeps a member that streams without end (and a caller without a deadline)
+/// from filling memory: past it, tonic's own message size limit applies as without us.
+const READ_WHOLE_UP_TO: usize = 4 << 20;
+
+/// What came back from a member.
+enum Fetched<B> {
+    /// The head of an answer, its body unread: a stream's, a long-blocking call's, a
+    /// trailers-only answer's, one that is no gRPC answer.
+    Head(Response<B>),
+    /// A unary answer's head, and its body read within the attempt (see [`Buffered`]).
+    Whole(http::response::Parts, Read<std::pin::Pin<Box<B>>>),
+}
+
+/// Awaits `call`; with `whole`, reads a gRPC answer with a body to its end too.
+async fn fetch<F, B, E>(call: F, whole: bool) -> Result<Fetched<B>, E>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+    B: GrpcBody,
+{
+    let resp = call.await?;
+    let has_body = resp.status() == http::StatusCode::OK
+        && !resp.headers().contains_key(crate::grpc::header::STATUS);
+    if !(whole && has_body) {
+        return Ok(Fetched::Head(resp));
+    }
+    let (parts, body) = resp.into_parts();
+    Ok(Fetched::Whole(parts, read_whole(Box::pin(body)).await))
 }
 
 /// The body of [`attempt`]: awaits `call` within the limits, then judges its answer.
@@ -116,87 +147,57 @@ async fn judge_attempt<F, B, E>(
     started: Instant,
 ) -> Attempt
 where
-    F: std::future::Future<Output = Result<Response<B>, E>> + Send + Unpin,
+    F: std::future::Future<Output = Result<Fetched<B>, E>> + Send + Unpin,
     B: GrpcBody + Send + 'static,
     E: Into<tower::BoxError>,
 {
-    let unary = kind == MethodKind::Unary;
-    let deadline = limits.deadline.map(|d| started + d);
-    let mut hang_check = limits
-        .hang_after
-        .filter(|_| unary)
-        .map(|a| (a, started + a));
-    // The clock as last read: when the attempt started, then when a timer fired.
-    let mut now = started;
-    let result = loop {
-        // One timer for both limits (the earlier of them): one registration per attempt, and
-        // a smaller future.
-        let wake = earliest(deadline, hang_check.map(|(_, at)| at));
-        tokio::select! {
-            biased;
-            r = &mut call => break r.map_err(Into::into),
-            _ = sleep_until_opt(wake, now) => {
-                now = Instant::now();
-                if deadline.is_some_and(|d| d <= now) {
-                    let d = limits.deadline.unwrap_or_default();
-                    let member = tracker.entry().member().clone();
-                    tracker.finish(judge(Outcome::Timeout, kind), unary);
-                    return Attempt::Failed(Failure {
-                        status: tonic::Status::deadline_exceeded(format!(
-                            "etcd-health: {member} did not answer within {d:?}"
-                        )),
-                        response: None,
-                        maybe_processed: true,
-                        leaderless: false,
-                    });
-                }
-                let Some((after, at)) = hang_check else { continue };
-                if at > now {
-                    continue;
-                }
-                let checker = tracker.checker();
-                let entry = tracker.entry();
-                let since = started.into_std();
-                if checker.hangs(entry, since) {
-                    let waited = started.elapsed();
-                    tracing::debug!(member = %entry.member(), ?waited, "request hangs while peers answer");
-                    // Charged to its latency first, so the balancer prefers its peers at once.
-                    let slowest_peer = checker.slowest_peer_latency(entry);
-                    entry.load().charge_hang(waited, slowest_peer, crate::checker::now());
-                    checker.record_hang(entry);
-                    hang_check = None;
-                } else {
-                    // Nobody answers (an election), this member answers others, or the leader
-                    // changed while it waited: look again later.
-                    hang_check = Some((after, now + after));
-                }
-            }
-        }
+    let mut watch = Watch::new(limits, kind == MethodKind::Unary, started);
+    let fetched = match watch.run(&mut call, &tracker).await {
+        Some(Ok(fetched)) => fetched,
+        Some(Err(err)) => return unreachable_member(err.into(), tracker, kind),
+        None => return watch.timed_out(tracker, kind),
     };
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(err) => {
-            let outcome = transport_error(err.as_ref());
-            let maybe_processed = !never_connected(err.as_ref());
-            let why = crate::grpc::describe(err.as_ref());
-            let member = tracker.entry().member().clone();
-            tracker.finish(judge(outcome, kind), false);
-            let status = match outcome {
-                Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
-                    "etcd-health: {member} did not answer in time: {why}"
-                )),
-                _ => tonic::Status::unavailable(format!(
-                    "etcd-health: {member} is unreachable: {why}"
-                )),
-            };
-            return Attempt::Failed(Failure {
-                status,
-                response: None,
-                maybe_processed,
-                leaderless: false,
-            });
+    match fetched {
+        Fetched::Head(resp) => judge_head(resp, tracker, kind, limits),
+        Fetched::Whole(mut parts, read) => {
+            sanitize(&mut parts.headers);
+            parts
+                .extensions
+                .insert(ServedBy(tracker.entry().member().clone()));
+            judge_whole(parts, read, tracker, kind, limits)
         }
+    }
+}
+
+/// The verdict when no answer came: the call failed.
+fn unreachable_member(err: tower::BoxError, tracker: Tracker, kind: MethodKind) -> Attempt {
+    let outcome = transport_error(err.as_ref());
+    let maybe_processed = !never_connected(err.as_ref());
+    let why = crate::grpc::describe(err.as_ref());
+    let member = tracker.entry().member().clone();
+    tracker.finish(judge(outcome, kind), false);
+    let status = match outcome {
+        Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
+            "etcd-health: {member} did not answer in time: {why}"
+        )),
+        _ => tonic::Status::unavailable(format!("etcd-health: {member} is unreachable: {why}")),
     };
+    Attempt::Failed(Failure {
+        status,
+        response: None,
+        maybe_processed,
+        leaderless: false,
+    })
+}
+
+/// Judges an answer by its head: a trailers-only answer, one that is no gRPC answer, a
+/// stream's or a long-blocking call's (judged as its body ends).
+fn judge_head<B: GrpcBody + Send + 'static>(
+    resp: Response<B>,
+    tracker: Tracker,
+    kind: MethodKind,
+    limits: Limits,
+) -> Attempt {
     let (mut parts, body) = resp.into_parts();
     // Nothing of the member's reaches tonic's status parser unchecked: it panics on some input.
     sanitize(&mut parts.headers);
@@ -210,52 +211,8 @@ where
     }
     if let Some(status) = status_of(&parts.headers) {
         // A trailers-only answer: etcd's errors come this way, before any message.
-        return judge_status(
-            status,
-            parts,
-            tonic::body::Body::new(body),
-            tracker,
-            kind,
-            limits,
-        );
-    }
-    if unary && announces_trailers(&parts.headers) {
-        // etcd serving gRPC through Go's HTTP handler (its TLS listener shares the port with
-        // HTTP) answers errors in trailers after the headers, not trailers-only: read this
-        // unary answer to its end, so an error is judged here, where it can still be retried.
-        let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // Boxed: this rare path's future would otherwise make every attempt's as large.
-        return match Box::pin(read_to_end(body, rest)).await {
-            Ok((data, mut trailers)) => {
-                let status = trailers.as_ref().and_then(status_of);
-                if data.is_empty() && status.as_ref().is_some_and(|s| s.code() != tonic::Code::Ok) {
-                    // An error and nothing else: handed on in the standard trailers-only form,
-                    // so everything that reads a status from the headers (the auth layer, the
-                    // drop-in's token mapping, outcome marks) sees it as it would without TLS.
-                    parts.headers.extend(trailers.take().unwrap_or_default());
-                }
-                let body = tonic::body::Body::new(Buffered::new(data, trailers));
-                match status {
-                    Some(status) => judge_status(status, parts, body, tracker, kind, limits),
-                    None => {
-                        tracker.finish(judge(Outcome::Success, kind), unary);
-                        Attempt::Answer(Response::from_parts(parts, body))
-                    }
-                }
-            }
-            Err((outcome, why)) => {
-                let member = tracker.entry().member().clone();
-                tracker.finish(judge(outcome, kind), false);
-                Attempt::Failed(Failure {
-                    status: tonic::Status::unavailable(format!(
-                        "etcd-health: {member} broke off its answer: {why}"
-                    )),
-                    response: None,
-                    maybe_processed: true,
-                    leaderless: false,
-                })
-            }
-        };
+        let body = tonic::body::Body::new(body);
+        return judge_status(status, parts, body, tracker, kind, limits);
     }
     let body = match kind {
         MethodKind::Stream => {
@@ -266,6 +223,198 @@ where
         _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
     };
     Attempt::Answer(Response::from_parts(parts, body))
+}
+
+/// Judges a unary answer read within its attempt. Its status is in its trailers; etcd
+/// serving gRPC through Go's HTTP handler (its TLS listener shares the port with HTTP)
+/// answers errors that way too, after the head, not trailers-only.
+fn judge_whole<B: GrpcBody + Send + 'static>(
+    mut parts: http::response::Parts,
+    read: Read<B>,
+    tracker: Tracker,
+    kind: MethodKind,
+    limits: Limits,
+) -> Attempt {
+    let (frames, mut trailers) = match read {
+        Read::Whole(frames, trailers) => (frames, trailers),
+        Read::Large(frames, rest) => {
+            let rest = ClassifiedBody::new(SanitizedBody::new(rest), tracker, kind);
+            let body = Buffered::then(frames, tonic::body::Body::new(rest));
+            return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
+        }
+        Read::Broken(err) => {
+            let member = tracker.entry().member().clone();
+            let why = crate::grpc::describe(err.as_ref());
+            tracker.finish(judge(transport_error(err.as_ref()), kind), false);
+            return Attempt::Failed(Failure {
+                status: tonic::Status::unavailable(format!(
+                    "etcd-health: {member} broke off its answer: {why}"
+                )),
+                response: None,
+                maybe_processed: true,
+                leaderless: false,
+            });
+        }
+    };
+    let ok = trailers
+        .as_ref()
+        .and_then(|t| t.get(crate::grpc::header::STATUS))
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if ok {
+        // The common case, read without building a `tonic::Status` (an allocation on every
+        // answer).
+        tracker.finish(Some(Outcome::Success), true);
+        let body = tonic::body::Body::new(Buffered::new(frames, trailers));
+        return Attempt::Answer(Response::from_parts(parts, body));
+    }
+    match trailers.as_ref().and_then(status_of) {
+        Some(status) => {
+            if frames.is_empty() {
+                // An error and nothing else: handed on in the standard trailers-only form, so
+                // everything that reads a status from the headers (the auth layer, the
+                // drop-in's token mapping, outcome marks) sees it as it would without TLS.
+                parts.headers.extend(trailers.take().unwrap_or_default());
+            }
+            let body = tonic::body::Body::new(Buffered::new(frames, trailers));
+            judge_status(status, parts, body, tracker, kind, limits)
+        }
+        None => {
+            // No status at all: tonic reports the broken answer; nothing to judge the member
+            // by.
+            tracker.finish(None, false);
+            let body = tonic::body::Body::new(Buffered::new(frames, trailers));
+            Attempt::Answer(Response::from_parts(parts, body))
+        }
+    }
+}
+
+/// An attempt's limits while it waits: the deadline, and the check for a hang while peers
+/// answer. One timer for both (the earlier of them): one registration per attempt, and a
+/// smaller future.
+struct Watch {
+    limits: Limits,
+    deadline: Option<Instant>,
+    /// How long a wait counts as a hang, and when it is next checked.
+    hang_check: Option<(Duration, Instant)>,
+    started: Instant,
+    /// The clock as last read: when the attempt started, then when a timer fired.
+    now: Instant,
+}
+
+impl Watch {
+    fn new(limits: Limits, unary: bool, started: Instant) -> Self {
+        Self {
+            limits,
+            deadline: limits.deadline.map(|d| started + d),
+            hang_check: limits
+                .hang_after
+                .filter(|_| unary)
+                .map(|a| (a, started + a)),
+            started,
+            now: started,
+        }
+    }
+
+    /// Awaits `work`; `None` if the deadline passed first. A wait past `hang_after` while
+    /// peers answer is charged to the member once (the attempt goes on).
+    async fn run<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        tracker: &Tracker,
+    ) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let wake = earliest(self.deadline, self.hang_check.map(|(_, at)| at));
+            tokio::select! {
+                biased;
+                r = &mut work => return Some(r),
+                _ = sleep_until_opt(wake, self.now) => {
+                    self.now = Instant::now();
+                    if self.deadline.is_some_and(|d| d <= self.now) {
+                        return None;
+                    }
+                    self.check_hang(tracker);
+                }
+            }
+        }
+    }
+
+    fn check_hang(&mut self, tracker: &Tracker) {
+        let Some((after, at)) = self.hang_check else {
+            return;
+        };
+        if at > self.now {
+            return;
+        }
+        let checker = tracker.checker();
+        let entry = tracker.entry();
+        if checker.hangs(entry, self.started.into_std()) {
+            let waited = self.started.elapsed();
+            tracing::debug!(member = %entry.member(), ?waited, "request hangs while peers answer");
+            // Charged to its latency first, so the balancer prefers its peers at once.
+            let slowest_peer = checker.slowest_peer_latency(entry);
+            entry
+                .load()
+                .charge_hang(waited, slowest_peer, crate::checker::now());
+            checker.record_hang(entry);
+            self.hang_check = None;
+        } else {
+            // Nobody answers (an election), this member answers others, or the leader
+            // changed while it waited: look again later.
+            self.hang_check = Some((after, self.now + after));
+        }
+    }
+
+    /// The attempt's verdict when its deadline passed.
+    fn timed_out(&self, tracker: Tracker, kind: MethodKind) -> Attempt {
+        let d = self.limits.deadline.unwrap_or_default();
+        let member = tracker.entry().member().clone();
+        tracker.finish(judge(Outcome::Timeout, kind), kind == MethodKind::Unary);
+        Attempt::Failed(Failure {
+            status: tonic::Status::deadline_exceeded(format!(
+                "etcd-health: {member} did not answer within {d:?}"
+            )),
+            response: None,
+            maybe_processed: true,
+            leaderless: false,
+        })
+    }
+}
+
+/// A unary answer's body as read within its attempt.
+enum Read<B> {
+    /// To its end: its data, and its (sanitized) trailers.
+    Whole(Frames, Option<http::HeaderMap>),
+    /// More than [`READ_WHOLE_UP_TO`]: what was read, and the rest to hand on as it comes.
+    Large(Frames, B),
+    /// The answer broke off.
+    Broken(tower::BoxError),
+}
+
+/// Reads `body` to its end, or to [`READ_WHOLE_UP_TO`].
+async fn read_whole<B: GrpcBody + Unpin>(mut body: B) -> Read<B> {
+    use http_body_util::BodyExt;
+    let mut frames = Frames::default();
+    loop {
+        match body.frame().await {
+            None => return Read::Whole(frames, None),
+            Some(Err(err)) => return Read::Broken(err.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    frames.push(data);
+                    if frames.len() > READ_WHOLE_UP_TO {
+                        return Read::Large(frames, body);
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(mut trailers) = frame.into_trailers() {
+                        sanitize(&mut trailers);
+                        return Read::Whole(frames, Some(trailers));
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// Judges an answer whose gRPC status is known (from a trailers-only answer, or from the
@@ -304,37 +453,6 @@ fn judge_status(
         maybe_processed,
         leaderless: false,
     })
-}
-
-/// Whether the headers announce trailers (`Trailer: Grpc-Status`, as Go's HTTP server sends).
-fn announces_trailers(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(http::header::TRAILER)
-}
-
-/// Reads a body to its end, within `limit`; its data and (sanitized) trailers.
-async fn read_to_end<B: GrpcBody>(
-    body: B,
-    limit: Option<Duration>,
-) -> Result<(Bytes, Option<http::HeaderMap>), (Outcome, String)> {
-    let collect = http_body_util::BodyExt::collect(body);
-    let collected = match limit {
-        Some(limit) => tokio::time::timeout(limit, collect).await.map_err(|_| {
-            let why = format!("no end of the answer within {limit:?}");
-            (Outcome::Timeout, why)
-        })?,
-        None => collect.await,
-    }
-    .map_err(|e| {
-        (
-            Outcome::TcpFailure,
-            crate::grpc::describe(e.into().as_ref()),
-        )
-    })?;
-    let mut trailers = collected.trailers().cloned();
-    if let Some(t) = &mut trailers {
-        sanitize(t);
-    }
-    Ok((collected.to_bytes(), trailers))
 }
 
 /// The earlier of two optional instants.

@@ -751,6 +751,115 @@ mod tests {
         assert_eq!(others, 60, "the write was never hedged");
     }
 
+    /// An answer whose head arrived but whose body broke off (a member killed mid-answer) is
+    /// a failed attempt: a read goes to another member, a write fails as *outcome unknown*
+    /// and is not sent again; an answer that stops after its head is bounded by the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn answers_broken_off_after_their_head_are_failed_attempts() {
+        use bytes::Bytes;
+        use http_body::Frame;
+        use std::sync::atomic::AtomicBool;
+        let endpoints: Vec<String> = (1..=2).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
+        let calls: Arc<[AtomicUsize; 2]> = Arc::new(Default::default());
+        // Member 0's answers break off after the head, or (when set) stop there for ever.
+        let stall = Arc::new(AtomicBool::new(false));
+        let (counted, stalls) = (calls.clone(), stall.clone());
+        let make = move |m: &Member| {
+            let index = m.index();
+            let (calls, stall) = (counted.clone(), stalls.clone());
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls[index].fetch_add(1, Ordering::Relaxed);
+                let body = match (index, stall.load(Ordering::Relaxed)) {
+                    (0, false) => {
+                        let broken: Vec<Result<Frame<Bytes>, tonic::Status>> =
+                            vec![Err(tonic::Status::unknown(
+                                "h2 protocol error: error reading a body from connection",
+                            ))];
+                        tonic::body::Body::new(http_body_util::StreamBody::new(
+                            futures_util::stream::iter(broken),
+                        ))
+                    }
+                    (0, true) => tonic::body::Body::new(http_body_util::StreamBody::new(
+                        futures_util::stream::pending::<Result<Frame<Bytes>, tonic::Status>>(),
+                    )),
+                    _ => {
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let whole: Vec<Result<Frame<Bytes>, tonic::Status>> = vec![
+                            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        tonic::body::Body::new(http_body_util::StreamBody::new(
+                            futures_util::stream::iter(whole),
+                        ))
+                    }
+                };
+                async move { Ok::<_, tower::BoxError>(http::Response::new(body)) }
+            })
+        };
+        let balance: Stack =
+            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), make));
+        // Sent to member 0 first: its broken answer is retried on member 1.
+        let mut first = range();
+        first
+            .extensions_mut()
+            .insert(crate::balance::AvoidMembers(vec![
+                checker.members()[1].clone()
+            ]));
+        let resp = balance.clone().oneshot(first).await.expect("read");
+        let served = resp.extensions().get::<crate::balance::ServedBy>();
+        assert_eq!(served.expect("served").0.index(), 1);
+        assert_eq!(calls[0].load(Ordering::Relaxed), 1, "member 0 was tried");
+        for n in 0..20 {
+            let resp = balance.clone().oneshot(range()).await.expect("read");
+            let served = resp
+                .extensions()
+                .get::<crate::balance::ServedBy>()
+                .expect("served");
+            assert_eq!(served.0.index(), 1, "read {n}");
+        }
+
+        // Only member 0 left: a write is sent once and fails as outcome unknown.
+        checker.record(&checker.members()[1], Source::Passive, Outcome::TcpFailure);
+        tokio::time::advance(Config::default().ejection.max * 2).await;
+        checker.record(&checker.members()[0], Source::Active, Outcome::Success);
+        let put = || {
+            let mut put = http::Request::builder()
+                .uri("/etcdserverpb.KV/Put")
+                .body(tonic::body::Body::empty())
+                .expect("request");
+            put.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+            put
+        };
+        let before = calls.each_ref().map(|c| c.load(Ordering::Relaxed));
+        let err = balance.clone().oneshot(put()).await.expect_err("broken");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("broke off"), "{status:?}");
+        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert_eq!(calls[0].load(Ordering::Relaxed), before[0] + 1, "sent once");
+        assert_eq!(calls[1].load(Ordering::Relaxed), before[1], "not elsewhere");
+
+        // An answer that stops after its head ends at the deadline, as outcome unknown.
+        stall.store(true, Ordering::Relaxed);
+        tokio::time::advance(Config::default().ejection.max * 2).await;
+        for _ in 0..10 {
+            checker.record(&checker.members()[0], Source::Active, Outcome::Success);
+        }
+        assert_eq!(checker.snapshot()[0].status, Status::Healthy);
+        let before = calls.each_ref().map(|c| c.load(Ordering::Relaxed));
+        let started = tokio::time::Instant::now();
+        let err = balance.clone().oneshot(put()).await.expect_err("stalled");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert_eq!(calls[0].load(Ordering::Relaxed), before[0] + 1, "sent once");
+        assert_eq!(calls[1].load(Ordering::Relaxed), before[1], "not elsewhere");
+    }
+
     #[test]
     fn writes_grpc_timeout_in_milliseconds() {
         let mut h = http::HeaderMap::new();
