@@ -37,6 +37,7 @@
 //! | `leader-kill` | 3 | SIGKILL the leader | restart after F |
 //! | `leader-isolate` | 3 | cut the leader from its peers (clients still reach it) | heal after F |
 //! | `follower-blackhole` | 3 | a follower's client path drops everything (raft intact; client proxies on) | undo after F |
+//! | `leader-blackhole` | 3 | the leader's client path drops everything (it stays leader; client proxies on) | undo after F |
 //! | `follower-flap` | 3 | a follower paused 90 ms of every 100 ms, for F | last SIGCONT |
 //! | `rolling-restart` | 3 | each member in turn (leader included): SIGKILL, restart 2 s later, settle 2 s | each restart |
 //! | `two-of-five-isolated` | 5 | two followers cut from their peers at once | heal both after F |
@@ -76,7 +77,8 @@ const USAGE: &str = "failover [--scenario NAME[,NAME..]] [--config default|tuned
                      [--fault-seconds 6] [--readers 16] [--writers 2] [--deadline-ms 2000] \
                      [--steady-seconds 3] [--after-seconds 4] [--out target/bench-reports]\n\
                      scenarios: follower-pause follower-kill leader-pause leader-kill \
-                     leader-isolate follower-blackhole follower-flap rolling-restart \
+                     leader-isolate follower-blackhole leader-blackhole follower-flap \
+                     rolling-restart \
                      two-of-five-isolated";
 /// Seconds at the start left out of the steady throughput (connections warming up).
 const WARM_UP: f64 = 1.0;
@@ -94,6 +96,7 @@ enum Scenario {
     LeaderKill,
     LeaderIsolate,
     FollowerBlackhole,
+    LeaderBlackhole,
     FollowerFlap,
     RollingRestart,
     TwoOfFiveIsolated,
@@ -131,7 +134,7 @@ struct Spec {
 }
 
 /// Every scenario, in run order.
-const SCENARIOS: [Spec; 9] = {
+const SCENARIOS: [Spec; 10] = {
     const fn spec(scenario: Scenario, name: &'static str, plan: Plan) -> Spec {
         Spec {
             scenario,
@@ -173,6 +176,14 @@ const SCENARIOS: [Spec; 9] = {
                 Scenario::FollowerBlackhole,
                 "follower-blackhole",
                 Plan::Hold(Fault::Blackhole, Victims::Followers(1)),
+            )
+        },
+        Spec {
+            client_proxy: true,
+            ..spec(
+                Scenario::LeaderBlackhole,
+                "leader-blackhole",
+                Plan::Hold(Fault::Blackhole, Victims::Leader),
             )
         },
         spec(

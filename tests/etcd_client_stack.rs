@@ -59,3 +59,49 @@ async fn etcd_client_keeps_working_when_a_member_dies() {
     println!("etcd-client: 600 requests with a member killed, {failures} failed");
     assert!(failures <= 1, "failures: {failures}");
 }
+
+/// A request tonic cannot encode (larger than the client's `max_encoding_message_size`) fails
+/// with tonic's own error, is applied nowhere, and counts against no member: the body is the
+/// caller's, encoded only as the request is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_tonic_cannot_encode_is_the_callers_error() {
+    use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let stack = stack(&cluster, fast_config());
+    let checker = stack.checker().clone();
+    let mut kv = KvClient::new(stack).max_encoding_message_size(64);
+    for _ in 0..5 {
+        let put = PutRequest {
+            key: b"too-large".to_vec(),
+            value: vec![b'x'; 1024],
+            ..Default::default()
+        };
+        let err = kv.put(put).await.expect_err("too large to encode");
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    }
+    kv.put(PutRequest {
+        key: b"small".to_vec(),
+        value: b"ok".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .expect("a small put");
+    let got = kv
+        .range(RangeRequest {
+            key: b"too-large".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(got.count, 0, "applied nowhere");
+    for s in checker.snapshot() {
+        assert_eq!(s.status, Status::Healthy, "{s:?}");
+        assert_eq!(
+            s.totals[1..].iter().sum::<u64>(),
+            0,
+            "no failure counted: {s:?}"
+        );
+    }
+    assert_eq!(checker.retries(), 0, "never re-sent");
+}

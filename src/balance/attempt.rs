@@ -119,14 +119,14 @@ enum Fetched<B> {
     /// trailers-only answer's, one that is no gRPC answer.
     Head(Response<B>),
     /// A unary answer's head, and its body read within the attempt (see [`Buffered`]).
-    Whole(http::response::Parts, Read<std::pin::Pin<Box<B>>>),
+    Whole(http::response::Parts, Read<tonic::body::Body>),
 }
 
 /// Awaits `call`; with `whole`, reads a gRPC answer with a body to its end too.
 async fn fetch<F, B, E>(call: F, whole: bool) -> Result<Fetched<B>, E>
 where
     F: std::future::Future<Output = Result<Response<B>, E>>,
-    B: GrpcBody,
+    B: GrpcBody + Send + 'static,
 {
     let resp = call.await?;
     let has_body = resp.status() == http::StatusCode::OK
@@ -135,7 +135,10 @@ where
         return Ok(Fetched::Head(resp));
     }
     let (parts, body) = resp.into_parts();
-    Ok(Fetched::Whole(parts, read_whole(Box::pin(body)).await))
+    // As a tonic body, which a tonic channel's already is (no allocation then), and which
+    // can be read without pinning it in place (so its rest can still be handed on).
+    let body = tonic::body::Body::new(body);
+    Ok(Fetched::Whole(parts, read_whole(body).await))
 }
 
 /// The body of [`attempt`]: awaits `call` within the limits, then judges its answer.
