@@ -282,9 +282,11 @@ fn judge_whole<B: GrpcBody + Send + 'static>(
             judge_status(status, parts, body, tracker, kind, limits)
         }
         None => {
-            // No status at all: tonic reports the broken answer; nothing to judge the member
-            // by.
-            tracker.finish(None, false);
+            // Trailers without a status: the member answered (as a body judged at its end
+            // counts it). No trailers at all: tonic reports the broken answer; nothing to
+            // judge the member by.
+            let outcome = trailers.is_some().then_some(Outcome::Success);
+            tracker.finish(outcome, outcome.is_some());
             let body = tonic::body::Body::new(Buffered::new(frames, trailers));
             Attempt::Answer(Response::from_parts(parts, body))
         }
