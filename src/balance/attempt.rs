@@ -231,9 +231,9 @@ fn judge_head<B: GrpcBody + Send + 'static>(
 /// Judges a unary answer read within its attempt. Its status is in its trailers; etcd
 /// serving gRPC through Go's HTTP handler (its TLS listener shares the port with HTTP)
 /// answers errors that way too, after the head, not trailers-only.
-fn judge_whole<B: GrpcBody + Send + 'static>(
+fn judge_whole(
     mut parts: http::response::Parts,
-    read: Read<B>,
+    read: Read<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,

@@ -616,6 +616,17 @@ mod tests {
             .expect("request")
     }
 
+    /// A put the caller gives 300 ms.
+    fn put_within_300ms() -> http::Request<tonic::body::Body> {
+        let mut put = http::Request::builder()
+            .uri("/etcdserverpb.KV/Put")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        put.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+        put
+    }
+
     #[tokio::test(start_paused = true)]
     async fn fail_fast_answers_at_once_without_waiting_to_retry() {
         let (balance, calls) = all_ejected(3, AllUnhealthyPolicy::FailFast);
@@ -735,14 +746,12 @@ mod tests {
         // Re-admit member 0 by hand so the write goes there (the others are ejected now).
         tokio::time::advance(c.ejection.base * 2).await;
         checker.record(&checker.members()[0], Source::Active, Outcome::Success);
-        let mut put = http::Request::builder()
-            .uri("/etcdserverpb.KV/Put")
-            .body(tonic::body::Body::empty())
-            .expect("request");
-        put.headers_mut()
-            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
         let before = calls[0].load(Ordering::Relaxed);
-        let err = balance.clone().oneshot(put).await.expect_err("no answer");
+        let err = balance
+            .clone()
+            .oneshot(put_within_300ms())
+            .await
+            .expect_err("no answer");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
         assert!(crate::outcome_unknown(&status), "{status:?}");
@@ -824,17 +833,12 @@ mod tests {
         checker.record(&checker.members()[1], Source::Passive, Outcome::TcpFailure);
         tokio::time::advance(Config::default().ejection.max * 2).await;
         checker.record(&checker.members()[0], Source::Active, Outcome::Success);
-        let put = || {
-            let mut put = http::Request::builder()
-                .uri("/etcdserverpb.KV/Put")
-                .body(tonic::body::Body::empty())
-                .expect("request");
-            put.headers_mut()
-                .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
-            put
-        };
         let before = calls.each_ref().map(|c| c.load(Ordering::Relaxed));
-        let err = balance.clone().oneshot(put()).await.expect_err("broken");
+        let err = balance
+            .clone()
+            .oneshot(put_within_300ms())
+            .await
+            .expect_err("broken");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert!(status.message().contains("broke off"), "{status:?}");
@@ -851,7 +855,11 @@ mod tests {
         assert_eq!(checker.snapshot()[0].status, Status::Healthy);
         let before = calls.each_ref().map(|c| c.load(Ordering::Relaxed));
         let started = tokio::time::Instant::now();
-        let err = balance.clone().oneshot(put()).await.expect_err("stalled");
+        let err = balance
+            .clone()
+            .oneshot(put_within_300ms())
+            .await
+            .expect_err("stalled");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
         assert!(crate::outcome_unknown(&status), "{status:?}");
