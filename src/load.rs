@@ -3,7 +3,14 @@
 //! The balancer's power-of-two-choices compares `latency * (in_flight + 1)` (tower's PeakEwma
 //! cost). A member that slows down (a lagging disk, a hung process before it is ejected) is
 //! avoided at once, because a slow response raises the average to its value immediately and
-//! only decays back over `DECAY`.
+//! only decays back over `DECAY`, or over a few dozen faster answers, whichever is sooner.
+//!
+//! Why answers count as well as time: an election makes every member slow at once (reads wait
+//! for a leader for a second or two), and with a decay in time alone the busy members carried
+//! that peak for tens of seconds, while a member re-admitted in the meantime started afresh,
+//! looked twenty times cheaper and drew most of the traffic: after a leader's isolation
+//! healed, the cluster served two thirds of its usual rate for over ten seconds. What a
+//! member answers now says more about it than what it answered a second ago.
 //!
 //! Why a module of its own, beside the health state and the balancer rather than in either:
 //! the health state holds one per member although only the balancer reads it (every balancer
@@ -17,6 +24,9 @@ use std::time::{Duration, Instant};
 
 /// Decay time constant of the latency average.
 const DECAY: Duration = Duration::from_secs(10);
+/// The least weight of one answer in the latency average: a member answering often sheds a
+/// past peak within about this many answers (a recurring slow answer keeps it high).
+const MIN_SAMPLE_WEIGHT: f64 = 1.0 / 32.0;
 /// Latency assumed for a member before its first response.
 const DEFAULT_RTT: Duration = Duration::from_millis(1);
 /// Latency charged for a failed request, so a member that fails fast does not attract
@@ -70,8 +80,8 @@ impl Load {
                 e.nanos = sample;
             } else {
                 let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
-                let decay = (-elapsed / DECAY.as_secs_f64()).exp();
-                e.nanos = e.nanos * decay + sample * (1.0 - decay);
+                let weight = (1.0 - (-elapsed / DECAY.as_secs_f64()).exp()).max(MIN_SAMPLE_WEIGHT);
+                e.nanos = e.nanos * (1.0 - weight) + sample * weight;
             }
             e.at = now;
             e.observed = true;
@@ -128,13 +138,15 @@ impl Load {
     /// Forgets the latency history when a member is re-admitted after recovery, starting it
     /// at `like` (the slowest healthy peer's estimate) rather than at a default that would make
     /// it the cheapest member: a member that just came back is often still catching up with
-    /// the log, and sending it every request at once would stall them all (slow start).
+    /// the log, and sending it every request at once would stall them all (slow start). Its
+    /// first answers are averaged into `like`, not put in its place, so it earns its share
+    /// over a few dozen answers; with no peer estimate, the first answer sets it.
     pub(crate) fn reset(&self, like: Option<Duration>, now: Instant) {
         let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
         *e = Ewma {
             nanos: like.unwrap_or(DEFAULT_RTT).as_nanos() as f64,
             at: now,
-            observed: false,
+            observed: like.is_some(),
         };
     }
 
@@ -169,6 +181,65 @@ mod tests {
         l.finish(Some(Duration::from_millis(2)), t0 + Duration::from_secs(10));
         let after = l.latency().unwrap();
         assert!(after < Duration::from_millis(25) && after > Duration::from_millis(2));
+    }
+
+    /// Answers `n` requests of `rtt` each, one every millisecond from `from`; returns when
+    /// the last one ended.
+    fn answer(l: &Load, n: u32, rtt: Duration, from: Instant) -> Instant {
+        let mut at = from;
+        for _ in 0..n {
+            at += Duration::from_millis(1);
+            l.start();
+            l.finish(Some(rtt), at);
+        }
+        at
+    }
+
+    #[test]
+    fn a_busy_member_sheds_a_past_peak_within_a_few_dozen_answers() {
+        // An election: every member answers after 800 ms once, then 15 ms again, a thousand
+        // answers a second. A decay in time alone kept ~790 ms after these 100 answers.
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        l.start();
+        l.finish(Some(Duration::from_millis(800)), t0);
+        answer(&l, 100, Duration::from_millis(15), t0);
+        let after = l.latency().unwrap();
+        assert!(after < Duration::from_millis(50), "{after:?}");
+    }
+
+    #[test]
+    fn a_recurring_slow_answer_keeps_the_estimate_high() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        let mut at = t0;
+        for _ in 0..20 {
+            at = answer(&l, 1, Duration::from_millis(100), at);
+            at = answer(&l, 9, Duration::from_millis(5), at);
+        }
+        let estimate = l.latency().unwrap();
+        assert!(estimate > Duration::from_millis(60), "{estimate:?}");
+    }
+
+    #[test]
+    fn a_re_admitted_member_starts_at_its_peers_estimate_and_earns_its_own() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        l.reset(Some(Duration::from_millis(400)), t0);
+        assert_eq!(l.latency(), Some(Duration::from_millis(400)));
+        let at = answer(&l, 1, Duration::from_millis(20), t0);
+        let first = l.latency().unwrap();
+        assert!(
+            first > Duration::from_millis(300),
+            "one answer is averaged in: {first:?}"
+        );
+        answer(&l, 200, Duration::from_millis(20), at);
+        let earned = l.latency().unwrap();
+        assert!(earned < Duration::from_millis(25), "{earned:?}");
+        // With no peer to be like, the first answer sets the estimate.
+        l.reset(None, t0);
+        answer(&l, 1, Duration::from_millis(20), t0);
+        assert_eq!(l.latency(), Some(Duration::from_millis(20)));
     }
 
     #[test]

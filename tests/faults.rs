@@ -1,6 +1,6 @@
 //! The health layer under real faults of a real 3-member etcd cluster: a killed, a paused and
-//! an isolated member, every member down, a leader knocked over by a healed member (no
-//! pre-vote), and config overrides taking effect.
+//! an isolated member, every member down, a stall of the whole cluster, a leader knocked over
+//! by a healed member (no pre-vote), and config overrides taking effect.
 //!
 //! Each test prints what it measured (time to eviction, time to re-admission, failed
 //! requests under a concurrent read load); the assertions use generous bounds, because the
@@ -442,6 +442,57 @@ async fn overrides_run(
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("no healthy etcd member"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+}
+
+/// A stall of the whole cluster (every member paused for a moment, as an election stalls
+/// every read) puts a latency of over a second into every member's estimate at once. Once
+/// answers flow again the estimates must follow them within a few dozen answers: with a decay
+/// in time alone they kept the stall for tens of seconds, and a member re-admitted meanwhile
+/// looked twenty times cheaper than the rest and drew most of the traffic (after a leader's
+/// isolation healed, the cluster served two thirds of its usual rate for over ten seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_of_the_whole_cluster_is_forgotten_once_answers_flow() {
+    let sc = Scenario::start(etcd_health::config::Config::default(), false).await;
+    for i in 0..3 {
+        sc.cluster.pause(i);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..3 {
+        sc.cluster.resume(i);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during: Vec<Option<Duration>> = sc.checker.snapshot().iter().map(|s| s.latency).collect();
+    let before: Vec<u64> = sc.checker.snapshot().iter().map(|s| s.requests).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snapshot = sc.checker.snapshot();
+    let served: Vec<u64> = snapshot
+        .iter()
+        .zip(&before)
+        .map(|(s, b)| s.requests - b)
+        .collect();
+    let (stats, _cluster) = sc.stop_load().await;
+    println!(
+        "whole-cluster stall: estimates 3 s after it {during:?}; reads served per member in the \
+         2 s after {served:?}; reads ok={} failed={}",
+        stats.ok(),
+        stats.failed()
+    );
+    for (i, estimate) in during.iter().enumerate() {
+        let estimate = estimate.expect("every member answered");
+        assert!(
+            estimate < Duration::from_millis(200),
+            "member {i}'s estimate still holds the 1.2 s stall 3 s later: {during:?}"
+        );
+    }
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "every member serves: {served:?}"
+    );
+    assert_eq!(
+        stats.failed(),
+        0,
+        "a 1.2 s stall is within the 2 s deadline"
+    );
 }
 
 /// etcd 3.4's default `--pre-vote=false`: a member healed after an isolation comes back with a
