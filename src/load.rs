@@ -8,9 +8,9 @@
 //! Why answers count as well as time: an election makes every member slow at once (reads wait
 //! for a leader for a second or two), and with a decay in time alone the busy members carried
 //! that peak for tens of seconds, while a member re-admitted in the meantime started afresh,
-//! looked twenty times cheaper and drew most of the traffic: after a leader's isolation
-//! healed, the cluster served two thirds of its usual rate for over ten seconds. What a
-//! member answers now says more about it than what it answered a second ago.
+//! looked twenty times cheaper and drew most of the traffic (seen after a leader's isolation
+//! healed: 20 ms against 400–800 ms for over ten seconds). What a member answers now says
+//! more about it than what it answered a second ago.
 //!
 //! Why a module of its own, beside the health state and the balancer rather than in either:
 //! the health state holds one per member although only the balancer reads it (every balancer

@@ -448,8 +448,8 @@ async fn overrides_run(
 /// every read) puts a latency of over a second into every member's estimate at once. Once
 /// answers flow again the estimates must follow them within a few dozen answers: with a decay
 /// in time alone they kept the stall for tens of seconds, and a member re-admitted meanwhile
-/// looked twenty times cheaper than the rest and drew most of the traffic (after a leader's
-/// isolation healed, the cluster served two thirds of its usual rate for over ten seconds).
+/// looked twenty times cheaper than the rest and drew most of the traffic (seen after a
+/// leader's isolation healed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_of_the_whole_cluster_is_forgotten_once_answers_flow() {
     let sc = Scenario::start(etcd_health::config::Config::default(), false).await;
