@@ -168,19 +168,10 @@ impl Load {
 mod tests {
     use super::*;
 
-    #[test]
-    fn peak_is_taken_at_once_and_decays() {
-        let t0 = Instant::now();
-        let l = Load::new(t0);
+    /// One request that started and was answered after `rtt`, ending `at`.
+    fn answered(l: &Load, rtt: Duration, at: Instant) {
         l.start();
-        l.finish(Some(Duration::from_millis(2)), t0);
-        l.start();
-        l.finish(Some(Duration::from_millis(50)), t0);
-        assert_eq!(l.latency(), Some(Duration::from_millis(50)));
-        l.start();
-        l.finish(Some(Duration::from_millis(2)), t0 + Duration::from_secs(10));
-        let after = l.latency().unwrap();
-        assert!(after < Duration::from_millis(25) && after > Duration::from_millis(2));
+        l.finish(Some(rtt), at);
     }
 
     /// Answers `n` requests of `rtt` each, one every millisecond from `from`; returns when
@@ -189,10 +180,21 @@ mod tests {
         let mut at = from;
         for _ in 0..n {
             at += Duration::from_millis(1);
-            l.start();
-            l.finish(Some(rtt), at);
+            answered(l, rtt, at);
         }
         at
+    }
+
+    #[test]
+    fn peak_is_taken_at_once_and_decays() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        answered(&l, Duration::from_millis(2), t0);
+        answered(&l, Duration::from_millis(50), t0);
+        assert_eq!(l.latency(), Some(Duration::from_millis(50)));
+        answered(&l, Duration::from_millis(2), t0 + Duration::from_secs(10));
+        let after = l.latency().unwrap();
+        assert!(after < Duration::from_millis(25) && after > Duration::from_millis(2));
     }
 
     #[test]
@@ -201,8 +203,7 @@ mod tests {
         // answers a second. A decay in time alone kept ~790 ms after these 100 answers.
         let t0 = Instant::now();
         let l = Load::new(t0);
-        l.start();
-        l.finish(Some(Duration::from_millis(800)), t0);
+        answered(&l, Duration::from_millis(800), t0);
         answer(&l, 100, Duration::from_millis(15), t0);
         let after = l.latency().unwrap();
         assert!(after < Duration::from_millis(50), "{after:?}");

@@ -461,14 +461,15 @@ async fn a_stall_of_the_whole_cluster_is_forgotten_once_answers_flow() {
         sc.cluster.resume(i);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during: Vec<Option<Duration>> = sc.checker.snapshot().iter().map(|s| s.latency).collect();
-    let before: Vec<u64> = sc.checker.snapshot().iter().map(|s| s.requests).collect();
+    let after_stall = sc.checker.snapshot();
+    let during: Vec<Option<Duration>> = after_stall.iter().map(|s| s.latency).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let snapshot = sc.checker.snapshot();
-    let served: Vec<u64> = snapshot
+    let served: Vec<u64> = sc
+        .checker
+        .snapshot()
         .iter()
-        .zip(&before)
-        .map(|(s, b)| s.requests - b)
+        .zip(&after_stall)
+        .map(|(now, then)| now.requests - then.requests)
         .collect();
     let (stats, _cluster) = sc.stop_load().await;
     println!(
