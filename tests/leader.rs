@@ -34,6 +34,8 @@ struct Counts {
     unknown_writes: AtomicU64,
     /// Writes that failed with an outcome the caller is told is known: must stay 0.
     failed_writes: AtomicU64,
+    /// When each write of unknown outcome failed.
+    unknown_at: Mutex<Vec<Instant>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -63,6 +65,22 @@ impl Counts {
             0,
             "{name}: writes that failed other than as outcome unknown"
         );
+    }
+
+    /// Counts a write of unknown outcome, failed now.
+    fn unknown(&self) {
+        self.unknown_writes.fetch_add(1, Ordering::Relaxed);
+        self.unknown_at.lock().unwrap().push(Instant::now());
+    }
+
+    /// Writes of unknown outcome that failed after `at`.
+    fn unknown_after(&self, at: Instant) -> usize {
+        self.unknown_at
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t > at)
+            .count()
     }
 
     fn note(&self, what: String) {
@@ -100,11 +118,11 @@ impl Load {
                         Ok(Err(etcd_client::Error::GRpcStatus(status)))
                             if etcd_health::outcome_unknown(&status) =>
                         {
-                            counts.unknown_writes.fetch_add(1, Ordering::Relaxed);
+                            counts.unknown();
                         }
                         Err(_elapsed) => {
                             // The caller gave up while the write was in flight: unknown too.
-                            counts.unknown_writes.fetch_add(1, Ordering::Relaxed);
+                            counts.unknown();
                         }
                         Ok(Err(e)) => {
                             counts.failed_writes.fetch_add(1, Ordering::Relaxed);
@@ -163,6 +181,23 @@ where
     F: Fn(&Cluster, usize),
     R: AsyncFn(&Cluster, usize),
 {
+    run_case_for(name, cluster, victims, FAULT, fault, repair).await;
+}
+
+/// [`run_case`] with the fault kept `fault_for`; what the load counted, and when the repair
+/// was done.
+async fn run_case_for<F, R>(
+    name: &str,
+    cluster: &Cluster,
+    victims: &[usize],
+    fault_for: Duration,
+    fault: F,
+    repair: R,
+) -> (Arc<Counts>, Instant)
+where
+    F: Fn(&Cluster, usize),
+    R: AsyncFn(&Cluster, usize),
+{
     let (client, checker) = client(cluster).await;
     let load = Load::start(&client);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -171,7 +206,7 @@ where
     for v in victims {
         fault(cluster, *v);
     }
-    tokio::time::sleep(FAULT).await;
+    tokio::time::sleep(fault_for).await;
     let during = load.reads.ok() - before;
     let snapshot: Vec<String> = checker
         .snapshot()
@@ -200,6 +235,7 @@ where
     );
     counts.assert_kept(name);
     assert!(during > 0, "{name}: reads were served during the fault");
+    (counts, repaired)
 }
 
 async fn leader_of(cluster: &Cluster) -> usize {
@@ -287,6 +323,39 @@ async fn follower_black_holed_on_the_client_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_black_holed_on_the_client_path() {
     client_path_case("leader client-path black hole", |leader| leader).await;
+}
+
+/// The leader stays up and leads, but a firewall drops the client's packets to and from it
+/// for 7 s, then lets them through. Requests in flight on it at the drop outwait their
+/// deadline; after the drop, its old connection stays silent until TCP's next retransmission
+/// (12.6 s after the drop began, 5.6 s after it ended), so requests sent on that connection
+/// once probes on fresh ones find the leader well again would outwait theirs too: the
+/// member's channel must be made anew when it is re-admitted. No write fails after the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_client_packets_dropped_then_let_through() {
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .client_proxy(true)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = leader_of(&cluster).await;
+    let name = "leader's client packets dropped";
+    let (counts, repaired) = run_case_for(
+        name,
+        &cluster,
+        &[leader],
+        Duration::from_secs(7),
+        |c, i| c.drop_client(i, true),
+        async |c, i| c.drop_client(i, false),
+    )
+    .await;
+    assert_eq!(
+        counts.unknown_after(repaired),
+        0,
+        "{name}: writes of unknown outcome after the drop ended: {:?}",
+        counts.errors.lock().unwrap()
+    );
 }
 
 /// A rolling restart, as an operator upgrading etcd does it: each member in turn stopped

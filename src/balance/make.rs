@@ -69,6 +69,9 @@ pub struct TonicConnector {
     tls: Option<crate::tls::Tls>,
 }
 
+/// Deadline of one TCP connect to a member, unless set otherwise.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// HTTP/2 flow-control window of one stream (see [`TonicConnector`]).
 const STREAM_WINDOW: u32 = 1 << 20;
 /// HTTP/2 flow-control window of one connection, shared by its streams.
@@ -78,8 +81,14 @@ const CONNECTION_WINDOW: u32 = 2 << 20;
 /// connector, or etcd-client for the drop-in, whose `ConnectOptions` cannot express them): no
 /// Nagle delay on small gRPC frames, and flow-control windows large enough that 64 requests in
 /// flight on one connection do not wait for window updates.
+///
+/// A connect timeout is added where none is set (etcd-client sets one only when its
+/// `ConnectOptions` ask): a member whose packets are dropped answers no SYN, and the kernel
+/// retries one for about two minutes.
 pub(crate) fn transport_settings(endpoint: Endpoint) -> Endpoint {
+    let timeout = endpoint.get_connect_timeout().unwrap_or(CONNECT_TIMEOUT);
     endpoint
+        .connect_timeout(timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -88,7 +97,7 @@ pub(crate) fn transport_settings(endpoint: Endpoint) -> Endpoint {
 impl Default for TonicConnector {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(2),
+            connect_timeout: CONNECT_TIMEOUT,
             keep_alive_interval: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             #[cfg(feature = "tls")]

@@ -29,13 +29,17 @@ use crate::HealthChecker;
 /// every request.
 const HAS_LEADER: HeaderName = HeaderName::from_static(crate::etcd::HAS_LEADER);
 
+/// Each member's service by member index, with the member's
+/// [`returns`](MemberEntry::returns) when it was made.
+type Services<S> = HashMap<usize, (u64, S)>;
+
 /// A health-checked balancer over one service per etcd member.
 ///
 /// `Clone + Send + Sync`; clones share members, services and health state.
 pub struct Balance<M: MakeMember> {
     checker: HealthChecker,
     make: Arc<M>,
-    services: Arc<RwLock<HashMap<usize, M::Service>>>,
+    services: Arc<RwLock<Services<M::Service>>>,
     /// When a read is slow enough to hedge, from the latency of the reads it served.
     hedge: Arc<HedgeDelay>,
     /// How answers count against their member.
@@ -76,23 +80,36 @@ impl<M: MakeMember> Balance<M>
 where
     M::Service: Clone,
 {
-    /// The service for one member, made on first use; services of removed members are
-    /// dropped.
-    fn service_for(&self, member: &Member, live: &[Arc<MemberEntry>]) -> M::Service {
-        if let Some(svc) = self
+    /// The service for one member: made on first use, and made anew each time the member is
+    /// put back into rotation (see [`MemberEntry::returns`]: a connection that lived through
+    /// the fault may stay silent for seconds after it); services of removed members are
+    /// dropped. Requests already sent keep the service they were sent on.
+    fn service_for(&self, entry: &MemberEntry, live: &[Arc<MemberEntry>]) -> M::Service {
+        let index = entry.member().index();
+        let returns = entry.returns();
+        if let Some((made_at, svc)) = self
             .services
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&member.index())
+            .get(&index)
         {
-            return svc.clone();
+            if *made_at == returns {
+                return svc.clone();
+            }
         }
         let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
         services.retain(|index, _| live.iter().any(|e| e.member().index() == *index));
-        services
-            .entry(member.index())
-            .or_insert_with(|| self.make.make_member(member))
-            .clone()
+        match services.get(&index) {
+            Some((made_at, svc)) if *made_at == returns => return svc.clone(),
+            Some(_) => tracing::debug!(
+                member = %entry.member(),
+                "member back in rotation: its channel is made anew"
+            ),
+            None => {}
+        }
+        let svc = self.make.make_member(entry.member());
+        services.insert(index, (returns, svc.clone()));
+        svc
     }
 }
 
@@ -403,7 +420,7 @@ where
         if let Some(limit) = limits.deadline {
             set_grpc_timeout(req.headers_mut(), limit);
         }
-        let svc = self.service_for(entry.member(), entries);
+        let svc = self.service_for(&entry, entries);
         let tracker = self.tracker(entry, now);
         Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits, now).map(move |a| (slot, a)))
     }
@@ -417,7 +434,7 @@ where
         kind: MethodKind,
         limits: Limits,
     ) -> Attempt {
-        let svc = self.service_for(entry.member(), entries);
+        let svc = self.service_for(&entry, entries);
         let now = Instant::now();
         let tracker = self.tracker(entry, now);
         attempt(svc, req, tracker, kind, limits, now).await
@@ -601,6 +618,56 @@ mod tests {
         };
         let balance = Balance::new(checker, make);
         (tower::util::BoxCloneSyncService::new(balance), calls)
+    }
+
+    /// A member put back into rotation is reached through a service made anew (its old
+    /// connection may stay silent after the fault); one that stays in rotation, or stays out,
+    /// keeps its own.
+    #[tokio::test]
+    async fn a_member_back_in_rotation_gets_a_new_service() {
+        let mut config = Config::default();
+        config.ejection.base = Duration::ZERO;
+        config.ejection.jitter = 0.0;
+        let checker = HealthChecker::new(&["http://127.0.0.1:1", "http://127.0.0.1:2"], config)
+            .expect("checker");
+        let made = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+        let record = made.clone();
+        let make = move |m: &Member| {
+            record.lock().unwrap().push(m.index());
+            tower::service_fn(|_req: http::Request<tonic::body::Body>| async {
+                Err::<http::Response<tonic::body::Body>, tower::BoxError>("unused".into())
+            })
+        };
+        let balance = Balance::new(checker.clone(), make);
+        let entries = checker.entries();
+        let (first, second) = (&entries[0], &entries[1]);
+        let services = |balance: &Balance<_>| {
+            let _ = balance.service_for(first, &entries);
+            let _ = balance.service_for(second, &entries);
+        };
+        services(&balance);
+        services(&balance);
+        assert_eq!(*made.lock().unwrap(), [0, 1], "each made once");
+
+        let member = first.member().clone();
+        let status = checker.record(&member, Source::Passive, Outcome::TcpFailure);
+        assert_eq!(status, Some(Status::Unhealthy));
+        services(&balance);
+        assert_eq!(
+            *made.lock().unwrap(),
+            [0, 1],
+            "an ejected member keeps its service"
+        );
+
+        let status = checker.record(&member, Source::Active, Outcome::Success);
+        assert_eq!(status, Some(Status::Healthy));
+        services(&balance);
+        services(&balance);
+        assert_eq!(
+            *made.lock().unwrap(),
+            [0, 1, 0],
+            "made anew once on re-admission; the other member's kept"
+        );
     }
 
     type Stack = tower::util::BoxCloneSyncService<
@@ -954,7 +1021,7 @@ mod tests {
         let unary = balance.clone().unary(range(), method, vec![], None);
         let entries = checker.entries();
         let entry = entries[0].clone();
-        let svc = balance.service_for(entry.member(), &entries);
+        let svc = balance.service_for(&entry, &entries);
         let now = tokio::time::Instant::now();
         let attempt = super::attempt(
             svc,

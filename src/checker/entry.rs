@@ -37,6 +37,9 @@ pub(crate) struct MemberEntry {
     /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
     /// admission.
     pub(super) admitted: AtomicBool,
+    /// How many times it was put (back) into rotation: a balancer makes its channel to the
+    /// member anew when this moved (see [`returns`](Self::returns)).
+    pub(super) returns: AtomicU64,
     /// When it was added.
     added: Instant,
 }
@@ -74,6 +77,7 @@ impl MemberEntry {
             last_answer: AtomicU64::new(0),
             origin,
             admitted: AtomicBool::new(!pending),
+            returns: AtomicU64::new(0),
             added: now,
         }
     }
@@ -106,6 +110,18 @@ impl MemberEntry {
     /// Whether the member is in rotation.
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// How many times the member was put (back) into rotation.
+    ///
+    /// Why a balancer makes a new channel when this moves: a connection that lived through the
+    /// fault may not work when the member does again. Through a firewall that dropped packets,
+    /// an old connection with data in flight stays silent until TCP's next retransmission,
+    /// which backs off to seconds (12.6 s after a drop of 10 s), while the probes that
+    /// re-admitted the member went through new connections at once; requests sent on the old
+    /// one would outwait their deadline, and writes among them end *outcome unknown*.
+    pub(crate) fn returns(&self) -> u64 {
+        self.returns.load(Ordering::Acquire)
     }
 
     /// While unhealthy: the earliest time a success may re-admit it.

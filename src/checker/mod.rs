@@ -727,8 +727,7 @@ impl HealthChecker {
             entry.healthy.store(status.is_healthy(), Ordering::Release);
             if status.is_healthy() {
                 entry.admitted.store(true, Ordering::Release);
-            }
-            if status.is_healthy() {
+                entry.returns.fetch_add(1, Ordering::AcqRel);
                 entry.load().reset(self.slowest_peer_latency(entry), now());
             }
             drop(state);

@@ -104,7 +104,7 @@ impl ClusterBuilder {
     }
 
     /// Put a fault-injecting proxy in front of every client port (default `false`), enabling
-    /// [`Cluster::set_client_latency`] and [`Cluster::blackhole_client`].
+    /// [`Cluster::set_client_latency`], [`Cluster::blackhole_client`] and [`Cluster::drop_client`].
     pub fn client_proxy(mut self, enabled: bool) -> Self {
         self.client_proxy = enabled;
         self

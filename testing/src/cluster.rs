@@ -231,6 +231,28 @@ impl Cluster {
         self.faults.send_modify(|f| f.client_blackhole[i] = on);
     }
 
+    /// While `on`, a firewall drops every packet between clients and member `i`'s client
+    /// port (the member stays up and in the cluster); off, it lets them through again.
+    ///
+    /// Unlike [`blackhole_client`](Self::blackhole_client), which resumes every held
+    /// connection at once, this behaves as dropped packets do: a connection that was open
+    /// while they were dropped resumes only at TCP's next retransmission (200 ms after the drop
+    /// began, then twice as far apart each time: 6.2 s after a drop of 4 s), while a new
+    /// connection passes at once.
+    ///
+    /// # Panics
+    /// If the cluster was built without [`ClusterBuilder::client_proxy`](crate::ClusterBuilder::client_proxy).
+    pub fn drop_client(&self, i: usize, on: bool) {
+        self.require_client_proxy("drop_client");
+        let now = tokio::time::Instant::now();
+        self.faults.send_modify(|f| {
+            f.client_dropped[i] = match on {
+                true => f.client_dropped[i].or(Some(now)),
+                false => None,
+            }
+        });
+    }
+
     fn require_client_proxy(&self, what: &str) {
         assert!(
             self.client_proxy,

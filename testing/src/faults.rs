@@ -6,6 +6,12 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+/// TCP's first retransmission timeout on a fast link (Linux's minimum RTO): after it, each
+/// retransmission waits twice as long as the one before.
+const FIRST_RTO: Duration = Duration::from_millis(200);
+
 /// Which proxy a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Link {
@@ -39,6 +45,8 @@ pub(crate) struct Faults {
     pub client_blackhole: Vec<bool>,
     /// Added one-way delay on each member's client proxy.
     pub client_latency: Vec<Duration>,
+    /// Members whose client packets a firewall drops, and since when.
+    pub client_dropped: Vec<Option<Instant>>,
 }
 
 impl Faults {
@@ -49,6 +57,7 @@ impl Faults {
             isolated: vec![false; size],
             client_blackhole: vec![false; size],
             client_latency: vec![Duration::ZERO; size],
+            client_dropped: vec![None; size],
         }
     }
 
@@ -59,6 +68,7 @@ impl Faults {
         self.isolated.push(false);
         self.client_blackhole.push(false);
         self.client_latency.push(Duration::ZERO);
+        self.client_dropped.push(None);
     }
 
     fn origin_index(&self, origin: Origin) -> Option<usize> {
@@ -72,13 +82,21 @@ impl Faults {
     /// Whether bytes must not flow on a connection through `link` dialed by `origin`.
     pub(crate) fn blocked(&self, link: Link, origin: Origin) -> bool {
         match link {
-            Link::Client { to } => self.client_blackhole[to],
+            Link::Client { to } => self.client_blackhole[to] || self.client_dropped[to].is_some(),
             Link::Peer { to } => {
                 self.isolated[to]
                     || self
                         .origin_index(origin)
                         .is_some_and(|from| self.isolated[from])
             }
+        }
+    }
+
+    /// Since when a firewall drops the packets of `link`, if it does.
+    pub(crate) fn dropped_since(&self, link: Link) -> Option<Instant> {
+        match link {
+            Link::Client { to } => self.client_dropped[to],
+            Link::Peer { .. } => None,
         }
     }
 
@@ -91,9 +109,48 @@ impl Faults {
     }
 }
 
+/// When a TCP connection whose packets were dropped from `since` on, with data in flight,
+/// next retransmits at or after `now`: retransmissions go out [`FIRST_RTO`] after the loss and
+/// then twice as far apart each time (200 ms, 600 ms, 1.4 s, 3 s, 6.2 s, 12.6 s, ...), so a
+/// connection that lived through a drop stays silent after it ends until the next of them,
+/// while a new connection goes through at once.
+pub(crate) fn next_retransmission(since: Instant, now: Instant) -> Instant {
+    let mut at = since + FIRST_RTO;
+    let mut rto = FIRST_RTO;
+    while at < now {
+        rto = rto.saturating_mul(2).min(Duration::from_secs(120));
+        at += rto;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retransmissions_back_off_from_the_drop() {
+        let since = Instant::now();
+        let ms = |n: u64| since + Duration::from_millis(n);
+        assert_eq!(next_retransmission(since, since), ms(200));
+        assert_eq!(next_retransmission(since, ms(200)), ms(200));
+        assert_eq!(next_retransmission(since, ms(201)), ms(600));
+        // A 4 s drop: silent until 6.2 s; a 10 s one until 12.6 s.
+        assert_eq!(next_retransmission(since, ms(4_000)), ms(6_200));
+        assert_eq!(next_retransmission(since, ms(10_000)), ms(12_600));
+    }
+
+    #[test]
+    fn a_dropped_client_link_is_blocked_and_says_since_when() {
+        let mut f = Faults::new(2);
+        let at = Instant::now();
+        f.client_dropped[1] = Some(at);
+        assert!(f.blocked(Link::Client { to: 1 }, Origin::Unknown));
+        assert_eq!(f.dropped_since(Link::Client { to: 1 }), Some(at));
+        assert!(!f.blocked(Link::Client { to: 0 }, Origin::Unknown));
+        assert_eq!(f.dropped_since(Link::Client { to: 0 }), None);
+        assert_eq!(f.dropped_since(Link::Peer { to: 1 }), None);
+    }
 
     #[test]
     fn isolation_cuts_both_ways_and_nothing_else() {

@@ -86,6 +86,22 @@ async fn handle(
     );
 }
 
+/// Waits until bytes may flow on `link`; `false` once the cluster is gone.
+///
+/// After a firewall drop (not a black hole, which the proxy holds itself), a connection that
+/// was open during it stays silent until TCP's next retransmission, as through a real
+/// firewall: it is the connection's own back-off, so new connections pass at once.
+async fn pass(faults: &mut watch::Receiver<Faults>, link: Link, origin: Origin) -> bool {
+    let dropped = faults.borrow().dropped_since(link);
+    if faults.wait_for(|f| !f.blocked(link, origin)).await.is_err() {
+        return false;
+    }
+    if let Some(since) = dropped {
+        tokio::time::sleep_until(super::faults::next_retransmission(since, Instant::now())).await;
+    }
+    true
+}
+
 /// Copies one direction, pausing while the link is blocked and delaying each chunk by the
 /// link's latency. Reading and writing are decoupled by a small queue of timestamped chunks, so
 /// latency is a one-way delay (like a long wire), not a per-chunk stall that adds up.
@@ -101,11 +117,7 @@ async fn pump(
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if read_faults
-                .wait_for(|f| !f.blocked(link, origin))
-                .await
-                .is_err()
-            {
+            if !pass(&mut read_faults, link, origin).await {
                 return;
             }
             let n = tokio::select! {
@@ -134,11 +146,7 @@ async fn pump(
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
-            if write_faults
-                .wait_for(|f| !f.blocked(link, origin))
-                .await
-                .is_err()
-            {
+            if !pass(&mut write_faults, link, origin).await {
                 return;
             }
             if to.write_all(&chunk).await.is_err() {
