@@ -42,6 +42,7 @@
 //! | `leader-isolate` | 3 | cut the leader from its peers (clients still reach it) | heal after F |
 //! | `follower-blackhole` | 3 | a follower's client path drops everything (raft intact; client proxies on) | undo after F |
 //! | `leader-blackhole` | 3 | the leader's client path drops everything (it stays leader; client proxies on) | undo after F |
+//! | `leader-drop` | 3 | a firewall drops the leader's client packets (it stays leader; client proxies on): as `leader-blackhole`, but connections open during the drop resume only at TCP's next retransmission, 12.6 s after the drop began | let through after 8 s |
 //! | `follower-flap` | 3 | a follower paused 90 ms of every 100 ms, for F | last SIGCONT |
 //! | `rolling-restart` | 3 | each member in turn (leader included): SIGKILL, restart 2 s later, settle 2 s | each restart |
 //! | `two-of-five-isolated` | 5 | two followers cut from their peers at once | heal both after F |
@@ -82,7 +83,7 @@ const USAGE: &str = "failover [--scenario NAME[,NAME..]] [--config default|tuned
                      [--steady-seconds 3] [--after-seconds 4] [--etcd-timing] \
                      [--out target/bench-reports]\n\
                      scenarios: follower-pause follower-kill leader-pause leader-kill \
-                     leader-isolate follower-blackhole leader-blackhole follower-flap \
+                     leader-isolate follower-blackhole leader-blackhole leader-drop follower-flap \
                      rolling-restart \
                      two-of-five-isolated";
 /// Seconds at the start left out of the steady throughput (connections warming up).
@@ -102,6 +103,7 @@ enum Scenario {
     LeaderIsolate,
     FollowerBlackhole,
     LeaderBlackhole,
+    LeaderDrop,
     FollowerFlap,
     RollingRestart,
     TwoOfFiveIsolated,
@@ -121,6 +123,8 @@ enum Victims {
 enum Plan {
     /// `fault` on the victims, held for the fault time, then its repair.
     Hold(Fault, Victims),
+    /// As [`Plan::Hold`], held this long whatever the fault time.
+    HoldFor(Fault, Victims, Duration),
     /// A follower paused `on` of every `on + off`, for the fault time.
     Flap { on: Duration, off: Duration },
     /// Each member in turn: killed, restarted `down` later, then `settle` before the next.
@@ -139,7 +143,7 @@ struct Spec {
 }
 
 /// Every scenario, in run order.
-const SCENARIOS: [Spec; 10] = {
+const SCENARIOS: [Spec; 11] = {
     const fn spec(scenario: Scenario, name: &'static str, plan: Plan) -> Spec {
         Spec {
             scenario,
@@ -189,6 +193,16 @@ const SCENARIOS: [Spec; 10] = {
                 Scenario::LeaderBlackhole,
                 "leader-blackhole",
                 Plan::Hold(Fault::Blackhole, Victims::Leader),
+            )
+        },
+        Spec {
+            client_proxy: true,
+            ..spec(
+                Scenario::LeaderDrop,
+                "leader-drop",
+                // 8 s: TCP retransmits 6.2 s and 12.6 s after the drop began, so a connection
+                // held through it stays silent 4.6 s after it ends (after 6 s, only 0.2 s).
+                Plan::HoldFor(Fault::Drop, Victims::Leader, Duration::from_secs(8)),
             )
         },
         spec(
@@ -537,6 +551,7 @@ async fn inject(
 ) -> Result<Injected, BoxError> {
     match spec.plan {
         Plan::Hold(fault, victims) => hold(cluster, fault, victims, opts.fault(), start).await,
+        Plan::HoldFor(fault, victims, time) => hold(cluster, fault, victims, time, start).await,
         Plan::Flap { on, off } => flap(cluster, on, off, opts.fault(), start).await,
         Plan::Rolling { down, settle } => rolling(cluster, down, settle, start).await,
     }

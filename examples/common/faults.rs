@@ -23,6 +23,12 @@ pub enum Fault {
     Blackhole,
     /// Undo a black hole.
     Unblackhole,
+    /// A firewall drops the member's client packets while raft traffic flows: as a black
+    /// hole, but once undone, connections open during it resume only at TCP's next
+    /// retransmission; needs `Cluster::builder().client_proxy(true)`.
+    Drop,
+    /// Let the packets through again.
+    Undrop,
 }
 
 impl Fault {
@@ -37,6 +43,8 @@ impl Fault {
             Fault::Heal => "heal",
             Fault::Blackhole => "blackhole",
             Fault::Unblackhole => "unblackhole",
+            Fault::Drop => "drop",
+            Fault::Undrop => "undrop",
         }
     }
 
@@ -44,7 +52,7 @@ impl Fault {
     pub fn breaks(self) -> bool {
         matches!(
             self,
-            Fault::Pause | Fault::Kill | Fault::Isolate | Fault::Blackhole
+            Fault::Pause | Fault::Kill | Fault::Isolate | Fault::Blackhole | Fault::Drop
         )
     }
 
@@ -55,6 +63,7 @@ impl Fault {
             Fault::Kill => Some(Fault::Restart),
             Fault::Isolate => Some(Fault::Heal),
             Fault::Blackhole => Some(Fault::Unblackhole),
+            Fault::Drop => Some(Fault::Undrop),
             _ => None,
         }
     }
@@ -70,6 +79,8 @@ impl Fault {
             Fault::Heal => cluster.heal(member),
             Fault::Blackhole => cluster.blackhole_client(member, true),
             Fault::Unblackhole => cluster.blackhole_client(member, false),
+            Fault::Drop => cluster.drop_client(member, true),
+            Fault::Undrop => cluster.drop_client(member, false),
         }
         Ok(())
     }
