@@ -142,6 +142,11 @@ async fn run(weak: WeakChecker) {
             }
             Some((replies, elapsed)) = round_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
+                for (index, reply) in &replies {
+                    if matches!(reply, Reply::Failed) {
+                        renew(&mut channels, *index);
+                    }
+                }
                 checker.apply_leader_round(replies, elapsed);
                 leader_running = false;
                 let now = Instant::now();
@@ -158,12 +163,30 @@ async fn run(weak: WeakChecker) {
             Some(index) = done_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
                 if let Some(entry) = checker.entry(index) {
+                    if entry.last_probe().is_some_and(|p| p.outcome == Outcome::Timeout) {
+                        renew(&mut channels, index);
+                    }
                     schedule.done(index, facts(&entry), Instant::now());
                 }
             }
         }
     }
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+/// Forgets a member's probe channel after a probe or leader check on it found no answer, so
+/// that the next one dials afresh. Why: a connection that lived through a fault may stay
+/// silent after it (through a firewall that dropped packets, until TCP's next retransmission,
+/// seconds later) while the member answers new connections at once; probing through it would
+/// keep the member out, and tell the leader check nothing, for that long. An `http` probe
+/// dials every time anyway.
+fn renew(channels: &mut HashMap<usize, Result<Channel, String>>, index: usize) {
+    if channels.remove(&index).is_some() {
+        tracing::trace!(
+            member = index,
+            "no answer: the member's probe channel is made anew"
+        );
+    }
 }
 
 /// How many times the TLS material was swapped (0 without TLS): probe channels that captured
