@@ -97,9 +97,9 @@ fn suggests_change(kind: &EventKind) -> bool {
 /// What the driver keeps between passes.
 #[derive(Debug, Default)]
 struct Driver {
-    /// Channels to members, by index, reused across passes until a request on one fails: a
-    /// connection that lived through a fault may stay silent after it (see `renew` in
-    /// `probe/scheduler.rs`), so the next ask dials afresh.
+    /// Channels to members, by index, reused across passes until a request on one goes
+    /// unanswered: a connection that lived through a fault may stay silent after it (see
+    /// `renew` in `probe/scheduler.rs`), so the next ask dials afresh.
     channels: HashMap<usize, Channel>,
     /// URLs already warned about.
     warned: HashSet<String>,
@@ -143,7 +143,9 @@ impl Driver {
                 }
                 Err(status) => {
                     tracing::debug!(member = %entry.member(), %status, "MemberList failed");
-                    self.channels.remove(&entry.member().index());
+                    if status.code() == tonic::Code::DeadlineExceeded {
+                        self.channels.remove(&entry.member().index());
+                    }
                 }
             }
         }
@@ -199,7 +201,10 @@ impl Driver {
                 })
                 .collect();
         for (index, report) in futures_util::future::join_all(asks).await {
-            if report.is_err() {
+            if report
+                .as_ref()
+                .is_err_and(|s| s.code() == tonic::Code::DeadlineExceeded)
+            {
                 self.channels.remove(&index);
             }
             if let Ok(report) = report {

@@ -47,7 +47,7 @@ async fn run(weak: WeakChecker) {
     let mut schedule = Schedule::new(Intervals::of(checker.config()));
     drop(checker);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
-    let (round_tx, mut round_rx) = mpsc::unbounded_channel::<(Vec<(usize, Reply)>, Duration)>();
+    let (round_tx, mut round_rx) = mpsc::unbounded_channel::<Round>();
     let mut leader_due: Option<Instant> = Some(Instant::now());
     let mut leader_running = false;
     let mut last_round: Option<Instant> = None;
@@ -140,12 +140,10 @@ async fn run(weak: WeakChecker) {
                 let due = soonest.max(Instant::now());
                 leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
             }
-            Some((replies, elapsed)) = round_rx.recv() => {
+            Some(Round { replies, silent, elapsed }) = round_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
-                for (index, reply) in &replies {
-                    if matches!(reply, Reply::Failed) {
-                        renew(&mut channels, *index);
-                    }
+                for index in silent {
+                    renew(&mut channels, index);
                 }
                 checker.apply_leader_round(replies, elapsed);
                 leader_running = false;
@@ -172,6 +170,16 @@ async fn run(weak: WeakChecker) {
         }
     }
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+/// What one leader check found.
+struct Round {
+    /// Each member's reply.
+    replies: Vec<(usize, Reply)>,
+    /// The members that gave no answer in time (their channels are made anew, see [`renew`]).
+    silent: Vec<usize>,
+    /// How long the round took.
+    elapsed: Duration,
 }
 
 /// Forgets a member's probe channel after a probe or leader check on it found no answer, so
@@ -379,21 +387,33 @@ impl ProbeTask {
 async fn leader_round(
     targets: Vec<(usize, Result<Channel, String>)>,
     timeout: Duration,
-    done: mpsc::UnboundedSender<(Vec<(usize, Reply)>, Duration)>,
+    done: mpsc::UnboundedSender<Round>,
 ) {
     let started = Instant::now();
     let asks = targets.into_iter().map(|(index, channel)| async move {
-        let reply = match channel {
+        let (reply, silent) = match channel {
             Ok(channel) => match crate::leader::ask(channel, timeout).await {
-                Ok(report) => Reply::Status(report),
-                Err(_) => Reply::Failed,
+                Ok(report) => (Reply::Status(report), false),
+                Err(status) => (
+                    Reply::Failed,
+                    status.code() == tonic::Code::DeadlineExceeded,
+                ),
             },
-            Err(_) => Reply::Failed,
+            Err(_) => (Reply::Failed, false),
         };
-        (index, reply)
+        (index, reply, silent)
     });
-    let replies = futures_util::future::join_all(asks).await;
-    let _ = done.send((replies, started.elapsed()));
+    let answers = futures_util::future::join_all(asks).await;
+    let silent = answers.iter().filter(|a| a.2).map(|a| a.0).collect();
+    let replies = answers
+        .into_iter()
+        .map(|(i, reply, _)| (i, reply))
+        .collect();
+    let _ = done.send(Round {
+        replies,
+        silent,
+        elapsed: started.elapsed(),
+    });
 }
 
 /// A member on its way back must follow the cluster's leader at its term: a paused leader
