@@ -290,16 +290,22 @@ async fn leader_isolated_from_its_peers() {
     .await;
 }
 
-/// Black-holes the client path (client port behind the fixture's proxy) of the member
-/// `victim` picks, given the leader: the member stays up and in the cluster.
-async fn client_path_case(name: &str, victim: impl Fn(usize) -> usize) {
-    let _serial = serial().await;
+/// A cluster whose client ports sit behind the fixture's proxies, and its leader.
+async fn proxied_cluster() -> (Cluster, usize) {
     let cluster = Cluster::builder()
         .client_proxy(true)
         .start()
         .await
         .expect("cluster");
     let leader = leader_of(&cluster).await;
+    (cluster, leader)
+}
+
+/// Black-holes the client path (client port behind the fixture's proxy) of the member
+/// `victim` picks, given the leader: the member stays up and in the cluster.
+async fn client_path_case(name: &str, victim: impl Fn(usize) -> usize) {
+    let _serial = serial().await;
+    let (cluster, leader) = proxied_cluster().await;
     run_case(
         name,
         &cluster,
@@ -334,12 +340,7 @@ async fn leader_black_holed_on_the_client_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_client_packets_dropped_then_let_through() {
     let _serial = serial().await;
-    let cluster = Cluster::builder()
-        .client_proxy(true)
-        .start()
-        .await
-        .expect("cluster");
-    let leader = leader_of(&cluster).await;
+    let (cluster, leader) = proxied_cluster().await;
     let name = "leader's client packets dropped";
     let (counts, repaired) = run_case_for(
         name,

@@ -116,6 +116,14 @@ impl Driver {
         Some(channel)
     }
 
+    /// Drops the channel to member `index` if a request on it went unanswered in time (see
+    /// [`channels`](Self::channels)).
+    fn forget_if_unanswered(&mut self, index: usize, status: &tonic::Status) {
+        if status.code() == tonic::Code::DeadlineExceeded {
+            self.channels.remove(&index);
+        }
+    }
+
     async fn pass(&mut self, checker: &HealthChecker, timeout: Duration) {
         let entries = checker.entries();
         let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
@@ -143,9 +151,7 @@ impl Driver {
                 }
                 Err(status) => {
                     tracing::debug!(member = %entry.member(), %status, "MemberList failed");
-                    if status.code() == tonic::Code::DeadlineExceeded {
-                        self.channels.remove(&entry.member().index());
-                    }
+                    self.forget_if_unanswered(entry.member().index(), &status);
                 }
             }
         }
@@ -201,14 +207,9 @@ impl Driver {
                 })
                 .collect();
         for (index, report) in futures_util::future::join_all(asks).await {
-            if report
-                .as_ref()
-                .is_err_and(|s| s.code() == tonic::Code::DeadlineExceeded)
-            {
-                self.channels.remove(&index);
-            }
-            if let Ok(report) = report {
-                checker.note_member_id(index, report.id);
+            match report {
+                Ok(report) => checker.note_member_id(index, report.id),
+                Err(status) => self.forget_if_unanswered(index, &status),
             }
         }
     }
