@@ -4,7 +4,8 @@ use std::fmt;
 
 use http::Uri;
 
-/// One etcd member, known by the client URL it is reached at.
+/// One etcd member, known by the client URL it is reached at, without any userinfo (so its
+/// `Display` and `Debug` never show a password given in an endpoint).
 ///
 /// The `index` is stable for the life of the health state: members added later get higher
 /// indexes, removed ones leave a gap. It keys snapshots, events and per-member services.
@@ -16,6 +17,7 @@ pub struct Member {
 
 impl Member {
     pub(crate) fn new(index: usize, uri: Uri) -> Self {
+        let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
         Self { index, uri }
     }
 
@@ -24,12 +26,12 @@ impl Member {
         self.index
     }
 
-    /// The member's client URL.
+    /// The member's client URL (userinfo left out).
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
 
-    /// `host:port` of the member.
+    /// `host:port` of the member (what probes dial).
     pub fn authority(&self) -> &str {
         self.uri.authority().map(|a| a.as_str()).unwrap_or("")
     }

@@ -233,14 +233,18 @@ impl HealthChecker {
     /// The member is a *seed*: discovery never drops it. Given as a host name, it is replaced
     /// by the addresses the name resolves to once resolution succeeds (see
     /// [`config::DiscoveryConfig`](crate::config::DiscoveryConfig)).
+    ///
+    /// A URL with userinfo (`http://user:pw@host:2379`) is known, shown and dialed without it:
+    /// etcd takes credentials only through `Auth/Authenticate`.
     pub fn add_member(&self, uri: Uri) -> Member {
         self.add_seed(uri, None)
     }
 
     /// Adds a member reached through a tonic `Endpoint` (its TLS, credentials and timeouts
-    /// are used by the `grpc` and `status` probes too).
+    /// are used by the `grpc` and `status` probes too). Userinfo in its URL is left out, as
+    /// with [`add_member`](Self::add_member), also from the `:authority` its requests carry.
     pub fn add_member_with_endpoint(&self, endpoint: tonic::transport::Endpoint) -> Member {
-        let uri = endpoint.uri().clone();
+        let (uri, endpoint) = crate::config::endpoint_without_userinfo(endpoint);
         let own = OwnEndpoint::new(endpoint, false);
         self.add_seed(uri, Some(own))
     }
@@ -251,12 +255,13 @@ impl HealthChecker {
         &self,
         endpoint: tonic::transport::Endpoint,
     ) -> Member {
-        let uri = endpoint.uri().clone();
+        let (uri, endpoint) = crate::config::endpoint_without_userinfo(endpoint);
         let own = OwnEndpoint::new(endpoint, true);
         self.add_seed(uri, Some(own))
     }
 
     fn add_seed(&self, uri: Uri, endpoint: Option<OwnEndpoint>) -> Member {
+        let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
         let inner = &self.inner;
         let new_seed = {
             let mut seeds = lock(&inner.seeds);

@@ -4,7 +4,12 @@
 //! checked once, up front, with errors naming the entry (`endpoints[2] = "..."`), instead of
 //! surfacing later as a connect failure that the health checker would mistake for a dead
 //! member. Like etcd-client, a bare `host:port` means `http://host:port`.
+//!
+//! A URL may carry a password (`http://user:pw@host:2379`): this module also owns how a URL is
+//! shown ([`redact_userinfo`]) and which part of it names a member ([`without_userinfo`]), so
+//! no error, log line or `Debug` output repeats the userinfo.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::Uri;
@@ -70,8 +75,9 @@ impl EndpointUrl {
     /// Parses one endpoint; `index` is only used in error paths (`endpoints[index]`).
     fn parse(index: usize, original: &str) -> Result<Self, ConfigError> {
         let path = format!("endpoints[{index}]");
-        let invalid =
-            |reason: String| ConfigError::invalid(path.clone(), format!("{original:?}"), reason);
+        // Every error shows the entry with its userinfo, if any, as `***`.
+        let shown = format!("{:?}", redact_userinfo(original));
+        let invalid = |reason: String| ConfigError::invalid(path.clone(), shown.clone(), reason);
         let text = if let Some((scheme, _)) = original.split_once("://") {
             if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
                 return Err(invalid(format!(
@@ -178,12 +184,53 @@ fn valid_host(host: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Whether two URLs reach the same endpoint (scheme and authority, host case-insensitive):
-/// the identity of a member everywhere in the crate.
+/// Whether two URLs reach the same endpoint (scheme and `host:port`, host case-insensitive,
+/// userinfo ignored): the identity of a member everywhere in the crate.
 pub(crate) fn same_endpoint(a: &Uri, b: &Uri) -> bool {
-    a.scheme_str() == b.scheme_str()
-        && a.authority().map(|x| x.as_str().to_ascii_lowercase())
-            == b.authority().map(|x| x.as_str().to_ascii_lowercase())
+    let host_port = |u: &Uri| {
+        u.authority().map(|x| {
+            let text = x.as_str();
+            let at = text.rfind('@').map_or(0, |i| i + 1);
+            text[at..].to_ascii_lowercase()
+        })
+    };
+    a.scheme_str() == b.scheme_str() && host_port(a) == host_port(b)
+}
+
+/// `url` as errors and logs show it: any userinfo (`user:password@`) replaced by `***`
+/// (`http://***@10.0.0.1:2379`). Works on text that is not a valid URL too, since it shows what
+/// was refused: it hides everything between the scheme (or the start) and the last `@` before
+/// any `?` or `#`, so a `/` typed in a password does not end the hidden part early.
+pub(crate) fn redact_userinfo(url: &str) -> Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
+        None => Cow::Borrowed(url),
+    }
+}
+
+/// `uri` without its userinfo, or `None` when it has none: the URL a member is known by and
+/// dialed at (gRPC sends it as `:authority`, which must not carry userinfo, RFC 9113 §8.3.1).
+pub(crate) fn without_userinfo(uri: &Uri) -> Option<Uri> {
+    let authority = uri.authority()?.as_str();
+    let (_, host_port) = authority.rsplit_once('@')?;
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(host_port.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// The URL of `endpoint` without userinfo, and the endpoint sending that URL as its requests'
+/// `:authority` (tonic sends the endpoint's own authority, userinfo and all, otherwise).
+pub(crate) fn endpoint_without_userinfo(
+    endpoint: tonic::transport::Endpoint,
+) -> (Uri, tonic::transport::Endpoint) {
+    match without_userinfo(endpoint.uri()) {
+        Some(bare) => (bare.clone(), endpoint.origin(bare)),
+        None => (endpoint.uri().clone(), endpoint),
+    }
 }
 
 /// Parses and checks a list of endpoints (`http://h:p`, `https://h:p` or bare `h:p`).
@@ -211,4 +258,64 @@ pub fn parse_endpoints<S: AsRef<str>>(endpoints: &[S]) -> Result<Vec<EndpointUrl
         out.push(endpoint);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_shown_as_stars() {
+        for (given, shown) in [
+            ("http://user:pw@10.0.0.1:2379", "http://***@10.0.0.1:2379"),
+            ("https://pw@h:1/", "https://***@h:1/"),
+            ("user:pw@h:1", "***@h:1"),
+            // A `/` or `@` typed in a password does not end the hidden part.
+            ("http://us/er:p@w@h:1", "http://***@h:1"),
+            ("ftp://u:p@h:1?x=@y", "ftp://***@h:1?x=@y"),
+            ("http://10.0.0.1:2379", "http://10.0.0.1:2379"),
+            ("http://h:1/?q=a@b", "http://h:1/?q=a@b"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_userinfo(given), shown, "{given}");
+        }
+        assert!(matches!(redact_userinfo("http://h:1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn without_userinfo_keeps_the_rest() {
+        let uri: Uri = "http://user:pw@Host:2379/".parse().unwrap();
+        let bare = without_userinfo(&uri).expect("had userinfo");
+        assert_eq!(bare, "http://Host:2379/".parse::<Uri>().unwrap());
+        assert!(same_endpoint(&uri, &bare));
+        assert!(same_endpoint(&uri, &"http://host:2379".parse().unwrap()));
+        assert!(without_userinfo(&bare).is_none());
+        assert!(!same_endpoint(&uri, &"https://host:2379".parse().unwrap()));
+    }
+
+    #[test]
+    fn no_error_repeats_the_userinfo() {
+        for bad in [
+            "http://user:pw-Secret1@10.0.0.1:2379",
+            "ftp://user:pw-Secret1@10.0.0.1:2379",
+            "http://user:pw-Secret1@10.0.0.1",
+            "http://user:pw-Secret1@10.0.0.1:2379/path",
+            "http://user:pw-Secret1@10.0.0.1:99999",
+            "http://us er:pw-Secret1@10.0.0.1:2379",
+            "http://user:pw-Secret1@[::1:2379",
+            "user:pw-Secret1@10.0.0.1:2379",
+        ] {
+            let err = parse_endpoints(&[bad]).expect_err(bad);
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("pw-Secret1"), "{shown}");
+            assert!(!shown.contains("user:"), "{shown}");
+            assert_eq!(err.path(), Some("endpoints[0]"), "{shown}");
+        }
+        let err = parse_endpoints(&["http://user:pw@10.0.0.1:2379"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "endpoints[0] = \"http://***@10.0.0.1:2379\" is invalid: credentials in the \
+             endpoint are not supported; use the client's options"
+        );
+    }
 }

@@ -29,9 +29,11 @@ mod tests;
 mod validate;
 
 pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
-pub(crate) use endpoint::same_endpoint;
 #[allow(deprecated)]
 pub use endpoint::Endpoint;
+pub(crate) use endpoint::{
+    endpoint_without_userinfo, redact_userinfo, same_endpoint, without_userinfo,
+};
 pub use endpoint::{parse_endpoints, EndpointUrl, Scheme};
 pub use error::ConfigError;
 pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};

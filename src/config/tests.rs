@@ -507,7 +507,7 @@ fn endpoint_errors() {
         (&["a:0"], "endpoints[0] = \"a:0\" is invalid: port 0"),
         (
             &["root:pw@a:1"],
-            "endpoints[0] = \"root:pw@a:1\" is invalid: credentials",
+            "endpoints[0] = \"***@a:1\" is invalid: credentials",
         ),
         (
             &["http://a:1", "b:2", "A:1"],

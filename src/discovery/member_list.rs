@@ -309,7 +309,7 @@ async fn ask(channel: Channel, timeout: Duration) -> Result<(u64, Vec<Listed>), 
                 .filter_map(|u| match crate::config::parse_endpoints(&[u]) {
                     Ok(mut e) => Some(e.remove(0).uri()),
                     Err(error) => {
-                        tracing::debug!(member = %m.name, url = %u, %error, "advertised client URL ignored");
+                        tracing::debug!(member = %m.name, url = %crate::config::redact_userinfo(u), %error, "advertised client URL ignored");
                         None
                     }
                 })

@@ -239,7 +239,9 @@ impl EtcdChannel {
         while let Ok(change) = rx.try_recv() {
             let checker = self.checker();
             match change {
-                Change::Insert(uri, endpoint) => {
+                Change::Insert(_, endpoint) => {
+                    // Known by its URL without userinfo, as the member is.
+                    let (uri, endpoint) = crate::config::endpoint_without_userinfo(endpoint);
                     let (endpoint, configured) = with_configured_tls(checker, &uri, endpoint);
                     self.shared
                         .endpoints
@@ -253,6 +255,7 @@ impl EtcdChannel {
                     }
                 }
                 Change::Remove(uri) => {
+                    let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
                     checker.remove_member(&uri);
                     self.shared
                         .endpoints

@@ -27,7 +27,7 @@ pub(crate) fn refuse(config: &Config, endpoints: &[Uri]) -> Result<(), crate::Er
     if let Some(uri) = endpoints.iter().find(|u| u.scheme_str() == Some("https")) {
         return Err(crate::Error::Unsupported {
             field: "endpoints",
-            value: uri.to_string(),
+            value: crate::config::redact_userinfo(&uri.to_string()).into_owned(),
             reason: REASON,
         });
     }

@@ -17,6 +17,7 @@ use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 
 use super::Tls;
+use crate::config::redact_userinfo;
 
 /// A tonic channel to one member that follows the rotations of `tls`.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ impl RotatingChannel {
         let generation = tls.generation();
         let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
         if current.0 != generation {
-            tracing::debug!(uri = %endpoint.uri(), generation, "new TLS material: a new channel for the requests that follow");
+            tracing::debug!(uri = %redact_userinfo(&endpoint.uri().to_string()), generation, "new TLS material: a new channel for the requests that follow");
             *current = (generation, connect(endpoint, tls));
         }
         current.1.clone()
@@ -84,7 +85,7 @@ fn connect(endpoint: &Endpoint, tls: &Tls) -> Channel {
         Ok(endpoint) => endpoint.connect_lazy(),
         Err(error) => {
             // Material is checked when loaded, so this is not expected.
-            tracing::error!(uri = %endpoint.uri(), %error, "config.tls could not be applied; keeping the endpoint's own TLS");
+            tracing::error!(uri = %redact_userinfo(&endpoint.uri().to_string()), %error, "config.tls could not be applied; keeping the endpoint's own TLS");
             endpoint.connect_lazy()
         }
     }
