@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 mod codes;
 mod endpoint;
 mod error;
+mod headers;
 mod load;
 mod seconds;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub(crate) use endpoint::{
 };
 pub use endpoint::{parse_endpoints, EndpointUrl, Scheme};
 pub use error::ConfigError;
+pub use headers::SENSITIVE_HEADERS;
 pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};
 
 /// The whole configuration of a health-checked etcd client stack.
@@ -191,7 +193,10 @@ pub enum ProbeType {
 }
 
 /// The seed's `checks.active` table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` shows the values of sensitive `req_headers` (see
+/// [`sensitive_headers`](Self::sensitive_headers)) as `***`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActiveChecks {
     /// Probes in flight at once, across all members.
@@ -210,6 +215,12 @@ pub struct ActiveChecks {
     pub probe_type: ProbeType,
     /// Extra request headers for `http`/`https` probes, as `"Name: value"`.
     pub req_headers: Vec<String>,
+    /// Names of `req_headers` whose values are secrets, besides `Authorization`,
+    /// `Proxy-Authorization` and `Cookie` ([`SENSITIVE_HEADERS`]), compared without regard to
+    /// case: their values are shown as `***` in `Debug`, errors and logs, and sent marked
+    /// sensitive. Each must be a valid header name. Not a field of the seed's table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_headers: Vec<String>,
     /// Verify the member's certificate on `https` probes.
     ///
     /// Deliberate deviation from the seed, whose default is `false`: we verify certificates
@@ -230,10 +241,47 @@ impl Default for ActiveChecks {
             host: String::new(),
             probe_type: ProbeType::Http,
             req_headers: vec!["User-Agent: curl/7.29.0".to_owned()],
+            sensitive_headers: Vec::new(),
             https_verify_certificate: true,
             healthy: ActiveHealthy::default(),
             unhealthy: ActiveUnhealthy::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for ActiveChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field named, so a new one cannot be left out unnoticed.
+        let Self {
+            concurrency,
+            timeout,
+            http_path,
+            host,
+            probe_type,
+            req_headers,
+            sensitive_headers,
+            https_verify_certificate,
+            healthy,
+            unhealthy,
+        } = self;
+        f.debug_struct("ActiveChecks")
+            .field("concurrency", concurrency)
+            .field("timeout", timeout)
+            .field("http_path", http_path)
+            .field("host", host)
+            .field("probe_type", probe_type)
+            .field(
+                "req_headers",
+                &headers::ShownHeaders {
+                    lines: req_headers,
+                    sensitive: sensitive_headers,
+                },
+            )
+            .field("sensitive_headers", sensitive_headers)
+            .field("https_verify_certificate", https_verify_certificate)
+            .field("healthy", healthy)
+            .field("unhealthy", unhealthy)
+            .finish()
     }
 }
 

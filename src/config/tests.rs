@@ -339,7 +339,8 @@ fn validation_errors_name_the_path_and_value() {
         ),
         (
             r#"{"checks": {"active": {"req_headers": ["User-Agent curl"]}}}"#,
-            "checks.active.req_headers[0] = \"User-Agent curl\" is invalid: expected `Name: value`",
+            "checks.active.req_headers[0] = \"***\" is invalid: expected `Name: value` (the \
+             line is not shown: without a name, it may hold a secret)",
         ),
         (
             r#"{"failures": {"codes": ["unavailable", "timeout"]}}"#,
@@ -375,6 +376,8 @@ fn validation_errors_name_the_path_and_value() {
         r#"{"checks": {"active": {"req_headers": ["X-A: a\u0001b"]}}}"#,
         r#"{"checks": {"active": {"http_path": "/a b"}}}"#,
         r#"{"checks": {"active": {"host": "a b"}}}"#,
+        r#"{"checks": {"active": {"sensitive_headers": ["X Key"]}}}"#,
+        r#"{"checks": {"active": {"sensitive_headers": [""]}}}"#,
     ] {
         let e = Config::from_json(bad).unwrap_err();
         assert!(matches!(e, ConfigError::Invalid { .. }), "{bad}: {e}");
@@ -630,6 +633,7 @@ mod props {
                 ],
                 probe_type(),
                 prop::collection::vec("[A-Za-z][A-Za-z0-9-]{0,10}: [!-~]{0,16}", 0..3),
+                prop::collection::vec("[A-Za-z][A-Za-z0-9-]{0,10}", 0..2),
                 any::<bool>(),
             ),
             (statuses(), duration(0), 0u8..=254),
@@ -637,7 +641,16 @@ mod props {
         )
             .prop_map(
                 |(
-                    (concurrency, timeout, http_path, host, probe_type, req_headers, verify),
+                    (
+                        concurrency,
+                        timeout,
+                        http_path,
+                        host,
+                        probe_type,
+                        req_headers,
+                        sensitive_headers,
+                        verify,
+                    ),
                     (h_statuses, h_interval, successes),
                     (u_statuses, u_interval, http_failures, tcp_failures, timeouts),
                 )| ActiveChecks {
@@ -647,6 +660,7 @@ mod props {
                     host,
                     probe_type,
                     req_headers,
+                    sensitive_headers,
                     https_verify_certificate: verify,
                     healthy: ActiveHealthy {
                         http_statuses: h_statuses,

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use tonic::Code;
 
 use super::codes::{grpc_code_from_name, GRPC_CODES};
@@ -39,7 +38,8 @@ impl Config {
     /// Rules: thresholds in `0..=254`; durations at most [`MAX_DURATION_SECS`];
     /// `checks.active.timeout` above 0; `checks.active.concurrency` at least 1; HTTP statuses
     /// in `100..=599`; `http_path` an absolute path; `host` empty or a valid authority;
-    /// `req_headers` entries of the form `Name: value`; `failures.codes` known gRPC code
+    /// `req_headers` entries of the form `Name: value`; `sensitive_headers` header names;
+    /// `failures.codes` known gRPC code
     /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
     /// `ejection.base <= ejection.max`; `retry.max_attempts` at least 1 and
     /// `retry.backoff <= retry.max_backoff`; `hedge.max_attempts` at least 1 and
@@ -112,45 +112,10 @@ impl ActiveChecks {
             }
         }
         self.parsed_req_headers_at(at)?;
+        self.validate_sensitive_headers(at)?;
         self.healthy.validate(&format!("{at}.healthy"))?;
         self.unhealthy.validate(&format!("{at}.unhealthy"))
     }
-
-    /// `req_headers` as a header map, for building probe requests.
-    ///
-    /// Each entry is split at its first `:`; the name must be a valid HTTP header name and
-    /// the value, trimmed of surrounding blanks, a valid header value. Fails on the first bad
-    /// entry with its path (`checks.active.req_headers[0]`).
-    pub fn parsed_req_headers(&self) -> Result<HeaderMap, ConfigError> {
-        self.parsed_req_headers_at("checks.active")
-    }
-
-    fn parsed_req_headers_at(&self, at: &str) -> Result<HeaderMap, ConfigError> {
-        let mut map = HeaderMap::new();
-        for (i, line) in self.req_headers.iter().enumerate() {
-            let (name, value) = parse_header_line(line).map_err(|reason| {
-                ConfigError::invalid(
-                    format!("{at}.req_headers[{i}]"),
-                    format!("{line:?}"),
-                    reason,
-                )
-            })?;
-            map.append(name, value);
-        }
-        Ok(map)
-    }
-}
-
-fn parse_header_line(line: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let Some((name, value)) = line.split_once(':') else {
-        return Err("expected `Name: value`".to_owned());
-    };
-    let name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("{name:?} is not a valid header name (expected `Name: value`)"))?;
-    let value = value.trim_matches([' ', '\t']);
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| format!("{value:?} is not a valid header value"))?;
-    Ok((name, value))
 }
 
 impl ActiveHealthy {

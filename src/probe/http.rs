@@ -97,17 +97,22 @@ where
     } else {
         &checks.host
     };
-    let mut req =
-        http::Request::get(request_path(&checks.http_path)).header(http::header::HOST, host);
-    for line in &checks.req_headers {
-        if let Some((name, value)) = line.split_once(':') {
-            req = req.header(name.trim(), value.trim());
-        }
-    }
-    let req = match req.body(Empty::<Bytes>::new()) {
+    // Parsed as validated, secret values (`Authorization`, ...) marked sensitive. Errors show
+    // no secret.
+    let headers = match checks.parsed_req_headers() {
+        Ok(headers) => headers,
+        Err(e) => return Finding::new(Outcome::Failure, format!("bad probe request: {e}")),
+    };
+    let req = http::Request::get(request_path(&checks.http_path))
+        .header(http::header::HOST, host)
+        .body(Empty::<Bytes>::new());
+    let mut req = match req {
         Ok(r) => r,
         Err(e) => return Finding::new(Outcome::Failure, format!("bad probe request: {e}")),
     };
+    for (name, value) in &headers {
+        req.headers_mut().append(name, value.clone());
+    }
     let result = sender.send_request(req).await;
     let status = match result {
         Ok(resp) => {
