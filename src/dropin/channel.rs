@@ -432,9 +432,9 @@ where
 {
     /// Routes a request: a watch or keep-alive stream to the resuming driver, anything else
     /// to the balancer. `&self`: nothing per caller, so sharers need no clone to route.
-    fn route(&self, req: Request<tonic::body::Body>) -> ResponseFuture {
+    fn route(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
         let Parts { balance, streams } = &*self.parts;
-        streams.token.note(req.headers());
+        streams.token.note(req.headers_mut());
         let answer = if Streams::takes(req.uri().path()) {
             streams.call(req)
         } else {

@@ -6,6 +6,11 @@
 //! carry the token it was opened with, and etcd would cancel it. The channel sees every
 //! request etcd-client sends, so it knows the token etcd-client uses now: a re-created
 //! stream that was opened with a token is sent with that one.
+//!
+//! The token is a secret: etcd-client does not mark it sensitive, so the channel does, on every
+//! request it carries and on every stream it re-creates. A sensitive value is never entered in
+//! HTTP/2's HPACK table (h2 sends it as a literal "never indexed", RFC 7541 §7.1.3) and its
+//! `Debug` shows `Sensitive`.
 
 use std::sync::{Arc, RwLock};
 
@@ -20,12 +25,14 @@ const TOKEN: HeaderName = HeaderName::from_static(crate::etcd::TOKEN);
 pub(super) struct LatestToken(Arc<RwLock<Option<HeaderValue>>>);
 
 impl LatestToken {
-    /// Notes the token of a request going out (a read lock and a comparison unless it
-    /// changed).
-    pub(super) fn note(&self, headers: &HeaderMap) {
-        let Some(token) = headers.get(&TOKEN) else {
+    /// Marks the token of a request going out sensitive and notes it (a read lock and a
+    /// comparison unless it changed).
+    pub(super) fn note(&self, headers: &mut HeaderMap) {
+        let Some(token) = headers.get_mut(&TOKEN) else {
             return;
         };
+        token.set_sensitive(true);
+        let token = &*token;
         if self.0.read().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(token) {
             return;
         }
@@ -33,13 +40,14 @@ impl LatestToken {
     }
 
     /// The metadata of a stream to re-create: with the newest token instead of its own, if it
-    /// was opened with one (a stream opened without stays without).
+    /// was opened with one (a stream opened without stays without), marked sensitive.
     pub(super) fn freshen(&self, metadata: &MetadataMap) -> MetadataMap {
         let mut headers = metadata.clone().into_headers();
-        if headers.contains_key(&TOKEN) {
+        if let Some(token) = headers.get_mut(&TOKEN) {
             if let Some(latest) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                headers.insert(TOKEN, latest);
+                *token = latest;
             }
+            token.set_sensitive(true);
         }
         MetadataMap::from_headers(headers)
     }
@@ -59,15 +67,24 @@ mod tests {
     fn a_stream_opened_with_a_token_is_re_created_with_the_newest() {
         let latest = LatestToken::default();
         let opened = MetadataMap::from_headers(with_token("t1"));
-        assert_eq!(
-            latest.freshen(&opened).get("token").unwrap(),
-            "t1",
-            "nothing newer seen"
+        let fresh = latest.freshen(&opened);
+        assert_eq!(fresh.get("token").unwrap(), "t1", "nothing newer seen");
+        assert!(
+            fresh.get("token").unwrap().is_sensitive(),
+            "its own, marked"
         );
-        latest.note(&with_token("t1"));
-        latest.note(&HeaderMap::new());
-        latest.note(&with_token("t2"));
-        assert_eq!(latest.freshen(&opened).get("token").unwrap(), "t2");
+        latest.note(&mut with_token("t1"));
+        latest.note(&mut HeaderMap::new());
+        let mut going_out = with_token("t2");
+        latest.note(&mut going_out);
+        assert!(going_out[&TOKEN].is_sensitive(), "marked on the way out");
+        let fresh = latest.freshen(&opened);
+        assert_eq!(fresh.get("token").unwrap(), "t2");
+        assert!(fresh.get("token").unwrap().is_sensitive());
+        assert!(
+            !format!("{latest:?} {fresh:?}").contains("t2"),
+            "Debug shows no token"
+        );
         let anonymous = MetadataMap::new();
         assert!(
             latest.freshen(&anonymous).get("token").is_none(),
