@@ -14,18 +14,30 @@ use tokio_rustls::rustls::{
     ClientConfig, RootCertStore,
 };
 
+use zeroize::Zeroizing;
+
 use super::verify;
 use crate::config::ConfigError;
 
 /// ALPN of gRPC connections: etcd serves gRPC over HTTP/2 only.
 pub(super) const ALPN_H2: &[u8] = b"h2";
 
+/// The PEM of a client certificate chain and of its private key, the key wiped from memory
+/// when dropped.
+pub(super) type IdentityPem = (Vec<u8>, Zeroizing<Vec<u8>>);
+
 /// Loaded TLS material: the PEM it came from and the rustls configs built from it.
+///
+/// The private key: our PEM copy (`identity`) and the DER parsed from it are wiped when
+/// dropped (`zeroize`), and rustls wipes the DER copies it is given once it has made its
+/// signing key. The signing key itself (ring's, inside the rustls configs) and tonic's copies
+/// of the PEM (`Identity`, in the configs [`Tls::client_tls_config`](super::Tls) makes) are
+/// freed without being wiped: neither crate offers it.
 pub(super) struct Material {
     /// PEM of the trusted CAs; `None` means the system's roots.
     pub(super) ca_pem: Option<Vec<u8>>,
     /// PEM of the client certificate chain and of its key.
-    pub(super) identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub(super) identity: Option<IdentityPem>,
     /// rustls configs of the HTTP/1.1 probes, verifying and not.
     probe_verified: Arc<ClientConfig>,
     probe_unverified: Arc<ClientConfig>,
@@ -52,7 +64,7 @@ impl Material {
     /// chain, key), and builds every rustls config. Errors name the field and the path.
     pub(super) fn build(
         ca_pem: Option<Vec<u8>>,
-        identity: Option<(Vec<u8>, Vec<u8>)>,
+        identity: Option<IdentityPem>,
         names: &Names,
     ) -> Result<Self, ConfigError> {
         let roots = match &ca_pem {
@@ -182,7 +194,12 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+/// The certificate chain and the key's DER (wiped when dropped; each config gets its own
+/// copy, which rustls wipes).
+type ClientAuth = (
+    Vec<CertificateDer<'static>>,
+    Zeroizing<PrivateKeyDer<'static>>,
+);
 
 fn parse_identity(cert: &[u8], key: &[u8], names: &Names) -> Result<ClientAuth, ConfigError> {
     let (cert_field, cert_value) = &names.cert;
@@ -208,5 +225,5 @@ fn parse_identity(cert: &[u8], key: &[u8], names: &Names) -> Result<ClientAuth, 
         };
         ConfigError::invalid(*key_field, key_value, why)
     })?;
-    Ok((certs, key))
+    Ok((certs, Zeroizing::new(key)))
 }

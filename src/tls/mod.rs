@@ -461,7 +461,7 @@ fn pem_material(
     };
     Material::build(
         ca.map(<[u8]>::to_vec),
-        identity.map(|(c, k)| (c.to_vec(), k.to_vec())),
+        identity.map(|(c, k)| (c.to_vec(), zeroize::Zeroizing::new(k.to_vec()))),
         &names,
     )
 }

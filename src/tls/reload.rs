@@ -164,7 +164,11 @@ impl Files {
         };
         let ca = self.ca.as_deref().map(|p| read("ca_file", p)).transpose()?;
         let identity = match &self.identity {
-            Some((cert, key)) => Some((read("cert_file", cert)?, read("key_file", key)?)),
+            // The key's buffer is wiped when dropped, from the moment it is read.
+            Some((cert, key)) => Some((
+                read("cert_file", cert)?,
+                zeroize::Zeroizing::new(read("key_file", key)?),
+            )),
             None => None,
         };
         let names = Names {
