@@ -394,7 +394,10 @@ async fn drop_in_with_auth_marks_its_token_sensitive_and_shows_no_secret() {
         .map(|e| e.replacen("://", &format!("://root:{URL_PASSWORD}@"), 1))
         .collect();
     let shown_userinfo = {
-        let known = HealthChecker::with_uris(std::iter::empty(), fast_config()).expect("checker");
+        // No discovery: it would add the member removed below back.
+        let mut config = fast_config();
+        config.discovery.member_list = false;
+        let known = HealthChecker::with_uris(std::iter::empty(), config).expect("checker");
         let channel = HealthChannel::with_checker(known.clone());
         let client = etcd_client::Client::connect_with_balanced_channel(
             &with_userinfo,
@@ -417,6 +420,13 @@ async fn drop_in_with_auth_marks_its_token_sensitive_and_shows_no_secret() {
                 .is_some_and(|a| !a.as_str().contains('@'))),
             "{members:?}"
         );
+        // etcd-client's `remove_endpoint` with the same URL finds the member.
+        client
+            .remove_endpoint(&with_userinfo[2])
+            .await
+            .expect("remove");
+        client.kv_client().put("u", "2", None).await.expect("put");
+        assert_eq!(known.members().len(), 2, "{:?}", known.members());
         format!("{channel:?} {known:?} {members:?} {:?}", known.snapshot())
     };
 
