@@ -199,14 +199,20 @@ pub(crate) fn same_endpoint(a: &Uri, b: &Uri) -> bool {
 
 /// `url` as errors and logs show it: any userinfo (`user:password@`) replaced by `***`
 /// (`http://***@10.0.0.1:2379`). Works on text that is not a valid URL too, since it shows what
-/// was refused: it hides everything between the scheme (or the start) and the last `@` before
-/// any `?` or `#`, so a `/` typed in a password does not end the hidden part early.
+/// was refused, and errs on the side of hiding: everything between the scheme (or the start)
+/// and the last `@` goes, so a `/`, `?` or `#` typed in a password does not end the hidden part
+/// early (an `@` in a path or query hides more than needed; endpoints have neither).
 pub(crate) fn redact_userinfo(url: &str) -> Cow<'_, str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
+    let is_scheme = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    };
+    let start = url
+        .find("://")
+        .filter(|&i| is_scheme(&url[..i]))
+        .map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
         Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
         None => Cow::Borrowed(url),
     }
@@ -270,16 +276,35 @@ mod tests {
             ("http://user:pw@10.0.0.1:2379", "http://***@10.0.0.1:2379"),
             ("https://pw@h:1/", "https://***@h:1/"),
             ("user:pw@h:1", "***@h:1"),
-            // A `/` or `@` typed in a password does not end the hidden part.
+            // A `/`, `?`, `#` or `@` typed in a password does not end the hidden part.
             ("http://us/er:p@w@h:1", "http://***@h:1"),
-            ("ftp://u:p@h:1?x=@y", "ftp://***@h:1?x=@y"),
+            ("http://u:p?w#x@h:1", "http://***@h:1"),
+            // Nor does a `://` that is not after a scheme start it late.
+            ("u:pw@h:1/x://y", "***@h:1/x://y"),
+            ("ftp://u:p@h:1", "ftp://***@h:1"),
             ("http://10.0.0.1:2379", "http://10.0.0.1:2379"),
-            ("http://h:1/?q=a@b", "http://h:1/?q=a@b"),
+            // More hidden than needed, never less.
+            ("http://h:1/?q=a@b", "http://***@b"),
             ("", ""),
         ] {
             assert_eq!(redact_userinfo(given), shown, "{given}");
         }
         assert!(matches!(redact_userinfo("http://h:1"), Cow::Borrowed(_)));
+    }
+
+    proptest::proptest! {
+        /// Whatever surrounds it, a password before the last `@` is never shown.
+        #[test]
+        fn a_password_is_never_shown(
+            scheme in "([a-z+.-]{1,6}://)?",
+            user in "[^@]{0,12}",
+            rest in "[^@]{0,24}",
+        ) {
+            let url = format!("{scheme}{user}:Pw-Zq8vK2@{rest}");
+            let shown = redact_userinfo(&url);
+            proptest::prop_assert!(!shown.contains("Pw-Zq8vK2"), "{}", shown);
+            proptest::prop_assert!(shown.ends_with(&format!("***@{rest}")), "{}", shown);
+        }
     }
 
     #[test]
