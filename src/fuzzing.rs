@@ -10,7 +10,7 @@ use crate::passive::{judge, Classifier};
 
 /// The deadline the balancer reads from a request's `grpc-timeout` header.
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    crate::balance::grpc_timeout(headers)
+    crate::grpc::header::timeout(headers)
 }
 
 /// How the passive checks judge an answer with these (trailers-only) headers or trailers,

@@ -44,6 +44,7 @@ pub mod proto;
 mod resolve;
 mod resume;
 mod start;
+mod timing;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(not(feature = "tls"))]

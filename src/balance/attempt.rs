@@ -310,11 +310,11 @@ impl Watch {
     fn new(limits: Limits, unary: bool, started: Instant) -> Self {
         Self {
             limits,
-            deadline: limits.deadline.map(|d| started + d),
+            deadline: limits.deadline.map(|d| crate::timing::later(started, d)),
             hang_check: limits
                 .hang_after
                 .filter(|_| unary)
-                .map(|a| (a, started + a)),
+                .map(|a| (a, crate::timing::later(started, a))),
             started,
             now: started,
         }

@@ -31,6 +31,5 @@ pub use layer::HealthLayer;
 pub(crate) use make::transport_settings;
 pub use make::{MakeMember, TonicConnector};
 #[cfg(feature = "fuzzing")]
-pub(crate) use service::grpc_timeout;
 pub(crate) use service::replay;
 pub use service::Balance;

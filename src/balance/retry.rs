@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::attempt::earliest;
@@ -178,12 +177,12 @@ pub(crate) fn backoff(config: &RetryConfig, next: u8, unit: f64) -> Duration {
         .backoff
         .saturating_mul(1 << exp)
         .min(config.max_backoff);
-    full.mul_f64(1.0 - unit.clamp(0.0, 1.0) * 0.5)
+    crate::timing::shorten(full, crate::timing::BACKOFF, unit)
 }
 
 /// A uniform sample in `[0, 1)` for [`Plan::round_backoff`].
 pub(crate) fn jitter() -> f64 {
-    rand::rng().random::<f64>()
+    crate::timing::unit()
 }
 
 /// What a request does after a failed attempt (see [`Schedule::after_failure`]).
@@ -273,7 +272,8 @@ impl Schedule {
         Self {
             next_attempt: Some(started),
             hedge_at: None,
-            end: started + deadline.unwrap_or(retry.budget),
+            // Saturating: the deadline comes from the caller's `grpc-timeout` header.
+            end: crate::timing::later(started, deadline.unwrap_or(retry.budget)),
             max_attempts: retry.max_attempts.max(1),
             copies: match class {
                 Class::Read => hedge.max_attempts.max(1),

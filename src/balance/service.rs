@@ -177,7 +177,7 @@ where
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
         let method = Method::of(req.uri().path());
-        let deadline = grpc_timeout(req.headers());
+        let deadline = crate::grpc::header::timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
         match method.kind {
@@ -548,28 +548,8 @@ fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
     }
 }
 
-/// The deadline a tonic client put in the `grpc-timeout` header, if any.
-pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
-    if value.len() < 2 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::grpc_timeout;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -986,25 +966,6 @@ mod tests {
                 .expect("body"),
             Bytes::new()
         );
-    }
-
-    #[test]
-    fn parses_grpc_timeout() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(grpc_timeout(&h), None);
-        for (v, d) in [
-            ("1S", Duration::from_secs(1)),
-            ("250m", Duration::from_millis(250)),
-            ("2M", Duration::from_secs(120)),
-            ("7u", Duration::from_micros(7)),
-        ] {
-            h.insert("grpc-timeout", v.parse().unwrap());
-            assert_eq!(grpc_timeout(&h), Some(d));
-        }
-        for bad in ["", "S", "12x", "-1S", "1.5S"] {
-            h.insert("grpc-timeout", bad.parse().unwrap());
-            assert_eq!(grpc_timeout(&h), None, "{bad}");
-        }
     }
 
     /// The two futures boxed on every unary request stay under 1 KiB: glibc serves blocks up

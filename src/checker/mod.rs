@@ -601,8 +601,14 @@ impl HealthChecker {
         // (a slow cluster must not eject itself member by member). Hard failures are not held
         // back by this.
         let entries = self.entries();
+        if !entries.iter().any(|e| e.member() == entry.member()) {
+            // The member left while its request hung (removed, or dropped by discovery):
+            // nothing to count against, and it is not among the healthy ones below.
+            tracing::debug!(member = %entry.member(), "hang not counted: the member left");
+            return;
+        }
         let healthy = entries.iter().filter(|e| e.is_healthy()).count();
-        if (healthy - 1) * 2 <= entries.len() {
+        if healthy.saturating_sub(1) * 2 <= entries.len() {
             tracing::debug!(member = %entry.member(), healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
             return;
         }

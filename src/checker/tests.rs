@@ -171,3 +171,21 @@ fn building_outside_a_runtime_is_an_error() {
         "checks.active.unhealthy.tcp_failures = 255 is out of range (0..=254)"
     );
 }
+
+/// A member removed while a request to it hangs: the balancer still holds its entry and
+/// charges it the hang. `healthy - 1` underflowed once no member in the list was healthy.
+#[tokio::test]
+async fn a_hang_on_a_member_that_left_is_not_counted_and_does_not_panic() {
+    let mut config = tcp_config();
+    config.hang.threshold = 1;
+    let checker =
+        HealthChecker::new(&["http://127.0.0.1:9", "http://127.0.0.1:10"], config).unwrap();
+    let members = checker.members();
+    let leaving = checker.entry(members[0].index()).expect("entry");
+    // The other member is ejected, then the hanging one leaves: no member left is healthy.
+    checker.record(&members[1], Source::Passive, Outcome::TcpFailure);
+    assert!(checker.remove_member(members[0].uri()).is_some());
+    checker.record_hang(&leaving);
+    assert!(leaving.is_healthy(), "not ejected for a hang after it left");
+    assert_eq!(checker.members().len(), 1);
+}

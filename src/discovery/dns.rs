@@ -211,7 +211,8 @@ pub(crate) async fn run(weak: WeakChecker) {
         // Changes of the health state only tell when it is gone.
         let gone = async { while changes.changed().await.is_ok() {} };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            // Jittered: a fleet of clients must not query the resolver in step.
+            _ = tokio::time::sleep(crate::timing::jittered(interval, crate::timing::PERIODIC)) => {}
             _ = wanted.notified() => {}
             _ = gone => return,
         }

@@ -21,6 +21,7 @@ use crate::checker::HealthChecker;
 use crate::checker::{wall_now, EventKind, MemberEntry, ProbeReport, WeakChecker};
 use crate::health::{Outcome, Status};
 use crate::proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
+use crate::timing;
 
 /// Passes asked for by errors come no closer together than this.
 const MIN_GAP: Duration = Duration::from_secs(1);
@@ -52,7 +53,12 @@ pub(crate) async fn run(weak: WeakChecker) {
             } else {
                 driver.pass(&checker, config.timeout).await;
                 last = Some(Instant::now());
-                due = (!config.interval.is_zero()).then(|| Instant::now() + config.interval);
+                // Jittered: a fleet of clients started together must not ask the members for
+                // their list in step, every interval, for ever.
+                due = (!config.interval.is_zero()).then(|| {
+                    let wait = timing::jittered(config.interval, timing::PERIODIC);
+                    timing::later(Instant::now(), wait)
+                });
             }
         }
         let soon = || {

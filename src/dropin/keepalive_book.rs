@@ -1,8 +1,15 @@
 //! The lease keep-alive's [`Book`]: the caller's unanswered keep-alives.
 //!
 //! A keep-alive (`{ID}`) is idempotent: sent again to another member it renews the lease
-//! again, which is what the caller asked for. Each request gets exactly one answer, the
-//! member's own (answers are never made up: a lease that is gone is answered TTL 0 by etcd).
+//! again, which is what the caller asked for. Answers are the member's own, never made up (a
+//! lease that is gone is answered TTL 0 by etcd).
+//!
+//! Keep-alives the caller sent while no member answered (an outage, a move) are sent again
+//! **once per lease**: etcd-client renews every TTL/3 whatever happens, so an outage of minutes
+//! would otherwise pile up hundreds of identical renewals per lease, all re-sent at once to
+//! the member that takes the stream over (and again at each failed re-open). Renewing a lease
+//! once renews it for all of them; that renewal is answered once. Each re-open shrinks the book
+//! to one entry per lease, so it holds at most what the caller sent since the last one.
 //! An answer from a member behind the leader's term (a deposed leader that does not know it
 //! yet) renews nothing the real leader sees: it is not passed on, and the keep-alive is
 //! asked again of another member.
@@ -59,6 +66,9 @@ impl Book for KeepAliveBook {
     }
 
     fn resume(&mut self) -> Resumed<LeaseKeepAliveRequest> {
+        // One renewal per lease, in the order the leases were first asked for.
+        let mut seen = std::collections::HashSet::with_capacity(self.unanswered.len());
+        self.unanswered.retain(|r| seen.insert(r.id));
         let requests: Vec<_> = self.unanswered.iter().cloned().collect();
         Resumed {
             again: requests.len(),
@@ -157,5 +167,31 @@ mod tests {
         };
         assert_eq!(b.on_member(gone).heard, Heard::Forward(gone));
         assert_eq!(b.outstanding(), 0);
+    }
+
+    /// An outage of minutes: the caller renews two leases every second and no member answers.
+    /// The book keeps (and each re-open sends) one renewal per lease, not one per request.
+    #[test]
+    fn renewals_piled_up_in_an_outage_are_sent_again_once_per_lease() {
+        let mut b = KeepAliveBook::default();
+        for _ in 0..300 {
+            b.on_caller(req(7));
+            b.on_caller(req(3));
+            if b.outstanding() > 50 {
+                // A re-open attempt (that fails): the pile shrinks to one per lease.
+                let r = b.resume();
+                assert_eq!(r.requests, vec![req(7), req(3)]);
+            }
+        }
+        assert!(b.outstanding() <= 52, "{}", b.outstanding());
+        let r = b.resume();
+        assert_eq!(r.requests, vec![req(7), req(3)]);
+        assert_eq!(r.again, 2);
+        b.on_member(answer(7));
+        b.on_member(answer(3));
+        assert!(
+            !b.needs_member(),
+            "one answer per lease renews it for every request"
+        );
     }
 }

@@ -46,7 +46,7 @@ struct Watch {
 impl Watch {
     /// Where a re-creation starts.
     fn resume_revision(&self) -> i64 {
-        self.last + 1
+        self.last.saturating_add(1)
     }
 
     /// The events of `events` the caller has not had, and how many were dropped.
@@ -79,7 +79,7 @@ impl Watch {
                 Some(p) => Some(p),
                 None => Some((rev, 1)),
             };
-            self.last = self.last.max(rev - 1);
+            self.last = self.last.max(rev.saturating_sub(1));
             kept.push(event);
         }
         if !fragment {
@@ -137,11 +137,25 @@ fn cancel(watch_id: i64) -> WatchRequest {
 impl WatchBook {
     /// An id for a new watch of the caller: the member's, unless the caller uses it for
     /// another watch already (possible after a move: the new member numbers from 0).
+    ///
+    /// Ids come from the member: one near `i64::MAX` must not overflow `k + 1`. Past the
+    /// highest id in use, the lowest free one from 0 is taken instead (the caller holds fewer
+    /// watches than ids).
     fn caller_id_for(&self, server: i64) -> i64 {
         if !self.watches.contains_key(&server) {
             return server;
         }
-        self.watches.keys().next_back().map_or(0, |k| k + 1)
+        if let Some(next) = self
+            .watches
+            .keys()
+            .next_back()
+            .and_then(|k| k.checked_add(1))
+        {
+            return next;
+        }
+        (0..)
+            .find(|id| !self.watches.contains_key(id))
+            .unwrap_or(NO_WATCH)
     }
 
     fn created(&mut self, resp: WatchResponse) -> Judged<WatchRequest, WatchResponse> {
@@ -608,5 +622,31 @@ mod tests {
         }
         assert_eq!(revs(&b.on_member(events(0, &[12], false)).heard).0, 1);
         assert_eq!(revs(&b.on_member(events(1, &[12], false)).heard).0, 2);
+    }
+
+    /// Watch ids come from the member: a caller id past `i64::MAX` was `k + 1`, a panic.
+    #[test]
+    fn watch_ids_near_i64_max_do_not_overflow() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        assert_eq!(revs(&b.on_member(created(i64::MAX, 5)).heard).0, i64::MAX);
+        // Revisions near the ends of i64 from the member: no overflow either.
+        let j = b.on_member(events(i64::MAX, &[i64::MAX], false));
+        assert_eq!(revs(&j.heard), (i64::MAX, vec![i64::MAX]));
+        let _ = b.on_member(events(i64::MAX, &[i64::MIN], false));
+        // A second watch the member numbers the same (after a move, say): a free id is found.
+        b.on_caller(create("b", 0));
+        let second = revs(&b.on_member(created(i64::MAX, 6)).heard).0;
+        assert_ne!(second, i64::MAX);
+        assert_eq!(second, 0, "the lowest free id");
+        b.on_caller(create("c", 0));
+        let third = revs(&b.on_member(created(i64::MAX, 7)).heard).0;
+        assert_eq!(third, 1);
+        let r = b.resume();
+        assert!(
+            creates(&r).contains(&(i64::MAX, i64::MAX)),
+            "{:?}",
+            creates(&r)
+        );
     }
 }

@@ -32,12 +32,7 @@ impl Ejection {
     pub fn duration(&self, nth: u32, unit: f64) -> Duration {
         let exp = nth.saturating_sub(1).min(31);
         let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
-        let unit = if unit.is_finite() {
-            unit.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        raw.mul_f64(1.0 - self.jitter * unit)
+        crate::timing::shorten(raw, self.jitter, unit)
     }
 
     /// How long a member must stay healthy before its ejection count is forgiven.

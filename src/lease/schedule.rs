@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::KeepAliveOptions;
+use crate::timing;
 
 /// Until the first answer tells the TTL: renew this often.
 pub(super) const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,7 +54,7 @@ impl Schedule {
             fixed_interval: options.interval.is_some(),
             response_timeout: options.response_timeout,
             hedge_after: options.hedge_after,
-            expires: options.granted_ttl.map(|ttl| now + ttl),
+            expires: options.granted_ttl.map(|ttl| timing::later(now, ttl)),
             presumed_expired: false,
             next_send: now,
             round: None,
@@ -120,7 +121,7 @@ impl Schedule {
     /// A stream failed: none is opened again before `now + delay` (capped at half the
     /// interval, since the lease expires on etcd's clock meanwhile).
     pub(super) fn failed(&mut self, now: Instant, delay: Duration) {
-        self.reopen_at = now + delay.min(self.interval / 2);
+        self.reopen_at = timing::later(now, delay.min(self.interval / 2));
     }
 
     /// Whether to open a stream now, given how many are open and whether every open one is
@@ -139,15 +140,15 @@ impl Schedule {
     /// An answer with `ttl` seconds to a renewal sent at `sent`, seen at `now`. Returns
     /// whether the lease had been presumed expired (it was not, after all).
     pub(super) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) -> bool {
-        let ttl = Duration::from_secs(ttl.max(0) as u64);
-        let until = sent + ttl;
+        let ttl = ttl_of(ttl);
+        let until = timing::later(sent, ttl);
         self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
         if !self.fixed_interval {
             self.interval = (ttl / 3).max(MIN_INTERVAL);
         }
         self.round = None;
         self.last_ask = None;
-        self.next_send = now + self.interval;
+        self.next_send = timing::later(now, self.interval);
         self.reopen_at = now;
         // If even this answer came too late, the next `expire_if_due` reports it again.
         std::mem::replace(&mut self.presumed_expired, false)
@@ -175,13 +176,23 @@ impl Schedule {
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or(now + self.interval)
+            .unwrap_or_else(|| timing::later(now, self.interval))
     }
 
     fn hedge_at(&self) -> Option<Instant> {
         let since = self.last_ask.or(self.round)?;
-        Some(since + self.hedge_after())
+        Some(timing::later(since, self.hedge_after()))
     }
+}
+
+/// The longest TTL etcd grants (`MaxLeaseTTL` in etcd's `lease/lessor.go`: 9,000,000,000 s);
+/// a member answering with more is not believed beyond it.
+const MAX_TTL: Duration = Duration::from_secs(9_000_000_000);
+
+/// The TTL of a keep-alive answer (seconds, from the member): negative counts as 0, and more
+/// than etcd ever grants as [`MAX_TTL`], so that no instant computed from it overflows.
+fn ttl_of(seconds: i64) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).min(MAX_TTL)
 }
 
 #[cfg(test)]
@@ -338,5 +349,28 @@ mod tests {
         let mut s = schedule(t0);
         s.answered(t0, 30, t0);
         assert_eq!(s.wake(t0, 1, true, Some(t0 + ms(7))), t0 + ms(7));
+    }
+
+    /// A member answering with a TTL near `i64::MAX` (or negative) made `sent + ttl` panic.
+    #[test]
+    fn absurd_ttls_from_a_member_do_not_panic() {
+        let t0 = Instant::now();
+        for ttl in [i64::MAX, i64::MAX - 1, 9_000_000_001, i64::MIN, -1] {
+            let mut s = schedule(t0);
+            assert!(s.start_round_if_due(t0, false));
+            s.answered(t0, ttl, t0 + ms(5));
+            let wake = s.wake(t0 + ms(5), 1, false, None);
+            assert!(wake >= t0, "{ttl}: {wake:?}");
+            assert!(!s.expired(t0 + ms(5)) || ttl <= 0, "{ttl}");
+            s.failed(t0 + ms(6), Duration::MAX);
+            let _ = s.hedge_at();
+        }
+        assert_eq!(ttl_of(i64::MAX), MAX_TTL);
+        assert_eq!(ttl_of(-5), Duration::ZERO);
+        assert_eq!(ttl_of(60), Duration::from_secs(60));
+        // A caller's granted TTL of `Duration::MAX` too.
+        let opts = KeepAliveOptions::default().granted_ttl(Duration::MAX);
+        let s = Schedule::new(&opts, t0);
+        assert!(s.expires().is_some_and(|e| e > t0));
     }
 }

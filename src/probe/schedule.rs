@@ -66,14 +66,16 @@ impl Intervals {
         }
     }
 
-    /// When to probe a member next: one interval on, and not before its ejection ends;
-    /// `None` when probes are off for its status.
-    fn next_due(&self, now: Instant, facts: &Facts) -> Option<Instant> {
+    /// When to probe a member next: one interval on (up to a fifth of it taken off by the
+    /// jitter draw `unit`, so a fleet of clients does not probe in step), and not before its
+    /// ejection ends; `None` when probes are off for its status.
+    fn next_due(&self, now: Instant, facts: &Facts, unit: f64) -> Option<Instant> {
         let interval = self.of_member(facts);
         if interval.is_zero() {
             return None;
         }
-        let mut due = now + interval;
+        let interval = crate::timing::shorten(interval, crate::timing::PERIODIC, unit);
+        let mut due = crate::timing::later(now, interval);
         if let Some(until) = facts.ejected_until {
             due = due.max(until);
         }
@@ -108,14 +110,23 @@ struct Slot {
 pub(super) struct Schedule {
     intervals: Intervals,
     slots: HashMap<usize, Slot>,
+    /// The jitter draws (a uniform sample in `[0, 1)` each): [`crate::timing::unit`], or a
+    /// fixed one in tests.
+    draw: fn() -> f64,
 }
 
 impl Schedule {
     /// An empty schedule: members join it at their first [`step`](Self::step).
     pub(super) fn new(intervals: Intervals) -> Self {
+        Self::with_draw(intervals, crate::timing::unit)
+    }
+
+    /// [`new`](Self::new), with the jitter draws from `draw`.
+    pub(super) fn with_draw(intervals: Intervals, draw: fn() -> f64) -> Self {
         Self {
             intervals,
             slots: HashMap::new(),
+            draw,
         }
     }
 
@@ -143,7 +154,7 @@ impl Schedule {
         if slot.healthy != facts.healthy {
             // A status change restarts the member's schedule.
             slot.healthy = facts.healthy;
-            slot.due = self.intervals.next_due(now, &facts);
+            slot.due = self.intervals.next_due(now, &facts, (self.draw)());
         }
         if slot.running {
             return Step::Idle;
@@ -168,7 +179,7 @@ impl Schedule {
         slot.running = false;
         // Whether the status changed or not, the next probe is one interval on.
         slot.healthy = facts.healthy;
-        slot.due = self.intervals.next_due(now, &facts);
+        slot.due = self.intervals.next_due(now, &facts, (self.draw)());
     }
 }
 
@@ -181,12 +192,17 @@ mod tests {
     }
 
     /// Healthy members every 1 s, unhealthy ones every 100 ms, discovery every 30 s.
-    fn schedule() -> Schedule {
-        Schedule::new(Intervals {
+    fn intervals() -> Intervals {
+        Intervals {
             healthy: ms(1000),
             unhealthy: ms(100),
             discovery: ms(30_000),
-        })
+        }
+    }
+
+    /// With no jitter taken off, so the times below are exact.
+    fn schedule() -> Schedule {
+        Schedule::with_draw(intervals(), || 0.0)
     }
 
     fn healthy() -> Facts {
@@ -288,11 +304,14 @@ mod tests {
     #[test]
     fn an_interval_of_zero_turns_probes_off_for_that_status() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(Intervals {
-            healthy: Duration::ZERO,
-            unhealthy: ms(100),
-            discovery: ms(30_000),
-        });
+        let mut s = Schedule::with_draw(
+            Intervals {
+                healthy: Duration::ZERO,
+                unhealthy: ms(100),
+                discovery: ms(30_000),
+            },
+            || 0.0,
+        );
         assert_eq!(s.step(0, healthy(), t0), Step::Idle);
         assert_eq!(s.step(0, healthy(), t0 + ms(100_000)), Step::Idle);
         assert_eq!(
@@ -307,11 +326,14 @@ mod tests {
             "back: off"
         );
 
-        let mut s = Schedule::new(Intervals {
-            healthy: ms(1000),
-            unhealthy: Duration::ZERO,
-            discovery: ms(30_000),
-        });
+        let mut s = Schedule::with_draw(
+            Intervals {
+                healthy: ms(1000),
+                unhealthy: Duration::ZERO,
+                discovery: ms(30_000),
+            },
+            || 0.0,
+        );
         assert_eq!(s.step(0, unhealthy(), t0), Step::Idle);
         assert_eq!(s.step(0, healthy(), t0), Step::At(t0 + ms(1000)));
     }
@@ -371,5 +393,35 @@ mod tests {
             Step::At(t0 + ms(1150)),
             "anew"
         );
+    }
+
+    /// A fleet of clients probing one healthy member: each schedule draws its own jitter, so
+    /// their probes spread over the last fifth of the interval instead of coming at once.
+    #[test]
+    fn a_fleet_probes_spread_over_the_interval() {
+        let t0 = Instant::now();
+        let mut dues: Vec<Duration> = (0..300)
+            .map(|_| {
+                let mut s = Schedule::new(intervals());
+                match s.step(0, healthy(), t0) {
+                    Step::At(at) => at - t0,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        dues.sort();
+        let (first, last) = (dues[0], dues[dues.len() - 1]);
+        assert!(first >= ms(800) && last <= ms(1000), "{first:?}..{last:?}");
+        assert!(last - first >= ms(150), "spread: {first:?}..{last:?}");
+    }
+
+    #[test]
+    fn jitter_only_shortens_the_interval() {
+        let t0 = Instant::now();
+        let i = intervals();
+        assert_eq!(i.next_due(t0, &healthy(), 0.0), Some(t0 + ms(1000)));
+        assert_eq!(i.next_due(t0, &healthy(), 0.5), Some(t0 + ms(900)));
+        let due = i.next_due(t0, &unhealthy(), 0.999_999).expect("due");
+        assert_eq!((due - t0).as_millis(), 80);
     }
 }

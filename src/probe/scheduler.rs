@@ -147,12 +147,12 @@ async fn run(weak: WeakChecker) {
                 }
                 checker.apply_leader_round(replies, elapsed);
                 leader_running = false;
-                let now = Instant::now();
-                let next = if checker.leader_unsettled() {
-                    Some(now + leader_config.election_interval)
-                } else {
-                    (!leader_config.interval.is_zero()).then(|| now + leader_config.interval)
-                };
+                let next = next_leader_check(
+                    Instant::now(),
+                    checker.leader_unsettled(),
+                    &leader_config,
+                    crate::timing::unit(),
+                );
                 leader_due = match (leader_due, next) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -170,6 +170,27 @@ async fn run(weak: WeakChecker) {
         }
     }
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+/// When the next leader check is due after one ended at `now`: one election interval on
+/// while the leader is unsettled, else one `leader.interval` on (none when 0). Up to a fifth is
+/// taken off by the jitter draw `unit`, so a fleet of clients does not ask every member for
+/// its `Status` in the same instant.
+fn next_leader_check(
+    now: Instant,
+    unsettled: bool,
+    config: &crate::config::LeaderConfig,
+    unit: f64,
+) -> Option<Instant> {
+    let interval = if unsettled {
+        config.election_interval
+    } else if config.interval.is_zero() {
+        return None;
+    } else {
+        config.interval
+    };
+    let interval = crate::timing::shorten(interval, crate::timing::PERIODIC, unit);
+    Some(crate::timing::later(now, interval))
 }
 
 /// What one leader check found.
@@ -464,5 +485,45 @@ fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapse
         None => {
             tracing::warn!(member = %entry.member(), detail = %finding.detail, "probe result ignored")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn leader_checks_are_jittered_within_their_interval() {
+        let t0 = Instant::now();
+        let config = crate::config::LeaderConfig {
+            interval: ms(1000),
+            election_interval: ms(100),
+            ..Default::default()
+        };
+        assert_eq!(
+            next_leader_check(t0, false, &config, 0.0),
+            Some(t0 + ms(1000))
+        );
+        assert_eq!(
+            next_leader_check(t0, false, &config, 0.5),
+            Some(t0 + ms(900))
+        );
+        assert_eq!(next_leader_check(t0, true, &config, 0.5), Some(t0 + ms(90)));
+        let off = crate::config::LeaderConfig {
+            interval: Duration::ZERO,
+            ..config.clone()
+        };
+        assert_eq!(next_leader_check(t0, false, &off, 0.5), None);
+        assert_eq!(next_leader_check(t0, true, &off, 0.0), Some(t0 + ms(100)));
+        // A fleet's draws spread the checks over the last fifth of the interval.
+        let mut at: Vec<Instant> = (0..200)
+            .filter_map(|_| next_leader_check(t0, false, &config, crate::timing::unit()))
+            .collect();
+        at.sort();
+        assert!(at[at.len() - 1] - at[0] >= ms(150));
     }
 }

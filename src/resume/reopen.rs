@@ -44,9 +44,15 @@ impl Reopen {
         self.reopens
     }
 
-    /// How long to wait before the next stream is opened; the next wait doubles.
+    /// How long to wait before the next stream is opened (jittered: see
+    /// [`Backoff`]); the next wait doubles.
     pub(crate) fn delay(&mut self) -> Duration {
-        self.backoff.next_delay()
+        self.delay_with(crate::timing::unit())
+    }
+
+    /// [`delay`](Self::delay) placed by `unit`, a uniform sample in `[0, 1)`.
+    pub(crate) fn delay_with(&mut self, unit: f64) -> Duration {
+        self.backoff.next_delay(unit)
     }
 
     /// A stream proved healthy (a watch created, a keep-alive answered): the next loss waits
@@ -95,17 +101,17 @@ mod tests {
         };
         let mut r = Reopen::new(&options);
         assert_eq!(r.lost(&lost_on(0), true, t0), 1);
-        assert_eq!(r.delay(), ms(50));
+        assert_eq!(r.delay_with(0.0), ms(50));
         assert_eq!(avoided(&mut r, t0 + ms(50)), [0]);
         assert_eq!(r.lost(&lost_on(1), true, t0 + ms(100)), 2);
-        assert_eq!(r.delay(), ms(100));
+        assert_eq!(r.delay_with(0.0), ms(100));
         assert_eq!(r.lost(&lost_on(1), true, t0 + ms(300)), 3);
-        assert_eq!(r.delay(), ms(200));
-        assert_eq!(r.delay(), ms(300), "capped");
+        assert_eq!(r.delay_with(0.0), ms(200));
+        assert_eq!(r.delay_with(0.0), ms(300), "capped");
         assert_eq!(avoided(&mut r, t0 + ms(999)), [0, 1]);
         assert_eq!(avoided(&mut r, t0 + ms(1000)), [1], "0's time is over");
         r.healthy();
-        assert_eq!(r.delay(), ms(50), "reset by a healthy stream");
+        assert_eq!(r.delay_with(0.0), ms(50), "reset by a healthy stream");
         assert!(avoided(&mut r, t0 + ms(1300)).is_empty());
     }
 
@@ -116,5 +122,46 @@ mod tests {
         assert_eq!(r.lost(&lost_on(2), false, t0), 1);
         assert_eq!(r.lost(&Lost::new(None, "quiet"), true, t0), 2);
         assert!(avoided(&mut r, t0).is_empty());
+    }
+
+    /// A member dies under a fleet: 500 clients lose their stream on it at the same instant.
+    /// Their re-opens (each drawing its own jitter) spread over the back-off's band instead of
+    /// landing on one millisecond, first and second re-open alike.
+    #[test]
+    fn a_fleet_does_not_reopen_in_lockstep() {
+        let t0 = Instant::now();
+        let mut fleet: Vec<Reopen> = (0..500)
+            .map(|_| Reopen::new(&ReopenOptions::default()))
+            .collect();
+        for round in 0..2 {
+            let mut at: Vec<Duration> = fleet
+                .iter_mut()
+                .map(|r| {
+                    r.lost(&lost_on(0), true, t0);
+                    r.delay()
+                })
+                .collect();
+            at.sort();
+            let (first, last) = (at[0], at[at.len() - 1]);
+            let full = ms(50) * (1 << round);
+            assert!(
+                first >= full / 2 && last <= full,
+                "round {round}: {first:?}..{last:?}"
+            );
+            assert!(
+                last - first >= full * 2 / 5,
+                "round {round}: spread {first:?}..{last:?}"
+            );
+            // At most a tenth of the fleet within any 1 ms (lockstep would be all of it).
+            let crowded = at
+                .windows(50)
+                .map(|w| w[w.len() - 1] - w[0])
+                .min()
+                .expect("a window");
+            assert!(
+                crowded >= Duration::from_micros(500),
+                "round {round}: 50 re-opens within {crowded:?}"
+            );
+        }
     }
 }

@@ -15,14 +15,14 @@ impl Cursor {
     pub(super) fn new(start_revision: i64) -> Self {
         Self {
             next: start_revision.max(0),
-            last: (start_revision - 1).max(0),
+            last: start_revision.saturating_sub(1).max(0),
         }
     }
 
     /// A watch created "from now" at store revision `header_revision` sees every later one.
     pub(super) fn created(&mut self, header_revision: i64) {
         if self.next == 0 {
-            self.next = header_revision + 1;
+            self.next = header_revision.saturating_add(1);
             self.last = header_revision;
         }
     }
@@ -38,7 +38,8 @@ impl Cursor {
     pub(super) fn delivered(&mut self, rev: i64) {
         if rev > self.last {
             self.last = rev;
-            self.next = rev + 1;
+            // Saturating: revisions come from the member.
+            self.next = rev.saturating_add(1);
         }
     }
 }
@@ -71,5 +72,24 @@ mod tests {
         assert_eq!((c.next, c.last), (42, 41));
         assert!(!c.is_new(41));
         assert!(c.is_new(42));
+    }
+
+    /// Revisions come from the member (and the start revision from the caller): none near
+    /// the ends of `i64` may overflow `+ 1` / `- 1`.
+    #[test]
+    fn revisions_near_the_ends_of_i64_saturate() {
+        let c = Cursor::new(i64::MIN);
+        assert_eq!((c.next, c.last), (0, 0));
+        let mut c = Cursor::new(0);
+        c.created(i64::MAX);
+        assert_eq!((c.next, c.last), (i64::MAX, i64::MAX));
+        let mut c = Cursor::new(1);
+        c.delivered(i64::MAX);
+        assert_eq!(c.next, i64::MAX);
+        let e = crate::watch::WatchError::Compacted {
+            requested: 1,
+            compacted: i64::MIN,
+        };
+        assert!(e.to_string().contains(&i64::MIN.to_string()));
     }
 }

@@ -13,7 +13,7 @@ pub enum WatchError {
     #[error(
         "watch: revision {requested} is compacted (etcd keeps revisions from {compacted} on); \
          events from {requested} to {} are lost",
-        compacted - 1
+        compacted.saturating_sub(1)
     )]
     Compacted {
         /// The revision the watch asked for (last delivered + 1, or the start revision).
