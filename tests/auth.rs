@@ -470,3 +470,322 @@ async fn resuming_watch_recreated_with_a_stale_jwt_renews_it() {
     );
     assert_eq!(authed.authentications(), 2, "renewed once");
 }
+
+/// Concurrent requests of the load below.
+const CONCURRENT: usize = 64;
+
+/// What `CONCURRENT` request loops through `authed` saw over `duration`: answers, failures
+/// with the clear auth error, and any other failure (printed).
+#[derive(Debug, Default)]
+struct AuthLoad {
+    ok: AtomicU64,
+    auth_errors: AtomicU64,
+    other_errors: AtomicU64,
+    /// When the last request succeeded, in ms since the load began (0: none did).
+    last_ok_ms: AtomicU64,
+    /// When the first request failed with the auth error, in ms since the load began.
+    first_auth_error_ms: AtomicU64,
+}
+
+/// Runs `CONCURRENT` loops of reads (2 s deadlines) through `authed` until `stop`; a failure
+/// must be the clear auth error without the password `hidden`.
+fn spawn_auth_load(
+    authed: etcd_health::auth::Auth<etcd_health::Balance<etcd_health::TonicConnector>>,
+    hidden: &'static str,
+    stop: &Arc<AtomicBool>,
+    load: &Arc<AuthLoad>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let start = tokio::time::Instant::now();
+    (0..CONCURRENT)
+        .map(|_| {
+            let (authed, stop, load) = (authed.clone(), stop.clone(), load.clone());
+            tokio::spawn(async move {
+                let mut kv = KvClient::new(authed);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut req = tonic::Request::new(RangeRequest {
+                        key: b"k".to_vec(),
+                        ..Default::default()
+                    });
+                    req.set_timeout(Duration::from_secs(2));
+                    let at = start.elapsed().as_millis() as u64;
+                    match kv.range(req).await {
+                        Ok(_) => {
+                            load.ok.fetch_add(1, Ordering::Relaxed);
+                            load.last_ok_ms.fetch_max(at, Ordering::Relaxed);
+                        }
+                        Err(status) => {
+                            let shown = format!("{status:?} {status}");
+                            assert!(!shown.contains(hidden), "the password shown: {shown}");
+                            if status
+                                .message()
+                                .contains("authenticating as \"root\" failed")
+                                && status.message().contains("authentication failed")
+                            {
+                                if load.auth_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                                    load.first_auth_error_ms.store(at, Ordering::Relaxed);
+                                }
+                            } else {
+                                eprintln!("other failure: {status:?}");
+                                load.other_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // A caller that backs off a little, as applications do.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// A wrong password under 64 concurrent requests for 10 s: the members see about one
+/// `Authenticate` per pause (at least 1 s, doubling), not one per request, and every request
+/// gets the clear auth error at once (no password in it). Before renewals were shared and
+/// paused, every request authenticated again in turn: hundreds of bcrypt checks a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_under_load_does_not_stampede_the_members() {
+    const WRONG: &str = "not-the-password-under-load";
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let balance = stack(&cluster, Config::default());
+    let authed = AuthLayer::new(Credentials::new("root", WRONG)).layer(balance);
+    let before = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(AuthLoad::default());
+    let tasks = spawn_auth_load(authed.clone(), WRONG, &stop, &load);
+    let secs = 10;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let after = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics");
+    let at_members = after - before;
+    println!(
+        "wrong password, {CONCURRENT} concurrent requests for {secs} s: {load:?}; Authenticate \
+         started at the members: {at_members} (sent by the stack: {}, hedged copies {}, \
+         retries {})",
+        authed.authenticate_calls(),
+        authed.get_ref().checker().hedges(),
+        authed.get_ref().checker().retries(),
+    );
+    assert_eq!(load.ok.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        load.other_errors.load(Ordering::Relaxed),
+        0,
+        "only the auth error"
+    );
+    assert!(
+        load.auth_errors.load(Ordering::Relaxed) > 1000,
+        "failed fast, so many requests: {load:?}"
+    );
+    // Pauses of [1, 2] s, [2, 4] s, [4, 8] s, ...: 3 to 5 renewals in 10 s. At most one a
+    // second, plus a hedged copy or two.
+    assert!(
+        at_members <= secs + 3,
+        "{at_members} Authenticate calls at the members in {secs} s"
+    );
+}
+
+/// The password is changed under load (every token of the user is invalidated with it), then
+/// set right again: requests fail with the clear auth error meanwhile, at about one
+/// `Authenticate` per pause, and recover within a pause or two of the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_password_under_load_fails_clearly_then_recovers() {
+    const ROTATED: &str = "rotated-pw";
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let balance = stack(&cluster, Config::default());
+    let authed = AuthLayer::new(Credentials::new("root", PASSWORD)).layer(balance);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(AuthLoad::default());
+    let start = tokio::time::Instant::now();
+    let tasks = spawn_auth_load(authed.clone(), PASSWORD, &stop, &load);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(load.ok.load(Ordering::Relaxed) > 0, "{load:?}");
+
+    let before = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics");
+    let connect = |password: &'static str| {
+        let endpoints = cluster.endpoints();
+        async move {
+            let options = etcd_client::ConnectOptions::new().with_user("root", password);
+            etcd_client::Client::connect(endpoints, Some(options))
+                .await
+                .expect("admin client")
+        }
+    };
+    connect(PASSWORD)
+        .await
+        .user_change_password("root", ROTATED)
+        .await
+        .expect("rotate");
+    let rotated_ms = start.elapsed().as_millis() as u64;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    connect(ROTATED)
+        .await
+        .user_change_password("root", PASSWORD)
+        .await
+        .expect("set right");
+    let fixed_ms = start.elapsed().as_millis() as u64;
+    // Recovery comes within the pause in force (at most 8 s after two failures).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    while load.last_ok_ms.load(Ordering::Relaxed) <= fixed_ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered: {load:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered_ms = load.last_ok_ms.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let after = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics");
+    // The two admin clients authenticate once each.
+    let at_members = after - before - 2;
+    let secs = (recovered_ms - rotated_ms).div_ceil(1000);
+    println!(
+        "rotated at {rotated_ms} ms, set right at {fixed_ms} ms, recovered at {recovered_ms} \
+         ms: {load:?}; Authenticate started at the members meanwhile: {at_members}"
+    );
+    assert!(
+        load.auth_errors.load(Ordering::Relaxed) > 0,
+        "the rotation was seen: {load:?}"
+    );
+    assert_eq!(
+        load.other_errors.load(Ordering::Relaxed),
+        0,
+        "only the auth error"
+    );
+    assert!(
+        at_members <= secs + 3,
+        "{at_members} Authenticate calls at the members in {secs} s"
+    );
+}
+
+/// Through the drop-in, etcd-client renews its own token; a failed renewal is not shared, so
+/// with a rotated password each request waiting on etcd-client's refresh lock would send its
+/// own `Authenticate`, one after the other. The drop-in answers a repeat of refused
+/// credentials with the refusal during a pause: the members see about one per pause, and the
+/// requests recover once the password is set right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropin_rotated_password_under_load_does_not_stampede_the_members() {
+    const ROTATED: &str = "rotated-dropin-pw";
+    let _serial = serial().await;
+    init_tracing();
+    let cluster = Cluster::start(3).await.expect("cluster");
+    enable_auth(&cluster, PASSWORD).await;
+    let options = etcd_client::ConnectOptions::new()
+        .with_user("root", PASSWORD)
+        .with_auto_token_refresh(true)
+        .with_timeout(Duration::from_secs(2));
+    let client = etcd_client::Client::connect_with_balanced_channel(
+        cluster.endpoints(),
+        Some(options),
+        HealthChannel::new(Config::default()),
+    )
+    .await
+    .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(AuthLoad::default());
+    let start = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let (mut kv, stop, load) = (client.kv_client(), stop.clone(), load.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let at = start.elapsed().as_millis() as u64;
+                    match kv.get("k", None).await {
+                        Ok(_) => {
+                            load.ok.fetch_add(1, Ordering::Relaxed);
+                            load.last_ok_ms.fetch_max(at, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            let shown = format!("{e:?} {e}");
+                            assert!(!shown.contains(PASSWORD), "the password shown: {shown}");
+                            if shown.contains("authentication failed") {
+                                load.auth_errors.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                eprintln!("other failure: {shown}");
+                                load.other_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(load.ok.load(Ordering::Relaxed) > 0, "{load:?}");
+    let before = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics");
+    let connect = |password: &'static str| {
+        let endpoints = cluster.endpoints();
+        async move {
+            let options = etcd_client::ConnectOptions::new().with_user("root", password);
+            etcd_client::Client::connect(endpoints, Some(options))
+                .await
+                .expect("admin client")
+        }
+    };
+    connect(PASSWORD)
+        .await
+        .user_change_password("root", ROTATED)
+        .await
+        .expect("rotate");
+    let rotated_ms = start.elapsed().as_millis() as u64;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let wrong_phase = cluster
+        .grpc_started_total("Authenticate")
+        .await
+        .expect("metrics")
+        - before
+        - 1;
+    connect(ROTATED)
+        .await
+        .user_change_password("root", PASSWORD)
+        .await
+        .expect("set right");
+    let fixed_ms = start.elapsed().as_millis() as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    while load.last_ok_ms.load(Ordering::Relaxed) <= fixed_ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered: {load:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    println!(
+        "drop-in: rotated at {rotated_ms} ms, set right at {fixed_ms} ms, recovered by {} ms: \
+         {load:?}; Authenticate started at the members in the 3 s with the wrong password: \
+         {wrong_phase}",
+        load.last_ok_ms.load(Ordering::Relaxed)
+    );
+    assert!(load.auth_errors.load(Ordering::Relaxed) > 0, "{load:?}");
+    assert!(
+        wrong_phase <= 3 + 3,
+        "{wrong_phase} Authenticate calls at the members in 3 s"
+    );
+}

@@ -17,7 +17,12 @@
 //! counts "user name is empty"); writes too, since etcd refused the request before it changed
 //! anything (`src/etcd/mod.rs`, `is_stale_token`, says where in etcd). Once per refusal, at most 3
 //! times per request, for auth store changes that come back to back. Concurrent requests
-//! refused together authenticate once. Streams (watches, keep-alives) are sent once, with the
+//! refused together authenticate once, and share the result, success or error. After a failed
+//! renewal no new one starts for a jittered pause of at least 1 s (doubling up to 16 s), and
+//! meanwhile requests fail at once with the clear error if the members refused the
+//! credentials (a wrong or rotated password): a misconfigured fleet costs the members about
+//! one `Authenticate` (a bcrypt check) per client per pause, not one per request. A renewal
+//! is waited for no longer than the request's own deadline. Streams (watches, keep-alives) are sent once, with the
 //! current token. (Users of `etcd_client::Client` through the drop-in get the same from
 //! etcd-client itself, once they turn it on with `ConnectOptions::with_auto_token_refresh(true)`:
 //! see [`dropin`](crate::dropin).)
@@ -34,8 +39,10 @@
 
 mod credentials;
 mod layer;
+mod renewal;
 mod service;
 
 pub use credentials::Credentials;
 pub use layer::AuthLayer;
+pub(crate) use renewal::pause;
 pub use service::Auth;

@@ -1,6 +1,6 @@
 //! The authenticating [`Service`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -8,12 +8,14 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 
+use super::renewal::Renewal;
 use super::Credentials;
 use crate::balance::ResponseFuture;
 use crate::grpc::GrpcService;
 use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
 
 use crate::etcd::TOKEN;
+use tokio::time::Instant;
 const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 /// How many times one request may authenticate again and be re-sent. Once is the rule; the
 /// spare ones cover auth store changes that come back to back (a user added, then a role
@@ -23,13 +25,15 @@ const MAX_RENEWALS: usize = 3;
 /// Sends every request with a token for its credentials; when a member refuses the token
 /// (invalid or expired, issued before the latest auth store change, or naming no user: see
 /// `is_stale_token` in `src/etcd/mod.rs`), authenticates again and re-sends the request.
+///
+/// Renewals are shared and paused after a failure (see `renewal.rs`): a wrong password costs
+/// the members about one `Authenticate` per pause (1 s at first, up to 16 s), however many
+/// requests are sent, and those requests fail at once with the clear error meanwhile.
 #[derive(Clone, Debug)]
 pub struct Auth<S> {
     inner: S,
     credentials: Arc<Credentials>,
-    token: Arc<RwLock<Option<HeaderValue>>>,
-    refreshing: Arc<tokio::sync::Mutex<()>>,
-    authentications: Arc<std::sync::atomic::AtomicU64>,
+    renewal: Arc<Renewal>,
 }
 
 // === impl Auth ===
@@ -40,17 +44,19 @@ impl<S> Auth<S> {
         Self {
             inner,
             credentials,
-            token: Arc::new(RwLock::new(None)),
-            refreshing: Arc::new(tokio::sync::Mutex::new(())),
-            authentications: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            renewal: Arc::new(Renewal::default()),
         }
     }
 
     /// How many times this stack (and its clones) authenticated: once at first use, then
     /// once per renewal.
     pub fn authentications(&self) -> u64 {
-        self.authentications
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.renewal.successes()
+    }
+
+    /// How many `Authenticate` requests this stack (and its clones) sent, successful or not.
+    pub fn authenticate_calls(&self) -> u64 {
+        self.renewal.started()
     }
 
     /// The wrapped service.
@@ -64,34 +70,29 @@ impl<S> Auth<S> {
     }
 
     fn current(&self) -> Option<HeaderValue> {
-        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.renewal.current()
     }
 }
 
 #[allow(private_bounds, reason = "private methods: the bound never shows")]
 impl<S: GrpcService + Clone> Auth<S> {
     /// A fresh token, unless `stale` is no longer the current one (another request already
-    /// renewed it while this one waited).
-    async fn renew(&self, stale: Option<&HeaderValue>) -> Result<HeaderValue, tower::BoxError> {
-        let _guard = self.refreshing.lock().await;
-        if let Some(current) = self.current() {
-            if Some(&current) != stale {
-                return Ok(current);
-            }
-        }
-        let token = authenticate(self.inner.clone(), &self.credentials).await?;
-        let mut token = HeaderValue::from_str(&token)?;
-        token.set_sensitive(true);
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        let authentications = self
-            .authentications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        tracing::info!(
-            user = self.credentials.user(),
-            authentications,
-            "authenticated"
-        );
+    /// renewed it while this one waited); waits no later than `deadline` (see `renewal.rs`).
+    async fn renew(
+        &self,
+        stale: Option<&HeaderValue>,
+        deadline: Option<Instant>,
+    ) -> Result<HeaderValue, tower::BoxError> {
+        let (inner, credentials) = (self.inner.clone(), self.credentials.clone());
+        let token = self
+            .renewal
+            .renew(
+                stale,
+                deadline,
+                self.credentials.user(),
+                move || async move { authenticate(inner, &credentials).await },
+            )
+            .await?;
         Ok(token)
     }
 
@@ -99,11 +100,19 @@ impl<S: GrpcService + Clone> Auth<S> {
         self,
         req: Request<tonic::body::Body>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
+        // The caller's deadline bounds the renewals too: what they take is taken off the
+        // deadline the request is then sent with.
+        let deadline = crate::grpc::header::timeout(req.headers())
+            .map(|d| crate::timing::later(Instant::now(), d));
         let token = match self.current() {
             Some(token) => token,
-            None => self.renew(None).await?,
+            None => self.renew(None, deadline).await?,
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            crate::grpc::header::set_timeout(&mut parts.headers, left);
+        }
         let stream =
             crate::etcd::Method::of(parts.uri.path()).kind != crate::etcd::MethodKind::Unary;
         if stream {
@@ -139,7 +148,11 @@ impl<S: GrpcService + Clone> Auth<S> {
                 refusal = refusal.message(),
                 "token refused; authenticating again"
             );
-            token = self.renew(Some(&token)).await?;
+            token = self.renew(Some(&token), deadline).await?;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                crate::grpc::header::set_timeout(&mut parts.headers, left);
+            }
         }
     }
 
@@ -156,10 +169,13 @@ impl<S: GrpcService + Clone> Auth<S> {
 ///
 /// Written out by hand (gRPC framing of one prost message) rather than through the generated
 /// `AuthClient`, whose future cannot be proven `Send` inside this generic service.
+///
+/// Errors are statuses, so one can be shared with every request that waited for it, and
+/// name the user, never the password.
 async fn authenticate<S: GrpcService>(
     svc: S,
     credentials: &Credentials,
-) -> Result<String, tower::BoxError> {
+) -> Result<String, tonic::Status> {
     use prost::Message;
 
     let msg = AuthenticateRequest {
@@ -176,22 +192,28 @@ async fn authenticate<S: GrpcService>(
         .header(http::header::TE, "trailers")
         .body(tonic::body::Body::new(http_body_util::Full::new(
             Bytes::from(frame),
-        )))?;
-    let resp = svc.oneshot(req).await.map_err(Into::into)?;
-    let failed = |status: tonic::Status| -> tower::BoxError {
-        Box::new(tonic::Status::new(
+        )))
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let failed = |status: tonic::Status| -> tonic::Status {
+        tonic::Status::new(
             status.code(),
             format!(
                 "etcd-health: authenticating as {:?} failed: {}",
                 credentials.user(),
                 status.message()
             ),
-        ))
+        )
     };
+    let from_error = |e: tower::BoxError| failed(status_of_error(e));
+    let resp = svc.oneshot(req).await.map_err(|e| from_error(e.into()))?;
     if let Some(status) = crate::grpc::status_of(resp.headers()) {
         return Err(failed(status));
     }
-    let collected = resp.into_body().collect().await.map_err(Into::into)?;
+    let collected = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| from_error(e.into()))?;
     if let Some(status) = collected
         .trailers()
         .and_then(crate::grpc::status_of)
@@ -206,6 +228,14 @@ async fn authenticate<S: GrpcService>(
     let resp = AuthenticateResponse::decode(body)
         .map_err(|e| failed(tonic::Status::internal(e.to_string())))?;
     Ok(resp.token)
+}
+
+/// The status an error of the stack carries, or `Unavailable` with its whole description.
+fn status_of_error(err: tower::BoxError) -> tonic::Status {
+    match err.downcast::<tonic::Status>() {
+        Ok(status) => *status,
+        Err(err) => tonic::Status::unavailable(crate::grpc::describe(&*err)),
+    }
 }
 
 /// A copy of a buffered request carrying `token`.

@@ -19,7 +19,6 @@ use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent}
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
-use crate::grpc::header::TIMEOUT as GRPC_TIMEOUT;
 use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
@@ -418,7 +417,7 @@ where
         let slot = plan.start(entry.clone(), now);
         let mut req = replay.request();
         if let Some(limit) = limits.deadline {
-            set_grpc_timeout(req.headers_mut(), limit);
+            crate::grpc::header::set_timeout(req.headers_mut(), limit);
         }
         let svc = self.service_for(&entry, entries);
         let tracker = self.tracker(entry, now);
@@ -531,21 +530,6 @@ async fn buffer(body: tonic::body::Body) -> Result<Bytes, tower::BoxError> {
         (None, Some(first)) if first.len() <= COPY_BODY_UP_TO => Bytes::copy_from_slice(&first),
         (None, first) => first.unwrap_or_default(),
     })
-}
-
-/// Writes a deadline as a `grpc-timeout` header (milliseconds, rounded up), formatted on the
-/// stack: the header's own copy is the only allocation.
-fn set_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
-    use std::io::Write;
-    let millis = timeout.as_millis().clamp(1, 99_999_999);
-    let mut buf = [0u8; 12];
-    let mut w = &mut buf[..];
-    if write!(w, "{millis}m").is_ok() {
-        let len = 12 - w.len();
-        if let Ok(value) = HeaderValue::from_bytes(&buf[..len]) {
-            headers.insert(GRPC_TIMEOUT, value);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -913,19 +897,6 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         assert_eq!(calls[0].load(Ordering::Relaxed), before[0] + 1, "sent once");
         assert_eq!(calls[1].load(Ordering::Relaxed), before[1], "not elsewhere");
-    }
-
-    #[test]
-    fn writes_grpc_timeout_in_milliseconds() {
-        let mut h = http::HeaderMap::new();
-        for (d, v) in [
-            (Duration::from_millis(1500), "1500m"),
-            (Duration::ZERO, "1m"),
-            (Duration::from_secs(10_000_000), "99999999m"),
-        ] {
-            super::set_grpc_timeout(&mut h, d);
-            assert_eq!(h.get("grpc-timeout").expect("set"), v);
-        }
     }
 
     /// A small body is copied out of the frame that carried it (which may pin a large

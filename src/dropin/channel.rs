@@ -12,6 +12,7 @@ use tonic::transport::Endpoint;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
+use super::auth_pause::{AuthPause, AUTHENTICATE};
 use super::latest_token::LatestToken;
 use super::resume_stream::Streams;
 use super::stats::StreamStats;
@@ -364,6 +365,8 @@ struct WithStreams<M: MakeMember> {
 struct Parts<M: MakeMember> {
     balance: Balance<M>,
     streams: Streams,
+    /// etcd-client's `Authenticate` calls, paused after a refusal.
+    auth: Arc<AuthPause>,
 }
 
 // === impl WithStreams ===
@@ -383,7 +386,11 @@ where
             token: LatestToken::default(),
         };
         Self {
-            parts: Arc::new(Parts { balance, streams }),
+            parts: Arc::new(Parts {
+                balance,
+                streams,
+                auth: Arc::default(),
+            }),
         }
     }
 }
@@ -433,13 +440,55 @@ where
     /// Routes a request: a watch or keep-alive stream to the resuming driver, anything else
     /// to the balancer. `&self`: nothing per caller, so sharers need no clone to route.
     fn route(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
-        let Parts { balance, streams } = &*self.parts;
+        let Parts {
+            balance,
+            streams,
+            auth,
+        } = &*self.parts;
         streams.token.note(req.headers_mut());
         let answer = if Streams::takes(req.uri().path()) {
             streams.call(req)
+        } else if req.uri().path() == AUTHENTICATE {
+            authenticate(balance.clone(), auth.clone(), req)
         } else {
             balance.dispatch(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
     }
+}
+
+/// Sends etcd-client's `Authenticate` unless the members refused the same credentials and the
+/// pause after it lasts (then that refusal is the answer at once: see `auth_pause.rs`).
+fn authenticate<M>(
+    balance: Balance<M>,
+    pause: Arc<AuthPause>,
+    req: Request<tonic::body::Body>,
+) -> ResponseFuture
+where
+    M: MakeMember + Send + Sync + 'static,
+    M::Service: GrpcService + Clone + Sync,
+{
+    use http_body_util::BodyExt;
+    ResponseFuture::new(async move {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let key = pause.key(&body);
+        if let Some(refusal) = pause.check(key, tokio::time::Instant::now()) {
+            tracing::debug!("Authenticate answered with the members' last refusal, not sent");
+            return Ok(refusal.into_http());
+        }
+        let req = Request::from_parts(
+            parts,
+            tonic::body::Body::new(http_body_util::Full::new(body)),
+        );
+        let resp = balance.dispatch(req).await?;
+        let status = crate::grpc::status_of(resp.headers());
+        pause.answered(
+            key,
+            status.as_ref(),
+            tokio::time::Instant::now(),
+            crate::timing::unit(),
+        );
+        Ok(resp)
+    })
 }

@@ -80,6 +80,7 @@
 //! tower stack without etcd-client: [`ResumingWatch`](crate::watch::ResumingWatch) and
 //! [`KeepAlive`](crate::lease::KeepAlive).)
 
+mod auth_pause;
 mod book;
 mod channel;
 mod frame;

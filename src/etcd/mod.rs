@@ -115,6 +115,28 @@ pub(crate) fn is_stale_token(code: Code, message: &str) -> bool {
     }
 }
 
+/// etcd's answer to `Authenticate` with a wrong user name or password (`ErrAuthFailed`).
+pub(crate) const AUTH_FAILED: &str =
+    "etcdserver: authentication failed, invalid user ID or password";
+
+/// Whether an answer to `Authenticate` refuses the credentials themselves (a wrong password,
+/// a user that does not exist, auth not enabled): every member will say the same until an
+/// operator changes the auth store, so authenticating again at once is pointless load (each
+/// `Authenticate` is a bcrypt comparison on the member). Anything else (a member or the
+/// cluster unavailable, a timeout) may pass.
+pub(crate) fn refuses_credentials(code: Code, message: &str) -> bool {
+    match code {
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::NotFound => true,
+        // Lost codes (see `is_stale_token`): the message says it.
+        Code::Unknown => message.contains(AUTH_FAILED),
+        _ => false,
+    }
+}
+
 /// Whether a watch's `cancel_reason` says its token was no longer good. etcd 3.4 checks a new
 /// watch's token when it creates it (`isWatchPermitted` in `etcdserver/api/v3rpc/watch.go`)
 /// and refuses a stale one not with a gRPC status but with a watch response both created
@@ -187,5 +209,18 @@ mod tests {
             Code::FailedPrecondition,
             "etcdserver: authentication failed, invalid user ID or password"
         ));
+    }
+
+    #[test]
+    fn refusals_of_credentials() {
+        assert!(refuses_credentials(Code::InvalidArgument, AUTH_FAILED));
+        assert!(refuses_credentials(Code::Unknown, AUTH_FAILED));
+        assert!(refuses_credentials(
+            Code::FailedPrecondition,
+            "etcdserver: authentication is not enabled"
+        ));
+        assert!(!refuses_credentials(Code::Unavailable, NO_LEADER));
+        assert!(!refuses_credentials(Code::DeadlineExceeded, "deadline"));
+        assert!(!refuses_credentials(Code::Unknown, REQUEST_TIMED_OUT));
     }
 }

@@ -59,6 +59,21 @@ pub(crate) fn timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> 
     })
 }
 
+/// Writes a deadline as a `grpc-timeout` header (milliseconds, rounded up), formatted on the
+/// stack: the header's own copy is the only allocation.
+pub(crate) fn set_timeout(headers: &mut http::HeaderMap, timeout: std::time::Duration) {
+    use std::io::Write;
+    let millis = timeout.as_millis().clamp(1, 99_999_999);
+    let mut buf = [0u8; 12];
+    let mut w = &mut buf[..];
+    if write!(w, "{millis}m").is_ok() {
+        let len = 12 - w.len();
+        if let Ok(value) = http::HeaderValue::from_bytes(&buf[..len]) {
+            headers.insert(TIMEOUT, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +120,18 @@ mod tests {
         // The largest value accepted is still a valid distance from now.
         let now = tokio::time::Instant::now();
         let _ = now + parse("99999999H").expect("8 digits");
+    }
+
+    #[test]
+    fn writes_grpc_timeout_in_milliseconds() {
+        let mut h = http::HeaderMap::new();
+        for (d, v) in [
+            (Duration::from_millis(1500), "1500m"),
+            (Duration::ZERO, "1m"),
+            (Duration::from_secs(10_000_000), "99999999m"),
+        ] {
+            set_timeout(&mut h, d);
+            assert_eq!(h.get("grpc-timeout").expect("set"), v);
+        }
     }
 }
