@@ -1,6 +1,7 @@
 #![no_main]
 //! The balancer's `grpc-timeout` parser and the passive classification of gRPC statuses, on
-//! arbitrary header values (also as `grpc-status-details-bin`): never a panic, in our code or in
+//! arbitrary header values (also as `grpc-status-details-bin`), and the deadline instant the
+//! balancer computes from the parsed value: never a panic, in our code or in
 //! tonic's status parser after our sanitizing; a parsed deadline agrees with the gRPC spec's
 //! digits-and-unit form; the verdict of a status agrees with the configured lists.
 
@@ -23,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(d) = fuzzing::grpc_timeout(&headers) {
             let text = value.to_str().expect("parsed, so ASCII");
             let (digits, unit) = text.split_at(text.len() - 1);
+            // The gRPC spec's `TimeoutValue`: 1 to 8 digits, nothing else (a longer one
+            // overflowed the deadline's instant).
+            assert!((1..=8).contains(&digits.len()), "accepted {text:?}");
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()), "accepted {text:?}");
             let n: u64 = digits.parse().expect("parsed, so a number");
             let expected = match unit {
                 "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -35,6 +40,8 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(d, expected);
         }
+        // What the balancer does with it next: a deadline instant, never a panic.
+        let _ = fuzzing::deadline_instant(&headers, Duration::from_millis(u64::from(selector)));
         // The same bytes as a gRPC status: code from the selector, message from the value.
         let mut status = HeaderMap::new();
         status.insert("grpc-status", HeaderValue::from(i32::from(selector) % 20 - 2));

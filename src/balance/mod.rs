@@ -30,5 +30,7 @@ pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub(crate) use make::transport_settings;
 pub use make::{MakeMember, TonicConnector};
+#[cfg(feature = "fuzzing")]
+pub(crate) use retry::fuzz_schedule;
 pub(crate) use service::replay;
 pub use service::Balance;

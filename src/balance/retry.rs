@@ -387,6 +387,20 @@ impl Schedule {
     }
 }
 
+/// For the fuzz targets: the end of a request's schedule for a caller's `deadline` (from its
+/// `grpc-timeout`), and the instants its first attempt and hedge compute: no panic, whatever
+/// the deadline.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_schedule(deadline: Option<Duration>, hedge_after: Duration) -> Instant {
+    let config = crate::config::Config::default();
+    let now = Instant::now();
+    let mut s = Schedule::new(Class::Read, now, deadline, &config.retry, &config.hedge);
+    let _ = s.on_timer(now, 0, 0);
+    s.attempt_sent(now, 1, Some(hedge_after.min(config.hedge.max_delay)));
+    let _ = s.wake();
+    s.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

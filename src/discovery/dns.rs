@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::Uri;
 
+use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::WeakChecker;
 use crate::config::same_endpoint;
@@ -72,10 +73,22 @@ pub(crate) fn plan(
         match answer {
             Ok(addrs) if !addrs.is_empty() => {
                 let scheme = seed.scheme_str().unwrap_or("http");
-                let targets: Vec<Uri> = addrs
+                let mut targets: Vec<Uri> = addrs
                     .iter()
                     .filter_map(|a| format!("{scheme}://{a}/").parse().ok())
                     .collect();
+                if targets.len() > MAX_MEMBERS {
+                    // A name is a handful of members; thousands of addresses would be as many
+                    // probes, channels and connections.
+                    tracing::warn!(
+                        %name,
+                        addresses = targets.len(),
+                        max = MAX_MEMBERS,
+                        "a name resolves to more addresses than the health state takes; the \
+                         first ones are used"
+                    );
+                    targets.truncate(MAX_MEMBERS);
+                }
                 for t in &targets {
                     if !present(t) && !plan.add.iter().any(|(u, _, _)| same_endpoint(u, t)) {
                         plan.add.push((
@@ -316,5 +329,15 @@ mod tests {
         assert_eq!(p.add, vec![]);
         assert_eq!(p.remove.len(), 1);
         assert!(p.remove[0].1.contains("removed"));
+    }
+
+    /// A resolver answering with thousands of addresses: at most `MAX_MEMBERS` are added.
+    #[test]
+    fn a_name_adds_at_most_the_cap() {
+        let seed = uri("http://etcd.test:2379");
+        let ports: Vec<u16> = (10_000..15_000).collect();
+        let answers = HashMap::from([("etcd.test:2379".to_owned(), addrs(&ports))]);
+        let p = plan(&[seed], &[], &answers);
+        assert_eq!(p.add.len(), MAX_MEMBERS);
     }
 }

@@ -237,6 +237,16 @@ impl Driver {
             Change::Remove { uri, reason } => {
                 checker.drop_member(&uri, &reason);
             }
+            Change::TooMany { skipped, listed } => {
+                tracing::warn!(
+                    listed,
+                    skipped = skipped.len(),
+                    first_skipped = %skipped.first().map(ToString::to_string).unwrap_or_default(),
+                    max = super::reconcile::MAX_MEMBERS,
+                    "MemberList listed more members than the health state takes; the rest are \
+                     not added"
+                );
+            }
             Change::Exclude { uri, reason } => {
                 let Some(entry) = entries
                     .iter()
@@ -264,7 +274,11 @@ impl Driver {
     /// usually an advertised URL not reachable from here (proxy, NAT).
     fn warn_unadmitted(&mut self, checker: &HealthChecker) {
         let now = crate::checker::now();
-        for entry in checker.entries().iter() {
+        let entries = checker.entries();
+        // Only members still here: the set shrinks as they leave.
+        self.warned
+            .retain(|url| entries.iter().any(|e| e.member().uri().to_string() == *url));
+        for entry in entries.iter() {
             if !entry.is_pending() || entry.failed_probes() < 3 {
                 continue;
             }

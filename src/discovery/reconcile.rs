@@ -14,12 +14,21 @@
 //!   another URL (the seed wins).
 //! - Seeds (and the addresses of seeds given as host names) are never dropped. A seed listed as
 //!   a learner is *excluded*: kept, but out of rotation.
+//! - Additions stop at [`MAX_MEMBERS`] members in all: an answer listing more (a hostile or
+//!   broken member, or a cluster far past any sane size) is reported ([`Change::TooMany`]), not
+//!   followed, so it cannot grow the health state (a probe, a channel and a connection per
+//!   member) without bound.
 
 use std::collections::HashSet;
 
 use http::Uri;
 
 use crate::config::same_endpoint;
+
+/// The most members `MemberList` may bring the health state to. etcd advises 3, 5 or 7 voting
+/// members and Kubernetes runs at most 7 or 9; 32 leaves room for any real cluster plus the
+/// seeds and host-name addresses that reach it twice over.
+pub(crate) const MAX_MEMBERS: usize = 32;
 
 /// One member of the health state, as the reconciliation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +106,14 @@ pub(crate) enum Change {
         uri: Uri,
         /// Why.
         reason: String,
+    },
+    /// The answer listed more new members than [`MAX_MEMBERS`] leaves room for: these were
+    /// not added.
+    TooMany {
+        /// The members not added (their URLs).
+        skipped: Vec<Uri>,
+        /// How many members the answer listed.
+        listed: usize,
     },
 }
 
@@ -181,7 +198,21 @@ pub(crate) fn reconcile(known: &[Known], listed: &[Listed], scheme: Option<&str>
             .enumerate()
             .any(|(i, k)| !dropped.contains(&i) && same_endpoint(&k.uri, uri))
     });
+    let room = MAX_MEMBERS.saturating_sub(known.len() - dropped.len());
+    let over: Vec<Change> = adds.split_off(room.min(adds.len()));
     changes.extend(adds);
+    if !over.is_empty() {
+        changes.push(Change::TooMany {
+            skipped: over
+                .into_iter()
+                .filter_map(|c| match c {
+                    Change::Add { uri, .. } => Some(uri),
+                    _ => None,
+                })
+                .collect(),
+            listed: listed.len(),
+        });
+    }
     changes
 }
 
@@ -416,7 +447,7 @@ mod tests {
                             prop_assert!(!next.iter().any(|k| same_endpoint(&k.uri, uri)));
                             next.push(Known { uri: uri.clone(), id: Some(*id), from_list: true });
                         }
-                        Change::Exclude { .. } => {}
+                        Change::Exclude { .. } | Change::TooMany { .. } => {}
                     }
                 }
                 let again = reconcile(&next, &list, Some("http"));
@@ -433,5 +464,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A member answering with a list of thousands (hostile, or broken): at most
+    /// [`MAX_MEMBERS`] in all, the rest reported, not added.
+    #[test]
+    fn additions_stop_at_the_cap() {
+        let known = vec![seed(2379, Some(1)), seed(2380, Some(2))];
+        let listed: Vec<Listed> = (0..5000u16)
+            .map(|i| Listed {
+                id: 1000 + u64::from(i),
+                name: format!("m{i}"),
+                client_urls: vec![uri(10_000 + i)],
+                is_learner: false,
+            })
+            .collect();
+        let changes = reconcile(&known, &listed, Some("http"));
+        let adds = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Add { .. }))
+            .count();
+        assert_eq!(adds, MAX_MEMBERS - known.len());
+        let Some(Change::TooMany { skipped, listed: n }) = changes.last() else {
+            panic!("reported: {:?}", changes.last());
+        };
+        assert_eq!(skipped.len(), 5000 - adds);
+        assert_eq!(*n, 5000);
+        // Already full: nothing added, all reported.
+        let full: Vec<Known> = (0..MAX_MEMBERS as u16)
+            .map(|p| seed(20_000 + p, None))
+            .collect();
+        let changes = reconcile(&full, &listed[..3], Some("http"));
+        assert!(
+            matches!(&changes[..], [Change::TooMany { skipped, .. }] if skipped.len() == 3),
+            "{changes:?}"
+        );
     }
 }

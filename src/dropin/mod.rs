@@ -90,6 +90,8 @@ mod resume_stream;
 mod stale_token;
 mod stats;
 mod watch_book;
+#[cfg(feature = "fuzzing")]
+pub(crate) use watch_book::fuzz_watch_book;
 
 pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};

@@ -400,6 +400,65 @@ impl Book for WatchBook {
     }
 }
 
+/// For the fuzz targets: a watch book fed the caller's creations and the member's answers
+/// (watch ids, revisions, flags from arbitrary numbers), moved to another member now and then;
+/// nothing may panic, and every resume revision is past the last delivered one.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_watch_book(steps: &[(u8, i64, i64)]) {
+    let mut b = WatchBook::default();
+    for &(op, a, c) in steps {
+        match op % 6 {
+            0 => {
+                b.on_caller(request(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: b"k".to_vec(),
+                    start_revision: c,
+                    watch_id: a,
+                    ..Default::default()
+                })));
+            }
+            1 => {
+                b.on_member(WatchResponse {
+                    header: Some(crate::proto::etcdserverpb::ResponseHeader {
+                        revision: c,
+                        ..Default::default()
+                    }),
+                    watch_id: a,
+                    created: true,
+                    ..Default::default()
+                });
+            }
+            2 | 3 => {
+                let event = Event {
+                    kv: Some(crate::proto::mvccpb::KeyValue {
+                        mod_revision: c,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                b.on_member(WatchResponse {
+                    watch_id: a,
+                    fragment: op % 6 == 3,
+                    events: vec![event],
+                    ..Default::default()
+                });
+            }
+            4 => {
+                b.on_caller(cancel(a));
+                b.on_member(WatchResponse {
+                    watch_id: a,
+                    canceled: true,
+                    compact_revision: c,
+                    ..Default::default()
+                });
+            }
+            _ => {
+                let _ = b.resume();
+                let _ = b.resume_revision();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

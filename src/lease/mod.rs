@@ -57,3 +57,5 @@ mod task;
 pub use error::LeaseError;
 pub use handle::{KeepAlive, KeepAliveState};
 pub use options::KeepAliveOptions;
+#[cfg(feature = "fuzzing")]
+pub(crate) use schedule::fuzz_answers;

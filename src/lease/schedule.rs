@@ -195,6 +195,34 @@ fn ttl_of(seconds: i64) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).min(MAX_TTL)
 }
 
+/// For the fuzz targets: a schedule taking keep-alive answers with these TTLs (seconds, from
+/// the member), renewals sent `gaps` milliseconds apart, with a caller's `granted_ttl`; every
+/// instant it computes must be reachable without a panic.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_answers(granted_ttl: Option<Duration>, answers: &[(i64, u64)]) {
+    let t0 = Instant::now();
+    let options = match granted_ttl {
+        Some(ttl) => KeepAliveOptions::default().granted_ttl(ttl),
+        None => KeepAliveOptions::default(),
+    };
+    let mut s = Schedule::new(&options, t0);
+    let mut now = t0;
+    for &(ttl, gap_ms) in answers {
+        now = timing::later(now, Duration::from_millis(gap_ms % 100_000));
+        s.start_round_if_due(now, true);
+        s.asked(now);
+        s.failed(now, Duration::from_millis(gap_ms));
+        let _ = s.should_open(now, 1, true);
+        s.answered(now, ttl, now);
+        let _ = s.expire_if_due(now);
+        let wake = s.wake(now, (gap_ms % 4) as usize, gap_ms % 2 == 0, Some(now));
+        assert!(
+            wake <= timing::later(now, timing::FAR),
+            "a wake within reach"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
