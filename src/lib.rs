@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod balance;
+mod budget;
 pub mod checker;
 pub mod config;
 pub mod discovery;

@@ -10,11 +10,34 @@
 //! lock-free on every answer. It is bounded below by `hedge.min_delay`, so a fast cluster is
 //! not flooded with copies, and above by `hedge.max_delay`, so a hung member costs a read at
 //! most that long.
+//!
+//! One estimate per kind of read ([`Hedging`]): a `Status` or a lease read answers from memory
+//! in well under a millisecond where a `Range` of a hundred keys may take several, so one
+//! shared estimate would let the slower kind set the faster kinds' delay (hedging them late)
+//! or the faster kind set the slower kind's (hedging them all, at the cost of the retry
+//! budget).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::HedgeConfig;
+use crate::etcd::Hedging;
+
+/// One [`HedgeDelay`] per kind of hedged read.
+#[derive(Debug)]
+pub(crate) struct HedgeDelays([HedgeDelay; Hedging::HEDGED.len()]);
+
+impl HedgeDelays {
+    pub(crate) fn new(config: &HedgeConfig) -> Self {
+        Self(Hedging::HEDGED.map(|_| HedgeDelay::new(config)))
+    }
+
+    /// The estimate for reads of kind `hedging`; `None` for those never hedged.
+    pub(crate) fn of(&self, hedging: Hedging) -> Option<&HedgeDelay> {
+        let i = Hedging::HEDGED.iter().position(|h| *h == hedging)?;
+        self.0.get(i)
+    }
+}
 
 /// Smoothed latency and deviation of successful reads, across members.
 #[derive(Debug)]
@@ -74,6 +97,7 @@ mod tests {
             max_attempts: 2,
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(500),
+            ..HedgeConfig::default()
         })
     }
 
@@ -99,6 +123,22 @@ mod tests {
             got > Duration::from_millis(55) && got < Duration::from_millis(85),
             "{got:?}"
         );
+    }
+
+    /// A slow kind of read does not move the delay of another.
+    #[test]
+    fn each_kind_has_its_own_estimate() {
+        let config = HedgeConfig::default();
+        let delays = HedgeDelays::new(&config);
+        assert!(delays.of(Hedging::Never).is_none());
+        let range = delays.of(Hedging::Range).expect("hedged");
+        for _ in 0..50 {
+            range.observe(Duration::from_millis(300));
+        }
+        assert!(range.delay() > Duration::from_millis(300));
+        for kind in [Hedging::Lease, Hedging::Cluster, Hedging::Other] {
+            assert_eq!(delays.of(kind).expect("hedged").delay(), config.min_delay);
+        }
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub(crate) fn may_resend(class: Class, maybe_processed: bool) -> bool {
     class == Class::Read || !maybe_processed
 }
 
+/// Whether sending a request again after a failed attempt costs the members nothing, so the
+/// retry is not drawn from the retry budget (`crate::budget`): the attempt certainly never
+/// reached a handler (no connection could be made, or etcd's `hasleader` check refused it).
+/// A refusal for overload ("too many requests") is not free: re-sending it is the load the
+/// budget bounds.
+pub(crate) fn resend_is_free(maybe_processed: bool, message: &str) -> bool {
+    !maybe_processed && !crate::etcd::is_cluster_refusal(message)
+}
+
 /// One copy of a request sent to a member.
 #[derive(Debug)]
 pub(crate) struct Sent {
@@ -341,6 +350,18 @@ impl Schedule {
             Next::RetryAt(at)
         };
         AfterFailure { next, round_over }
+    }
+
+    /// The retry budget refused the attempt [`after_failure`](Self::after_failure) set: none
+    /// goes, and the request ends as a single request would, with this failure (or with the
+    /// copies still in flight).
+    pub(crate) fn refuse_retry(&mut self, in_flight_empty: bool) -> Next {
+        self.next_attempt = None;
+        if in_flight_empty {
+            Next::GiveUp
+        } else {
+            Next::AwaitOthers
+        }
     }
 
     /// The timer fired at `now`, with `attempts` started so far and `in_flight` copies
@@ -719,5 +740,31 @@ mod tests {
         assert_eq!(s.on_timer(t0 + ms(10), 2, 1), Fire::Attempt);
         s.attempt_sent(t0 + ms(10), 2, Some(ms(10)));
         assert_eq!(s.wake(), Some(t0 + ms(20)), "one delay, not two");
+    }
+
+    /// A retry the budget refuses is not sent: the request ends with its failure, or waits
+    /// for its copies in flight, as a single request would.
+    #[test]
+    fn a_refused_retry_is_not_sent() {
+        let t0 = Instant::now();
+        let mut s = sent(Class::Read, t0);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), t0 + ms(5));
+        assert_eq!(d.next, Next::RetryAt(t0 + ms(5)));
+        assert_eq!(s.refuse_retry(true), Next::GiveUp);
+        assert!(!s.attempt_set());
+        assert_eq!(s.on_timer(t0 + ms(5), 1, 0), Fire::Nothing);
+        let mut s = sent(Class::Read, t0);
+        s.after_failure(failed(Class::Read, true, 1, false, false), t0 + ms(5));
+        assert_eq!(s.refuse_retry(false), Next::AwaitOthers);
+        assert!(!s.attempt_set());
+    }
+
+    /// Only a failure that never reached a handler is re-sent free of the budget.
+    #[test]
+    fn only_unprocessed_failures_resend_free() {
+        assert!(resend_is_free(false, "etcdserver: no leader"));
+        assert!(resend_is_free(false, "transport error: connection refused"));
+        assert!(!resend_is_free(true, "etcdserver: leader changed"));
+        assert!(!resend_is_free(false, crate::etcd::TOO_MANY_REQUESTS));
     }
 }

@@ -12,13 +12,13 @@ use tower::Service;
 use tokio::time::Instant;
 
 use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
-use super::hedge::HedgeDelay;
+use super::hedge::{HedgeDelay, HedgeDelays};
 use super::inflight::InFlight;
 use super::pick::pick;
-use super::retry::{jitter, may_resend, Failed, Fire, Next, Plan, Schedule, Sent};
+use super::retry::{jitter, may_resend, resend_is_free, Failed, Fire, Next, Plan, Schedule, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::{Member, MemberEntry};
-use crate::etcd::{Class, Method, MethodKind};
+use crate::etcd::{Class, Hedging, Method, MethodKind};
 use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
@@ -39,8 +39,9 @@ pub struct Balance<M: MakeMember> {
     checker: HealthChecker,
     make: Arc<M>,
     services: Arc<RwLock<Services<M::Service>>>,
-    /// When a read is slow enough to hedge, from the latency of the reads it served.
-    hedge: Arc<HedgeDelay>,
+    /// When a read is slow enough to hedge, per kind of read, from the latency of the reads
+    /// of that kind it served.
+    hedge: Arc<HedgeDelays>,
     /// How answers count against their member.
     classifier: Arc<Classifier>,
 }
@@ -56,7 +57,7 @@ impl<M: MakeMember> Balance<M> {
     pub fn new(checker: HealthChecker, mut make: M) -> Self {
         make.attach(&checker);
         Self {
-            hedge: Arc::new(HedgeDelay::new(&checker.config().hedge)),
+            hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
             classifier: Arc::new(Classifier::new(checker.config())),
             checker,
             make: Arc::new(make),
@@ -217,7 +218,10 @@ where
     /// after any member-level failure; writes are retried only when certainly not processed.
     /// Retries go to members not tried yet in this round at once, and after each round over
     /// the members wait a back-off (cut short when the health state or the leader changes),
-    /// until the caller's deadline (or `retry.budget`) or `retry.max_attempts`.
+    /// until the caller's deadline (or `retry.budget`) or `retry.max_attempts`. Every hedge,
+    /// and every retry after a failure that may have cost a member work, is drawn from the
+    /// retry budget (`crate::budget`); past it the request is sent once, as a single request
+    /// would be.
     async fn unary(
         self,
         req: Request<tonic::body::Body>,
@@ -234,11 +238,12 @@ where
         // every copy, never copied again. Boxed with the request's head, so this future stays
         // small (see `Replay`).
         let body = buffer(body).await?;
-        let replay = Box::new(Replay { parts, body });
+        let replay = Replay::new(parts, body, method, config.hedge.max_range_limit);
         // The clock is read once per turn of the loop below and shared by everything that turn
         // does (the schedule, the attempt's bookkeeping, its tracker): a handful of readings per
         // request instead of a dozen.
         let mut now = Instant::now();
+        checker.budget().deposit(now.into_std());
         let mut schedule = Schedule::new(class, now, deadline, &config.retry, &config.hedge);
         let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
         let read_timeout = match class {
@@ -260,8 +265,8 @@ where
                     let sent: Sent = plan.finish(slot);
                     match outcome {
                         Attempt::Answer(response) => {
-                            if class == Class::Read {
-                                self.hedge.observe(sent.at.elapsed());
+                            if let Some(hedge) = self.hedge.of(replay.hedging) {
+                                hedge.observe(sent.at.elapsed());
                             }
                             // Attempts sent before this one and still unanswered were outrun:
                             // their members are slower than a peer right now, so the balancer
@@ -300,7 +305,13 @@ where
                             // Fresh: the next attempt may be due at once, and a stale reading
                             // would send it through a timer (a tick late).
                             now = Instant::now();
-                            let decision = schedule.after_failure(facts, now);
+                            let mut decision = schedule.after_failure(facts, now);
+                            if matches!(decision.next, Next::RetryAt(_) | Next::BackOff(_))
+                                && !resend_is_free(maybe_processed, failure.status.message())
+                                && !checker.budget().try_withdraw(now.into_std())
+                            {
+                                decision.next = schedule.refuse_retry(in_flight.is_empty());
+                            }
                             if decision.round_over {
                                 // A round is over, or the cluster has no leader for the moment:
                                 // wait, but wake when health or leader changes.
@@ -348,17 +359,24 @@ where
                             let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
                             in_flight.push(self.launch(&mut plan, entry, &entries, &replay, limits, now));
                             // A hedge goes to another member: with one known, no timer for it.
-                            let hedge = (entries.len() > 1).then(|| self.hedge.delay());
-                            schedule.attempt_sent(now, in_flight.len(), hedge);
+                            let hedge = self.hedge.of(replay.hedging).filter(|_| entries.len() > 1);
+                            let delay = hedge.map(HedgeDelay::delay);
+                            schedule.attempt_sent(now, in_flight.len(), delay);
                         }
                         Fire::Hedge => {
                             let entries = checker.entries();
-                            if let Some(entry) = plan.choose(&entries, config.all_unhealthy, None) {
-                                tracing::trace!(member = %entry.member(), "hedging a slow read");
-                                checker.count_hedge();
-                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
-                                in_flight.push(self.launch(&mut plan, entry, &entries, &replay, limits, now));
-                                schedule.hedge_sent(now, in_flight.len(), self.hedge.delay());
+                            // Past the budget, no hedge and no further hedge timer: the read
+                            // waits out the copies it has.
+                            let entry = plan.choose(&entries, config.all_unhealthy, None);
+                            let hedge = self.hedge.of(replay.hedging);
+                            if let (Some(entry), Some(hedge)) = (entry, hedge) {
+                                if checker.budget().try_withdraw(now.into_std()) {
+                                    tracing::trace!(member = %entry.member(), "hedging a slow read");
+                                    checker.count_hedge();
+                                    let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
+                                    in_flight.push(self.launch(&mut plan, entry, &entries, &replay, limits, now));
+                                    schedule.hedge_sent(now, in_flight.len(), hedge.delay());
+                                }
                             }
                         }
                         Fire::Nothing => {}
@@ -475,9 +493,33 @@ async fn wait_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -
 struct Replay {
     parts: http::request::Parts,
     body: Bytes,
+    /// Which latency estimate judges the request slow ([`Hedging::Never`]: never hedged: a
+    /// write, an expensive read, a large range).
+    hedging: Hedging,
 }
 
 impl Replay {
+    /// A request to keep, boxed; `max_range_limit` decides whether a `Range` may be hedged.
+    /// Not inlined: the range check's locals would otherwise take room in the request's
+    /// future, which is at its size limit.
+    #[inline(never)]
+    fn new(
+        parts: http::request::Parts,
+        body: Bytes,
+        method: Method,
+        max_range_limit: u64,
+    ) -> Box<Self> {
+        let hedging = match method.hedging {
+            Hedging::Range if !crate::etcd::small_range(&body, max_range_limit) => Hedging::Never,
+            kind => kind,
+        };
+        Box::new(Self {
+            parts,
+            body,
+            hedging,
+        })
+    }
+
     /// A copy to send.
     fn request(&self) -> Request<tonic::body::Body> {
         replay(&self.parts, &self.body)
@@ -640,11 +682,171 @@ mod tests {
         tower::BoxError,
     >;
 
+    /// A one-key read, as tonic frames it.
     fn range() -> http::Request<tonic::body::Body> {
+        range_of(b"k", b"", 0)
+    }
+
+    /// A `Range` over `[key, range_end)` returning at most `limit` keys, as tonic frames it.
+    fn range_of(key: &[u8], range_end: &[u8], limit: i64) -> http::Request<tonic::body::Body> {
+        use prost::Message;
+        let msg = crate::proto::etcdserverpb::RangeRequest {
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+            limit,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&msg);
         http::Request::builder()
             .uri("/etcdserverpb.KV/Range")
-            .body(tonic::body::Body::empty())
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::from(framed),
+            )))
             .expect("request")
+    }
+
+    /// Three members: 0 never answers, 1 and 2 answer after 5 ms; with the calls each got.
+    fn one_hung_of_three(config: Config) -> (HealthChecker, Stack, Arc<[AtomicUsize; 3]>) {
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, config).expect("checker");
+        let calls: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let counted = calls.clone();
+        let make = move |m: &Member| {
+            let index = m.index();
+            let calls = counted.clone();
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls[index].fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if index == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let mut resp = http::Response::new(tonic::body::Body::empty());
+                    resp.headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from_static("0"));
+                    Ok::<_, tower::BoxError>(resp)
+                }
+            })
+        };
+        let balance = Balance::new(checker.clone(), make);
+        (
+            checker,
+            tower::util::BoxCloneSyncService::new(balance),
+            calls,
+        )
+    }
+
+    /// Sends `reads` at once, each with a deadline of 300 ms: some go to the hung member 0.
+    /// Returns how many failed, each with `DeadlineExceeded`.
+    async fn at_once(
+        balance: &Stack,
+        reads: impl Fn() -> http::Request<tonic::body::Body>,
+    ) -> usize {
+        let read = |mut req: http::Request<tonic::body::Body>| {
+            req.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+            balance.clone().oneshot(req)
+        };
+        let results = futures_util::future::join_all((0..30).map(|_| read(reads()))).await;
+        let mut failed = 0;
+        for r in results {
+            if let Err(err) = r {
+                let status = err.downcast::<tonic::Status>().expect("a status");
+                assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Past the retry budget a read is sent once: no hedge while its member hangs, no retry
+    /// after a failure that may have cost the member work; a retry after a refused
+    /// connection, which costs the members nothing, still goes.
+    #[tokio::test(start_paused = true)]
+    async fn past_the_budget_a_read_is_sent_once() {
+        let mut config = Config::default();
+        config.retry.extra_ratio = 0.0;
+        config.retry.extra_min_per_second = 0;
+        let (checker, balance, calls) = one_hung_of_three(config.clone());
+        let failed = at_once(&balance, range).await;
+        let sent = calls.each_ref().map(|c| c.load(Ordering::Relaxed));
+        assert!(sent[0] >= 1, "{sent:?}");
+        assert_eq!(failed, sent[0], "each read sent to the hung member failed");
+        assert_eq!(sent.iter().sum::<usize>(), 30, "each read sent once");
+        let budget = checker.retry_budget();
+        assert_eq!(
+            (budget.requests, budget.extra, budget.remaining),
+            (30, 0, 0)
+        );
+        assert_eq!(budget.refused, sent[0] as u64, "{budget:?}");
+        assert_eq!(checker.hedges(), 0);
+
+        // A member that fails the read after it may have started it: no retry.
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let failing = |refused: bool| {
+            let checker = HealthChecker::new(&endpoints, config.clone()).expect("checker");
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counted = calls.clone();
+            let make = move |_: &Member| {
+                let calls = counted.clone();
+                tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        let err: tower::BoxError = if refused {
+                            Box::new(tonic::ConnectError(Box::new(std::io::Error::from(
+                                std::io::ErrorKind::ConnectionRefused,
+                            ))))
+                        } else {
+                            Box::new(tonic::Status::unavailable("reset mid-request"))
+                        };
+                        Err::<http::Response<tonic::body::Body>, _>(err)
+                    }
+                })
+            };
+            let balance: Stack = tower::util::BoxCloneSyncService::new(Balance::new(checker, make));
+            (balance, calls)
+        };
+        let (balance, calls) = failing(false);
+        let mut req = range();
+        req.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+        balance.oneshot(req).await.expect_err("fails");
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "not retried");
+        // Refused connections: retried over every member, round after round, for free.
+        let (balance, calls) = failing(true);
+        let mut req = range();
+        req.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+        balance.oneshot(req).await.expect_err("fails");
+        assert!(calls.load(Ordering::Relaxed) >= 6, "{calls:?}");
+    }
+
+    /// A `Range` with no limit over a prefix, or a larger limit than `hedge.max_range_limit`,
+    /// is never hedged; a small one is.
+    #[tokio::test(start_paused = true)]
+    async fn large_ranges_are_never_hedged() {
+        let (checker, balance, calls) = one_hung_of_three(Config::default());
+        let failed = at_once(&balance, || range_of(b"a", b"b", 0)).await;
+        let failed_too = at_once(&balance, || range_of(b"a", b"b", 1001)).await;
+        let sent = calls[0].load(Ordering::Relaxed);
+        assert!(sent >= 2, "{sent}");
+        assert_eq!(
+            failed + failed_too,
+            sent,
+            "each sent to the hung member failed"
+        );
+        assert_eq!(checker.hedges(), 0);
+        // Fresh members (the hung one may be ejected by now): a small range is hedged.
+        let (checker, balance, calls) = one_hung_of_three(Config::default());
+        let failed = at_once(&balance, || range_of(b"a", b"b", 1000)).await;
+        assert_eq!(failed, 0);
+        let sent = calls[0].load(Ordering::Relaxed);
+        assert!(sent >= 1, "{sent}");
+        assert_eq!(checker.hedges(), sent as u64);
+        assert_eq!(checker.retry_budget().extra, sent as u64);
     }
 
     /// A put the caller gives 300 ms.

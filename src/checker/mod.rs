@@ -32,6 +32,7 @@ use http::Uri;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch, Notify};
 
+pub use crate::budget::RetryBudgetSnapshot;
 pub use crate::leader::LeaderSnapshot;
 pub use event::{EventKind, HealthEvent};
 pub use member::Member;
@@ -77,6 +78,8 @@ struct Inner {
     retries: AtomicU64,
     /// Reads also sent to a second member (hedged).
     hedges: AtomicU64,
+    /// What retries and hedges may still add, shared by every request.
+    budget: crate::budget::RetryBudget,
     /// Who leads, from the leader checks.
     leader: Mutex<LeaderView>,
     /// Asks the probe scheduler for a leader check now.
@@ -159,6 +162,7 @@ impl HealthChecker {
                 active: Thresholds::active(&config.checks.active),
                 passive: Thresholds::passive(&config.checks.passive, config.hang.threshold),
                 ejection: Ejection::new(&config.ejection),
+                budget: crate::budget::RetryBudget::new(&config.retry, now()),
                 config,
                 members: RwLock::new(Arc::new(Vec::new())),
                 next_index: Mutex::new(0),
@@ -367,6 +371,13 @@ impl HealthChecker {
         self.inner.hedges.load(Ordering::Relaxed)
     }
 
+    /// How much of the retry budget is left: the requests and the retries and hedges of the
+    /// last 10 seconds, what may still be added, and how many the budget refused (see
+    /// [`RetryConfig::extra_ratio`](crate::config::RetryConfig::extra_ratio)).
+    pub fn retry_budget(&self) -> RetryBudgetSnapshot {
+        self.inner.budget.snapshot(now())
+    }
+
     /// Who leads, as the leader checks found: the leader's id and index, the term, and while
     /// no member knows a leader (an election), for how long.
     pub fn leader(&self) -> LeaderSnapshot {
@@ -536,6 +547,11 @@ impl HealthChecker {
     /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
         self.inner.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The retry budget every request through this state draws its retries and hedges from.
+    pub(crate) fn budget(&self) -> &crate::budget::RetryBudget {
+        &self.inner.budget
     }
 
     /// `at` as the nanoseconds since the state's epoch that the atomic timestamps hold.

@@ -38,7 +38,7 @@ pub(crate) use endpoint::{
 pub use endpoint::{parse_endpoints, EndpointUrl, Scheme};
 pub use error::ConfigError;
 pub use headers::SENSITIVE_HEADERS;
-pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_THRESHOLD};
+pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_EXTRA_RATIO, MAX_THRESHOLD};
 
 /// The whole configuration of a health-checked etcd client stack.
 ///
@@ -500,8 +500,10 @@ pub struct RetryConfig {
     /// Upper bound of one back-off, in seconds.
     #[serde(with = "seconds")]
     pub max_backoff: Duration,
-    /// Time across all attempts of a request that carries no deadline of its own, in
-    /// seconds; with a deadline (`grpc-timeout`), the deadline bounds the attempts instead.
+    /// The time budget of one request: time across all attempts of a request that carries no
+    /// deadline of its own, in seconds; with a deadline (`grpc-timeout`), the deadline bounds
+    /// the attempts instead. (How many extra requests all requests together may add is
+    /// `extra_ratio` and `extra_min_per_second`.)
     #[serde(with = "seconds")]
     pub budget: Duration,
     /// Deadline of one attempt of a read, in seconds, so that a hung member costs one attempt
@@ -510,6 +512,18 @@ pub struct RetryConfig {
     /// long your largest range may legitimately take).
     #[serde(with = "seconds")]
     pub read_attempt_timeout: Duration,
+    /// The retry budget (not to be confused with `budget`, the time one request without a
+    /// deadline may take): retries and hedges together may add at most this fraction of the
+    /// unary requests sent in the last 10 seconds, shared by every request through one health
+    /// state; 0.1 = 10 %. Past it, a read is sent once, as a single request would be: no hedge,
+    /// no retry. Retries after a failure that never reached a member's handler (no
+    /// connection, or etcd's `hasleader` refusal) cost the members nothing and are not drawn
+    /// from it. See [`HealthChecker::retry_budget`](crate::HealthChecker::retry_budget).
+    pub extra_ratio: f64,
+    /// The retry budget's floor: this many retries and hedges per second (times the 10 s
+    /// window) are allowed whatever the traffic, so a quiet client can still retry. A minimum,
+    /// not an addition: a busy client adds at most `extra_ratio`.
+    pub extra_min_per_second: u32,
 }
 
 impl Default for RetryConfig {
@@ -520,6 +534,8 @@ impl Default for RetryConfig {
             max_backoff: Duration::from_millis(100),
             budget: Duration::from_secs(10),
             read_attempt_timeout: Duration::ZERO,
+            extra_ratio: 0.1,
+            extra_min_per_second: 10,
         }
     }
 }
@@ -530,8 +546,12 @@ impl Default for RetryConfig {
 /// first answer wins and the others are cancelled. The delay adapts to the members' own
 /// recent latency (smoothed latency plus four deviations, as TCP's retransmission timer),
 /// kept between `min_delay` and `max_delay`, so only the slowest few percent of reads are
-/// hedged on a healthy cluster. Only reads are hedged, never writes: every etcd read is
-/// idempotent, no write is.
+/// hedged on a healthy cluster; each kind of read (single-key and small `Range`s, lease reads,
+/// cluster reads such as `Status`, the rest) has an estimate of its own, so one slow method
+/// does not set the delay of the others. Only plain reads are hedged, never writes: every
+/// etcd read is idempotent, no write is; nor reads that are expensive (`Hash`, `HashKV`,
+/// `Authenticate`'s bcrypt, a `Range` over more than `max_range_limit` keys or with no limit
+/// on a range). Every hedge is drawn from the retry budget (`retry.extra_ratio`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HedgeConfig {
@@ -545,6 +565,11 @@ pub struct HedgeConfig {
     /// Upper bound of the hedging delay, in seconds.
     #[serde(with = "seconds")]
     pub max_delay: Duration,
+    /// A `Range` over more than one key (`range_end` set) is hedged only when it asks for at
+    /// most this many keys (`limit` 1..=this); one with no limit is never hedged, nor one that
+    /// asks for more: a second copy of a large read doubles the work of the slowest kind of
+    /// request. A single-key `Range` is always hedged. 0 hedges single keys only.
+    pub max_range_limit: u64,
 }
 
 impl Default for HedgeConfig {
@@ -553,6 +578,7 @@ impl Default for HedgeConfig {
             max_attempts: 3,
             min_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(500),
+            max_range_limit: 1000,
         }
     }
 }

@@ -725,9 +725,10 @@ mod props {
                 duration(0),
                 duration(0),
                 duration(0),
+                (0.0f64..=MAX_EXTRA_RATIO, any::<u32>()),
             ),
             (
-                (1u8..=4, duration(0), duration(0)),
+                (1u8..=4, duration(0), duration(0), 0u64..=i64::MAX as u64),
                 (0u8..=MAX_THRESHOLD, duration(0)),
                 (duration(0), duration(1), duration(1), any::<bool>()),
                 tls(),
@@ -744,9 +745,16 @@ mod props {
                     messages,
                     (a, b, jitter),
                     all,
-                    (max_attempts, c, d, budget, read_attempt_timeout),
                     (
-                        (hedges, e, f),
+                        max_attempts,
+                        c,
+                        d,
+                        budget,
+                        read_attempt_timeout,
+                        (extra_ratio, extra_min_per_second),
+                    ),
+                    (
+                        (hedges, e, f, max_range_limit),
                         (hang_threshold, hang_after),
                         (li, le, lt, lw),
                         tls,
@@ -770,11 +778,14 @@ mod props {
                             max_backoff: c.max(d),
                             budget,
                             read_attempt_timeout,
+                            extra_ratio,
+                            extra_min_per_second,
                         },
                         hedge: HedgeConfig {
                             max_attempts: hedges,
                             min_delay: e.min(f),
                             max_delay: e.max(f),
+                            max_range_limit,
                         },
                         hang: HangConfig {
                             threshold: hang_threshold,
@@ -1186,4 +1197,46 @@ fn retry_section_is_validated() {
     );
     let err = Config::from_json(r#"{"retry": {"backoff": 2, "max_backoff": 1}}"#).unwrap_err();
     assert_eq!(err.path(), Some("retry.backoff"));
+}
+
+/// The retry budget's fields sit beside the time budget, merge like the rest, and a bad value
+/// names its field and value.
+#[test]
+fn retry_budget_and_hedge_range_limit_are_validated() {
+    let c = Config::from_toml(
+        "[retry]
+extra_ratio = 0.05
+[hedge]
+max_range_limit = 10
+",
+    )
+    .unwrap();
+    assert_eq!(c.retry.extra_ratio, 0.05);
+    assert_eq!(
+        c.retry.extra_min_per_second,
+        RetryConfig::default().extra_min_per_second
+    );
+    assert_eq!(c.retry.budget, RetryConfig::default().budget);
+    assert_eq!(c.hedge.max_range_limit, 10);
+    let c =
+        Config::from_json(r#"{"retry": {"extra_min_per_second": 0, "extra_ratio": 0}}"#).unwrap();
+    assert_eq!(
+        (c.retry.extra_ratio, c.retry.extra_min_per_second),
+        (0.0, 0)
+    );
+    let err = Config::from_json(r#"{"retry": {"extra_ratio": -0.5}}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "retry.extra_ratio = -0.5 is out of range (0..=254 (a fraction of requests: 0.1 = 10 %))"
+    );
+    let mut c = Config::default();
+    c.retry.extra_ratio = f64::NAN;
+    let err = c.validate().unwrap_err();
+    assert_eq!(err.path(), Some("retry.extra_ratio"), "{err}");
+    let err = Config::from_json(r#"{"retry": {"extra_min_per_second": -1}}"#).unwrap_err();
+    assert_eq!(err.path(), Some("retry.extra_min_per_second"), "{err}");
+    let err =
+        Config::from_json(r#"{"hedge": {"max_range_limit": 18446744073709551615}}"#).unwrap_err();
+    assert_eq!(err.path(), Some("hedge.max_range_limit"), "{err}");
+    assert!(err.to_string().contains("18446744073709551615"), "{err}");
 }

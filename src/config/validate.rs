@@ -32,6 +32,10 @@ const MIN_TLS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 /// Most attempts of one request `retry.max_attempts` may ask for.
 pub const MAX_ATTEMPTS: u8 = u8::MAX;
 
+/// Largest `retry.extra_ratio`: with [`MAX_ATTEMPTS`] attempts a request can add no more than
+/// this many extra requests per request, so anything above would mean "no budget".
+pub const MAX_EXTRA_RATIO: f64 = 254.0;
+
 impl Config {
     /// Checks every rule the types cannot express, returning the first problem found.
     ///
@@ -42,7 +46,8 @@ impl Config {
     /// `failures.codes` known gRPC code
     /// names; `failures.messages` non-empty; `ejection.jitter` in `[0, 1]` and
     /// `ejection.base <= ejection.max`; `retry.max_attempts` at least 1 and
-    /// `retry.backoff <= retry.max_backoff`; `hedge.max_attempts` at least 1 and
+    /// `retry.backoff <= retry.max_backoff`; `retry.extra_ratio` in `0..=254` (NaN
+    /// refused); `hedge.max_range_limit` at most `i64::MAX`; `hedge.max_attempts` at least 1 and
     /// `hedge.min_delay <= hedge.max_delay`; `hang.threshold` in `0..=254`;
     /// `leader.election_interval` and `leader.timeout` above 0; `discovery.timeout` above 0;
     /// `shm_name`, if set, non-empty; `tls.cert_file`
@@ -261,6 +266,13 @@ impl RetryConfig {
             &format!("{at}.read_attempt_timeout"),
             self.read_attempt_timeout,
         )?;
+        if !(0.0..=MAX_EXTRA_RATIO).contains(&self.extra_ratio) {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.extra_ratio"),
+                self.extra_ratio,
+                format!("0..={MAX_EXTRA_RATIO} (a fraction of requests: 0.1 = 10 %)"),
+            ));
+        }
         if self.backoff > self.max_backoff {
             return Err(ConfigError::invalid(
                 format!("{at}.backoff"),
@@ -282,6 +294,13 @@ impl HedgeConfig {
                 format!("{at}.max_attempts"),
                 self.max_attempts,
                 "1 or more (1 turns hedging off)",
+            ));
+        }
+        if self.max_range_limit > i64::MAX as u64 {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.max_range_limit"),
+                self.max_range_limit,
+                format!("0..={} (etcd's `limit` is an int64)", i64::MAX),
             ));
         }
         duration(&format!("{at}.min_delay"), self.min_delay)?;

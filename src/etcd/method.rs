@@ -1,9 +1,9 @@
 //! The one table of etcd's gRPC methods: what the stack must know of each.
 //!
-//! Why one table: whether a method may be sent again, whether it answers promptly, and whether
-//! only the leader may serve it are three facts about the same method paths; kept apart, a
-//! method added to one list and not to the others is judged by the passive checks as one kind
-//! of call and retried by the balancer as another.
+//! Why one table: whether a method may be sent again, whether it answers promptly, whether
+//! only the leader may serve it and whether it may be hedged are facts about the same method
+//! paths; kept apart, a method added to one list and not to the others is judged by the
+//! passive checks as one kind of call and retried by the balancer as another.
 
 /// What a method does to the cluster, as far as sending it again is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,29 @@ pub(crate) enum MethodKind {
     Stream,
 }
 
+/// Whether a read may be hedged (a second copy sent to another member while the first is slow),
+/// and which latency estimate judges it slow: each kind of read has its own, so one slow
+/// method does not set the hedging delay of the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hedging {
+    /// Never hedged: a write, a stream or long-blocking call, or a read too expensive to run
+    /// twice (`Hash` and `HashKV` walk the whole store, `Authenticate` runs bcrypt).
+    Never,
+    /// `Range`: hedged when small (see [`small_range`](super::small_range)).
+    Range,
+    /// Lease reads (`LeaseTimeToLive`, `LeaseLeases`).
+    Lease,
+    /// The cluster's own state: `Status`, `MemberList`, `Election/Leader`, health checks.
+    Cluster,
+    /// Other reads (user and role reads).
+    Other,
+}
+
+impl Hedging {
+    /// The hedged kinds, in a fixed order (each has one latency estimate).
+    pub(crate) const HEDGED: [Hedging; 4] = [Self::Range, Self::Lease, Self::Cluster, Self::Other];
+}
+
 /// What the stack knows of one gRPC method. Methods it does not know are unary writes: never
 /// sent twice unless certainly not processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +59,8 @@ pub(crate) struct Method {
     pub(crate) kind: MethodKind,
     /// Only the leader may serve it; elsewhere etcd answers [`NOT_LEADER`](super::NOT_LEADER).
     pub(crate) leader_only: bool,
+    /// Whether it may be hedged, and by which latency estimate.
+    pub(crate) hedging: Hedging,
 }
 
 impl Method {
@@ -44,6 +69,15 @@ impl Method {
             class,
             kind,
             leader_only: false,
+            hedging: Hedging::Never,
+        }
+    }
+
+    /// A unary read hedged as `hedging`.
+    const fn read(hedging: Hedging) -> Self {
+        Self {
+            hedging,
+            ..Self::new(Class::Read, MethodKind::Unary)
         }
     }
 
@@ -52,20 +86,21 @@ impl Method {
         use Class::{Read, Write};
         use MethodKind::{LongBlocking, Stream, Unary};
         match path {
-            "/etcdserverpb.KV/Range"
-            | "/etcdserverpb.Maintenance/Status"
-            | "/etcdserverpb.Maintenance/Hash"
-            | "/etcdserverpb.Maintenance/HashKV"
+            "/etcdserverpb.KV/Range" => Self::read(Hedging::Range),
+            "/etcdserverpb.Maintenance/Status"
             | "/etcdserverpb.Cluster/MemberList"
-            | "/etcdserverpb.Lease/LeaseTimeToLive"
-            | "/etcdserverpb.Lease/LeaseLeases"
-            | "/etcdserverpb.Auth/Authenticate"
-            | "/etcdserverpb.Auth/UserGet"
+            | "/v3electionpb.Election/Leader"
+            | "/grpc.health.v1.Health/Check" => Self::read(Hedging::Cluster),
+            "/etcdserverpb.Lease/LeaseTimeToLive" | "/etcdserverpb.Lease/LeaseLeases" => {
+                Self::read(Hedging::Lease)
+            }
+            "/etcdserverpb.Auth/UserGet"
             | "/etcdserverpb.Auth/UserList"
             | "/etcdserverpb.Auth/RoleGet"
-            | "/etcdserverpb.Auth/RoleList"
-            | "/v3electionpb.Election/Leader"
-            | "/grpc.health.v1.Health/Check" => Self::new(Read, Unary),
+            | "/etcdserverpb.Auth/RoleList" => Self::read(Hedging::Other),
+            "/etcdserverpb.Maintenance/Hash"
+            | "/etcdserverpb.Maintenance/HashKV"
+            | "/etcdserverpb.Auth/Authenticate" => Self::new(Read, Unary),
             "/etcdserverpb.Watch/Watch"
             | "/etcdserverpb.Maintenance/Snapshot"
             | "/v3electionpb.Election/Observe"
@@ -119,6 +154,44 @@ mod tests {
             MethodKind::Stream
         );
         assert_eq!(kind("/v3lockpb.Lock/Lock"), MethodKind::LongBlocking);
+    }
+
+    /// Expensive reads, writes and streams are never hedged; the others each have a kind.
+    #[test]
+    fn hedging() {
+        let hedging = |path| Method::of(path).hedging;
+        for never in [
+            "/etcdserverpb.Maintenance/Hash",
+            "/etcdserverpb.Maintenance/HashKV",
+            "/etcdserverpb.Maintenance/Snapshot",
+            "/etcdserverpb.Maintenance/Defragment",
+            "/etcdserverpb.Auth/Authenticate",
+            "/etcdserverpb.KV/Put",
+            "/etcdserverpb.Watch/Watch",
+            "/v3lockpb.Lock/Lock",
+            "/some.Unknown/Method",
+        ] {
+            assert_eq!(hedging(never), Hedging::Never, "{never}");
+        }
+        assert_eq!(hedging("/etcdserverpb.KV/Range"), Hedging::Range);
+        assert_eq!(
+            hedging("/etcdserverpb.Lease/LeaseTimeToLive"),
+            Hedging::Lease
+        );
+        assert_eq!(
+            hedging("/etcdserverpb.Maintenance/Status"),
+            Hedging::Cluster
+        );
+        assert_eq!(hedging("/etcdserverpb.Auth/RoleGet"), Hedging::Other);
+        // Every read that is hedged is a unary read.
+        for path in ["/etcdserverpb.KV/Range", "/etcdserverpb.Cluster/MemberList"] {
+            let m = Method::of(path);
+            assert_eq!((m.class, m.kind), (Class::Read, MethodKind::Unary));
+        }
+        assert_eq!(
+            Method::of("/etcdserverpb.Auth/Authenticate").class,
+            Class::Read
+        );
     }
 
     #[test]

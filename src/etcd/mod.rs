@@ -6,10 +6,12 @@
 //! from drifting apart.
 
 mod method;
+mod range;
 
 use tonic::Code;
 
-pub(crate) use method::{Class, Method, MethodKind};
+pub(crate) use method::{Class, Hedging, Method, MethodKind};
+pub(crate) use range::small_range;
 
 /// Metadata that asks etcd to require a leader (etcd's Go client `WithRequireLeader`,
 /// `hasleader: true`). A unary request or a new stream is refused with [`NO_LEADER`] at once on
