@@ -9,7 +9,11 @@
 //! tracks a high percentile of a unimodal latency distribution in two words of state, updated
 //! lock-free on every answer. It is bounded below by `hedge.min_delay`, so a fast cluster is
 //! not flooded with copies, and above by `hedge.max_delay`, so a hung member costs a read at
-//! most that long.
+//! most that long. A hedge that loses to the copy it was meant to outrun doubles the delay
+//! (up to 32 times), one that wins halves it back: when every member is slow at once (a
+//! stalled disk, a paused cluster, a client short of CPU) a second copy only adds load, and
+//! the retry budget should not be spent on it; when one member is slow, hedges win and the
+//! delay stays at the estimate.
 //!
 //! One estimate per kind of read ([`Hedging`]): a `Status` or a lease read answers from memory
 //! in well under a millisecond where a `Range` of a hundred keys may take several, so one
@@ -17,7 +21,7 @@
 //! or the faster kind set the slower kind's (hedging them all, at the cost of the retry
 //! budget).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::HedgeConfig;
@@ -48,7 +52,13 @@ pub(crate) struct HedgeDelay {
     rttvar: AtomicU64,
     min: Duration,
     max: Duration,
+    /// The delay is doubled this many times (0..=[`MAX_BACKOFF`]): once more for each hedge
+    /// that lost to the copy it was meant to outrun, once less for each that won.
+    backoff: AtomicU32,
 }
+
+/// Doublings of the hedging delay at most (32 times the estimate, within `hedge.max_delay`).
+const MAX_BACKOFF: u32 = 5;
 
 impl HedgeDelay {
     pub(crate) fn new(config: &HedgeConfig) -> Self {
@@ -57,6 +67,7 @@ impl HedgeDelay {
             rttvar: AtomicU64::new(0),
             min: config.min_delay,
             max: config.max_delay,
+            backoff: AtomicU32::new(0),
         }
     }
 
@@ -79,12 +90,34 @@ impl HedgeDelay {
         self.srtt.store(srtt.max(1), Ordering::Relaxed);
     }
 
+    /// A hedged read was answered first by the copy sent before the hedge: the hedge was
+    /// load for nothing, as it is whenever every member is slow at once (a stalled disk, a
+    /// paused cluster, a client short of CPU). Hedges of this kind wait twice as long.
+    pub(crate) fn hedge_lost(&self) {
+        let _ = self
+            .backoff
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b < MAX_BACKOFF).then_some(b + 1)
+            });
+    }
+
+    /// A hedge answered first: the member the read went to was slower than a peer, which is
+    /// what hedging is for. Hedges of this kind wait half as long (down to the estimate).
+    pub(crate) fn hedge_won(&self) {
+        let _ = self
+            .backoff
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1));
+    }
+
     /// How long a read may go unanswered before it is also sent to another member.
     pub(crate) fn delay(&self) -> Duration {
         let srtt = self.srtt.load(Ordering::Relaxed);
         let rttvar = self.rttvar.load(Ordering::Relaxed);
+        let backoff = self.backoff.load(Ordering::Relaxed).min(MAX_BACKOFF);
         Duration::from_nanos(srtt.saturating_add(rttvar.saturating_mul(4)))
             .clamp(self.min, self.max)
+            .saturating_mul(1 << backoff)
+            .min(self.max)
     }
 }
 
@@ -139,6 +172,27 @@ mod tests {
         for kind in [Hedging::Lease, Hedging::Cluster, Hedging::Other] {
             assert_eq!(delays.of(kind).expect("hedged").delay(), config.min_delay);
         }
+    }
+
+    /// Hedges that lose push the delay up (a cluster slow everywhere gains nothing from
+    /// them); hedges that win bring it back.
+    #[test]
+    fn lost_hedges_back_off_and_won_ones_recover() {
+        let d = delay();
+        assert_eq!(d.delay(), Duration::from_millis(10));
+        d.hedge_lost();
+        d.hedge_lost();
+        assert_eq!(d.delay(), Duration::from_millis(40));
+        for _ in 0..10 {
+            d.hedge_lost();
+        }
+        assert_eq!(d.delay(), Duration::from_millis(320), "at most 32 times");
+        d.hedge_won();
+        assert_eq!(d.delay(), Duration::from_millis(160));
+        for _ in 0..10 {
+            d.hedge_won();
+        }
+        assert_eq!(d.delay(), Duration::from_millis(10));
     }
 
     #[test]

@@ -267,6 +267,13 @@ where
                         Attempt::Answer(response) => {
                             if let Some(hedge) = self.hedge.of(replay.hedging) {
                                 hedge.observe(sent.at.elapsed());
+                                // The first copy answered though others were sent while it ran:
+                                // they were hedges (a retry follows a failure), and lost.
+                                if slot == 0 && plan.attempts() > 1 {
+                                    hedge.hedge_lost();
+                                } else if plan.outrun_by(&sent).next().is_some() {
+                                    hedge.hedge_won();
+                                }
                             }
                             // Attempts sent before this one and still unanswered were outrun:
                             // their members are slower than a peer right now, so the balancer
