@@ -8,8 +8,10 @@
 //! collapse). A budget shared by every request through one health state caps the sum: retries
 //! plus hedges may add at most `retry.extra_ratio` of the requests of the last
 //! [`WINDOW`], or `retry.extra_min_per_second` per second of it, whichever is more (so a quiet
-//! client can still retry). Past it, a read is sent once, as a single request would be: no
-//! hedge, and no retry after a failure that may have cost a member work.
+//! client can still retry). Hedges may spend only the first half of it: a hedge is
+//! speculation, a retry after a failure is the request's only chance, and a burst of slow
+//! reads must not leave nothing for the failed ones. Past it, a read is sent once, as a single
+//! request would be: no hedge, and no retry after a failure that may have cost a member work.
 //!
 //! Retries after a failure that certainly never reached a member's handler (no connection
 //! could be made, or etcd's `hasleader` check refused it before any handler ran) are not
@@ -23,6 +25,8 @@
 //! The design is Finagle's `RetryBudget` (a sliding window of deposits per request and
 //! withdrawals per retry, plus a per-second floor), as tower 0.5 ships it
 //! (`retry::budget::TpsBudget`), with two changes that are why this is not tower's type:
+//! - hedges and retries share the budget, as gRPC's `retryThrottling` has them, but hedges
+//!   stop at half of it (gRPC stops both there);
 //! - the floor is a minimum, not an addition (as Envoy's `min_retry_concurrency`): with
 //!   Finagle's sum, a client at 600 reads/s and a floor of 10/s would add 11.7 %, not the
 //!   10 % configured, which is the very figure an operator sizes a cluster by;
@@ -50,6 +54,19 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 /// The window is kept in slots of one second each.
 const SLOTS: usize = 10;
+
+/// The share of the budget hedges may spend: the rest is kept for retries.
+const HEDGE_SHARE: f64 = 0.5;
+
+/// What an extra request is, which decides how much of the budget it may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// A second copy of a slow read: speculation, which may spend only the first half of the
+    /// budget.
+    Hedge,
+    /// A request sent again after its attempt failed: its only chance, which may spend it all.
+    Retry,
+}
 
 /// Requests and extra requests of one second.
 #[derive(Clone, Copy, Debug, Default)]
@@ -145,20 +162,28 @@ impl Window {
         }
     }
 
-    /// Takes one extra request (a retry or a hedge) in `second`, if the budget allows it; and
-    /// whether that changed the budget from available to exhausted or back.
-    pub(crate) fn try_withdraw(&mut self, second: u64) -> (bool, Option<Change>) {
-        let granted = self.remaining(second) > 0;
+    /// Takes one extra request of kind `extra` in `second`, if the budget allows it (a hedge
+    /// only while at least half of it is left); and whether that changed the budget from
+    /// available to exhausted (a retry refused) or back (a retry granted).
+    pub(crate) fn try_withdraw(&mut self, second: u64, extra: Extra) -> (bool, Option<Change>) {
+        self.advance(second);
+        let share = match extra {
+            Extra::Hedge => HEDGE_SHARE,
+            Extra::Retry => 1.0,
+        };
+        let granted = (self.extra + 1) as f64 <= self.allowed() * share;
         if granted {
             self.newest().extra += 1;
             self.extra += 1;
         }
-        let change = match (granted, self.exhausted) {
-            (false, false) => Some(Change::Exhausted),
-            (true, true) => Some(Change::Available),
+        let change = match (extra, granted, self.exhausted) {
+            (Extra::Retry, false, false) => Some(Change::Exhausted),
+            (Extra::Retry, true, true) => Some(Change::Available),
             _ => None,
         };
-        self.exhausted = !granted;
+        if extra == Extra::Retry {
+            self.exhausted = !granted;
+        }
         (granted, change)
     }
 
@@ -218,11 +243,11 @@ impl RetryBudget {
     }
 
     /// Takes one retry or hedge `now`, if the budget allows it.
-    pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
+    pub(crate) fn try_withdraw(&self, now: Instant, kind: Extra) -> bool {
         let second = self.second(now);
         let (granted, change, (requests, extra)) = {
             let mut window = self.window();
-            let (granted, change) = window.try_withdraw(second);
+            let (granted, change) = window.try_withdraw(second, kind);
             (granted, change, window.counts())
         };
         if !granted {
@@ -270,13 +295,19 @@ mod tests {
         let mut w = Window::new(0.1, 2);
         // 20 extra requests per window with no traffic at all.
         for i in 0..20 {
-            assert!(w.try_withdraw(0).0, "{i}");
+            assert!(w.try_withdraw(0, Extra::Retry).0, "{i}");
         }
-        assert_eq!(w.try_withdraw(0), (false, Some(Change::Exhausted)));
-        assert_eq!(w.try_withdraw(0), (false, None));
+        assert_eq!(
+            w.try_withdraw(0, Extra::Retry),
+            (false, Some(Change::Exhausted))
+        );
+        assert_eq!(w.try_withdraw(0, Extra::Retry), (false, None));
         // Ten seconds on, the first second's withdrawals have left the window.
         assert_eq!(w.remaining(9), 0);
-        assert_eq!(w.try_withdraw(10), (true, Some(Change::Available)));
+        assert_eq!(
+            w.try_withdraw(10, Extra::Retry),
+            (true, Some(Change::Available))
+        );
         assert_eq!(w.remaining(10), 19);
     }
 
@@ -290,8 +321,29 @@ mod tests {
         }
         // 10 000 requests: 1 000 extra, not 1 000 + 100.
         assert_eq!(w.remaining(9), 1_000);
-        let granted = (0..2_000).filter(|_| w.try_withdraw(9).0).count();
+        let granted = (0..2_000)
+            .filter(|_| w.try_withdraw(9, Extra::Retry).0)
+            .count();
         assert_eq!(granted, 1_000);
+    }
+
+    /// Hedges stop at half the budget; the other half is kept for retries.
+    #[test]
+    fn hedges_leave_half_for_retries() {
+        let mut w = Window::new(0.1, 0);
+        for _ in 0..1_000 {
+            w.deposit(0);
+        }
+        let hedges = (0..200)
+            .filter(|_| w.try_withdraw(0, Extra::Hedge).0)
+            .count();
+        assert_eq!(hedges, 50);
+        assert_eq!(w.remaining(0), 50);
+        let retries = (0..200)
+            .filter(|_| w.try_withdraw(0, Extra::Retry).0)
+            .count();
+        assert_eq!(retries, 50);
+        assert!(!w.try_withdraw(0, Extra::Hedge).0);
     }
 
     #[test]
@@ -313,7 +365,7 @@ mod tests {
         for _ in 0..1_000 {
             w.deposit(0);
         }
-        assert!(!w.try_withdraw(0).0);
+        assert!(!w.try_withdraw(0, Extra::Retry).0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -328,9 +380,9 @@ mod tests {
         for _ in 0..8 {
             budget.deposit(start);
         }
-        assert!(budget.try_withdraw(start));
-        assert!(budget.try_withdraw(start));
-        assert!(!budget.try_withdraw(start));
+        assert!(budget.try_withdraw(start, Extra::Retry));
+        assert!(budget.try_withdraw(start, Extra::Retry));
+        assert!(!budget.try_withdraw(start, Extra::Retry));
         let s = budget.snapshot(start + Duration::from_millis(500));
         assert_eq!(
             s,
@@ -354,18 +406,19 @@ mod tests {
         fn never_grants_more_than_the_budget(
             ratio in 0.0f64..1.0,
             floor in 0u32..5,
-            events in prop::collection::vec((0u64..3, any::<bool>()), 1..2_000),
+            events in prop::collection::vec((0u64..3, 0u8..3), 1..2_000),
         ) {
             let mut w = Window::new(ratio, floor);
             let mut second = 0;
             let mut log: Vec<(u64, bool, bool)> = Vec::new();
-            for (step, is_request) in events {
+            for (step, what) in events {
                 second += step;
-                if is_request {
+                if what == 0 {
                     w.deposit(second);
                     log.push((second, true, false));
                 } else {
-                    let (granted, _) = w.try_withdraw(second);
+                    let kind = if what == 1 { Extra::Hedge } else { Extra::Retry };
+                    let (granted, _) = w.try_withdraw(second, kind);
                     log.push((second, false, granted));
                 }
             }
@@ -394,7 +447,7 @@ mod tests {
                 w.deposit(0);
             }
             let allowed = (ratio * requests as f64).max(f64::from(floor) * 10.0).floor() as u64;
-            let granted = (0..allowed + 10).filter(|_| w.try_withdraw(0).0).count() as u64;
+            let granted = (0..allowed + 10).filter(|_| w.try_withdraw(0, Extra::Retry).0).count() as u64;
             prop_assert_eq!(granted, allowed);
         }
     }

@@ -352,9 +352,10 @@ impl Schedule {
         AfterFailure { next, round_over }
     }
 
-    /// The retry budget refused the attempt [`after_failure`](Self::after_failure) set: none
-    /// goes, and the request ends as a single request would, with this failure (or with the
-    /// copies still in flight).
+    /// The attempt [`after_failure`](Self::after_failure) set does not go (the retry budget
+    /// refused it, or a copy still in flight stands in for it): the request ends with this
+    /// failure, or with the copies still in flight (and their hedges), as a single request
+    /// would.
     pub(crate) fn refuse_retry(&mut self, in_flight_empty: bool) -> Next {
         self.next_attempt = None;
         if in_flight_empty {

@@ -17,6 +17,7 @@ use super::inflight::InFlight;
 use super::pick::pick;
 use super::retry::{jitter, may_resend, resend_is_free, Failed, Fire, Next, Plan, Schedule, Sent};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
+use crate::budget::Extra;
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Hedging, Method, MethodKind};
 use crate::grpc::GrpcService;
@@ -313,9 +314,12 @@ where
                             // would send it through a timer (a tick late).
                             now = Instant::now();
                             let mut decision = schedule.after_failure(facts, now);
+                            // A retry that may cost a member work goes only when no copy is
+                            // still in flight (that copy, a hedge, already is its retry; more
+                            // hedges follow on its timer) and the retry budget allows it.
                             if matches!(decision.next, Next::RetryAt(_) | Next::BackOff(_))
                                 && !resend_is_free(maybe_processed, failure.status.message())
-                                && !checker.budget().try_withdraw(now.into_std())
+                                && (!in_flight.is_empty() || !checker.budget().try_withdraw(now.into_std(), Extra::Retry))
                             {
                                 decision.next = schedule.refuse_retry(in_flight.is_empty());
                             }
@@ -377,7 +381,7 @@ where
                             let entry = plan.choose(&entries, config.all_unhealthy, None);
                             let hedge = self.hedge.of(replay.hedging);
                             if let (Some(entry), Some(hedge)) = (entry, hedge) {
-                                if checker.budget().try_withdraw(now.into_std()) {
+                                if checker.budget().try_withdraw(now.into_std(), Extra::Hedge) {
                                     tracing::trace!(member = %entry.member(), "hedging a slow read");
                                     checker.count_hedge();
                                     let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);

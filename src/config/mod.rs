@@ -522,7 +522,11 @@ pub struct RetryConfig {
     pub extra_ratio: f64,
     /// The retry budget's floor: this many retries and hedges per second (times the 10 s
     /// window) are allowed whatever the traffic, so a quiet client can still retry. A minimum,
-    /// not an addition: a busy client adds at most `extra_ratio`.
+    /// not an addition: a client sending more than `extra_min_per_second / extra_ratio`
+    /// requests per second (200 by default) adds at most `extra_ratio`. The default, 20, lets a
+    /// client that starts with a burst of 200 reads while one member of four breaks every
+    /// answer (`tests/hostile.rs`) retry each read that member failed: a burst sent before any
+    /// failure could eject it.
     pub extra_min_per_second: u32,
 }
 
@@ -535,7 +539,7 @@ impl Default for RetryConfig {
             budget: Duration::from_secs(10),
             read_attempt_timeout: Duration::ZERO,
             extra_ratio: 0.1,
-            extra_min_per_second: 10,
+            extra_min_per_second: 20,
         }
     }
 }
