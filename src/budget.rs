@@ -28,7 +28,7 @@
 //! - hedges and retries share the budget, as gRPC's `retryThrottling` has them, but hedges
 //!   stop at half of it (gRPC stops both there);
 //! - the floor is a minimum, not an addition (as Envoy's `min_retry_concurrency`): with
-//!   Finagle's sum, a client at 600 reads/s and a floor of 10/s would add 11.7 %, not the
+//!   Finagle's sum, a client at 600 reads/s and a floor of 20/s would add 13.3 %, not the
 //!   10 % configured, which is the very figure an operator sizes a cluster by;
 //! - the clock is an argument ([`Window`] is pure, tested on made-up clocks), where
 //!   `TpsBudget` reads `std::time::Instant::now()` itself, out of reach of tokio's paused
