@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::etcd::Method;
 use crate::health::Outcome;
-use crate::passive::{judge, Classifier};
+use crate::health::{Classify as _, DefaultClassifier};
+use crate::passive::judge;
 
 /// The deadline the balancer reads from a request's `grpc-timeout` header.
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
@@ -22,13 +23,13 @@ pub fn classify(config: &Config, path: &str, headers: &http::HeaderMap) -> Optio
     // What the caller's tonic client does with the same headers next: must not panic.
     let _ = tonic::Status::from_header_map(&headers);
     let status = crate::grpc::status_of(&headers)?;
-    let outcome = Classifier::new(config).status(status.code(), status.message());
+    let outcome = DefaultClassifier::new(config).outcome(status.code(), status.message());
     Some(judge(outcome, Method::of(path).kind))
 }
 
 /// How the passive checks judge a non-gRPC HTTP status under `config`.
 pub fn classify_http(config: &Config, status: u16) -> Option<Outcome> {
-    Classifier::new(config).http(status)
+    DefaultClassifier::new(config).http(status)
 }
 
 /// The instant a request's deadline (from its `grpc-timeout` header) ends at, as the

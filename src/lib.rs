@@ -18,7 +18,11 @@
 //!   [`proto`], or `etcd_client::Client` through `Client::from_channel(Channel::Custom(..))`.
 //!
 //! Configuration lives in [`config`]; what each signal can see of etcd's real failures is
-//! described in the [`probe`](crate::config::ProbeType) and [`balance`] docs.
+//! described in the [`probe`] and [`balance`] docs.
+//!
+//! Integrators plug their own parts in through [`HealthChecker::builder`]: a
+//! [`Probe`](probe::Probe), a [`Classify`](health::Classify) hook for answers, an
+//! [`EventSink`](checker::EventSink) and a [`MemberSource`](discovery::MemberSource).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -40,7 +44,7 @@ mod leader;
 pub mod lease;
 mod load;
 mod passive;
-mod probe;
+pub mod probe;
 pub mod proto;
 mod resolve;
 mod resume;
@@ -61,6 +65,7 @@ pub use dropin::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use error::{outcome_unknown, Error, OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
 pub use lease::{KeepAlive, KeepAliveOptions};
 pub use resume::{BoxChannel, ChannelError, IntoBoxChannel};
+pub use start::HealthCheckerBuilder;
 #[cfg(feature = "tls")]
 pub use tls::{Tls, TlsStatus};
 pub use watch::{ResumingWatch, WatchOptions};

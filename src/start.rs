@@ -2,11 +2,19 @@
 //!
 //! Why here, above `checker/`: the probe scheduler and discovery read and write the health
 //! state, so they import `checker`; the constructors that start them live above all three, and
-//! the state never names its drivers (no import circle between them).
+//! the state never names its drivers (no import circle between them). The application's hooks
+//! go where they are used: the probe to the scheduler, the member source to discovery, the
+//! classifier and the event sink into the state.
+
+use std::sync::Arc;
 
 use http::Uri;
 
+use crate::checker::{EventSink, Hooks};
 use crate::config::Config;
+use crate::discovery::MemberSource;
+use crate::health::Classify;
+use crate::probe::Probe;
 use crate::HealthChecker;
 
 // === impl HealthChecker ===
@@ -20,8 +28,7 @@ impl HealthChecker {
     /// `config.shm_name` set, a live state of that name in this process is joined instead
     /// (its config wins; endpoints it lacks are added). Must be called inside a tokio runtime.
     pub fn new<S: AsRef<str>>(endpoints: &[S], config: Config) -> Result<Self, crate::Error> {
-        let endpoints = crate::config::parse_endpoints(endpoints)?;
-        Self::with_uris(endpoints.iter().map(|e| e.uri()), config)
+        Self::builder(config).build(endpoints)
     }
 
     /// As [`new`](Self::new), with endpoints already parsed; an empty list is allowed here
@@ -30,13 +37,104 @@ impl HealthChecker {
     where
         I: IntoIterator<Item = Uri>,
     {
-        Self::build(
+        Self::builder(config).build_with_uris(endpoints)
+    }
+
+    /// A builder for a health state under `config` with the application's own parts: a
+    /// probe, a classifier, an event sink, a member source.
+    pub fn builder(config: Config) -> HealthCheckerBuilder {
+        HealthCheckerBuilder {
+            config,
+            probe: None,
+            hooks: Hooks::default(),
+            source: None,
+        }
+    }
+}
+
+// === impl HealthCheckerBuilder ===
+
+/// Builds a [`HealthChecker`] with the application's own parts (see
+/// [`HealthChecker::builder`]). Each is optional; left out, the built-in one works as the
+/// config says.
+///
+/// The hooks are the state's, for its whole life. With `config.shm_name` naming a state that
+/// is live in this process, that state is joined and keeps its own hooks (a warning says so).
+#[derive(Debug)]
+pub struct HealthCheckerBuilder {
+    config: Config,
+    probe: Option<Arc<dyn Probe>>,
+    hooks: Hooks,
+    source: Option<Arc<dyn MemberSource>>,
+}
+
+impl HealthCheckerBuilder {
+    /// Probes members with `probe` instead of the built-in one `checks.active.type` names
+    /// (whose other settings, intervals, thresholds, timeout and concurrency, still apply).
+    /// The leader and admission checks run as before: see [`Probe`].
+    pub fn probe(mut self, probe: Arc<dyn Probe>) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// Judges the answers to application requests with `classifier` instead of the config's
+    /// `failures` lists ([`DefaultClassifier`](crate::health::DefaultClassifier)).
+    pub fn classifier(mut self, classifier: Arc<dyn Classify>) -> Self {
+        self.hooks.classifier = Some(classifier);
+        self
+    }
+
+    /// Calls `sink` with every event, synchronously, besides sending it to
+    /// [`subscribe`](HealthChecker::subscribe)rs. It must not block: see [`EventSink`].
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.hooks.sink = Some(sink);
+        self
+    }
+
+    /// Adds and drops members as `source` lists them, beside `MemberList` and DNS discovery.
+    pub fn member_source(mut self, source: Arc<dyn MemberSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The health state for `endpoints`, as [`HealthChecker::new`] makes it.
+    pub fn build<S: AsRef<str>>(self, endpoints: &[S]) -> Result<HealthChecker, crate::Error> {
+        let endpoints = crate::config::parse_endpoints(endpoints)?;
+        self.build_with_uris(endpoints.iter().map(|e| e.uri()))
+    }
+
+    /// The health state for `endpoints` already parsed, as [`HealthChecker::with_uris`]
+    /// makes it (an empty list is allowed).
+    pub fn build_with_uris<I>(self, endpoints: I) -> Result<HealthChecker, crate::Error>
+    where
+        I: IntoIterator<Item = Uri>,
+    {
+        let Self {
+            config,
+            probe,
+            hooks,
+            source,
+        } = self;
+        let given = !hooks.is_empty() || probe.is_some() || source.is_some();
+        let shm_name = config.shm_name.clone();
+        let mut started = false;
+        let checker = HealthChecker::build(
             endpoints.into_iter().collect(),
             config,
+            hooks,
             |runtime, checker| {
-                crate::probe::spawn(runtime, checker.downgrade());
-                crate::discovery::spawn(runtime, checker.downgrade());
+                started = true;
+                crate::probe::spawn(runtime, checker.downgrade(), probe);
+                crate::discovery::spawn(runtime, checker.downgrade(), source);
             },
-        )
+        )?;
+        if given && !started {
+            tracing::warn!(
+                ?shm_name,
+                "joined a live shared health state: its own probe, classifier, event sink and \
+                 member source stay in force, the ones given to the builder are not used"
+            );
+        }
+        Ok(checker)
     }
 }

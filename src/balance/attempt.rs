@@ -448,7 +448,7 @@ fn judge_status(
         Verdict::Member(outcome) => outcome,
     };
     let response = Response::from_parts(parts, body);
-    if !outcome.is_failure() {
+    if !outcome.is_some_and(Outcome::is_failure) {
         return Attempt::Answer(response);
     }
     let maybe_processed = !refused_before_handler(&status, limits.has_leader);

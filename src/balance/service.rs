@@ -59,7 +59,7 @@ impl<M: MakeMember> Balance<M> {
         make.attach(&checker);
         Self {
             hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
-            classifier: Arc::new(Classifier::new(checker.config())),
+            classifier: Arc::new(Classifier::new(&checker)),
             checker,
             make: Arc::new(make),
             services: Arc::new(RwLock::new(HashMap::new())),

@@ -132,7 +132,10 @@ impl MemberEntry {
     /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster
     /// (a `Status` answer with the cluster's id) before it takes a request.
     pub(crate) fn is_pending(&self) -> bool {
-        matches!(self.origin, Origin::MemberList { .. }) && !self.admitted.load(Ordering::Acquire)
+        matches!(
+            self.origin,
+            Origin::MemberList { .. } | Origin::Custom { .. }
+        ) && !self.admitted.load(Ordering::Acquire)
     }
 
     /// Failed active checks so far.

@@ -45,3 +45,55 @@ pub enum EventKind {
         term: u64,
     },
 }
+
+/// Receives every [`HealthEvent`] the health state publishes, as it happens: an application's
+/// own log, alerting or metrics pipeline, beside [`subscribe`](super::HealthChecker::subscribe).
+///
+/// Why beside the broadcast channel: a subscriber that falls behind loses old events
+/// (`Lagged`), and one must be polled by a task of its own; a sink sees every event, in
+/// order, on the thread that caused it, with nothing to poll.
+///
+/// [`event`](Self::event) is called synchronously wherever the state changes: on request
+/// paths (a passive failure that ejects a member), in the probe scheduler, in discovery. It
+/// **must not block** and should be quick (count, log, push into a channel with `try_send`);
+/// never call back into the [`HealthChecker`](super::HealthChecker) that called it (no locks
+/// are held, but a sink that waits on the stack's own requests would wait for ever). A sink
+/// that panics takes down the caller's task, as any panic would.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// use etcd_health::checker::{EventKind, EventSink, HealthEvent};
+/// use etcd_health::health::Status;
+///
+/// /// Counts ejections.
+/// #[derive(Debug, Default)]
+/// struct Ejections(AtomicU64);
+///
+/// impl EventSink for Ejections {
+///     fn event(&self, event: &HealthEvent) {
+///         if let EventKind::StatusChanged(t) = &event.kind {
+///             if t.to == Status::Unhealthy {
+///                 self.0.fetch_add(1, Ordering::Relaxed);
+///             }
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), etcd_health::Error> {
+/// let ejections = Arc::new(Ejections::default());
+/// let checker = etcd_health::HealthChecker::builder(etcd_health::Config::default())
+///     .event_sink(ejections.clone())
+///     .build(&["http://127.0.0.1:2379"])?;
+/// # drop(checker);
+/// # Ok(())
+/// # }
+/// ```
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    /// One event; must not block.
+    fn event(&self, event: &HealthEvent);
+}

@@ -34,7 +34,7 @@ use tokio::sync::{broadcast, watch, Notify};
 
 pub use crate::budget::RetryBudgetSnapshot;
 pub use crate::leader::LeaderSnapshot;
-pub use event::{EventKind, HealthEvent};
+pub use event::{EventKind, EventSink, HealthEvent};
 pub use member::Member;
 pub use origin::Origin;
 pub use snapshot::{MemberSnapshot, ProbeReport};
@@ -42,7 +42,7 @@ pub use snapshot::{MemberSnapshot, ProbeReport};
 pub(crate) use entry::{MemberEntry, OwnEndpoint};
 
 use crate::config::Config;
-use crate::health::{Ejection, Outcome, Source, Status, Thresholds};
+use crate::health::{Classify, Ejection, Outcome, Source, Status, Thresholds};
 use crate::leader::{LeaderView, Reply, Report};
 
 /// Handle to the health state of a set of etcd members.
@@ -99,9 +99,27 @@ struct Inner {
     dns_wanted: Arc<Notify>,
     /// How host names are resolved.
     resolver: RwLock<Arc<dyn crate::resolve::Resolve>>,
+    /// The application's hooks into the state (the others run beside it: see `start.rs`).
+    hooks: Hooks,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
+}
+
+/// The application's hooks the health state itself holds.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hooks {
+    /// How answers count against members; `None`: the config's lists.
+    pub(crate) classifier: Option<Arc<dyn Classify>>,
+    /// Where every event also goes.
+    pub(crate) sink: Option<Arc<dyn EventSink>>,
+}
+
+impl Hooks {
+    /// Whether any hook was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.classifier.is_none() && self.sink.is_none()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,9 +134,12 @@ impl HealthChecker {
     /// process (its config wins; endpoints it lacks are added). `start` runs once, when a new
     /// state is made, to start what runs beside it (the probe scheduler, discovery): they
     /// import this module, so it never names them. Must be called inside a tokio runtime.
+    ///
+    /// `hooks` go to a new state only: a live state of `config.shm_name` keeps its own.
     pub(crate) fn build(
         endpoints: Vec<Uri>,
         config: Config,
+        hooks: Hooks,
         start: impl FnOnce(&tokio::runtime::Handle, &HealthChecker),
     ) -> Result<Self, crate::Error> {
         config.validate()?;
@@ -132,6 +153,7 @@ impl HealthChecker {
         let make = || {
             let checker = Self::unshared(
                 config.clone(),
+                hooks,
                 #[cfg(feature = "tls")]
                 tls.clone(),
             );
@@ -154,7 +176,11 @@ impl HealthChecker {
         Ok(checker)
     }
 
-    fn unshared(config: Config, #[cfg(feature = "tls")] tls: Option<crate::tls::Tls>) -> Self {
+    fn unshared(
+        config: Config,
+        hooks: Hooks,
+        #[cfg(feature = "tls")] tls: Option<crate::tls::Tls>,
+    ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (changed, _) = watch::channel(0);
         Self {
@@ -179,6 +205,7 @@ impl HealthChecker {
                 discovery_wanted: Arc::new(Notify::new()),
                 dns_wanted: Arc::new(Notify::new()),
                 resolver: RwLock::new(Arc::new(crate::resolve::TokioResolver)),
+                hooks,
                 #[cfg(feature = "tls")]
                 tls,
             }),
@@ -483,6 +510,11 @@ impl HealthChecker {
     /// The endpoints the caller gave.
     pub(crate) fn seeds(&self) -> Vec<Uri> {
         lock(&self.inner.seeds).clone()
+    }
+
+    /// The application's classifier, if it gave one.
+    pub(crate) fn classifier(&self) -> Option<Arc<dyn Classify>> {
+        self.inner.hooks.classifier.clone()
     }
 
     /// The resolver for endpoints given as host names.
@@ -794,7 +826,11 @@ impl HealthChecker {
 
     fn publish(&self, member: Member, kind: EventKind) {
         self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
-        let _ = self.inner.events.send(HealthEvent { member, kind });
+        let event = HealthEvent { member, kind };
+        if let Some(sink) = &self.inner.hooks.sink {
+            sink.event(&event);
+        }
+        let _ = self.inner.events.send(event);
     }
 }
 

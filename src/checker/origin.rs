@@ -23,6 +23,12 @@ pub enum Origin {
         /// The member's etcd id.
         id: u64,
     },
+    /// Listed by the application's own
+    /// [`MemberSource`](crate::discovery::MemberSource).
+    Custom {
+        /// The source's [`name`](crate::discovery::MemberSource::name).
+        source: String,
+    },
 }
 
 impl Origin {
@@ -38,6 +44,7 @@ impl fmt::Display for Origin {
             Origin::Seed => f.write_str("seed"),
             Origin::Dns { name } => write!(f, "dns ({name})"),
             Origin::MemberList { name, id } => write!(f, "member list ({name}, {id:x})"),
+            Origin::Custom { source } => write!(f, "custom ({source})"),
         }
     }
 }

@@ -15,6 +15,10 @@
 //!   its addresses, each a member; the name itself serves until the first resolution succeeds.
 //!   Names are resolved again every `dns_interval`. The [`Resolve`] trait lets tests (or a
 //!   custom resolver) supply the answers.
+//! - **Your own** [`MemberSource`] (set on the
+//!   [`HealthCheckerBuilder`](crate::HealthCheckerBuilder)): asked at start and every
+//!   `discovery.interval`; the members it lists are added (pending admission, as above), those
+//!   it no longer lists dropped.
 //!
 //! The endpoints the caller gave are *seeds* and are never dropped by discovery: behind a
 //! proxy or NAT the advertised URLs may be unreachable from here, and then the members found
@@ -26,14 +30,27 @@
 mod dns;
 mod member_list;
 mod reconcile;
+mod source;
 
 pub use crate::checker::Origin;
 pub use crate::resolve::{Resolve, TokioResolver};
+pub use futures_util::future::BoxFuture;
+pub use source::{BoxError, MemberSource};
+
+use std::sync::Arc;
 
 use crate::checker::WeakChecker;
 
-/// Starts the discovery tasks for `checker` on `runtime`; each stops when the health state goes.
-pub(crate) fn spawn(runtime: &tokio::runtime::Handle, checker: WeakChecker) {
+/// Starts the discovery tasks for `checker` on `runtime` (with the application's `source`,
+/// if any); each stops when the health state goes.
+pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
+    checker: WeakChecker,
+    source: Option<Arc<dyn MemberSource>>,
+) {
     runtime.spawn(member_list::run(checker.clone()));
+    if let Some(source) = source {
+        runtime.spawn(source::run(checker.clone(), source));
+    }
     runtime.spawn(dns::run(checker));
 }

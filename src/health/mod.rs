@@ -7,7 +7,8 @@
 //! verdict.
 //!
 //! Public are only the words the snapshots and events speak ([`Status`], [`Outcome`],
-//! [`Source`], [`Counters`], [`Transition`]); the machine itself is the crate's to change.
+//! [`Source`], [`Counters`], [`Transition`]) and the hook that turns answers into outcomes
+//! ([`Classify`]); the machine itself is the crate's to change.
 //!
 //! Semantics follow lua-resty-healthcheck, which the seed design builds on: four counters per
 //! member (successes, http_failures, tcp_failures, timeouts); a success resets the failure
@@ -16,11 +17,13 @@
 //! that grows with repeated ejections (with jitter, capped), so a flapping member cannot
 //! oscillate in and out of rotation.
 
+mod classify;
 mod counters;
 mod ejection;
 mod outcome;
 mod state;
 
+pub use classify::{Classify, DefaultClassifier};
 pub use counters::Counters;
 pub(crate) use counters::Thresholds;
 pub(crate) use ejection::Ejection;

@@ -1,9 +1,11 @@
 //! Which answers count against a member.
 
+use std::sync::Arc;
+
 use tonic::Code;
 
-use crate::config::Config;
-use crate::health::Outcome;
+use crate::checker::HealthChecker;
+use crate::health::{Classify, DefaultClassifier, Outcome};
 
 /// What a gRPC status says of the member that answered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,8 +18,8 @@ pub(crate) enum Verdict {
         /// The answer was etcd's "not leader".
         not_leader: bool,
     },
-    /// The member's outcome, by the configured lists.
-    Member(Outcome),
+    /// The member's outcome, by the classifier (`None`: counts neither way).
+    Member(Option<Outcome>),
 }
 
 /// How a "not leader" answer (a leader-only request sent to a follower) is taken.
@@ -31,64 +33,46 @@ pub(crate) enum NotLeader {
     Classified,
 }
 
-/// Judges gRPC and HTTP answers by the configured lists.
+/// Judges gRPC and HTTP answers: etcd's facts about the cluster here, the rest by the
+/// health state's [`Classify`] hook (by default the configured lists, [`DefaultClassifier`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Classifier {
-    codes: Vec<Code>,
-    messages: Vec<String>,
-    healthy_http: Vec<u16>,
-    unhealthy_http: Vec<u16>,
+    hook: Arc<dyn Classify>,
 }
 
 impl Classifier {
-    pub(crate) fn new(config: &Config) -> Self {
-        let passive = &config.checks.passive;
-        Self {
-            codes: config.failures.parsed_codes(),
-            messages: config.failures.messages.clone(),
-            healthy_http: passive.healthy.http_statuses.clone(),
-            unhealthy_http: passive.unhealthy.http_statuses.clone(),
-        }
+    /// The classifier of `checker`'s stacks: its hook, else the default from its config.
+    pub(crate) fn new(checker: &HealthChecker) -> Self {
+        Self::with_hook(
+            checker
+                .classifier()
+                .unwrap_or_else(|| Arc::new(DefaultClassifier::new(checker.config()))),
+        )
     }
 
-    /// What a gRPC status says: a fact about the cluster, or the member's outcome
-    /// ([`status`](Self::status)).
-    pub(crate) fn verdict(&self, code: Code, message: &str, not_leader: NotLeader) -> Verdict {
+    /// A classifier asking `hook`.
+    pub(crate) fn with_hook(hook: Arc<dyn Classify>) -> Self {
+        Self { hook }
+    }
+
+    /// What a gRPC status says: a fact about the cluster, or the member's outcome (by the
+    /// hook; `None`: neither way).
+    pub(crate) fn verdict(&self, status: &tonic::Status, not_leader: NotLeader) -> Verdict {
+        let (code, message) = (status.code(), status.message());
         let not_leader =
             not_leader == NotLeader::Cluster && crate::etcd::is_not_leader(code, message);
         if not_leader || crate::etcd::is_leaderless(code, message) {
             return Verdict::Cluster { not_leader };
         }
-        Verdict::Member(self.status(code, message))
+        if code == Code::Ok {
+            return Verdict::Member(Some(Outcome::Success));
+        }
+        Verdict::Member(self.hook.status(status))
     }
 
-    /// The verdict of a gRPC status on the member that returned it.
-    pub(crate) fn status(&self, code: Code, message: &str) -> Outcome {
-        if code == Code::Ok || crate::etcd::is_cluster_refusal(message) {
-            // A whole-cluster refusal (membership change during a reconfiguration, the
-            // proposal queue full) says nothing against the member that answered.
-            return Outcome::Success;
-        }
-        if self.codes.contains(&code) || self.messages.iter().any(|m| message.contains(m.as_str()))
-        {
-            return Outcome::Failure;
-        }
-        if code == Code::DeadlineExceeded {
-            return Outcome::Timeout;
-        }
-        // An application error: the member served the request.
-        Outcome::Success
-    }
-
-    /// The verdict of a non-gRPC HTTP status, if it is in either list.
+    /// The verdict of a non-gRPC HTTP status (by the hook).
     pub(crate) fn http(&self, status: u16) -> Option<Outcome> {
-        if self.unhealthy_http.contains(&status) {
-            Some(Outcome::Failure)
-        } else if self.healthy_http.contains(&status) {
-            Some(Outcome::Success)
-        } else {
-            None
-        }
+        self.hook.http(status)
     }
 }
 
@@ -117,61 +101,14 @@ pub(crate) fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn classifier() -> Classifier {
-        Classifier::new(&Config::default())
+        Classifier::with_hook(Arc::new(DefaultClassifier::new(&Config::default())))
     }
 
-    #[test]
-    fn member_level_answers_are_failures() {
-        let c = classifier();
-        assert_eq!(
-            c.status(Code::Unavailable, "etcdserver: no leader"),
-            Outcome::Failure
-        );
-        assert_eq!(c.status(Code::Unavailable, "anything"), Outcome::Failure);
-        assert_eq!(
-            c.status(Code::Unknown, "context deadline exceeded"),
-            Outcome::Failure
-        );
-        assert_eq!(
-            c.status(Code::Unknown, "etcdserver: leader changed"),
-            Outcome::Failure
-        );
-        assert_eq!(
-            c.status(Code::Unavailable, "etcdserver: request timed out"),
-            Outcome::Failure
-        );
-    }
-
-    #[test]
-    fn application_errors_are_successes() {
-        let c = classifier();
-        for (code, msg) in [
-            (Code::NotFound, "etcdserver: requested lease not found"),
-            (Code::InvalidArgument, "etcdserver: key is not provided"),
-            (Code::PermissionDenied, "etcdserver: permission denied"),
-            (
-                Code::FailedPrecondition,
-                "etcdserver: authentication failed, invalid user ID or password",
-            ),
-            (
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision has been compacted",
-            ),
-            (
-                Code::ResourceExhausted,
-                "etcdserver: mvcc: database space exceeded",
-            ),
-            (Code::Ok, ""),
-            (Code::Unavailable, "etcdserver: unhealthy cluster"),
-        ] {
-            assert_eq!(c.status(code, msg), Outcome::Success, "{code:?} {msg}");
-        }
-        assert_eq!(
-            c.status(Code::DeadlineExceeded, "deadline"),
-            Outcome::Timeout
-        );
+    fn st(code: Code, message: &str) -> tonic::Status {
+        tonic::Status::new(code, message)
     }
 
     #[test]
@@ -180,35 +117,69 @@ mod tests {
         let cluster = |not_leader| Verdict::Cluster { not_leader };
         for how in [NotLeader::Cluster, NotLeader::Classified] {
             assert_eq!(
-                c.verdict(Code::Unavailable, "etcdserver: no leader", how),
+                c.verdict(&st(Code::Unavailable, "etcdserver: no leader"), how),
                 cluster(false)
             );
             assert_eq!(
-                c.verdict(Code::Unknown, "etcdserver: leader changed", how),
+                c.verdict(&st(Code::Unknown, "etcdserver: leader changed"), how),
                 cluster(false)
             );
             assert_eq!(
-                c.verdict(Code::NotFound, "etcdserver: requested lease not found", how),
-                Verdict::Member(Outcome::Success)
+                c.verdict(
+                    &st(Code::NotFound, "etcdserver: requested lease not found"),
+                    how
+                ),
+                Verdict::Member(Some(Outcome::Success))
             );
             assert_eq!(
-                c.verdict(Code::Unavailable, "connection refused", how),
-                Verdict::Member(Outcome::Failure)
+                c.verdict(&st(Code::Unavailable, "connection refused"), how),
+                Verdict::Member(Some(Outcome::Failure))
             );
         }
-        let not_leader = |how| c.verdict(Code::FailedPrecondition, "etcdserver: not leader", how);
+        let not_leader =
+            |how| c.verdict(&st(Code::FailedPrecondition, "etcdserver: not leader"), how);
         assert_eq!(not_leader(NotLeader::Cluster), cluster(true));
         assert_eq!(
             not_leader(NotLeader::Classified),
-            Verdict::Member(Outcome::Success)
+            Verdict::Member(Some(Outcome::Success))
         );
     }
 
+    /// A hook's verdict stands, "neither" included; cluster facts never reach it.
     #[test]
-    fn http_lists() {
-        let c = classifier();
-        assert_eq!(c.http(500), Some(Outcome::Failure));
-        assert_eq!(c.http(200), Some(Outcome::Success));
-        assert_eq!(c.http(404), None);
+    fn the_hook_decides_member_answers() {
+        #[derive(Debug)]
+        struct Strict;
+        impl Classify for Strict {
+            fn status(&self, status: &tonic::Status) -> Option<Outcome> {
+                match status.code() {
+                    Code::ResourceExhausted => Some(Outcome::Failure),
+                    Code::NotFound => None,
+                    _ => panic!("asked about {status:?}"),
+                }
+            }
+            fn http(&self, _: u16) -> Option<Outcome> {
+                Some(Outcome::Timeout)
+            }
+        }
+        let c = Classifier::with_hook(Arc::new(Strict));
+        let how = NotLeader::Cluster;
+        assert_eq!(
+            c.verdict(&st(Code::ResourceExhausted, "too big"), how),
+            Verdict::Member(Some(Outcome::Failure))
+        );
+        assert_eq!(
+            c.verdict(&st(Code::NotFound, "x"), how),
+            Verdict::Member(None)
+        );
+        assert_eq!(
+            c.verdict(&st(Code::Unavailable, "etcdserver: no leader"), how),
+            Verdict::Cluster { not_leader: false }
+        );
+        assert_eq!(
+            c.verdict(&st(Code::Ok, ""), how),
+            Verdict::Member(Some(Outcome::Success))
+        );
+        assert_eq!(c.http(502), Some(Outcome::Timeout));
     }
 }

@@ -60,16 +60,17 @@ impl Tracker {
         kind: MethodKind,
         not_leader: NotLeader,
     ) -> Verdict {
-        let verdict = self
-            .classifier
-            .verdict(status.code(), status.message(), not_leader);
+        let verdict = self.classifier.verdict(status, not_leader);
         match verdict {
             Verdict::Cluster { .. } => {
                 self.checker.want_leader_check();
                 self.finish(None, false);
             }
             Verdict::Member(outcome) => {
-                self.finish(judge(outcome, kind), kind == MethodKind::Unary);
+                self.finish(
+                    outcome.and_then(|o| judge(o, kind)),
+                    kind == MethodKind::Unary,
+                );
             }
         }
         verdict

@@ -4,13 +4,29 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use super::{grpc_failure, Finding};
+use super::{grpc_failure, BoxFuture, Finding, Probe, ProbeTarget};
 use crate::health::Outcome;
 use crate::proto::health::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-pub(crate) async fn probe(channel: Channel, timeout: Duration) -> Finding {
+/// The built-in `grpc` probe: `grpc.health.v1.Health/Check` over the member's probe channel;
+/// `SERVING` is a success, any other answer a failure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcProbe;
+
+impl Probe for GrpcProbe {
+    fn probe<'a>(&'a self, target: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            match target.channel() {
+                Ok(channel) => probe(channel.clone(), target.timeout()).await,
+                Err(e) => Finding::failure(e),
+            }
+        })
+    }
+}
+
+async fn probe(channel: Channel, timeout: Duration) -> Finding {
     let mut client = HealthClient::new(crate::grpc::Sanitize::new(channel));
     let call = client.check(HealthCheckRequest {
         service: String::new(),

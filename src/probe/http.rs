@@ -11,7 +11,8 @@ use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::Finding;
+use super::{BoxFuture, Finding, Probe, ProbeTarget};
+use crate::checker::{HealthChecker, Member};
 use crate::config::ActiveChecks;
 use crate::grpc::describe;
 use crate::health::Outcome;
@@ -36,6 +37,76 @@ fn request_path(configured: &str) -> &str {
 /// How long a failed request waits for its connection's error, which explains it.
 const CONN_ERROR_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// The built-in `http` and `https` probes: `GET checks.active.http_path` over HTTP/1.1, judged
+/// by `checks.active.healthy/unhealthy.http_statuses` (a status in neither list counts for
+/// nothing). An `http` probe of an `https://` member speaks TLS too (that port speaks nothing
+/// else), with the configured client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpProbe {
+    https: bool,
+}
+
+impl HttpProbe {
+    /// The `http` probe.
+    pub const HTTP: Self = Self { https: false };
+    /// The `https` probe: always over TLS.
+    pub const HTTPS: Self = Self { https: true };
+}
+
+impl Probe for HttpProbe {
+    fn probe<'a>(&'a self, target: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            let tls = match target.checker() {
+                Some(checker) => http_tls(&checker, target.member(), self.https),
+                None => return Finding::ignored("the health state is gone"),
+            };
+            match tls {
+                Ok(tls) => probe(target.member().authority(), target.checks(), tls).await,
+                Err(e) => Finding::failure(format!("TLS set-up: {e}")),
+            }
+        })
+    }
+}
+
+/// How an `http`/`https` probe secures its connection: `https` probes always use TLS, `http`
+/// probes when the member's URL is `https://` (its port speaks nothing else).
+#[cfg(feature = "tls")]
+fn http_tls(
+    checker: &HealthChecker,
+    member: &Member,
+    https: bool,
+) -> Result<Option<ProbeTls>, String> {
+    let https_member = member.uri().scheme_str() == Some("https");
+    if !https && !https_member {
+        return Ok(None);
+    }
+    let tls = checker
+        .tls()
+        .cloned()
+        .or_else(crate::tls::Tls::system_default)
+        .ok_or("no TLS roots could be loaded")?;
+    let active = &checker.config().checks.active;
+    // `host` is a validated authority that may carry a port; the name to verify is its host.
+    let configured = active.host.parse::<http::uri::Authority>().ok();
+    let host = match &configured {
+        Some(authority) => authority.host(),
+        None => member.uri().host().unwrap_or_default(),
+    };
+    Ok(Some(ProbeTls {
+        config: tls.probe_config(active.https_verify_certificate),
+        server_name: tls.server_name(host)?,
+    }))
+}
+
+#[cfg(not(feature = "tls"))]
+fn http_tls(
+    _checker: &HealthChecker,
+    _member: &Member,
+    _https: bool,
+) -> Result<Option<ProbeTls>, String> {
+    Ok(None)
+}
+
 /// How a probe secures its connection, when it does.
 #[cfg(feature = "tls")]
 pub(crate) struct ProbeTls {
@@ -47,11 +118,7 @@ pub(crate) struct ProbeTls {
 #[cfg(not(feature = "tls"))]
 pub(crate) enum ProbeTls {}
 
-pub(crate) async fn probe(
-    authority: &str,
-    checks: &ActiveChecks,
-    tls: Option<ProbeTls>,
-) -> Finding {
+async fn probe(authority: &str, checks: &ActiveChecks, tls: Option<ProbeTls>) -> Finding {
     let timeout = checks.timeout;
     match tokio::time::timeout(timeout, connect(authority, checks, tls)).await {
         Err(_) => Finding::timeout(timeout),
@@ -137,10 +204,6 @@ where
         Finding::new(Outcome::Failure, detail)
     } else {
         // lua-resty-healthcheck: a status in neither list counts for nothing.
-        Finding {
-            outcome: None,
-            detail: format!("{detail} (in neither status list; ignored)"),
-            leaderless: false,
-        }
+        Finding::ignored(format!("{detail} (in neither status list; ignored)"))
     }
 }

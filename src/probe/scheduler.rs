@@ -22,22 +22,28 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use super::schedule::{Facts, Intervals, Schedule, Step};
-use super::Finding;
+use super::{Finding, Probe, ProbeTarget};
 use crate::checker::HealthChecker;
 use crate::checker::{wall_now, MemberEntry, ProbeReport, WeakChecker};
-use crate::config::ProbeType;
 use crate::health::Outcome;
 use crate::leader::Reply;
 
-/// Starts the scheduler for `checker` on `runtime`.
-pub(crate) fn spawn(runtime: &tokio::runtime::Handle, checker: WeakChecker) {
-    runtime.spawn(run(checker));
+/// Starts the scheduler for `checker` on `runtime`, probing with `probe` (none: the built-in
+/// probe `checks.active.type` names).
+pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
+    checker: WeakChecker,
+    probe: Option<Arc<dyn Probe>>,
+) {
+    runtime.spawn(run(checker, probe));
 }
 
-async fn run(weak: WeakChecker) {
+async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
+    let probe = probe.unwrap_or_else(|| super::builtin(checker.config().checks.active.probe_type));
+    tracing::debug!(?probe, "probe scheduler: probe in use");
     let mut changes = checker.changes();
     let permits = Arc::new(Semaphore::new(
         checker.config().checks.active.concurrency.max(1),
@@ -93,6 +99,7 @@ async fn run(weak: WeakChecker) {
                 weak: weak.clone(),
                 entry: entry.clone(),
                 channel,
+                probe: probe.clone(),
                 permits: permits.clone(),
                 done: done_tx.clone(),
                 cluster_ids: cluster_ids.clone(),
@@ -296,50 +303,12 @@ fn member_tls(_checker: &HealthChecker, _entry: &MemberEntry) -> Option<()> {
     None
 }
 
-/// How an `http`/`https` probe secures its connection: `https` probes always use TLS, `http`
-/// probes when the member's URL is `https://` (its port speaks nothing else).
-#[cfg(feature = "tls")]
-fn http_tls(
-    checker: &HealthChecker,
-    entry: &MemberEntry,
-    probe_type: ProbeType,
-) -> Result<Option<super::http::ProbeTls>, String> {
-    let https_member = entry.member().uri().scheme_str() == Some("https");
-    if probe_type != ProbeType::Https && !https_member {
-        return Ok(None);
-    }
-    let tls = checker
-        .tls()
-        .cloned()
-        .or_else(crate::tls::Tls::system_default)
-        .ok_or("no TLS roots could be loaded")?;
-    let active = &checker.config().checks.active;
-    // `host` is a validated authority that may carry a port; the name to verify is its host.
-    let configured = active.host.parse::<http::uri::Authority>().ok();
-    let host = match &configured {
-        Some(authority) => authority.host(),
-        None => entry.member().uri().host().unwrap_or_default(),
-    };
-    Ok(Some(super::http::ProbeTls {
-        config: tls.probe_config(active.https_verify_certificate),
-        server_name: tls.server_name(host)?,
-    }))
-}
-
-#[cfg(not(feature = "tls"))]
-fn http_tls(
-    _checker: &HealthChecker,
-    _entry: &MemberEntry,
-    _probe_type: ProbeType,
-) -> Result<Option<super::http::ProbeTls>, String> {
-    Ok(None)
-}
-
 /// One probe of one member.
 struct ProbeTask {
     weak: WeakChecker,
     entry: Arc<MemberEntry>,
     channel: Result<Channel, String>,
+    probe: Arc<dyn Probe>,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<usize>,
     cluster_ids: Arc<Mutex<HashMap<usize, u64>>>,
@@ -357,36 +326,15 @@ impl ProbeTask {
                 return;
             };
             let started = Instant::now();
-            let authority = self.entry.member().authority().to_owned();
-            let finding = match (config.probe_type, &self.channel) {
-                (ProbeType::Tcp, _) => super::tcp::probe(&authority, config.timeout).await,
-                (ProbeType::Http | ProbeType::Https, _) => {
-                    let tls = match self.weak.upgrade() {
-                        Some(checker) => http_tls(&checker, &self.entry, config.probe_type),
-                        None => return,
-                    };
-                    match tls {
-                        Ok(tls) => super::http::probe(&authority, &config, tls).await,
-                        Err(e) => Finding::new(Outcome::Failure, format!("TLS set-up: {e}")),
-                    }
-                }
-                (ProbeType::Grpc | ProbeType::Status, Err(e)) => {
-                    Finding::new(Outcome::Failure, e.clone())
-                }
-                (ProbeType::Grpc, Ok(channel)) => {
-                    super::grpc::probe(channel.clone(), config.timeout).await
-                }
-                (ProbeType::Status, Ok(channel)) => {
-                    let (finding, id) = super::status::probe(channel.clone(), config.timeout).await;
-                    let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
-                    let mut ids = self.cluster_ids.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(id) = id {
-                        ids.insert(index, id);
-                    }
-                    super::status::judge_cluster(finding, id, &ids, members)
-                }
-            };
-            let mut finding = finding;
+            let target = ProbeTarget::new(&self.entry, &config, &self.channel, &self.weak);
+            let mut finding = self.probe.probe(target).await;
+            if let Some(id) = finding.cluster_id {
+                // A `status` probe's answer: held against the id most members report.
+                let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
+                let mut ids = self.cluster_ids.lock().unwrap_or_else(|p| p.into_inner());
+                ids.insert(index, id);
+                finding = super::status::judge_cluster(finding, Some(id), &ids, members);
+            }
             if finding.outcome == Some(Outcome::Success) && !self.entry.is_healthy() {
                 if let Some(checker) = self.weak.upgrade() {
                     let timeout = checker.config().leader.timeout;

@@ -10,12 +10,33 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use super::{grpc_failure, Finding};
+use super::{grpc_failure, BoxFuture, Finding, Probe, ProbeTarget};
 use crate::health::Outcome;
+
+/// The built-in `status` probe: `Maintenance/Status` over the member's probe channel. A
+/// success needs a known leader, no "no leader" error, a voter, and (checked by the scheduler
+/// against the other members' answers) the cluster id most members report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatusProbe;
+
+impl Probe for StatusProbe {
+    fn probe<'a>(&'a self, target: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            match target.channel() {
+                Ok(channel) => {
+                    let (mut finding, id) = probe(channel.clone(), target.timeout()).await;
+                    finding.cluster_id = id;
+                    finding
+                }
+                Err(e) => Finding::failure(e),
+            }
+        })
+    }
+}
 
 /// Probes a member. Returns the finding and the member's cluster id, when it answered; the
 /// scheduler then holds that id against the one most members report ([`judge_cluster`]).
-pub(crate) async fn probe(channel: Channel, timeout: Duration) -> (Finding, Option<u64>) {
+async fn probe(channel: Channel, timeout: Duration) -> (Finding, Option<u64>) {
     let report = match crate::leader::ask(channel, timeout).await {
         Ok(report) => report,
         Err(status) if status.code() == tonic::Code::PermissionDenied => {
@@ -33,9 +54,7 @@ pub(crate) async fn probe(channel: Channel, timeout: Duration) -> (Finding, Opti
         Err(status) => return (grpc_failure(&status), None),
     };
     let finding = if report.leader == 0 || report.no_leader_error {
-        let mut f = Finding::new(Outcome::Failure, "no leader");
-        f.leaderless = true;
-        f
+        Finding::leaderless("no leader")
     } else if report.is_learner {
         Finding::new(Outcome::Failure, "member is a learner")
     } else {
