@@ -174,7 +174,8 @@ pub struct Checks {
     pub passive: PassiveChecks,
 }
 
-/// The kind of active probe sent to a member.
+/// The kind of active probe sent to a member: a built-in [`Probe`](crate::probe::Probe)
+/// ([`probe::builtin`](crate::probe::builtin)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeType {
@@ -210,7 +211,8 @@ pub struct ActiveChecks {
     pub http_path: String,
     /// `Host` header for `http`/`https` probes; empty means the member's authority.
     pub host: String,
-    /// The kind of probe.
+    /// The kind of probe: one of the built-ins. A custom [`Probe`](crate::probe::Probe) set
+    /// with [`HealthCheckerBuilder::probe`](crate::HealthCheckerBuilder::probe) replaces it.
     #[serde(rename = "type")]
     pub probe_type: ProbeType,
     /// Extra request headers for `http`/`https` probes, as `"Name: value"`.

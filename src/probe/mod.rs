@@ -41,7 +41,9 @@ use crate::health::Outcome;
 /// An active health check of one member.
 ///
 /// The scheduler calls [`probe`](Self::probe) for a member when its interval says so
-/// (`checks.active.healthy.interval` / `unhealthy.interval`), at most
+/// (`checks.active.healthy.interval` / `unhealthy.interval`: the seed's default probes only
+/// unhealthy members, so set `healthy.interval` for a probe that should eject members in
+/// rotation), at most
 /// `checks.active.concurrency` at once, and feeds the [`Finding`] to the member's active
 /// counters exactly as it does a built-in probe's. The returned future should end within
 /// [`ProbeTarget::timeout`]; the scheduler does not cut it short, so a probe that ignores the
