@@ -55,10 +55,11 @@ pub enum EventKind {
 ///
 /// [`event`](Self::event) is called synchronously wherever the state changes: on request
 /// paths (a passive failure that ejects a member), in the probe scheduler, in discovery. It
-/// **must not block** and should be quick (count, log, push into a channel with `try_send`);
-/// never call back into the [`HealthChecker`](super::HealthChecker) that called it (no locks
-/// are held, but a sink that waits on the stack's own requests would wait for ever). A sink
-/// that panics takes down the caller's task, as any panic would.
+/// **must not block** and should be quick (count, log, push into a channel with `try_send`).
+/// No lock of the health state is held during the call, so a sink may read it
+/// ([`snapshot`](super::HealthChecker::snapshot)); it must never wait on a request through the
+/// stack (that request may be the one that called it). A sink that panics takes down the
+/// caller's task, as any panic would.
 ///
 /// # Example
 ///

@@ -189,3 +189,55 @@ async fn a_hang_on_a_member_that_left_is_not_counted_and_does_not_panic() {
     assert!(leaving.is_healthy(), "not ejected for a hang after it left");
     assert_eq!(checker.members().len(), 1);
 }
+
+/// A probe of the application's that panics fails its member's check, and the scheduler goes
+/// on probing the member (a panic must not leave it unprobed for ever).
+#[tokio::test]
+async fn a_panicking_probe_fails_its_check_and_probing_goes_on() {
+    use std::sync::atomic::AtomicU64;
+
+    use crate::probe::{BoxFuture, Finding, Probe, ProbeTarget};
+
+    #[derive(Debug, Default)]
+    struct Panics(AtomicU64);
+    impl Probe for Panics {
+        fn probe<'a>(&'a self, _: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+            let n = self.0.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async move {
+                if n % 2 == 0 {
+                    panic!("probe {n}");
+                }
+                Finding::success("fine")
+            })
+        }
+    }
+
+    let probe = Arc::new(Panics::default());
+    let mut config = tcp_config();
+    config.checks.active.healthy.interval = Duration::from_millis(20);
+    let checker = HealthChecker::builder(config)
+        .probe(probe.clone())
+        .build(&["http://127.0.0.1:9"])
+        .unwrap();
+    let mut events = checker.subscribe();
+    // Probed again after each panic (the first call panics, the third too).
+    for _ in 0..300 {
+        if probe.0.load(Ordering::Relaxed) >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let calls = probe.0.load(Ordering::Relaxed);
+    assert!(
+        calls >= 4,
+        "probed {calls} times: {:#?}",
+        checker.snapshot()
+    );
+    let mut ejected = false;
+    while let Ok(event) = events.try_recv() {
+        if let EventKind::StatusChanged(t) = event.kind {
+            ejected |= t.to == Status::Unhealthy && t.source == Source::Active;
+        }
+    }
+    assert!(ejected, "a panic counts as a failed probe");
+}

@@ -11,10 +11,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
 use http::Uri;
+use rand::Rng as _;
 use tokio::time::Instant;
 
 use super::Origin;
@@ -24,11 +27,11 @@ use crate::checker::{HealthChecker, WeakChecker};
 ///
 /// Set it with [`HealthCheckerBuilder::member_source`](crate::HealthCheckerBuilder::member_source).
 /// It is asked at start and every `discovery.interval` (0: at start only), each ask bounded
-/// by `discovery.timeout`. The list it returns is the whole truth *for this source*: members
+/// by `discovery.timeout` (the interval is jittered by ±10 %). The list it returns is the whole truth *for this source*: members
 /// it listed before and no longer lists are dropped (requests in flight to them finish);
 /// seeds and members found by `MemberList` or DNS are left alone (turn `MemberList` off with
-/// `discovery.member_list = false` if this source should be the only one). An `Err`, or no
-/// answer in time, changes nothing (a warning is logged).
+/// `discovery.member_list = false` if this source should be the only one). An `Err`, no
+/// answer in time, or a panic changes nothing (a warning is logged).
 ///
 /// Members it adds enter *pending admission*: out of rotation until a probe succeeds and
 /// their `Maintenance/Status` shows this cluster's id and leader. Their
@@ -87,7 +90,12 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
     let name = source.name().to_owned();
     tracing::debug!(source = %name, "member source started");
     loop {
-        let asked = tokio::time::timeout(config.timeout, source.members()).await;
+        let ask = AssertUnwindSafe(source.members()).catch_unwind();
+        let asked = match tokio::time::timeout(config.timeout, ask).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Ok(Err("the member source panicked".into())),
+            Err(elapsed) => Err(elapsed),
+        };
         let Some(checker) = weak.upgrade() else {
             return;
         };
@@ -106,7 +114,9 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
         if config.interval.is_zero() {
             return;
         }
-        tokio::time::sleep_until(Instant::now() + config.interval).await;
+        // Jittered (±10 %), so that many clients do not ask a shared registry in step.
+        let unit: f64 = rand::rng().random_range(0.9..1.1);
+        tokio::time::sleep_until(Instant::now() + config.interval.mul_f64(unit)).await;
     }
 }
 

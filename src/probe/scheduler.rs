@@ -14,9 +14,11 @@
 //! re-admitted only if its `Status` follows the known leader at the known term.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -327,7 +329,13 @@ impl ProbeTask {
             };
             let started = Instant::now();
             let target = ProbeTarget::new(&self.entry, &config, &self.channel, &self.weak);
-            let mut finding = self.probe.probe(target).await;
+            // A probe of the application's that panics fails its member's check, and the
+            // member goes on being probed (its `done` is still sent).
+            let probed = AssertUnwindSafe(self.probe.probe(target)).catch_unwind();
+            let mut finding = probed.await.unwrap_or_else(|_| {
+                tracing::error!(member = %self.entry.member(), probe = ?self.probe, "probe panicked");
+                Finding::failure("the probe panicked")
+            });
             if let Some(id) = finding.cluster_id {
                 // A `status` probe's answer: held against the id most members report.
                 let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
