@@ -46,7 +46,8 @@ impl HealthChecker {
         HealthCheckerBuilder {
             config,
             probe: None,
-            hooks: Hooks::default(),
+            classifier: None,
+            sink: None,
             source: None,
         }
     }
@@ -64,7 +65,8 @@ impl HealthChecker {
 pub struct HealthCheckerBuilder {
     config: Config,
     probe: Option<Arc<dyn Probe>>,
-    hooks: Hooks,
+    classifier: Option<Arc<dyn Classify>>,
+    sink: Option<Arc<dyn EventSink>>,
     source: Option<Arc<dyn MemberSource>>,
 }
 
@@ -80,14 +82,14 @@ impl HealthCheckerBuilder {
     /// Judges the answers to application requests with `classifier` instead of the config's
     /// `failures` lists ([`DefaultClassifier`](crate::health::DefaultClassifier)).
     pub fn classifier(mut self, classifier: Arc<dyn Classify>) -> Self {
-        self.hooks.classifier = Some(classifier);
+        self.classifier = Some(classifier);
         self
     }
 
     /// Calls `sink` with every event, synchronously, besides sending it to
     /// [`subscribe`](HealthChecker::subscribe)rs. It must not block: see [`EventSink`].
     pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
-        self.hooks.sink = Some(sink);
+        self.sink = Some(sink);
         self
     }
 
@@ -112,9 +114,11 @@ impl HealthCheckerBuilder {
         let Self {
             config,
             probe,
-            hooks,
+            classifier,
+            sink,
             source,
         } = self;
+        let hooks = Hooks::new(classifier, sink);
         let given = !hooks.is_empty() || probe.is_some() || source.is_some();
         let shm_name = config.shm_name.clone();
         let mut started = false;

@@ -110,12 +110,20 @@ struct Inner {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Hooks {
     /// How answers count against members; `None`: the config's lists.
-    pub(crate) classifier: Option<Arc<dyn Classify>>,
+    classifier: Option<Arc<dyn Classify>>,
     /// Where every event also goes.
-    pub(crate) sink: Option<Arc<dyn EventSink>>,
+    sink: Option<Arc<dyn EventSink>>,
 }
 
 impl Hooks {
+    /// The hooks given (each optional).
+    pub(crate) fn new(
+        classifier: Option<Arc<dyn Classify>>,
+        sink: Option<Arc<dyn EventSink>>,
+    ) -> Self {
+        Self { classifier, sink }
+    }
+
     /// Whether any hook was given.
     pub(crate) fn is_empty(&self) -> bool {
         self.classifier.is_none() && self.sink.is_none()

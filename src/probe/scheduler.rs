@@ -3,7 +3,8 @@
 //! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
 //! When is decided by the pure [`Schedule`]; this driver gathers each member's facts, starts
-//! the probes it asks for and sleeps until the earliest time it named. At most
+//! the probes it asks for (the application's [`Probe`], else the built-in one the config
+//! names: the driver is the same for both) and sleeps until the earliest time it named. At most
 //! `active.concurrency` probes run at once. The task holds only a weak reference to
 //! the shared state, so it stops when the last [`HealthChecker`](crate::HealthChecker) goes.
 //!
