@@ -17,9 +17,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use http::Uri;
-use rand::Rng as _;
 use tokio::time::Instant;
 
+use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::{HealthChecker, WeakChecker};
 
@@ -27,11 +27,14 @@ use crate::checker::{HealthChecker, WeakChecker};
 ///
 /// Set it with [`HealthCheckerBuilder::member_source`](crate::HealthCheckerBuilder::member_source).
 /// It is asked at start and every `discovery.interval` (0: at start only), each ask bounded
-/// by `discovery.timeout` (the interval is jittered by ±10 %). The list it returns is the whole truth *for this source*: members
+/// by `discovery.timeout` (the interval is jittered: up to a fifth taken off). The list it returns is the whole truth *for this source*: members
 /// it listed before and no longer lists are dropped (requests in flight to them finish);
 /// seeds and members found by `MemberList` or DNS are left alone (turn `MemberList` off with
 /// `discovery.member_list = false` if this source should be the only one). An `Err`, no
 /// answer in time, or a panic changes nothing (a warning is logged).
+///
+/// Additions stop at 32 members in all (the cap `MemberList` discovery has too; the rest are
+/// reported with a warning), so a broken source cannot grow the health state without bound.
 ///
 /// Members it adds enter *pending admission*: out of rotation until a probe succeeds and
 /// their `Maintenance/Status` shows this cluster's id and leader. Their
@@ -114,9 +117,9 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
         if config.interval.is_zero() {
             return;
         }
-        // Jittered (±10 %), so that many clients do not ask a shared registry in step.
-        let unit: f64 = rand::rng().random_range(0.9..1.1);
-        tokio::time::sleep_until(Instant::now() + config.interval.mul_f64(unit)).await;
+        // Jittered, so that many clients do not ask a shared registry in step.
+        let wait = crate::timing::jittered(config.interval, crate::timing::PERIODIC);
+        tokio::time::sleep_until(crate::timing::later(Instant::now(), wait)).await;
     }
 }
 
@@ -125,12 +128,27 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
 fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
     let ours = |origin: &Origin| matches!(origin, Origin::Custom { source } if source == name);
     let mut keep = HashSet::new();
+    let mut room = MAX_MEMBERS.saturating_sub(checker.entries().len());
+    let mut skipped = 0usize;
     for uri in listed {
         let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
         if uri.authority().is_none() || !matches!(uri.scheme_str(), Some("http" | "https")) {
             tracing::warn!(source = %name, %uri, "member source listed a URL that is not http(s)://host:port; ignored");
             continue;
         }
+        let present = checker
+            .members()
+            .into_iter()
+            .find(|m| crate::config::same_endpoint(m.uri(), &uri));
+        if let Some(member) = present {
+            keep.insert(member.index());
+            continue;
+        }
+        if room == 0 {
+            skipped += 1;
+            continue;
+        }
+        room -= 1;
         let reason = format!("listed by member source {name}");
         let origin = Origin::Custom {
             source: name.to_owned(),
@@ -141,6 +159,14 @@ fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
             }
         }
     }
+    if skipped > 0 {
+        tracing::warn!(
+            source = %name,
+            skipped,
+            max = MAX_MEMBERS,
+            "member source listed more members than the health state takes; the rest are not added"
+        );
+    }
     for entry in checker.entries().iter() {
         if ours(entry.origin()) && !keep.contains(&entry.member().index()) {
             checker.drop_member(
@@ -148,5 +174,53 @@ fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
                 &format!("no longer listed by member source {name}"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn uri(port: u16) -> Uri {
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    /// What the source lists is added (up to the cap), what it stops listing dropped; seeds
+    /// and URLs that are not `http(s)://host:port` are left alone.
+    #[tokio::test]
+    async fn apply_adds_drops_and_caps() {
+        let mut config = Config::default();
+        config.discovery.member_list = false;
+        let checker = HealthChecker::with_uris([uri(1)], config).unwrap();
+        let count = |name: &str| {
+            checker
+                .snapshot()
+                .iter()
+                .filter(|m| matches!(&m.origin, Origin::Custom { source } if source == name))
+                .count()
+        };
+        // The seed listed too stays a seed; a bad URL is skipped.
+        let mut listed = vec![uri(1), "ftp://127.0.0.1:7".parse().unwrap()];
+        listed.extend((2..50).map(uri));
+        apply(&checker, "reg", listed);
+        assert_eq!(checker.members().len(), MAX_MEMBERS);
+        assert_eq!(count("reg"), MAX_MEMBERS - 1);
+        assert!(checker
+            .snapshot()
+            .iter()
+            .all(|m| m.origin == Origin::Seed || m.status == crate::health::Status::Unhealthy));
+
+        // Another source's members are not this one's to drop.
+        apply(&checker, "other", vec![uri(1)]);
+        assert_eq!(count("reg"), MAX_MEMBERS - 1);
+
+        // Listing two: the rest of its members go, the seed stays.
+        apply(&checker, "reg", vec![uri(2), uri(3)]);
+        assert_eq!(count("reg"), 2);
+        assert_eq!(checker.members().len(), 3);
+        apply(&checker, "reg", Vec::new());
+        assert_eq!(checker.members().len(), 1);
+        assert_eq!(checker.members()[0].uri(), &uri(1));
     }
 }
