@@ -13,6 +13,12 @@
 //! An answer from a member behind the leader's term (a deposed leader that does not know it
 //! yet) renews nothing the real leader sees: it is not passed on, and the keep-alive is
 //! asked again of another member.
+//!
+//! Each keep-alive of the caller gets a tag. The hedging driver (`keepalive_stream.rs`) may
+//! send one keep-alive on several streams at once (to several members); the first answer to
+//! its tag is passed on, later ones are duplicates the caller must not see (etcd-client's
+//! keeper reads one answer per request). With stream resumption off, the plain driver
+//! (`resume_stream.rs`) follows the same book through the [`Book`] trait.
 
 use std::collections::VecDeque;
 
@@ -21,10 +27,63 @@ use super::stats::StreamKind;
 use crate::leader::behind_the_leader;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 
-/// The keep-alives sent and not answered yet, oldest first.
+/// The keep-alives sent and not answered yet, oldest first, each with its tag.
 #[derive(Debug, Default)]
 pub(super) struct KeepAliveBook {
-    unanswered: VecDeque<LeaseKeepAliveRequest>,
+    unanswered: VecDeque<(u64, LeaseKeepAliveRequest)>,
+    next_tag: u64,
+}
+
+// === impl KeepAliveBook ===
+
+impl KeepAliveBook {
+    /// Books a keep-alive of the caller; returns its tag.
+    pub(super) fn ask(&mut self, req: LeaseKeepAliveRequest) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.unanswered.push_back((tag, req));
+        tag
+    }
+
+    /// A member answered the keep-alive tagged `tag`: `true` if it is the first answer (pass
+    /// it on), `false` if another member answered it already (a duplicate: swallow it).
+    pub(super) fn answer(&mut self, tag: u64) -> bool {
+        match self.unanswered.iter().position(|(t, _)| *t == tag) {
+            Some(pos) => {
+                self.unanswered.remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps one unanswered keep-alive per lease, the oldest, in the order the leases were
+    /// first asked for (see the [module docs](self)): what goes to a member again renews each
+    /// lease once.
+    pub(super) fn coalesce(&mut self) {
+        let mut seen = std::collections::HashSet::with_capacity(self.unanswered.len());
+        self.unanswered.retain(|(_, r)| seen.insert(r.id));
+    }
+
+    /// The keep-alives not answered yet, oldest first, with their tags.
+    pub(super) fn unanswered(&self) -> impl Iterator<Item = (LeaseKeepAliveRequest, u64)> + '_ {
+        self.unanswered.iter().map(|(tag, req)| (*req, *tag))
+    }
+
+    /// Why an answer at this raft term renews nothing, if it does not (see [`Book::behind`]).
+    pub(super) fn behind_the_leader(
+        resp: &LeaseKeepAliveResponse,
+        leader_term: Option<u64>,
+    ) -> Option<String> {
+        let term = resp.header.as_ref().map_or(0, |h| h.raft_term);
+        behind_the_leader(term, leader_term).then(|| {
+            format!(
+                "answered at raft term {term}, behind the leader's term {}: a renewal there \
+                 renews nothing",
+                leader_term.unwrap_or_default()
+            )
+        })
+    }
 }
 
 impl Book for KeepAliveBook {
@@ -36,19 +95,12 @@ impl Book for KeepAliveBook {
     const PATH: &'static str = "/etcdserverpb.Lease/LeaseKeepAlive";
 
     fn on_caller(&mut self, req: LeaseKeepAliveRequest) -> Vec<LeaseKeepAliveRequest> {
-        self.unanswered.push_back(req);
+        self.ask(req);
         vec![req]
     }
 
     fn behind(&self, resp: &LeaseKeepAliveResponse, leader_term: Option<u64>) -> Option<String> {
-        let term = resp.header.as_ref().map_or(0, |h| h.raft_term);
-        behind_the_leader(term, leader_term).then(|| {
-            format!(
-                "answered at raft term {term}, behind the leader's term {}: a renewal there \
-                 renews nothing",
-                leader_term.unwrap_or_default()
-            )
-        })
+        Self::behind_the_leader(resp, leader_term)
     }
 
     fn on_member(
@@ -56,7 +108,7 @@ impl Book for KeepAliveBook {
         resp: LeaseKeepAliveResponse,
     ) -> Judged<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
         // Answers come in order; the first request for this lease is the one answered.
-        if let Some(pos) = self.unanswered.iter().position(|r| r.id == resp.id) {
+        if let Some(pos) = self.unanswered.iter().position(|(_, r)| r.id == resp.id) {
             self.unanswered.remove(pos);
         }
         Judged {
@@ -66,10 +118,8 @@ impl Book for KeepAliveBook {
     }
 
     fn resume(&mut self) -> Resumed<LeaseKeepAliveRequest> {
-        // One renewal per lease, in the order the leases were first asked for.
-        let mut seen = std::collections::HashSet::with_capacity(self.unanswered.len());
-        self.unanswered.retain(|r| seen.insert(r.id));
-        let requests: Vec<_> = self.unanswered.iter().cloned().collect();
+        self.coalesce();
+        let requests: Vec<_> = self.unanswered().map(|(req, _)| req).collect();
         Resumed {
             again: requests.len(),
             requests,
@@ -154,6 +204,26 @@ mod tests {
         assert_eq!(b.behind(&at(55), Some(55)), None, "the leader's own term");
         assert_eq!(b.behind(&at(54), None), None, "no leader known");
         assert_eq!(b.behind(&answer(4), Some(55)), None, "no header");
+    }
+
+    #[test]
+    fn a_keep_alive_asked_of_several_members_is_answered_once_the_rest_are_duplicates() {
+        let mut b = KeepAliveBook::default();
+        let first = b.ask(req(7));
+        let second = b.ask(req(7));
+        assert_ne!(first, second, "each keep-alive has its own tag");
+        assert_eq!(
+            b.unanswered().collect::<Vec<_>>(),
+            vec![(req(7), first), (req(7), second)],
+            "a new stream is sent both, oldest first"
+        );
+        assert!(b.answer(first), "the first answer is passed on");
+        assert!(!b.answer(first), "the same keep-alive answered by a second member");
+        assert_eq!(b.outstanding(), 1);
+        assert!(b.answer(second));
+        assert!(!b.answer(second));
+        assert!(!b.needs_member());
+        assert!(!b.answer(99), "a tag never given");
     }
 
     #[test]

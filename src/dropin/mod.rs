@@ -85,6 +85,7 @@ mod book;
 mod channel;
 mod frame;
 mod keepalive_book;
+mod keepalive_stream;
 mod latest_token;
 mod resume_stream;
 mod stale_token;

@@ -78,6 +78,8 @@ impl Streams {
         use super::watch_book::WatchBook;
         if req.uri().path() == WatchBook::PATH {
             self.start(req, WatchBook::default())
+        } else if self.resume {
+            super::keepalive_stream::start(self.clone(), req)
         } else {
             self.start(req, KeepAliveBook::default())
         }
@@ -161,7 +163,7 @@ enum LinkEvent<R> {
 }
 
 /// What happened on the caller's side.
-enum CallerEvent<R> {
+pub(super) enum CallerEvent<R> {
     Gone,
     Message(Result<Option<R>, tonic::Status>),
 }
@@ -235,7 +237,7 @@ impl<B: Book> Driver<B> {
         loop {
             let event = {
                 let wants = self.book.needs_member() || self.first.is_some() && self.caller_done;
-                let caller = caller_event::<B>(
+                let caller = caller_event::<B::Req>(
                     &mut self.caller,
                     self.caller_done,
                     &mut self.first,
@@ -618,12 +620,12 @@ impl<B: Book> Driver<B> {
 }
 
 /// The next message of the caller, or its leaving.
-async fn caller_event<B: Book>(
+pub(super) async fn caller_event<Req: prost::Message + Default>(
     caller: &mut Decoder,
     done: bool,
     first: &mut Option<oneshot::Sender<http::Response<tonic::body::Body>>>,
     reply: &mpsc::Sender<Frame<Bytes>>,
-) -> CallerEvent<B::Req> {
+) -> CallerEvent<Req> {
     let gone = async {
         match first {
             Some(first) => first.closed().await,
@@ -632,7 +634,7 @@ async fn caller_event<B: Book>(
     };
     tokio::select! {
         _ = gone => CallerEvent::Gone,
-        m = caller.next::<B::Req>(), if !done => CallerEvent::Message(m),
+        m = caller.next::<Req>(), if !done => CallerEvent::Message(m),
     }
 }
 

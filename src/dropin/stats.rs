@@ -28,12 +28,19 @@ pub struct StreamCounts {
     pub duplicate_events_dropped: u64,
     /// Keep-alive streams the caller opened.
     pub keep_alive_streams: u64,
-    /// Times a keep-alive stream moved to another member after its member failed.
+    /// Times a keep-alive stream moved to another member after its member failed or was
+    /// slow (another member answered a keep-alive first).
     pub keep_alive_resumptions: u64,
-    /// Keep-alive requests sent again on the new member (they had no answer yet).
+    /// Keep-alive requests sent again on another member (they had no answer yet): on a
+    /// stream opened to hedge a slow one, or to replace a lost one.
     pub keep_alives_resent: u64,
     /// Times an idle keep-alive stream moved to the leader the health state found.
     pub keep_alive_moves_to_leader: u64,
+    /// Keep-alive streams opened on another member while one was waiting for an answer (at
+    /// most 3 streams at once per caller stream, the next one a delay after the last).
+    pub keep_alive_hedges: u64,
+    /// Answers to a keep-alive that another member had answered already, not passed on.
+    pub duplicate_keep_alive_answers: u64,
 }
 
 /// One open stream and the member that carries it.
@@ -65,6 +72,8 @@ struct Inner {
     keep_alive_resumptions: AtomicU64,
     keep_alives_resent: AtomicU64,
     keep_alive_moves_to_leader: AtomicU64,
+    keep_alive_hedges: AtomicU64,
+    duplicate_keep_alive_answers: AtomicU64,
     serving: Mutex<BTreeMap<u64, (StreamKind, Member)>>,
 }
 
@@ -84,6 +93,8 @@ impl StreamStats {
             keep_alive_resumptions: get(&i.keep_alive_resumptions),
             keep_alives_resent: get(&i.keep_alives_resent),
             keep_alive_moves_to_leader: get(&i.keep_alive_moves_to_leader),
+            keep_alive_hedges: get(&i.keep_alive_hedges),
+            duplicate_keep_alive_answers: get(&i.duplicate_keep_alive_answers),
         }
     }
 
@@ -122,6 +133,31 @@ impl StreamStats {
         };
         resumptions.fetch_add(1, Ordering::Relaxed);
         again.fetch_add(resent as u64, Ordering::Relaxed);
+    }
+
+    /// A keep-alive stream was opened on another member: `resent` keep-alives went with it;
+    /// a `hedge` while another stream was waiting.
+    pub(super) fn keep_alive_stream_opened(&self, resent: usize, hedge: bool) {
+        let i = &self.inner;
+        i.keep_alives_resent
+            .fetch_add(resent as u64, Ordering::Relaxed);
+        if hedge {
+            i.keep_alive_hedges.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Another member than the one serving the keep-alive stream answered first.
+    pub(super) fn keep_alive_moved(&self) {
+        self.inner
+            .keep_alive_resumptions
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A keep-alive answered twice; the second answer was swallowed.
+    pub(super) fn duplicate_keep_alive_answer(&self) {
+        self.inner
+            .duplicate_keep_alive_answers
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn moved_to_leader(&self) {

@@ -8,19 +8,39 @@
 
 use crate::balance::AvoidMembers;
 use crate::checker::Member;
+use crate::HealthChecker;
 
 /// What the choice needs to know of one member.
 #[derive(Clone, Debug)]
-pub(super) struct Candidate {
-    pub(super) member: Member,
-    pub(super) healthy: bool,
+pub(crate) struct Candidate {
+    pub(crate) member: Member,
+    pub(crate) healthy: bool,
 }
 
 /// What the health checker knows of the members: their health, and the leader.
 #[derive(Clone, Debug)]
-pub(super) struct Known {
-    pub(super) members: Vec<Candidate>,
-    pub(super) leader: Option<usize>,
+pub(crate) struct Known {
+    pub(crate) members: Vec<Candidate>,
+    pub(crate) leader: Option<usize>,
+}
+
+// === impl Known ===
+
+impl Known {
+    /// What `checker` knows now.
+    pub(crate) fn of(checker: &HealthChecker) -> Self {
+        Self {
+            members: checker
+                .snapshot()
+                .into_iter()
+                .map(|s| Candidate {
+                    healthy: s.status.is_healthy(),
+                    member: s.member,
+                })
+                .collect(),
+            leader: checker.leader().leader_index,
+        }
+    }
 }
 
 /// Where the next stream goes (the member [`choose`] names, if the helper knows the members),
@@ -28,7 +48,7 @@ pub(super) struct Known {
 /// so the balancer takes the chosen member while it is healthy and falls back to any healthy
 /// one otherwise; without, the members recently failed on (`avoided`) and those already
 /// carrying a stream (`open_on`), so a hedge goes elsewhere.
-pub(super) fn place(
+pub(crate) fn place(
     known: Option<&Known>,
     open_on: &[Member],
     avoided: AvoidMembers,
@@ -58,7 +78,7 @@ pub(super) fn place(
 /// member); with no member healthy, the leader if free and not recently failed (only the
 /// leader renews: a follower forwards the keep-alive to it, and holds it while the leader
 /// hangs), else none (the balancer then chooses). `roll` breaks ties (a random number).
-pub(super) fn choose(
+pub(crate) fn choose(
     members: &[Candidate],
     leader: Option<usize>,
     busy: &[usize],

@@ -3,113 +3,142 @@
 //! Why a task per stream: while one member holds a keep-alive, others must be asked too, so
 //! several streams live at once; each reports what it hears to the driver through a channel,
 //! and dies with its [`Lane`] handle.
+//!
+//! Shared by the tower [`KeepAlive`](super::KeepAlive) and the drop-in's answer to
+//! etcd-client's `LeaseKeepAlive` streams (`dropin/keepalive_stream.rs`): both hedge a slow
+//! keep-alive over several lanes. Each keep-alive sent carries a `tag` of the driver's (the
+//! drop-in numbers the caller's requests with it, to pass each answer on once); a lane's
+//! answers come in the order its keep-alives were sent.
 
 use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
 
 use crate::balance::AvoidMembers;
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::proto::etcdserverpb::LeaseKeepAliveRequest;
-use crate::resume::{served_by, stream_request, BoxChannel, Outbound};
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
+use crate::resume::{served_by, set_metadata, BoxChannel, Outbound};
 
 /// What a stream reports to the driver.
 #[derive(Debug)]
-pub(super) enum Heard {
+pub(crate) enum Heard {
     /// etcd's headers came: the stream is open on this member (when the channel says).
     Opened(Option<Member>),
-    /// A keep-alive was answered with `ttl` (seconds; 0 or less: the lease is gone) by a
-    /// member at raft term `term` (0: the answer named none).
-    Answer { ttl: i64, term: u64 },
+    /// A keep-alive was answered (`ttl` 0 or less: the lease is gone).
+    Answer(LeaseKeepAliveResponse),
     /// The stream failed or ended.
     Ended(tonic::Status),
 }
 
+/// A keep-alive a lane sent and has not had answered yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// When it was sent.
+    pub(crate) at: Instant,
+    /// The driver's tag for it.
+    pub(crate) tag: u64,
+}
+
 /// The driver's handle on one stream; dropping it ends the stream.
 #[derive(Debug)]
-pub(super) struct Lane {
+pub(crate) struct Lane {
     id: u64,
     member: Option<Member>,
     requests: mpsc::Sender<LeaseKeepAliveRequest>,
-    /// Send times of keep-alives not answered yet, oldest first (etcd answers a stream's
-    /// keep-alives one at a time, in order).
-    sent: VecDeque<Instant>,
+    /// Keep-alives not answered yet, oldest first (etcd answers a stream's keep-alives one at
+    /// a time, in order).
+    sent: VecDeque<Sent>,
     task: AbortHandle,
 }
 
 /// Where and how to open a stream.
-pub(super) struct Opening {
-    pub(super) id: u64,
-    pub(super) lease_id: i64,
-    pub(super) require_leader: bool,
+pub(crate) struct Opening {
+    pub(crate) id: u64,
+    /// The caller's metadata (its auth token, say); `hasleader` is added when asked.
+    pub(crate) metadata: MetadataMap,
+    pub(crate) require_leader: bool,
     /// The member chosen for it, if the helper knows the members.
-    pub(super) member: Option<Member>,
-    pub(super) avoid: AvoidMembers,
+    pub(crate) member: Option<Member>,
+    pub(crate) avoid: AvoidMembers,
+    /// How many keep-alives may wait for the member to read them (a full queue means it does
+    /// not read: [`Lane::renew`] then fails).
+    pub(crate) queue: usize,
 }
 
 impl Lane {
-    /// Opens a stream with its first keep-alive on its way.
-    pub(super) fn open(
+    /// Opens a stream with `first` on its way (each keep-alive with its tag).
+    pub(crate) fn open(
         client: &LeaseClient<BoxChannel>,
         opening: Opening,
+        first: impl IntoIterator<Item = (LeaseKeepAliveRequest, u64)>,
         heard: mpsc::Sender<(u64, Heard)>,
         now: Instant,
     ) -> Self {
-        let first = LeaseKeepAliveRequest {
-            id: opening.lease_id,
-        };
-        let (requests, req) = stream_request(first, opening.require_leader, opening.avoid);
+        let (requests, outbound) = mpsc::channel(opening.queue.max(1));
+        let mut req = tonic::Request::from_parts(
+            opening.metadata,
+            tonic::Extensions::default(),
+            Outbound(outbound),
+        );
+        set_metadata(&mut req, opening.require_leader, opening.avoid);
         let task = tokio::spawn(run(client.clone(), req, opening.id, heard)).abort_handle();
-        Self {
+        let mut lane = Self {
             id: opening.id,
             member: opening.member,
             requests,
-            sent: VecDeque::from([now]),
+            sent: VecDeque::new(),
             task,
+        };
+        for (request, tag) in first {
+            lane.renew(request, tag, now);
         }
+        lane
     }
 
     /// The stream's id, as its reports carry it.
-    pub(super) fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The member the stream is on (as chosen, then as etcd's answer says).
-    pub(super) fn member(&self) -> Option<&Member> {
+    pub(crate) fn member(&self) -> Option<&Member> {
         self.member.as_ref()
     }
 
     /// The balancer says which member took the stream.
-    pub(super) fn opened_on(&mut self, member: Option<Member>) {
+    pub(crate) fn opened_on(&mut self, member: Option<Member>) {
         if member.is_some() {
             self.member = member;
         }
     }
 
-    /// Sends a keep-alive; `false` if the stream can take none (closed, or full of
-    /// unanswered ones).
-    pub(super) fn renew(&mut self, lease_id: i64, now: Instant) -> bool {
-        let ok = self
-            .requests
-            .try_send(LeaseKeepAliveRequest { id: lease_id })
-            .is_ok();
+    /// Sends a keep-alive tagged `tag`; `false` if the stream can take none (closed, or full
+    /// of unanswered ones).
+    pub(crate) fn renew(&mut self, request: LeaseKeepAliveRequest, tag: u64, now: Instant) -> bool {
+        let ok = self.requests.try_send(request).is_ok();
         if ok {
-            self.sent.push_back(now);
+            self.sent.push_back(Sent { at: now, tag });
         }
         ok
     }
 
-    /// An answer came: the send time of the keep-alive it answers.
-    pub(super) fn answered(&mut self) -> Option<Instant> {
+    /// An answer came: the keep-alive it answers.
+    pub(crate) fn answered(&mut self) -> Option<Sent> {
         self.sent.pop_front()
     }
 
     /// Since when the stream has left a keep-alive unanswered.
-    pub(super) fn waiting_since(&self) -> Option<Instant> {
-        self.sent.front().copied()
+    pub(crate) fn waiting_since(&self) -> Option<Instant> {
+        self.sent.front().map(|s| s.at)
+    }
+
+    /// Whether the keep-alive tagged `tag` was sent here and is not answered yet.
+    pub(crate) fn carries(&self, tag: u64) -> bool {
+        self.sent.iter().any(|s| s.tag == tag)
     }
 }
 
@@ -138,10 +167,7 @@ async fn run(
     };
     loop {
         let report = match inbound.message().await {
-            Ok(Some(resp)) => Heard::Answer {
-                ttl: resp.ttl,
-                term: resp.header.map_or(0, |h| h.raft_term),
-            },
+            Ok(Some(resp)) => Heard::Answer(resp),
             Ok(None) => Heard::Ended(tonic::Status::unavailable("the keep-alive stream ended")),
             Err(status) => Heard::Ended(status),
         };

@@ -46,12 +46,12 @@
 //! itself, the leader first (`choose.rs`), timed by its pure renewal schedule
 //! (`schedule.rs`): its driver (`task.rs`) is built around that and shares only the pieces.
 
-mod choose;
+pub(crate) mod choose;
 mod error;
 mod handle;
-mod lane;
+pub(crate) mod lane;
 mod options;
-mod schedule;
+pub(crate) mod schedule;
 mod task;
 
 pub use error::LeaseError;

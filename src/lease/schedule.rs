@@ -14,17 +14,17 @@ use super::KeepAliveOptions;
 use crate::timing;
 
 /// Until the first answer tells the TTL: renew this often.
-pub(super) const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const INITIAL_INTERVAL: Duration = Duration::from_millis(500);
 /// Never renew more often than this, whatever the TTL.
-pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Never hedge sooner than this after the last stream was asked.
 const MIN_HEDGE: Duration = Duration::from_millis(50);
 /// At most this many keep-alive streams at once (one, plus hedges while it is unanswered).
-pub(super) const MAX_STREAMS: usize = 3;
+pub(crate) const MAX_STREAMS: usize = 3;
 
 /// The renewal timing of one lease (see the [module docs](self)).
 #[derive(Debug, Clone)]
-pub(super) struct Schedule {
+pub(crate) struct Schedule {
     /// The renewal period in force: the caller's, or TTL/3 once an answer told the TTL.
     interval: Duration,
     fixed_interval: bool,
@@ -48,7 +48,7 @@ pub(super) struct Schedule {
 impl Schedule {
     /// A schedule whose first renewal is due at once. With [`KeepAliveOptions::granted_ttl`],
     /// the lease is presumed to expire that long after `now` until an answer says otherwise.
-    pub(super) fn new(options: &KeepAliveOptions, now: Instant) -> Self {
+    pub(crate) fn new(options: &KeepAliveOptions, now: Instant) -> Self {
         Self {
             interval: options.interval.unwrap_or(INITIAL_INTERVAL),
             fixed_interval: options.interval.is_some(),
@@ -64,32 +64,32 @@ impl Schedule {
     }
 
     /// How long a stream may leave a renewal unanswered before it is given up.
-    pub(super) fn response_timeout(&self) -> Duration {
+    pub(crate) fn response_timeout(&self) -> Duration {
         self.response_timeout.unwrap_or(self.interval)
     }
 
     /// How long a renewal may go unanswered before another stream (on another member) is
     /// asked too: a quarter of the response timeout unless set.
-    pub(super) fn hedge_after(&self) -> Duration {
+    pub(crate) fn hedge_after(&self) -> Duration {
         self.hedge_after
             .unwrap_or(self.response_timeout() / 4)
             .max(MIN_HEDGE)
     }
 
     /// When the lease must be presumed expired, if known.
-    pub(super) fn expires(&self) -> Option<Instant> {
+    pub(crate) fn expires(&self) -> Option<Instant> {
         self.expires
     }
 
     /// Whether the lease's TTL has run out with no renewal answered: etcd may have expired it
     /// (or will any moment), so nobody may act as its holder any more.
-    pub(super) fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|e| now >= e)
     }
 
     /// `true` once when the lease has [`expired`](Self::expired) (again, after an answer);
     /// renewals go on, since etcd may still hold the lease (no leader could expire it).
-    pub(super) fn expire_if_due(&mut self, now: Instant) -> bool {
+    pub(crate) fn expire_if_due(&mut self, now: Instant) -> bool {
         if !self.presumed_expired && self.expired(now) {
             self.presumed_expired = true;
             return true;
@@ -98,13 +98,13 @@ impl Schedule {
     }
 
     /// Whether a renewal is outstanding.
-    pub(super) fn in_round(&self) -> bool {
+    pub(crate) fn in_round(&self) -> bool {
         self.round.is_some()
     }
 
     /// Starts a renewal if one is due (or `early`: the stream carrying the lease is gone, so
     /// renew on the new one at once). Returns whether a round began.
-    pub(super) fn start_round_if_due(&mut self, now: Instant, early: bool) -> bool {
+    pub(crate) fn start_round_if_due(&mut self, now: Instant, early: bool) -> bool {
         if self.round.is_none() && (early || now >= self.next_send) {
             self.round = Some(now);
             self.last_ask = None;
@@ -114,20 +114,20 @@ impl Schedule {
     }
 
     /// A stream was opened or asked to renew at `now`.
-    pub(super) fn asked(&mut self, now: Instant) {
+    pub(crate) fn asked(&mut self, now: Instant) {
         self.last_ask = Some(now);
     }
 
     /// A stream failed: none is opened again before `now + delay` (capped at half the
     /// interval, since the lease expires on etcd's clock meanwhile).
-    pub(super) fn failed(&mut self, now: Instant, delay: Duration) {
+    pub(crate) fn failed(&mut self, now: Instant, delay: Duration) {
         self.reopen_at = timing::later(now, delay.min(self.interval / 2));
     }
 
     /// Whether to open a stream now, given how many are open and whether every open one is
     /// waiting for an answer: the first one once the back-off is over, more (up to
     /// [`MAX_STREAMS`]) when the renewal has gone unanswered for [`hedge_after`](Self::hedge_after).
-    pub(super) fn should_open(&self, now: Instant, open: usize, all_waiting: bool) -> bool {
+    pub(crate) fn should_open(&self, now: Instant, open: usize, all_waiting: bool) -> bool {
         if self.round.is_none() {
             return false;
         }
@@ -139,7 +139,7 @@ impl Schedule {
 
     /// An answer with `ttl` seconds to a renewal sent at `sent`, seen at `now`. Returns
     /// whether the lease had been presumed expired (it was not, after all).
-    pub(super) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) -> bool {
+    pub(crate) fn answered(&mut self, sent: Instant, ttl: i64, now: Instant) -> bool {
         let ttl = ttl_of(ttl);
         let until = timing::later(sent, ttl);
         self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
@@ -158,7 +158,7 @@ impl Schedule {
     /// them waiting for an answer, or not) whose earliest to be given up is at `stale_at`.
     /// Never a time already past for a reason that cannot act (a hedge with no room for
     /// another stream): the driver would spin.
-    pub(super) fn wake(
+    pub(crate) fn wake(
         &self,
         now: Instant,
         open: usize,

@@ -4,14 +4,24 @@
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::choose::{place, Candidate, Known};
+use super::choose::{place, Known};
 use super::lane::{Heard, Lane, Opening};
 use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
 use crate::leader::behind_the_leader;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::proto::etcdserverpb::LeaseKeepAliveRequest;
 use crate::resume::{classify, next_eviction, BoxChannel, Lost, Reopen};
+
+/// Keep-alives a stream may hold unread by its member: one at a time is sent, so a full
+/// queue means the member does not read.
+const LANE_QUEUE: usize = 4;
+
+/// The raft term an answer names (0: none).
+fn raft_term(resp: &crate::proto::etcdserverpb::LeaseKeepAliveResponse) -> u64 {
+    resp.header.as_ref().map_or(0, |h| h.raft_term)
+}
 
 pub(super) async fn run(
     channel: BoxChannel,
@@ -104,8 +114,9 @@ impl Driver<'_> {
 
     /// Sends the due renewal on the stream that answered last, if it can take it.
     fn renew_on_first(&mut self, now: Instant) {
+        let request = self.request();
         if let Some(first) = self.lanes.first_mut() {
-            if first.renew(self.lease_id, now) {
+            if first.renew(request, 0, now) {
                 self.schedule.asked(now);
             } else {
                 let lane = self.lanes.remove(0);
@@ -123,17 +134,7 @@ impl Driver<'_> {
             .filter_map(|l| l.member().cloned())
             .collect();
         let avoided = self.reopen.avoid(now);
-        let known = self.options.reopen.checker.as_ref().map(|checker| Known {
-            members: checker
-                .snapshot()
-                .into_iter()
-                .map(|s| Candidate {
-                    healthy: s.status.is_healthy(),
-                    member: s.member,
-                })
-                .collect(),
-            leader: checker.leader().leader_index,
-        });
+        let known = self.options.reopen.checker.as_ref().map(Known::of);
         let roll = rand::random::<u32>() as usize;
         let (member, avoid) = place(known.as_ref(), &open_on, avoided, roll);
         let hedge = !self.lanes.is_empty();
@@ -142,11 +143,13 @@ impl Driver<'_> {
             &self.client,
             Opening {
                 id: self.next_id,
-                lease_id: self.lease_id,
+                metadata: tonic::metadata::MetadataMap::new(),
                 require_leader: self.options.reopen.require_leader,
                 member: member.clone(),
                 avoid,
+                queue: LANE_QUEUE,
             },
+            [(self.request(), 0)],
             self.heard_tx.clone(),
             now,
         );
@@ -175,7 +178,8 @@ impl Driver<'_> {
                     self.publish_member();
                 }
             }
-            Heard::Answer { term, .. } if self.behind(term) => {
+            Heard::Answer(resp) if self.behind(raft_term(&resp)) => {
+                let term = raft_term(&resp);
                 // Not a renewal (see `behind_the_leader`): the round stays open, its clock
                 // running, and the stream goes so the next keep-alive asks another member.
                 let lane = self.lanes.remove(pos);
@@ -187,13 +191,14 @@ impl Driver<'_> {
                 let lost = Lost::new(lane.member().cloned(), reason);
                 self.lost_lane(lane, lost, true, now);
             }
-            Heard::Answer { ttl, .. } if ttl <= 0 => {
+            Heard::Answer(resp) if resp.ttl <= 0 => {
                 return Some(LeaseError::Lost {
                     lease_id: self.lease_id,
                 });
             }
-            Heard::Answer { ttl, .. } => {
-                let sent = self.lanes[pos].answered().unwrap_or(now);
+            Heard::Answer(resp) => {
+                let ttl = resp.ttl;
+                let sent = self.lanes[pos].answered().map_or(now, |s| s.at);
                 if self.schedule.answered(sent, ttl, now) {
                     tracing::warn!(
                         lease = %format_args!("{:x}", self.lease_id),
@@ -234,6 +239,11 @@ impl Driver<'_> {
             }
         }
         None
+    }
+
+    /// The keep-alive of this lease.
+    fn request(&self) -> LeaseKeepAliveRequest {
+        LeaseKeepAliveRequest { id: self.lease_id }
     }
 
     /// The term of the leader the health checker knows, if it knows one.

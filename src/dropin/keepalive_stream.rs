@@ -1,0 +1,626 @@
+//! The drop-in's answer to etcd-client's `Lease/LeaseKeepAlive` streams: each keep-alive of
+//! the caller is sent to the leader, and to other members too when it stays unanswered.
+//!
+//! Why hedge instead of moving one stream: the loop etcd-client's docs show (send, read the
+//! answer, sleep TTL/3) renews only after an answer comes, so every second an answer waits
+//! comes off the lease's margin. While the leader hangs, a keep-alive sent to it waits for
+//! ever, and one sent to a follower is forwarded to the hung leader and held for etcd's
+//! request timeout (5 s plus two election timeouts in etcd 3.4's `LeaseRenew`), even after a
+//! new leader is elected. One stream moved only after `max(4 × hang.after, 2 s)` of silence
+//! answered a 5 s lease after up to 3.6 s in the soak, and lost it once. Keep-alives are
+//! idempotent, so a slow one is asked again of another member on a stream of its own, and the
+//! first answer wins, as the tower [`KeepAlive`](crate::lease::KeepAlive) does: the same
+//! [`Schedule`] (hedge a keep-alive unanswered for a quarter of the response timeout, at most
+//! [`MAX_STREAMS`] streams, a stream that leaves one unanswered for the response timeout given
+//! up), the same choice of member ([`place`]: the leader first, never a member that already
+//! carries a stream) and the same stream tasks ([`Lane`]). What is the drop-in's own: the
+//! caller's requests and their answers (each passed on once, in the [`KeepAliveBook`]), and
+//! the response timeout, twice `hang.after` (1 s by default), since the caller's loop, not
+//! the drop-in, decides when to renew.
+//!
+//! When the health state finds a new leader while a keep-alive is unanswered, it is sent to
+//! that leader at once (the oldest stream makes room if need be): a new leader renews at
+//! once, while the followers may still hold the keep-alive for the old one. A keep-alive
+//! hedged also asks the health state for a leader check, so that news comes soon.
+//!
+//! Bounds on the extra keep-alives, all counted in [`StreamStats`](super::StreamStats): a
+//! hedge only after the delay, at most [`MAX_STREAMS`] streams per caller stream, streams
+//! re-opened after a jittered back-off (capped at TTL/6) when every one was lost.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+use tonic::metadata::MetadataMap;
+
+use super::book::Book;
+use super::frame::{self, Decoder, ReplyBody};
+use super::keepalive_book::KeepAliveBook;
+use super::resume_stream::{caller_event, stream_timeout, CallerEvent, Streams};
+use super::stats::StreamKind;
+use crate::balance::ResponseFuture;
+use crate::checker::{EventKind, HealthEvent};
+use crate::health::Status;
+use crate::lease::choose::{place, Known};
+use crate::lease::lane::{Heard, Lane, Opening};
+use crate::lease::schedule::{Schedule, MAX_STREAMS};
+use crate::lease::KeepAliveOptions;
+use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
+use crate::resume::{classify, Lost, Reopen, ReopenOptions};
+
+/// How long a member the stream failed on is avoided.
+const AVOID_FOR: Duration = Duration::from_secs(10);
+
+/// Frames waiting for the caller.
+const REPLY_BUFFER: usize = 64;
+
+/// Keep-alives a stream may hold unread by its member (the caller may keep several leases on
+/// one stream, or send before an answer).
+const LANE_QUEUE: usize = 64;
+
+/// How long one stream may leave a keep-alive unanswered before it is given up: twice
+/// `hang.after` (the unary requests' bound), half the plain stream timeout. Other members are
+/// asked from a quarter of it on.
+pub(super) fn response_timeout(config: &crate::config::Config) -> Duration {
+    stream_timeout(config) / 2
+}
+
+/// `delay` spread over `[delay / 2, delay]` by `unit` (in `[0, 1)`): streams of many callers
+/// lost at once are not re-opened in step.
+fn jittered(delay: Duration, unit: f64) -> Duration {
+    delay.mul_f64(1.0 - 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// Takes the caller's keep-alive stream request; the response is the driver's.
+pub(super) fn start(streams: Streams, req: http::Request<tonic::body::Body>) -> ResponseFuture {
+    let (first_tx, first_rx) = oneshot::channel();
+    tokio::spawn(Driver::new(streams, req, first_tx).run());
+    ResponseFuture::new(async move {
+        first_rx.await.map_err(|_| {
+            tower::BoxError::from(tonic::Status::unavailable(
+                "the drop-in's keep-alive driver ended before the stream was opened",
+            ))
+        })
+    })
+}
+
+/// What the health state said that matters to the streams.
+enum HealthNews {
+    /// The member with this index was evicted.
+    Evicted(usize),
+    /// A new leader was found.
+    Leader,
+}
+
+/// The next eviction or new leader; never resolves without events.
+async fn health_news(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> HealthNews {
+    let Some(rx) = events.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(HealthEvent {
+                member,
+                kind: EventKind::StatusChanged(t),
+            }) if t.to == Status::Unhealthy => return HealthNews::Evicted(member.index()),
+            Ok(HealthEvent {
+                kind:
+                    EventKind::LeaderChanged {
+                        leader_id: Some(_), ..
+                    },
+                ..
+            }) => return HealthNews::Leader,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    streams: Streams,
+    /// The stream's number in the stats.
+    id: u64,
+    metadata: MetadataMap,
+    caller: Decoder,
+    caller_done: bool,
+    first: Option<oneshot::Sender<http::Response<tonic::body::Body>>>,
+    reply_rx: Option<mpsc::Receiver<Frame<Bytes>>>,
+    reply: mpsc::Sender<Frame<Bytes>>,
+    book: KeepAliveBook,
+    schedule: Schedule,
+    reopen: Reopen,
+    client: LeaseClient<crate::resume::BoxChannel>,
+    /// Open streams; the first is the one that answered last (new keep-alives go there).
+    lanes: Vec<Lane>,
+    next_lane: u64,
+    heard_tx: mpsc::Sender<(u64, Heard)>,
+    heard: mpsc::Receiver<(u64, Heard)>,
+    health: Option<broadcast::Receiver<HealthEvent>>,
+    /// The stream whose answer was passed on last.
+    serving: Option<u64>,
+    /// Why the serving stream was left, until another answers.
+    left: Option<String>,
+    /// The next stream to answer took over from an idle one moved to the leader.
+    to_leader: bool,
+    /// Member failures before the caller's stream was opened.
+    failed_to_open: usize,
+}
+
+// === impl Driver ===
+
+impl Driver {
+    fn new(
+        streams: Streams,
+        req: http::Request<tonic::body::Body>,
+        first: oneshot::Sender<http::Response<tonic::body::Body>>,
+    ) -> Self {
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        // A stream that outlives members has no deadline of its own; the balancer sets
+        // `hasleader` itself.
+        headers.remove("grpc-timeout");
+        headers.remove(crate::etcd::HAS_LEADER);
+        let (reply, reply_rx) = mpsc::channel(REPLY_BUFFER);
+        let (heard_tx, heard) = mpsc::channel(16);
+        let id = streams.stats.opened(StreamKind::KeepAlive);
+        let options = KeepAliveOptions::default()
+            .response_timeout(response_timeout(streams.checker.config()));
+        let now = Instant::now();
+        Self {
+            id,
+            metadata: MetadataMap::from_headers(headers),
+            caller: Decoder::new(body),
+            caller_done: false,
+            first: Some(first),
+            reply_rx: Some(reply_rx),
+            reply,
+            book: KeepAliveBook::default(),
+            schedule: Schedule::new(&options, now),
+            reopen: Reopen::new(&ReopenOptions {
+                avoid_for: AVOID_FOR,
+                ..ReopenOptions::default()
+            }),
+            client: LeaseClient::new(streams.channel.clone()),
+            lanes: Vec::new(),
+            next_lane: 0,
+            heard_tx,
+            heard,
+            health: Some(streams.checker.subscribe()),
+            serving: None,
+            left: None,
+            to_leader: false,
+            failed_to_open: 0,
+            streams,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            if self.schedule.expire_if_due(now) {
+                tracing::warn!(
+                    id = self.id,
+                    open = self.lanes.len(),
+                    "no keep-alive answered within the lease's TTL: etcd may expire it"
+                );
+            }
+            self.give_up_stale(now);
+            let all_waiting = self.lanes.iter().all(|l| l.waiting_since().is_some());
+            if self.book.outstanding() > 0
+                && self
+                    .schedule
+                    .should_open(now, self.lanes.len(), all_waiting)
+            {
+                self.open(now);
+            }
+            let all_waiting = self.lanes.iter().all(|l| l.waiting_since().is_some());
+            let stale_at = self
+                .lanes
+                .iter()
+                .filter_map(Lane::waiting_since)
+                .min()
+                .map(|t| t + self.schedule.response_timeout());
+            let wake = if self.schedule.in_round() {
+                Some(
+                    self.schedule
+                        .wake(now, self.lanes.len(), all_waiting, stale_at),
+                )
+            } else {
+                stale_at
+            };
+            let go_on = tokio::select! {
+                c = caller_event::<LeaseKeepAliveRequest>(
+                    &mut self.caller,
+                    self.caller_done,
+                    &mut self.first,
+                    &self.reply,
+                ) => match c {
+                    CallerEvent::Gone => false,
+                    CallerEvent::Message(m) => self.on_caller(m).await,
+                },
+                Some((lane, heard)) = self.heard.recv() => self.heard(lane, heard).await,
+                news = health_news(&mut self.health) => {
+                    match news {
+                        HealthNews::Evicted(index) => self.evicted(index),
+                        HealthNews::Leader => self.to_new_leader(),
+                    }
+                    true
+                }
+                () = sleep_until_opt(wake) => true,
+            };
+            if !go_on {
+                self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+                return;
+            }
+        }
+    }
+
+    /// A keep-alive (or the end) of the caller; `false` ends the stream.
+    async fn on_caller(&mut self, msg: Result<Option<LeaseKeepAliveRequest>, tonic::Status>) -> bool {
+        let req = match msg {
+            Ok(Some(req)) => req,
+            Ok(None) => {
+                // etcd keeps serving a half-closed stream; so does the drop-in.
+                self.caller_done = true;
+                if self.first.is_some() && self.book.outstanding() == 0 {
+                    self.finish(tonic::Status::ok("")).await;
+                    return false;
+                }
+                return true;
+            }
+            Err(status) => {
+                tracing::warn!(id = self.id, %status, "the caller's keep-alive stream failed");
+                self.finish(status).await;
+                return false;
+            }
+        };
+        let now = Instant::now();
+        if self.book.outstanding() == 0 {
+            self.move_to_leader();
+        }
+        let tag = self.book.ask(req);
+        self.schedule.start_round_if_due(now, true);
+        if let Some(first) = self.lanes.first_mut() {
+            if first.renew(req, tag, now) {
+                self.schedule.asked(now);
+            } else {
+                let lane = self.lanes.remove(0);
+                let lost = Lost::new(lane.member().cloned(), "the keep-alive stream closed");
+                self.lost_lane(lane, lost, false, now);
+            }
+        }
+        true
+    }
+
+    /// An idle stream on a follower moves to the leader the health state knows, when it is in
+    /// rotation and was not just failed on (nothing is in flight: nothing is sent again).
+    fn move_to_leader(&mut self) {
+        let Some(member) = self.lanes.first().and_then(|l| l.member().cloned()) else {
+            return;
+        };
+        let known = Known::of(&self.streams.checker);
+        let Some(leader) = known.leader.filter(|&l| l != member.index()) else {
+            return;
+        };
+        let (chosen, _) = place(Some(&known), &[], self.reopen.avoid(Instant::now()), 0);
+        if chosen.map(|m| m.index()) != Some(leader) {
+            return;
+        }
+        tracing::info!(
+            stream = ?StreamKind::KeepAlive,
+            id = self.id,
+            from = %member,
+            to_index = leader,
+            "stream idle on a follower; moving it to the leader"
+        );
+        self.streams.stats.moved_to_leader();
+        self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+        self.lanes.clear();
+        self.to_leader = true;
+    }
+
+    /// Opens one more stream, where [`place`] says, with every unanswered keep-alive.
+    fn open(&mut self, now: Instant) {
+        let open_on: Vec<_> = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.member().cloned())
+            .collect();
+        let known = Known::of(&self.streams.checker);
+        let roll = rand::random::<u32>() as usize;
+        let (member, avoid) = place(Some(&known), &open_on, self.reopen.avoid(now), roll);
+        // Asked now either way: the next hedge is a delay away, so a hedge with no member
+        // free to take it does not spin.
+        self.schedule.asked(now);
+        let hedge = !self.lanes.is_empty();
+        if hedge && member.is_none() {
+            return;
+        }
+        self.next_lane = self.next_lane.wrapping_add(1);
+        let resent = if self.serving.is_some() || hedge {
+            self.book.outstanding()
+        } else {
+            0
+        };
+        let lane = Lane::open(
+            &self.client,
+            Opening {
+                id: self.next_lane,
+                metadata: self.streams.token.freshen(&self.metadata),
+                // The balancer adds `hasleader` itself.
+                require_leader: false,
+                member: member.clone(),
+                avoid,
+                queue: LANE_QUEUE,
+            },
+            self.book.unanswered().collect::<Vec<_>>(),
+            self.heard_tx.clone(),
+            now,
+        );
+        self.lanes.push(lane);
+        self.streams.stats.keep_alive_stream_opened(resent, hedge);
+        if hedge {
+            // A keep-alive this slow may be waiting for a leader that hangs: the sooner the
+            // health state knows the next one, the sooner it is asked there.
+            self.streams.checker.want_leader_check();
+            tracing::debug!(
+                id = self.id,
+                member = member.as_ref().map(tracing::field::display),
+                open = self.lanes.len(),
+                "keep-alive unanswered; asking another member too"
+            );
+        }
+    }
+
+    /// A new leader is known: an unanswered keep-alive is sent to it at once, unless a stream
+    /// is on it already (the stream waiting longest makes room if every one is taken).
+    fn to_new_leader(&mut self) {
+        if self.book.outstanding() == 0 {
+            return;
+        }
+        let known = Known::of(&self.streams.checker);
+        let Some(leader) = known.leader else {
+            return;
+        };
+        if self
+            .lanes
+            .iter()
+            .any(|l| l.member().is_some_and(|m| m.index() == leader))
+        {
+            return;
+        }
+        let now = Instant::now();
+        if self.lanes.len() >= MAX_STREAMS {
+            let oldest = (0..self.lanes.len())
+                .min_by_key(|&i| self.lanes[i].waiting_since())
+                .unwrap_or(0);
+            let lane = self.lanes.remove(oldest);
+            let lost = Lost::new(
+                lane.member().cloned(),
+                "a new leader is known; its stream makes room",
+            );
+            self.lost_lane(lane, lost, false, now);
+        }
+        let open_on: Vec<_> = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.member().cloned())
+            .collect();
+        let (chosen, _) = place(Some(&known), &open_on, self.reopen.avoid(now), 0);
+        if chosen.is_some_and(|m| m.index() == leader) {
+            tracing::info!(id = self.id, leader, "new leader; keep-alive sent to it");
+            self.open(now);
+        }
+    }
+
+    /// A report of stream `lane`; `false` ends the caller's stream.
+    async fn heard(&mut self, lane: u64, heard: Heard) -> bool {
+        let now = Instant::now();
+        let Some(pos) = self.lanes.iter().position(|l| l.id() == lane) else {
+            // A stream closed meanwhile.
+            return true;
+        };
+        match heard {
+            Heard::Opened(member) => {
+                self.lanes[pos].opened_on(member);
+                if self.serving.is_none() && pos == 0 {
+                    let member = self.lanes[pos].member().cloned();
+                    self.streams
+                        .stats
+                        .serve(self.id, StreamKind::KeepAlive, member);
+                }
+                if let (Some(first), Some(rx)) = (self.first.take(), self.reply_rx.take()) {
+                    if first.send(frame::response(ReplyBody::new(rx))).is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+            Heard::Answer(resp) => self.answered(pos, resp, now).await,
+            Heard::Ended(status) => {
+                let lane = self.lanes.remove(pos);
+                match classify(status.clone(), lane.member().cloned()) {
+                    Ok(lost) => {
+                        if self.first.is_some() {
+                            // Before the caller has a stream, as many member failures as
+                            // members: the last one is its answer.
+                            self.failed_to_open += 1;
+                            let members = self.streams.checker.members().len().max(1);
+                            if self.failed_to_open > members {
+                                self.finish(status).await;
+                                return false;
+                            }
+                        }
+                        self.lost_lane(lane, lost, true, now);
+                        true
+                    }
+                    Err(status) => {
+                        self.finish(status).await;
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// An answer on the stream at `pos`: passed on if it is the first to its keep-alive.
+    async fn answered(&mut self, pos: usize, resp: LeaseKeepAliveResponse, now: Instant) -> bool {
+        let leader_term = self.streams.checker.leader().leader_term;
+        if let Some(reason) = KeepAliveBook::behind_the_leader(&resp, leader_term) {
+            // Not a renewal: the keep-alive stays unanswered, its member is left.
+            let lane = self.lanes.remove(pos);
+            let lost = Lost::new(lane.member().cloned(), reason);
+            self.lost_lane(lane, lost, true, now);
+            return true;
+        }
+        self.reopen.healthy();
+        let Some(sent) = self.lanes[pos].answered() else {
+            return true;
+        };
+        if !self.book.answer(sent.tag) {
+            self.streams.stats.duplicate_keep_alive_answer();
+            return true;
+        }
+        self.schedule.answered(sent.at, resp.ttl, now);
+        // This stream carries the keep-alives from now on; the others, asked only because
+        // it was slow (or they were), are closed, and what they alone carried goes here.
+        let mut lane = self.lanes.swap_remove(pos);
+        self.lanes.clear();
+        let missing: Vec<_> = self
+            .book
+            .unanswered()
+            .filter(|(_, tag)| !lane.carries(*tag))
+            .collect();
+        for (req, tag) in missing {
+            lane.renew(req, tag, now);
+        }
+        if self.serving != Some(lane.id()) {
+            if self.serving.is_some() && !std::mem::take(&mut self.to_leader) {
+                self.streams.stats.keep_alive_moved();
+                tracing::info!(
+                    stream = ?StreamKind::KeepAlive,
+                    id = self.id,
+                    to = lane.member().map(tracing::field::display),
+                    reason = self.left.as_deref().unwrap_or("another member answered first"),
+                    "keep-alive stream resumed on another member"
+                );
+            }
+            self.serving = Some(lane.id());
+            self.left = None;
+            self.streams
+                .stats
+                .serve(self.id, StreamKind::KeepAlive, lane.member().cloned());
+        }
+        self.lanes.push(lane);
+        if self.book.outstanding() > 0 {
+            self.schedule.start_round_if_due(now, true);
+            self.schedule.asked(now);
+        }
+        self.reply
+            .send(Frame::data(frame::encode(&resp)))
+            .await
+            .is_ok()
+    }
+
+    /// The health checker evicted a member: its streams go at once.
+    fn evicted(&mut self, index: usize) {
+        let now = Instant::now();
+        while let Some(pos) = self
+            .lanes
+            .iter()
+            .position(|l| l.member().is_some_and(|m| m.index() == index))
+        {
+            let lane = self.lanes.remove(pos);
+            let lost = Lost::evicted(lane.member().cloned());
+            self.lost_lane(lane, lost, true, now);
+        }
+    }
+
+    /// Streams that left a keep-alive unanswered for the response timeout are given up. Their
+    /// member is not avoided: while the cluster elects a leader, every member is slow.
+    fn give_up_stale(&mut self, now: Instant) {
+        let limit = self.schedule.response_timeout();
+        while let Some(pos) = self
+            .lanes
+            .iter()
+            .position(|l| l.waiting_since().is_some_and(|t| now >= t + limit))
+        {
+            let lane = self.lanes.remove(pos);
+            let reason = format!("no answer to a keep-alive within {limit:?}");
+            let lost = Lost::new(lane.member().cloned(), reason);
+            self.lost_lane(lane, lost, false, now);
+        }
+    }
+
+    /// Books a stream lost (already removed from the open ones); its member is avoided for a
+    /// while if `avoid`. With none left, the next opens after a jittered back-off.
+    fn lost_lane(&mut self, lane: Lane, lost: Lost, avoid: bool, now: Instant) {
+        let was_serving = self.serving == Some(lane.id());
+        drop(lane);
+        self.reopen.lost(&lost, avoid, now);
+        if self.lanes.is_empty() {
+            let delay = jittered(self.reopen.delay(), rand::random::<f64>());
+            self.schedule.failed(now, delay);
+            self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+        }
+        if was_serving {
+            self.left = Some(lost.reason.clone());
+        }
+        tracing::warn!(
+            stream = ?StreamKind::KeepAlive,
+            id = self.id,
+            member = lost.member.as_ref().map(tracing::field::display),
+            reason = %lost.reason,
+            open = self.lanes.len(),
+            unanswered = self.book.outstanding(),
+            "keep-alive stream lost"
+        );
+    }
+
+    /// Ends the caller's stream with `status`.
+    async fn finish(&mut self, status: tonic::Status) {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(status.into_http());
+            return;
+        }
+        let _ = self
+            .reply
+            .send(Frame::trailers(frame::trailers(&status)))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn re_opens_are_spread_over_the_upper_half_of_the_back_off() {
+        let d = Duration::from_millis(400);
+        assert_eq!(jittered(d, 0.0), d);
+        assert_eq!(jittered(d, 0.5), Duration::from_millis(300));
+        assert!(jittered(d, 0.999_999) >= Duration::from_millis(200));
+        assert_eq!(jittered(d, 7.0), Duration::from_millis(200), "clamped");
+    }
+
+    #[test]
+    fn a_lane_is_given_up_after_twice_hang_after_and_hedged_after_a_quarter_of_that() {
+        let config = crate::config::Config::default();
+        let timeout = response_timeout(&config);
+        assert_eq!(timeout, Duration::from_secs(1));
+        let options = KeepAliveOptions::default().response_timeout(timeout);
+        let s = Schedule::new(&options, Instant::now());
+        assert_eq!(s.response_timeout(), timeout);
+        assert_eq!(s.hedge_after(), Duration::from_millis(250));
+    }
+}
