@@ -560,3 +560,155 @@ async fn watch_re_created_after_etcd_client_renewed_its_token_carries_the_new_on
         "the pause hit the watch's member: {counts:?}"
     );
 }
+
+/// The longest a keep-alive of etcd-client's keeper may wait for its answer over the drop-in
+/// (issue 29: its loop renews only after an answer, so a wait eats into the lease's margin).
+const KEEP_ALIVE_BOUND: Duration = Duration::from_millis(1500);
+/// How soon after a new leader is elected the keep-alive must be answered, if the election
+/// itself came late (a loaded machine): a hedge a quarter of the drop-in's 1 s response
+/// timeout apart, plus a leader check of the health state (one `Status` round, 250 ms
+/// deadline), plus scheduling slack. The old drop-in needed its 2 s stream timeout.
+const AFTER_ELECTION: Duration = Duration::from_millis(750);
+
+/// Since `since`, how long until a member other than `old` reports a leader other than
+/// `old` (each follower asked directly, every 20 ms, with a 200 ms deadline).
+async fn new_leader_after(cluster: &Cluster, old: usize, since: std::time::Instant) -> Duration {
+    let old_id = cluster.member_id(old);
+    let options = ConnectOptions::new().with_timeout(Duration::from_millis(200));
+    let mut followers = Vec::new();
+    for i in (0..cluster.size()).filter(|&i| i != old) {
+        let client = Client::connect([cluster.direct_endpoint(i)], Some(options.clone()))
+            .await
+            .expect("follower client");
+        followers.push(client);
+    }
+    loop {
+        for f in &mut followers {
+            if let Ok(status) = f.status().await {
+                let leader = status.leader();
+                if leader != 0 && leader != old_id {
+                    return since.elapsed();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Keep-alive messages the members received (etcd's own `/metrics`), over those that answer.
+async fn keep_alives_received(cluster: &Cluster) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut total = 0;
+    for i in 0..cluster.size() {
+        let uri: http::Uri = cluster.direct_endpoint(i).parse().expect("endpoint");
+        let authority = uri.authority().expect("authority").to_string();
+        let scrape = async {
+            let mut conn = tokio::net::TcpStream::connect(&authority).await.ok()?;
+            let req = format!("GET /metrics HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+            conn.write_all(req.as_bytes()).await.ok()?;
+            let mut body = String::new();
+            conn.read_to_string(&mut body).await.ok()?;
+            Some(body)
+        };
+        let Ok(Some(body)) = tokio::time::timeout(Duration::from_secs(2), scrape).await else {
+            continue;
+        };
+        total += body
+            .lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_msg_received_total")
+                    && l.contains("grpc_method=\"LeaseKeepAlive\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    total
+}
+
+/// A keep-alive that etcd-client's keeper sends to the leader just after the leader hung is
+/// answered within 1.5 s (or soon after the cluster elected another leader, if that came
+/// late): the drop-in asks other members too, and the new leader as soon as the health state
+/// finds it. The lease is then still alive (answered with a TTL). Every keep-alive the
+/// members saw beyond the caller's is one the stream stats count. Before, the keep-alive
+/// waited for the drop-in's 2 s stream timeout on the hung leader and was then moved: 2 s or
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_sent_to_a_hung_leader_is_answered_within_1_5_s() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (client, checker, stats) = dropin_client_with_streams(&cluster, resume()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let lease = client
+        .lease_client()
+        .grant(3, None)
+        .await
+        .expect("grant")
+        .id();
+    let mut lc = client.lease_client();
+    let (mut keeper, mut answers) = lc.keep_alive(lease).await.expect("keep_alive");
+    // The keep-alive goes to the leader once the health state knows it; renewals meanwhile.
+    for _ in 0..150 {
+        let on_leader = stats
+            .serving()
+            .iter()
+            .any(|s| s.kind == StreamKind::KeepAlive && s.member.index() == leader);
+        if on_leader && checker.leader().leader_index == Some(leader) {
+            break;
+        }
+        keeper.keep_alive().await.expect("keeper");
+        answers.message().await.expect("answer").expect("an answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served_by = serving(&stats, StreamKind::KeepAlive).await;
+    let received_before = keep_alives_received(&cluster).await;
+    let before = stats.counts();
+
+    tracing::info!(target: "etcd_health::tests", member = leader, "fault: pause");
+    cluster.pause(leader);
+    let paused = std::time::Instant::now();
+    keeper.keep_alive().await.expect("keeper");
+    let sent = std::time::Instant::now();
+    let (answer, elected) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), answers.message()),
+        new_leader_after(&cluster, leader, paused)
+    );
+    let waited = sent.elapsed().min(Duration::from_secs(10));
+    let ttl = match answer {
+        Ok(Ok(Some(r))) => r.ttl(),
+        other => panic!("no answer to the keep-alive ({waited:?}): {other:?}"),
+    };
+    // Answered when the answer was read: measure before anything else.
+    let answered_after = sent.elapsed();
+    cluster.resume(leader);
+    // One more renewal after the fault: the lease is alive and the stream goes on.
+    keeper.keep_alive().await.expect("keeper");
+    let next = tokio::time::timeout(Duration::from_secs(5), answers.message())
+        .await
+        .expect("an answer after the fault")
+        .expect("answer")
+        .expect("the stream goes on");
+    let received = keep_alives_received(&cluster).await - received_before;
+    let counts = stats.counts();
+    eprintln!(
+        "keep-alive on member {served_by} (leader {leader}) answered after {answered_after:?} \
+         with TTL {ttl}; a new leader was elected {elected:?} after the pause; members received \
+         {received} keep-alives for the caller's 2; stream stats before {before:?}, after \
+         {counts:?}; leader view {:?}",
+        checker.leader()
+    );
+    assert!(ttl > 0 && next.ttl() > 0, "the lease is alive");
+    let bound = KEEP_ALIVE_BOUND.max(elected + AFTER_ELECTION);
+    assert!(
+        answered_after <= bound,
+        "the keep-alive waited {answered_after:?} (bound {bound:?}; new leader after {elected:?})"
+    );
+    let extra = counts.keep_alives_resent - before.keep_alives_resent;
+    assert!(
+        received <= 2 + extra,
+        "every extra keep-alive the members saw is counted: received {received}, the caller's \
+         2 plus {extra} counted"
+    );
+}

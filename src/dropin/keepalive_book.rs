@@ -27,10 +27,11 @@ use super::stats::StreamKind;
 use crate::leader::behind_the_leader;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 
-/// The keep-alives sent and not answered yet, oldest first, each with its tag.
+/// The keep-alives sent and not answered yet, oldest first, each with its tag and whether it
+/// went to a member yet.
 #[derive(Debug, Default)]
 pub(super) struct KeepAliveBook {
-    unanswered: VecDeque<(u64, LeaseKeepAliveRequest)>,
+    unanswered: VecDeque<(u64, LeaseKeepAliveRequest, bool)>,
     next_tag: u64,
 }
 
@@ -41,14 +42,23 @@ impl KeepAliveBook {
     pub(super) fn ask(&mut self, req: LeaseKeepAliveRequest) -> u64 {
         let tag = self.next_tag;
         self.next_tag = self.next_tag.wrapping_add(1);
-        self.unanswered.push_back((tag, req));
+        self.unanswered.push_back((tag, req, false));
         tag
+    }
+
+    /// The keep-alive tagged `tag` went to a member: `true` if it had gone to one before (an
+    /// extra keep-alive, for the counts).
+    pub(super) fn sent(&mut self, tag: u64) -> bool {
+        self.unanswered
+            .iter_mut()
+            .find(|(t, _, _)| *t == tag)
+            .is_some_and(|(_, _, sent)| std::mem::replace(sent, true))
     }
 
     /// A member answered the keep-alive tagged `tag`: `true` if it is the first answer (pass
     /// it on), `false` if another member answered it already (a duplicate: swallow it).
     pub(super) fn answer(&mut self, tag: u64) -> bool {
-        match self.unanswered.iter().position(|(t, _)| *t == tag) {
+        match self.unanswered.iter().position(|(t, _, _)| *t == tag) {
             Some(pos) => {
                 self.unanswered.remove(pos);
                 true
@@ -62,12 +72,12 @@ impl KeepAliveBook {
     /// lease once.
     pub(super) fn coalesce(&mut self) {
         let mut seen = std::collections::HashSet::with_capacity(self.unanswered.len());
-        self.unanswered.retain(|(_, r)| seen.insert(r.id));
+        self.unanswered.retain(|(_, r, _)| seen.insert(r.id));
     }
 
     /// The keep-alives not answered yet, oldest first, with their tags.
     pub(super) fn unanswered(&self) -> impl Iterator<Item = (LeaseKeepAliveRequest, u64)> + '_ {
-        self.unanswered.iter().map(|(tag, req)| (*req, *tag))
+        self.unanswered.iter().map(|(tag, req, _)| (*req, *tag))
     }
 
     /// Why an answer at this raft term renews nothing, if it does not (see [`Book::behind`]).
@@ -108,7 +118,7 @@ impl Book for KeepAliveBook {
         resp: LeaseKeepAliveResponse,
     ) -> Judged<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
         // Answers come in order; the first request for this lease is the one answered.
-        if let Some(pos) = self.unanswered.iter().position(|(_, r)| r.id == resp.id) {
+        if let Some(pos) = self.unanswered.iter().position(|(_, r, _)| r.id == resp.id) {
             self.unanswered.remove(pos);
         }
         Judged {
@@ -217,8 +227,13 @@ mod tests {
             vec![(req(7), first), (req(7), second)],
             "a new stream is sent both, oldest first"
         );
+        assert!(!b.sent(first), "first sent");
+        assert!(b.sent(first), "sent again: an extra keep-alive");
         assert!(b.answer(first), "the first answer is passed on");
-        assert!(!b.answer(first), "the same keep-alive answered by a second member");
+        assert!(
+            !b.answer(first),
+            "the same keep-alive answered by a second member"
+        );
         assert_eq!(b.outstanding(), 1);
         assert!(b.answer(second));
         assert!(!b.answer(second));

@@ -216,12 +216,18 @@ impl Driver {
             }
             self.give_up_stale(now);
             let all_waiting = self.lanes.iter().all(|l| l.waiting_since().is_some());
-            if self.book.outstanding() > 0
-                && self
+            if self.book.outstanding() > 0 {
+                if self
                     .schedule
                     .should_open(now, self.lanes.len(), all_waiting)
-            {
-                self.open(now);
+                {
+                    self.open(now);
+                } else if self.schedule.should_open(now, MAX_STREAMS - 1, all_waiting) {
+                    // A hedge is due with every stream taken: no stream more, but the health
+                    // state is asked for the leader again (see `open`), a hedge delay apart.
+                    self.schedule.asked(now);
+                    self.streams.checker.want_leader_check();
+                }
             }
             let all_waiting = self.lanes.iter().all(|l| l.waiting_since().is_some());
             let stale_at = self
@@ -231,10 +237,10 @@ impl Driver {
                 .min()
                 .map(|t| t + self.schedule.response_timeout());
             let wake = if self.schedule.in_round() {
-                Some(
-                    self.schedule
-                        .wake(now, self.lanes.len(), all_waiting, stale_at),
-                )
+                // Counted as if a stream were free: a hedge due wakes the driver for the
+                // leader check above even when every stream is taken.
+                let open = self.lanes.len().min(MAX_STREAMS - 1);
+                Some(self.schedule.wake(now, open, all_waiting, stale_at))
             } else {
                 stale_at
             };
@@ -259,14 +265,19 @@ impl Driver {
                 () = sleep_until_opt(wake) => true,
             };
             if !go_on {
-                self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+                self.streams
+                    .stats
+                    .serve(self.id, StreamKind::KeepAlive, None);
                 return;
             }
         }
     }
 
     /// A keep-alive (or the end) of the caller; `false` ends the stream.
-    async fn on_caller(&mut self, msg: Result<Option<LeaseKeepAliveRequest>, tonic::Status>) -> bool {
+    async fn on_caller(
+        &mut self,
+        msg: Result<Option<LeaseKeepAliveRequest>, tonic::Status>,
+    ) -> bool {
         let req = match msg {
             Ok(Some(req)) => req,
             Ok(None) => {
@@ -292,6 +303,7 @@ impl Driver {
         self.schedule.start_round_if_due(now, true);
         if let Some(first) = self.lanes.first_mut() {
             if first.renew(req, tag, now) {
+                self.book.sent(tag);
                 self.schedule.asked(now);
             } else {
                 let lane = self.lanes.remove(0);
@@ -324,7 +336,9 @@ impl Driver {
             "stream idle on a follower; moving it to the leader"
         );
         self.streams.stats.moved_to_leader();
-        self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+        self.streams
+            .stats
+            .serve(self.id, StreamKind::KeepAlive, None);
         self.lanes.clear();
         self.to_leader = true;
     }
@@ -347,11 +361,10 @@ impl Driver {
             return;
         }
         self.next_lane = self.next_lane.wrapping_add(1);
-        let resent = if self.serving.is_some() || hedge {
-            self.book.outstanding()
-        } else {
-            0
-        };
+        let requests: Vec<_> = self.book.unanswered().collect();
+        for (_, tag) in &requests {
+            self.note_sent(*tag);
+        }
         let lane = Lane::open(
             &self.client,
             Opening {
@@ -363,13 +376,13 @@ impl Driver {
                 avoid,
                 queue: LANE_QUEUE,
             },
-            self.book.unanswered().collect::<Vec<_>>(),
+            requests,
             self.heard_tx.clone(),
             now,
         );
         self.lanes.push(lane);
-        self.streams.stats.keep_alive_stream_opened(resent, hedge);
         if hedge {
+            self.streams.stats.keep_alive_hedged();
             // A keep-alive this slow may be waiting for a leader that hangs: the sooner the
             // health state knows the next one, the sooner it is asked there.
             self.streams.checker.want_leader_check();
@@ -382,8 +395,17 @@ impl Driver {
         }
     }
 
-    /// A new leader is known: an unanswered keep-alive is sent to it at once, unless a stream
-    /// is on it already (the stream waiting longest makes room if every one is taken).
+    /// The keep-alive tagged `tag` went to a member; counted if it had gone to one before.
+    fn note_sent(&mut self, tag: u64) {
+        if self.book.sent(tag) {
+            self.streams.stats.keep_alive_resent();
+        }
+    }
+
+    /// A new leader is known: an unanswered keep-alive is sent to it at once on a fresh
+    /// stream. A stream already on that member was sent its keep-alive while it was a
+    /// follower, which forwards it to the old leader and may hold it for etcd's request
+    /// timeout: it makes room, as does the stream waiting longest if every one is taken.
     fn to_new_leader(&mut self) {
         if self.book.outstanding() == 0 {
             return;
@@ -392,35 +414,45 @@ impl Driver {
         let Some(leader) = known.leader else {
             return;
         };
-        if self
-            .lanes
-            .iter()
-            .any(|l| l.member().is_some_and(|m| m.index() == leader))
-        {
-            return;
-        }
         let now = Instant::now();
-        if self.lanes.len() >= MAX_STREAMS {
-            let oldest = (0..self.lanes.len())
+        let on_leader = |l: &Lane| l.member().is_some_and(|m| m.index() == leader);
+        let mut keep: Vec<usize> = (0..self.lanes.len())
+            .filter(|&i| !on_leader(&self.lanes[i]))
+            .collect();
+        if keep.len() >= MAX_STREAMS {
+            if let Some(oldest) = keep
+                .iter()
+                .copied()
                 .min_by_key(|&i| self.lanes[i].waiting_since())
-                .unwrap_or(0);
-            let lane = self.lanes.remove(oldest);
-            let lost = Lost::new(
-                lane.member().cloned(),
-                "a new leader is known; its stream makes room",
-            );
-            self.lost_lane(lane, lost, false, now);
+            {
+                keep.retain(|&i| i != oldest);
+            }
         }
-        let open_on: Vec<_> = self
-            .lanes
+        let open_on: Vec<_> = keep
             .iter()
-            .filter_map(|l| l.member().cloned())
+            .filter_map(|&i| self.lanes[i].member().cloned())
             .collect();
         let (chosen, _) = place(Some(&known), &open_on, self.reopen.avoid(now), 0);
-        if chosen.is_some_and(|m| m.index() == leader) {
-            tracing::info!(id = self.id, leader, "new leader; keep-alive sent to it");
-            self.open(now);
+        if !chosen.is_some_and(|m| m.index() == leader) {
+            return;
         }
+        let mut i = 0;
+        let mut pos = 0;
+        while i < self.lanes.len() {
+            if keep.contains(&pos) {
+                i += 1;
+            } else {
+                let lane = self.lanes.remove(i);
+                let lost = Lost::new(
+                    lane.member().cloned(),
+                    "a new leader is known; the keep-alive goes to it on a fresh stream",
+                );
+                self.lost_lane(lane, lost, false, now);
+            }
+            pos += 1;
+        }
+        tracing::info!(id = self.id, leader, "new leader; keep-alive sent to it");
+        self.open(now);
     }
 
     /// A report of stream `lane`; `false` ends the caller's stream.
@@ -502,7 +534,9 @@ impl Driver {
             .filter(|(_, tag)| !lane.carries(*tag))
             .collect();
         for (req, tag) in missing {
-            lane.renew(req, tag, now);
+            if lane.renew(req, tag, now) {
+                self.note_sent(tag);
+            }
         }
         if self.serving != Some(lane.id()) {
             if self.serving.is_some() && !std::mem::take(&mut self.to_leader) {
@@ -571,7 +605,9 @@ impl Driver {
         if self.lanes.is_empty() {
             let delay = jittered(self.reopen.delay(), rand::random::<f64>());
             self.schedule.failed(now, delay);
-            self.streams.stats.serve(self.id, StreamKind::KeepAlive, None);
+            self.streams
+                .stats
+                .serve(self.id, StreamKind::KeepAlive, None);
         }
         if was_serving {
             self.left = Some(lost.reason.clone());

@@ -135,15 +135,16 @@ impl StreamStats {
         again.fetch_add(resent as u64, Ordering::Relaxed);
     }
 
-    /// A keep-alive stream was opened on another member: `resent` keep-alives went with it;
-    /// a `hedge` while another stream was waiting.
-    pub(super) fn keep_alive_stream_opened(&self, resent: usize, hedge: bool) {
-        let i = &self.inner;
-        i.keep_alives_resent
-            .fetch_add(resent as u64, Ordering::Relaxed);
-        if hedge {
-            i.keep_alive_hedges.fetch_add(1, Ordering::Relaxed);
-        }
+    /// A keep-alive went to a member again (another stream than the first it went on).
+    pub(super) fn keep_alive_resent(&self) {
+        self.inner
+            .keep_alives_resent
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A keep-alive stream was opened on another member while one was waiting for an answer.
+    pub(super) fn keep_alive_hedged(&self) {
+        self.inner.keep_alive_hedges.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Another member than the one serving the keep-alive stream answered first.
