@@ -27,3 +27,13 @@ impl AvoidMembers {
         self.0.iter().any(|m| m.index() == member.index())
     }
 }
+
+/// Request extension read by [`Balance`](super::Balance) for streams: open this one on this
+/// member even while the health state has it out of rotation.
+///
+/// Only for a request that is idempotent and asked of other members too, when no member in
+/// rotation is free to take it: the drop-in's keep-alive hedges (a member ejected for a
+/// fault seconds ago, with a back-off of up to half a minute, is often back and may even
+/// lead; one that is really down refuses at once, and nothing is lost either way).
+#[derive(Clone, Debug)]
+pub(crate) struct EvenIfEjected(pub(crate) Member);

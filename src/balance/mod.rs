@@ -26,6 +26,7 @@ mod retry;
 mod service;
 
 pub use future::ResponseFuture;
+pub(crate) use hint::EvenIfEjected;
 pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub(crate) use make::transport_settings;

@@ -185,23 +185,35 @@ where
             MethodKind::Unary => {
                 ResponseFuture::new(self.clone().unary(req, method, avoid, deadline))
             }
-            kind => ResponseFuture::new(self.clone().stream(req, avoid, kind, deadline)),
+            kind => {
+                let pinned = req
+                    .extensions_mut()
+                    .remove::<super::EvenIfEjected>()
+                    .map(|p| p.0.index());
+                ResponseFuture::new(self.clone().stream(req, avoid, pinned, kind, deadline))
+            }
         }
     }
 
-    /// Sends a stream or a long-blocking call, once.
+    /// Sends a stream or a long-blocking call, once: to the `pinned` member if it is one
+    /// (see [`EvenIfEjected`](super::EvenIfEjected)), else to one picked as usual.
     async fn stream(
         self,
         req: Request<tonic::body::Body>,
         avoid: Vec<usize>,
+        pinned: Option<usize>,
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
         let config = self.checker.config();
         let entries = self.checker.entries();
-        let entry = match pick(&entries, config.all_unhealthy, &avoid) {
-            Ok(entry) => entry,
-            Err(status) => return Err(status.into()),
+        let pinned = pinned.and_then(|i| entries.iter().find(|e| e.member().index() == i));
+        let entry = match pinned {
+            Some(entry) => entry.clone(),
+            None => match pick(&entries, config.all_unhealthy, &avoid) {
+                Ok(entry) => entry,
+                Err(status) => return Err(status.into()),
+            },
         };
         let limits = Limits {
             deadline,

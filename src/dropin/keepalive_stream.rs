@@ -40,10 +40,12 @@ use super::frame::{self, Decoder, ReplyBody};
 use super::keepalive_book::KeepAliveBook;
 use super::resume_stream::{caller_event, stream_timeout, CallerEvent, Streams};
 use super::stats::StreamKind;
+use crate::balance::AvoidMembers;
 use crate::balance::ResponseFuture;
+use crate::checker::Member;
 use crate::checker::{EventKind, HealthEvent};
 use crate::health::Status;
-use crate::lease::choose::{place, Known};
+use crate::lease::choose::{last_resort, place, Known};
 use crate::lease::lane::{Heard, Lane, Opening};
 use crate::lease::schedule::{Schedule, MAX_STREAMS};
 use crate::lease::KeepAliveOptions;
@@ -343,7 +345,8 @@ impl Driver {
         self.to_leader = true;
     }
 
-    /// Opens one more stream, where [`place`] says, with every unanswered keep-alive.
+    /// Opens one more stream, where [`place`] says, with every unanswered keep-alive. A hedge
+    /// with no member in rotation free takes one out of rotation ([`last_resort`]).
     fn open(&mut self, now: Instant) {
         let open_on: Vec<_> = self
             .lanes
@@ -352,14 +355,32 @@ impl Driver {
             .collect();
         let known = Known::of(&self.streams.checker);
         let roll = rand::random::<u32>() as usize;
-        let (member, avoid) = place(Some(&known), &open_on, self.reopen.avoid(now), roll);
+        let avoided = self.reopen.avoid(now);
+        let rested: Vec<usize> = avoided.0.iter().map(|m| m.index()).collect();
+        let (member, avoid) = place(Some(&known), &open_on, avoided, roll);
         // Asked now either way: the next hedge is a delay away, so a hedge with no member
-        // free to take it does not spin.
+        // to take it does not spin.
         self.schedule.asked(now);
-        let hedge = !self.lanes.is_empty();
-        if hedge && member.is_none() {
+        if self.lanes.is_empty() || member.is_some() {
+            self.open_lane(now, member, avoid, false);
             return;
         }
+        let busy: Vec<usize> = open_on.iter().map(|m| m.index()).collect();
+        if let Some(member) = last_resort(&known.members, known.leader, &busy, &rested, roll) {
+            self.open_lane(now, Some(member), AvoidMembers::default(), true);
+        }
+    }
+
+    /// Opens a stream on `member` (the balancer's choice if `None`) with every unanswered
+    /// keep-alive; with `even_if_ejected`, on that member whatever its health.
+    fn open_lane(
+        &mut self,
+        now: Instant,
+        member: Option<Member>,
+        avoid: AvoidMembers,
+        even_if_ejected: bool,
+    ) {
+        let hedge = !self.lanes.is_empty();
         self.next_lane = self.next_lane.wrapping_add(1);
         let requests: Vec<_> = self.book.unanswered().collect();
         for (_, tag) in &requests {
@@ -374,6 +395,7 @@ impl Driver {
                 require_leader: false,
                 member: member.clone(),
                 avoid,
+                even_if_ejected,
                 queue: LANE_QUEUE,
             },
             requests,
@@ -390,6 +412,7 @@ impl Driver {
                 id = self.id,
                 member = member.as_ref().map(tracing::field::display),
                 open = self.lanes.len(),
+                even_if_ejected,
                 "keep-alive unanswered; asking another member too"
             );
         }
@@ -403,56 +426,60 @@ impl Driver {
     }
 
     /// A new leader is known: an unanswered keep-alive is sent to it at once on a fresh
-    /// stream. A stream already on that member was sent its keep-alive while it was a
-    /// follower, which forwards it to the old leader and may hold it for etcd's request
-    /// timeout: it makes room, as does the stream waiting longest if every one is taken.
+    /// stream, whatever its health (the health state may have ejected it for a fault before
+    /// it was elected; only the leader renews). A stream already on that member was sent its
+    /// keep-alive while it was a follower, which forwards it to the old leader and may hold
+    /// it for etcd's request timeout: it makes room, as does the stream waiting longest if
+    /// every one is taken.
     fn to_new_leader(&mut self) {
         if self.book.outstanding() == 0 {
             return;
         }
-        let known = Known::of(&self.streams.checker);
-        let Some(leader) = known.leader else {
+        let Some(leader) = self.streams.checker.leader().leader_index else {
+            return;
+        };
+        let Some(member) = self
+            .streams
+            .checker
+            .members()
+            .into_iter()
+            .find(|m| m.index() == leader)
+        else {
             return;
         };
         let now = Instant::now();
         let on_leader = |l: &Lane| l.member().is_some_and(|m| m.index() == leader);
-        let mut keep: Vec<usize> = (0..self.lanes.len())
-            .filter(|&i| !on_leader(&self.lanes[i]))
-            .collect();
-        if keep.len() >= MAX_STREAMS {
-            if let Some(oldest) = keep
-                .iter()
-                .copied()
-                .min_by_key(|&i| self.lanes[i].waiting_since())
-            {
-                keep.retain(|&i| i != oldest);
-            }
-        }
-        let open_on: Vec<_> = keep
-            .iter()
-            .filter_map(|&i| self.lanes[i].member().cloned())
-            .collect();
-        let (chosen, _) = place(Some(&known), &open_on, self.reopen.avoid(now), 0);
-        if !chosen.is_some_and(|m| m.index() == leader) {
-            return;
-        }
         let mut i = 0;
-        let mut pos = 0;
         while i < self.lanes.len() {
-            if keep.contains(&pos) {
-                i += 1;
-            } else {
+            if on_leader(&self.lanes[i]) {
                 let lane = self.lanes.remove(i);
                 let lost = Lost::new(
                     lane.member().cloned(),
                     "a new leader is known; the keep-alive goes to it on a fresh stream",
                 );
                 self.lost_lane(lane, lost, false, now);
+            } else {
+                i += 1;
             }
-            pos += 1;
         }
-        tracing::info!(id = self.id, leader, "new leader; keep-alive sent to it");
-        self.open(now);
+        if self.lanes.len() >= MAX_STREAMS {
+            let oldest = (0..self.lanes.len())
+                .min_by_key(|&i| self.lanes[i].waiting_since())
+                .unwrap_or(0);
+            let lane = self.lanes.remove(oldest);
+            let lost = Lost::new(lane.member().cloned(), "a new leader is known; making room");
+            self.lost_lane(lane, lost, false, now);
+        }
+        tracing::info!(id = self.id, leader = %member, "new leader; keep-alive sent to it");
+        let others = self
+            .streams
+            .checker
+            .members()
+            .into_iter()
+            .filter(|m| m.index() != leader)
+            .collect();
+        self.schedule.asked(now);
+        self.open_lane(now, Some(member), AvoidMembers(others), true);
     }
 
     /// A report of stream `lane`; `false` ends the caller's stream.

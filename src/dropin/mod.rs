@@ -59,9 +59,11 @@
 //! stream moves to another member unseen by etcd-client:
 //!
 //! - **keep-alives** go to the leader when the health state knows it (etcd forwards them to
-//!   it anyway; an idle stream on a follower moves back to the leader), and the unanswered
-//!   ones are sent again on the new member (they are idempotent). Every answer is a member's:
-//!   none is made up, a lease gone is etcd's TTL 0;
+//!   it anyway; an idle stream on a follower moves back to the leader), and are not moved but
+//!   hedged (`keepalive_stream.rs`, on the tower [`KeepAlive`](crate::lease::KeepAlive)'s
+//!   schedule): one unanswered for a quarter of 2 × `hang.after` is sent to another member
+//!   too (they are idempotent), at most 3 streams at once, the first answer passed on once.
+//!   Every answer is a member's: none is made up, a lease gone is etcd's TTL 0;
 //! - **watches** are created again on the new member from the revision after the last one
 //!   delivered (the caller's `watch_id` asked for, any other id the member assigns mapped back
 //!   in responses and in the caller's cancels), the re-creations' "created" answers

@@ -15,6 +15,11 @@
 //! The member is chosen here (the leader for keep-alives, which etcd forwards to it anyway;
 //! any healthy member for watches), never one the stream just failed on, and the balancer is
 //! told to avoid every other member, so a hang is blamed on the right one.
+//!
+//! With resumption on, keep-alive streams have a driver of their own
+//! (`keepalive_stream.rs`): keep-alives are idempotent, so a slow one is hedged on several
+//! members at once rather than moved after the stream timeout; this driver then serves them
+//! only with resumption off.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -112,6 +112,33 @@ pub(crate) fn choose(
         })
 }
 
+/// A last resort for a hedge when [`choose`] finds no member: one out of rotation (ejected,
+/// possibly for a fault long over) that carries no stream, the leader first, then one not
+/// recently failed, then any. Only for requests asked of other members too, sent with
+/// [`EvenIfEjected`](crate::balance::EvenIfEjected).
+pub(crate) fn last_resort(
+    members: &[Candidate],
+    leader: Option<usize>,
+    busy: &[usize],
+    avoided: &[usize],
+    roll: usize,
+) -> Option<Member> {
+    let free: Vec<&Candidate> = members
+        .iter()
+        .filter(|c| !c.healthy && !busy.contains(&c.member.index()))
+        .collect();
+    if let Some(l) = free.iter().find(|c| Some(c.member.index()) == leader) {
+        return Some(l.member.clone());
+    }
+    let rested: Vec<&Candidate> = free
+        .iter()
+        .copied()
+        .filter(|c| !avoided.contains(&c.member.index()))
+        .collect();
+    let pool = if rested.is_empty() { free } else { rested };
+    (!pool.is_empty()).then(|| pool[roll % pool.len()].member.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +232,26 @@ mod tests {
         assert_eq!(chosen(choose(&m, None, &[2], &[0, 2], 0)), Some(0));
         assert_eq!(
             chosen(choose(&members(&[false, false]), None, &[], &[], 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_last_resort_is_a_free_member_out_of_rotation_the_leader_first() {
+        // Member 2 healthy and busy, 0 and 1 ejected: the ejected leader.
+        let m = members(&[false, false, true]);
+        assert_eq!(chosen(choose(&m, Some(1), &[2], &[], 0)), None);
+        assert_eq!(chosen(last_resort(&m, Some(1), &[2], &[], 0)), Some(1));
+        // No leader among them: one not recently failed, whatever the roll.
+        for roll in 0..4 {
+            assert_eq!(chosen(last_resort(&m, None, &[2], &[0], roll)), Some(1));
+        }
+        // Every free one failed lately: still one of them.
+        assert!(last_resort(&m, None, &[2], &[0, 1], 0).is_some());
+        // Healthy members and busy ones are never a last resort.
+        assert_eq!(chosen(last_resort(&m, Some(2), &[0, 1, 2], &[], 0)), None);
+        assert_eq!(
+            chosen(last_resort(&members(&[true, true]), None, &[], &[], 0)),
             None
         );
     }

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
-use crate::balance::AvoidMembers;
+use crate::balance::{AvoidMembers, EvenIfEjected};
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
@@ -64,6 +64,9 @@ pub(crate) struct Opening {
     /// The member chosen for it, if the helper knows the members.
     pub(crate) member: Option<Member>,
     pub(crate) avoid: AvoidMembers,
+    /// Open it on [`member`](Self::member) even if the health state has that member out of
+    /// rotation (a hedge's last resort, see [`EvenIfEjected`]).
+    pub(crate) even_if_ejected: bool,
     /// How many keep-alives may wait for the member to read them (a full queue means it does
     /// not read: [`Lane::renew`] then fails).
     pub(crate) queue: usize,
@@ -85,6 +88,9 @@ impl Lane {
             Outbound(outbound),
         );
         set_metadata(&mut req, opening.require_leader, opening.avoid);
+        if let (true, Some(member)) = (opening.even_if_ejected, &opening.member) {
+            req.extensions_mut().insert(EvenIfEjected(member.clone()));
+        }
         let task = tokio::spawn(run(client.clone(), req, opening.id, heard)).abort_handle();
         let mut lane = Self {
             id: opening.id,

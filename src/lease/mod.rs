@@ -45,6 +45,9 @@
 //! to three streams at once, each in a task of its own (`lane.rs`), on members it chooses
 //! itself, the leader first (`choose.rs`), timed by its pure renewal schedule
 //! (`schedule.rs`): its driver (`task.rs`) is built around that and shares only the pieces.
+//! The drop-in's answer to etcd-client's keep-alive streams (`dropin/keepalive_stream.rs`)
+//! hedges with the same three pieces; only the caller's side differs (etcd-client's keeper
+//! decides when to renew, and each of its keep-alives gets exactly one answer).
 
 pub(crate) mod choose;
 mod error;

@@ -5,6 +5,10 @@
 //! holder once the TTL has run out locally) are where a lease gets lost, and they are easy to
 //! get subtly wrong. Here they take `now` as an argument and are tested on made-up clocks; the
 //! driver in `task.rs` only opens streams and sleeps until [`Schedule::wake`].
+//!
+//! The drop-in's keep-alive driver (`dropin/keepalive_stream.rs`) runs the same schedule: its
+//! rounds start with each keep-alive of etcd-client's keeper (`start_round_if_due(now, true)`)
+//! instead of on a timer, and only its hedging, give-up and back-off rules matter there.
 
 use std::time::Duration;
 

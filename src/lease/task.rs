@@ -147,6 +147,7 @@ impl Driver<'_> {
                 require_leader: self.options.reopen.require_leader,
                 member: member.clone(),
                 avoid,
+                even_if_ejected: false,
                 queue: LANE_QUEUE,
             },
             [(self.request(), 0)],
