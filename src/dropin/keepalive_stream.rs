@@ -260,7 +260,7 @@ impl Driver {
                 news = health_news(&mut self.health) => {
                     match news {
                         HealthNews::Evicted(index) => self.evicted(index),
-                        HealthNews::Leader => self.to_new_leader(),
+                        HealthNews::Leader => self.send_to_new_leader(),
                     }
                     true
                 }
@@ -431,7 +431,7 @@ impl Driver {
     /// keep-alive while it was a follower, which forwards it to the old leader and may hold
     /// it for etcd's request timeout: it makes room, as does the stream waiting longest if
     /// every one is taken.
-    fn to_new_leader(&mut self) {
+    fn send_to_new_leader(&mut self) {
         if self.book.outstanding() == 0 {
             return;
         }
