@@ -156,6 +156,8 @@ struct Driver {
     to_leader: bool,
     /// Member failures before the caller's stream was opened.
     failed_to_open: usize,
+    /// Since when a keep-alive of the caller has waited (for the logs).
+    round_since: Option<Instant>,
 }
 
 // === impl Driver ===
@@ -202,6 +204,7 @@ impl Driver {
             left: None,
             to_leader: false,
             failed_to_open: 0,
+            round_since: None,
             streams,
         }
     }
@@ -209,7 +212,8 @@ impl Driver {
     async fn run(mut self) {
         loop {
             let now = Instant::now();
-            if self.schedule.expire_if_due(now) {
+            // Only while a keep-alive waits: a caller that stopped renewing is not warned.
+            if self.schedule.in_round() && self.schedule.expire_if_due(now) {
                 tracing::warn!(
                     id = self.id,
                     open = self.lanes.len(),
@@ -302,7 +306,9 @@ impl Driver {
             self.move_to_leader();
         }
         let tag = self.book.ask(req);
-        self.schedule.start_round_if_due(now, true);
+        if self.schedule.start_round_if_due(now, true) {
+            self.round_since = Some(now);
+        }
         if let Some(first) = self.lanes.first_mut() {
             if first.renew(req, tag, now) {
                 self.book.sent(tag);
@@ -550,6 +556,16 @@ impl Driver {
             self.streams.stats.duplicate_keep_alive_answer();
             return true;
         }
+        let waited = now.saturating_duration_since(self.round_since.unwrap_or(sent.at));
+        if waited >= self.schedule.hedge_after() {
+            tracing::info!(
+                id = self.id,
+                ?waited,
+                member = self.lanes[pos].member().map(tracing::field::display),
+                open = self.lanes.len(),
+                "slow keep-alive answered"
+            );
+        }
         self.schedule.answered(sent.at, resp.ttl, now);
         // This stream carries the keep-alives from now on; the others, asked only because
         // it was slow (or they were), are closed, and what they alone carried goes here.
@@ -583,8 +599,9 @@ impl Driver {
                 .serve(self.id, StreamKind::KeepAlive, lane.member().cloned());
         }
         self.lanes.push(lane);
-        if self.book.outstanding() > 0 {
-            self.schedule.start_round_if_due(now, true);
+        self.round_since = None;
+        if self.book.outstanding() > 0 && self.schedule.start_round_if_due(now, true) {
+            self.round_since = Some(now);
             self.schedule.asked(now);
         }
         self.reply
