@@ -687,11 +687,13 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
     let tower = stack(&cluster, soak_config());
     // The drop-in.
     let options = ConnectOptions::new().with_timeout(OP_TIMEOUT);
+    // The drop-in clients run with the defaults users run: the promise must hold there.
+    let dropin_channel = HealthChannel::new(Config::default());
+    let dropin_streams = dropin_channel.stream_stats();
     let dropin = etcd_client::Client::connect_with_balanced_channel(
         cluster.endpoints(),
         Some(options),
-        // The drop-in clients run with the defaults users run: the promise must hold there.
-        HealthChannel::new(Config::default()),
+        dropin_channel,
     )
     .await
     .unwrap_or_else(|e| panic!("seed {seed}: drop-in client: {e}"));
@@ -1089,6 +1091,16 @@ async fn chaos_soak_is_linearizable_and_loses_nothing() {
         dropin_keeper.longest_wait,
         dropin_keeper.ended.len(),
         dropin_keeper.ended,
+    );
+    let streams = dropin_streams.counts();
+    println!(
+        "  the drop-in's keep-alive streams: {} hedges, {} keep-alives sent again, {} duplicate \
+         answers swallowed, {} moves to another member, {} to the leader",
+        streams.keep_alive_hedges,
+        streams.keep_alives_resent,
+        streams.duplicate_keep_alive_answers,
+        streams.keep_alive_resumptions,
+        streams.keep_alive_moves_to_leader,
     );
 
     println!(
