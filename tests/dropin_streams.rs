@@ -6,9 +6,11 @@
 //! in order, with no error, while the paused (or black-holed) member stays so (one that
 //! recovers would deliver late what it held, hiding a stall); a lease with a 5 s TTL, kept
 //! alive by etcd-client's own keeper, outlives a 4 s pause of the leader and then the death of
-//! the member serving its keep-alives: its key is still there after more than a TTL; with etcd
-//! auth on, both streams outlive the leader serving them, and a watch re-created after
-//! etcd-client renewed its token carries the new one.
+//! the member serving its keep-alives: its key is still there after more than a TTL; a
+//! keep-alive sent just after the leader serving it was paused is answered within 1.5 s (the
+//! drop-in hedges it on other members and sends it to the new leader); with etcd auth on, both
+//! streams outlive the leader serving them, and a watch re-created after etcd-client renewed
+//! its token carries the new one.
 //!
 //! `DROPIN_STREAMS_RESUME=0` runs the same tests with the drop-in's stream resumption off
 //! (`HealthChannel::resume_streams(false)`): they fail (see the README's drop-in section).
