@@ -25,7 +25,7 @@
 //!
 //! Bounds on the extra keep-alives, all counted in [`StreamStats`](super::StreamStats): a
 //! hedge only after the delay, at most [`MAX_STREAMS`] streams per caller stream, streams
-//! re-opened after a jittered back-off (capped at TTL/6) when every one was lost.
+//! re-opened after a jittered back-off (capped at the hedge delay) when every one was lost.
 
 use std::time::Duration;
 
@@ -74,6 +74,12 @@ pub(super) fn response_timeout(config: &crate::config::Config) -> Duration {
 /// lost at once are not re-opened in step.
 fn jittered(delay: Duration, unit: f64) -> Duration {
     delay.mul_f64(1.0 - 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// The wait before a stream is opened again when every one was lost: the back-off, capped
+/// at the hedge delay (one attempt per hedge delay is what a hedge costs too), jittered.
+fn reopen_delay(backoff: Duration, hedge_after: Duration, unit: f64) -> Duration {
+    jittered(backoff.min(hedge_after), unit)
 }
 
 /// Takes the caller's keep-alive stream request; the response is the driver's.
@@ -647,7 +653,14 @@ impl Driver {
         drop(lane);
         self.reopen.lost(&lost, avoid, now);
         if self.lanes.is_empty() {
-            let delay = jittered(self.reopen.delay(), rand::random::<f64>());
+            // At most a hedge delay: while the cluster elects a leader, members refuse the
+            // stream at once ("no leader"), and the keep-alive must reach the new leader soon
+            // after the election, not after a back-off grown during it.
+            let delay = reopen_delay(
+                self.reopen.delay(),
+                self.schedule.hedge_after(),
+                rand::random::<f64>(),
+            );
             self.schedule.failed(now, delay);
             self.streams
                 .stats
@@ -691,6 +704,20 @@ mod tests {
         assert_eq!(jittered(d, 0.5), Duration::from_millis(300));
         assert!(jittered(d, 0.999_999) >= Duration::from_millis(200));
         assert_eq!(jittered(d, 7.0), Duration::from_millis(200), "clamped");
+    }
+
+    #[test]
+    fn re_opens_wait_the_back_off_but_never_more_than_a_hedge_delay() {
+        let hedge = Duration::from_millis(250);
+        assert_eq!(
+            reopen_delay(Duration::from_millis(100), hedge, 0.0),
+            Duration::from_millis(100)
+        );
+        assert_eq!(reopen_delay(Duration::from_secs(1), hedge, 0.0), hedge);
+        assert_eq!(
+            reopen_delay(Duration::from_secs(1), hedge, 1.0),
+            Duration::from_millis(125)
+        );
     }
 
     #[test]
