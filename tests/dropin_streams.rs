@@ -630,8 +630,9 @@ async fn keep_alives_received(cluster: &Cluster) -> u64 {
 /// A keep-alive that etcd-client's keeper sends to the leader just after the leader hung is
 /// answered within 1.5 s (or soon after the cluster elected another leader, if that came
 /// late): the drop-in asks other members too, and the new leader as soon as the health state
-/// finds it. The lease is then still alive (answered with a TTL). Every keep-alive the
-/// members saw beyond the caller's is one the stream stats count. Before, the keep-alive
+/// finds it. The lease is then still alive (answered with a TTL), each keep-alive has one
+/// answer, and every keep-alive the members saw beyond the caller's is one the stream stats
+/// count. Before, the keep-alive
 /// waited for the drop-in's 2 s stream timeout on the hung leader and was then moved: 2 s or
 /// more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,6 +693,9 @@ async fn keep_alive_sent_to_a_hung_leader_is_answered_within_1_5_s() {
         .expect("an answer after the fault")
         .expect("answer")
         .expect("the stream goes on");
+    // One answer per keep-alive: whatever other members answered late is not passed on.
+    let extra = tokio::time::timeout(Duration::from_millis(500), answers.message()).await;
+    assert!(extra.is_err(), "an answer nobody asked for: {extra:?}");
     let received = keep_alives_received(&cluster).await - received_before;
     let counts = stats.counts();
     eprintln!(
