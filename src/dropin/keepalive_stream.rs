@@ -52,6 +52,7 @@ use crate::lease::KeepAliveOptions;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use crate::resume::{classify, Lost, Reopen, ReopenOptions};
+use crate::timing;
 
 /// How long a member the stream failed on is avoided.
 const AVOID_FOR: Duration = Duration::from_secs(10);
@@ -70,16 +71,11 @@ pub(super) fn response_timeout(config: &crate::config::Config) -> Duration {
     stream_timeout(config) / 2
 }
 
-/// `delay` spread over `[delay / 2, delay]` by `unit` (in `[0, 1)`): streams of many callers
-/// lost at once are not re-opened in step.
-fn jittered(delay: Duration, unit: f64) -> Duration {
-    delay.mul_f64(1.0 - 0.5 * unit.clamp(0.0, 1.0))
-}
-
-/// The wait before a stream is opened again when every one was lost: the back-off, capped
-/// at the hedge delay (one attempt per hedge delay is what a hedge costs too), jittered.
+/// The wait before a stream is opened again when every one was lost: the back-off (jittered
+/// already, see [`Reopen::delay`]), capped at the hedge delay jittered the same way (one
+/// attempt per hedge delay is what a hedge costs too). `unit` places the cap's jitter.
 fn reopen_delay(backoff: Duration, hedge_after: Duration, unit: f64) -> Duration {
-    jittered(backoff.min(hedge_after), unit)
+    backoff.min(timing::shorten(hedge_after, timing::BACKOFF, unit))
 }
 
 /// Takes the caller's keep-alive stream request; the response is the driver's.
@@ -394,6 +390,8 @@ impl Driver {
     ) {
         let hedge = !self.lanes.is_empty();
         self.next_lane = self.next_lane.wrapping_add(1);
+        // What goes to a member again renews each lease once (see `KeepAliveBook`).
+        self.book.coalesce();
         let requests: Vec<_> = self.book.unanswered().collect();
         for (_, tag) in &requests {
             self.note_sent(*tag);
@@ -659,7 +657,7 @@ impl Driver {
             let delay = reopen_delay(
                 self.reopen.delay(),
                 self.schedule.hedge_after(),
-                rand::random::<f64>(),
+                timing::unit(),
             );
             self.schedule.failed(now, delay);
             self.streams
@@ -698,26 +696,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn re_opens_are_spread_over_the_upper_half_of_the_back_off() {
-        let d = Duration::from_millis(400);
-        assert_eq!(jittered(d, 0.0), d);
-        assert_eq!(jittered(d, 0.5), Duration::from_millis(300));
-        assert!(jittered(d, 0.999_999) >= Duration::from_millis(200));
-        assert_eq!(jittered(d, 7.0), Duration::from_millis(200), "clamped");
-    }
-
-    #[test]
     fn re_opens_wait_the_back_off_but_never_more_than_a_hedge_delay() {
         let hedge = Duration::from_millis(250);
-        assert_eq!(
-            reopen_delay(Duration::from_millis(100), hedge, 0.0),
-            Duration::from_millis(100)
-        );
+        let ms = Duration::from_millis;
+        assert_eq!(reopen_delay(ms(100), hedge, 0.0), ms(100));
         assert_eq!(reopen_delay(Duration::from_secs(1), hedge, 0.0), hedge);
         assert_eq!(
-            reopen_delay(Duration::from_secs(1), hedge, 1.0),
-            Duration::from_millis(125)
+            reopen_delay(Duration::from_secs(1), hedge, 0.999),
+            timing::shorten(hedge, timing::BACKOFF, 0.999),
+            "the cap jittered too: down to half"
         );
+        assert!(reopen_delay(Duration::from_secs(1), hedge, 0.999) >= ms(125));
     }
 
     #[test]
