@@ -599,23 +599,12 @@ async fn new_leader_after(cluster: &Cluster, old: usize, since: std::time::Insta
 
 /// Keep-alive messages the members received (etcd's own `/metrics`), over those that answer.
 async fn keep_alives_received(cluster: &Cluster) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut total = 0;
     for i in 0..cluster.size() {
-        let uri: http::Uri = cluster.direct_endpoint(i).parse().expect("endpoint");
-        let authority = uri.authority().expect("authority").to_string();
-        let scrape = async {
-            let mut conn = tokio::net::TcpStream::connect(&authority).await.ok()?;
-            let req = format!("GET /metrics HTTP/1.0\r\nHost: {authority}\r\n\r\n");
-            conn.write_all(req.as_bytes()).await.ok()?;
-            let mut body = String::new();
-            conn.read_to_string(&mut body).await.ok()?;
-            Some(body)
-        };
-        let Ok(Some(body)) = tokio::time::timeout(Duration::from_secs(2), scrape).await else {
+        let Ok(metrics) = cluster.metrics(i).await else {
             continue;
         };
-        total += body
+        total += metrics
             .lines()
             .filter(|l| {
                 l.starts_with("grpc_server_msg_received_total")
