@@ -9,6 +9,7 @@ use tower::ServiceExt;
 
 use super::buffered::{Buffered, Frames};
 use super::ServedBy;
+use crate::checker::MemberEntry;
 use crate::etcd::MethodKind;
 use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
 use crate::health::Outcome;
@@ -82,6 +83,9 @@ impl Failure {
 pub(crate) struct Limits {
     /// The attempt fails with `DeadlineExceeded` after this long.
     pub(crate) deadline: Option<Duration>,
+    /// Whether `deadline` comes from the caller (and is sent on as `grpc-timeout`) rather
+    /// than from `retry.budget`.
+    pub(crate) callers_deadline: bool,
     /// Still unanswered after this long while a peer answered: a hang of this member.
     pub(crate) hang_after: Option<Duration>,
     /// Whether the request carried `hasleader`.
@@ -154,11 +158,12 @@ where
     B: GrpcBody + Send + 'static,
     E: Into<tower::BoxError>,
 {
-    let mut watch = Watch::new(limits, kind == MethodKind::Unary, started);
+    let mut watch = Watch::new(limits, kind == MethodKind::Unary, started, tracker.entry());
     let fetched = match watch.run(&mut call, &tracker).await {
-        Some(Ok(fetched)) => fetched,
-        Some(Err(err)) => return unreachable_member(err.into(), tracker, kind),
-        None => return watch.timed_out(tracker, kind),
+        Waited::Done(Ok(fetched)) => fetched,
+        Waited::Done(Err(err)) => return unreachable_member(err.into(), tracker, kind),
+        Waited::TimedOut => return watch.timed_out(tracker, kind),
+        Waited::Abandoned => return abandoned(tracker, started.elapsed()),
     };
     match fetched {
         Fetched::Head(resp) => judge_head(resp, tracker, kind, limits),
@@ -189,6 +194,23 @@ fn unreachable_member(err: tower::BoxError, tracker: Tracker, kind: MethodKind) 
         status,
         response: None,
         maybe_processed,
+        leaderless: false,
+    })
+}
+
+/// The verdict when the member was ejected for sitting on requests while this one waited
+/// (see [`MemberEntry::abandon`](crate::checker::MemberEntry)): it may have been processed, so
+/// a write ends as *outcome unknown* and a read goes to another member. Nothing more is charged
+/// to the member: its ejection already was.
+fn abandoned(tracker: Tracker, waited: Duration) -> Attempt {
+    let member = tracker.entry().member().clone();
+    tracker.finish(None, false);
+    Attempt::Failed(Failure {
+        status: tonic::Status::unavailable(format!(
+            "etcd-health: {member} was ejected (it hangs or lost the leader) while this request waited {waited:?} for it"
+        )),
+        response: None,
+        maybe_processed: true,
         leaderless: false,
     })
 }
@@ -293,21 +315,41 @@ fn judge_whole(
     }
 }
 
-/// An attempt's limits while it waits: the deadline, and the check for a hang while peers
-/// answer. One timer for both (the earlier of them): one registration per attempt, and a
-/// smaller future.
+/// A unary attempt still unanswered after this long starts listening for its member's
+/// ejection (see [`Watch`]); one answered sooner (the happy path) never registers for it.
+const WATCH_EJECTION_AFTER: Duration = Duration::from_millis(100);
+
+/// How the wait of an attempt ended.
+enum Waited<T> {
+    /// The work finished.
+    Done(T),
+    /// The deadline passed first.
+    TimedOut,
+    /// The member was ejected for sitting on requests meanwhile.
+    Abandoned,
+}
+
+/// An attempt's limits while it waits: the deadline, the check for a hang while peers
+/// answer, and (for a unary attempt past [`WATCH_EJECTION_AFTER`]) its member's ejection. One
+/// timer for all (the earliest of them): one registration per attempt, and a smaller future.
 struct Watch {
     limits: Limits,
     deadline: Option<Instant>,
     /// How long a wait counts as a hang, and when it is next checked.
     hang_check: Option<(Duration, Instant)>,
+    /// When to start listening for the member's ejection; `None` once listening (or never,
+    /// for a stream).
+    watch_from: Option<Instant>,
+    /// The member's [`abandons`](crate::checker::MemberEntry::abandons) when the attempt
+    /// started.
+    abandons: u64,
     started: Instant,
     /// The clock as last read: when the attempt started, then when a timer fired.
     now: Instant,
 }
 
 impl Watch {
-    fn new(limits: Limits, unary: bool, started: Instant) -> Self {
+    fn new(limits: Limits, unary: bool, started: Instant, entry: &MemberEntry) -> Self {
         Self {
             limits,
             deadline: limits.deadline.map(|d| crate::timing::later(started, d)),
@@ -315,28 +357,43 @@ impl Watch {
                 .hang_after
                 .filter(|_| unary)
                 .map(|a| (a, crate::timing::later(started, a))),
+            watch_from: unary.then_some(crate::timing::later(started, WATCH_EJECTION_AFTER)),
+            abandons: entry.abandons(),
             started,
             now: started,
         }
     }
 
-    /// Awaits `work`; `None` if the deadline passed first. A wait past `hang_after` while
-    /// peers answer is charged to the member once (the attempt goes on).
+    /// Awaits `work`, within the deadline. A wait past `hang_after` while peers answer is
+    /// charged to the member once (the attempt goes on); a unary attempt ends at once when its
+    /// member is ejected for sitting on requests.
     async fn run<T>(
         &mut self,
         work: impl std::future::Future<Output = T>,
         tracker: &Tracker,
-    ) -> Option<T> {
+    ) -> Waited<T> {
         let mut work = std::pin::pin!(work);
+        // Not polled (no registration, no lock) until the attempt has waited a while.
+        let abandoned = tracker.entry().abandoned_after(self.abandons);
+        let mut abandoned = std::pin::pin!(abandoned);
+        let mut listening = false;
         loop {
-            let wake = earliest(self.deadline, self.hang_check.map(|(_, at)| at));
+            let wake = earliest(
+                earliest(self.deadline, self.hang_check.map(|(_, at)| at)),
+                self.watch_from,
+            );
             tokio::select! {
                 biased;
-                r = &mut work => return Some(r),
+                r = &mut work => return Waited::Done(r),
+                _ = &mut abandoned, if listening => return Waited::Abandoned,
                 _ = sleep_until_opt(wake, self.now) => {
                     self.now = Instant::now();
                     if self.deadline.is_some_and(|d| d <= self.now) {
-                        return None;
+                        return Waited::TimedOut;
+                    }
+                    if self.watch_from.is_some_and(|at| at <= self.now) {
+                        self.watch_from = None;
+                        listening = true;
                     }
                     self.check_hang(tracker);
                 }
@@ -366,6 +423,14 @@ impl Watch {
         } else {
             // Nobody answers (an election), this member answers others, or the leader
             // changed while it waited: look again later.
+            if checker.quiet_since(self.started.into_std()) {
+                // Nothing else answered either: no peer's answer can tell a hung member from a
+                // stalled cluster (a quiet client's one request to a leader that hangs). A
+                // leader check can: it finds a member that lost the leadership and went
+                // silent. (The scheduler runs one round at a time, no more often than
+                // `leader.election_interval`.)
+                checker.want_leader_check();
+            }
             self.hang_check = Some((after, self.now + after));
         }
     }
@@ -375,9 +440,13 @@ impl Watch {
         let d = self.limits.deadline.unwrap_or_default();
         let member = tracker.entry().member().clone();
         tracker.finish(judge(Outcome::Timeout, kind), kind == MethodKind::Unary);
+        let whose = match self.limits.callers_deadline {
+            true => "",
+            false => " (retry.budget: the request carried no deadline)",
+        };
         Attempt::Failed(Failure {
             status: tonic::Status::deadline_exceeded(format!(
-                "etcd-health: {member} did not answer within {d:?}"
+                "etcd-health: {member} did not answer within {d:?}{whose}"
             )),
             response: None,
             maybe_processed: true,

@@ -51,10 +51,12 @@ where
 ///   grows its windows by BDP pings; static windows need no pings (etcd counts pings against
 ///   `too_many_pings`), and cost nothing until data is in flight: the answer is read as it
 ///   arrives. (Small unary requests never fill a window: the benchmarks do not see them.)
-/// - **Keep-alive** pings no more often than every 10 s and never while idle: etcd answers
-///   more frequent pings (`--grpc-keepalive-min-time`, 5 s) with GOAWAY `too_many_pings`; a
-///   member that stops answering them within the timeout has its connection closed, so
-///   requests fail over instead of waiting on a dead socket.
+/// - **Keep-alive** as `config.keep_alive` says (by default a ping after 10 s without a frame,
+///   5 s to answer it), never while idle: etcd answers more frequent pings
+///   (`--grpc-keepalive-min-time`, 5 s) with GOAWAY `too_many_pings`; a member that stops
+///   answering them within the timeout has its connection closed, so requests fail over
+///   instead of waiting on a dead socket. [`keep_alive`](Self::keep_alive) sets it for this
+///   connector alone.
 ///
 /// Members with `https://` URLs speak TLS (feature `tls`): with the material given to
 /// [`tls`](Self::tls), else verified against the system's roots. The material is read at each
@@ -63,8 +65,9 @@ where
 #[derive(Clone, Debug)]
 pub struct TonicConnector {
     connect_timeout: Duration,
-    keep_alive_interval: Duration,
-    keep_alive_timeout: Duration,
+    /// Ping interval and timeout; `None`: `config.keep_alive`'s, adopted at
+    /// [`attach`](MakeMember::attach); an interval of zero: no pings.
+    keep_alive: Option<(Duration, Duration)>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
 }
@@ -94,12 +97,26 @@ pub(crate) fn transport_settings(endpoint: Endpoint) -> Endpoint {
         .initial_connection_window_size(CONNECTION_WINDOW)
 }
 
+/// HTTP/2 keep-alive as `config` says (see [`KeepAliveConfig`]): pings every `interval`
+/// without a frame while requests are open, never while idle; an interval of zero leaves the
+/// endpoint as it is.
+///
+/// [`KeepAliveConfig`]: crate::config::KeepAliveConfig
+pub(crate) fn keep_alive(endpoint: Endpoint, interval: Duration, timeout: Duration) -> Endpoint {
+    if interval.is_zero() {
+        return endpoint;
+    }
+    endpoint
+        .http2_keep_alive_interval(interval)
+        .keep_alive_timeout(timeout)
+        .keep_alive_while_idle(false)
+}
+
 impl Default for TonicConnector {
     fn default() -> Self {
         Self {
             connect_timeout: CONNECT_TIMEOUT,
-            keep_alive_interval: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(5),
+            keep_alive: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -114,10 +131,12 @@ impl TonicConnector {
     }
 
     /// HTTP/2 keep-alive interval (at least 5 s is enforced, etcd's minimum) and ping
-    /// timeout.
+    /// timeout, instead of `config.keep_alive`'s.
     pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.keep_alive_interval = interval.max(Duration::from_secs(5));
-        self.keep_alive_timeout = timeout;
+        self.keep_alive = Some((
+            interval.max(crate::config::KeepAliveConfig::MIN_INTERVAL),
+            timeout,
+        ));
         self
     }
 
@@ -135,8 +154,12 @@ impl TonicConnector {
 impl MakeMember for TonicConnector {
     type Service = Channel;
 
-    /// Adopts the checker's TLS material unless [`tls`](Self::tls) set one.
+    /// Adopts the checker's TLS material unless [`tls`](Self::tls) set one, and its
+    /// `keep_alive` unless [`keep_alive`](Self::keep_alive) set one.
     fn attach(&mut self, checker: &crate::HealthChecker) {
+        let config = &checker.config().keep_alive;
+        self.keep_alive
+            .get_or_insert((config.interval, config.timeout));
         #[cfg(feature = "tls")]
         if self.tls.is_none() {
             self.tls = checker.tls().cloned();
@@ -146,12 +169,16 @@ impl MakeMember for TonicConnector {
     }
 
     fn make_member(&self, member: &Member) -> Channel {
-        let settings = |endpoint: Endpoint| {
-            transport_settings(endpoint)
-                .connect_timeout(self.connect_timeout)
-                .http2_keep_alive_interval(self.keep_alive_interval)
-                .keep_alive_timeout(self.keep_alive_timeout)
-                .keep_alive_while_idle(false)
+        let (interval, timeout) = self.keep_alive.unwrap_or_else(|| {
+            let config = crate::config::KeepAliveConfig::default();
+            (config.interval, config.timeout)
+        });
+        let settings = move |endpoint: Endpoint| {
+            keep_alive(
+                transport_settings(endpoint).connect_timeout(self.connect_timeout),
+                interval,
+                timeout,
+            )
         };
         #[cfg(feature = "tls")]
         if member.uri().scheme_str() == Some("https") {

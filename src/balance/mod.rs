@@ -29,7 +29,7 @@ pub use future::ResponseFuture;
 pub(crate) use hint::EvenIfEjected;
 pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
-pub(crate) use make::transport_settings;
+pub(crate) use make::{keep_alive, transport_settings};
 pub use make::{MakeMember, TonicConnector};
 #[cfg(feature = "fuzzing")]
 pub(crate) use retry::fuzz_schedule;

@@ -217,6 +217,7 @@ where
         };
         let limits = Limits {
             deadline,
+            callers_deadline: deadline.is_some(),
             hang_after: None,
             has_leader: config.require_leader,
         };
@@ -426,14 +427,17 @@ where
         hang_after: Option<Duration>,
         now: Instant,
     ) -> Limits {
-        // The caller's deadline bounds every attempt; a read attempt may have a shorter one.
-        let remaining = has_deadline.then(|| end.saturating_duration_since(now));
-        let deadline = match (remaining, read_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // The caller's deadline bounds every attempt, or without one what is left of
+        // `retry.budget` (a hung member must not hold a caller that set none for ever: etcd
+        // client's default options set none); a read attempt may have a shorter bound.
+        let remaining = end.saturating_duration_since(now);
+        let (deadline, sent_on) = match read_timeout {
+            Some(read) if read < remaining => (read, true),
+            _ => (remaining, has_deadline),
         };
         Limits {
-            deadline,
+            deadline: Some(deadline),
+            callers_deadline: sent_on,
             hang_after,
             has_leader: self.checker.config().require_leader,
         }
@@ -457,7 +461,8 @@ where
         use futures_util::FutureExt;
         let slot = plan.start(entry.clone(), now);
         let mut req = replay.request();
-        if let Some(limit) = limits.deadline {
+        // The retry budget is ours: only a caller's deadline (or a read's own bound) goes on.
+        if let Some(limit) = limits.deadline.filter(|_| limits.callers_deadline) {
             crate::grpc::header::set_timeout(req.headers_mut(), limit);
         }
         let svc = self.service_for(&entry, entries);
@@ -1014,6 +1019,89 @@ mod tests {
         assert_eq!(calls[0].load(Ordering::Relaxed), before + 1, "sent once");
         let others = calls[1].load(Ordering::Relaxed) + calls[2].load(Ordering::Relaxed);
         assert_eq!(others, 60, "the write was never hedged");
+    }
+
+    /// A caller without a deadline: an attempt on a member that never answers ends when the
+    /// member is ejected for hanging (a write as *outcome unknown*, sent once; a read retried
+    /// on another member at once), and with nothing to eject it, at `retry.budget`.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_deadline_attempts_end_at_ejection_or_at_the_budget() {
+        let config = Config::default();
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, config.clone()).expect("checker");
+        let calls: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let counted = calls.clone();
+        let make = move |m: &Member| {
+            let index = m.index();
+            let calls = counted.clone();
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls[index].fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if index == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    let mut resp = http::Response::new(tonic::body::Body::empty());
+                    resp.headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from_static("0"));
+                    Ok::<_, tower::BoxError>(resp)
+                }
+            })
+        };
+        let balance: Stack =
+            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), make));
+        let members = checker.members();
+        // Sent to member 0, no deadline.
+        let to_hung = |uri: &str| {
+            let mut req = http::Request::builder()
+                .uri(uri)
+                .body(tonic::body::Body::empty())
+                .expect("request");
+            req.extensions_mut()
+                .insert(crate::balance::AvoidMembers(vec![
+                    members[1].clone(),
+                    members[2].clone(),
+                ]));
+            req
+        };
+        let started = tokio::time::Instant::now();
+        let put = tokio::spawn(balance.clone().oneshot(to_hung("/etcdserverpb.KV/Put")));
+        let read = tokio::spawn(balance.clone().oneshot(to_hung("/etcdserverpb.KV/Range")));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!put.is_finished() && !read.is_finished());
+        for _ in 0..config.hang.threshold {
+            checker.record(&members[0], Source::Passive, Outcome::Hang);
+        }
+        assert_eq!(checker.snapshot()[0].status, Status::Unhealthy);
+        let err = put.await.expect("task").expect_err("abandoned");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(status.message().contains("was ejected"), "{status:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "ended at once");
+        let resp = read.await.expect("task").expect("read retried elsewhere");
+        let served = resp.extensions().get::<crate::balance::ServedBy>();
+        assert_ne!(served.expect("served").0.index(), 0);
+        // The members it was told to avoid count as tried: one round's back-off at most.
+        assert!(started.elapsed() <= Duration::from_millis(1025));
+        assert_eq!(calls[0].load(Ordering::Relaxed), 2, "each sent once to it");
+        let others = calls[1].load(Ordering::Relaxed) + calls[2].load(Ordering::Relaxed);
+        assert_eq!(others, 1, "the read alone went elsewhere");
+
+        // Back in rotation, nothing ejects it: the write ends at `retry.budget`.
+        tokio::time::advance(config.ejection.max * 2).await;
+        checker.record(&members[0], Source::Active, Outcome::Success);
+        let started = tokio::time::Instant::now();
+        let err = balance
+            .clone()
+            .oneshot(to_hung("/etcdserverpb.KV/Put"))
+            .await
+            .expect_err("bounded");
+        let status = err.downcast::<tonic::Status>().expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(status.message().contains("retry.budget"), "{status:?}");
+        assert_eq!(started.elapsed(), config.retry.budget);
+        assert_eq!(calls[0].load(Ordering::Relaxed), 3, "sent once");
     }
 
     /// An answer whose head arrived but whose body broke off (a member killed mid-answer) is

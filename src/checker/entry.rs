@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tokio::sync::Notify;
+
 use super::{lock, Member, Origin, ProbeReport};
 use crate::health::HealthState;
 use crate::load::Load;
@@ -42,6 +44,21 @@ pub(crate) struct MemberEntry {
     pub(super) returns: AtomicU64,
     /// When it was added.
     added: Instant,
+    /// Requests in flight on the member end at once when this moves (see
+    /// [`abandon`](Self::abandon)).
+    abandoned: Abandoned,
+}
+
+/// How requests in flight on a member learn that it was ejected for sitting on them.
+///
+/// Why a counter and a `Notify` rather than a `watch` channel per request: the happy path only
+/// reads the counter (one atomic load when an attempt starts); a request registers with the
+/// `Notify` (a lock) only once it has waited long enough to be worth watching, and the counter
+/// closes the race between that reading and the registration.
+#[derive(Debug, Default)]
+struct Abandoned {
+    times: AtomicU64,
+    notify: Notify,
 }
 
 /// A member's own tonic `Endpoint` (its TLS, credentials, timeouts).
@@ -79,6 +96,7 @@ impl MemberEntry {
             admitted: AtomicBool::new(!pending),
             returns: AtomicU64::new(0),
             added: now,
+            abandoned: Abandoned::default(),
         }
     }
 
@@ -122,6 +140,36 @@ impl MemberEntry {
     /// one would outwait their deadline, and writes among them end *outcome unknown*.
     pub(crate) fn returns(&self) -> u64 {
         self.returns.load(Ordering::Acquire)
+    }
+
+    /// How many times requests in flight on the member were abandoned (see
+    /// [`abandon`](Self::abandon)): an attempt reads it when it starts, and hands it to
+    /// [`abandoned_after`](Self::abandoned_after) once it waits.
+    pub(crate) fn abandons(&self) -> u64 {
+        self.abandoned.times.load(Ordering::Acquire)
+    }
+
+    /// Resolves once requests on the member were abandoned after `seen` (a reading of
+    /// [`abandons`](Self::abandons)), at once if that happened already.
+    pub(crate) async fn abandoned_after(&self, seen: u64) {
+        loop {
+            let notified = self.abandoned.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the counter is read again: a bump in between still wakes it.
+            notified.as_mut().enable();
+            if self.abandons() != seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The member was ejected because it sits on requests (it hangs, or lost the leadership
+    /// and no longer answers): the requests in flight on it end at once instead of waiting for
+    /// it (writes as *outcome unknown*, reads go to another member).
+    pub(super) fn abandon(&self) {
+        self.abandoned.times.fetch_add(1, Ordering::AcqRel);
+        self.abandoned.notify.notify_waiters();
     }
 
     /// While unhealthy: the earliest time a success may re-admit it.

@@ -616,6 +616,16 @@ impl HealthChecker {
             && !self.leader_changed_since(since)
     }
 
+    /// Whether no member answered a request sent after `since`: then nothing tells a hang
+    /// from a stalled cluster, and only a leader check can (see
+    /// [`want_leader_check`](Self::want_leader_check)).
+    pub(crate) fn quiet_since(&self, since: Instant) -> bool {
+        let since = self.stamp(since);
+        self.entries()
+            .iter()
+            .all(|e| e.last_answer.load(Ordering::Relaxed) <= since)
+    }
+
     /// Whether `entry` itself answered a request sent after `since`.
     fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
         let since = self.stamp(since);
@@ -729,6 +739,13 @@ impl HealthChecker {
                     at: wall_now(),
                 },
             );
+            if !entry.is_healthy() {
+                // Without the leader (or silent since it lost it), it cannot complete a write
+                // or a linearizable read: those in flight on it would wait for etcd's own 7 s
+                // timeout, or for as long as it hangs.
+                tracing::debug!(member = %entry.member(), "requests in flight on the member cut off are abandoned");
+                entry.abandon();
+            }
         }
         if verdict.changed {
             let at = self.stamp(now());
@@ -798,6 +815,11 @@ impl HealthChecker {
                 entry.load().reset(self.slowest_peer_latency(entry), now());
             }
             drop(state);
+            if t.to == Status::Unhealthy && outcome == Outcome::Hang {
+                // It sits on requests: those in flight on it would wait for as long as it does.
+                tracing::debug!(member = %entry.member(), "requests in flight on the ejected member are abandoned");
+                entry.abandon();
+            }
             match t.to {
                 Status::Unhealthy => tracing::warn!(
                     member = %entry.member(),

@@ -73,6 +73,8 @@ pub struct Config {
     pub leader: LeaderConfig,
     /// Following the cluster: members found through `Cluster/MemberList` and DNS.
     pub discovery: DiscoveryConfig,
+    /// HTTP/2 keep-alive pings on the connections that carry requests to members.
+    pub keep_alive: KeepAliveConfig,
     /// TLS to members with `https://` endpoints and for `https` probes: the CA, the client
     /// certificate (mTLS) and the name to verify. Needs the `tls` cargo feature.
     #[serde(skip_serializing_if = "TlsConfig::is_empty")]
@@ -93,6 +95,7 @@ impl Default for Config {
             hang: HangConfig::default(),
             leader: LeaderConfig::default(),
             discovery: DiscoveryConfig::default(),
+            keep_alive: KeepAliveConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -699,6 +702,48 @@ impl Default for DiscoveryConfig {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(2),
             dns_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HTTP/2 keep-alive on the connections that carry requests to members (the [`TonicConnector`]'s
+/// and the drop-in's), so a request or a stream on a connection whose member went silent (a
+/// paused VM, a path that drops packets without a reset) fails once a ping goes unanswered,
+/// instead of waiting on a socket the kernel still calls open.
+///
+/// Pings go only while requests or streams are open on the connection, never while it is idle:
+/// etcd's server allows none then, and answers pings sent more often than its
+/// `--grpc-keepalive-min-time` (5 s by default in etcd 3.4) with GOAWAY `too_many_pings`, which
+/// closes the connection and everything on it. Hence an interval of at least 5 s; the default,
+/// 10 s, is also gRPC's own floor for client pings.
+///
+/// The drop-in applies these settings over the ones etcd-client's `ConnectOptions` set (tonic's
+/// `Endpoint` cannot tell which were set); `interval = 0` keeps etcd-client's own.
+///
+/// [`TonicConnector`]: crate::TonicConnector
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeepAliveConfig {
+    /// Seconds without a frame from the member after which a ping is sent; 0 turns keep-alive
+    /// off. Otherwise at least 5 (etcd's `--grpc-keepalive-min-time`).
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// Seconds a ping may go unanswered before the connection is closed (its requests fail
+    /// over: reads to another member, writes as *outcome unknown*).
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl KeepAliveConfig {
+    /// The shortest `interval` besides 0: etcd 3.4's default `--grpc-keepalive-min-time`.
+    pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
+}
+
+impl Default for KeepAliveConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
         }
     }
 }

@@ -322,6 +322,14 @@ fn validation_errors_name_the_path_and_value() {
             "checks.active.unhealthy.interval = 1000000000 is out of range (0..=31536000 seconds)",
         ),
         (
+            r#"{"keep_alive": {"interval": 2}}"#,
+            "keep_alive.interval = 2 is out of range (0 (off) or at least 5: etcd answers more frequent pings with GOAWAY too_many_pings)",
+        ),
+        (
+            r#"{"keep_alive": {"timeout": 0}}"#,
+            "keep_alive.timeout = 0 is out of range (above 0 while keep_alive.interval is set)",
+        ),
+        (
             r#"{"checks": {"active": {"concurrency": 0}}}"#,
             "checks.active.concurrency = 0 is out of range (1 or more)",
         ),
@@ -733,6 +741,13 @@ mod props {
                 (duration(0), duration(1), duration(1), any::<bool>()),
                 tls(),
                 (any::<bool>(), duration(0), duration(1), duration(0)),
+                (
+                    prop_oneof![
+                        Just(Duration::ZERO),
+                        (5u64..=3600).prop_map(Duration::from_secs)
+                    ],
+                    duration(1),
+                ),
             ),
         )
             .prop_map(
@@ -759,6 +774,7 @@ mod props {
                         (li, le, lt, lw),
                         tls,
                         (member_list, di, dt, dd),
+                        (ki, kt),
                     ),
                 )| {
                     Config {
@@ -802,6 +818,10 @@ mod props {
                             interval: di,
                             timeout: dt,
                             dns_interval: dd,
+                        },
+                        keep_alive: KeepAliveConfig {
+                            interval: ki,
+                            timeout: kt,
                         },
                         tls,
                     }

@@ -13,8 +13,8 @@ use tonic::Code;
 use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, DiscoveryConfig,
-    EjectionConfig, FailureConfig, HangConfig, HedgeConfig, LeaderConfig, PassiveChecks,
-    PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
+    EjectionConfig, FailureConfig, HangConfig, HedgeConfig, KeepAliveConfig, LeaderConfig,
+    PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -50,6 +50,7 @@ impl Config {
     /// refused); `hedge.max_range_limit` at most `i64::MAX`; `hedge.max_attempts` at least 1 and
     /// `hedge.min_delay <= hedge.max_delay`; `hang.threshold` in `0..=254`;
     /// `leader.election_interval` and `leader.timeout` above 0; `discovery.timeout` above 0;
+    /// `keep_alive.interval` 0 or at least 5 s, `keep_alive.timeout` above 0;
     /// `shm_name`, if set, non-empty; `tls.cert_file`
     /// and `tls.key_file` both or neither, no empty path, `tls.domain_name` a DNS name or IP.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -71,6 +72,7 @@ impl Config {
         self.hang.validate("hang")?;
         self.leader.validate("leader")?;
         self.discovery.validate("discovery")?;
+        self.keep_alive.validate("keep_alive")?;
         self.tls.validate("tls")
     }
 }
@@ -248,6 +250,31 @@ fn statuses(path: &str, statuses: &[u16]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+impl KeepAliveConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        duration(&format!("{at}.interval"), self.interval)?;
+        duration(&format!("{at}.timeout"), self.timeout)?;
+        if self.interval.is_zero() {
+            return Ok(());
+        }
+        if self.interval < Self::MIN_INTERVAL {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.interval"),
+                self.interval.as_secs_f64(),
+                "0 (off) or at least 5: etcd answers more frequent pings with GOAWAY too_many_pings",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::out_of_range(
+                format!("{at}.timeout"),
+                0,
+                "above 0 while keep_alive.interval is set",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl RetryConfig {

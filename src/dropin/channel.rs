@@ -113,6 +113,9 @@ type Endpoints = Arc<Mutex<HashMap<Uri, Endpoint>>>;
 pub(crate) struct EndpointMaker {
     endpoints: Endpoints,
     found: crate::balance::TonicConnector,
+    /// `config.keep_alive`, applied over etcd-client's endpoints (see
+    /// [`KeepAliveConfig`](crate::config::KeepAliveConfig)).
+    keep_alive: crate::config::KeepAliveConfig,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
 }
@@ -122,6 +125,7 @@ impl MakeMember for EndpointMaker {
 
     fn attach(&mut self, checker: &HealthChecker) {
         self.found.attach(checker);
+        self.keep_alive = checker.config().keep_alive.clone();
         #[cfg(feature = "tls")]
         {
             self.tls = checker.tls().cloned();
@@ -138,7 +142,11 @@ impl MakeMember for EndpointMaker {
         let Some(endpoint) = given else {
             return MemberChannel::Plain(self.found.make_member(member));
         };
-        let endpoint = crate::balance::transport_settings(endpoint);
+        let endpoint = crate::balance::keep_alive(
+            crate::balance::transport_settings(endpoint),
+            self.keep_alive.interval,
+            self.keep_alive.timeout,
+        );
         #[cfg(feature = "tls")]
         if let Some(tls) = (self.tls.clone()).filter(|_| member.uri().scheme_str() == Some("https"))
         {

@@ -20,7 +20,8 @@ pub(crate) enum Class {
 pub(crate) enum MethodKind {
     /// Answers promptly: latency and timeouts say something about the member.
     Unary,
-    /// Unary, but may legitimately block for long (Lock, Campaign): never a timeout.
+    /// Unary, but may legitimately block for long (Lock, Campaign, Defragment): never a
+    /// timeout, never bounded by `retry.budget`.
     LongBlocking,
     /// A stream (Watch, LeaseKeepAlive, Snapshot, Observe): judged on its opening only.
     Stream,
@@ -106,9 +107,12 @@ impl Method {
             | "/v3electionpb.Election/Observe"
             | "/grpc.health.v1.Health/Watch" => Self::new(Read, Stream),
             "/etcdserverpb.Lease/LeaseKeepAlive" => Self::new(Write, Stream),
-            "/v3lockpb.Lock/Lock" | "/v3electionpb.Election/Campaign" => {
-                Self::new(Write, LongBlocking)
-            }
+            // Defragment holds the member for as long as it copies its database (minutes for
+            // a large one): no bound of ours applies (see `retry.budget`), and the wait is no
+            // hang.
+            "/v3lockpb.Lock/Lock"
+            | "/v3electionpb.Election/Campaign"
+            | "/etcdserverpb.Maintenance/Defragment" => Self::new(Write, LongBlocking),
             "/etcdserverpb.Maintenance/MoveLeader" => Self {
                 leader_only: true,
                 ..Self::new(Write, Unary)
@@ -154,6 +158,10 @@ mod tests {
             MethodKind::Stream
         );
         assert_eq!(kind("/v3lockpb.Lock/Lock"), MethodKind::LongBlocking);
+        assert_eq!(
+            kind("/etcdserverpb.Maintenance/Defragment"),
+            MethodKind::LongBlocking
+        );
     }
 
     /// Expensive reads, writes and streams are never hedged; the others each have a kind.

@@ -87,6 +87,9 @@ pub(crate) struct LeaderView {
     no_leader_since: Option<Instant>,
     /// Members that looked cut off, since when.
     suspects: HashMap<usize, Instant>,
+    /// The member that led before the current leader, and its term, until it answers again: a
+    /// leader replaced while it gives no answer hangs or is cut off (see [`round`](Self::round)).
+    deposed: Option<(usize, u64)>,
     /// Member index → etcd member id, as they reported it.
     ids: HashMap<usize, u64>,
     /// The cluster the members following the leader belong to (or, before any leader is
@@ -130,6 +133,26 @@ impl LeaderView {
             .max_by_key(|((_, term), n)| (**n, *term))
             .map(|(k, n)| (*k, *n));
         let mut verdict = RoundVerdict::default();
+        if let Some((i, _)) = self.deposed {
+            if reports.iter().any(|(r, _)| *r == i) {
+                // It answers: judged by what it says, as any member.
+                self.deposed = None;
+            }
+        }
+        let next = best.map(|((leader, _), _)| leader);
+        if let Some((old, old_term)) = self.leader {
+            // The leader is replaced (or an election began) while it gives no answer.
+            if next != Some(old) && (best.is_some() || !reports.is_empty()) {
+                let index = self.ids.iter().find(|(_, id)| **id == old).map(|(i, _)| *i);
+                let silent = index.filter(|i| !reports.iter().any(|(r, _)| r == i));
+                self.deposed = silent.map(|i| (i, old_term));
+            }
+        }
+        if let (Some((i, _)), Some(next)) = (self.deposed, next) {
+            if self.ids.get(&i) == Some(&next) {
+                self.deposed = None;
+            }
+        }
         match best {
             Some(((leader, term), followers)) => {
                 self.leader = Some((leader, term));
@@ -162,6 +185,18 @@ impl LeaderView {
                             ),
                         };
                         verdict.cut_off.push((*i, why));
+                    }
+                }
+                // The member that led before gives no answer while a majority follows its
+                // successor: it hangs (SIGSTOP, a paused VM) or its client path is cut. Nothing
+                // else tells a quiet client so: no peer answers its requests to show the hang.
+                if let Some((i, old_term)) = self.deposed.filter(|_| majority) {
+                    let since = *self.suspects.entry(i).or_insert(now);
+                    if now.saturating_duration_since(since) >= confirm {
+                        let why = format!(
+                            "led at term {old_term} and gives no answer while {followers} of {members} members follow {leader:x} (term {term})"
+                        );
+                        verdict.cut_off.push((i, why));
                     }
                 }
             }
@@ -271,6 +306,9 @@ impl LeaderView {
     pub(crate) fn forget(&mut self, index: usize) {
         self.ids.remove(&index);
         self.suspects.remove(&index);
+        if self.deposed.is_some_and(|(i, _)| i == index) {
+            self.deposed = None;
+        }
     }
 
     /// A copy for snapshots, at `now`.
@@ -412,6 +450,64 @@ mod tests {
             unreachable!()
         };
         assert!(v.admits(&caught_up).is_ok());
+    }
+
+    /// A leader that stops answering (SIGSTOP) is cut off once its peers elected another and
+    /// a second round confirms its silence; answering again, it is judged by what it says.
+    #[test]
+    fn a_silent_deposed_leader_is_cut_off_after_confirmation() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let led = [
+            (0, status(10, 10, 2)),
+            (1, status(11, 10, 2)),
+            (2, status(12, 10, 2)),
+        ];
+        assert!(v.round(&led, 3, at(0), CONFIRM).cut_off.is_empty());
+        // Silent, its peers still follow it: nothing is concluded.
+        let silent = [
+            (0, Reply::Failed),
+            (1, status(11, 10, 2)),
+            (2, status(12, 10, 2)),
+        ];
+        assert!(v.round(&silent, 3, at(500), CONFIRM).cut_off.is_empty());
+        assert!(!v.has_suspects());
+        // Its peers hold an election, then elect 11: suspected at first sight of the new
+        // leader, cut off once confirmed.
+        let electing = [
+            (0, Reply::Failed),
+            (1, status(11, 0, 3)),
+            (2, status(12, 0, 3)),
+        ];
+        assert!(v.round(&electing, 3, at(1200), CONFIRM).changed);
+        assert!(!v.has_suspects());
+        let replaced = [
+            (0, Reply::Failed),
+            (1, status(11, 11, 3)),
+            (2, status(12, 11, 3)),
+        ];
+        let r = v.round(&replaced, 3, at(1500), CONFIRM);
+        assert!(r.changed && r.cut_off.is_empty());
+        assert!(v.has_suspects());
+        let r = v.round(&replaced, 3, at(1500) + CONFIRM, CONFIRM);
+        assert_eq!(r.cut_off.len(), 1, "{r:?}");
+        assert_eq!(r.cut_off[0].0, 0);
+        assert!(
+            r.cut_off[0].1.contains("led at term 2"),
+            "{}",
+            r.cut_off[0].1
+        );
+        // Back, following the new leader: forgiven, and no longer watched for silence.
+        let back = [
+            (0, status(10, 11, 3)),
+            (1, status(11, 11, 3)),
+            (2, status(12, 11, 3)),
+        ];
+        assert!(v.round(&back, 3, at(3000), CONFIRM).cut_off.is_empty());
+        assert!(!v.has_suspects());
+        assert!(v.round(&replaced, 3, at(4000), CONFIRM).cut_off.is_empty());
+        assert!(!v.has_suspects(), "a follower's silence is no verdict");
     }
 
     #[test]
