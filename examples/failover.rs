@@ -43,6 +43,7 @@
 //! | `follower-blackhole` | 3 | a follower's client path drops everything (raft intact; client proxies on) | undo after F |
 //! | `leader-blackhole` | 3 | the leader's client path drops everything (it stays leader; client proxies on) | undo after F |
 //! | `leader-drop` | 3 | a firewall drops the leader's client packets (it stays leader; client proxies on): as `leader-blackhole`, but connections open during the drop resume only at TCP's next retransmission, 12.6 s after the drop began | let through after 8 s |
+//! | `leader-lossy` | 3 | the leader's client path loses 30 % of what it carries, each loss delivered at TCP's retransmission time (200 ms, doubling); it stays leader, its peer links fine (client proxies on) | lossless after F |
 //! | `follower-flap` | 3 | a follower paused 90 ms of every 100 ms, for F | last SIGCONT |
 //! | `rolling-restart` | 3 | each member in turn (leader included): SIGKILL, restart 2 s later, settle 2 s | each restart |
 //! | `two-of-five-isolated` | 5 | two followers cut from their peers at once | heal both after F |
@@ -83,7 +84,8 @@ const USAGE: &str = "failover [--scenario NAME[,NAME..]] [--config default|tuned
                      [--steady-seconds 3] [--after-seconds 4] [--etcd-timing] \
                      [--out target/bench-reports]\n\
                      scenarios: follower-pause follower-kill leader-pause leader-kill \
-                     leader-isolate follower-blackhole leader-blackhole leader-drop follower-flap \
+                     leader-isolate follower-blackhole leader-blackhole leader-drop leader-lossy \
+                     follower-flap \
                      rolling-restart \
                      two-of-five-isolated";
 /// Seconds at the start left out of the steady throughput (connections warming up).
@@ -104,6 +106,7 @@ enum Scenario {
     FollowerBlackhole,
     LeaderBlackhole,
     LeaderDrop,
+    LeaderLossy,
     FollowerFlap,
     RollingRestart,
     TwoOfFiveIsolated,
@@ -143,7 +146,7 @@ struct Spec {
 }
 
 /// Every scenario, in run order.
-const SCENARIOS: [Spec; 11] = {
+const SCENARIOS: [Spec; 12] = {
     const fn spec(scenario: Scenario, name: &'static str, plan: Plan) -> Spec {
         Spec {
             scenario,
@@ -203,6 +206,14 @@ const SCENARIOS: [Spec; 11] = {
                 // 8 s: TCP retransmits 6.2 s and 12.6 s after the drop began, so a connection
                 // held through it stays silent 4.6 s after it ends (after 6 s, only 0.2 s).
                 Plan::HoldFor(Fault::Drop, Victims::Leader, Duration::from_secs(8)),
+            )
+        },
+        Spec {
+            client_proxy: true,
+            ..spec(
+                Scenario::LeaderLossy,
+                "leader-lossy",
+                Plan::Hold(Fault::Lossy, Victims::Leader),
             )
         },
         spec(

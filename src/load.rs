@@ -158,6 +158,15 @@ impl Load {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The latency estimate at `now`, decayed as in [`cost`](Self::cost) (without the
+    /// requests in flight); `None` before the first answer.
+    pub(crate) fn estimate(&self, now: Instant) -> Option<Duration> {
+        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
+        let decayed = e.nanos * (-elapsed / DECAY.as_secs_f64()).exp();
+        e.observed.then(|| Duration::from_nanos(decayed as u64))
+    }
+
     pub(crate) fn latency(&self) -> Option<Duration> {
         let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
         e.observed.then(|| Duration::from_nanos(e.nanos as u64))

@@ -29,7 +29,16 @@ pub enum Fault {
     Drop,
     /// Let the packets through again.
     Undrop,
+    /// The member's client path loses 30 % of what it carries (each loss delivered at TCP's
+    /// retransmission time, stalling what follows it) while raft traffic flows; needs
+    /// `Cluster::builder().client_proxy(true)`.
+    Lossy,
+    /// End the loss.
+    Lossless,
 }
+
+/// The share of a lossy client path's chunks lost ([`Fault::Lossy`]).
+pub const LOSS: f64 = 0.3;
 
 impl Fault {
     /// Lower-case name.
@@ -45,6 +54,8 @@ impl Fault {
             Fault::Unblackhole => "unblackhole",
             Fault::Drop => "drop",
             Fault::Undrop => "undrop",
+            Fault::Lossy => "lossy",
+            Fault::Lossless => "lossless",
         }
     }
 
@@ -52,7 +63,12 @@ impl Fault {
     pub fn breaks(self) -> bool {
         matches!(
             self,
-            Fault::Pause | Fault::Kill | Fault::Isolate | Fault::Blackhole | Fault::Drop
+            Fault::Pause
+                | Fault::Kill
+                | Fault::Isolate
+                | Fault::Blackhole
+                | Fault::Drop
+                | Fault::Lossy
         )
     }
 
@@ -64,6 +80,7 @@ impl Fault {
             Fault::Isolate => Some(Fault::Heal),
             Fault::Blackhole => Some(Fault::Unblackhole),
             Fault::Drop => Some(Fault::Undrop),
+            Fault::Lossy => Some(Fault::Lossless),
             _ => None,
         }
     }
@@ -81,6 +98,8 @@ impl Fault {
             Fault::Unblackhole => cluster.blackhole_client(member, false),
             Fault::Drop => cluster.drop_client(member, true),
             Fault::Undrop => cluster.drop_client(member, false),
+            Fault::Lossy => cluster.lossy_client(member, LOSS),
+            Fault::Lossless => cluster.lossy_client(member, 0.0),
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ mod layer;
 mod make;
 mod pick;
 mod retry;
+mod route;
 mod service;
 
 pub use future::ResponseFuture;

@@ -16,6 +16,7 @@ use super::hedge::{HedgeDelay, HedgeDelays};
 use super::inflight::InFlight;
 use super::pick::pick;
 use super::retry::{jitter, may_resend, resend_is_free, Failed, Fire, Next, Plan, Schedule, Sent};
+use super::route::write_target;
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::budget::Extra;
 use crate::checker::{Member, MemberEntry};
@@ -360,9 +361,14 @@ where
                     match schedule.on_timer(now, plan.attempts(), in_flight.len()) {
                         Fire::Attempt => {
                             let entries = checker.entries();
-                            let to_leader = method.leader_only || (class == Class::Write && config.leader.route_writes);
-                            let leader = to_leader.then(|| checker.leader_entry()).flatten();
-                            let entry = match plan.choose(&entries, config.all_unhealthy, leader) {
+                            let target = if method.leader_only {
+                                checker.leader_entry()
+                            } else if class == Class::Write && config.leader.route_writes {
+                                write_target(&entries, checker.leader_entry(), now.into_std())
+                            } else {
+                                None
+                            };
+                            let entry = match plan.choose(&entries, config.all_unhealthy, target) {
                                 Some(entry) => entry,
                                 None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
                                     Ok(entry) => entry,

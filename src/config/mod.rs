@@ -505,10 +505,13 @@ pub struct RetryConfig {
     /// Upper bound of one back-off, in seconds.
     #[serde(with = "seconds")]
     pub max_backoff: Duration,
-    /// The time budget of one request: time across all attempts of a request that carries no
-    /// deadline of its own, in seconds; with a deadline (`grpc-timeout`), the deadline bounds
-    /// the attempts instead. (How many extra requests all requests together may add is
-    /// `extra_ratio` and `extra_min_per_second`.)
+    /// The time budget of one unary request that carries no deadline of its own: time across
+    /// all its attempts, in seconds, and each attempt ends with what is left of it (a hung
+    /// member must not hold a caller that set no deadline for ever; a write then ends as
+    /// *outcome unknown*). With a deadline (`grpc-timeout`), the deadline bounds the attempts
+    /// instead. Streams and long-blocking calls (Watch, LeaseKeepAlive, Lock, Campaign,
+    /// Defragment) are not bounded by it. (How many extra requests all requests together may
+    /// add is `extra_ratio` and `extra_min_per_second`.)
     #[serde(with = "seconds")]
     pub budget: Duration,
     /// Deadline of one attempt of a read, in seconds, so that a hung member costs one attempt

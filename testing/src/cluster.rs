@@ -253,6 +253,20 @@ impl Cluster {
         });
     }
 
+    /// Member `i`'s client path loses `ratio` (in `[0, 1)`) of what it carries, in each
+    /// direction; 0 heals it. A lost chunk is delivered when TCP would retransmit it (200 ms
+    /// later, then 400 ms more if that is lost too, doubling), and what follows it on the
+    /// connection waits behind it, as TCP delivers in order. The member stays up, in the
+    /// cluster, and its peer links are untouched.
+    ///
+    /// # Panics
+    /// If the cluster was built without [`ClusterBuilder::client_proxy`](crate::ClusterBuilder::client_proxy).
+    pub fn lossy_client(&self, i: usize, ratio: f64) {
+        self.require_client_proxy("lossy_client");
+        self.faults
+            .send_modify(|f| f.client_loss[i] = ratio.clamp(0.0, 0.99));
+    }
+
     fn require_client_proxy(&self, what: &str) {
         assert!(
             self.client_proxy,

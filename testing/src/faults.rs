@@ -47,6 +47,8 @@ pub(crate) struct Faults {
     pub client_latency: Vec<Duration>,
     /// Members whose client packets a firewall drops, and since when.
     pub client_dropped: Vec<Option<Instant>>,
+    /// Share of the chunks on each member's client proxy that are lost (and retransmitted).
+    pub client_loss: Vec<f64>,
 }
 
 impl Faults {
@@ -58,6 +60,7 @@ impl Faults {
             client_blackhole: vec![false; size],
             client_latency: vec![Duration::ZERO; size],
             client_dropped: vec![None; size],
+            client_loss: vec![0.0; size],
         }
     }
 
@@ -69,6 +72,7 @@ impl Faults {
         self.client_blackhole.push(false);
         self.client_latency.push(Duration::ZERO);
         self.client_dropped.push(None);
+        self.client_loss.push(0.0);
     }
 
     fn origin_index(&self, origin: Origin) -> Option<usize> {
@@ -100,6 +104,14 @@ impl Faults {
         }
     }
 
+    /// Share of the chunks moved through `link` that are lost (see [`loss_delay`]).
+    pub(crate) fn loss(&self, link: Link) -> f64 {
+        match link {
+            Link::Client { to } => self.client_loss[to],
+            Link::Peer { .. } => 0.0,
+        }
+    }
+
     /// Delay added to each chunk moved through `link`.
     pub(crate) fn latency(&self, link: Link) -> Duration {
         match link {
@@ -124,9 +136,50 @@ pub(crate) fn next_retransmission(since: Instant, now: Instant) -> Instant {
     at
 }
 
+/// How late a chunk sent over a link that loses `ratio` of its packets arrives: each
+/// transmission is lost with that probability (`draw` gives uniform samples in `[0, 1)`), and
+/// TCP sends it again [`FIRST_RTO`] later, then twice as far apart each time (200 ms, +400 ms,
+/// +800 ms, ...). Zero when the first transmission gets through. Chunks after it wait behind it,
+/// as TCP delivers in order.
+pub(crate) fn loss_delay(ratio: f64, mut draw: impl FnMut() -> f64) -> Duration {
+    let ratio = ratio.clamp(0.0, 0.99);
+    let mut delay = Duration::ZERO;
+    let mut rto = FIRST_RTO;
+    while ratio > 0.0 && draw() < ratio {
+        delay += rto;
+        rto = rto.saturating_mul(2).min(Duration::from_secs(120));
+    }
+    delay
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_chunk_arrives_at_the_retransmissions() {
+        let ms = Duration::from_millis;
+        let draws = |d: &'static [f64]| {
+            let mut it = d.iter().copied();
+            move || it.next().expect("no more draws than losses + 1")
+        };
+        assert_eq!(loss_delay(0.3, draws(&[0.5])), Duration::ZERO);
+        assert_eq!(loss_delay(0.3, draws(&[0.1, 0.9])), ms(200));
+        assert_eq!(loss_delay(0.3, draws(&[0.1, 0.2, 0.9])), ms(600));
+        assert_eq!(loss_delay(0.3, draws(&[0.1, 0.2, 0.29, 0.3])), ms(1400));
+        assert_eq!(
+            loss_delay(0.0, || panic!("no draw without loss")),
+            Duration::ZERO
+        );
+        // Over many chunks: about 30 % are late, and a late one 200 ms at least.
+        let mut rng = rand::rng();
+        let delays: Vec<Duration> = (0..10_000)
+            .map(|_| loss_delay(0.3, || rand::Rng::random::<f64>(&mut rng)))
+            .collect();
+        let late = delays.iter().filter(|d| !d.is_zero()).count();
+        assert!((2_700..3_300).contains(&late), "{late}");
+        assert!(delays.iter().all(|d| d.is_zero() || *d >= ms(200)));
+    }
 
     #[test]
     fn retransmissions_back_off_from_the_drop() {

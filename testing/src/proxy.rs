@@ -7,6 +7,7 @@
 //! delays each chunk. The proxy is a tokio task: aborting it drops every connection it owns.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -103,7 +104,8 @@ async fn pass(faults: &mut watch::Receiver<Faults>, link: Link, origin: Origin) 
 }
 
 /// Copies one direction, pausing while the link is blocked and delaying each chunk by the
-/// link's latency. Reading and writing are decoupled by a small queue of timestamped chunks, so
+/// link's latency, and a lost one until TCP would retransmit it (see
+/// [`loss_delay`](super::faults::loss_delay)). Reading and writing are decoupled by a small queue of timestamped chunks, so
 /// latency is a one-way delay (like a long wire), not a per-chunk stall that adds up.
 async fn pump(
     mut from: OwnedReadHalf,
@@ -132,7 +134,18 @@ async fn pump(
                     continue;
                 }
             };
-            let due = Instant::now() + read_faults.borrow().latency(link);
+            let (latency, loss) = {
+                let f = read_faults.borrow();
+                (f.latency(link), f.loss(link))
+            };
+            let lost = match loss > 0.0 {
+                true => {
+                    let mut rng = rand::rng();
+                    super::faults::loss_delay(loss, || rand::Rng::random::<f64>(&mut rng))
+                }
+                false => Duration::ZERO,
+            };
+            let due = Instant::now() + latency + lost;
             if tx.send((due, buf[..n].to_vec())).await.is_err() {
                 return;
             }
