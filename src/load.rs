@@ -48,6 +48,8 @@ struct Ewma {
     nanos: f64,
     at: Instant,
     observed: bool,
+    /// When the estimate was last [`reset`](Load::reset) (the member re-admitted), if ever.
+    reset_at: Option<Instant>,
 }
 
 impl Load {
@@ -59,6 +61,7 @@ impl Load {
                 nanos: DEFAULT_RTT.as_nanos() as f64,
                 at: now,
                 observed: false,
+                reset_at: None,
             }),
         }
     }
@@ -147,7 +150,15 @@ impl Load {
             nanos: like.unwrap_or(DEFAULT_RTT).as_nanos() as f64,
             at: now,
             observed: like.is_some(),
+            reset_at: Some(now),
         };
+    }
+
+    /// How long ago the estimate was [`reset`](Self::reset) (the member re-admitted), at
+    /// `now`; `None` if it never was.
+    pub(crate) fn since_reset(&self, now: Instant) -> Option<Duration> {
+        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        e.reset_at.map(|at| now.saturating_duration_since(at))
     }
 
     pub(crate) fn in_flight(&self) -> usize {

@@ -11,7 +11,11 @@
 //! answers much slower than its fastest peer, writes go to that peer. They come back gradually:
 //! the share of writes the leader takes grows as its latency estimate (fed by the reads it still
 //! serves, and decaying in time) returns near its peers', so one good moment does not send every
-//! write back to a path that may still be lossy.
+//! write back to a path that may still be lossy. A leader put back into rotation (ejected for
+//! hangs on that path, then re-admitted by a probe on a fresh connection) starts at its peers'
+//! estimate, which says nothing of its path yet: its share then also ramps up over [`RAMP`]
+//! (without it, every write went back to a path still lossy at each re-admission, and both
+//! writers stalled there for a second or more each time).
 //!
 //! Why pure: the decision is a function of two latency estimates and a random draw, tested
 //! here on made-up numbers; [`write_target`] only reads the estimates off the members.
@@ -31,6 +35,10 @@ const SLOWER_BY: u32 = 2;
 /// latency: a leader 100 ms slower than tolerated (a retransmission takes 200 ms) takes none.
 const FADE: Duration = Duration::from_millis(90);
 
+/// How long after its re-admission a leader's share of writes grows from 0 to what its
+/// estimate allows.
+pub(crate) const RAMP: Duration = Duration::from_secs(4);
+
 /// The share of writes the leader should take, in `[0, 1]`, given its latency estimate and its
 /// fastest healthy follower's.
 pub(crate) fn leader_share(leader: Duration, fastest_follower: Duration) -> f64 {
@@ -39,19 +47,30 @@ pub(crate) fn leader_share(leader: Duration, fastest_follower: Duration) -> f64 
     (1.0 - excess.as_secs_f64() / FADE.as_secs_f64()).clamp(0.0, 1.0)
 }
 
+/// The part of its share a leader re-admitted `since` ago may take: growing linearly from 0 to
+/// 1 over [`RAMP`]; 1 for a leader never re-admitted.
+pub(crate) fn ramp(since: Option<Duration>) -> f64 {
+    match since {
+        Some(since) => (since.as_secs_f64() / RAMP.as_secs_f64()).clamp(0.0, 1.0),
+        None => 1.0,
+    }
+}
+
 /// Where one write goes, from the estimates: `None` for the leader (or for any member, without
 /// a healthy leader and follower to choose between), `Some(i)` for follower `i`.
 ///
 /// `leader`: the leader's estimate, if it is in rotation (`None` when it has none yet: it is
-/// taken as well). `fastest`: the fastest follower in rotation and its estimate. `unit`: a
-/// uniform sample in `[0, 1)`, drawn only when the leader's share is partial.
+/// taken as well). `fastest`: the fastest follower in rotation and its estimate. `ramp`: the
+/// part of its share a recently re-admitted leader may take ([`ramp`]). `unit`: a uniform
+/// sample in `[0, 1)`, drawn only when the leader's share is partial.
 pub(crate) fn choose(
     leader: Option<Duration>,
     fastest: Option<(usize, Duration)>,
+    ramp: f64,
     unit: impl FnOnce() -> f64,
 ) -> Option<usize> {
     let (leader, (index, follower)) = (leader?, fastest?);
-    let share = leader_share(leader, follower);
+    let share = leader_share(leader, follower) * ramp;
     if share >= 1.0 || (share > 0.0 && unit() < share) {
         return None;
     }
@@ -85,6 +104,7 @@ pub(crate) fn write_target(
     match choose(
         Some(leader_latency),
         Some((follower.member().index(), latency)),
+        ramp(leader.load().since_reset(now)),
         super::retry::jitter,
     ) {
         None => Some(leader),
@@ -122,16 +142,38 @@ mod tests {
         assert!((0.45..=0.55).contains(&half), "{half}");
 
         let never = || -> f64 { panic!("no draw needed") };
-        assert_eq!(choose(Some(ms(2)), Some((1, ms(1))), never), None);
-        assert_eq!(choose(Some(ms(300)), Some((1, ms(1))), never), Some(1));
-        assert_eq!(choose(None, Some((1, ms(1))), never), None, "no leader");
-        assert_eq!(choose(Some(ms(300)), None, never), None, "no follower");
+        assert_eq!(choose(Some(ms(2)), Some((1, ms(1))), 1.0, never), None);
+        assert_eq!(choose(Some(ms(300)), Some((1, ms(1))), 1.0, never), Some(1));
+        assert_eq!(
+            choose(None, Some((1, ms(1))), 1.0, never),
+            None,
+            "no leader"
+        );
+        assert_eq!(choose(Some(ms(300)), None, 1.0, never), None, "no follower");
         // A partial share is drawn.
         let draws: Vec<Option<usize>> = [0.1, 0.4, 0.6, 0.9]
             .into_iter()
-            .map(|u| choose(Some(ms(57)), Some((2, ms(1))), move || u))
+            .map(|u| choose(Some(ms(57)), Some((2, ms(1))), 1.0, move || u))
             .collect();
         assert_eq!(draws, [None, None, Some(2), Some(2)]);
+        // Re-admitted 1 s ago: a quarter of what its estimate allows, growing to all by 4 s.
+        assert_eq!(ramp(None), 1.0);
+        assert_eq!(ramp(Some(ms(0))), 0.0);
+        assert_eq!(ramp(Some(ms(1000))), 0.25);
+        assert_eq!(ramp(Some(ms(9000))), 1.0);
+        let draws: Vec<Option<usize>> = [0.1, 0.3]
+            .into_iter()
+            .map(|u| {
+                choose(
+                    Some(ms(2)),
+                    Some((2, ms(1))),
+                    ramp(Some(ms(1000))),
+                    move || u,
+                )
+            })
+            .collect();
+        assert_eq!(draws, [None, Some(2)]);
+        assert_eq!(choose(Some(ms(2)), Some((2, ms(1))), 0.0, never), Some(2));
     }
 
     /// Against the members' own load estimates: a leader whose answers take 200 ms sends its
