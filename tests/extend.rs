@@ -3,7 +3,8 @@
 //! changes), while a probe that calls every member fit cannot keep a member cut off from the
 //! quorum in rotation (the leader and admission checks still run); a custom classifier counts
 //! `ResourceExhausted` (a request over etcd's size limit) as a member failure where the
-//! default does not; a custom member source adds and drops members. Each case starts a fresh 3-member cluster and prints what it measured.
+//! default does not; a custom member source adds and drops members; a probe that never ends is
+//! cut off as a timeout. Each case starts a fresh 3-member cluster and prints what it measured.
 
 mod common;
 
@@ -461,4 +462,70 @@ async fn a_custom_probe_cannot_keep_a_member_cut_off_from_the_quorum_in_rotation
         report.detail,
         stats.ok()
     );
+}
+
+/// A probe that never ends for member `member` while `on` is set (an application's probe that
+/// ignores its deadline), and otherwise asks the built-in `http` probe.
+#[derive(Debug)]
+struct Stuck {
+    member: usize,
+    on: AtomicBool,
+}
+
+impl Probe for Stuck {
+    fn probe<'a>(&'a self, target: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            if target.member().index() == self.member && self.on.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            HttpProbe::HTTP.probe(target).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_probe_that_never_ends_is_cut_off_as_a_timeout() {
+    common::init_tracing();
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let probe = Arc::new(Stuck {
+        member: 2,
+        on: AtomicBool::new(true),
+    });
+    let config = probing_config();
+    let bound = config.checks.active.timeout * 2;
+    let checker = HealthChecker::builder(config)
+        .probe(probe.clone())
+        .build(&cluster.endpoints())
+        .expect("checker");
+    let mut events = checker.subscribe();
+
+    // Every probe of member 2 hangs: each is cut off at twice `checks.active.timeout` and
+    // counts as a timeout, until the member is ejected for them.
+    let took = wait_status(
+        &mut events,
+        &checker,
+        2,
+        Status::Unhealthy,
+        Duration::from_secs(15),
+    )
+    .await;
+    let report = checker.snapshot()[2].last_probe.clone().expect("probed");
+    assert_eq!(report.outcome, Outcome::Timeout, "{report:?}");
+    assert!(
+        report.detail.contains(&format!("{bound:?}")),
+        "{report:?} does not name the bound {bound:?}"
+    );
+
+    // The hung probes held no slot and no member's probing: once the probe ends again,
+    // member 2 is probed, passes and is back.
+    probe.on.store(false, Ordering::Relaxed);
+    let back = wait_status(
+        &mut events,
+        &checker,
+        2,
+        Status::Healthy,
+        Duration::from_secs(10),
+    )
+    .await;
+    println!("probe that never ends: ejected {took:?} after start (cut off at {bound:?}), back {back:?} after it ended");
 }

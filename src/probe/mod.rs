@@ -46,8 +46,8 @@ use crate::health::Outcome;
 /// rotation), at most
 /// `checks.active.concurrency` at once, and feeds the [`Finding`] to the member's active
 /// counters exactly as it does a built-in probe's. The returned future should end within
-/// [`ProbeTarget::timeout`]; the scheduler does not cut it short, so a probe that ignores the
-/// deadline holds its concurrency slot for as long as it runs.
+/// [`ProbeTarget::timeout`]; one still running at twice that is cut off by the scheduler and
+/// counts as a timeout.
 ///
 /// How it combines with the crate's own checks, which run whatever the probe:
 /// - A member out of rotation whose probe succeeds is re-admitted only if its

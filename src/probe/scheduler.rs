@@ -306,6 +306,14 @@ fn member_tls(_checker: &HealthChecker, _entry: &MemberEntry) -> Option<()> {
     None
 }
 
+/// How long the scheduler lets one probe run: twice `checks.active.timeout`. The built-in
+/// probes end within `timeout` themselves (with a more precise finding); the bound is for a
+/// custom [`Probe`] that ignores its deadline, so it can never hold a concurrency slot, or its
+/// member's probing, for ever.
+fn probe_bound(timeout: Duration) -> Duration {
+    timeout.saturating_mul(2)
+}
+
 /// One probe of one member.
 struct ProbeTask {
     weak: WeakChecker,
@@ -331,12 +339,21 @@ impl ProbeTask {
             let started = Instant::now();
             let target = ProbeTarget::new(&self.entry, &config, &self.channel, &self.weak);
             // A probe of the application's that panics fails its member's check, and the
-            // member goes on being probed (its `done` is still sent).
+            // member goes on being probed (its `done` is still sent). One that does not end
+            // is cut off at `probe_bound`: it times out instead of holding its slot for ever.
+            let bound = probe_bound(config.timeout);
             let probed = AssertUnwindSafe(self.probe.probe(target)).catch_unwind();
-            let mut finding = probed.await.unwrap_or_else(|_| {
-                tracing::error!(member = %self.entry.member(), probe = ?self.probe, "probe panicked");
-                Finding::failure("the probe panicked")
-            });
+            let mut finding = match tokio::time::timeout(bound, probed).await {
+                Ok(Ok(finding)) => finding,
+                Ok(Err(_)) => {
+                    tracing::error!(member = %self.entry.member(), probe = ?self.probe, "probe panicked");
+                    Finding::failure("the probe panicked")
+                }
+                Err(_) => {
+                    tracing::warn!(member = %self.entry.member(), probe = ?self.probe, ?bound, "probe did not end in time: cut off");
+                    Finding::timeout(bound)
+                }
+            };
             if let Some(id) = finding.cluster_id {
                 // A `status` probe's answer: held against the id most members report.
                 let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
