@@ -43,6 +43,7 @@ pub mod health;
 mod leader;
 pub mod lease;
 mod load;
+pub mod metrics;
 mod passive;
 pub mod probe;
 pub mod proto;

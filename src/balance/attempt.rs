@@ -41,6 +41,18 @@ pub(crate) struct Failure {
     pub(crate) leaderless: bool,
 }
 
+impl Attempt {
+    /// The gRPC status the attempt ended with, as far as its head tells (for the metrics).
+    fn code(&self) -> tonic::Code {
+        match self {
+            Attempt::Answer(response) => {
+                status_of(response.headers()).map_or(tonic::Code::Ok, |s| s.code())
+            }
+            Attempt::Failed(failure) => failure.status.code(),
+        }
+    }
+}
+
 impl Failure {
     /// The failure as the caller sees it.
     pub(crate) fn into_result(self) -> Result<Response<tonic::body::Body>, tower::BoxError> {
@@ -107,8 +119,12 @@ pub(crate) fn attempt<S: GrpcService>(
     limits: Limits,
     started: Instant,
 ) -> impl std::future::Future<Output = Attempt> + Send {
+    let timer = tracker.entry().metrics().attempt(req.uri().path());
     let call = fetch(svc.oneshot(req), kind == MethodKind::Unary);
-    judge_attempt(Box::pin(call), tracker, kind, limits, started)
+    timer.time(
+        judge_attempt(Box::pin(call), tracker, kind, limits, started),
+        Attempt::code,
+    )
 }
 
 /// Unary answers up to this size are read whole within their attempt (see [`Buffered`]);

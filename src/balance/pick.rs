@@ -23,6 +23,7 @@ pub(crate) fn pick(
     if let Some(e) = p2c(entries, MemberEntry::is_healthy) {
         return Ok(e);
     }
+    crate::metrics::no_healthy_member(policy);
     if policy == AllUnhealthyPolicy::FailFast || entries.is_empty() {
         return Err(no_member(entries));
     }

@@ -179,19 +179,22 @@ where
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
         let method = Method::of(req.uri().path());
+        let timer = self.checker.metrics().call(req.uri().path());
         let deadline = crate::grpc::header::timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
         match method.kind {
             MethodKind::Unary => {
-                ResponseFuture::new(self.clone().unary(req, method, avoid, deadline))
+                ResponseFuture::new(timer.time(self.clone().unary(req, method, avoid, deadline)))
             }
             kind => {
                 let pinned = req
                     .extensions_mut()
                     .remove::<super::EvenIfEjected>()
                     .map(|p| p.0.index());
-                ResponseFuture::new(self.clone().stream(req, avoid, pinned, kind, deadline))
+                ResponseFuture::new(
+                    timer.time(self.clone().stream(req, avoid, pinned, kind, deadline)),
+                )
             }
         }
     }
@@ -284,9 +287,11 @@ where
                                 hedge.observe(sent.at.elapsed());
                                 // The first copy answered though others were sent while it ran:
                                 // they were hedges (a retry follows a failure), and lost.
+                                let won = plan.outrun_by(&sent).next().is_some();
+                                checker.metrics().read_answered(won);
                                 if slot == 0 && plan.attempts() > 1 {
                                     hedge.hedge_lost();
-                                } else if plan.outrun_by(&sent).next().is_some() {
+                                } else if won {
                                     hedge.hedge_won();
                                 }
                             }

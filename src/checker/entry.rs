@@ -47,6 +47,8 @@ pub(crate) struct MemberEntry {
     /// Requests in flight on the member end at once when this moves (see
     /// [`abandon`](Self::abandon)).
     abandoned: Abandoned,
+    /// Its metrics' handles (nothing without the `metrics` feature).
+    metrics: crate::metrics::PerMember,
 }
 
 /// How requests in flight on a member learn that it was ejected for sitting on them.
@@ -85,6 +87,7 @@ impl MemberEntry {
             HealthState::new(now)
         };
         Self {
+            metrics: crate::metrics::PerMember::new(&member, !pending),
             member,
             state: Mutex::new(state),
             healthy: AtomicBool::new(!pending),
@@ -103,6 +106,11 @@ impl MemberEntry {
     /// The member.
     pub(crate) fn member(&self) -> &Member {
         &self.member
+    }
+
+    /// The member's metrics.
+    pub(crate) fn metrics(&self) -> &crate::metrics::PerMember {
+        &self.metrics
     }
 
     /// The balancer's load estimate of the member.

@@ -80,6 +80,8 @@ struct Inner {
     hedges: AtomicU64,
     /// What retries and hedges may still add, shared by every request.
     budget: crate::budget::RetryBudget,
+    /// The metrics' handles (nothing without the `metrics` feature).
+    metrics: crate::metrics::Checker,
     /// Who leads, from the leader checks.
     leader: Mutex<LeaderView>,
     /// Asks the probe scheduler for a leader check now.
@@ -205,6 +207,7 @@ impl HealthChecker {
                 rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
                 retries: AtomicU64::new(0),
                 hedges: AtomicU64::new(0),
+                metrics: crate::metrics::Checker::new(),
                 leader: Mutex::new(LeaderView::default()),
                 leader_wanted: Arc::new(Notify::new()),
                 epoch: now(),
@@ -504,6 +507,7 @@ impl HealthChecker {
         *members = Arc::new(next);
         drop(members);
         lock(&self.inner.leader).forget(removed.member().index());
+        removed.metrics().left();
         tracing::info!(member = %removed.member(), origin = %removed.origin(), reason, "member removed");
         self.publish(
             removed.member().clone(),
@@ -579,14 +583,21 @@ impl HealthChecker {
             .cloned()
     }
 
+    /// The metrics of the requests through this state.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Checker {
+        &self.inner.metrics
+    }
+
     /// Counts a request sent again to another member.
     pub(crate) fn count_retry(&self) {
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.retry();
     }
 
     /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
         self.inner.hedges.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.hedge();
     }
 
     /// The retry budget every request through this state draws its retries and hedges from.
@@ -678,6 +689,7 @@ impl HealthChecker {
             tracing::debug!(member = %entry.member(), healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
             return;
         }
+        entry.metrics().attempt_judged(Some(Outcome::Hang));
         self.record_outcome(entry, Source::Passive, Outcome::Hang);
     }
 
@@ -815,6 +827,7 @@ impl HealthChecker {
                 entry.load().reset(self.slowest_peer_latency(entry), now());
             }
             drop(state);
+            entry.metrics().transition(&t);
             if t.to == Status::Unhealthy && outcome == Outcome::Hang {
                 // It sits on requests: those in flight on it would wait for as long as it does.
                 tracing::debug!(member = %entry.member(), "requests in flight on the ejected member are abandoned");
@@ -856,6 +869,7 @@ impl HealthChecker {
 
     fn publish(&self, member: Member, kind: EventKind) {
         self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.metrics.published(&self.entries(), &kind);
         let event = HealthEvent { member, kind };
         if let Some(sink) = &self.inner.hooks.sink {
             sink.event(&event);

@@ -122,9 +122,87 @@ impl Method {
     }
 }
 
+/// Every method of etcd's v3 API (and gRPC health) by path: the closed set of method names
+/// the stack reports (metric labels). A path outside it is reported as [`OTHER_METHOD`], so a
+/// caller's own services cannot grow the number of series.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) const METHODS: [&str; 50] = [
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseGrant",
+    "/etcdserverpb.Lease/LeaseRevoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases",
+    "/etcdserverpb.Cluster/MemberAdd",
+    "/etcdserverpb.Cluster/MemberRemove",
+    "/etcdserverpb.Cluster/MemberUpdate",
+    "/etcdserverpb.Cluster/MemberList",
+    "/etcdserverpb.Cluster/MemberPromote",
+    "/etcdserverpb.Maintenance/Alarm",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Defragment",
+    "/etcdserverpb.Maintenance/Hash",
+    "/etcdserverpb.Maintenance/HashKV",
+    "/etcdserverpb.Maintenance/Snapshot",
+    "/etcdserverpb.Maintenance/MoveLeader",
+    "/etcdserverpb.Maintenance/Downgrade",
+    "/etcdserverpb.Auth/AuthEnable",
+    "/etcdserverpb.Auth/AuthDisable",
+    "/etcdserverpb.Auth/AuthStatus",
+    "/etcdserverpb.Auth/Authenticate",
+    "/etcdserverpb.Auth/UserAdd",
+    "/etcdserverpb.Auth/UserGet",
+    "/etcdserverpb.Auth/UserList",
+    "/etcdserverpb.Auth/UserDelete",
+    "/etcdserverpb.Auth/UserChangePassword",
+    "/etcdserverpb.Auth/UserGrantRole",
+    "/etcdserverpb.Auth/UserRevokeRole",
+    "/etcdserverpb.Auth/RoleAdd",
+    "/etcdserverpb.Auth/RoleGet",
+    "/etcdserverpb.Auth/RoleList",
+    "/etcdserverpb.Auth/RoleDelete",
+    "/etcdserverpb.Auth/RoleGrantPermission",
+    "/etcdserverpb.Auth/RoleRevokePermission",
+    "/v3lockpb.Lock/Lock",
+    "/v3lockpb.Lock/Unlock",
+    "/v3electionpb.Election/Campaign",
+    "/v3electionpb.Election/Proclaim",
+    "/v3electionpb.Election/Leader",
+    "/v3electionpb.Election/Observe",
+    "/v3electionpb.Election/Resign",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
+
+/// The name reported for a method outside [`METHODS`] (OpenTelemetry's `rpc.method` for an
+/// unknown method).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) const OTHER_METHOD: &str = "_OTHER";
+
+/// The position of `path` in [`METHODS`], `None` for any other path.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn method_index(path: &str) -> Option<usize> {
+    METHODS.iter().position(|m| *m == path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_method_names_are_a_closed_set_of_distinct_paths() {
+        for (i, path) in METHODS.iter().enumerate() {
+            assert_eq!(method_index(path), Some(i), "{path}");
+            assert!(path.starts_with('/') && path[1..].contains('/'), "{path}");
+        }
+        assert_eq!(method_index("/some.Unknown/Method"), None);
+        assert_eq!(method_index("etcdserverpb.KV/Range"), None);
+    }
 
     #[test]
     fn reads_and_writes() {

@@ -10,6 +10,8 @@ mod range;
 
 use tonic::Code;
 
+#[cfg(feature = "metrics")]
+pub(crate) use method::{method_index, METHODS, OTHER_METHOD};
 pub(crate) use method::{Class, Hedging, Method, MethodKind};
 pub(crate) use range::small_range;
 

@@ -32,6 +32,7 @@ impl Tracker {
         start: Instant,
     ) -> Self {
         entry.load().start();
+        entry.metrics().attempt_started();
         Self {
             checker,
             entry,
@@ -86,6 +87,7 @@ impl Tracker {
     /// Reports the verdict; `timed` says whether the elapsed time measures the member's speed.
     pub(crate) fn finish(mut self, outcome: Option<Outcome>, timed: bool) {
         self.done = true;
+        self.entry.metrics().attempt_judged(outcome);
         let end = now();
         let rtt = timed.then(|| end.saturating_duration_since(self.start));
         if outcome == Some(Outcome::Success) {
@@ -106,6 +108,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
+        self.entry.metrics().attempt_ended();
         if !self.done {
             self.entry.load().finish(None, now());
         }

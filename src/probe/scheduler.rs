@@ -439,6 +439,9 @@ async fn admission(
 }
 
 fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
+    let judged = finding.outcome.filter(|_| !finding.leaderless);
+    let kind = checker.config().checks.active.probe_type;
+    entry.metrics().probed(kind, judged, elapsed);
     if finding.leaderless && entry.is_healthy() {
         // "No leader" from a member in rotation: an election, or this member cut off? The
         // leader check decides, asking every member.

@@ -1,0 +1,430 @@
+//! The metrics themselves, with the feature on: handles registered with the recorder once,
+//! and the closed sets of label values.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram, Label, Unit};
+
+use super::*;
+use crate::etcd::{method_index, METHODS, OTHER_METHOD};
+use crate::health::{Source, Status};
+
+/// The gRPC status codes by number, as gRFC A66 labels them.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// `outcome` label values, by [`outcome_slot`].
+const OUTCOMES: [&str; 6] = [
+    "success",
+    "failure",
+    "tcp_failure",
+    "timeout",
+    "hang",
+    "unjudged",
+];
+
+/// `reason` label values of ejections (failures only), by [`outcome_slot`].
+const REASONS: [&str; 4] = ["failure", "tcp_failure", "timeout", "hang"];
+
+/// `kind` label values of probes.
+const KINDS: [&str; 5] = ["http", "https", "tcp", "grpc", "status"];
+
+/// The index of `outcome` in [`OUTCOMES`].
+pub(super) fn outcome_slot(outcome: Option<Outcome>) -> usize {
+    match outcome {
+        Some(Outcome::Success) => 0,
+        Some(Outcome::Failure) => 1,
+        Some(Outcome::TcpFailure) => 2,
+        Some(Outcome::Timeout) => 3,
+        Some(Outcome::Hang) => 4,
+        None => 5,
+    }
+}
+
+fn kind_slot(kind: ProbeType) -> usize {
+    match kind {
+        ProbeType::Http => 0,
+        ProbeType::Https => 1,
+        ProbeType::Tcp => 2,
+        ProbeType::Grpc => 3,
+        ProbeType::Status => 4,
+    }
+}
+
+/// The `grpc.method` value of `path`'s slot: etcd's method without the leading `/`.
+fn method_name(slot: usize) -> &'static str {
+    METHODS.get(slot).map_or(OTHER_METHOD, |m| &m[1..])
+}
+
+/// The slot of `path` in a [`ByCall`] table.
+fn method_slot(path: &str) -> usize {
+    method_index(path).unwrap_or(METHODS.len())
+}
+
+/// The number of a gRPC code, in [`CODES`]' range.
+fn code_slot(code: tonic::Code) -> usize {
+    (code as usize).min(CODES.len() - 1)
+}
+
+/// The gRPC status of a call's output: the answer's head, or the error's.
+pub(super) fn code_of<B>(out: &Result<http::Response<B>, tower::BoxError>) -> tonic::Code {
+    match out {
+        Ok(response) if response.status() != http::StatusCode::OK => tonic::Code::Unknown,
+        Ok(response) => response
+            .headers()
+            .get(crate::grpc::header::STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+        Err(err) => err
+            .downcast_ref::<tonic::Status>()
+            .map_or(tonic::Code::Unknown, tonic::Status::code),
+    }
+}
+
+/// Says what each metric is, once per health state (the recorder keeps the last).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        CALL_DURATION,
+        Unit::Seconds,
+        "etcd requests, from the call to the answer (retries and hedges included)"
+    );
+    describe_histogram!(
+        ATTEMPT_DURATION,
+        Unit::Seconds,
+        "attempts of etcd requests on one member"
+    );
+    describe_counter!(ATTEMPTS, "attempts by member and passive verdict");
+    describe_gauge!(IN_FLIGHT, "attempts in flight to the member");
+    describe_counter!(RETRIES, "attempts sent again to another member");
+    describe_counter!(HEDGES, "reads also sent to another member");
+    describe_counter!(HEDGES_WON, "reads answered first by a hedge");
+    describe_counter!(
+        NO_HEALTHY_MEMBER,
+        "a member was wanted while none was healthy"
+    );
+    describe_gauge!(MEMBERS, "members by health status");
+    describe_gauge!(MEMBER_HEALTHY, "1 while the member is in rotation");
+    describe_counter!(EJECTIONS, "members ejected, by reason");
+    describe_counter!(READMISSIONS, "ejected members put back into rotation");
+    describe_histogram!(
+        EJECTION_DURATION,
+        Unit::Seconds,
+        "how long each ejection lasted"
+    );
+    describe_counter!(PROBES, "active probes by kind and outcome");
+    describe_histogram!(PROBE_DURATION, Unit::Seconds, "active probes' duration");
+    describe_gauge!(LEADER_KNOWN, "1 while a leader is known");
+    describe_counter!(LEADER_CHANGES, "new leaders seen");
+    describe_counter!(DISCOVERY_ADDED, "members added, by source");
+    describe_counter!(DISCOVERY_REMOVED, "members removed, by source");
+}
+
+// === impl Timer ===
+
+/// Whatever holds a [`ByCall`] table.
+pub(super) trait HasByCall: Send + Sync + 'static {
+    fn by_call(&self) -> &ByCall;
+}
+
+impl HasByCall for Checker {
+    fn by_call(&self) -> &ByCall {
+        &self.calls
+    }
+}
+
+impl HasByCall for PerMember {
+    fn by_call(&self) -> &ByCall {
+        &self.attempt_durations
+    }
+}
+
+/// A request or attempt being timed into `T`'s table.
+#[derive(Debug)]
+pub(super) struct Timer<T> {
+    table: Arc<T>,
+    method: usize,
+    start: Instant,
+}
+
+impl<T: HasByCall> Timer<T> {
+    pub(super) fn start(table: Arc<T>, path: &str) -> Self {
+        Self {
+            table,
+            method: method_slot(path),
+            start: Instant::now(),
+        }
+    }
+
+    pub(super) async fn time<F: Future>(
+        self,
+        fut: F,
+        code: fn(&F::Output) -> tonic::Code,
+    ) -> F::Output {
+        let out = fut.await;
+        self.table
+            .by_call()
+            .record(self.method, code(&out), self.start.elapsed());
+        out
+    }
+}
+
+// === impl ByCall ===
+
+/// Duration histograms by method and status, each registered the first time it is needed.
+pub(super) struct ByCall {
+    name: &'static str,
+    /// Labels every histogram of the table carries (the member's).
+    labels: Vec<Label>,
+    slots: Box<[OnceLock<Histogram>]>,
+}
+
+impl ByCall {
+    fn new(name: &'static str, labels: Vec<Label>) -> Self {
+        let slots = (0..(METHODS.len() + 1) * CODES.len())
+            .map(|_| OnceLock::new())
+            .collect();
+        Self {
+            name,
+            labels,
+            slots,
+        }
+    }
+
+    fn record(&self, method: usize, code: tonic::Code, elapsed: Duration) {
+        let code = code_slot(code);
+        self.slots[method * CODES.len() + code]
+            .get_or_init(|| {
+                let mut labels = self.labels.clone();
+                labels.push(Label::from_static_parts("grpc.method", method_name(method)));
+                labels.push(Label::from_static_parts("grpc.status", CODES[code]));
+                metrics::histogram!(self.name, labels)
+            })
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+impl std::fmt::Debug for ByCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByCall")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Checker ===
+
+/// The series of one health state.
+#[derive(Debug)]
+pub(super) struct Checker {
+    calls: ByCall,
+    pub(super) retries: Counter,
+    pub(super) hedges: Counter,
+    pub(super) hedges_won: Counter,
+    healthy: Gauge,
+    unhealthy: Gauge,
+    leader_known: Gauge,
+    leader_changes: Counter,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        describe();
+        let status = |s: &'static str| metrics::gauge!(MEMBERS, "status" => s);
+        Self {
+            calls: ByCall::new(CALL_DURATION, Vec::new()),
+            retries: metrics::counter!(RETRIES),
+            hedges: metrics::counter!(HEDGES),
+            hedges_won: metrics::counter!(HEDGES_WON),
+            healthy: status("healthy"),
+            unhealthy: status("unhealthy"),
+            leader_known: metrics::gauge!(LEADER_KNOWN),
+            leader_changes: metrics::counter!(LEADER_CHANGES),
+        }
+    }
+}
+
+impl Checker {
+    pub(super) fn published(&self, entries: &[Arc<MemberEntry>], kind: &EventKind) {
+        let healthy = entries.iter().filter(|e| e.is_healthy()).count();
+        self.healthy.set(healthy as f64);
+        self.unhealthy.set((entries.len() - healthy) as f64);
+        match kind {
+            EventKind::Added { origin, .. } => {
+                metrics::counter!(DISCOVERY_ADDED, "source" => origin_name(origin)).increment(1)
+            }
+            EventKind::Removed { origin, .. } => {
+                metrics::counter!(DISCOVERY_REMOVED, "source" => origin_name(origin)).increment(1)
+            }
+            EventKind::LeaderChanged { leader_id, .. } => {
+                self.leader_known
+                    .set(f64::from(u8::from(leader_id.is_some())));
+                if leader_id.is_some() {
+                    self.leader_changes.increment(1);
+                }
+            }
+            EventKind::StatusChanged(_) | EventKind::AllUnhealthy => {}
+        }
+    }
+}
+
+fn origin_name(origin: &crate::checker::Origin) -> &'static str {
+    use crate::checker::Origin;
+    match origin {
+        Origin::Seed => "seed",
+        Origin::Dns { .. } => "dns",
+        Origin::MemberList { .. } => "member_list",
+        Origin::Custom { .. } => "custom",
+    }
+}
+
+pub(super) fn no_healthy_member(policy: AllUnhealthyPolicy) {
+    let policy = match policy {
+        AllUnhealthyPolicy::TryAll => "try_all",
+        AllUnhealthyPolicy::FailFast => "fail_fast",
+    };
+    metrics::counter!(NO_HEALTHY_MEMBER, "policy" => policy).increment(1);
+}
+
+// === impl PerMember ===
+
+/// The series of one member.
+pub(super) struct PerMember {
+    attempt_durations: ByCall,
+    pub(super) attempts: [Counter; OUTCOMES.len()],
+    in_flight: Gauge,
+    /// Set once the member left: its in-flight gauge stays at 0 as its last attempts end.
+    gone: std::sync::atomic::AtomicBool,
+    healthy: Gauge,
+    /// By source (active, passive), then reason.
+    ejections: [[Counter; REASONS.len()]; 2],
+    readmissions: Counter,
+    ejection_duration: Histogram,
+    /// When the current ejection began.
+    ejected_at: Mutex<Option<Instant>>,
+    /// By kind, then outcome; registered at the first probe of a kind.
+    probes: [OnceLock<[Counter; OUTCOMES.len()]>; KINDS.len()],
+    probe_durations: [OnceLock<Histogram>; KINDS.len()],
+    member: Label,
+}
+
+impl PerMember {
+    pub(super) fn new(member: &Member, healthy: bool) -> Self {
+        let member = Label::new("etcd.member", member.authority().to_owned());
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut labels = vec![member.clone()];
+            labels.extend(extra.iter().map(|(k, v)| Label::from_static_parts(k, v)));
+            labels
+        };
+        let ejections = |source: &'static str| {
+            REASONS
+                .map(|r| metrics::counter!(EJECTIONS, with(&[("reason", r), ("source", source)])))
+        };
+        let this = Self {
+            attempt_durations: ByCall::new(ATTEMPT_DURATION, vec![member.clone()]),
+            attempts: OUTCOMES.map(|o| metrics::counter!(ATTEMPTS, with(&[("outcome", o)]))),
+            in_flight: metrics::gauge!(IN_FLIGHT, with(&[])),
+            gone: std::sync::atomic::AtomicBool::new(false),
+            healthy: metrics::gauge!(MEMBER_HEALTHY, with(&[])),
+            ejections: [ejections("active"), ejections("passive")],
+            readmissions: metrics::counter!(READMISSIONS, with(&[])),
+            ejection_duration: metrics::histogram!(EJECTION_DURATION, with(&[])),
+            ejected_at: Mutex::new((!healthy).then(Instant::now)),
+            probes: Default::default(),
+            probe_durations: Default::default(),
+            member,
+        };
+        this.healthy.set(f64::from(u8::from(healthy)));
+        this
+    }
+
+    pub(super) fn transition(&self, t: &Transition) {
+        let mut ejected_at = self.ejected_at.lock().unwrap_or_else(|p| p.into_inner());
+        match t.to {
+            Status::Unhealthy => {
+                self.healthy.set(0.0);
+                let source = match t.source {
+                    Source::Active => 0,
+                    Source::Passive => 1,
+                };
+                // A failure of some kind ejects; a success never does.
+                let reason = outcome_slot(Some(t.outcome)).clamp(1, REASONS.len()) - 1;
+                self.ejections[source][reason].increment(1);
+                *ejected_at = Some(Instant::now());
+            }
+            Status::Healthy => {
+                self.healthy.set(1.0);
+                self.readmissions.increment(1);
+                if let Some(at) = ejected_at.take() {
+                    self.ejection_duration.record(at.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+
+    pub(super) fn probed(&self, kind: ProbeType, outcome: Option<Outcome>, elapsed: Duration) {
+        let kind = kind_slot(kind);
+        let with = |extra: (&'static str, &'static str)| {
+            vec![
+                self.member.clone(),
+                Label::from_static_parts("kind", KINDS[kind]),
+                Label::from_static_parts(extra.0, extra.1),
+            ]
+        };
+        self.probes[kind]
+            .get_or_init(|| OUTCOMES.map(|o| metrics::counter!(PROBES, with(("outcome", o)))))
+            [outcome_slot(outcome)]
+        .increment(1);
+        self.probe_durations[kind]
+            .get_or_init(|| {
+                metrics::histogram!(
+                    PROBE_DURATION,
+                    vec![
+                        self.member.clone(),
+                        Label::from_static_parts("kind", KINDS[kind])
+                    ]
+                )
+            })
+            .record(elapsed.as_secs_f64());
+    }
+
+    pub(super) fn in_flight(&self, delta: f64) {
+        if !self.gone.load(std::sync::atomic::Ordering::Relaxed) {
+            self.in_flight.increment(delta);
+        }
+    }
+
+    pub(super) fn left(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.healthy.set(0.0);
+        self.in_flight.set(0.0);
+    }
+}
+
+impl std::fmt::Debug for PerMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerMember")
+            .field("member", &self.member.value())
+            .finish_non_exhaustive()
+    }
+}
