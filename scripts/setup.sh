@@ -7,9 +7,12 @@
 #     struct.proto, as etcd-client's build script does: $PROTOC, else `protoc` on PATH, with
 #     $PROTOC_INCLUDE as an extra include dir when set, as prost-build runs it (Debian:
 #     protobuf-compiler for protoc, libprotobuf-dev for the include files);
-#   - cargo, and rustc at least the `rust-version` of Cargo.toml.
+#   - cargo, and rustc at least the `rust-version` of Cargo.toml;
+#   - with `--tests` only: a Prometheus server answering `--version` (tests/metrics.rs runs one
+#     under `--features metrics`): $PROMETHEUS_BIN, else `prometheus` on PATH (Debian:
+#     prometheus).
 #
-# A tool named by ETCD_BIN or PROTOC is used as it is, never replaced by an installed one.
+# A tool named by ETCD_BIN, PROTOC or PROMETHEUS_BIN is used as it is, never replaced by an installed one.
 # Without apt-get, or without root or sudo, it prints what to install and fails.
 # `--tests` also checks the toolchain components scripts/test.sh uses (rustfmt, clippy).
 # Idempotent; exits non-zero with a message naming what is missing and how to get it.
@@ -126,12 +129,38 @@ EOF
   protoc_found="$version ($protoc)"
 }
 
+prometheus_problem=""
+prometheus_pkg="" # the Debian package that would fix it, if any
+check_prometheus() {
+  prometheus_problem="" prometheus_pkg=""
+  $for_tests || return 0
+  local bin out
+  if [ -n "${PROMETHEUS_BIN:-}" ]; then
+    bin=$PROMETHEUS_BIN
+    if ! command -v "$bin" >/dev/null 2>&1; then
+      prometheus_problem="PROMETHEUS_BIN=$bin is not an executable"
+      return
+    fi
+  elif ! bin=$(command -v prometheus 2>/dev/null); then
+    prometheus_problem="no prometheus: PROMETHEUS_BIN is not set and there is no \`prometheus\` on PATH"
+    prometheus_pkg=prometheus
+    return
+  fi
+  if ! out=$("$bin" --version 2>&1) || ! printf '%s\n' "$out" | grep -q '^prometheus, version'; then
+    prometheus_problem="\`$bin --version\` does not print a Prometheus version: $(one_line "$out")"
+    return
+  fi
+  prometheus_found=", $(printf '%s\n' "$out" | head -n 1 | sed 's/ (.*//') ($bin)"
+}
+
 # The fixes that installing Debian packages cannot make, and the packages that can.
 run_checks() {
   check_etcd
   check_protoc
+  check_prometheus
   pkgs=()
   if [ -n "$etcd_pkg" ] && ! installed "$etcd_pkg"; then pkgs+=("$etcd_pkg"); fi
+  if [ -n "$prometheus_pkg" ] && ! installed "$prometheus_pkg"; then pkgs+=("$prometheus_pkg"); fi
   local p
   for p in "${protoc_pkgs[@]}"; do
     if ! installed "$p"; then pkgs+=("$p"); fi
@@ -143,6 +172,7 @@ advice() {
   say "what is missing:"
   [ -z "$etcd_problem" ] || say "  - $etcd_problem"
   [ -z "$protoc_problem" ] || say "  - $protoc_problem"
+  [ -z "$prometheus_problem" ] || say "  - $prometheus_problem"
   say "to fix it:"
   if [ -n "$etcd_problem" ]; then
     if [ -n "${ETCD_BIN:-}" ]; then
@@ -150,6 +180,14 @@ advice() {
     else
       say "  - etcd: on Debian or Ubuntu, as root: apt-get install --no-install-recommends etcd-server;"
       say "    elsewhere: an etcd $ETCD_MIN+ binary, as \`etcd\` on PATH or named by ETCD_BIN=/path/to/etcd"
+    fi
+  fi
+  if [ -n "$prometheus_problem" ]; then
+    if [ -n "${PROMETHEUS_BIN:-}" ]; then
+      say "  - prometheus: point PROMETHEUS_BIN at a Prometheus server binary, or unset it to use \`prometheus\` on PATH"
+    else
+      say "  - prometheus: on Debian or Ubuntu, as root: apt-get install --no-install-recommends prometheus;"
+      say "    elsewhere: a Prometheus 2.x server, as \`prometheus\` on PATH or named by PROMETHEUS_BIN"
     fi
   fi
   if [ -n "$protoc_problem" ]; then
@@ -195,9 +233,9 @@ fi
 
 # --- etcd and protoc: install what is missing, then check again -------------------------------
 
-etcd_found="" protoc_found=""
+etcd_found="" protoc_found="" prometheus_found=""
 run_checks
-if [ -n "$etcd_problem$protoc_problem" ] && [ "${#pkgs[@]}" -gt 0 ]; then
+if [ -n "$etcd_problem$protoc_problem$prometheus_problem" ] && [ "${#pkgs[@]}" -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -221,8 +259,8 @@ if [ -n "$etcd_problem$protoc_problem" ] && [ "${#pkgs[@]}" -gt 0 ]; then
     "${pkgs[@]}" >/dev/null
   run_checks
 fi
-if [ -n "$etcd_problem$protoc_problem" ]; then
+if [ -n "$etcd_problem$protoc_problem$prometheus_problem" ]; then
   advice
   exit 1
 fi
-say "ok: ${rustc_out%% (*}, $etcd_found, $protoc_found with protobuf's include files"
+say "ok: ${rustc_out%% (*}, $etcd_found, $protoc_found with protobuf's include files$prometheus_found"

@@ -176,16 +176,37 @@ impl<T: HasByCall> Timer<T> {
         }
     }
 
+    /// Awaits `fut` and records its duration with the status `code` reads from its output; a
+    /// future dropped before its end (a hedge that lost, a caller that gave up) is recorded as
+    /// `CANCELLED`, as gRPC's own clients do.
     pub(super) async fn time<F: Future>(
         self,
         fut: F,
         code: fn(&F::Output) -> tonic::Code,
     ) -> F::Output {
+        let mut running = Running(Some(self));
         let out = fut.await;
+        if let Some(timer) = running.0.take() {
+            timer.record(code(&out));
+        }
+        out
+    }
+
+    fn record(self, code: tonic::Code) {
         self.table
             .by_call()
-            .record(self.method, code(&out), self.start.elapsed());
-        out
+            .record(self.method, code, self.start.elapsed());
+    }
+}
+
+/// A timer whose future may be dropped before it ends.
+struct Running<T: HasByCall>(Option<Timer<T>>);
+
+impl<T: HasByCall> Drop for Running<T> {
+    fn drop(&mut self) {
+        if let Some(timer) = self.0.take() {
+            timer.record(tonic::Code::Cancelled);
+        }
     }
 }
 
