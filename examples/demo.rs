@@ -5,6 +5,11 @@
 //! configuration: it starts its own cluster from `etcd` on PATH (or `$ETCD_BIN`) and removes
 //! it at the end. With `--tls` the members speak only TLS and demand client certificates
 //! (made for the run), and the same faults play out over mTLS.
+//!
+//! Built with the `metrics` feature (as `scripts/demo.sh` does), it serves the stack's metrics
+//! in Prometheus' text format at `http://127.0.0.1:9464/metrics` (`--metrics ADDR` to move it;
+//! another free port if that one is taken), says where at the start, and shows the health
+//! series at the end.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,8 +34,11 @@ struct Counts {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::from_env("demo [--tls]");
+    let args = Args::from_env("demo [--tls] [--metrics 127.0.0.1:9464]");
     let tls = args.flag("tls");
+    // Before the stack is built: it registers its metrics' handles then.
+    #[cfg(feature = "metrics")]
+    let metrics_addr = serve_metrics(args.value("metrics", ([127, 0, 0, 1], 9464).into()))?;
     println!(
         "starting a local 3-member etcd cluster{}...",
         if tls { " (mTLS)" } else { "" }
@@ -196,5 +204,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.last_probe.map(|p| p.detail)
         );
     }
+    #[cfg(feature = "metrics")]
+    show_metrics(metrics_addr).await;
     Ok(())
+}
+
+/// Serves the metrics over HTTP with `metrics-exporter-prometheus` at `wanted`, or at a free
+/// port of its host if that one is taken, and says where.
+#[cfg(feature = "metrics")]
+fn serve_metrics(
+    wanted: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Bound and released to learn that the port is free (or to be given one).
+    let addr = std::net::TcpListener::bind(wanted)
+        .or_else(|_| std::net::TcpListener::bind((wanted.ip(), 0)))?
+        .local_addr()?;
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_enable_unit_suffix(true)
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration".into()),
+            &etcd_health::metrics::DURATION_BUCKETS,
+        )?
+        .install()?;
+    println!("metrics (Prometheus text format): http://{addr}/metrics");
+    Ok(addr)
+}
+
+/// Prints the health series of the metrics endpoint, as a scraper sees them.
+#[cfg(feature = "metrics")]
+async fn show_metrics(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut text = String::new();
+    if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            let _ = stream.read_to_string(&mut text).await;
+        }
+    }
+    println!();
+    println!("metrics served at http://{addr}/metrics (health series):");
+    let shown = [
+        "etcd_health_member_healthy",
+        "etcd_health_outlier_detection_ejections_enforced",
+        "etcd_health_outlier_detection_readmissions",
+        "etcd_health_leader_changes",
+        "etcd_health_client_retries",
+        "etcd_health_client_hedges",
+        "grpc_client_call_duration_seconds_count",
+    ];
+    for line in text.lines() {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if shown.contains(&name) && !line.ends_with(" 0") {
+            println!("  {line}");
+        }
+    }
 }
