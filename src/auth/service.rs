@@ -90,7 +90,11 @@ impl<S: GrpcService + Clone> Auth<S> {
                 stale,
                 deadline,
                 self.credentials.user(),
-                move || async move { authenticate(inner, &credentials).await },
+                move || async move {
+                    let token = authenticate(inner, &credentials).await;
+                    crate::metrics::authenticated(token.is_ok());
+                    token
+                },
             )
             .await?;
         Ok(token)

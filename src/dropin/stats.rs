@@ -15,6 +15,16 @@ pub enum StreamKind {
     KeepAlive,
 }
 
+impl StreamKind {
+    /// Its name in metric labels.
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::Watch => "watch",
+            StreamKind::KeepAlive => "keep_alive",
+        }
+    }
+}
+
 /// Counters of the drop-in's watch and keep-alive streams since the channel was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StreamCounts {
@@ -115,6 +125,7 @@ impl StreamStats {
     }
 
     pub(super) fn opened(&self, kind: StreamKind) -> u64 {
+        crate::metrics::stream_opened(kind.label());
         match kind {
             StreamKind::Watch => &self.inner.watch_streams,
             StreamKind::KeepAlive => &self.inner.keep_alive_streams,
@@ -133,6 +144,7 @@ impl StreamStats {
         };
         resumptions.fetch_add(1, Ordering::Relaxed);
         again.fetch_add(resent as u64, Ordering::Relaxed);
+        crate::metrics::stream_resumed(kind.label());
     }
 
     /// A keep-alive went to a member again (another stream than the first it went on).
@@ -177,9 +189,13 @@ impl StreamStats {
 
     pub(super) fn serve(&self, id: u64, kind: StreamKind, member: Option<Member>) {
         let mut serving = self.lock();
-        match member {
-            Some(m) => serving.insert(id, (kind, m)),
-            None => serving.remove(&id),
+        let (was, is) = match member {
+            Some(m) => (serving.insert(id, (kind, m)).is_some(), true),
+            None => (serving.remove(&id).is_some(), false),
         };
+        crate::metrics::streams_open(
+            kind.label(),
+            f64::from(u8::from(is)) - f64::from(u8::from(was)),
+        );
     }
 }

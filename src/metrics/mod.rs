@@ -99,6 +99,21 @@ pub const DISCOVERY_ADDED: &str = "etcd_health.discovery.added";
 /// `etcd_health.discovery.removed` (counter; `source`): members that left it.
 pub const DISCOVERY_REMOVED: &str = "etcd_health.discovery.removed";
 
+/// `etcd_health.stream.opened` (counter; `kind`: `watch`, `keep_alive`): the drop-in's watch
+/// and keep-alive streams opened by its callers.
+pub const STREAMS_OPENED: &str = "etcd_health.stream.opened";
+/// `etcd_health.stream.open` (gauge; `kind`): the drop-in's streams a member serves now.
+pub const STREAMS_OPEN: &str = "etcd_health.stream.open";
+/// `etcd_health.stream.resumptions` (counter; `kind`): the drop-in's streams moved to another
+/// member.
+pub const STREAM_RESUMPTIONS: &str = "etcd_health.stream.resumptions";
+/// `etcd_health.auth.authentications` (counter; `result`: `ok`, `error`): tokens fetched (again)
+/// by the auth layer.
+pub const AUTHENTICATIONS: &str = "etcd_health.auth.authentications";
+/// `etcd_health.tls.reloads` (counter; `result`: `swapped`, `unchanged`, `error`): reads of the
+/// TLS files.
+pub const TLS_RELOADS: &str = "etcd_health.tls.reloads";
+
 /// Bucket boundaries (seconds) for the duration histograms: gRFC A66's 41 buckets, 0 to 100 s.
 /// Exporters choose their own buckets; give these to yours (e.g. `metrics-exporter-prometheus`'s
 /// `set_buckets_for_metric`) to match gRPC's own clients.
@@ -185,6 +200,54 @@ pub(crate) fn no_healthy_member(policy: AllUnhealthyPolicy) {
     on::no_healthy_member(policy);
     #[cfg(not(feature = "metrics"))]
     let _ = policy;
+}
+
+/// The drop-in opened a stream of `kind` (`watch`, `keep_alive`) for its caller.
+#[inline]
+pub(crate) fn stream_opened(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(STREAMS_OPENED, "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// A stream of the drop-in's moved to another member.
+#[inline]
+pub(crate) fn stream_resumed(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(STREAM_RESUMPTIONS, "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// The drop-in's streams of `kind` served by a member changed by `delta`.
+#[inline]
+pub(crate) fn streams_open(kind: &'static str, delta: f64) {
+    #[cfg(feature = "metrics")]
+    if delta != 0.0 {
+        metrics::gauge!(STREAMS_OPEN, "kind" => kind).increment(delta);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (kind, delta);
+}
+
+/// The auth layer authenticated (again), successfully or not.
+#[inline]
+pub(crate) fn authenticated(ok: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(AUTHENTICATIONS, "result" => if ok { "ok" } else { "error" }).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = ok;
+}
+
+/// The TLS files were read again: `swapped`, `unchanged` or `error`.
+#[inline]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) fn tls_reloaded(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(TLS_RELOADS, "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
 }
 
 // === impl PerMember ===

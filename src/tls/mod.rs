@@ -245,9 +245,12 @@ impl Tls {
         match loaded {
             Ok(material) => {
                 reloads.refused = None;
-                Ok(self.swap(material, why))
+                let swapped = self.swap(material, why);
+                crate::metrics::tls_reloaded(if swapped { "swapped" } else { "unchanged" });
+                Ok(swapped)
             }
             Err(error) => {
+                crate::metrics::tls_reloaded("error");
                 tracing::warn!(
                     field = error.path().unwrap_or("tls"),
                     %error,
