@@ -32,6 +32,11 @@
 //!    per request in flight (requests held by a fake member that does not answer until
 //!    released, through the stack and straight to it).
 //!
+//! Built with `--features metrics`, part 2 also measures the stack with the `metrics` feature
+//! under `metrics-exporter-prometheus`'s recorder (installed after the other rows, which so
+//! show the feature on with no recorder: the facade's no-op); built without it, part 2 is the
+//! feature off. Run both builds back to back to compare (see `docs/metrics-overhead.md`).
+//!
 //! A counting global allocator counts every allocation, which costs a few atomic additions
 //! each: throughput figures belong to `overhead_report`, which does not count.
 
@@ -612,6 +617,34 @@ async fn isolated(n: u64) -> Vec<IsolatedRow> {
             bytes: b,
             ns,
         });
+    }
+    #[cfg(feature = "metrics")]
+    {
+        // The stack again, its handles registered with a real recorder this time (scraped
+        // every 1000 requests, as a server scraping every few seconds would drain it).
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("recorder");
+        let stack = KvClient::new(fake_stack(&fake, 3));
+        for op in Op::ALL {
+            let mut sent = 0u32;
+            let (a, b, ns) = measure(n, || {
+                sent += 1;
+                if sent % 1000 == 0 {
+                    handle.run_upkeep();
+                    drop(handle.render());
+                }
+                one(&stack, op)
+            })
+            .await;
+            rows.push(IsolatedRow {
+                path: "stack + prometheus",
+                op: op.label(),
+                allocs: a,
+                bytes: b,
+                ns,
+            });
+        }
     }
     rows
 }
