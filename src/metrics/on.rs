@@ -140,8 +140,14 @@ fn describe() {
     describe_counter!(DISCOVERY_REMOVED, "members removed, by source");
     describe_counter!(STREAMS_OPENED, "drop-in streams opened, by kind");
     describe_gauge!(STREAMS_OPEN, "drop-in streams served now, by kind");
-    describe_counter!(STREAM_RESUMPTIONS, "drop-in streams moved to another member");
-    describe_counter!(AUTHENTICATIONS, "tokens fetched by the auth layer, by result");
+    describe_counter!(
+        STREAM_RESUMPTIONS,
+        "drop-in streams moved to another member"
+    );
+    describe_counter!(
+        AUTHENTICATIONS,
+        "tokens fetched by the auth layer, by result"
+    );
     describe_counter!(TLS_RELOADS, "reads of the TLS files, by result");
 }
 
