@@ -459,3 +459,179 @@ impl std::fmt::Debug for PerMember {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::MetricKind;
+
+    use super::*;
+    use crate::health::Source;
+
+    /// What `recorder` holds: (kind, name, sorted labels) → value.
+    fn values(recorder: &DebuggingRecorder) -> Vec<(MetricKind, String, Vec<String>, DebugValue)> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let (kind, key) = key.into_parts();
+                let mut labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                (kind, key.name().to_owned(), labels, value)
+            })
+            .collect()
+    }
+
+    fn find<'a>(
+        values: &'a [(MetricKind, String, Vec<String>, DebugValue)],
+        name: &str,
+        labels: &[&str],
+    ) -> &'a DebugValue {
+        &values
+            .iter()
+            .find(|(_, n, l, _)| n == name && labels.iter().all(|x| l.iter().any(|y| y == x)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in {values:#?}"))
+            .3
+    }
+
+    fn transition(to: Status, outcome: Outcome) -> Transition {
+        Transition {
+            from: Status::Healthy,
+            to,
+            source: Source::Passive,
+            outcome,
+            count: 1,
+            ejected_for: None,
+            ejections: 1,
+        }
+    }
+
+    #[test]
+    fn labels_are_closed_sets() {
+        assert_eq!(
+            method_name(method_slot("/etcdserverpb.KV/Range")),
+            "etcdserverpb.KV/Range"
+        );
+        assert_eq!(method_name(method_slot("/my.Own/Service")), "_OTHER");
+        assert_eq!(method_name(method_slot("")), "_OTHER");
+        let ok = http::Response::new(());
+        assert_eq!(code_of(&Ok(ok)), tonic::Code::Ok);
+        let mut refused = http::Response::new(());
+        refused
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert_eq!(code_of(&Ok(refused)), tonic::Code::Unavailable);
+        let mut odd = http::Response::new(());
+        odd.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("99"));
+        assert_eq!(CODES[code_slot(code_of(&Ok(odd)))], "UNKNOWN");
+        let mut not_grpc = http::Response::new(());
+        *not_grpc.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(code_of(&Ok(not_grpc)), tonic::Code::Unknown);
+        let late: Result<http::Response<()>, tower::BoxError> =
+            Err(tonic::Status::deadline_exceeded("late").into());
+        assert_eq!(code_of(&late), tonic::Code::DeadlineExceeded);
+        let io: Result<http::Response<()>, tower::BoxError> = Err("broken".into());
+        assert_eq!(code_of(&io), tonic::Code::Unknown);
+    }
+
+    #[test]
+    fn a_member_is_ejected_readmitted_and_zeroed_when_it_leaves() {
+        let recorder = DebuggingRecorder::new();
+        let member = Member::new(3, "http://127.0.0.1:2379".parse().expect("uri"));
+        let handles = metrics::with_local_recorder(&recorder, || PerMember::new(&member, true));
+        // Registered once: what follows goes through the handles, no recorder in scope.
+        handles.in_flight(1.0);
+        handles.in_flight(1.0);
+        handles.transition(&transition(Status::Unhealthy, Outcome::Timeout));
+        let out = values(&recorder);
+        let m = "etcd.member=127.0.0.1:2379";
+        assert_eq!(
+            find(&out, MEMBER_HEALTHY, &[m]),
+            &DebugValue::Gauge(0.0.into())
+        );
+        assert_eq!(find(&out, IN_FLIGHT, &[m]), &DebugValue::Gauge(2.0.into()));
+        assert_eq!(
+            find(&out, EJECTIONS, &[m, "reason=timeout", "source=passive"]),
+            &DebugValue::Counter(1)
+        );
+        assert_eq!(
+            find(&out, EJECTIONS, &[m, "reason=hang", "source=passive"]),
+            &DebugValue::Counter(0)
+        );
+        handles.transition(&Transition {
+            from: Status::Unhealthy,
+            ..transition(Status::Healthy, Outcome::Success)
+        });
+        handles.left();
+        handles.in_flight(-1.0);
+        let out = values(&recorder);
+        assert_eq!(
+            find(&out, MEMBER_HEALTHY, &[m]),
+            &DebugValue::Gauge(0.0.into())
+        );
+        assert_eq!(find(&out, IN_FLIGHT, &[m]), &DebugValue::Gauge(0.0.into()));
+        assert_eq!(find(&out, READMISSIONS, &[m]), &DebugValue::Counter(1));
+        match find(&out, EJECTION_DURATION, &[m]) {
+            DebugValue::Histogram(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_timed_call_is_recorded_with_its_method_and_status_once_and_a_dropped_one_as_cancelled() {
+        let recorder = DebuggingRecorder::new();
+        let checker = metrics::with_local_recorder(&recorder, || Arc::new(Checker::default()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        // The histograms are registered at their first use: with the recorder then in scope
+        // (the global one, in an application).
+        metrics::with_local_recorder(&recorder, || {
+            let answered = Timer::start(checker.clone(), "/etcdserverpb.KV/Put");
+            rt.block_on(answered.time(
+                async {
+                    Err::<http::Response<()>, tower::BoxError>(
+                        tonic::Status::unavailable("x").into(),
+                    )
+                },
+                code_of,
+            ))
+            .expect_err("the call's own answer");
+            // Dropped before it was ever polled: never started, nothing recorded.
+            let unpolled = Timer::start(checker.clone(), "/my.Own/Service");
+            drop(unpolled.time(std::future::pending::<()>(), |_| tonic::Code::Ok));
+            let out = values(&recorder);
+            match find(
+                &out,
+                CALL_DURATION,
+                &["grpc.method=etcdserverpb.KV/Put", "grpc.status=UNAVAILABLE"],
+            ) {
+                DebugValue::Histogram(v) => assert_eq!(v.len(), 1),
+                other => panic!("{other:?}"),
+            }
+            assert!(out
+                .iter()
+                .all(|(_, n, l, _)| n != CALL_DURATION || !l.iter().any(|x| x.contains("_OTHER"))));
+            let started = Timer::start(checker, "/my.Own/Service");
+            let mut fut = Box::pin(started.time(std::future::pending::<()>(), |_| tonic::Code::Ok));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            drop(fut);
+        });
+        let out = values(&recorder);
+        match find(
+            &out,
+            CALL_DURATION,
+            &["grpc.method=_OTHER", "grpc.status=CANCELLED"],
+        ) {
+            DebugValue::Histogram(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}
