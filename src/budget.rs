@@ -248,6 +248,8 @@ impl RetryBudget {
         let (granted, change, (requests, extra)) = {
             let mut window = self.window();
             let (granted, change) = window.try_withdraw(second, kind);
+            #[cfg(feature = "metrics")]
+            crate::metrics::retry_budget_left(window.remaining(second), granted);
             (granted, change, window.counts())
         };
         if !granted {

@@ -30,7 +30,8 @@
 //! `grpc.status` one of the 17 gRPC codes, `etcd.member` a member's `host:port` (the cluster's
 //! own few, plus any that left: the facade cannot delete a series, so a member that leaves has
 //! its gauges set to 0). At most 51 × 17 call-duration series, and per member ever seen at
-//! most 51 × 17 attempt-duration series and 40 others; in practice a few methods and codes.
+//! most 51 × 17 attempt-duration series and 53 others (25 with one probe kind); in practice a
+//! few methods and codes.
 
 #[cfg(feature = "metrics")]
 mod on;
@@ -113,6 +114,12 @@ pub const AUTHENTICATIONS: &str = "etcd_health.auth.authentications";
 /// `etcd_health.tls.reloads` (counter; `result`: `swapped`, `unchanged`, `error`): reads of the
 /// TLS files.
 pub const TLS_RELOADS: &str = "etcd_health.tls.reloads";
+
+/// `etcd_health.retry_budget.remaining` (gauge): retries and hedges the budget still allowed
+/// when the last one was asked for; 0 while exhausted.
+pub const RETRY_BUDGET_LEFT: &str = "etcd_health.retry_budget.remaining";
+/// `etcd_health.retry_budget.refused` (counter): retries and hedges the budget refused.
+pub const RETRY_BUDGET_REFUSED: &str = "etcd_health.retry_budget.refused";
 
 /// Bucket boundaries (seconds) for the duration histograms: gRFC A66's 41 buckets, 0 to 100 s.
 /// Exporters choose their own buckets; give these to yours (e.g. `metrics-exporter-prometheus`'s
@@ -200,6 +207,18 @@ pub(crate) fn no_healthy_member(policy: AllUnhealthyPolicy) {
     on::no_healthy_member(policy);
     #[cfg(not(feature = "metrics"))]
     let _ = policy;
+}
+
+/// The retry budget has `remaining` retries and hedges left after one was asked for (and
+/// `granted` or refused). Set when a retry or hedge is wanted, not per request: the gauge shows
+/// the budget as the last extra request found it. (Through the recorder's registry: the budget
+/// holds no handle.)
+#[cfg(feature = "metrics")]
+pub(crate) fn retry_budget_left(remaining: u64, granted: bool) {
+    metrics::gauge!(RETRY_BUDGET_LEFT).set(remaining as f64);
+    if !granted {
+        metrics::counter!(RETRY_BUDGET_REFUSED).increment(1);
+    }
 }
 
 /// The drop-in opened a stream of `kind` (`watch`, `keep_alive`) for its caller.

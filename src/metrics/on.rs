@@ -149,6 +149,14 @@ fn describe() {
         "tokens fetched by the auth layer, by result"
     );
     describe_counter!(TLS_RELOADS, "reads of the TLS files, by result");
+    describe_gauge!(
+        RETRY_BUDGET_LEFT,
+        "retries and hedges the budget still allows"
+    );
+    describe_counter!(
+        RETRY_BUDGET_REFUSED,
+        "retries and hedges the budget refused"
+    );
 }
 
 // === impl Timer ===
