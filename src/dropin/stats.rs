@@ -156,6 +156,7 @@ impl StreamStats {
 
     /// A keep-alive stream was opened on another member while one was waiting for an answer.
     pub(super) fn keep_alive_hedged(&self) {
+        crate::metrics::keep_alive_hedged();
         self.inner.keep_alive_hedges.fetch_add(1, Ordering::Relaxed);
     }
 

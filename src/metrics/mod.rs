@@ -108,6 +108,9 @@ pub const STREAMS_OPEN: &str = "etcd_health.stream.open";
 /// `etcd_health.stream.resumptions` (counter; `kind`): the drop-in's streams moved to another
 /// member.
 pub const STREAM_RESUMPTIONS: &str = "etcd_health.stream.resumptions";
+/// `etcd_health.stream.keep_alive_hedges` (counter): keep-alive streams the drop-in opened on
+/// another member while a keep-alive waited for an answer (its keep-alive hedges).
+pub const KEEP_ALIVE_HEDGES: &str = "etcd_health.stream.keep_alive_hedges";
 /// `etcd_health.auth.authentications` (counter; `result`: `ok`, `error`): tokens fetched (again)
 /// by the auth layer.
 pub const AUTHENTICATIONS: &str = "etcd_health.auth.authentications";
@@ -228,6 +231,14 @@ pub(crate) fn stream_opened(kind: &'static str) {
     metrics::counter!(STREAMS_OPENED, "kind" => kind).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = kind;
+}
+
+/// The drop-in opened a keep-alive stream on another member while a keep-alive waited (a
+/// keep-alive hedge).
+#[inline]
+pub(crate) fn keep_alive_hedged() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(KEEP_ALIVE_HEDGES).increment(1);
 }
 
 /// A stream of the drop-in's moved to another member.

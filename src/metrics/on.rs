@@ -149,6 +149,10 @@ fn describe() {
         "tokens fetched by the auth layer, by result"
     );
     describe_counter!(TLS_RELOADS, "reads of the TLS files, by result");
+    describe_counter!(
+        KEEP_ALIVE_HEDGES,
+        "drop-in keep-alive streams opened while one waited"
+    );
     describe_gauge!(
         RETRY_BUDGET_LEFT,
         "retries and hedges the budget still allows"
