@@ -202,17 +202,23 @@ impl<T: HasByCall> Timer<T> {
     /// Awaits `fut` and records its duration with the status `code` reads from its output; a
     /// future dropped before its end (a hedge that lost, a caller that gave up) is recorded as
     /// `CANCELLED`, as gRPC's own clients do.
-    pub(super) async fn time<F: Future>(
+    ///
+    /// A hand-written future, not an `async fn`: one of those keeps `fut` twice (as its argument
+    /// and as the value awaited), and the attempt and call futures it wraps are allocated on
+    /// every request (`per_request_futures_stay_under_a_kibibyte`).
+    pub(super) fn time<F: Future>(
         self,
         fut: F,
         code: fn(&F::Output) -> tonic::Code,
-    ) -> F::Output {
-        let mut running = Running(Some(self));
-        let out = fut.await;
-        if let Some(timer) = running.0.take() {
-            timer.record(code(&out));
+    ) -> Timed<F, T> {
+        Timed {
+            fut,
+            timer: Running {
+                timer: Some(self),
+                polled: false,
+            },
+            code,
         }
-        out
     }
 
     fn record(self, code: tonic::Code) {
@@ -222,12 +228,43 @@ impl<T: HasByCall> Timer<T> {
     }
 }
 
-/// A timer whose future may be dropped before it ends.
-struct Running<T: HasByCall>(Option<Timer<T>>);
+pin_project_lite::pin_project! {
+    /// A future timed by [`Timer::time`].
+    pub(super) struct Timed<F: Future, T: HasByCall> {
+        #[pin]
+        fut: F,
+        timer: Running<T>,
+        code: fn(&F::Output) -> tonic::Code,
+    }
+}
+
+impl<F: Future, T: HasByCall> Future for Timed<F, T> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        this.timer.polled = true;
+        let out = std::task::ready!(this.fut.poll(cx));
+        if let Some(timer) = this.timer.timer.take() {
+            timer.record((this.code)(&out));
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
+/// A timer whose future may be dropped before it ends: once polled, that is recorded as
+/// `CANCELLED`; a future dropped before it was ever polled never started, and records nothing.
+struct Running<T: HasByCall> {
+    timer: Option<Timer<T>>,
+    polled: bool,
+}
 
 impl<T: HasByCall> Drop for Running<T> {
     fn drop(&mut self) {
-        if let Some(timer) = self.0.take() {
+        if let (Some(timer), true) = (self.timer.take(), self.polled) {
             timer.record(tonic::Code::Cancelled);
         }
     }
