@@ -954,29 +954,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slow_reads_are_hedged_and_a_hung_member_is_ejected() {
         let config = Config::default();
-        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
-        let checker = HealthChecker::new(&endpoints, config.clone()).expect("checker");
-        let calls: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
-        let counted = calls.clone();
-        let make = move |m: &Member| {
-            let index = m.index();
-            let calls = counted.clone();
-            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
-                calls[index].fetch_add(1, Ordering::Relaxed);
-                async move {
-                    if index == 0 {
-                        std::future::pending::<()>().await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let mut resp = http::Response::new(tonic::body::Body::empty());
-                    resp.headers_mut()
-                        .insert("grpc-status", http::HeaderValue::from_static("0"));
-                    Ok::<_, tower::BoxError>(resp)
-                }
-            })
-        };
-        let balance: Stack =
-            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), make));
+        let (checker, balance, calls) = one_hung_of_three(config.clone());
         let read = |balance: Stack| async move {
             let mut req = range();
             req.headers_mut()
