@@ -46,7 +46,7 @@ use crate::checker::Member;
 use crate::checker::{EventKind, HealthEvent};
 use crate::health::Status;
 use crate::lease::choose::{last_resort, place, Known};
-use crate::lease::lane::{Heard, Lane, Opening};
+use crate::lease::lane::{take_on_member, take_stale, Heard, Lane, Opening};
 use crate::lease::schedule::{Schedule, MAX_STREAMS};
 use crate::lease::KeepAliveOptions;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
@@ -617,12 +617,7 @@ impl Driver {
     /// The health checker evicted a member: its streams go at once.
     fn evicted(&mut self, index: usize) {
         let now = Instant::now();
-        while let Some(pos) = self
-            .lanes
-            .iter()
-            .position(|l| l.member().is_some_and(|m| m.index() == index))
-        {
-            let lane = self.lanes.remove(pos);
+        while let Some(lane) = take_on_member(&mut self.lanes, index) {
             let lost = Lost::evicted(lane.member().cloned());
             self.lost_lane(lane, lost, true, now);
         }
@@ -632,12 +627,7 @@ impl Driver {
     /// member is not avoided: while the cluster elects a leader, every member is slow.
     fn give_up_stale(&mut self, now: Instant) {
         let limit = self.schedule.response_timeout();
-        while let Some(pos) = self
-            .lanes
-            .iter()
-            .position(|l| l.waiting_since().is_some_and(|t| now >= t + limit))
-        {
-            let lane = self.lanes.remove(pos);
+        while let Some(lane) = take_stale(&mut self.lanes, now, limit) {
             let reason = format!("no answer to a keep-alive within {limit:?}");
             let lost = Lost::new(lane.member().cloned(), reason);
             self.lost_lane(lane, lost, false, now);

@@ -11,6 +11,7 @@
 //! answers come in the order its keep-alives were sent.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -146,6 +147,24 @@ impl Lane {
     pub(crate) fn carries(&self, tag: u64) -> bool {
         self.sent.iter().any(|s| s.tag == tag)
     }
+}
+
+/// Removes and returns the first of `lanes` open on member `index`: the health checker evicted
+/// it, so both keep-alive drivers close its streams at once.
+pub(crate) fn take_on_member(lanes: &mut Vec<Lane>, index: usize) -> Option<Lane> {
+    let pos = lanes
+        .iter()
+        .position(|l| l.member().is_some_and(|m| m.index() == index))?;
+    Some(lanes.remove(pos))
+}
+
+/// Removes and returns the first of `lanes` that has left a keep-alive unanswered for `limit`
+/// at `now`: both keep-alive drivers give such a stream up.
+pub(crate) fn take_stale(lanes: &mut Vec<Lane>, now: Instant, limit: Duration) -> Option<Lane> {
+    let pos = lanes
+        .iter()
+        .position(|l| l.waiting_since().is_some_and(|t| now >= t + limit))?;
+    Some(lanes.remove(pos))
 }
 
 impl Drop for Lane {

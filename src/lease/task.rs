@@ -5,7 +5,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::choose::{place, Known};
-use super::lane::{Heard, Lane, Opening};
+use super::lane::{take_on_member, take_stale, Heard, Lane, Opening};
 use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
@@ -261,12 +261,7 @@ impl Driver<'_> {
     /// The health checker evicted a member: its streams go at once.
     fn evicted(&mut self, index: usize) {
         let now = Instant::now();
-        while let Some(pos) = self
-            .lanes
-            .iter()
-            .position(|l| l.member().is_some_and(|m| m.index() == index))
-        {
-            let lane = self.lanes.remove(pos);
+        while let Some(lane) = take_on_member(&mut self.lanes, index) {
             let lost = Lost::evicted(lane.member().cloned());
             self.lost_lane(lane, lost, true, now);
         }
@@ -276,12 +271,7 @@ impl Driver<'_> {
     /// member is not avoided: while the cluster elects a leader, every member is slow.
     fn give_up_stale(&mut self, now: Instant) {
         let limit = self.schedule.response_timeout();
-        while let Some(pos) = self
-            .lanes
-            .iter()
-            .position(|l| l.waiting_since().is_some_and(|t| now >= t + limit))
-        {
-            let lane = self.lanes.remove(pos);
+        while let Some(lane) = take_stale(&mut self.lanes, now, limit) {
             let reason = format!("no answer to the keep-alive within {limit:?}");
             let lost = Lost::new(lane.member().cloned(), reason);
             self.lost_lane(lane, lost, false, now);
