@@ -127,10 +127,7 @@ where
 /// role granted to the user), `pause` apart: each change makes every JWT issued before it
 /// stale.
 async fn change_auth_store(cluster: &Cluster, pause: Duration) {
-    let options = etcd_client::ConnectOptions::new().with_user("root", PASSWORD);
-    let mut admin = etcd_client::Client::connect(cluster.endpoints(), Some(options))
-        .await
-        .expect("admin client");
+    let mut admin = admin(cluster, PASSWORD).await;
     admin
         .user_add("alice", "alice-pw", None)
         .await
@@ -538,6 +535,15 @@ fn spawn_auth_load(
         .collect()
 }
 
+/// A stock etcd-client of `root` with `password`, straight to the members: the administrator
+/// who changes the auth store or the password while the load runs.
+async fn admin(cluster: &Cluster, password: &str) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new().with_user("root", password);
+    etcd_client::Client::connect(cluster.endpoints(), Some(options))
+        .await
+        .expect("admin client")
+}
+
 /// A wrong password under 64 concurrent requests for 10 s: the members see about one
 /// `Authenticate` per pause (at least 1 s, doubling), not one per request, and every request
 /// gets the clear auth error at once (no password in it). Before renewals were shared and
@@ -616,23 +622,14 @@ async fn rotated_password_under_load_fails_clearly_then_recovers() {
         .grpc_started_total("Authenticate")
         .await
         .expect("metrics");
-    let connect = |password: &'static str| {
-        let endpoints = cluster.endpoints();
-        async move {
-            let options = etcd_client::ConnectOptions::new().with_user("root", password);
-            etcd_client::Client::connect(endpoints, Some(options))
-                .await
-                .expect("admin client")
-        }
-    };
-    connect(PASSWORD)
+    admin(&cluster, PASSWORD)
         .await
         .user_change_password("root", ROTATED)
         .await
         .expect("rotate");
     let rotated_ms = start.elapsed().as_millis() as u64;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    connect(ROTATED)
+    admin(&cluster, ROTATED)
         .await
         .user_change_password("root", PASSWORD)
         .await
@@ -737,16 +734,7 @@ async fn dropin_rotated_password_under_load_does_not_stampede_the_members() {
         .grpc_started_total("Authenticate")
         .await
         .expect("metrics");
-    let connect = |password: &'static str| {
-        let endpoints = cluster.endpoints();
-        async move {
-            let options = etcd_client::ConnectOptions::new().with_user("root", password);
-            etcd_client::Client::connect(endpoints, Some(options))
-                .await
-                .expect("admin client")
-        }
-    };
-    connect(PASSWORD)
+    admin(&cluster, PASSWORD)
         .await
         .user_change_password("root", ROTATED)
         .await
@@ -759,7 +747,7 @@ async fn dropin_rotated_password_under_load_does_not_stampede_the_members() {
         .expect("metrics")
         - before
         - 1;
-    connect(ROTATED)
+    admin(&cluster, ROTATED)
         .await
         .user_change_password("root", PASSWORD)
         .await
