@@ -16,6 +16,9 @@ pub(super) enum Heard<Resp> {
     Swallow,
     /// The member cannot serve the stream any more (e.g. it lost its leader): move.
     Lost(String),
+    /// The member refused to create again what the stream had, for the stream's auth token
+    /// (etcd's reason): open it again once the caller has a newer token (`token_wait.rs`).
+    TokenRefused(String),
 }
 
 /// An answer of the member, judged, and what to send it next.

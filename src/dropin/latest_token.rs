@@ -11,10 +11,15 @@
 //! request it carries and on every stream it re-creates. A sensitive value is never entered in
 //! HTTP/2's HPACK table (h2 sends it as a literal "never indexed", RFC 7541 §7.1.3) and its
 //! `Debug` shows `Sensitive`.
+//!
+//! Each new token bumps a generation that a stream refused for its token waits on
+//! ([`changed_after`](LatestToken::changed_after)): it is created again once etcd-client has
+//! a newer token (see `token_wait.rs`), without polling.
 
 use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 
 /// The `token` metadata key as a `HeaderName` made once.
@@ -22,7 +27,26 @@ const TOKEN: HeaderName = HeaderName::from_static(crate::etcd::TOKEN);
 
 /// The token of the newest request that carried one; clones share it.
 #[derive(Clone, Debug, Default)]
-pub(super) struct LatestToken(Arc<RwLock<Option<HeaderValue>>>);
+pub(super) struct LatestToken(Arc<Shared>);
+
+/// What the clones of one [`LatestToken`] share.
+#[derive(Debug)]
+struct Shared {
+    token: RwLock<Option<HeaderValue>>,
+    /// How many times the token changed.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            token: RwLock::default(),
+            generation: watch::Sender::new(0),
+        }
+    }
+}
+
+// === impl LatestToken ===
 
 impl LatestToken {
     /// Marks the token of a request going out sensitive and notes it (a read lock and a
@@ -33,10 +57,26 @@ impl LatestToken {
         };
         token.set_sensitive(true);
         let token = &*token;
-        if self.0.read().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(token) {
+        if self.0.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(token) {
             return;
         }
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        let mut newest = self.0.token.write().unwrap_or_else(|p| p.into_inner());
+        if newest.as_ref() != Some(token) {
+            *newest = Some(token.clone());
+            self.0.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// How many times the token changed so far (a stream notes it when it is opened).
+    pub(super) fn generation(&self) -> u64 {
+        *self.0.generation.borrow()
+    }
+
+    /// Resolves once the token is newer than at `generation`.
+    pub(super) async fn changed_after(&self, generation: u64) {
+        let mut changes = self.0.generation.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot fail while it waits.
+        let _ = changes.wait_for(|g| *g > generation).await;
     }
 
     /// The metadata of a stream to re-create: with the newest token instead of its own, if it
@@ -44,7 +84,7 @@ impl LatestToken {
     pub(super) fn freshen(&self, metadata: &MetadataMap) -> MetadataMap {
         let mut headers = metadata.clone().into_headers();
         if let Some(token) = headers.get_mut(&TOKEN) {
-            if let Some(latest) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone() {
+            if let Some(latest) = self.0.token.read().unwrap_or_else(|p| p.into_inner()).clone() {
                 *token = latest;
             }
             token.set_sensitive(true);
@@ -90,5 +130,28 @@ mod tests {
             latest.freshen(&anonymous).get("token").is_none(),
             "a stream opened without a token stays without"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_token_bumps_the_generation_and_wakes_its_waiters() {
+        let latest = LatestToken::default();
+        assert_eq!(latest.generation(), 0);
+        latest.note(&mut with_token("t1"));
+        latest.note(&mut with_token("t1"));
+        assert_eq!(latest.generation(), 1, "the same token again changes nothing");
+        let waiter = tokio::spawn({
+            let latest = latest.clone();
+            async move { latest.changed_after(1).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        latest.note(&mut with_token("t2"));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("waiter");
+        assert_eq!(latest.generation(), 2);
+        // Already newer: resolves at once.
+        latest.changed_after(0).await;
     }
 }

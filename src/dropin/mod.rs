@@ -46,7 +46,10 @@
 //!
 //! A stream the drop-in re-creates on another member (below) carries the token etcd-client
 //! sends now, not the one it was opened with (which etcd may have forgotten or made stale
-//! since): the channel keeps the newest token of the requests it carries.
+//! since): the channel keeps the newest token of the requests it carries. If the member still
+//! refuses it (etcd-client has not renewed it yet), the stream waits for etcd-client's next
+//! token and is re-created with it (at most 5 refusals in a row, 60 s without a newer token:
+//! then it ends with `Unauthenticated`; `token_wait.rs`).
 //!
 //! Watches and lease keep-alives: a stream goes to one member, and etcd-client never
 //! re-creates a watch or a keep-alive stream that failed or went silent, while its users hold
@@ -71,6 +74,13 @@
 //!   that watch with etcd's own cancel (`compact_revision` set), as etcd-client would have
 //!   seen re-creating it itself.
 //!
+//! Opening a stream is bounded: by the caller's deadline (`grpc-timeout`; then
+//! `DeadlineExceeded`), else by `retry.budget`, or once each member failed or stayed silent
+//! for the stream timeout; a silent opening counts against its member (`opening.rs`). Member
+//! messages are decoded without a size limit of the drop-in's own: the caller's limit
+//! (etcd-client's `max_decoding_message_size`, 4 MiB unless raised) applies when its stub
+//! decodes them.
+//!
 //! Streams carry `hasleader: true` (`Config::require_leader`, on by default, so etcd-client's
 //! own `ConnectOptions::with_require_leader` is not needed): a member cut off from the quorum
 //! refuses a watch, or ends it with "no leader" after about three election timeouts, and the
@@ -89,9 +99,11 @@ mod frame;
 mod keepalive_book;
 mod keepalive_stream;
 mod latest_token;
+mod opening;
 mod resume_stream;
 mod stale_token;
 mod stats;
+mod token_wait;
 mod watch_book;
 #[cfg(feature = "fuzzing")]
 pub(crate) use watch_book::fuzz_watch_book;

@@ -37,7 +37,9 @@ use tonic::Streaming;
 use super::book::{Book, Heard};
 use super::frame::{self, Decoder, ReplyBody};
 use super::latest_token::LatestToken;
+use super::opening::{self, FirstOpen};
 use super::stats::StreamStats;
+use super::token_wait::{Next, TokenWait};
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
 use crate::checker::{HealthEvent, Member};
 use crate::config::Config;
@@ -128,6 +130,7 @@ enum Link<B: Book> {
         tx: mpsc::UnboundedSender<B::Req>,
         opening: Opening<B::Resp>,
         target: Option<Member>,
+        since: Instant,
     },
     /// Following the member.
     Open {
@@ -165,6 +168,8 @@ enum LinkEvent<R> {
     Evicted,
     Poke,
     Hung(Duration),
+    /// The caller's wait for the stream to open is over (see `opening.rs`).
+    OpenExpired,
 }
 
 /// What happened on the caller's side.
@@ -192,6 +197,12 @@ struct Driver<B: Book> {
     lost: Option<(Option<Member>, String)>,
     /// Member failures before the stream was first opened.
     failed_to_open: usize,
+    /// Until when the caller waits for the stream to open.
+    first_open: FirstOpen,
+    /// The generation of the token the stream was last opened with.
+    token_generation: u64,
+    /// Refusals of the stream for its token, waiting for a newer one.
+    token_wait: TokenWait,
     /// Requests of the last opening that re-create or re-send the caller's.
     again: usize,
 }
@@ -207,6 +218,13 @@ impl<B: Book> Driver<B> {
     ) -> Self {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
+        // The caller's deadline bounds the opening only (see `opening.rs`).
+        let first_open = FirstOpen::new(
+            &headers,
+            streams.checker.config(),
+            streams.resume,
+            Instant::now(),
+        );
         // A stream that outlives members has no deadline of its own; the balancer sets
         // `hasleader` itself.
         headers.remove("grpc-timeout");
@@ -234,6 +252,9 @@ impl<B: Book> Driver<B> {
             }),
             lost: None,
             failed_to_open: 0,
+            first_open,
+            token_generation: 0,
+            token_wait: TokenWait::default(),
             again: 0,
         }
     }
@@ -242,6 +263,10 @@ impl<B: Book> Driver<B> {
         loop {
             let event = {
                 let wants = self.book.needs_member() || self.first.is_some() && self.caller_done;
+                let open_by = self.first.as_ref().and(self.first_open.deadline());
+                let token_after = self
+                    .token_wait
+                    .waits_for(self.streams.token.generation());
                 let caller = caller_event::<B::Req>(
                     &mut self.caller,
                     self.caller_done,
@@ -259,14 +284,20 @@ impl<B: Book> Driver<B> {
                 tokio::select! {
                     c = caller => Ok(c),
                     l = link => Err(l),
+                    _ = sleep_until_opt(open_by) => Err(LinkEvent::OpenExpired),
+                    _ = token_newer(&self.streams.token, token_after) => Err(LinkEvent::Retry),
                 }
             };
             let go_on = match event {
                 Ok(CallerEvent::Gone) => false,
                 Ok(CallerEvent::Message(m)) => self.on_caller(m).await,
-                Err(LinkEvent::Retry) => {
-                    self.open();
-                    true
+                Err(LinkEvent::Retry) => self.retry().await,
+                Err(LinkEvent::OpenExpired) => {
+                    let last = self.lost.as_ref().map(|(_, reason)| reason.as_str());
+                    let status = self.first_open.expired(last);
+                    tracing::warn!(stream = ?B::KIND, id = self.id, %status, "stream not opened in time");
+                    self.finish(status).await;
+                    false
                 }
                 Err(LinkEvent::Opened(o)) => self.opened(*o).await,
                 Err(LinkEvent::Message(m)) => self.on_member(m).await,
@@ -404,6 +435,7 @@ impl<B: Book> Driver<B> {
             let _ = tx.send(r);
         }
         self.again = again;
+        self.token_generation = self.streams.token.generation();
         let opening = open_on::<B>(
             self.streams.channel.clone(),
             self.streams.token.freshen(&self.metadata),
@@ -421,11 +453,14 @@ impl<B: Book> Driver<B> {
             tx,
             opening,
             target,
+            since: Instant::now(),
         };
     }
 
     async fn opened(&mut self, opened: Option<Opened<B::Resp>>) -> bool {
-        let Link::Opening { tx, target, .. } = std::mem::replace(
+        let Link::Opening {
+            tx, target, since, ..
+        } = std::mem::replace(
             &mut self.link,
             Link::Down {
                 retry_at: Instant::now(),
@@ -437,8 +472,18 @@ impl<B: Book> Driver<B> {
             None => {
                 drop(tx);
                 let reason = format!("no answer to the stream's requests within {:?}", self.idle);
-                self.drop_member(target, reason);
-                return true;
+                return self.silent(target, since, reason).await;
+            }
+            Some(Err(status))
+                if self.streams.resume
+                    && self.first.is_none()
+                    && crate::etcd::is_stale_token(status.code(), status.message()) =>
+            {
+                // Opened again (the caller's own opening is its to renew) and refused for the
+                // token: wait for a newer one.
+                return self
+                    .token_refused(target, status.message().to_owned())
+                    .await;
             }
             Some(Err(status)) => {
                 let first = self.first.is_some();
@@ -566,7 +611,12 @@ impl<B: Book> Driver<B> {
                 self.lose(reason);
                 return true;
             }
+            Heard::TokenRefused(reason) => {
+                let member = self.link.member().cloned();
+                return self.token_refused(member, reason).await;
+            }
         }
+        self.token_wait.accepted();
         // Counted from after delivery: a slow caller is not a hung member.
         let outstanding = self.book.outstanding() > 0;
         if let Link::Open {
@@ -609,6 +659,86 @@ impl<B: Book> Driver<B> {
         self.link = Link::Down {
             retry_at: Instant::now() + delay,
         };
+    }
+
+    /// The opening on `target`, sent at `since`, was not answered within the stream timeout:
+    /// charged to the member, and the stream is opened elsewhere, unless the caller has been
+    /// waiting for its stream through a silence or failure of each member already (then this
+    /// is its answer).
+    async fn silent(&mut self, target: Option<Member>, since: Instant, reason: String) -> bool {
+        if let Some(member) = &target {
+            opening::charge_silent(&self.streams.checker, member, since);
+        }
+        if self.streams.resume && self.first.is_some() {
+            self.failed_to_open += 1;
+            let members = self.streams.checker.members().len().max(1);
+            if self.failed_to_open > members {
+                let on = target.map_or(String::new(), |m| format!(" on {m}"));
+                let status = tonic::Status::unavailable(format!(
+                    "etcd-health: no member opened the stream: {reason}{on}, after each member \
+                     failed or stayed silent"
+                ));
+                self.finish(status).await;
+                return false;
+            }
+        }
+        self.drop_member(target, reason);
+        true
+    }
+
+    /// The stream, opened again on `member`, was refused for its auth token: it waits for the
+    /// caller's next token (see `token_wait.rs`), or ends past the bound. The member is not
+    /// blamed: any member would refuse that token.
+    async fn token_refused(&mut self, member: Option<Member>, reason: String) -> bool {
+        let generation = self.token_generation;
+        let refused =
+            self.token_wait
+                .refused(generation, &reason, Instant::now(), crate::timing::unit());
+        let backoff = match refused {
+            Ok(backoff) => backoff,
+            Err(status) => {
+                tracing::warn!(stream = ?B::KIND, id = self.id, %status, "stream refused for its auth token too often; ending it");
+                self.finish(status).await;
+                return false;
+            }
+        };
+        tracing::warn!(
+            stream = ?B::KIND,
+            id = self.id,
+            member = member.as_ref().map(tracing::field::display),
+            %reason,
+            ?backoff,
+            "stream refused for its auth token; waiting for the caller's next token"
+        );
+        self.streams.stats.token_refused();
+        self.streams.stats.serve(self.id, B::KIND, None);
+        self.lost = Some((member, reason));
+        self.link = Link::Down {
+            retry_at: Instant::now(),
+        };
+        true
+    }
+
+    /// The back-off is over: open the stream, unless it waits for a newer token.
+    async fn retry(&mut self) -> bool {
+        match self
+            .token_wait
+            .next(self.streams.token.generation(), Instant::now())
+        {
+            Next::Open => {
+                self.open();
+                true
+            }
+            Next::WaitUntil(at) => {
+                self.link = Link::Down { retry_at: at };
+                true
+            }
+            Next::GiveUp(status) => {
+                tracing::warn!(stream = ?B::KIND, id = self.id, %status, "no newer auth token came; ending the stream");
+                self.finish(status).await;
+                false
+            }
+        }
     }
 
     /// Ends the caller's stream with `status`.
@@ -687,6 +817,14 @@ async fn link_event<B: Book>(
     }
 }
 
+/// Resolves once the caller's token is newer than `after`; never without one to wait for.
+async fn token_newer(token: &LatestToken, after: Option<u64>) {
+    match after {
+        Some(after) => token.changed_after(after).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
@@ -748,7 +886,12 @@ async fn open_on<B: Book>(
     avoid: AvoidMembers,
     outgoing: mpsc::UnboundedReceiver<B::Req>,
 ) -> Opened<B::Resp> {
-    let mut grpc = tonic::client::Grpc::new(channel);
+    // No decoding limit of the drop-in's own: the caller's (etcd-client's
+    // `max_decoding_message_size`, 4 MiB unless raised) applies when its stub decodes what the
+    // drop-in passes on, and the drop-in cannot see it (it is not sent). tonic's default 4 MiB
+    // here ended a watch whose caller had raised its limit (a `DeleteRange` of a large prefix
+    // with `prev_kv`) with `OutOfRange`. etcd itself sends up to `i32::MAX` bytes.
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;

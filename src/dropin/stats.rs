@@ -51,6 +51,9 @@ pub struct StreamCounts {
     pub keep_alive_hedges: u64,
     /// Answers to a keep-alive that another member had answered already, not passed on.
     pub duplicate_keep_alive_answers: u64,
+    /// Times a stream opened again on another member was refused for its auth token (it then
+    /// waits for etcd-client's next token and is opened again with it).
+    pub token_refusals: u64,
 }
 
 /// One open stream and the member that carries it.
@@ -84,6 +87,7 @@ struct Inner {
     keep_alive_moves_to_leader: AtomicU64,
     keep_alive_hedges: AtomicU64,
     duplicate_keep_alive_answers: AtomicU64,
+    token_refusals: AtomicU64,
     serving: Mutex<BTreeMap<u64, (StreamKind, Member)>>,
 }
 
@@ -105,6 +109,7 @@ impl StreamStats {
             keep_alive_moves_to_leader: get(&i.keep_alive_moves_to_leader),
             keep_alive_hedges: get(&i.keep_alive_hedges),
             duplicate_keep_alive_answers: get(&i.duplicate_keep_alive_answers),
+            token_refusals: get(&i.token_refusals),
         }
     }
 
@@ -172,6 +177,11 @@ impl StreamStats {
         self.inner
             .duplicate_keep_alive_answers
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stream opened again was refused for its auth token.
+    pub(super) fn token_refused(&self) {
+        self.inner.token_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn moved_to_leader(&self) {

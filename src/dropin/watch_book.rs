@@ -179,6 +179,14 @@ impl WatchBook {
             }
             return match pending {
                 Pending::New(_) => forward(resp),
+                Pending::Again(_) if crate::etcd::is_stale_token_cancel(&resp.cancel_reason) => {
+                    // Refused for the stream's token, not for the watch: kept, and created
+                    // again once the caller has a newer token.
+                    Judged {
+                        heard: Heard::TokenRefused(resp.cancel_reason),
+                        send: Vec::new(),
+                    }
+                }
                 Pending::Again(id) => {
                     // The caller's watch cannot be had again (e.g. permission revoked): it
                     // ends with etcd's reason.
@@ -634,6 +642,35 @@ mod tests {
         };
         assert!(matches!(b.on_member(lost).heard, Heard::Lost(_)));
         assert!(b.needs_member());
+    }
+
+    #[test]
+    fn a_re_creation_refused_for_its_token_keeps_the_watch_a_permission_refusal_ends_it() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.on_member(events(0, &[11], false));
+        b.resume();
+        // etcd 3.5+ answers a refused creation with watch id -1; 3.4 with the id asked for.
+        let refused = |reason: &str| WatchResponse {
+            header: header(20),
+            watch_id: NO_WATCH,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            b.on_member(refused("etcdserver: invalid auth token")).heard,
+            Heard::TokenRefused("etcdserver: invalid auth token".into())
+        );
+        assert!(b.needs_member());
+        assert_eq!(creates(&b.resume()), vec![(0, 12)], "created again, from 12");
+        match b.on_member(refused("etcdserver: permission denied")).heard {
+            Heard::Forward(r) => assert!(r.canceled && r.watch_id == 0, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!b.needs_member(), "a watch refused for its permission ends");
     }
 
     #[test]
