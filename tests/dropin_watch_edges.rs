@@ -49,7 +49,12 @@ async fn client_with(
 async fn serving(stats: &StreamStats) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(s) = stats.serving().iter().rev().find(|s| s.kind == StreamKind::Watch) {
+        if let Some(s) = stats
+            .serving()
+            .iter()
+            .rev()
+            .find(|s| s.kind == StreamKind::Watch)
+        {
             return s.member.index();
         }
         assert!(Instant::now() < deadline, "the watch is not served");
@@ -73,7 +78,10 @@ async fn a_delete_of_more_than_4_mib_with_prev_kv_reaches_a_caller_that_raised_i
     let (client, _checker, _stats) = client_with(&cluster, Config::default(), None).await;
     let mut watches = client.watch_client().max_decoding_message_size(64 << 20);
     let mut stream = watches
-        .watch("big/", Some(WatchOptions::new().with_prefix().with_prev_key()))
+        .watch(
+            "big/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
         .await
         .expect("watch");
     let created = stream.message().await.expect("created").expect("a message");
@@ -98,7 +106,9 @@ async fn a_delete_of_more_than_4_mib_with_prev_kv_reaches_a_caller_that_raised_i
         let resp = tokio::time::timeout(Duration::from_secs(20), stream.message())
             .await
             .expect("events within 20 s")
-            .unwrap_or_else(|e| panic!("the watch failed after {puts} puts, {deletes} deletes: {e}"))
+            .unwrap_or_else(|e| {
+                panic!("the watch failed after {puts} puts, {deletes} deletes: {e}")
+            })
             .expect("the watch goes on");
         assert!(!resp.canceled(), "{:?}", resp.cancel_reason());
         for event in resp.events() {
@@ -164,8 +174,7 @@ async fn opening_a_watch_on_silent_members_ends_at_the_deadline_or_within_the_bu
     else {
         panic!("a custom channel");
     };
-    let mut watch =
-        etcd_health::proto::etcdserverpb::watch_client::WatchClient::new(service);
+    let mut watch = etcd_health::proto::etcdserverpb::watch_client::WatchClient::new(service);
     let mut req = tonic::Request::new(create_request("k"));
     req.set_timeout(DEADLINE);
     let started = Instant::now();
@@ -202,7 +211,10 @@ async fn opening_a_watch_on_silent_members_ends_at_the_deadline_or_within_the_bu
             .map(|s| (s.member.index(), s.totals))
             .collect::<Vec<_>>()
     );
-    assert!(timeouts >= 1, "silent openings are charged to their members");
+    assert!(
+        timeouts >= 1,
+        "silent openings are charged to their members"
+    );
 }
 
 /// One black-holed member among healthy ones: each watch opens (one that went to the silent
@@ -289,9 +301,13 @@ async fn a_watch_refused_for_its_token_after_a_move_waits_for_the_next_token_and
         .with_user("root", PASSWORD)
         .with_auto_token_refresh(true)
         .with_timeout(Duration::from_secs(3));
-    let (mut client, _checker, stats) =
-        client_with(&cluster, Config::default(), Some(login)).await;
-    let first = client.put("t/0", "0", None).await.expect("put").header().map(|h| h.revision());
+    let (mut client, _checker, stats) = client_with(&cluster, Config::default(), Some(login)).await;
+    let first = client
+        .put("t/0", "0", None)
+        .await
+        .expect("put")
+        .header()
+        .map(|h| h.revision());
     let mut stream = client
         .watch(
             "t/",
@@ -327,7 +343,10 @@ async fn a_watch_refused_for_its_token_after_a_move_waits_for_the_next_token_and
     }
 
     // etcd-client's put is refused, it authenticates again and sends the put again.
-    let put = client.put("t/1", "1", None).await.expect("put after renewal");
+    let put = client
+        .put("t/1", "1", None)
+        .await
+        .expect("put after renewal");
     let revision = put.header().expect("header").revision();
     let resp = tokio::time::timeout(Duration::from_secs(15), stream.message())
         .await

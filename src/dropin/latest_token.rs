@@ -57,7 +57,14 @@ impl LatestToken {
         };
         token.set_sensitive(true);
         let token = &*token;
-        if self.0.token.read().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(token) {
+        if self
+            .0
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            == Some(token)
+        {
             return;
         }
         let mut newest = self.0.token.write().unwrap_or_else(|p| p.into_inner());
@@ -65,6 +72,12 @@ impl LatestToken {
             *newest = Some(token.clone());
             self.0.generation.send_modify(|g| *g += 1);
         }
+    }
+
+    /// Whether a stream opened with `metadata` carries a token at all (one without never will:
+    /// no newer token can help it).
+    pub(super) fn carried_by(metadata: &MetadataMap) -> bool {
+        metadata.as_ref().contains_key(&TOKEN)
     }
 
     /// How many times the token changed so far (a stream notes it when it is opened).
@@ -84,7 +97,13 @@ impl LatestToken {
     pub(super) fn freshen(&self, metadata: &MetadataMap) -> MetadataMap {
         let mut headers = metadata.clone().into_headers();
         if let Some(token) = headers.get_mut(&TOKEN) {
-            if let Some(latest) = self.0.token.read().unwrap_or_else(|p| p.into_inner()).clone() {
+            if let Some(latest) = self
+                .0
+                .token
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
                 *token = latest;
             }
             token.set_sensitive(true);
@@ -126,6 +145,8 @@ mod tests {
             "Debug shows no token"
         );
         let anonymous = MetadataMap::new();
+        assert!(LatestToken::carried_by(&opened));
+        assert!(!LatestToken::carried_by(&anonymous));
         assert!(
             latest.freshen(&anonymous).get("token").is_none(),
             "a stream opened without a token stays without"
@@ -138,7 +159,11 @@ mod tests {
         assert_eq!(latest.generation(), 0);
         latest.note(&mut with_token("t1"));
         latest.note(&mut with_token("t1"));
-        assert_eq!(latest.generation(), 1, "the same token again changes nothing");
+        assert_eq!(
+            latest.generation(),
+            1,
+            "the same token again changes nothing"
+        );
         let waiter = tokio::spawn({
             let latest = latest.clone();
             async move { latest.changed_after(1).await }

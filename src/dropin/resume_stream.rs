@@ -264,9 +264,7 @@ impl<B: Book> Driver<B> {
             let event = {
                 let wants = self.book.needs_member() || self.first.is_some() && self.caller_done;
                 let open_by = self.first.as_ref().and(self.first_open.deadline());
-                let token_after = self
-                    .token_wait
-                    .waits_for(self.streams.token.generation());
+                let token_after = self.token_wait.waits_for(self.streams.token.generation());
                 let caller = caller_event::<B::Req>(
                     &mut self.caller,
                     self.caller_done,
@@ -465,7 +463,8 @@ impl<B: Book> Driver<B> {
             Link::Down {
                 retry_at: Instant::now(),
             },
-        ) else {
+        )
+        else {
             return true;
         };
         let resp = match opened {
@@ -690,6 +689,15 @@ impl<B: Book> Driver<B> {
     /// caller's next token (see `token_wait.rs`), or ends past the bound. The member is not
     /// blamed: any member would refuse that token.
     async fn token_refused(&mut self, member: Option<Member>, reason: String) -> bool {
+        if !LatestToken::carried_by(&self.metadata) {
+            // Opened without a token (auth enabled since): no newer token will come.
+            let status = tonic::Status::unauthenticated(format!(
+                "{reason} (etcd-health: the stream carries no auth token; give etcd-client a \
+                 user with ConnectOptions::with_user)"
+            ));
+            self.finish(status).await;
+            return false;
+        }
         let generation = self.token_generation;
         let refused =
             self.token_wait

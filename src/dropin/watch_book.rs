@@ -665,7 +665,11 @@ mod tests {
             Heard::TokenRefused("etcdserver: invalid auth token".into())
         );
         assert!(b.needs_member());
-        assert_eq!(creates(&b.resume()), vec![(0, 12)], "created again, from 12");
+        assert_eq!(
+            creates(&b.resume()),
+            vec![(0, 12)],
+            "created again, from 12"
+        );
         match b.on_member(refused("etcdserver: permission denied")).heard {
             Heard::Forward(r) => assert!(r.canceled && r.watch_id == 0, "{r:?}"),
             other => panic!("{other:?}"),
