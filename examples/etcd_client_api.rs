@@ -13,7 +13,7 @@ use etcd_client::{
     WatchOptions,
 };
 use etcd_health::config::Config;
-use etcd_health::dropin::HealthChannel;
+use etcd_health::HealthChannel;
 use etcd_health_testing::Cluster;
 
 /// Connects to `endpoints` through the health layer, as a user of etcd-client would.

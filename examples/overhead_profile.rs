@@ -56,8 +56,8 @@ use common::fixture::{client_runtime, Fixture, CLIENT_THREAD};
 use common::load::batch;
 use common::report::{thread_cpu_ns, write_json, Machine, DEFAULT_OUT};
 use common::stats::median;
-use etcd_health::checker::Member;
 use etcd_health::config::Config;
+use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::{Balance, HealthChecker};
 use serde::Serialize;
@@ -499,7 +499,7 @@ fn quiet_config() -> Config {
 fn fake_stack(
     fake: &FakeMember,
     members: usize,
-) -> Balance<impl etcd_health::MakeMember<Service = FakeMember> + Send + Sync + 'static> {
+) -> Balance<impl etcd_health::extend::MakeMember<Service = FakeMember> + Send + Sync + 'static> {
     let endpoints: Vec<String> = (1..=members)
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
@@ -577,7 +577,7 @@ async fn isolated(n: u64) -> Vec<IsolatedRow> {
     .expect("etcd-client")
     .kv_client();
     let ec_stack = etcd_client::Client::from_channel(
-        etcd_health::dropin::into_etcd_channel(fake_stack(&fake, 3)),
+        etcd_health::into_etcd_channel(fake_stack(&fake, 3)),
         None,
     )
     .await

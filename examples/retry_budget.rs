@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 use etcd_health::config::Config;
-use etcd_health::dropin::HealthChannel;
-use etcd_health::HealthChecker;
+use etcd_health::{HealthChannel, HealthChecker};
 use etcd_health_testing::Cluster;
 
 const DEADLINE: Duration = Duration::from_secs(2);

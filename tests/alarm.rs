@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use etcd_health::config::{AllUnhealthyPolicy, ProbeType};
-use etcd_health::health::{Outcome, Status};
+use etcd_health::observe::{Outcome, Status};
 use etcd_health::proto::etcdserverpb::{
     alarm_request::AlarmAction, kv_client::KvClient, maintenance_client::MaintenanceClient,
     AlarmRequest, AlarmType, RangeRequest,

@@ -13,9 +13,8 @@ use std::time::Duration;
 use common::*;
 use etcd_health::auth::{AuthLayer, Credentials};
 use etcd_health::config::Config;
-use etcd_health::dropin::HealthChannel;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::watch::{ResumingWatch, WatchOptions};
+use etcd_health::{HealthChannel, ResumingWatch, WatchOptions};
 use etcd_health_testing::Cluster;
 use tower::Layer;
 

@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 use common::EtcdReads;
 
 use etcd_client::{Client, MemberAddOptions};
-use etcd_health::checker::{MemberSnapshot, Origin};
 use etcd_health::config::Config;
-use etcd_health::discovery::Resolve;
-use etcd_health::dropin::HealthChannel;
-use etcd_health::health::Status;
-use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health::extend::Resolve;
+use etcd_health::observe::{MemberSnapshot, Origin, Status};
+use etcd_health::{HealthChannel, HealthChecker, HealthLayer, TonicConnector};
 use etcd_health_testing::Cluster;
 use futures_util::future::BoxFuture;
 use tower::Layer;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use etcd_client::{Client, ConnectOptions, Txn, TxnOp};
 use etcd_health::config::ProbeType;
-use etcd_health::dropin::HealthChannel;
+use etcd_health::HealthChannel;
 use etcd_health_testing::Cluster;
 
 const WRITERS: usize = 3;

@@ -26,7 +26,8 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use etcd_health::config::Config;
-use etcd_health::dropin::{HealthChannel, StreamKind, StreamStats};
+use etcd_health::observe::{StreamKind, StreamStats};
+use etcd_health::HealthChannel;
 use etcd_health_testing::Cluster;
 
 /// Values the writer puts during a watch test.

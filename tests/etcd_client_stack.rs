@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use etcd_health::health::Status;
+use etcd_health::observe::Status;
 use etcd_health_testing::Cluster;
 use tower::util::BoxCloneSyncService;
 

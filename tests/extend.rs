@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{wait_status, Load};
-use etcd_health::checker::{EventKind, EventSink, HealthEvent, Origin};
 use etcd_health::config::Config;
-use etcd_health::discovery::{BoxError, BoxFuture, MemberSource};
-use etcd_health::health::{Classify, DefaultClassifier, Outcome, Source, Status};
-use etcd_health::probe::{Finding, HttpProbe, Probe, ProbeTarget};
+use etcd_health::extend::{
+    BoxError, BoxFuture, Classify, DefaultClassifier, EventSink, Finding, HttpProbe,
+    IntoBoxChannel, MemberSource, Probe, ProbeTarget,
+};
+use etcd_health::observe::{EventKind, HealthEvent, Origin, Outcome, Source, Status};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest};
-use etcd_health::{HealthChecker, IntoBoxChannel};
+use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
 use http::Uri;
 

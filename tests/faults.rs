@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use etcd_health::auth::{AuthLayer, Credentials};
 use etcd_health::config::{AllUnhealthyPolicy, ProbeType};
-use etcd_health::health::Status;
+use etcd_health::observe::Status;
 use etcd_health_testing::Cluster;
 use tower::Layer;
 
@@ -41,7 +41,7 @@ struct Scenario {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     cluster: Cluster,
     checker: etcd_health::HealthChecker,
-    events: tokio::sync::broadcast::Receiver<etcd_health::checker::HealthEvent>,
+    events: tokio::sync::broadcast::Receiver<etcd_health::observe::HealthEvent>,
     load: Load,
 }
 
@@ -322,8 +322,8 @@ async fn all_down_case(auth: bool) {
 async fn all_down_run(
     cluster: &Cluster,
     checker: &etcd_health::HealthChecker,
-    mut events: tokio::sync::broadcast::Receiver<etcd_health::checker::HealthEvent>,
-    stack: &(impl etcd_health::IntoBoxChannel + Clone),
+    mut events: tokio::sync::broadcast::Receiver<etcd_health::observe::HealthEvent>,
+    stack: &(impl etcd_health::extend::IntoBoxChannel + Clone),
     auth: bool,
 ) {
     put(stack, "load", "x").await.expect("put");
@@ -444,8 +444,8 @@ async fn overrides_case(auth: bool) {
 async fn overrides_run(
     cluster: &Cluster,
     checker: &etcd_health::HealthChecker,
-    a: &(impl etcd_health::IntoBoxChannel + Clone),
-    b: &(impl etcd_health::IntoBoxChannel + Clone),
+    a: &(impl etcd_health::extend::IntoBoxChannel + Clone),
+    b: &(impl etcd_health::extend::IntoBoxChannel + Clone),
     auth: bool,
 ) {
     let mut events = checker.subscribe();
@@ -456,9 +456,9 @@ async fn overrides_run(
     let load = Load::start(b, 4, Duration::from_secs(1));
     let transition = loop {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Ok(etcd_health::checker::HealthEvent {
+            Ok(Ok(etcd_health::observe::HealthEvent {
                 member,
-                kind: etcd_health::checker::EventKind::StatusChanged(t),
+                kind: etcd_health::observe::EventKind::StatusChanged(t),
             })) if member.index() == victim => break t,
             Ok(_) => continue,
             Err(_) => panic!("no ejection: {:#?}", checker.snapshot()),
@@ -470,7 +470,10 @@ async fn overrides_run(
         transition.count, transition.outcome
     );
     assert_eq!(transition.count, 3, "tcp_failures = 3 takes effect");
-    assert_eq!(transition.outcome, etcd_health::health::Outcome::TcpFailure);
+    assert_eq!(
+        transition.outcome,
+        etcd_health::observe::Outcome::TcpFailure
+    );
     // No active probes: the member stays out even after it restarts.
     cluster.restart(victim).await.expect("restart");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -598,7 +601,7 @@ async fn leader_knocked_over_by_a_healed_member_without_pre_vote() {
     let leader_after = cluster.leader().await;
     let ejected_meanwhile: Vec<usize> = std::iter::from_fn(|| events.try_recv().ok())
         .filter_map(|e| match e.kind {
-            etcd_health::checker::EventKind::StatusChanged(t) if t.to == Status::Unhealthy => {
+            etcd_health::observe::EventKind::StatusChanged(t) if t.to == Status::Unhealthy => {
                 Some(e.member.index())
             }
             _ => None,

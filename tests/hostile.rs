@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
-use etcd_health::checker::{EventKind, HealthEvent};
 use etcd_health::config::{Config, ProbeType};
-use etcd_health::health::{Outcome, Status};
+use etcd_health::observe::{EventKind, HealthEvent, Outcome, Status};
 use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, RangeRequest, ResponseHeader, StatusResponse,
 };

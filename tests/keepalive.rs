@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_health::config::Config;
-use etcd_health::lease::{KeepAlive, KeepAliveOptions, LeaseError};
+use etcd_health::observe::LeaseError;
 use etcd_health::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
     PutRequest, RangeRequest,
 };
-use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
+use etcd_health::{
+    Balance, HealthChecker, HealthLayer, KeepAlive, KeepAliveOptions, TonicConnector,
+};
 use etcd_health_testing::Cluster;
 use tower::Layer;
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use etcd_health::health::Status;
+use etcd_health::observe::Status;
 use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use etcd_client::{ConnectOptions, WatchOptions};
 use etcd_health::auth::{Auth, AuthLayer, Credentials};
-use etcd_health::checker::Member;
 use etcd_health::config::Config;
+use etcd_health::extend::MakeMember;
+use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::{
-    into_etcd_channel, Balance, HealthChannel, HealthChecker, HealthLayer, MakeMember,
-    TonicConnector,
+    into_etcd_channel, Balance, HealthChannel, HealthChecker, HealthLayer, TonicConnector,
 };
 use etcd_health_testing::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

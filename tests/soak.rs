@@ -36,15 +36,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 use etcd_health::config::{Config, ProbeType};
-use etcd_health::dropin::HealthChannel;
-use etcd_health::lease::{KeepAlive, KeepAliveOptions};
 use etcd_health::proto::etcdserverpb::{
     compare, kv_client::KvClient, lease_client::LeaseClient, request_op, DeleteRangeRequest,
     LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use etcd_health::proto::mvccpb::{event::EventType, Event};
-use etcd_health::watch::{ResumingWatch, WatchOptions};
-use etcd_health::{Balance, TonicConnector};
+use etcd_health::{
+    Balance, HealthChannel, KeepAlive, KeepAliveOptions, ResumingWatch, TonicConnector,
+    WatchOptions,
+};
 use etcd_health_testing::Cluster;
 use linearizability::{check, Input, Op, Output, Verdict};
 use rand::rngs::StdRng;

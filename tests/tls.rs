@@ -16,9 +16,8 @@ use std::time::Duration;
 use common::*;
 use etcd_client::{Client, ConnectOptions};
 use etcd_health::config::{Config, ProbeType, TlsConfig};
-use etcd_health::dropin::HealthChannel;
-use etcd_health::health::{Outcome, Status};
-use etcd_health::{HealthChecker, HealthLayer, TonicConnector};
+use etcd_health::observe::{Outcome, Status};
+use etcd_health::{HealthChannel, HealthChecker, HealthLayer, TonicConnector};
 use etcd_health_testing::{Cluster, TestPki};
 use tower::Layer;
 
@@ -497,8 +496,8 @@ fn sha256_of(path: &std::path::Path) -> String {
 async fn wait_tls(
     checker: &HealthChecker,
     what: &str,
-    ok: impl Fn(&etcd_health::TlsStatus) -> bool,
-) -> etcd_health::TlsStatus {
+    ok: impl Fn(&etcd_health::observe::TlsStatus) -> bool,
+) -> etcd_health::observe::TlsStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = checker.tls().expect("tls").status();
@@ -595,8 +594,8 @@ impl Readers {
 
     /// Linearizable reads through the tower stack, with `READ_DEADLINE`.
     fn stack(stack: &etcd_health::Balance<TonicConnector>, readers: usize) -> Self {
+        use etcd_health::extend::IntoBoxChannel;
         use etcd_health::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
-        use etcd_health::IntoBoxChannel;
         Self::start("stack", readers, || {
             let kv = KvClient::new(stack.clone().into_box_channel());
             move || {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use etcd_health::observe::WatchError;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, CompactionRequest, RangeRequest};
-use etcd_health::watch::{ResumingWatch, WatchError, WatchOptions};
-use etcd_health::{Balance, TonicConnector};
+use etcd_health::{Balance, ResumingWatch, TonicConnector, WatchOptions};
 use etcd_health_testing::Cluster;
 
 const WRITES: usize = 300;
@@ -240,7 +240,7 @@ async fn dropin_watch_on_isolated_member_ends_with_no_leader() {
     let mut pinned = etcd_client::Client::connect_with_balanced_channel(
         [cluster.endpoint(victim)],
         None,
-        etcd_health::dropin::HealthChannel::new(config).resume_streams(false),
+        etcd_health::HealthChannel::new(config).resume_streams(false),
     )
     .await
     .expect("client on the victim");

@@ -5,7 +5,7 @@
 //! - (c) `ec-stack`: `etcd_client::Client::from_channel` over the health stack;
 //! - (d) `stack`: the health stack with this crate's stubs;
 //! - `dropin`: `etcd_client::Client::connect_with_balanced_channel` with
-//!   `etcd_health::dropin::HealthChannel`, as users build it (not in [`Kind::ALL`]: the
+//!   `etcd_health::HealthChannel`, as users build it (not in [`Kind::ALL`]: the
 //!   failover benchmark uses it, the overhead bench does not).
 //!
 //! Every request clones only the KV stub (cheap, the same for all four), never a whole
@@ -14,9 +14,8 @@
 use std::time::Duration;
 
 use etcd_health::config::{Config, ProbeType};
-use etcd_health::dropin::HealthChannel;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::{Balance, HealthChecker, HealthLayer, TonicConnector};
+use etcd_health::{Balance, HealthChannel, HealthChecker, HealthLayer, TonicConnector};
 use tonic::transport::{Channel, Endpoint};
 use tower::Layer;
 

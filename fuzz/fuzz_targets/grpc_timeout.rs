@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcd_health::config::Config;
 use etcd_health::fuzzing;
-use etcd_health::health::Outcome;
+use etcd_health::observe::Outcome;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -25,7 +25,7 @@
 //! is waited for no longer than the request's own deadline. Streams (watches, keep-alives) are sent once, with the
 //! current token. (Users of `etcd_client::Client` through the drop-in get the same from
 //! etcd-client itself, once they turn it on with `ConnectOptions::with_auto_token_refresh(true)`:
-//! see [`dropin`](crate::dropin).)
+//! see [`HealthChannel`](crate::HealthChannel).)
 //!
 //! ```no_run
 //! # async fn demo(balance: etcd_health::Balance<etcd_health::TonicConnector>) {

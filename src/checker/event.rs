@@ -67,8 +67,8 @@ pub enum EventKind {
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
 ///
-/// use etcd_health::checker::{EventKind, EventSink, HealthEvent};
-/// use etcd_health::health::Status;
+/// use etcd_health::extend::EventSink;
+/// use etcd_health::observe::{EventKind, HealthEvent, Status};
 ///
 /// /// Counts ejections.
 /// #[derive(Debug, Default)]

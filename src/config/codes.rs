@@ -35,8 +35,10 @@ pub fn grpc_code_from_name(name: &str) -> Option<Code> {
         .map(|(_, code)| *code)
 }
 
-/// The config name of a code ([`Code::DeadlineExceeded`] → `"deadline_exceeded"`).
-pub fn grpc_code_name(code: Code) -> &'static str {
+/// The config name of a code ([`Code::DeadlineExceeded`] → `"deadline_exceeded"`): the
+/// inverse of [`grpc_code_from_name`], which the round-trip test checks.
+#[cfg(test)]
+fn grpc_code_name(code: Code) -> &'static str {
     GRPC_CODES
         .iter()
         .find(|(_, c)| *c == code)

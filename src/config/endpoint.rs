@@ -55,10 +55,6 @@ pub struct EndpointUrl {
     pub original: String,
 }
 
-/// The former name of [`EndpointUrl`].
-#[deprecated(note = "renamed `EndpointUrl` (tonic's `Endpoint` is another thing)")]
-pub type Endpoint = EndpointUrl;
-
 impl EndpointUrl {
     /// The endpoint as a URI, `scheme://host:port/`.
     pub fn uri(&self) -> Uri {

@@ -29,16 +29,12 @@ mod seconds;
 mod tests;
 mod validate;
 
-pub use codes::{grpc_code_from_name, grpc_code_name, GRPC_CODES};
-#[allow(deprecated)]
-pub use endpoint::Endpoint;
 pub(crate) use endpoint::{
     endpoint_without_userinfo, redact_userinfo, same_endpoint, without_userinfo,
 };
 pub use endpoint::{parse_endpoints, EndpointUrl, Scheme};
 pub use error::ConfigError;
 pub use headers::SENSITIVE_HEADERS;
-pub use validate::{MAX_ATTEMPTS, MAX_DURATION_SECS, MAX_EXTRA_RATIO, MAX_THRESHOLD};
 
 /// The whole configuration of a health-checked etcd client stack.
 ///
@@ -177,8 +173,9 @@ pub struct Checks {
     pub passive: PassiveChecks,
 }
 
-/// The kind of active probe sent to a member: a built-in [`Probe`](crate::probe::Probe)
-/// ([`probe::builtin`](crate::probe::builtin)).
+/// The kind of active probe sent to a member: a built-in [`Probe`](crate::extend::Probe)
+/// ([`StatusProbe`](crate::extend::StatusProbe), [`HttpProbe`](crate::extend::HttpProbe),
+/// [`GrpcProbe`](crate::extend::GrpcProbe), [`TcpProbe`](crate::extend::TcpProbe)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeType {
@@ -214,8 +211,9 @@ pub struct ActiveChecks {
     pub http_path: String,
     /// `Host` header for `http`/`https` probes; empty means the member's authority.
     pub host: String,
-    /// The kind of probe: one of the built-ins. A custom [`Probe`](crate::probe::Probe) set
-    /// with [`HealthCheckerBuilder::probe`](crate::HealthCheckerBuilder::probe) replaces it.
+    /// The kind of probe: one of the built-ins. A custom [`Probe`](crate::extend::Probe) set
+    /// with [`HealthCheckerBuilder::probe`](crate::extend::HealthCheckerBuilder::probe)
+    /// replaces it.
     #[serde(rename = "type")]
     pub probe_type: ProbeType,
     /// Extra request headers for `http`/`https` probes, as `"Name: value"`.

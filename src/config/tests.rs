@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::codes::GRPC_CODES;
+use super::validate::{MAX_ATTEMPTS, MAX_EXTRA_RATIO, MAX_THRESHOLD};
 use super::*;
 
 /// The seed's default `checks` table, written as JSON.

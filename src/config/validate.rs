@@ -39,7 +39,7 @@ pub const MAX_EXTRA_RATIO: f64 = 254.0;
 impl Config {
     /// Checks every rule the types cannot express, returning the first problem found.
     ///
-    /// Rules: thresholds in `0..=254`; durations at most [`MAX_DURATION_SECS`];
+    /// Rules: thresholds in `0..=254`; durations at most a year;
     /// `checks.active.timeout` above 0; `checks.active.concurrency` at least 1; HTTP statuses
     /// in `100..=599`; `http_path` an absolute path; `host` empty or a valid authority;
     /// `req_headers` entries of the form `Name: value`; `sensitive_headers` header names;

@@ -32,9 +32,7 @@ mod member_list;
 mod reconcile;
 mod source;
 
-pub use crate::checker::Origin;
-pub use crate::resolve::{Resolve, TokioResolver};
-pub use futures_util::future::BoxFuture;
+use crate::checker::Origin;
 pub use source::{BoxError, MemberSource};
 
 use std::sync::Arc;

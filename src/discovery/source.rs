@@ -25,7 +25,7 @@ use crate::checker::{HealthChecker, WeakChecker};
 
 /// A source of members beside the built-in `MemberList`, DNS and static lists.
 ///
-/// Set it with [`HealthCheckerBuilder::member_source`](crate::HealthCheckerBuilder::member_source).
+/// Set it with [`HealthCheckerBuilder::member_source`](crate::extend::HealthCheckerBuilder::member_source).
 /// It is asked at start and every `discovery.interval` (0: at start only), each ask bounded
 /// by `discovery.timeout` (the interval is jittered: up to a fifth taken off). The list it returns is the whole truth *for this source*: members
 /// it listed before and no longer lists are dropped (requests in flight to them finish);
@@ -47,7 +47,7 @@ use crate::checker::{HealthChecker, WeakChecker};
 /// ```
 /// use std::sync::Arc;
 ///
-/// use etcd_health::discovery::{BoxError, BoxFuture, MemberSource};
+/// use etcd_health::extend::{BoxError, BoxFuture, MemberSource};
 /// use http::Uri;
 ///
 /// #[derive(Debug)]

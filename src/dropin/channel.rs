@@ -26,8 +26,12 @@ use crate::HealthChecker;
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
 ///
-/// Watches and lease keep-alives opened through it survive the loss of their member (see
-/// the [module docs](super)); [`stream_stats`](Self::stream_stats) counts what that took.
+/// Watches and lease keep-alives opened through it survive the loss of their member: a watch
+/// is created again on another member from the revision after the last one delivered (events
+/// exactly once, in order), keep-alives go to the leader and are hedged on a second member
+/// when one goes unanswered; etcd-client sees none of it.
+/// [`stream_stats`](Self::stream_stats) counts what that took, and
+/// [`resume_streams`](Self::resume_streams)`(false)` turns it off.
 #[derive(Clone, Debug)]
 pub struct HealthChannel {
     config: Config,
@@ -341,7 +345,7 @@ fn with_configured_tls(
 /// As with [`HealthChannel`], etcd's refusals of a stale token ("revision of auth store is
 /// old", "user name is empty") reach etcd-client as `Unauthenticated`, the answer its
 /// `with_auto_token_refresh(true)` authenticates again on, and watches and lease keep-alives
-/// move to another member when theirs is lost (see the [module docs](super)).
+/// move to another member when theirs is lost.
 ///
 /// The bounds are those under which a [`Balance`] is a service: member services that carry
 /// tonic's requests, answer with a body of `Bytes` frames, and may move between tasks.

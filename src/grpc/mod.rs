@@ -11,7 +11,10 @@
 //! `Bytes` frames, and may move to another task"; spelled out, that is five bounds, which every
 //! impl taking one would repeat. These traits say it once. Their blanket impls make every such
 //! service and body one, so the set of types accepted is exactly what the bounds say, and
-//! nothing is boxed: the hot path stays generic.
+//! nothing is boxed: the hot path stays generic. They are public (as
+//! [`extend::GrpcService`](crate::extend::GrpcService) and `GrpcBody`) because they appear in
+//! public bounds, where users must be able to name them, and sealed, because they only name a
+//! set of bounds: no one should implement them by hand.
 
 mod error;
 pub(crate) mod header;
@@ -24,9 +27,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::Service;
 
-/// A response body of `Bytes` frames whose errors box.
-pub(crate) trait GrpcBody:
-    http_body::Body<Data = Bytes, Error: Into<tower::BoxError>>
+/// A response body of `Bytes` frames whose errors box: the body of every answer the stack
+/// carries (a member's channel's, and the [`Balance`](crate::Balance)'s own).
+///
+/// Sealed: implemented for every `http_body::Body<Data = Bytes>` whose error converts into
+/// [`tower::BoxError`], and for nothing else; it only names that set of bounds.
+pub trait GrpcBody:
+    http_body::Body<Data = Bytes, Error: Into<tower::BoxError>> + sealed::Body
 {
 }
 
@@ -38,15 +45,34 @@ where
 }
 
 /// A service that carries tonic's requests to etcd and may move to another task: a member's
-/// channel, the balancer, or any stack over them.
-pub(crate) trait GrpcService:
+/// channel, the balancer, or any stack over them. The bound on what
+/// [`MakeMember`](crate::extend::MakeMember) makes, and on what
+/// [`IntoBoxChannel`](crate::extend::IntoBoxChannel), the auth layer and the drop-in take.
+///
+/// Sealed: it only names, once, the five bounds such a service meets (a tower `Service` of
+/// `http::Request<tonic::body::Body>`, answering `http::Response` with a [`GrpcBody`], its
+/// future `Send`, its error converting into [`tower::BoxError`], itself `Send + 'static`).
+/// Every such service implements it already (a `tonic::transport::Channel`, a
+/// [`Balance`](crate::Balance), an [`Auth`](crate::auth::Auth), your own tower stack over
+/// them); nothing else can.
+///
+/// ```
+/// fn takes_any_member_service<S: etcd_health::extend::GrpcService>(_: S) {}
+///
+/// # fn demo(channel: tonic::transport::Channel) {
+/// takes_any_member_service(channel);
+/// # }
+/// ```
+pub trait GrpcService:
     Service<
         Request<tonic::body::Body>,
         Response = Response<Self::ResponseBody>,
         Future: Send,
         Error: Into<tower::BoxError>,
-    > + Send
+    >
+    + Send
     + 'static
+    + sealed::Service
 {
     /// The body of its answers.
     type ResponseBody: GrpcBody + Send + 'static;
@@ -60,4 +86,32 @@ where
     B: GrpcBody + Send + 'static,
 {
     type ResponseBody = B;
+}
+
+/// The seals: public traits in a private module, so no one outside the crate can name them,
+/// hence implement [`GrpcService`] or [`GrpcBody`] for a type the blanket impls leave out.
+mod sealed {
+    use super::*;
+
+    /// Seals [`GrpcBody`](super::GrpcBody).
+    pub trait Body {}
+
+    impl<B> Body for B
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<tower::BoxError>,
+    {
+    }
+
+    /// Seals [`GrpcService`](super::GrpcService).
+    pub trait Service {}
+
+    impl<S, B> Service for S
+    where
+        S: tower::Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<tower::BoxError>,
+        B: super::GrpcBody + Send + 'static,
+    {
+    }
 }

@@ -40,7 +40,8 @@ use crate::config::Config;
 /// ```
 /// use std::sync::Arc;
 ///
-/// use etcd_health::health::{Classify, DefaultClassifier, Outcome};
+/// use etcd_health::extend::{Classify, DefaultClassifier};
+/// use etcd_health::observe::Outcome;
 ///
 /// #[derive(Debug)]
 /// struct Overload(DefaultClassifier);

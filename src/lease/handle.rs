@@ -47,22 +47,12 @@ pub struct KeepAliveState {
     /// helper stopped. (A lease only presumed expired is not: see
     /// [`presumed_expired`](Self::presumed_expired).)
     pub ended: Option<LeaseError>,
-    /// The old name of [`ended`](Self::ended).
-    #[deprecated(note = "renamed `ended`, as in `WatchState`")]
-    pub lost: Option<LeaseError>,
 }
 
-// === impl KeepAliveState ===
-
-impl KeepAliveState {
-    /// Keeps the deprecated field equal to its new name.
-    #[allow(deprecated)]
-    pub(super) fn sync_aliases(&mut self) {
-        self.lost = self.ended.clone();
-    }
-}
-
-/// Keeps one lease alive across member failures (see the [module docs](super)).
+/// Keeps one lease alive across member failures: keep-alives go to the leader when the health
+/// checker knows it, one unanswered for a while is sent on a second stream to another member
+/// too, and [`lost`](Self::lost) resolves as soon as the lease must be presumed expired, so
+/// whoever acts as its holder stops before etcd deletes its keys.
 #[derive(Debug)]
 pub struct KeepAlive {
     lease_id: i64,
@@ -93,12 +83,6 @@ impl KeepAlive {
         }
     }
 
-    /// The old name of [`new`](Self::new).
-    #[deprecated(note = "renamed `new`, as `ResumingWatch::new`")]
-    pub fn start(channel: impl IntoBoxChannel, lease_id: i64, options: KeepAliveOptions) -> Self {
-        Self::new(channel, lease_id, options)
-    }
-
     /// Starts keeping `lease_id` alive through `balance`, re-opening the stream as soon as the
     /// health checker evicts its member.
     pub fn over_balance<M>(
@@ -107,7 +91,7 @@ impl KeepAlive {
         mut options: KeepAliveOptions,
     ) -> Self
     where
-        M: crate::MakeMember,
+        M: crate::balance::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
         options.reopen = options.reopen.or_checker(balance.checker());
@@ -208,20 +192,4 @@ async fn revoke(
     req.set_timeout(REVOKE_TIMEOUT);
     set_metadata(&mut req, require_leader, Default::default());
     client.lease_revoke(req).await.map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[allow(deprecated)]
-    fn the_old_name_reads_the_new_field() {
-        let mut state = KeepAliveState {
-            ended: Some(LeaseError::Lost { lease_id: 7 }),
-            ..Default::default()
-        };
-        state.sync_aliases();
-        assert!(matches!(state.lost, Some(LeaseError::Lost { lease_id: 7 })));
-    }
 }

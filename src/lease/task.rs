@@ -50,7 +50,6 @@ pub(super) async fn run(
     state.send_modify(|s| {
         s.member = None;
         s.ended = Some(err);
-        s.sync_aliases();
     });
 }
 

@@ -70,7 +70,7 @@ use crate::health::Outcome;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
-/// use etcd_health::probe::{BoxFuture, Finding, HttpProbe, Probe, ProbeTarget};
+/// use etcd_health::extend::{BoxFuture, Finding, HttpProbe, Probe, ProbeTarget};
 ///
 /// #[derive(Debug)]
 /// struct Drained {

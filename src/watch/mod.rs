@@ -46,6 +46,4 @@ mod task;
 
 pub use error::WatchError;
 pub use options::WatchOptions;
-#[allow(deprecated)]
-pub use stream::WatchStats;
 pub use stream::{ResumingWatch, WatchState};

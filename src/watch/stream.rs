@@ -35,31 +35,11 @@ pub struct WatchState {
     pub last_failure: Option<String>,
     /// Set once the watch ended: the error it yielded as its last item.
     pub ended: Option<WatchError>,
-    /// The old name of [`reopens`](Self::reopens).
-    #[deprecated(note = "renamed `reopens`, as in `KeepAliveState`")]
-    pub recreations: u64,
-    /// The old name of [`member`](Self::member).
-    #[deprecated(note = "renamed `member`, as in `KeepAliveState`")]
-    pub serving: Option<Member>,
-}
-
-/// The old name of [`WatchState`].
-#[deprecated(note = "renamed `WatchState`, as `KeepAliveState`")]
-pub type WatchStats = WatchState;
-
-// === impl WatchState ===
-
-impl WatchState {
-    /// Keeps the deprecated fields equal to their new names.
-    #[allow(deprecated)]
-    pub(super) fn sync_aliases(&mut self) {
-        self.recreations = self.reopens;
-        self.serving = self.member.clone();
-    }
 }
 
 /// A watch that re-creates itself on another member when its member fails, without gaps or
-/// duplicates (see the [module docs](super)).
+/// duplicates: from the revision after the last one delivered, on a member it did not just
+/// fail on; a quiet member is found out by asking for progress notifications.
 ///
 /// Yields `Ok(event)` in revision order; an `Err` is the last item (and is kept in
 /// [`WatchState::ended`]). Dropping it cancels the watch. Implements
@@ -88,7 +68,7 @@ impl ResumingWatch {
     /// evicts the member serving it.
     pub fn over_balance<M>(balance: &Balance<M>, mut options: WatchOptions) -> Self
     where
-        M: crate::MakeMember,
+        M: crate::balance::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
         options.reopen = options.reopen.or_checker(balance.checker());
@@ -109,18 +89,6 @@ impl ResumingWatch {
     pub fn member(&self) -> Option<Member> {
         self.driven.read(|s| s.member.clone())
     }
-
-    /// The old name of [`state`](Self::state).
-    #[deprecated(note = "renamed `state`, as `KeepAlive::state`")]
-    pub fn stats(&self) -> WatchState {
-        self.state()
-    }
-
-    /// The old name of [`member`](Self::member).
-    #[deprecated(note = "renamed `member`, as `KeepAlive::member`")]
-    pub fn serving_member(&self) -> Option<Member> {
-        self.member()
-    }
 }
 
 impl futures_util::Stream for ResumingWatch {
@@ -128,24 +96,5 @@ impl futures_util::Stream for ResumingWatch {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.events.poll_recv(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[allow(deprecated)]
-    fn the_old_names_read_the_new_fields() {
-        let mut state = WatchState {
-            reopens: 3,
-            member: Some(Member::new(1, "http://m1:2379".parse().expect("uri"))),
-            ..Default::default()
-        };
-        state.sync_aliases();
-        let old: WatchStats = state;
-        assert_eq!(old.recreations, 3);
-        assert_eq!(old.serving.map(|m| m.index()), Some(1));
     }
 }

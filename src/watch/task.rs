@@ -120,7 +120,6 @@ fn lost_stream(state: &State, reopens: u64, reason: String) {
         s.reopens = reopens;
         s.member = None;
         s.last_failure = Some(reason);
-        s.sync_aliases();
     });
 }
 
@@ -130,7 +129,6 @@ async fn end_with(state: &State, events: &Events, err: WatchError) {
     state.send_modify(|s| {
         s.member = None;
         s.ended = Some(err.clone());
-        s.sync_aliases();
     });
     let _ = events.send(Err(err)).await;
 }
@@ -207,7 +205,6 @@ impl Attempt<'_> {
         let member = served_by(&resp);
         self.state.send_modify(|s| {
             s.member = member.clone();
-            s.sync_aliases();
         });
         let mut inbound = resp.into_inner();
         self.follow(&mut inbound, &requests, member, health).await

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_health::checker::{EventKind, HealthEvent};
 use etcd_health::config::Config;
-use etcd_health::health::Status;
+use etcd_health::extend::IntoBoxChannel;
+use etcd_health::observe::{EventKind, HealthEvent, Status};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use etcd_health::{Balance, HealthChecker, IntoBoxChannel, TonicConnector};
+use etcd_health::{Balance, HealthChecker, TonicConnector};
 use etcd_health_testing::Cluster;
 use tokio::sync::broadcast;
 
@@ -28,12 +28,12 @@ pub async fn dropin_client_with_streams(
 ) -> (
     etcd_client::Client,
     HealthChecker,
-    etcd_health::dropin::StreamStats,
+    etcd_health::observe::StreamStats,
 ) {
     init_tracing();
     let checker = HealthChecker::with_uris(std::iter::empty(), Config::default()).expect("checker");
-    let channel = etcd_health::dropin::HealthChannel::with_checker(checker.clone())
-        .resume_streams(resume_streams);
+    let channel =
+        etcd_health::HealthChannel::with_checker(checker.clone()).resume_streams(resume_streams);
     let stats = channel.stream_stats();
     let client =
         etcd_client::Client::connect_with_balanced_channel(cluster.endpoints(), None, channel)
