@@ -14,7 +14,7 @@ use crate::HealthChecker;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use etcd_health::{balance::{HealthLayer, TonicConnector}, config::Config, HealthChecker};
+/// use etcd_health::{Config, HealthChecker, HealthLayer, TonicConnector};
 /// use tower::Layer;
 ///
 /// let checker = HealthChecker::new(&["http://127.0.0.1:2379"], Config::default())?;

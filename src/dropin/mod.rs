@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), etcd_client::Error> {
-//! use etcd_health::{config::Config, dropin::HealthChannel};
+//! use etcd_health::{Config, HealthChannel};
 //!
 //! let endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"];
 //! // stock: etcd_client::Client::connect(endpoints, None).await?
