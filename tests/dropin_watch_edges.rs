@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use etcd_client::{Client, ConnectOptions, DeleteOptions, EventType, WatchOptions};
 use etcd_health::config::Config;
-use etcd_health::dropin::{HealthChannel, StreamKind, StreamStats};
-use etcd_health::HealthChecker;
+use etcd_health::observe::{StreamKind, StreamStats};
+use etcd_health::{HealthChannel, HealthChecker};
 use etcd_health_testing::Cluster;
 
 /// The tests share two cores and start clusters; one at a time keeps their timings meaningful.
