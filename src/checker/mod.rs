@@ -760,30 +760,50 @@ impl HealthChecker {
             }
         }
         if verdict.changed {
-            let at = self.stamp(now());
-            self.inner
-                .leader_changed_at
-                .store(at.max(1), Ordering::Relaxed);
-            let member = snapshot
-                .leader_index
-                .and_then(|i| entries.iter().find(|e| e.member().index() == i))
-                .or_else(|| entries.first())
-                .map(|e| e.member().clone());
-            match snapshot.leader_id {
-                Some(id) => {
-                    tracing::info!(leader = %format_args!("{id:x}"), term = snapshot.term, "leader known")
-                }
-                None => tracing::warn!(term = snapshot.term, "no member knows a leader: election"),
+            self.leader_changed(&entries, &snapshot);
+        }
+    }
+
+    /// Learns the leader from the answers of a leader check still under way, when a majority
+    /// of the members already agree on a new one (see `LeaderView::learn`).
+    pub(crate) fn learn_leader(&self, replies: &[(usize, Reply)]) {
+        let entries = self.entries();
+        let learned = {
+            let mut view = lock(&self.inner.leader);
+            view.learn(replies, entries.len())
+                .then(|| view.snapshot(now()))
+        };
+        if let Some(snapshot) = learned {
+            tracing::debug!("leader learned before the slowest members answered the leader check");
+            self.leader_changed(&entries, &snapshot);
+        }
+    }
+
+    /// The leader (or "no leader") changed to `snapshot`'s: stamped, logged and published.
+    fn leader_changed(&self, entries: &[Arc<MemberEntry>], snapshot: &LeaderSnapshot) {
+        let at = self.stamp(now());
+        self.inner
+            .leader_changed_at
+            .store(at.max(1), Ordering::Relaxed);
+        let member = snapshot
+            .leader_index
+            .and_then(|i| entries.iter().find(|e| e.member().index() == i))
+            .or_else(|| entries.first())
+            .map(|e| e.member().clone());
+        match snapshot.leader_id {
+            Some(id) => {
+                tracing::info!(leader = %format_args!("{id:x}"), term = snapshot.term, "leader known")
             }
-            if let Some(member) = member {
-                self.publish(
-                    member,
-                    EventKind::LeaderChanged {
-                        leader_id: snapshot.leader_id,
-                        term: snapshot.term,
-                    },
-                );
-            }
+            None => tracing::warn!(term = snapshot.term, "no member knows a leader: election"),
+        }
+        if let Some(member) = member {
+            self.publish(
+                member,
+                EventKind::LeaderChanged {
+                    leader_id: snapshot.leader_id,
+                    term: snapshot.term,
+                },
+            );
         }
     }
 

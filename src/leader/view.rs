@@ -212,6 +212,59 @@ impl LeaderView {
         verdict
     }
 
+    /// Learns the leader from part of a round, before its slowest members answered: a member
+    /// that hangs (SIGSTOP, a paused VM) holds every round for the whole `leader.timeout`, and
+    /// a keep-alive waiting for the new leader waits that long more. Only when a majority of
+    /// all `members` follow one leader at one term, other than the one known and not at an
+    /// older term. Judges nothing else (members cut off, members catching up): the whole round
+    /// does, and finds the same leader. Returns whether the leader changed.
+    pub(crate) fn learn(&mut self, replies: &[(usize, Reply)], members: usize) -> bool {
+        let reports: Vec<(usize, Report)> = replies
+            .iter()
+            .filter_map(|(i, r)| match r {
+                Reply::Status(report) => Some((*i, *report)),
+                Reply::Failed => None,
+            })
+            .collect();
+        let mut votes: HashMap<(u64, u64), usize> = HashMap::new();
+        for (_, r) in &reports {
+            if let Some(leader) = r.follows() {
+                *votes.entry((leader, r.term)).or_default() += 1;
+            }
+        }
+        let Some(((leader, term), followers)) =
+            votes.into_iter().max_by_key(|((_, term), n)| (*n, *term))
+        else {
+            return false;
+        };
+        let known = self.leader;
+        if followers * 2 <= members
+            || known == Some((leader, term))
+            || known.is_some_and(|(_, t)| t > term)
+        {
+            return false;
+        }
+        for (i, r) in &reports {
+            self.ids.insert(*i, r.id);
+            self.term = self.term.max(r.term);
+        }
+        if let Some((old, old_term)) = known.filter(|(old, _)| *old != leader) {
+            // As in a whole round: the leader replaced while it gives no answer (yet).
+            let index = self.ids.iter().find(|(_, id)| **id == old).map(|(i, _)| *i);
+            let silent = index.filter(|i| !reports.iter().any(|(r, _)| r == i));
+            self.deposed = silent.map(|i| (i, old_term));
+        }
+        if let Some((_, r)) = reports
+            .iter()
+            .find(|(_, r)| r.follows() == Some(leader) && r.term == term)
+        {
+            self.cluster_id = Some(r.cluster_id);
+        }
+        self.leader = Some((leader, term));
+        self.no_leader_since = None;
+        true
+    }
+
     /// Whether a member that reports `report` may come back into rotation: it must follow the
     /// known leader at the known term (a paused leader that resumes still believes it leads at
     /// its old term for a moment). With no leader known, nothing is held against it.
@@ -394,6 +447,46 @@ mod tests {
         assert!(r.changed && r.cut_off.is_empty());
         assert_eq!(v.leader_index(), Some(1));
         assert!(!v.electing());
+    }
+
+    /// A paused leader holds each leader check for the whole timeout; the new leader is
+    /// learned from the majority that answered, and the whole round that ends later agrees
+    /// (no second change) and still finds the old leader hanging.
+    #[test]
+    fn a_majority_part_of_a_round_tells_the_new_leader_at_once() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::default();
+        let all_follow_10 = [
+            (0, status(10, 10, 2)),
+            (1, status(11, 10, 2)),
+            (2, status(12, 10, 2)),
+        ];
+        v.round(&all_follow_10, 3, t0, CONFIRM);
+        assert!(!v.learn(&all_follow_10[..2], 3), "the leader known");
+        // Member 1 won; member 0 (the old leader) has not answered yet.
+        assert!(!v.learn(&[(1, status(11, 11, 3))], 3), "one of three");
+        assert!(
+            !v.learn(&[(1, status(11, 11, 3)), (2, status(12, 0, 3))], 3),
+            "a minority"
+        );
+        let part = [(1, status(11, 11, 3)), (2, status(12, 11, 3))];
+        assert!(v.learn(&part, 3));
+        assert_eq!(v.leader_index(), Some(1));
+        assert_eq!(v.snapshot(t0).leader_term, Some(3));
+        assert!(!v.learn(&part, 3), "once");
+        // Never back to an older term.
+        assert!(!v.learn(&[(0, status(10, 10, 2)), (2, status(12, 10, 2))], 3));
+        assert_eq!(v.leader_index(), Some(1));
+        // The whole rounds: the old leader timed out. Same leader, and it is found hanging.
+        let whole = [
+            (0, Reply::Failed),
+            (1, status(11, 11, 3)),
+            (2, status(12, 11, 3)),
+        ];
+        let r = v.round(&whole, 3, t0 + Duration::from_millis(300), CONFIRM);
+        assert!(!r.changed && r.cut_off.is_empty());
+        let r = v.round(&whole, 3, t0 + Duration::from_millis(600), CONFIRM);
+        assert_eq!(r.cut_off.iter().map(|c| c.0).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -150,8 +150,12 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
                 let due = soonest.max(Instant::now());
                 leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
             }
-            Some(Round { replies, silent, elapsed }) = round_rx.recv() => {
+            Some(Round { replies, silent, elapsed, complete }) = round_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
+                if !complete {
+                    checker.learn_leader(&replies);
+                    continue;
+                }
                 for index in silent {
                     renew(&mut channels, index);
                 }
@@ -211,6 +215,9 @@ struct Round {
     silent: Vec<usize>,
     /// How long the round took.
     elapsed: Duration,
+    /// Every member answered or timed out; `false` for the early word of a majority that
+    /// names one leader, while slower members are still asked.
+    complete: bool,
 }
 
 /// Forgets a member's probe channel after a probe or leader check on it found no answer, so
@@ -398,7 +405,24 @@ async fn leader_round(
         };
         (index, reply, silent)
     });
-    let answers = futures_util::future::join_all(asks).await;
+    let mut pending: futures_util::stream::FuturesUnordered<_> = asks.collect();
+    let members = pending.len();
+    let mut answers = Vec::with_capacity(members);
+    let mut told_early = false;
+    while let Some(answer) = futures_util::StreamExt::next(&mut pending).await {
+        answers.push(answer);
+        if !told_early && !pending.is_empty() && majority_follows_one(&answers, members) {
+            // A majority already names one leader: the health state may learn it now
+            // rather than after the slowest member's timeout (see `LeaderView::learn`).
+            told_early = true;
+            let _ = done.send(Round {
+                replies: answers.iter().map(|(i, r, _)| (*i, r.clone())).collect(),
+                silent: Vec::new(),
+                elapsed: started.elapsed(),
+                complete: false,
+            });
+        }
+    }
     let silent = answers.iter().filter(|a| a.2).map(|a| a.0).collect();
     let replies = answers
         .into_iter()
@@ -408,7 +432,25 @@ async fn leader_round(
         replies,
         silent,
         elapsed: started.elapsed(),
+        complete: true,
     });
+}
+
+/// Whether more than half of `members` answered a leader check naming the same leader at the
+/// same term (whether that is news is the health state's to judge).
+fn majority_follows_one(answers: &[(usize, Reply, bool)], members: usize) -> bool {
+    let mut named: Vec<((u64, u64), usize)> = Vec::new();
+    for (_, reply, _) in answers {
+        let Reply::Status(r) = reply else { continue };
+        if r.leader == 0 || r.no_leader_error {
+            continue;
+        }
+        match named.iter_mut().find(|(k, _)| *k == (r.leader, r.term)) {
+            Some((_, n)) => *n += 1,
+            None => named.push(((r.leader, r.term), 1)),
+        }
+    }
+    named.iter().any(|(_, n)| n * 2 > members)
 }
 
 /// A member on its way back must follow the cluster's leader at its term: a paused leader
@@ -471,6 +513,35 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    fn names(leader: u64, term: u64) -> Reply {
+        Reply::Status(crate::leader::Report {
+            id: 1,
+            cluster_id: 7,
+            leader,
+            term,
+            committed: 0,
+            applied: 0,
+            is_learner: false,
+            no_leader_error: false,
+        })
+    }
+
+    /// The early word of a leader check: only once more than half of all the members asked
+    /// name the same leader at the same term.
+    #[test]
+    fn a_majority_naming_one_leader_is_told_early() {
+        let two_of_three = [(1, names(11, 3), false), (2, names(11, 3), false)];
+        assert!(majority_follows_one(&two_of_three, 3));
+        assert!(!majority_follows_one(&two_of_three[..1], 3));
+        assert!(!majority_follows_one(&two_of_three, 4), "two of four");
+        let split = [(1, names(11, 3), false), (2, names(11, 4), false)];
+        assert!(!majority_follows_one(&split, 3), "different terms");
+        let none = [(1, names(0, 3), false), (2, names(0, 3), false)];
+        assert!(!majority_follows_one(&none, 3), "no leader");
+        let failed = [(1, names(11, 3), false), (2, Reply::Failed, true)];
+        assert!(!majority_follows_one(&failed, 3));
     }
 
     #[test]
