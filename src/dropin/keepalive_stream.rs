@@ -26,6 +26,16 @@
 //! Bounds on the extra keep-alives, all counted in [`StreamStats`](super::StreamStats): a
 //! hedge only after the delay, at most [`MAX_STREAMS`] streams per caller stream, streams
 //! re-opened after a jittered back-off (capped at the hedge delay) when every one was lost.
+//! Each keep-alive of the caller is a request to the retry budget (`crate::budget`), and each
+//! hedge (another stream while one is open, the keep-alive sent to a new leader while other
+//! streams carry it) is drawn from it as the balancer's hedges are: past it, the keep-alive
+//! waits on the streams it has. Except when the lease is short of time
+//! ([`Schedule::urgent`]: half its TTL or less left, or nothing known of it yet): then a hedge
+//! goes whatever the budget, so the budget never starves a lease into expiry. Those hedges
+//! are bounded per lease, not by traffic: at most [`MAX_STREAMS`] streams, one more per hedge
+//! delay, and only in the last half of the TTL of a keep-alive still unanswered. A stream
+//! re-opened when none is left is not drawn: it is the keep-alive's only copy, not an extra
+//! one, and the back-off above paces it.
 
 use std::time::Duration;
 
@@ -42,6 +52,7 @@ use super::resume_stream::{caller_event, stream_timeout, CallerEvent, Streams};
 use super::stats::StreamKind;
 use crate::balance::AvoidMembers;
 use crate::balance::ResponseFuture;
+use crate::budget::Extra;
 use crate::checker::Member;
 use crate::checker::{EventKind, HealthEvent};
 use crate::health::Status;
@@ -304,6 +315,8 @@ impl Driver {
             }
         };
         let now = Instant::now();
+        // A request of the application, as a unary one is: what its hedges are drawn against.
+        self.streams.checker.budget().deposit(now.into_std());
         if self.book.outstanding() == 0 {
             self.move_to_leader();
         }
@@ -367,8 +380,11 @@ impl Driver {
         let rested: Vec<usize> = avoided.0.iter().map(|m| m.index()).collect();
         let (member, avoid) = place(Some(&known), &open_on, avoided, roll);
         // Asked now either way: the next hedge is a delay away, so a hedge with no member
-        // to take it does not spin.
+        // to take it (or no budget for it) does not spin.
         self.schedule.asked(now);
+        if !self.lanes.is_empty() && !self.may_hedge(now) {
+            return;
+        }
         if self.lanes.is_empty() || member.is_some() {
             self.open_lane(now, member, avoid, false);
             return;
@@ -377,6 +393,27 @@ impl Driver {
         if let Some(member) = last_resort(&known.members, known.leader, &busy, &rested, roll) {
             self.open_lane(now, Some(member), AvoidMembers::default(), true);
         }
+    }
+
+    /// Whether one more copy of the unanswered keep-alives may go out now: drawn from the retry
+    /// budget, or free while the lease is short of time (see the [module docs](self)).
+    fn may_hedge(&self, now: Instant) -> bool {
+        if self.schedule.urgent(now) {
+            return true;
+        }
+        let granted = self
+            .streams
+            .checker
+            .budget()
+            .try_withdraw(now.into_std(), Extra::Hedge);
+        if !granted {
+            tracing::debug!(
+                id = self.id,
+                open = self.lanes.len(),
+                "keep-alive not hedged: the retry budget is spent and the lease has time"
+            );
+        }
+        granted
     }
 
     /// Opens a stream on `member` (the balancer's choice if `None`) with every unanswered
@@ -459,6 +496,10 @@ impl Driver {
         };
         let now = Instant::now();
         let on_leader = |l: &Lane| l.member().is_some_and(|m| m.index() == leader);
+        // With other streams carrying the keep-alive, the new leader's is one copy more.
+        if self.lanes.iter().any(|l| !on_leader(l)) && !self.may_hedge(now) {
+            return;
+        }
         let mut i = 0;
         while i < self.lanes.len() {
             if on_leader(&self.lanes[i]) {

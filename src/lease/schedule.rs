@@ -37,6 +37,8 @@ pub(crate) struct Schedule {
     /// When etcd may expire the lease at the earliest, as far as we know: the time a renewal
     /// that was answered was *sent*, plus the TTL it answered with.
     expires: Option<Instant>,
+    /// The TTL of the last answer (or the caller's `granted_ttl` before one).
+    ttl: Option<Duration>,
     /// Whether the expiry has been reported and no renewal answered since.
     presumed_expired: bool,
     /// When the next renewal is due (while none is outstanding).
@@ -59,6 +61,7 @@ impl Schedule {
             response_timeout: options.response_timeout,
             hedge_after: options.hedge_after,
             expires: options.granted_ttl.map(|ttl| timing::later(now, ttl)),
+            ttl: options.granted_ttl,
             presumed_expired: false,
             next_send: now,
             round: None,
@@ -89,6 +92,17 @@ impl Schedule {
     /// (or will any moment), so nobody may act as its holder any more.
     pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// Whether the lease is short of time at `now`: half of its TTL or less is left before it
+    /// may expire, or nothing is known of it yet (no answer, no `granted_ttl`). A hedge for
+    /// such a lease is sent even past the retry budget: speculation may wait, a lease about to
+    /// lapse may not.
+    pub(crate) fn urgent(&self, now: Instant) -> bool {
+        match (self.expires, self.ttl) {
+            (Some(expires), Some(ttl)) => timing::later(now, ttl / 2) >= expires,
+            _ => true,
+        }
     }
 
     /// `true` once when the lease has [`expired`](Self::expired) (again, after an answer);
@@ -147,6 +161,7 @@ impl Schedule {
         let ttl = ttl_of(ttl);
         let until = timing::later(sent, ttl);
         self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
+        self.ttl = Some(ttl);
         if !self.fixed_interval {
             self.interval = (ttl / 3).max(MIN_INTERVAL);
         }
@@ -292,6 +307,23 @@ mod tests {
         assert!(s.answered(t0 + ms(6000), 3, t0 + ms(6010)));
         assert!(!s.expired(t0 + ms(8999)));
         assert!(s.expire_if_due(t0 + ms(9000)), "and may expire again");
+    }
+
+    #[test]
+    fn a_lease_is_urgent_with_half_its_ttl_left_or_nothing_known() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        assert!(s.urgent(t0), "no answer yet: nothing says there is time");
+        s.start_round_if_due(t0, false);
+        s.answered(t0 + ms(100), 6, t0 + ms(200)); // may expire at t0 + 6.1 s
+        assert!(!s.urgent(t0 + ms(3099)));
+        assert!(s.urgent(t0 + ms(3100)), "3 s of 6 left");
+        assert!(s.urgent(t0 + ms(7000)), "and past the expiry");
+        // The caller's granted TTL counts until an answer.
+        let opts = KeepAliveOptions::default().granted_ttl(Duration::from_secs(4));
+        let g = Schedule::new(&opts, t0);
+        assert!(!g.urgent(t0 + ms(1999)));
+        assert!(g.urgent(t0 + ms(2000)));
     }
 
     #[test]
