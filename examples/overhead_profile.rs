@@ -6,7 +6,8 @@
 //! ```sh
 //! cargo run --release --example overhead_profile -- [--members 1|3] [--clients a,b,dropin,d]
 //!     [--ops get,put] [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster]
-//!     [--isolated-requests 20000] [--out target/bench-reports]
+//!     [--isolated-requests 20000] [--isolated-only] [--paths direct,stack,ec-direct,ec-stack]
+//!     [--out target/bench-reports]
 //! ```
 //!
 //! Clients are named as in `examples/common/clients.rs`: `a` raw tonic, `b` stock
@@ -27,7 +28,10 @@
 //!    Unlike throughput these hardly depend on what else a busy machine does.
 //! 2. **Isolated**: the same stubs over an in-process fake member that answers at once, one
 //!    request at a time on a one-thread runtime, with and without the health stack in
-//!    between: the stack's own allocations and nanoseconds per request, no network, no etcd.
+//!    between: the stack's own allocations, nanoseconds and CPU time of the thread per
+//!    request, no network, no etcd. `--isolated-only` runs this part alone (no cluster, no
+//!    memory part), `--paths` picks its rows: under `valgrind --tool=callgrind`, two runs of
+//!    different `--isolated-requests` give instructions per request by difference.
 //! 3. **Memory**: live heap bytes of a health state per member (1 member against 201), and
 //!    per request in flight (requests held by a fake member that does not answer until
 //!    released, through the stack and straight to it).
@@ -68,7 +72,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const USAGE: &str = "overhead_profile [--members 1|3] [--clients a,b,dropin,d] [--ops get,put] \
                      [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster] \
-                     [--isolated-requests 20000] [--out target/bench-reports]";
+                     [--isolated-requests 20000] [--isolated-only] \
+                     [--paths direct,stack,ec-direct,ec-stack] [--out target/bench-reports]";
 
 // === counters ===
 
@@ -211,6 +216,8 @@ struct IsolatedRow {
     allocs: f64,
     bytes: f64,
     ns: f64,
+    /// CPU time of the (only) thread per request, from its `schedstat`.
+    cpu_ns: f64,
 }
 
 #[derive(Serialize, Default)]
@@ -260,8 +267,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut machine = Machine::now();
 
+    let isolated_only = args.flag("isolated-only");
+    let paths: Vec<String> = args
+        .value("paths", "direct,stack,ec-direct,ec-stack".to_string())
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let mut cluster = Vec::new();
-    if !args.flag("skip-cluster") {
+    if !args.flag("skip-cluster") && !isolated_only {
         println!("starting a local 3-member etcd cluster...");
         let fixture = Fixture::start(3)?;
         let rt = client_runtime();
@@ -276,21 +289,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let isolated = rt.block_on(isolated(args.value("isolated-requests", 20_000)));
-    let memory = rt.block_on(memory());
+    let isolated = rt.block_on(isolated(args.value("isolated-requests", 20_000), &paths));
+    let memory = match isolated_only {
+        true => Memory::default(),
+        false => rt.block_on(memory()),
+    };
     drop(rt);
     machine.finish();
 
     println!();
     println!("isolated (fake member answering at once, 1 in flight, one thread):");
     println!(
-        "{:<24} {:<4} {:>8} {:>9} {:>8}",
-        "path", "op", "allocs", "bytes", "ns"
+        "{:<24} {:<4} {:>8} {:>9} {:>8} {:>8}",
+        "path", "op", "allocs", "bytes", "ns", "cpu ns"
     );
     for r in &isolated {
         println!(
-            "{:<24} {:<4} {:>8.1} {:>9.0} {:>8.0}",
-            r.path, r.op, r.allocs, r.bytes, r.ns
+            "{:<24} {:<4} {:>8.1} {:>9.0} {:>8.0} {:>8.0}",
+            r.path, r.op, r.allocs, r.bytes, r.ns, r.cpu_ns
         );
     }
     println!();
@@ -536,7 +552,9 @@ where
     r.expect("the fake member answers");
 }
 
-async fn measure<F, Fut>(n: u64, mut f: F) -> (f64, f64, f64)
+/// Allocations, bytes allocated, wall ns and the thread's CPU ns per request, over `n`
+/// requests after `n / 10` to warm up.
+async fn measure<F, Fut>(n: u64, mut f: F) -> (f64, f64, f64, f64)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -544,21 +562,24 @@ where
     for _ in 0..n / 10 {
         f().await;
     }
+    let this_thread = std::path::Path::new("/proc/thread-self");
     let before = GLOBAL.stats();
+    let cpu = thread_cpu_ns(this_thread);
     let t = Instant::now();
     for _ in 0..n {
         f().await;
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    let cpu_ns = thread_cpu_ns(this_thread).saturating_sub(cpu) as f64 / n as f64;
     let after = GLOBAL.stats();
     let allocs = ((after.allocations + after.reallocations)
         - (before.allocations + before.reallocations)) as f64
         / n as f64;
     let bytes = (after.bytes_allocated - before.bytes_allocated) as f64 / n as f64;
-    (allocs, bytes, ns)
+    (allocs, bytes, ns, cpu_ns)
 }
 
-async fn isolated(n: u64) -> Vec<IsolatedRow> {
+async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
     let fake = FakeMember {
         gate: None,
         arrived: Arc::default(),
@@ -583,40 +604,41 @@ async fn isolated(n: u64) -> Vec<IsolatedRow> {
     .await
     .expect("etcd-client")
     .kv_client();
+    let wanted = |key: &str| paths.iter().any(|p| p == key);
     let mut rows = Vec::new();
+    let mut row = |path, op: Op, (allocs, bytes, ns, cpu_ns)| {
+        rows.push(IsolatedRow {
+            path,
+            op: op.label(),
+            allocs,
+            bytes,
+            ns,
+            cpu_ns,
+        })
+    };
     for op in Op::ALL {
-        let (a, b, ns) = measure(n, || one(&direct, op)).await;
-        rows.push(IsolatedRow {
-            path: "tonic stubs, direct",
-            op: op.label(),
-            allocs: a,
-            bytes: b,
-            ns,
-        });
-        let (a, b, ns) = measure(n, || one(&stack, op)).await;
-        rows.push(IsolatedRow {
-            path: "tonic stubs, stack",
-            op: op.label(),
-            allocs: a,
-            bytes: b,
-            ns,
-        });
-        let (a, b, ns) = measure(n, || etcd_one(&ec_direct, op)).await;
-        rows.push(IsolatedRow {
-            path: "etcd-client, direct",
-            op: op.label(),
-            allocs: a,
-            bytes: b,
-            ns,
-        });
-        let (a, b, ns) = measure(n, || etcd_one(&ec_stack, op)).await;
-        rows.push(IsolatedRow {
-            path: "etcd-client, stack",
-            op: op.label(),
-            allocs: a,
-            bytes: b,
-            ns,
-        });
+        if wanted("direct") {
+            row(
+                "tonic stubs, direct",
+                op,
+                measure(n, || one(&direct, op)).await,
+            );
+        }
+        if wanted("stack") {
+            row(
+                "tonic stubs, stack",
+                op,
+                measure(n, || one(&stack, op)).await,
+            );
+        }
+        if wanted("ec-direct") {
+            let m = measure(n, || etcd_one(&ec_direct, op)).await;
+            row("etcd-client, direct", op, m);
+        }
+        if wanted("ec-stack") {
+            let m = measure(n, || etcd_one(&ec_stack, op)).await;
+            row("etcd-client, stack", op, m);
+        }
     }
     #[cfg(feature = "metrics")]
     {
@@ -628,7 +650,7 @@ async fn isolated(n: u64) -> Vec<IsolatedRow> {
         let stack = KvClient::new(fake_stack(&fake, 3));
         for op in Op::ALL {
             let mut sent = 0u32;
-            let (a, b, ns) = measure(n, || {
+            let m = measure(n, || {
                 sent += 1;
                 if sent % 1000 == 0 {
                     handle.run_upkeep();
@@ -637,13 +659,7 @@ async fn isolated(n: u64) -> Vec<IsolatedRow> {
                 one(&stack, op)
             })
             .await;
-            rows.push(IsolatedRow {
-                path: "stack + prometheus",
-                op: op.label(),
-                allocs: a,
-                bytes: b,
-                ns,
-            });
+            row("stack + prometheus", op, m);
         }
     }
     rows
