@@ -50,13 +50,13 @@ pub(crate) struct Sent {
 /// the current round, how many attempts and rounds so far. Pure: the dispatch loop asks it
 /// where to go next and how long to wait.
 ///
-/// One vector of attempts holds it all (a request's members of the round are those of the
-/// attempts started since the round began), so a request answered at the first attempt
-/// allocates once here.
+/// One list of attempts holds it all (a request's members of the round are those of the
+/// attempts started since the round began), its first attempt inline, so a request answered
+/// at the first attempt allocates nothing here.
 #[derive(Debug)]
 pub(crate) struct Plan {
     /// Attempts by slot.
-    sent: Vec<Slot>,
+    sent: Slots,
     /// The first slot of the current round.
     round_start: usize,
     /// Members counted as tried in this round besides those of its attempts: the ones the
@@ -74,10 +74,48 @@ struct Slot {
     live: Option<Sent>,
 }
 
+/// Attempts by slot, the first without an allocation of its own (most requests make one).
+#[derive(Debug, Default)]
+struct Slots {
+    first: Option<Slot>,
+    more: Vec<Slot>,
+}
+
+// === impl Slots ===
+
+impl Slots {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    /// Appends a slot; returns its index.
+    fn push(&mut self, slot: Slot) -> usize {
+        match self.first {
+            None => self.first = Some(slot),
+            Some(_) => self.more.push(slot),
+        }
+        self.len() - 1
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        match index {
+            0 => self.first.as_mut(),
+            i => self.more.get_mut(i - 1),
+        }
+    }
+
+    /// The slots in order.
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.first.iter().chain(&self.more)
+    }
+}
+
+// === impl Plan ===
+
 impl Plan {
     pub(crate) fn new(avoid: Vec<usize>) -> Self {
         Self {
-            sent: Vec::new(),
+            sent: Slots::default(),
             round_start: 0,
             carried: avoid,
             rounds: 0,
@@ -94,13 +132,15 @@ impl Plan {
         self.sent.push(Slot {
             member: entry.member().index(),
             live: Some(Sent { entry, at }),
-        });
-        self.sent.len() - 1
+        })
     }
 
     /// The attempt in `slot` ended.
     pub(crate) fn finish(&mut self, slot: usize) -> Sent {
-        self.sent[slot].live.take().expect("an attempt ends once")
+        self.sent
+            .get_mut(slot)
+            .and_then(|s| s.live.take())
+            .expect("an attempt ends once")
     }
 
     fn live(&self) -> impl Iterator<Item = &Sent> {
@@ -130,8 +170,10 @@ impl Plan {
     /// Whether member `index` serves this request now or was tried in this round.
     fn excluded(&self, index: usize) -> bool {
         self.carried.contains(&index)
-            || self.sent[self.round_start..]
+            || self
+                .sent
                 .iter()
+                .skip(self.round_start)
                 .any(|s| s.member == index)
             || self
                 .sent
