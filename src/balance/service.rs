@@ -185,7 +185,11 @@ where
         // into its box on every request, and would otherwise be as large as both.
         match method.kind {
             MethodKind::Unary => {
-                ResponseFuture::new(timer.time(self.clone().unary(req, method, avoid, deadline)))
+                let (parts, body) = req.into_parts();
+                let replay = Replay::new(parts, method.hedging);
+                let plan = Plan::new(avoid);
+                let unary = self.clone().unary(replay, body, method, plan, deadline);
+                ResponseFuture::new(timer.time(unary))
             }
             kind => {
                 let pinned = req
@@ -240,189 +244,192 @@ where
     /// and every retry after a failure that may have cost a member work, is drawn from the
     /// retry budget (`crate::budget`); past it the request is sent once, as a single request
     /// would be.
-    async fn unary(
+    fn unary(
         self,
-        req: Request<tonic::body::Body>,
+        mut replay: Replay,
+        body: tonic::body::Body,
         method: Method,
-        avoid: Vec<usize>,
+        mut plan: Plan,
         deadline: Option<Duration>,
-    ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let checker = &self.checker;
-        let config = checker.config();
-        let class = method.class;
-        let (parts, body) = req.into_parts();
-        // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
-        // certainly never ran, which is known only after it was sent): one `Bytes`, shared by
-        // every copy, never copied again. Boxed with the request's head, so this future stays
-        // small (see `Replay`).
-        let body = buffer(body).await?;
-        let replay = Replay::new(parts, body, method, config.hedge.max_range_limit);
-        // The clock is read once per turn of the loop below and shared by everything that turn
-        // does (the schedule, the attempt's bookkeeping, its tracker): a handful of readings per
-        // request instead of a dozen.
-        let mut now = Instant::now();
-        checker.budget().deposit(now.into_std());
-        let mut schedule = Schedule::new(class, now, deadline, &config.retry, &config.hedge);
-        let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
-        let read_timeout = match class {
-            Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
-                Some(config.retry.read_attempt_timeout)
-            }
-            _ => None,
-        };
+    ) -> impl std::future::Future<Output = Result<Response<tonic::body::Body>, tower::BoxError>>
+           + Send
+           + 'static {
+        // An `async` block rather than an `async fn`: an `async fn` moves its arguments into
+        // locals of its own, so its future would hold the kept request twice.
+        async move {
+            let checker = &self.checker;
+            let config = checker.config();
+            let class = method.class;
+            // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
+            // certainly never ran, which is known only after it was sent), in the request's head
+            // this future holds anyway (see `Replay`).
+            replay.keep(buffer(body).await?, config.hedge.max_range_limit);
+            // The clock is read once per turn of the loop below and shared by everything that turn
+            // does (the schedule, the attempt's bookkeeping, its tracker): a handful of readings per
+            // request instead of a dozen.
+            let mut now = Instant::now();
+            checker.budget().deposit(now.into_std());
+            let mut schedule = Schedule::new(class, now, deadline, &config.retry, &config.hedge);
+            let hang_after = (config.hang.threshold > 0).then_some(config.hang.after);
+            let read_timeout = match class {
+                Class::Read if !config.retry.read_attempt_timeout.is_zero() => {
+                    Some(config.retry.read_attempt_timeout)
+                }
+                _ => None,
+            };
 
-        let mut plan = Plan::new(avoid);
-        let mut in_flight = InFlight::new();
-        // Boxed: a failure is rare, and this future is allocated on every request.
-        let mut last: Option<Box<Failure>> = None;
-        let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
-        loop {
-            tokio::select! {
-                biased;
-                Some((slot, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    let sent: Sent = plan.finish(slot);
-                    match outcome {
-                        Attempt::Answer(response) => {
-                            if let Some(hedge) = self.hedge.of(replay.hedging) {
-                                hedge.observe(sent.at.elapsed());
-                                // The first copy answered though others were sent while it ran:
-                                // they were hedges (a retry follows a failure), and lost.
-                                let won = plan.outrun_by(&sent).next().is_some();
-                                checker.metrics().read_answered(won);
-                                if slot == 0 && plan.attempts() > 1 {
-                                    hedge.hedge_lost();
-                                } else if won {
-                                    hedge.hedge_won();
-                                }
-                            }
-                            // Attempts sent before this one and still unanswered were outrun:
-                            // their members are slower than a peer right now, so the balancer
-                            // should prefer others at once. Whether they *hang* is decided by
-                            // letting those attempts run a little longer, detached, until
-                            // `hang.after`: a member that merely lost a race answers by then.
-                            for other in plan.outrun_by(&sent) {
-                                tracing::trace!(member = %other.entry.member(), waited = ?other.at.elapsed(), "outrun by a peer");
-                                other.entry.load().observe(other.at.elapsed(), crate::checker::now());
-                            }
-                            if let (Some(after), false) = (hang_after, in_flight.is_empty()) {
-                                let oldest = plan.oldest().unwrap_or(sent.at);
-                                let until = oldest + after + HANG_SLACK;
-                                tokio::spawn(async move {
-                                    let drain = async { while in_flight.next().await.is_some() {} };
-                                    let _ = tokio::time::timeout_at(until, drain).await;
-                                });
-                            }
-                            return Ok(response);
-                        }
-                        Attempt::Failed(failure) => {
-                            let maybe_processed = failure.maybe_processed;
-                            let failure = if may_resend(class, maybe_processed) {
-                                failure
-                            } else {
-                                failure.outcome_unknown()
-                            };
-                            let facts = Failed {
-                                class,
-                                maybe_processed,
-                                attempts: plan.attempts(),
-                                in_flight_empty: in_flight.is_empty(),
-                                has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
-                                backoff: plan.round_backoff(&config.retry, jitter()),
-                            };
-                            // Fresh: the next attempt may be due at once, and a stale reading
-                            // would send it through a timer (a tick late).
-                            now = Instant::now();
-                            let mut decision = schedule.after_failure(facts, now);
-                            // A retry that may cost a member work goes only when no copy is
-                            // still in flight (that copy, a hedge, already is its retry; more
-                            // hedges follow on its timer) and the retry budget allows it.
-                            if matches!(decision.next, Next::RetryAt(_) | Next::BackOff(_))
-                                && !resend_is_free(maybe_processed, failure.status.message())
-                                && (!in_flight.is_empty() || !checker.budget().try_withdraw(now.into_std(), Extra::Retry))
-                            {
-                                decision.next = schedule.refuse_retry(in_flight.is_empty());
-                            }
-                            if decision.round_over {
-                                // A round is over, or the cluster has no leader for the moment:
-                                // wait, but wake when health or leader changes.
-                                changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
-                                plan.end_round();
-                            }
-                            match decision.next {
-                                Next::GiveUp => return failure.into_result(),
-                                Next::AwaitOthers | Next::AlreadySet => {}
-                                Next::RetryAt(_) | Next::BackOff(_) => {
-                                    tracing::debug!(method = %replay.parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, next = ?decision.next, "retrying on another member");
-                                }
-                            }
-                            last = Some(Box::new(failure));
-                        }
-                    }
-                }
-                // One timer for the next attempt and the next hedge (the earlier of them): a
-                // smaller future, and one registration per read.
-                _ = sleep_until_opt(schedule.wake(), now) => {
-                    now = Instant::now();
-                    match schedule.on_timer(now, plan.attempts(), in_flight.len()) {
-                        Fire::Attempt => {
-                            let entries = checker.entries();
-                            let target = if method.leader_only {
-                                checker.leader_entry()
-                            } else if class == Class::Write && config.leader.route_writes {
-                                write_target(&entries, checker.leader_entry(), now.into_std())
-                            } else {
-                                None
-                            };
-                            let entry = match plan.choose(&entries, config.all_unhealthy, target) {
-                                Some(entry) => entry,
-                                None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
-                                    Ok(entry) => entry,
-                                    Err(status) => {
-                                        if in_flight.is_empty() {
-                                            // No member may take it (fail-fast with none healthy, or no
-                                            // members): after a failed attempt the caller learns what
-                                            // happened to its request instead.
-                                            return last.map_or_else(|| Failure::not_sent(status), |f| *f).into_result();
-                                        }
-                                        continue;
+            let mut in_flight = InFlight::new();
+            // Boxed: a failure is rare, and this future is allocated on every request.
+            let mut last: Option<Box<Failure>> = None;
+            let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
+            loop {
+                tokio::select! {
+                    biased;
+                    Some((slot, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                        let sent: Sent = plan.finish(slot);
+                        match outcome {
+                            Attempt::Answer(response) => {
+                                if let Some(hedge) = self.hedge.of(replay.hedging) {
+                                    hedge.observe(sent.at.elapsed());
+                                    // The first copy answered though others were sent while it ran:
+                                    // they were hedges (a retry follows a failure), and lost.
+                                    let won = plan.outrun_by(&sent).next().is_some();
+                                    checker.metrics().read_answered(won);
+                                    if slot == 0 && plan.attempts() > 1 {
+                                        hedge.hedge_lost();
+                                    } else if won {
+                                        hedge.hedge_won();
                                     }
-                                },
-                            };
-                            if plan.attempts() > 0 {
-                                checker.count_retry();
+                                }
+                                // Attempts sent before this one and still unanswered were outrun:
+                                // their members are slower than a peer right now, so the balancer
+                                // should prefer others at once. Whether they *hang* is decided by
+                                // letting those attempts run a little longer, detached, until
+                                // `hang.after`: a member that merely lost a race answers by then.
+                                for other in plan.outrun_by(&sent) {
+                                    tracing::trace!(member = %other.entry.member(), waited = ?other.at.elapsed(), "outrun by a peer");
+                                    other.entry.load().observe(other.at.elapsed(), crate::checker::now());
+                                }
+                                if let (Some(after), false) = (hang_after, in_flight.is_empty()) {
+                                    let oldest = plan.oldest().unwrap_or(sent.at);
+                                    let until = oldest + after + HANG_SLACK;
+                                    tokio::spawn(async move {
+                                        let drain = async { while in_flight.next().await.is_some() {} };
+                                        let _ = tokio::time::timeout_at(until, drain).await;
+                                    });
+                                }
+                                return Ok(response);
                             }
-                            let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
-                            in_flight.push(self.launch(&mut plan, entry, &entries, &replay, limits, now));
-                            // A hedge goes to another member: with one known, no timer for it.
-                            let hedge = self.hedge.of(replay.hedging).filter(|_| entries.len() > 1);
-                            let delay = hedge.map(HedgeDelay::delay);
-                            schedule.attempt_sent(now, in_flight.len(), delay);
+                            Attempt::Failed(failure) => {
+                                let maybe_processed = failure.maybe_processed;
+                                let failure = if may_resend(class, maybe_processed) {
+                                    failure
+                                } else {
+                                    failure.outcome_unknown()
+                                };
+                                let facts = Failed {
+                                    class,
+                                    maybe_processed,
+                                    attempts: plan.attempts(),
+                                    in_flight_empty: in_flight.is_empty(),
+                                    has_fresh: plan.has_fresh(&checker.entries(), config.all_unhealthy),
+                                    backoff: plan.round_backoff(&config.retry, jitter()),
+                                };
+                                // Fresh: the next attempt may be due at once, and a stale reading
+                                // would send it through a timer (a tick late).
+                                now = Instant::now();
+                                let mut decision = schedule.after_failure(facts, now);
+                                // A retry that may cost a member work goes only when no copy is
+                                // still in flight (that copy, a hedge, already is its retry; more
+                                // hedges follow on its timer) and the retry budget allows it.
+                                if matches!(decision.next, Next::RetryAt(_) | Next::BackOff(_))
+                                    && !resend_is_free(maybe_processed, failure.status.message())
+                                    && (!in_flight.is_empty() || !checker.budget().try_withdraw(now.into_std(), Extra::Retry))
+                                {
+                                    decision.next = schedule.refuse_retry(in_flight.is_empty());
+                                }
+                                if decision.round_over {
+                                    // A round is over, or the cluster has no leader for the moment:
+                                    // wait, but wake when health or leader changes.
+                                    changes.get_or_insert_with(|| checker.changes()).borrow_and_update();
+                                    plan.end_round();
+                                }
+                                match decision.next {
+                                    Next::GiveUp => return failure.into_result(),
+                                    Next::AwaitOthers | Next::AlreadySet => {}
+                                    Next::RetryAt(_) | Next::BackOff(_) => {
+                                        tracing::debug!(method = %replay.parts.uri.path(), attempt = plan.attempts(), status = ?failure.status, leaderless = failure.leaderless, next = ?decision.next, "retrying on another member");
+                                    }
+                                }
+                                last = Some(Box::new(failure));
+                            }
                         }
-                        Fire::Hedge => {
-                            let entries = checker.entries();
-                            // Past the budget, no hedge and no further hedge timer: the read
-                            // waits out the copies it has.
-                            let entry = plan.choose(&entries, config.all_unhealthy, None);
-                            let hedge = self.hedge.of(replay.hedging);
-                            if let (Some(entry), Some(hedge)) = (entry, hedge) {
-                                if checker.budget().try_withdraw(now.into_std(), Extra::Hedge) {
-                                    tracing::trace!(member = %entry.member(), "hedging a slow read");
-                                    checker.count_hedge();
-                                    let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
-                                    in_flight.push(self.launch(&mut plan, entry, &entries, &replay, limits, now));
-                                    schedule.hedge_sent(now, in_flight.len(), hedge.delay());
+                    }
+                    // One timer for the next attempt and the next hedge (the earlier of them): a
+                    // smaller future, and one registration per read.
+                    _ = sleep_until_opt(schedule.wake(), now) => {
+                        now = Instant::now();
+                        match schedule.on_timer(now, plan.attempts(), in_flight.len()) {
+                            Fire::Attempt => {
+                                let entries = checker.entries();
+                                let target = if method.leader_only {
+                                    checker.leader_entry()
+                                } else if class == Class::Write && config.leader.route_writes {
+                                    write_target(&entries, checker.leader_entry(), now.into_std())
+                                } else {
+                                    None
+                                };
+                                let entry = match plan.choose(&entries, config.all_unhealthy, target) {
+                                    Some(entry) => entry,
+                                    None => match pick(&entries, config.all_unhealthy, &plan.busy()) {
+                                        Ok(entry) => entry,
+                                        Err(status) => {
+                                            if in_flight.is_empty() {
+                                                // No member may take it (fail-fast with none healthy, or no
+                                                // members): after a failed attempt the caller learns what
+                                                // happened to its request instead.
+                                                return last.map_or_else(|| Failure::not_sent(status), |f| *f).into_result();
+                                            }
+                                            continue;
+                                        }
+                                    },
+                                };
+                                if plan.attempts() > 0 {
+                                    checker.count_retry();
+                                }
+                                let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
+                                in_flight.push(self.launch(&mut plan, entry, &entries, &mut replay, limits, now));
+                                // A hedge goes to another member: with one known, no timer for it.
+                                let hedge = self.hedge.of(replay.hedging).filter(|_| entries.len() > 1);
+                                let delay = hedge.map(HedgeDelay::delay);
+                                schedule.attempt_sent(now, in_flight.len(), delay);
+                            }
+                            Fire::Hedge => {
+                                let entries = checker.entries();
+                                // Past the budget, no hedge and no further hedge timer: the read
+                                // waits out the copies it has.
+                                let entry = plan.choose(&entries, config.all_unhealthy, None);
+                                let hedge = self.hedge.of(replay.hedging);
+                                if let (Some(entry), Some(hedge)) = (entry, hedge) {
+                                    if checker.budget().try_withdraw(now.into_std(), Extra::Hedge) {
+                                        tracing::trace!(member = %entry.member(), "hedging a slow read");
+                                        checker.count_hedge();
+                                        let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
+                                        in_flight.push(self.launch(&mut plan, entry, &entries, &mut replay, limits, now));
+                                        schedule.hedge_sent(now, in_flight.len(), hedge.delay());
+                                    }
                                 }
                             }
+                            Fire::Nothing => {}
                         }
-                        Fire::Nothing => {}
                     }
-                }
-                changed = wait_changed(&mut changes), if schedule.attempt_set() && changes.is_some() => {
-                    // The health state or the leader changed during a back-off: go now.
-                    changes = None;
-                    if changed {
-                        now = Instant::now();
-                        schedule.changed(now);
+                    changed = wait_changed(&mut changes), if schedule.attempt_set() && changes.is_some() => {
+                        // The health state or the leader changed during a back-off: go now.
+                        changes = None;
+                        if changed {
+                            now = Instant::now();
+                            schedule.changed(now);
+                        }
                     }
                 }
             }
@@ -465,7 +472,7 @@ where
         plan: &mut Plan,
         entry: Arc<MemberEntry>,
         entries: &Arc<Vec<Arc<MemberEntry>>>,
-        replay: &Replay,
+        replay: &mut Replay,
         limits: Limits,
         now: Instant,
     ) -> futures_util::future::BoxFuture<'static, (usize, Attempt)> {
@@ -523,53 +530,70 @@ async fn wait_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -
 
 /// A unary request kept to be sent again: its head and its whole body.
 ///
-/// Why boxed in [`Balance::unary`]: that future is itself boxed on every request, and glibc's
-/// allocator serves blocks up to about 1 KiB from a per-thread cache but larger ones from its
-/// shared arenas (and consolidates free blocks on the way). With this box and the attempt's
-/// call boxed apart, both per-request blocks stay under 1 KiB: one thread over a fake member
-/// measured 100–300 ns less per request and 736 B less held per request in flight, for two
-/// more small allocations (`docs/overhead-profile.md`).
+/// Why held in [`Balance::unary`]'s future rather than boxed: that future is itself boxed on
+/// every request and keeps the request's head from its start anyway, so the head is kept
+/// where it already is (no allocation of its own); the future stays under 1 KiB, which
+/// glibc's allocator serves from a per-thread cache (larger blocks come from its shared arenas,
+/// which consolidate free blocks on the way; see `docs/overhead-profile.md`).
 struct Replay {
     parts: http::request::Parts,
+    /// The whole body, in a buffer of its own (see [`buffer`]): what every copy after the
+    /// first sends.
     body: Bytes,
+    /// The body as tonic encoded it, for the first copy only (empty once sent, or when it is
+    /// `body` itself): sending it leaves `body` unshared, and a `Bytes` shared for the first
+    /// time allocates its reference count.
+    first: Bytes,
     /// Which latency estimate judges the request slow ([`Hedging::Never`]: never hedged: a
     /// write, an expensive read, a large range).
     hedging: Hedging,
 }
 
 impl Replay {
-    /// A request to keep, boxed; `max_range_limit` decides whether a `Range` may be hedged.
-    /// Not inlined: the range check's locals would otherwise take room in the request's
-    /// future, which is at its size limit.
-    #[inline(never)]
-    fn new(
-        parts: http::request::Parts,
-        body: Bytes,
-        method: Method,
-        max_range_limit: u64,
-    ) -> Box<Self> {
-        let hedging = match method.hedging {
-            Hedging::Range if !crate::etcd::small_range(&body, max_range_limit) => Hedging::Never,
-            kind => kind,
-        };
-        Box::new(Self {
+    /// A request whose body is still to be read (see [`keep`](Self::keep)).
+    fn new(parts: http::request::Parts, hedging: Hedging) -> Self {
+        Self {
             parts,
-            body,
+            body: Bytes::new(),
+            first: Bytes::new(),
             hedging,
-        })
+        }
+    }
+
+    /// Keeps the request's body, as [`buffer`] read it; `max_range_limit` decides whether a
+    /// `Range` may be hedged. Not inlined: the range check's locals would otherwise take room
+    /// in the request's future, which is at its size limit.
+    #[inline(never)]
+    fn keep(&mut self, (body, first): (Bytes, Bytes), max_range_limit: u64) {
+        if self.hedging == Hedging::Range {
+            // Read from tonic's frame when there is one: sharing it allocates nothing more.
+            let frame = if first.is_empty() { &body } else { &first };
+            if !crate::etcd::small_range(frame, max_range_limit) {
+                self.hedging = Hedging::Never;
+            }
+        }
+        self.body = body;
+        self.first = first;
     }
 
     /// A copy to send.
-    fn request(&self) -> Request<tonic::body::Body> {
-        replay(&self.parts, &self.body)
+    fn request(&mut self) -> Request<tonic::body::Body> {
+        let body = match std::mem::take(&mut self.first) {
+            first if first.is_empty() => self.body.clone(),
+            first => first,
+        };
+        replay_with(&self.parts, body)
     }
 }
 
 /// A copy of a buffered unary request, to send (again).
 pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<tonic::body::Body> {
-    let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(
-        body.clone(),
-    )));
+    replay_with(parts, body.clone())
+}
+
+/// A request of `parts`' head and `body`.
+fn replay_with(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body::Body> {
+    let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
@@ -578,14 +602,16 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<toni
     req
 }
 
-/// The whole body of a unary request, in a buffer of its own.
+/// The whole body of a unary request in a buffer of its own, and tonic's frame that carried it
+/// (empty when it is the buffer itself, or when there were several).
 ///
 /// tonic encodes a unary message as one data frame, split off its 8 KiB encoding buffer: that
-/// `Bytes` keeps the whole buffer alive for as long as the request is (hyper drops it once
-/// written). A small message is therefore copied (a few dozen bytes for a typical etcd
-/// request, against 8 KiB held per request in flight); a large one fills its buffer anyway
-/// and is kept as it is. More frames are joined.
-async fn buffer(body: tonic::body::Body) -> Result<Bytes, tower::BoxError> {
+/// `Bytes` keeps the whole buffer alive for as long as it is. A small message is therefore
+/// copied to be kept (a few dozen bytes for a typical etcd request, against 8 KiB held per
+/// request in flight), and the frame itself goes with the first copy of the request (hyper
+/// drops it once written, as behind a raw channel); a large one fills its buffer anyway and is
+/// kept as it is. More frames are joined.
+async fn buffer(body: tonic::body::Body) -> Result<(Bytes, Bytes), tower::BoxError> {
     use http_body_util::BodyExt;
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
@@ -607,9 +633,11 @@ async fn buffer(body: tonic::body::Body) -> Result<Bytes, tower::BoxError> {
         }
     }
     Ok(match (joined, first) {
-        (Some(joined), _) => joined.freeze(),
-        (None, Some(first)) if first.len() <= COPY_BODY_UP_TO => Bytes::copy_from_slice(&first),
-        (None, first) => first.unwrap_or_default(),
+        (Some(joined), _) => (joined.freeze(), Bytes::new()),
+        (None, Some(first)) if first.len() <= COPY_BODY_UP_TO => {
+            (Bytes::copy_from_slice(&first), first)
+        }
+        (None, first) => (first.unwrap_or_default(), Bytes::new()),
     })
 }
 
@@ -1202,26 +1230,33 @@ mod tests {
     }
 
     /// A small body is copied out of the frame that carried it (which may pin a large
-    /// buffer); a large one is kept as it is; several frames are joined.
+    /// buffer), and the frame handed on for the first copy; a large one is kept as it is;
+    /// several frames are joined.
     #[tokio::test]
     async fn buffers_request_bodies() {
         use bytes::Bytes;
         let small = Bytes::from(vec![7u8; 10]);
-        let got = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
+        let (kept, first) = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
             small.clone(),
         )))
         .await
         .expect("body");
-        assert_eq!(got, small);
-        assert_ne!(got.as_ptr(), small.as_ptr(), "copied");
+        assert_eq!(kept, small);
+        assert_ne!(kept.as_ptr(), small.as_ptr(), "copied");
+        assert_eq!(
+            first.as_ptr(),
+            small.as_ptr(),
+            "the frame, for the first copy"
+        );
 
         let large = Bytes::from(vec![7u8; super::COPY_BODY_UP_TO + 1]);
-        let got = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
+        let (kept, first) = super::buffer(tonic::body::Body::new(http_body_util::Full::new(
             large.clone(),
         )))
         .await
         .expect("body");
-        assert_eq!(got.as_ptr(), large.as_ptr(), "kept");
+        assert_eq!(kept.as_ptr(), large.as_ptr(), "kept");
+        assert!(first.is_empty());
 
         let frames: Vec<Result<http_body::Frame<Bytes>, tonic::Status>> = vec![
             Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
@@ -1229,16 +1264,36 @@ mod tests {
             Ok(http_body::Frame::data(Bytes::from_static(b"e"))),
         ];
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-        let got = super::buffer(tonic::body::Body::new(body))
+        let (kept, first) = super::buffer(tonic::body::Body::new(body))
             .await
             .expect("body");
-        assert_eq!(got, Bytes::from_static(b"abcde"));
+        assert_eq!(kept, Bytes::from_static(b"abcde"));
+        assert!(first.is_empty());
         assert_eq!(
             super::buffer(tonic::body::Body::empty())
                 .await
                 .expect("body"),
-            Bytes::new()
+            (Bytes::new(), Bytes::new())
         );
+    }
+
+    /// Every copy of a kept request carries the whole body: the first tonic's own frame, the
+    /// others the kept buffer.
+    #[tokio::test]
+    async fn every_copy_of_a_kept_request_carries_its_body() {
+        use http_body_util::BodyExt;
+        let (parts, body) = range().into_parts();
+        let mut replay = super::Replay::new(parts, crate::etcd::Hedging::Never);
+        let kept = super::buffer(body).await.expect("body");
+        let whole = kept.0.clone();
+        assert!(whole.len() > 5, "a framed message");
+        replay.keep(kept, 0);
+        for _ in 0..3 {
+            let req = replay.request();
+            assert_eq!(req.uri().path(), "/etcdserverpb.KV/Range");
+            let got = req.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(got, whole);
+        }
     }
 
     /// The two futures boxed on every unary request stay under 1 KiB: glibc serves blocks up
@@ -1252,7 +1307,10 @@ mod tests {
             HealthChecker::new(&["http://127.0.0.1:1"], Config::default()).expect("checker");
         let balance = Balance::new(checker.clone(), crate::TonicConnector::default());
         let method = Method::of("/etcdserverpb.KV/Range");
-        let unary = balance.clone().unary(range(), method, vec![], None);
+        let (parts, body) = range().into_parts();
+        let replay = super::Replay::new(parts, method.hedging);
+        let plan = super::Plan::new(vec![]);
+        let unary = balance.clone().unary(replay, body, method, plan, None);
         let entries = checker.entries();
         let entry = entries[0].clone();
         let svc = balance.service_for(&entry, &entries);
@@ -1269,6 +1327,7 @@ mod tests {
             std::mem::size_of_val(&unary),
             std::mem::size_of_val(&attempt),
         );
+        println!("unary, attempt: {sizes:?}");
         assert!(
             sizes.0 < 1024 && sizes.1 < 1024,
             "unary, attempt: {sizes:?}"
