@@ -54,6 +54,14 @@ impl Attempt {
 }
 
 impl Failure {
+    /// Marks the member's own answer, if any, as served by `member`.
+    pub(crate) fn served_by(mut self, member: &crate::checker::Member) -> Self {
+        if let Some(response) = &mut self.response {
+            response.extensions_mut().insert(ServedBy(member.clone()));
+        }
+        self
+    }
+
     /// The failure as the caller sees it.
     pub(crate) fn into_result(self) -> Result<Response<tonic::body::Body>, tower::BoxError> {
         match self.response {
@@ -105,6 +113,9 @@ pub(crate) struct Limits {
 }
 
 /// Sends `req` to one member, `started` now, and judges the answer for the passive counters.
+/// A stream's answer is marked [`ServedBy`] its member; a unary one is marked by the request's
+/// driver (see [`mark_served`](super::hint::mark_served)), which knows when no other copy needs
+/// the kept request any more.
 ///
 /// Not an `async fn` itself: the call (with the read of a unary answer, see [`fetch`]) is
 /// made here and boxed on its own, and [`judge_attempt`] holds a pointer to it. An `async fn`
@@ -185,9 +196,6 @@ where
         Fetched::Head(resp) => judge_head(resp, tracker, kind, limits),
         Fetched::Whole(mut parts, read) => {
             sanitize(&mut parts.headers);
-            parts
-                .extensions
-                .insert(ServedBy(tracker.entry().member().clone()));
             judge_whole(parts, read, tracker, kind, limits)
         }
     }
@@ -243,9 +251,11 @@ fn judge_head<B: GrpcBody + Send + 'static>(
     // Nothing of the member's reaches tonic's status parser unchecked: it panics on some input.
     sanitize(&mut parts.headers);
     let body = SanitizedBody::new(body);
-    parts
-        .extensions
-        .insert(ServedBy(tracker.entry().member().clone()));
+    if kind != MethodKind::Unary {
+        parts
+            .extensions
+            .insert(ServedBy(tracker.entry().member().clone()));
+    }
     if parts.status != http::StatusCode::OK {
         tracker.finish_http(parts.status.as_u16());
         return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));

@@ -15,6 +15,24 @@ use crate::checker::Member;
 #[derive(Clone, Debug)]
 pub struct ServedBy(pub Member);
 
+/// Marks an answer's `extensions` as served by `member`.
+///
+/// An answer's extensions come empty from the member, and a map of them costs three
+/// allocations (the map, its table, the mark). So with `extensions` empty, the map of `spare`
+/// (the kept request's, no longer needed once the request is answered) is taken instead,
+/// emptied: one allocation, the mark's.
+pub(crate) fn mark_served(
+    extensions: &mut http::Extensions,
+    member: &Member,
+    spare: &mut http::Extensions,
+) {
+    if extensions.is_empty() {
+        std::mem::swap(extensions, spare);
+        extensions.clear();
+    }
+    extensions.insert(ServedBy(member.clone()));
+}
+
 /// Request extension read by [`Balance`](super::Balance): members this request should not go
 /// to, as long as another healthy member can take it (a soft preference, never a reason to
 /// fail).
@@ -37,3 +55,37 @@ impl AvoidMembers {
 /// lead; one that is really down refuses at once, and nothing is lost either way).
 #[derive(Clone, Debug)]
 pub(crate) struct EvenIfEjected(pub(crate) Member);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Other(u8);
+
+    /// An empty answer's extensions take the spare map, emptied of what the request carried;
+    /// an answer's own extensions are kept.
+    #[test]
+    fn marks_answers_with_the_spare_map_emptied() {
+        let member = Member::new(3, "http://127.0.0.1:3".parse().expect("uri"));
+        let mut spare = http::Extensions::new();
+        spare.insert(Other(1));
+        let mut answer = http::Extensions::new();
+        mark_served(&mut answer, &member, &mut spare);
+        assert_eq!(answer.get::<ServedBy>().map(|s| s.0.index()), Some(3));
+        assert_eq!(answer.get::<Other>(), None, "the request's own are dropped");
+
+        let mut answer = http::Extensions::new();
+        answer.insert(Other(2));
+        let mut spare = http::Extensions::new();
+        spare.insert(Other(1));
+        mark_served(&mut answer, &member, &mut spare);
+        assert_eq!(
+            answer.get::<Other>(),
+            Some(&Other(2)),
+            "the answer's own are kept"
+        );
+        assert!(answer.get::<ServedBy>().is_some());
+        assert_eq!(spare.get::<Other>(), Some(&Other(1)), "spare untouched");
+    }
+}

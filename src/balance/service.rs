@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::attempt::{attempt, sleep_until_opt, Attempt, Failure, Limits};
 use super::hedge::{HedgeDelay, HedgeDelays};
+use super::hint::mark_served;
 use super::inflight::InFlight;
 use super::pick::pick;
 use super::retry::{jitter, may_resend, resend_is_free, Failed, Fire, Next, Plan, Schedule, Sent};
@@ -318,9 +319,12 @@ where
                                         let _ = tokio::time::timeout_at(until, drain).await;
                                     });
                                 }
+                                let mut response = response;
+                                mark_served(response.extensions_mut(), sent.entry.member(), &mut replay.parts.extensions);
                                 return Ok(response);
                             }
                             Attempt::Failed(failure) => {
+                                let failure = failure.served_by(sent.entry.member());
                                 let maybe_processed = failure.maybe_processed;
                                 let failure = if may_resend(class, maybe_processed) {
                                     failure
