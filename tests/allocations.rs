@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_health::checker::Member;
 use etcd_health::config::Config;
+use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::{Balance, HealthChecker};
 use http_body::Frame;

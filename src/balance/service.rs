@@ -245,6 +245,10 @@ where
     /// and every retry after a failure that may have cost a member work, is drawn from the
     /// retry budget (`crate::budget`); past it the request is sent once, as a single request
     /// would be.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice (see the body's first comment)"
+    )]
     fn unary(
         self,
         mut replay: Replay,
