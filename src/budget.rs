@@ -214,6 +214,9 @@ pub(crate) struct RetryBudget {
     epoch: Instant,
     window: Mutex<Window>,
     refused: AtomicU64,
+    /// Its series (`etcd_health.retry_budget.*`), kept current by [`deposit`](Self::deposit),
+    /// [`try_withdraw`](Self::try_withdraw) and [`show`](Self::show).
+    metrics: crate::metrics::Budget,
 }
 
 // === impl RetryBudget ===
@@ -225,6 +228,7 @@ impl RetryBudget {
             epoch,
             window: Mutex::new(Window::new(config.extra_ratio, config.extra_min_per_second)),
             refused: AtomicU64::new(0),
+            metrics: crate::metrics::Budget::new(),
         }
     }
 
@@ -239,7 +243,26 @@ impl RetryBudget {
     /// Counts one request of the application, sent `now`.
     pub(crate) fn deposit(&self, now: Instant) {
         let second = self.second(now);
-        self.window().deposit(second);
+        let mut window = self.window();
+        window.deposit(second);
+        // The window has just moved on: what is left is a few operations away (see
+        // `metrics::Budget` for why per request, and why that costs a comparison).
+        #[cfg(feature = "metrics")]
+        self.metrics.left(window.remaining(second));
+    }
+
+    /// Shows what is left `now` in the budget's gauge: the budget refills as old seconds
+    /// leave its window, with no request to notice (the probe scheduler calls this when it
+    /// wakes). Does nothing without the `metrics` feature.
+    pub(crate) fn show(&self, now: Instant) {
+        #[cfg(feature = "metrics")]
+        {
+            let second = self.second(now);
+            let mut window = self.window();
+            self.metrics.left(window.remaining(second));
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = now;
     }
 
     /// Takes one retry or hedge `now`, if the budget allows it.
@@ -249,11 +272,12 @@ impl RetryBudget {
             let mut window = self.window();
             let (granted, change) = window.try_withdraw(second, kind);
             #[cfg(feature = "metrics")]
-            crate::metrics::retry_budget_left(window.remaining(second), granted);
+            self.metrics.left(window.remaining(second));
             (granted, change, window.counts())
         };
         if !granted {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            self.metrics.refused();
         }
         match change {
             Some(Change::Exhausted) => tracing::warn!(

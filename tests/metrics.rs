@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_health::observe::Status;
-use etcd_health::HealthChecker;
+use etcd_health::proto::etcdserverpb::{lease_client::LeaseClient, LeaseGrantRequest};
+use etcd_health::{HealthChecker, KeepAlive, KeepAliveOptions, ResumingWatch, WatchOptions};
 use etcd_health_testing::Cluster;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -150,9 +151,44 @@ async fn prometheus_sees_an_ejection_a_readmission_and_request_durations() {
     let stack = checker.channel();
     let load = Load::start(&stack, 4, Duration::from_secs(2));
 
-    let victim = follower(&cluster).await;
-    let member = http::Uri::try_from(cluster.endpoint(victim)).expect("uri");
-    let member = member.authority().expect("authority").as_str().to_owned();
+    // The tower stack's own streams: watches until one is served by a follower, which is then
+    // the member paused (its watch must move), and a lease keep-alive.
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let authority = |i: usize| {
+        let uri = http::Uri::try_from(cluster.endpoint(i)).expect("uri");
+        uri.authority().expect("authority").as_str().to_owned()
+    };
+    let mut watches = Vec::new();
+    let victim = loop {
+        let watch = ResumingWatch::over_balance(&stack, WatchOptions::new("metrics-watch"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let served = loop {
+            if let Some(m) = watch.member() {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "a watch not served in 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        watches.push(watch);
+        let on = (0..cluster.size())
+            .find(|i| served.uri().authority().map(|a| a.as_str()) == Some(authority(*i).as_str()));
+        if let Some(i) = on.filter(|i| *i != leader) {
+            break i;
+        }
+        assert!(watches.len() < 12, "no watch of 12 on a follower");
+    };
+    let lease = LeaseClient::new(stack.clone())
+        .lease_grant(LeaseGrantRequest { ttl: 30, id: 0 })
+        .await
+        .expect("lease")
+        .into_inner()
+        .id;
+    let keep_alive = KeepAlive::over_balance(&stack, lease, KeepAliveOptions::default());
+
+    let member = authority(victim);
     let started = Instant::now();
     cluster.pause(victim);
     wait_status(
@@ -254,6 +290,91 @@ async fn prometheus_sees_an_ejection_a_readmission_and_request_durations() {
     prometheus
         .wait_for("etcd_health_leader_known", |v| v == 1.0, within)
         .await;
+
+    // The tower stack's streams, counted as the drop-in's are: every watch opened, all served
+    // again, the paused member's watch moved; the keep-alive opened and served.
+    let opened = watches.len() as f64;
+    prometheus
+        .wait_for(
+            "etcd_health_stream_opened{kind=\"watch\"}",
+            |v| v == opened,
+            within,
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "etcd_health_stream_open{kind=\"watch\"}",
+            |v| v == opened,
+            within,
+        )
+        .await;
+    let resumed = prometheus
+        .wait_for(
+            "etcd_health_stream_resumptions{kind=\"watch\"}",
+            |v| v >= 1.0,
+            within,
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "etcd_health_stream_opened{kind=\"keep_alive\"}",
+            |v| v == 1.0,
+            within,
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "etcd_health_stream_open{kind=\"keep_alive\"}",
+            |v| v == 1.0,
+            within,
+        )
+        .await;
+    // Each member's channel connected (the paused one's is made anew at its re-admission).
+    let connects = prometheus
+        .wait_for(
+            &format!(
+                "etcd_health_subchannel_connection_attempts{{etcd_member=\"{member}\",result=\"ok\"}}"
+            ),
+            |v| v >= 1.0,
+            within,
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "count(etcd_health_subchannel_connection_attempts{result=\"ok\"} >= 1)",
+            |v| v == 3.0,
+            within,
+        )
+        .await;
+    // gRFC A96: reads to the paused member were hedged, each hedged call recorded once, the
+    // sum being the stack's hedge count; likewise any retries.
+    let hedged_calls = prometheus
+        .wait_for(
+            "sum(grpc_client_call_hedges_count{grpc_method=\"etcdserverpb.KV/Range\"})",
+            |v| v >= 1.0,
+            within,
+        )
+        .await;
+    let hedges = checker.hedges() as f64;
+    prometheus
+        .wait_for("sum(grpc_client_call_hedges_sum)", |v| v == hedges, within)
+        .await;
+    let retries = checker.retries() as f64;
+    if retries > 0.0 {
+        prometheus
+            .wait_for(
+                "sum(grpc_client_call_retries_sum)",
+                |v| v == retries,
+                within,
+            )
+            .await;
+    }
+    drop(keep_alive);
+    drop(watches);
+    println!(
+        "tower streams: {opened} watches, {resumed} resumed; {connects} connects to the paused \
+         member; {hedged_calls} hedged reads ({hedges} hedges), {retries} retries"
+    );
     println!(
         "ejected after {ejected:?}, re-admitted {readmitted:?} after the resume; Prometheus saw \
          {ejections} ejection(s), {ejected_for:.2} s ejected, {calls} OK reads (the load counted \

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use super::connect::CountedConnect;
 use crate::checker::Member;
 
 /// Makes the service that carries requests to one member.
@@ -90,8 +91,13 @@ const CONNECTION_WINDOW: u32 = 2 << 20;
 /// retries one for about two minutes.
 pub(crate) fn transport_settings(endpoint: Endpoint) -> Endpoint {
     let timeout = endpoint.get_connect_timeout().unwrap_or(CONNECT_TIMEOUT);
+    stream_settings(endpoint).connect_timeout(timeout)
+}
+
+/// [`transport_settings`] but the connect timeout, for channels whose connector keeps its own
+/// ([`CountedConnect`]).
+fn stream_settings(endpoint: Endpoint) -> Endpoint {
     endpoint
-        .connect_timeout(timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -168,29 +174,37 @@ impl MakeMember for TonicConnector {
         let _ = checker;
     }
 
+    /// Each connection attempt of the channel is bounded by the connect timeout and counted
+    /// by its result ([`CountedConnect`]; the counters are registered here, once per channel).
     fn make_member(&self, member: &Member) -> Channel {
         let (interval, timeout) = self.keep_alive.unwrap_or_else(|| {
             let config = crate::config::KeepAliveConfig::default();
             (config.interval, config.timeout)
         });
-        let settings = move |endpoint: Endpoint| {
-            keep_alive(
-                transport_settings(endpoint).connect_timeout(self.connect_timeout),
-                interval,
-                timeout,
-            )
-        };
+        let settings =
+            move |endpoint: Endpoint| keep_alive(stream_settings(endpoint), interval, timeout);
+        let connects = crate::metrics::Connects::new(member);
         #[cfg(feature = "tls")]
         if member.uri().scheme_str() == Some("https") {
             match self.tls.clone().or_else(crate::tls::Tls::system_default) {
                 // Each connection (the first, every reconnect) takes the material current
                 // then: a rotated certificate needs no new channel.
-                Some(tls) => return crate::tls::lazy_channel(member.uri(), tls, true, settings),
+                Some(tls) => {
+                    return crate::tls::lazy_channel_through(
+                        member.uri(),
+                        tls,
+                        true,
+                        settings,
+                        |tls| CountedConnect::new(tls, self.connect_timeout, connects),
+                    )
+                }
                 None => {
                     tracing::error!(%member, "no TLS roots: requests to this member will fail")
                 }
             }
         }
-        settings(Endpoint::from(member.uri().clone())).connect_lazy()
+        settings(Endpoint::from(member.uri().clone())).connect_with_connector_lazy(
+            CountedConnect::new(super::connect::tcp(), self.connect_timeout, connects),
+        )
     }
 }

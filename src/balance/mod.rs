@@ -15,6 +15,7 @@
 
 mod attempt;
 mod buffered;
+mod connect;
 mod future;
 mod hedge;
 mod hint;

@@ -404,6 +404,7 @@ where
                                 };
                                 if plan.attempts() > 0 {
                                     checker.count_retry();
+                                    replay.tally.retried(checker.metrics());
                                 }
                                 let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
                                 in_flight.push(self.launch(&mut plan, entry, &entries, &mut replay, limits, now));
@@ -422,6 +423,7 @@ where
                                     if checker.budget().try_withdraw(now.into_std(), Extra::Hedge) {
                                         tracing::trace!(member = %entry.member(), "hedging a slow read");
                                         checker.count_hedge();
+                                        replay.tally.hedged(checker.metrics());
                                         let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
                                         in_flight.push(self.launch(&mut plan, entry, &entries, &mut replay, limits, now));
                                         schedule.hedge_sent(now, in_flight.len(), hedge.delay());
@@ -555,6 +557,14 @@ struct Replay {
     /// Which latency estimate judges the request slow ([`Hedging::Never`]: never hedged: a
     /// write, an expensive read, a large range).
     hedging: Hedging,
+    /// The call's retries and hedges (gRFC A96's per-call metrics), recorded on drop.
+    tally: crate::metrics::CallTally,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.tally.ended(self.parts.uri.path());
+    }
 }
 
 impl Replay {
@@ -565,6 +575,7 @@ impl Replay {
             body: Bytes::new(),
             first: Bytes::new(),
             hedging,
+            tally: crate::metrics::CallTally::default(),
         }
     }
 
@@ -897,6 +908,75 @@ mod tests {
             .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
         balance.oneshot(req).await.expect_err("fails");
         assert!(calls.load(Ordering::Relaxed) >= 6, "{calls:?}");
+    }
+
+    /// gRFC A96's per-call histograms: each hedged read records its hedges once (their sum
+    /// is the stack's hedge count), a read retried over refused connections its retries once,
+    /// and a read answered at once records nothing.
+    #[cfg(feature = "metrics")]
+    #[tokio::test(start_paused = true)]
+    async fn each_call_records_its_retries_and_hedges_once() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let _recorder = metrics::set_default_local_recorder(&recorder);
+        // The per-call samples recorded since the last call (a snapshot drains them).
+        let samples = || -> [Vec<f64>; 2] {
+            let snapshot = recorder.snapshotter().snapshot().into_vec();
+            [crate::metrics::CALL_HEDGES, crate::metrics::CALL_RETRIES].map(|name| {
+                snapshot
+                    .iter()
+                    .filter(|(key, ..)| key.key().name() == name)
+                    .flat_map(|(key, _, _, value)| -> Vec<f64> {
+                        let labels: Vec<_> = key.key().labels().map(|l| l.value()).collect();
+                        assert_eq!(labels, ["etcdserverpb.KV/Range"], "{name}");
+                        match value {
+                            DebugValue::Histogram(v) => v.iter().map(|x| x.into_inner()).collect(),
+                            other => panic!("{other:?}"),
+                        }
+                    })
+                    .collect()
+            })
+        };
+
+        let (checker, balance, calls) = one_hung_of_three(Config::default());
+        assert_eq!(at_once(&balance, range).await, 0);
+        let hedged = calls[0].load(Ordering::Relaxed);
+        let [hedges, retries] = samples();
+        assert!(hedged >= 1 && !hedges.is_empty(), "{hedged} {hedges:?}");
+        assert!(hedges.len() <= 30, "at most once per call: {hedges:?}");
+        assert_eq!(hedges.iter().sum::<f64>(), checker.hedges() as f64);
+        assert_eq!(retries.iter().sum::<f64>(), checker.retries() as f64);
+
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
+        let refused = |_: &Member| {
+            tower::service_fn(|_req: http::Request<tonic::body::Body>| async {
+                let err: tower::BoxError = Box::new(tonic::ConnectError(Box::new(
+                    std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+                )));
+                Err::<http::Response<tonic::body::Body>, _>(err)
+            })
+        };
+        let balance: Stack =
+            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), refused));
+        let mut req = range();
+        req.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("300m"));
+        balance.oneshot(req).await.expect_err("fails");
+        assert!(checker.retries() >= 2, "{}", checker.retries());
+        let [hedges, retries] = samples();
+        // (Its attempts each fail at once, and the hedge timer fires between them too.)
+        let hedged: &[f64] = if checker.hedges() == 0 {
+            &[]
+        } else {
+            &[checker.hedges() as f64]
+        };
+        assert_eq!(hedges, hedged);
+        assert_eq!(
+            retries,
+            [checker.retries() as f64],
+            "one call, its retries once"
+        );
     }
 
     /// A `Range` with no limit over a prefix, or a larger limit than `hedge.max_range_limit`,

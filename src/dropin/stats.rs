@@ -167,6 +167,7 @@ impl StreamStats {
 
     /// Another member than the one serving the keep-alive stream answered first.
     pub(super) fn keep_alive_moved(&self) {
+        crate::metrics::stream_resumed(StreamKind::KeepAlive.label());
         self.inner
             .keep_alive_resumptions
             .fetch_add(1, Ordering::Relaxed);

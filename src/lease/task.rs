@@ -10,6 +10,7 @@ use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
 use crate::leader::behind_the_leader;
+use crate::metrics::StreamMeter;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseKeepAliveRequest;
 use crate::resume::{classify, next_eviction, BoxChannel, Lost, Reopen};
@@ -43,6 +44,7 @@ pub(super) async fn run(
         heard,
         state: &state,
         options: &options,
+        meter: StreamMeter::keep_alive(),
     };
     let err = driver.drive().await;
     drop(driver);
@@ -66,6 +68,8 @@ struct Driver<'a> {
     heard: mpsc::Receiver<(u64, Heard)>,
     state: &'a watch::Sender<KeepAliveState>,
     options: &'a KeepAliveOptions,
+    /// Its metrics: the stream serving it is the first lane's.
+    meter: StreamMeter,
 }
 
 // === impl Driver ===
@@ -301,8 +305,10 @@ impl Driver<'_> {
     }
 
     /// The state's `member`: the one whose stream answered last, while it is open.
-    fn publish_member(&self) {
-        let member = self.lanes.first().and_then(|l| l.member().cloned());
+    fn publish_member(&mut self) {
+        let first = self.lanes.first();
+        self.meter.serving(first.map(Lane::id));
+        let member = first.and_then(|l| l.member().cloned());
         self.state.send_modify(|s| s.member = member);
     }
 

@@ -100,13 +100,13 @@ pub const DISCOVERY_ADDED: &str = "etcd_health.discovery.added";
 /// `etcd_health.discovery.removed` (counter; `source`): members that left it.
 pub const DISCOVERY_REMOVED: &str = "etcd_health.discovery.removed";
 
-/// `etcd_health.stream.opened` (counter; `kind`: `watch`, `keep_alive`): the drop-in's watch
-/// and keep-alive streams opened by its callers.
+/// `etcd_health.stream.opened` (counter; `kind`: `watch`, `keep_alive`): watch and keep-alive
+/// streams opened by callers: the drop-in's, and the tower stack's
+/// [`ResumingWatch`](crate::ResumingWatch) and [`KeepAlive`](crate::KeepAlive).
 pub const STREAMS_OPENED: &str = "etcd_health.stream.opened";
-/// `etcd_health.stream.open` (gauge; `kind`): the drop-in's streams a member serves now.
+/// `etcd_health.stream.open` (gauge; `kind`): those streams a member serves now.
 pub const STREAMS_OPEN: &str = "etcd_health.stream.open";
-/// `etcd_health.stream.resumptions` (counter; `kind`): the drop-in's streams moved to another
-/// member.
+/// `etcd_health.stream.resumptions` (counter; `kind`): those streams moved to another member.
 pub const STREAM_RESUMPTIONS: &str = "etcd_health.stream.resumptions";
 /// `etcd_health.stream.keep_alive_hedges` (counter): keep-alive streams the drop-in opened on
 /// another member while a keep-alive waited for an answer (its keep-alive hedges).
@@ -118,11 +118,27 @@ pub const AUTHENTICATIONS: &str = "etcd_health.auth.authentications";
 /// TLS files.
 pub const TLS_RELOADS: &str = "etcd_health.tls.reloads";
 
-/// `etcd_health.retry_budget.remaining` (gauge): retries and hedges the budget still allowed
-/// when the last one was asked for; 0 while exhausted.
+/// `etcd_health.retry_budget.remaining` (gauge): retries and hedges the budget allows now; 0
+/// while exhausted. Kept current by every request (set when its whole number changes) and by
+/// the probe scheduler's wake-ups, so it refills on an idle client too.
 pub const RETRY_BUDGET_LEFT: &str = "etcd_health.retry_budget.remaining";
 /// `etcd_health.retry_budget.refused` (counter): retries and hedges the budget refused.
 pub const RETRY_BUDGET_REFUSED: &str = "etcd_health.retry_budget.refused";
+
+/// `grpc.client.call.retries` (histogram, retries; `grpc.method`): how many times a unary
+/// call was sent again after a failed attempt, recorded once per call that was retried at
+/// least once (gRFC A96: a call without retries records no 0). Retries that certainly never
+/// reached a member (A96's transparent retries) are included.
+pub const CALL_RETRIES: &str = "grpc.client.call.retries";
+/// `grpc.client.call.hedges` (histogram, hedges; `grpc.method`): how many hedges a read sent,
+/// recorded once per call that sent at least one (gRFC A96).
+pub const CALL_HEDGES: &str = "grpc.client.call.hedges";
+
+/// `etcd_health.subchannel.connection_attempts` (counter; `etcd.member`, `result`: `ok`,
+/// `refused`, `timeout`, `tls_error`, `other`): connections the balancer's member channels
+/// tried to open (gRFC A94's `grpc.subchannel.connection_attempts_succeeded` and `_failed`,
+/// with the reason).
+pub const CONNECTS: &str = "etcd_health.subchannel.connection_attempts";
 
 /// Bucket boundaries (seconds) for the duration histograms: gRFC A66's 41 buckets, 0 to 100 s.
 /// Exporters choose their own buckets; give these to yours (e.g. `metrics-exporter-prometheus`'s
@@ -212,15 +228,219 @@ pub(crate) fn no_healthy_member(policy: AllUnhealthyPolicy) {
     let _ = policy;
 }
 
-/// The retry budget has `remaining` retries and hedges left after one was asked for (and
-/// `granted` or refused). Set when a retry or hedge is wanted, not per request: the gauge shows
-/// the budget as the last extra request found it. (Through the recorder's registry: the budget
-/// holds no handle.)
+// === impl Budget ===
+
+/// The retry budget's series, registered with the budget (once per health state).
+///
+/// Why the gauge is set from the requests' deposits rather than only when a retry or hedge
+/// asks: the budget refills as requests come in and as old seconds leave its window, and an
+/// operator's "budget exhausted" alert must clear when it has. A deposit already holds the
+/// budget's lock and has moved its window on, so the value is a few arithmetic operations
+/// away; it is stored only when its whole number changes (every `1 / retry.extra_ratio`
+/// requests under steady traffic), so a request pays a comparison, not an atomic store on a
+/// shared cache line. A client with no traffic deposits nothing: the probe scheduler's
+/// wake-ups (at least once per `checks.active.healthy_interval` while a member is probed)
+/// refresh it, so it refills within about one probe interval of the window's end.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    #[cfg(feature = "metrics")]
+    on: on::Budget,
+}
+
+impl Budget {
+    /// Registers the budget's series.
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The budget allows `remaining` retries and hedges now (call under the budget's lock:
+    /// the last value shown is compared without one of its own).
+    #[inline]
+    pub(crate) fn left(&self, remaining: u64) {
+        #[cfg(feature = "metrics")]
+        self.on.left(remaining);
+        #[cfg(not(feature = "metrics"))]
+        let _ = remaining;
+    }
+
+    /// The budget refused a retry or a hedge.
+    #[inline]
+    pub(crate) fn refused(&self) {
+        #[cfg(feature = "metrics")]
+        self.on.refused.increment(1);
+    }
+}
+
+// === impl CallTally ===
+
+/// The retries and hedges of one unary call, recorded once, when the call ends (answered,
+/// failed or dropped by its caller: [`ended`](Self::ended) is called from a drop), as gRFC
+/// A96's per-call histograms. One empty word with the feature on, nothing without: the
+/// counters and the metrics' handles are boxed at the call's first retry or hedge, so a call
+/// answered at once pays nothing (no allocation, no reference count touched, no lookup).
+#[derive(Debug, Default)]
+pub(crate) struct CallTally {
+    #[cfg(feature = "metrics")]
+    on: on::CallTally,
+}
+
+impl CallTally {
+    /// The call was sent again after a failed attempt.
+    #[inline]
+    pub(crate) fn retried(&mut self, checker: &Checker) {
+        #[cfg(feature = "metrics")]
+        self.on.retried(&checker.on);
+        #[cfg(not(feature = "metrics"))]
+        let _ = checker;
+    }
+
+    /// The call (a read) was also sent to another member.
+    #[inline]
+    pub(crate) fn hedged(&mut self, checker: &Checker) {
+        #[cfg(feature = "metrics")]
+        self.on.hedged(&checker.on);
+        #[cfg(not(feature = "metrics"))]
+        let _ = checker;
+    }
+
+    /// The call to `path` ended: its retries and hedges are recorded if it had any (a call
+    /// with none records nothing, as gRFC A96 says, and never looks its method up), once.
+    #[inline]
+    pub(crate) fn ended(&mut self, path: &str) {
+        #[cfg(feature = "metrics")]
+        self.on.ended(path);
+        #[cfg(not(feature = "metrics"))]
+        let _ = path;
+    }
+}
+
+// === impl Connects ===
+
+/// How a connection attempt to a member ended: the `result` label of [`CONNECTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectResult {
+    /// Connected (and, for `https://` members, the TLS handshake done).
+    Ok,
+    /// The member's host refused the TCP connection (nothing listens there).
+    Refused,
+    /// No connection within the connect timeout.
+    Timeout,
+    /// TCP connected, but the TLS handshake failed (certificate, name, ALPN, ...).
+    TlsError,
+    /// Anything else (name resolution, unreachable network, ...).
+    Other,
+}
+
+/// The connection attempts of one member's channel, by result: handles registered when the
+/// balancer makes the member's channel, not per attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Connects {
+    #[cfg(feature = "metrics")]
+    on: std::sync::Arc<on::Connects>,
+}
+
+impl Connects {
+    /// Registers the series of `member`'s connection attempts.
+    #[inline]
+    pub(crate) fn new(member: &Member) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            Self {
+                on: std::sync::Arc::new(on::Connects::new(member)),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = member;
+            Self {}
+        }
+    }
+
+    /// A connection attempt ended with `result`.
+    #[inline]
+    pub(crate) fn ended(&self, result: ConnectResult) {
+        #[cfg(feature = "metrics")]
+        self.on.ended(result);
+        #[cfg(not(feature = "metrics"))]
+        let _ = result;
+    }
+}
+
+// === impl StreamMeter ===
+
+/// The series of one caller's watch or keep-alive stream in the tower stack
+/// ([`ResumingWatch`](crate::ResumingWatch), [`KeepAlive`](crate::KeepAlive)), under the same
+/// names and labels as the drop-in's: counted opened when made, open while a member serves
+/// it, resumed each time another stream than the last one serves it. Dropping it (the caller
+/// dropped the stream, or it ended) takes it out of the open ones.
+#[derive(Debug)]
+pub(crate) struct StreamMeter {
+    #[cfg(feature = "metrics")]
+    kind: &'static str,
+    /// The stream serving it now, by the driver's number for it.
+    #[cfg(feature = "metrics")]
+    serving: Option<u64>,
+    /// The last stream that served it.
+    #[cfg(feature = "metrics")]
+    last: Option<u64>,
+}
+
+impl StreamMeter {
+    /// A caller's watch, opened now.
+    #[inline]
+    pub(crate) fn watch() -> Self {
+        Self::opened("watch")
+    }
+
+    /// A caller's lease keep-alive, opened now.
+    #[inline]
+    pub(crate) fn keep_alive() -> Self {
+        Self::opened("keep_alive")
+    }
+
+    #[inline]
+    fn opened(kind: &'static str) -> Self {
+        stream_opened(kind);
+        #[cfg(feature = "metrics")]
+        {
+            Self {
+                kind,
+                serving: None,
+                last: None,
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            Self {}
+        }
+    }
+
+    /// The stream numbered `stream` serves it now (`None`: none does).
+    #[inline]
+    pub(crate) fn serving(&mut self, stream: Option<u64>) {
+        #[cfg(feature = "metrics")]
+        {
+            let delta =
+                f64::from(u8::from(stream.is_some())) - f64::from(u8::from(self.serving.is_some()));
+            streams_open(self.kind, delta);
+            if let (Some(now), Some(last)) = (stream, self.last) {
+                if now != last {
+                    stream_resumed(self.kind);
+                }
+            }
+            self.serving = stream;
+            self.last = stream.or(self.last);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = stream;
+    }
+}
+
 #[cfg(feature = "metrics")]
-pub(crate) fn retry_budget_left(remaining: u64, granted: bool) {
-    metrics::gauge!(RETRY_BUDGET_LEFT).set(remaining as f64);
-    if !granted {
-        metrics::counter!(RETRY_BUDGET_REFUSED).increment(1);
+impl Drop for StreamMeter {
+    fn drop(&mut self) {
+        self.serving(None);
     }
 }
 

@@ -161,6 +161,177 @@ fn describe() {
         RETRY_BUDGET_REFUSED,
         "retries and hedges the budget refused"
     );
+    describe_histogram!(
+        CALL_RETRIES,
+        "retries of a unary call that was retried (once per call)"
+    );
+    describe_histogram!(
+        CALL_HEDGES,
+        "hedges of a read that was hedged (once per call)"
+    );
+    describe_counter!(CONNECTS, "connections to the member tried, by result");
+}
+
+/// `result` label values of connection attempts, by [`connect_slot`].
+const CONNECT_RESULTS: [&str; 5] = ["ok", "refused", "timeout", "tls_error", "other"];
+
+fn connect_slot(result: ConnectResult) -> usize {
+    match result {
+        ConnectResult::Ok => 0,
+        ConnectResult::Refused => 1,
+        ConnectResult::Timeout => 2,
+        ConnectResult::TlsError => 3,
+        ConnectResult::Other => 4,
+    }
+}
+
+// === impl Connects ===
+
+/// One member's connection attempts, by result.
+#[derive(Debug)]
+pub(super) struct Connects {
+    by_result: [Counter; CONNECT_RESULTS.len()],
+}
+
+impl Connects {
+    pub(super) fn new(member: &Member) -> Self {
+        let member = Label::new("etcd.member", member.authority().to_owned());
+        Self {
+            by_result: CONNECT_RESULTS.map(|r| {
+                metrics::counter!(
+                    CONNECTS,
+                    vec![member.clone(), Label::from_static_parts("result", r)]
+                )
+            }),
+        }
+    }
+
+    pub(super) fn ended(&self, result: ConnectResult) {
+        self.by_result[connect_slot(result)].increment(1);
+    }
+}
+
+// === impl Budget ===
+
+/// The retry budget's gauge and refusals.
+#[derive(Debug)]
+pub(super) struct Budget {
+    left: Gauge,
+    pub(super) refused: Counter,
+    /// The value the gauge shows (`u64::MAX`: nothing yet). Read and written under the
+    /// budget's lock: relaxed is enough.
+    shown: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            left: metrics::gauge!(RETRY_BUDGET_LEFT),
+            refused: metrics::counter!(RETRY_BUDGET_REFUSED),
+            shown: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Budget {
+    pub(super) fn left(&self, remaining: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.shown.load(Relaxed) != remaining {
+            self.shown.store(remaining, Relaxed);
+            self.left.set(remaining as f64);
+        }
+    }
+}
+
+// === impl CallTally ===
+
+/// A call's retries and hedges so far, with the handles to record them: boxed at the call's
+/// first retry or hedge (rare), so a call answered at once holds one empty word, which the
+/// request's future has room for (`per_request_futures_stay_under_a_kibibyte`).
+#[derive(Default)]
+pub(super) struct CallTally(Option<Box<Tally>>);
+
+/// What a call that was retried or hedged keeps.
+struct Tally {
+    checker: Arc<Checker>,
+    retries: u16,
+    hedges: u16,
+}
+
+impl CallTally {
+    fn tally(&mut self, checker: &Arc<Checker>) -> &mut Tally {
+        self.0.get_or_insert_with(|| {
+            Box::new(Tally {
+                checker: Arc::clone(checker),
+                retries: 0,
+                hedges: 0,
+            })
+        })
+    }
+
+    pub(super) fn retried(&mut self, checker: &Arc<Checker>) {
+        let tally = self.tally(checker);
+        tally.retries = tally.retries.saturating_add(1);
+    }
+
+    pub(super) fn hedged(&mut self, checker: &Arc<Checker>) {
+        let tally = self.tally(checker);
+        tally.hedges = tally.hedges.saturating_add(1);
+    }
+
+    pub(super) fn ended(&mut self, path: &str) {
+        let Some(tally) = self.0.take() else {
+            return;
+        };
+        let method = method_slot(path);
+        for (count, table) in [
+            (tally.retries, &tally.checker.call_retries),
+            (tally.hedges, &tally.checker.call_hedges),
+        ] {
+            if count > 0 {
+                table.record(method, f64::from(count));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CallTally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (retries, hedges) = self.0.as_ref().map_or((0, 0), |t| (t.retries, t.hedges));
+        f.debug_struct("CallTally")
+            .field("retries", &retries)
+            .field("hedges", &hedges)
+            .finish()
+    }
+}
+
+// === impl ByMethod ===
+
+/// One histogram per method, each registered the first time it is needed.
+pub(super) struct ByMethod {
+    name: &'static str,
+    rows: Box<[OnceLock<Histogram>]>,
+}
+
+impl ByMethod {
+    fn new(name: &'static str) -> Self {
+        let rows = (0..=METHODS.len()).map(|_| OnceLock::new()).collect();
+        Self { name, rows }
+    }
+
+    fn record(&self, method: usize, value: f64) {
+        self.rows[method]
+            .get_or_init(|| metrics::histogram!(self.name, "grpc.method" => method_name(method)))
+            .record(value);
+    }
+}
+
+impl std::fmt::Debug for ByMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByMethod")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 // === impl Timer ===
@@ -318,6 +489,8 @@ impl std::fmt::Debug for ByCall {
 #[derive(Debug)]
 pub(super) struct Checker {
     calls: ByCall,
+    call_retries: ByMethod,
+    call_hedges: ByMethod,
     pub(super) retries: Counter,
     pub(super) hedges: Counter,
     pub(super) hedges_won: Counter,
@@ -333,6 +506,8 @@ impl Default for Checker {
         let status = |s: &'static str| metrics::gauge!(MEMBERS, "status" => s);
         Self {
             calls: ByCall::new(CALL_DURATION, Vec::new()),
+            call_retries: ByMethod::new(CALL_RETRIES),
+            call_hedges: ByMethod::new(CALL_HEDGES),
             retries: metrics::counter!(RETRIES),
             hedges: metrics::counter!(HEDGES),
             hedges_won: metrics::counter!(HEDGES_WON),
@@ -558,6 +733,150 @@ mod tests {
             ejected_for: None,
             ejections: 1,
         }
+    }
+
+    #[test]
+    fn a_call_records_its_retries_and_hedges_once_and_a_plain_call_nothing() {
+        let recorder = DebuggingRecorder::new();
+        let checker = metrics::with_local_recorder(&recorder, || super::super::Checker::new());
+        metrics::with_local_recorder(&recorder, || {
+            // No retry, no hedge: nothing registered, nothing recorded (gRFC A96).
+            super::super::CallTally::default().ended("/etcdserverpb.KV/Range");
+            assert!(values(&recorder)
+                .iter()
+                .all(|(_, n, _, _)| n != CALL_RETRIES && n != CALL_HEDGES));
+            let mut tally = super::super::CallTally::default();
+            tally.retried(&checker);
+            tally.retried(&checker);
+            tally.hedged(&checker);
+            tally.ended("/etcdserverpb.KV/Range");
+            // Once: a second end records nothing more.
+            tally.ended("/etcdserverpb.KV/Range");
+            let mut tally = super::super::CallTally::default();
+            tally.retried(&checker);
+            tally.ended("/etcdserverpb.KV/Put");
+        });
+        let out = values(&recorder);
+        let m = "grpc.method=etcdserverpb.KV/Range";
+        assert_eq!(
+            find(&out, CALL_RETRIES, &[m]),
+            &DebugValue::Histogram(vec![2.0.into()])
+        );
+        assert_eq!(
+            find(&out, CALL_HEDGES, &[m]),
+            &DebugValue::Histogram(vec![1.0.into()])
+        );
+        assert_eq!(
+            find(&out, CALL_RETRIES, &["grpc.method=etcdserverpb.KV/Put"]),
+            &DebugValue::Histogram(vec![1.0.into()])
+        );
+        assert!(out
+            .iter()
+            .all(|(_, n, l, _)| n != CALL_HEDGES || l.iter().all(|x| !x.contains("Put"))));
+    }
+
+    #[test]
+    fn a_tower_stream_is_counted_opened_open_and_resumed_like_the_dropins() {
+        let recorder = DebuggingRecorder::new();
+        // A snapshot of the debugging recorder resets what it reads: the gauge, moved by
+        // increments, is the sum of the snapshots; the counters are read once, at the end.
+        let mut gauge = 0.0;
+        let mut counters = Vec::new();
+        metrics::with_local_recorder(&recorder, || {
+            let mut open = |recorder: &DebuggingRecorder| {
+                let out = values(recorder);
+                if let DebugValue::Gauge(v) = find(&out, STREAMS_OPEN, &["kind=watch"]) {
+                    gauge += v.into_inner();
+                }
+                counters.extend(out.into_iter().filter(|(k, ..)| *k == MetricKind::Counter));
+                gauge
+            };
+            let mut watch = StreamMeter::watch();
+            watch.serving(Some(1));
+            assert_eq!(open(&recorder), 1.0);
+            // Lost, then served by a new stream: one resumption.
+            watch.serving(None);
+            assert_eq!(open(&recorder), 0.0);
+            watch.serving(Some(2));
+            // The same stream again (a keep-alive's first lane answering on): no resumption.
+            watch.serving(Some(2));
+            // Another stream took over without a gap (a keep-alive hedge won): one more.
+            watch.serving(Some(3));
+            assert_eq!(open(&recorder), 1.0);
+            let mut other = StreamMeter::watch();
+            other.serving(Some(1));
+            assert_eq!(open(&recorder), 2.0);
+            drop(watch);
+            drop(other);
+            assert_eq!(open(&recorder), 0.0);
+            let _never_served = StreamMeter::keep_alive();
+        });
+        counters.extend(values(&recorder));
+        let total = |name: &str, kind: &str| -> u64 {
+            counters
+                .iter()
+                .filter(|(_, n, l, _)| n == name && l.iter().any(|x| x == kind))
+                .map(|(.., v)| match v {
+                    DebugValue::Counter(c) => *c,
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!(total(STREAMS_OPENED, "kind=watch"), 2);
+        assert_eq!(total(STREAM_RESUMPTIONS, "kind=watch"), 2);
+        assert_eq!(total(STREAMS_OPENED, "kind=keep_alive"), 1);
+    }
+
+    #[test]
+    fn the_budget_gauge_follows_deposits_and_refills_when_shown() {
+        let recorder = DebuggingRecorder::new();
+        let mut config = crate::config::RetryConfig::default();
+        config.extra_ratio = 0.5;
+        config.extra_min_per_second = 0;
+        let epoch = Instant::now();
+        let budget = metrics::with_local_recorder(&recorder, || {
+            crate::budget::RetryBudget::new(&config, epoch)
+        });
+        let left = || match find(&values(&recorder), RETRY_BUDGET_LEFT, &[]) {
+            DebugValue::Gauge(v) => v.into_inner(),
+            other => panic!("{other:?}"),
+        };
+        for _ in 0..4 {
+            budget.deposit(epoch);
+        }
+        // 4 requests at 0.5: 2 extra allowed, shown without any retry asking.
+        assert_eq!(left(), 2.0);
+        assert!(budget.try_withdraw(epoch, crate::budget::Extra::Retry));
+        assert!(budget.try_withdraw(epoch, crate::budget::Extra::Retry));
+        assert!(!budget.try_withdraw(epoch, crate::budget::Extra::Retry));
+        // (A snapshot resets what it reads: both from one.)
+        let out = values(&recorder);
+        assert_eq!(
+            find(&out, RETRY_BUDGET_LEFT, &[]),
+            &DebugValue::Gauge(0.0.into())
+        );
+        assert_eq!(
+            find(&out, RETRY_BUDGET_REFUSED, &[]),
+            &DebugValue::Counter(1)
+        );
+        // Two requests later, one more extra is allowed.
+        budget.deposit(epoch);
+        budget.deposit(epoch);
+        assert_eq!(left(), 1.0);
+        // No traffic: the window's seconds run out, and the gauge says so when shown.
+        budget.show(epoch + Duration::from_secs(11));
+        assert_eq!(left(), 0.0);
+        budget.show(epoch + Duration::from_secs(11));
+        config.extra_min_per_second = 1;
+        let floor = metrics::with_local_recorder(&recorder, || {
+            crate::budget::RetryBudget::new(&config, epoch)
+        });
+        for _ in 0..10 {
+            assert!(floor.try_withdraw(epoch, crate::budget::Extra::Retry));
+        }
+        assert_eq!(left(), 0.0);
+        floor.show(epoch + Duration::from_secs(11));
+        assert_eq!(left(), 10.0, "refilled to the floor with no request");
     }
 
     #[test]

@@ -70,6 +70,8 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     loop {
         let Some(checker) = weak.upgrade() else { break };
         let now = Instant::now();
+        // The budget refills with nobody asking: its gauge follows at each wake-up.
+        checker.budget().show(now.into_std());
         let entries = checker.entries();
         let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
         schedule.retain(|i| live.contains(&i));

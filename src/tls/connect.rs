@@ -32,9 +32,45 @@ pub(crate) fn lazy_channel(
     verify: bool,
     configure: impl FnOnce(Endpoint) -> Endpoint,
 ) -> Channel {
+    lazy_channel_through(uri, tls, verify, configure, |connect| connect)
+}
+
+/// [`lazy_channel`], its connector wrapped by `wrap` (the balancer counts each connection
+/// attempt by its result).
+pub(crate) fn lazy_channel_through<C>(
+    uri: &Uri,
+    tls: Tls,
+    verify: bool,
+    configure: impl FnOnce(Endpoint) -> Endpoint,
+    wrap: impl FnOnce(TlsConnect) -> C,
+) -> Channel
+where
+    C: tower::Service<Uri> + Send + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Send + Unpin,
+    C::Future: Send,
+    BoxError: From<C::Error> + Send,
+{
     let (plain, origin) = dial_and_origin(uri);
     let endpoint = configure(Endpoint::from(plain).origin(origin));
-    endpoint.connect_with_connector_lazy(TlsConnect { tls, verify })
+    endpoint.connect_with_connector_lazy(wrap(TlsConnect { tls, verify }))
+}
+
+/// The TLS part of a connection to a member failed, after its TCP connection was made (or
+/// the member's name cannot be a TLS server name): told apart from the TCP failures by the
+/// connection metrics. Its source says what failed.
+#[derive(Debug)]
+pub(crate) struct HandshakeFailed(pub(crate) BoxError);
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TLS handshake with the member failed")
+    }
+}
+
+impl std::error::Error for HandshakeFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// The `http://` URI the channel dials (so tonic adds no TLS of its own) and the `https://`
@@ -77,15 +113,19 @@ impl tower::Service<Uri> for TlsConnect {
         let port = uri.port_u16().unwrap_or(443);
         let server_name = self.tls.server_name(&host);
         Box::pin(async move {
-            let server_name = server_name.map_err(BoxError::from)?;
+            let server_name = server_name.map_err(|e| HandshakeFailed(e.into()))?;
             let ip_or_name = host.trim_start_matches('[').trim_end_matches(']');
             let tcp = TcpStream::connect((ip_or_name, port)).await?;
             let _ = tcp.set_nodelay(true);
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(server_name, tcp)
-                .await?;
+                .await
+                .map_err(|e| HandshakeFailed(e.into()))?;
             if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
-                return Err("the member did not negotiate HTTP/2 (ALPN h2) over TLS".into());
+                return Err(HandshakeFailed(
+                    "the member did not negotiate HTTP/2 (ALPN h2) over TLS".into(),
+                )
+                .into());
             }
             Ok(TokioIo::new(stream))
         })

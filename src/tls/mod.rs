@@ -36,7 +36,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use crate::config::{ConfigError, TlsConfig};
 
 pub(crate) use channel::RotatingChannel;
-pub(crate) use connect::lazy_channel;
+pub(crate) use connect::{lazy_channel, lazy_channel_through, HandshakeFailed};
 use material::{Material, Names};
 use reload::{Files, Step, Watch};
 

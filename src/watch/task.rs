@@ -8,6 +8,7 @@ use super::idle::{Due, Idle};
 use super::{WatchError, WatchOptions, WatchState};
 use crate::balance::AvoidMembers;
 use crate::checker::{HealthEvent, Member};
+use crate::metrics::StreamMeter;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
@@ -46,6 +47,9 @@ struct Attempt<'a> {
     events: &'a Events,
     state: &'a State,
     reopen: &'a mut Reopen,
+    /// Its metrics, and this stream's number among the watch's streams.
+    meter: &'a mut StreamMeter,
+    number: u64,
 }
 
 pub(super) async fn run(channel: BoxChannel, options: WatchOptions, events: Events, state: State) {
@@ -55,17 +59,23 @@ pub(super) async fn run(channel: BoxChannel, options: WatchOptions, events: Even
     let mut cursor = Cursor::new(options.start_revision);
     let mut reopen = Reopen::new(&options.reopen);
     let mut health = options.reopen.checker.as_ref().map(|c| c.subscribe());
+    let mut meter = StreamMeter::watch();
+    let mut number = 0;
     loop {
         forget_past(&mut health);
         let avoid = reopen.avoid(Instant::now());
+        number += 1;
         let attempt = Attempt {
             options: &options,
             cursor: &mut cursor,
             events: &events,
             state: &state,
             reopen: &mut reopen,
+            meter: &mut meter,
+            number,
         };
         let end = attempt.run(&mut client, avoid, &mut health).await;
+        meter.serving(None);
         match end {
             End::StaleToken { reason } => {
                 stale_tokens += 1;
@@ -203,6 +213,7 @@ impl Attempt<'_> {
             Ok(Ok(resp)) => resp,
         };
         let member = served_by(&resp);
+        self.meter.serving(Some(self.number));
         self.state.send_modify(|s| {
             s.member = member.clone();
         });
