@@ -257,6 +257,7 @@ impl Budget {
     /// The budget allows `remaining` retries and hedges now (call under the budget's lock:
     /// the last value shown is compared without one of its own).
     #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn left(&self, remaining: u64) {
         #[cfg(feature = "metrics")]
         self.on.left(remaining);
@@ -327,6 +328,7 @@ pub(crate) enum ConnectResult {
     /// No connection within the connect timeout.
     Timeout,
     /// TCP connected, but the TLS handshake failed (certificate, name, ALPN, ...).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     TlsError,
     /// Anything else (name resolution, unreachable network, ...).
     Other,

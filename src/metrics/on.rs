@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn a_call_records_its_retries_and_hedges_once_and_a_plain_call_nothing() {
         let recorder = DebuggingRecorder::new();
-        let checker = metrics::with_local_recorder(&recorder, || super::super::Checker::new());
+        let checker = metrics::with_local_recorder(&recorder, super::super::Checker::new);
         metrics::with_local_recorder(&recorder, || {
             // No retry, no hedge: nothing registered, nothing recorded (gRFC A96).
             super::super::CallTally::default().ended("/etcdserverpb.KV/Range");
@@ -830,9 +830,11 @@ mod tests {
     #[test]
     fn the_budget_gauge_follows_deposits_and_refills_when_shown() {
         let recorder = DebuggingRecorder::new();
-        let mut config = crate::config::RetryConfig::default();
-        config.extra_ratio = 0.5;
-        config.extra_min_per_second = 0;
+        let mut config = crate::config::RetryConfig {
+            extra_ratio: 0.5,
+            extra_min_per_second: 0,
+            ..Default::default()
+        };
         let epoch = Instant::now();
         let budget = metrics::with_local_recorder(&recorder, || {
             crate::budget::RetryBudget::new(&config, epoch)
