@@ -175,7 +175,8 @@ impl MakeMember for TonicConnector {
     }
 
     /// Each connection attempt of the channel is bounded by the connect timeout and counted
-    /// by its result ([`CountedConnect`]; the counters are registered here, once per channel).
+    /// by its result (feature `metrics`: `etcd_health.subchannel.connection_attempts`; the
+    /// counters are registered here, once per channel).
     fn make_member(&self, member: &Member) -> Channel {
         let (interval, timeout) = self.keep_alive.unwrap_or_else(|| {
             let config = crate::config::KeepAliveConfig::default();
