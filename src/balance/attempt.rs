@@ -13,9 +13,7 @@ use crate::checker::MemberEntry;
 use crate::etcd::MethodKind;
 use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
 use crate::health::Outcome;
-use crate::passive::{
-    judge, never_connected, transport_error, ClassifiedBody, NotLeader, Tracker, Verdict,
-};
+use crate::passive::{judge, transport_error, ClassifiedBody, NotLeader, Tracker, Verdict};
 
 /// How one attempt ended.
 pub(crate) enum Attempt {
@@ -34,7 +32,8 @@ pub(crate) struct Failure {
     /// request is not retried, so callers see exactly what etcd said).
     pub(crate) response: Option<Response<tonic::body::Body>>,
     /// Whether the member may have processed the request. `false` only when that is
-    /// certain: no connection could be made, or etcd refused it before its handler ran.
+    /// certain: HTTP/2 says it never reached the member ([`crate::grpc::unsent`]), or etcd
+    /// refused it before its handler ran.
     pub(crate) maybe_processed: bool,
     /// The member knew no leader, lost it mid-request, or is not the leader a request needs:
     /// a state of the cluster, which a leader check tells apart from a member failure.
@@ -204,9 +203,15 @@ where
 /// The verdict when no answer came: the call failed.
 fn unreachable_member(err: tower::BoxError, tracker: Tracker, kind: MethodKind) -> Attempt {
     let outcome = transport_error(err.as_ref());
-    let maybe_processed = !never_connected(err.as_ref());
+    // A refused stream, a stream above the member's GOAWAY, a request never written: the
+    // member never saw it, so even a write goes to another member (`grpc::unsent`).
+    let unsent = crate::grpc::unsent(err.as_ref());
+    let maybe_processed = unsent.is_none();
     let why = crate::grpc::describe(err.as_ref());
     let member = tracker.entry().member().clone();
+    if let Some(unsent) = unsent {
+        tracing::debug!(%member, ?unsent, error = %why, "the member never processed the request");
+    }
     tracker.finish(judge(outcome, kind), false);
     let status = match outcome {
         Outcome::Timeout => tonic::Status::deadline_exceeded(format!(
@@ -599,15 +604,5 @@ mod tests {
         assert!(!refused_before_handler(&leader_changed, true));
         let busy = tonic::Status::resource_exhausted("etcdserver: too many requests");
         assert!(refused_before_handler(&busy, false));
-    }
-
-    #[test]
-    fn connect_errors_are_never_sent() {
-        let err = tonic::ConnectError(Box::new(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        )));
-        assert!(never_connected(&err));
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(!never_connected(&reset));
     }
 }

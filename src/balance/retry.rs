@@ -2,8 +2,11 @@
 //!
 //! The rules are etcd's own Go client's (DESIGN.md, section 3): a read may go to another
 //! member after any member-level failure; a write only when it is certain the first member
-//! never processed it. A write that timed out or lost its connection mid-flight is never
-//! re-sent: it may have been applied, and applying it twice could break the caller's data.
+//! never processed it: no connection, a stream HTTP/2 says the member never processed
+//! (`REFUSED_STREAM`, above its `GOAWAY`: gRPC's transparent retries, see `crate::grpc::unsent`),
+//! or etcd's refusal before its handler ran. A write that timed out, was reset for another
+//! reason or lost its connection mid-flight is never re-sent: it may have been applied, and
+//! applying it twice could break the caller's data.
 //!
 //! Why pure: these decisions (give up, wait for the copies in flight, retry at once on a fresh
 //! member, wait out a round's back-off, hedge a slow read) bound what a request may cost the
@@ -32,7 +35,8 @@ pub(crate) fn may_resend(class: Class, maybe_processed: bool) -> bool {
 
 /// Whether sending a request again after a failed attempt costs the members nothing, so the
 /// retry is not drawn from the retry budget (`crate::budget`): the attempt certainly never
-/// reached a handler (no connection could be made, or etcd's `hasleader` check refused it).
+/// reached a handler (no connection could be made, HTTP/2 says the member refused or never
+/// read the stream, or etcd's `hasleader` check refused it).
 /// A refusal for overload ("too many requests") is not free: re-sending it is the load the
 /// budget bounds.
 pub(crate) fn resend_is_free(maybe_processed: bool, message: &str) -> bool {

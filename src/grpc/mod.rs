@@ -1,6 +1,6 @@
 //! gRPC as the stack carries it: the one shape of service and body, the status taken from
 //! headers or trailers and made safe to hand on ([`sanitize`]), transport errors described
-//! whole ([`describe`]).
+//! whole ([`describe`]), and which of them prove a request never reached the member ([`unsent`]).
 //!
 //! Why a module of its own: the balancer, the passive checks, the auth layer, the probes and the
 //! drop-in all read gRPC answers; these are facts of gRPC, not of etcd (see `etcd/`) nor of
@@ -19,9 +19,11 @@
 mod error;
 pub(crate) mod header;
 mod sanitize;
+mod unsent;
 
 pub(crate) use error::{chain, describe};
 pub(crate) use sanitize::{sanitize, status_of, Sanitize, SanitizedBody};
+pub(crate) use unsent::unsent;
 
 use bytes::Bytes;
 use http::{Request, Response};

@@ -92,12 +92,6 @@ pub(crate) fn transport_error(err: &(dyn std::error::Error + 'static)) -> Outcom
     }
 }
 
-/// Whether a transport error happened before any byte of the request could be sent: the
-/// connection to the member could not be made.
-pub(crate) fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
-    crate::grpc::chain(err).any(|e| e.is::<tonic::ConnectError>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

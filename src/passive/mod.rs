@@ -15,6 +15,6 @@ mod tracker;
 
 pub(crate) use body::judge;
 pub(crate) use body::ClassifiedBody;
-pub(crate) use classify::{never_connected, transport_error};
+pub(crate) use classify::transport_error;
 pub(crate) use classify::{Classifier, NotLeader, Verdict};
 pub(crate) use tracker::Tracker;
