@@ -21,7 +21,7 @@ use super::route::write_target;
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::budget::Extra;
 use crate::checker::{Member, MemberEntry};
-use crate::etcd::{Class, Hedging, Method, MethodKind};
+use crate::etcd::{Class, Method, MethodKind};
 use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
 use crate::HealthChecker;
@@ -187,9 +187,9 @@ where
         match method.kind {
             MethodKind::Unary => {
                 let (parts, body) = req.into_parts();
-                let replay = Replay::new(parts, method.hedging);
+                let replay = Replay::new(parts, method);
                 let plan = Plan::new(avoid);
-                let unary = self.clone().unary(replay, body, method, plan, deadline);
+                let unary = self.clone().unary(replay, body, plan, deadline);
                 ResponseFuture::new(timer.time(unary))
             }
             kind => {
@@ -253,7 +253,6 @@ where
         self,
         mut replay: Replay,
         body: tonic::body::Body,
-        method: Method,
         mut plan: Plan,
         deadline: Option<Duration>,
     ) -> impl std::future::Future<Output = Result<Response<tonic::body::Body>, tower::BoxError>>
@@ -264,11 +263,11 @@ where
         async move {
             let checker = &self.checker;
             let config = checker.config();
-            let class = method.class;
             // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
             // certainly never ran, which is known only after it was sent), in the request's head
-            // this future holds anyway (see `Replay`).
+            // this future holds anyway (see `Replay`); its body may tell a `Txn` of reads.
             replay.keep(buffer(body).await?, config.hedge.max_range_limit);
+            let class = replay.method.class;
             // The clock is read once per turn of the loop below and shared by everything that turn
             // does (the schedule, the attempt's bookkeeping, its tracker): a handful of readings per
             // request instead of a dozen.
@@ -294,7 +293,7 @@ where
                         let sent: Sent = plan.finish(slot);
                         match outcome {
                             Attempt::Answer(response) => {
-                                if let Some(hedge) = self.hedge.of(replay.hedging) {
+                                if let Some(hedge) = self.hedge.of(replay.method.hedging) {
                                     hedge.observe(sent.at.elapsed());
                                     // The first copy answered though others were sent while it ran:
                                     // they were hedges (a retry follows a failure), and lost.
@@ -380,7 +379,7 @@ where
                         match schedule.on_timer(now, plan.attempts(), in_flight.len()) {
                             Fire::Attempt => {
                                 let entries = checker.entries();
-                                let target = if method.leader_only {
+                                let target = if replay.method.leader_only {
                                     checker.leader_entry()
                                 } else if class == Class::Write && config.leader.route_writes {
                                     write_target(&entries, checker.leader_entry(), now.into_std())
@@ -409,7 +408,7 @@ where
                                 let limits = self.limits(schedule.end(), deadline.is_some(), read_timeout, hang_after, now);
                                 in_flight.push(self.launch(&mut plan, entry, &entries, &mut replay, limits, now));
                                 // A hedge goes to another member: with one known, no timer for it.
-                                let hedge = self.hedge.of(replay.hedging).filter(|_| entries.len() > 1);
+                                let hedge = self.hedge.of(replay.method.hedging).filter(|_| entries.len() > 1);
                                 let delay = hedge.map(HedgeDelay::delay);
                                 schedule.attempt_sent(now, in_flight.len(), delay);
                             }
@@ -418,7 +417,7 @@ where
                                 // Past the budget, no hedge and no further hedge timer: the read
                                 // waits out the copies it has.
                                 let entry = plan.choose(&entries, config.all_unhealthy, None);
-                                let hedge = self.hedge.of(replay.hedging);
+                                let hedge = self.hedge.of(replay.method.hedging);
                                 if let (Some(entry), Some(hedge)) = (entry, hedge) {
                                     if checker.budget().try_withdraw(now.into_std(), Extra::Hedge) {
                                         tracing::trace!(member = %entry.member(), "hedging a slow read");
@@ -554,9 +553,10 @@ struct Replay {
     /// `body` itself): sending it leaves `body` unshared, and a `Bytes` shared for the first
     /// time allocates its reference count.
     first: Bytes,
-    /// Which latency estimate judges the request slow ([`Hedging::Never`]: never hedged: a
-    /// write, an expensive read, a large range).
-    hedging: Hedging,
+    /// What it is (etcd's table), once [`keep`](Self::keep) read what its body says
+    /// ([`Method::for_body`]: a `Txn` of reads is a read; a `Range` over many keys, like a
+    /// write or an expensive read, is never hedged).
+    method: Method,
     /// The call's retries and hedges (gRFC A96's per-call metrics), recorded on drop.
     tally: crate::metrics::CallTally,
 }
@@ -569,28 +569,25 @@ impl Drop for Replay {
 
 impl Replay {
     /// A request whose body is still to be read (see [`keep`](Self::keep)).
-    fn new(parts: http::request::Parts, hedging: Hedging) -> Self {
+    fn new(parts: http::request::Parts, method: Method) -> Self {
         Self {
             parts,
             body: Bytes::new(),
             first: Bytes::new(),
-            hedging,
+            method,
             tally: crate::metrics::CallTally::default(),
         }
     }
 
-    /// Keeps the request's body, as [`buffer`] read it; `max_range_limit` decides whether a
-    /// `Range` may be hedged. Not inlined: the range check's locals would otherwise take room
-    /// in the request's future, which is at its size limit.
+    /// Keeps the request's body, as [`buffer`] read it, and learns what the body says of the
+    /// method ([`Method::for_body`]; `max_range_limit` decides whether a range may be hedged;
+    /// other methods' bodies are not read). Not inlined: the decoders' locals would otherwise
+    /// take room in the request's future, which is at its size limit.
     #[inline(never)]
     fn keep(&mut self, (body, first): (Bytes, Bytes), max_range_limit: u64) {
-        if self.hedging == Hedging::Range {
-            // Read from tonic's frame when there is one: sharing it allocates nothing more.
-            let frame = if first.is_empty() { &body } else { &first };
-            if !crate::etcd::small_range(frame, max_range_limit) {
-                self.hedging = Hedging::Never;
-            }
-        }
+        // Read from tonic's frame when there is one: sharing it allocates nothing more.
+        let frame = if first.is_empty() { &body } else { &first };
+        self.method = self.method.for_body(frame, max_range_limit);
         self.body = body;
         self.first = first;
     }
@@ -1371,7 +1368,7 @@ mod tests {
     async fn every_copy_of_a_kept_request_carries_its_body() {
         use http_body_util::BodyExt;
         let (parts, body) = range().into_parts();
-        let mut replay = super::Replay::new(parts, crate::etcd::Hedging::Never);
+        let mut replay = super::Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Put"));
         let kept = super::buffer(body).await.expect("body");
         let whole = kept.0.clone();
         assert!(whole.len() > 5, "a framed message");
@@ -1396,9 +1393,9 @@ mod tests {
         let balance = Balance::new(checker.clone(), crate::TonicConnector::default());
         let method = Method::of("/etcdserverpb.KV/Range");
         let (parts, body) = range().into_parts();
-        let replay = super::Replay::new(parts, method.hedging);
+        let replay = super::Replay::new(parts, method);
         let plan = super::Plan::new(vec![]);
-        let unary = balance.clone().unary(replay, body, method, plan, None);
+        let unary = balance.clone().unary(replay, body, plan, None);
         let entries = checker.entries();
         let entry = entries[0].clone();
         let svc = balance.service_for(&entry, &entries);

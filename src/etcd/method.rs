@@ -62,6 +62,20 @@ pub(crate) struct Method {
     pub(crate) leader_only: bool,
     /// Whether it may be hedged, and by which latency estimate.
     pub(crate) hedging: Hedging,
+    /// Its body decides what it is ([`for_body`](Self::for_body)): a `Range` over many keys
+    /// is not hedged, a `Txn` of reads is a read.
+    by_body: ByBody,
+}
+
+/// What a method's body may change in what the stack knows of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ByBody {
+    /// Nothing: the body is never looked at.
+    Nothing,
+    /// A `Range`: hedged only when small.
+    Range,
+    /// A `Txn`: a read when all its operations read.
+    Txn,
 }
 
 impl Method {
@@ -71,6 +85,7 @@ impl Method {
             kind,
             leader_only: false,
             hedging: Hedging::Never,
+            by_body: ByBody::Nothing,
         }
     }
 
@@ -82,12 +97,20 @@ impl Method {
         }
     }
 
-    /// The method at `path` (`/package.Service/Method`).
+    /// The method at `path` (`/package.Service/Method`), before its body is known (see
+    /// [`for_body`](Self::for_body)).
     pub(crate) fn of(path: &str) -> Self {
         use Class::{Read, Write};
         use MethodKind::{LongBlocking, Stream, Unary};
         match path {
-            "/etcdserverpb.KV/Range" => Self::read(Hedging::Range),
+            "/etcdserverpb.KV/Range" => Self {
+                by_body: ByBody::Range,
+                ..Self::read(Hedging::Range)
+            },
+            "/etcdserverpb.KV/Txn" => Self {
+                by_body: ByBody::Txn,
+                ..Self::new(Write, Unary)
+            },
             "/etcdserverpb.Maintenance/Status"
             | "/etcdserverpb.Cluster/MemberList"
             | "/v3electionpb.Election/Leader"
@@ -118,6 +141,37 @@ impl Method {
                 ..Self::new(Write, Unary)
             },
             _ => Self::new(Write, Unary),
+        }
+    }
+
+    /// The method as its unary request's `body` (a gRPC frame) shows it: a `Range` over many
+    /// keys without a small limit (`max_range_limit`) is never hedged (see
+    /// [`small_range`](super::small_range)); a `Txn` whose operations all read (see
+    /// [`read_only_txn`](super::read_only_txn)) is a read, hedged like a `Range` when every
+    /// range in it is small. Other methods are returned as they are, their body unread.
+    ///
+    /// Not inlined: the decoders' locals would otherwise take room in the request's future,
+    /// which is at its size limit.
+    #[inline(never)]
+    pub(crate) fn for_body(self, body: &bytes::Bytes, max_range_limit: u64) -> Self {
+        match self.by_body {
+            ByBody::Nothing => self,
+            ByBody::Range if super::small_range(body, max_range_limit) => self,
+            ByBody::Range => Self {
+                hedging: Hedging::Never,
+                ..self
+            },
+            ByBody::Txn => match super::read_only_txn(body, max_range_limit) {
+                None => self,
+                Some(small) => Self {
+                    class: Class::Read,
+                    hedging: match small {
+                        true => Hedging::Range,
+                        false => Hedging::Never,
+                    },
+                    ..self
+                },
+            },
         }
     }
 }
@@ -278,6 +332,85 @@ mod tests {
             Method::of("/etcdserverpb.Auth/Authenticate").class,
             Class::Read
         );
+    }
+
+    /// A `Txn` is a write until its body shows only reads; a `Range`'s body decides whether it
+    /// is hedged; other methods' bodies are never read.
+    #[test]
+    fn bodies_decide_for_txn_and_range_only() {
+        use crate::proto::etcdserverpb::{
+            request_op::Request, PutRequest, RangeRequest, RequestOp, TxnRequest,
+        };
+        use prost::Message;
+        let framed = |msg: &dyn Fn() -> Vec<u8>| {
+            let msg = msg();
+            let mut out = vec![0u8];
+            out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            out.extend_from_slice(&msg);
+            bytes::Bytes::from(out)
+        };
+        let op = |request| RequestOp {
+            request: Some(request),
+        };
+        let get = |end: &[u8]| {
+            Request::RequestRange(RangeRequest {
+                key: b"a".to_vec(),
+                range_end: end.to_vec(),
+                ..Default::default()
+            })
+        };
+        let reads = framed(&|| {
+            TxnRequest {
+                success: vec![op(get(b""))],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        });
+        let prefix = framed(&|| {
+            TxnRequest {
+                success: vec![op(get(b"b"))],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        });
+        let writes = framed(&|| {
+            TxnRequest {
+                success: vec![op(get(b"")), op(Request::RequestPut(PutRequest::default()))],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        });
+        let txn = Method::of("/etcdserverpb.KV/Txn");
+        assert_eq!((txn.class, txn.hedging), (Class::Write, Hedging::Never));
+        let m = txn.for_body(&reads, 10);
+        assert_eq!(
+            (m.class, m.kind, m.hedging),
+            (Class::Read, MethodKind::Unary, Hedging::Range)
+        );
+        let m = txn.for_body(&prefix, 10);
+        assert_eq!((m.class, m.hedging), (Class::Read, Hedging::Never));
+        assert_eq!(txn.for_body(&writes, 10), txn);
+        assert_eq!(
+            txn.for_body(&bytes::Bytes::new(), 10),
+            txn,
+            "unreadable: a write"
+        );
+        let range = Method::of("/etcdserverpb.KV/Range");
+        let one_key = framed(&|| {
+            RangeRequest {
+                key: b"a".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        });
+        assert_eq!(range.for_body(&one_key, 10).hedging, Hedging::Range);
+        assert_eq!(
+            range.for_body(&bytes::Bytes::new(), 10).hedging,
+            Hedging::Never
+        );
+        // A Put's body is never read: not even a Txn's bytes make it a read.
+        let put = Method::of("/etcdserverpb.KV/Put");
+        assert_eq!(put.for_body(&reads, 10), put);
     }
 
     #[test]

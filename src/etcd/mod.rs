@@ -7,6 +7,7 @@
 
 mod method;
 mod range;
+mod txn;
 
 use tonic::Code;
 
@@ -14,6 +15,7 @@ use tonic::Code;
 pub(crate) use method::{method_index, METHODS, OTHER_METHOD};
 pub(crate) use method::{Class, Hedging, Method, MethodKind};
 pub(crate) use range::small_range;
+pub(crate) use txn::read_only_txn;
 
 /// Metadata that asks etcd to require a leader (etcd's Go client `WithRequireLeader`,
 /// `hasleader: true`). A unary request or a new stream is refused with [`NO_LEADER`] at once on

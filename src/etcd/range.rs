@@ -36,8 +36,13 @@ pub(crate) fn small_range(body: &Bytes, max_limit: u64) -> bool {
     let Ok(shape) = <RangeShape as prost::Message>::decode(frame) else {
         return false;
     };
-    shape.range_end.is_empty()
-        || u64::try_from(shape.limit).is_ok_and(|limit| (1..=max_limit).contains(&limit))
+    is_small(shape.range_end.is_empty(), shape.limit, max_limit)
+}
+
+/// Whether a range with `range_end` empty or not and `limit` is small enough to hedge: one key,
+/// or a limit of `1..=max_limit` keys. The one rule for a `Range` and a `Txn`'s ranges.
+pub(super) fn is_small(one_key: bool, limit: i64, max_limit: u64) -> bool {
+    one_key || u64::try_from(limit).is_ok_and(|limit| (1..=max_limit).contains(&limit))
 }
 
 #[cfg(test)]
