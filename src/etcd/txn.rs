@@ -295,6 +295,24 @@ mod tests {
         assert_eq!(read_only_txn(&endless_varint, 10), None);
     }
 
+    /// What a scan costs (`cargo test --lib --release etcd::txn -- --ignored --nocapture`):
+    /// no allocation by construction (it walks slices of the body), so only its time.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn scan_cost() {
+        let small = framed(&txn(vec![range(b"a", b"", 0)], vec![range(b"b", b"", 0)]));
+        let ops = (0..128).map(|i| range(format!("key/{i}").as_bytes(), b"", 0));
+        let large = framed(&txn(ops.collect(), vec![]));
+        for (name, body) in [("2 ranges", &small), ("128 ranges (--max-txn-ops)", &large)] {
+            let n = 200_000u32;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                assert_eq!(read_only_txn(std::hint::black_box(body), 10), Some(true));
+            }
+            println!("{name}, {} B: {:?} per scan", body.len(), t.elapsed() / n);
+        }
+    }
+
     proptest::proptest! {
         /// Agrees with the operations it was given, and never panics on any body.
         #[test]

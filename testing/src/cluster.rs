@@ -201,6 +201,28 @@ impl Cluster {
         self.wait_members(&[i], self.ready_timeout, false).await
     }
 
+    /// Stops member `i` as an operator's rolling restart does: SIGTERM (etcd's gRPC server
+    /// stops gracefully, sending `GOAWAY` and finishing the requests it took), SIGKILL if it
+    /// has not exited within 10 s. Its ports refuse connections afterwards.
+    pub async fn stop(&self, i: usize) {
+        self.m(i).stop(Duration::from_secs(10)).await;
+        self.faults.send_modify(|f| f.pids[i] = None);
+    }
+
+    /// [`stop`](Self::stop)s member `i`, starts it again with its data dir and ports, and waits
+    /// until it answers `Status`.
+    pub async fn restart_gracefully(&self, i: usize) -> Result<(), ClusterError> {
+        if i >= self.size() {
+            return Err(ClusterError::NoSuchMember {
+                index: i,
+                size: self.size(),
+            });
+        }
+        self.stop(i).await;
+        self.spawn_member(i)?;
+        self.wait_members(&[i], self.ready_timeout, false).await
+    }
+
     /// Cuts member `i` from its peers: raft traffic in both directions stops (connections stay
     /// open, as with dropped packets) while clients can still reach its client port.
     pub fn isolate(&self, i: usize) {

@@ -257,6 +257,25 @@ impl Member {
         release_watcher(&child);
     }
 
+    /// SIGTERMs the process (etcd stops gracefully: its gRPC server sends `GOAWAY` and
+    /// finishes the requests it took) and reaps it; SIGKILLs it if it has not exited within
+    /// `timeout`.
+    pub(crate) async fn stop(&self, timeout: Duration) {
+        let Some(mut child) = self.lock().take() else {
+            return;
+        };
+        // First: waiting closes the child's stdin, which the watcher must not take for a
+        // fixture gone.
+        release_watcher(&child);
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(timeout, child.wait()).await.is_err() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await;
+        }
+    }
+
     /// Sends a signal to the running process, if any.
     pub(crate) fn signal(&self, signal: Signal) {
         if let Some(pid) = self.pid() {
