@@ -87,7 +87,7 @@ async fn serve(stream: TcpStream, fault: Fault, seen: Arc<Seen>) {
             // last processed, and h2 never hands on a stream above it.
             conn.abrupt_shutdown(h2::Reason::NO_ERROR);
             seen.faults.fetch_add(1, Ordering::SeqCst);
-            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            if let Some(Ok((_req, mut respond))) = conn.accept().await {
                 respond.send_reset(h2::Reason::INTERNAL_ERROR);
                 panic!("a stream above the GOAWAY was handed on");
             }

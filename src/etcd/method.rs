@@ -149,10 +149,6 @@ impl Method {
     /// [`small_range`](super::small_range)); a `Txn` whose operations all read (see
     /// [`read_only_txn`](super::read_only_txn)) is a read, hedged like a `Range` when every
     /// range in it is small. Other methods are returned as they are, their body unread.
-    ///
-    /// Not inlined: the decoders' locals would otherwise take room in the request's future,
-    /// which is at its size limit.
-    #[inline(never)]
     pub(crate) fn for_body(self, body: &bytes::Bytes, max_range_limit: u64) -> Self {
         match self.by_body {
             ByBody::Nothing => self,
