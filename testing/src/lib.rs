@@ -58,6 +58,7 @@
 mod builder;
 mod cluster;
 mod error;
+pub mod fake;
 mod faults;
 mod join;
 mod member;
