@@ -70,6 +70,11 @@ pub(super) trait Book: Send + 'static {
     fn needs_member(&self) -> bool;
     /// Requests sent to the member and not answered yet.
     fn outstanding(&self) -> usize;
+    /// Whether the member serving now answers [`poke`](Self::poke)s in order with the stream's
+    /// other answers (told after each open; assume not until told).
+    fn progress_in_order(&mut self, in_order: bool) {
+        let _ = in_order;
+    }
     /// A request of ours that a live member answers at once, to tell a quiet member from a
     /// hung one (it counts as outstanding until answered); `None` if the stream has none.
     fn poke(&mut self) -> Option<Self::Req>;

@@ -396,6 +396,7 @@ where
             stats,
             resume,
             token: LatestToken::default(),
+            orders: Default::default(),
         };
         Self {
             parts: Arc::new(Parts {

@@ -100,6 +100,7 @@ mod keepalive_book;
 mod keepalive_stream;
 mod latest_token;
 mod opening;
+mod progress_order;
 mod resume_stream;
 mod stale_token;
 mod stats;

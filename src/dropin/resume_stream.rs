@@ -6,9 +6,11 @@
 //! failed or went silent. Users hold one client for weeks: their streams must survive a
 //! member fault as their reads do. The driver answers the caller itself, follows the stream
 //! in a [`Book`], and when the serving member fails (an error, the stream ended, "no
-//! leader"), hangs (a request unanswered for the stream timeout; a quiet watch is asked for
-//! a progress report after half of it, which a live member answers at once, and is moved when
-//! nothing at all was heard for the whole) or is evicted by the health
+//! leader"), hangs (a request unanswered for the stream timeout; a watch quiet for about the
+//! stream timeout (jittered) is asked for a progress report, asked again after half of it, and
+//! moved when nothing at all was heard for the whole timeout after the first request: etcd
+//! 3.5.13+ and 3.6 drop a progress request while a watcher catches up, and anything the member
+//! sends, catch-up events included, counts as an answer) or is evicted by the health
 //! checker, it opens the stream on another member and sends it what the book says. The
 //! caller's stream never sees the move.
 //!
@@ -38,6 +40,7 @@ use super::book::{Book, Heard};
 use super::frame::{self, Decoder, ReplyBody};
 use super::latest_token::LatestToken;
 use super::opening::{self, FirstOpen};
+use super::progress_order::ProgressOrders;
 use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
@@ -69,6 +72,8 @@ pub(super) struct Streams {
     pub(super) resume: bool,
     /// The caller's newest auth token: re-created streams carry it.
     pub(super) token: LatestToken,
+    /// Which members answer a watch's progress requests in order.
+    pub(super) orders: ProgressOrders,
 }
 
 impl Streams {
@@ -120,6 +125,7 @@ impl<T> futures_util::Stream for Outgoing<T> {
 
 type Opened<R> = Result<tonic::Response<Streaming<R>>, tonic::Status>;
 type Opening<R> = Pin<Box<dyn Future<Output = Option<Opened<R>>> + Send>>;
+type Asking = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// The stream's link to a member.
 enum Link<B: Book> {
@@ -139,7 +145,14 @@ enum Link<B: Book> {
         member: Option<Member>,
         last_heard: Instant,
         waiting_since: Option<Instant>,
-        poked: bool,
+        /// Progress requests of ours since the member was last heard: when the first went.
+        poked_at: Option<Instant>,
+        pokes: u8,
+        /// Quiet this long, the stream is poked (the stream timeout, jittered; drawn again
+        /// at each poke).
+        poke_after: Duration,
+        /// Asking the member whether it answers progress requests in order.
+        asking: Option<Asking>,
     },
 }
 
@@ -170,6 +183,7 @@ enum LinkEvent<R> {
     Hung(Duration),
     /// The caller's wait for the stream to open is over (see `opening.rs`).
     OpenExpired,
+    InOrder(bool),
 }
 
 /// What happened on the caller's side.
@@ -304,13 +318,28 @@ impl<B: Book> Driver<B> {
                     true
                 }
                 Err(LinkEvent::Poke) => {
-                    if let Link::Open { tx, poked, .. } = &mut self.link {
-                        *poked = true;
+                    if let Link::Open {
+                        tx,
+                        poked_at,
+                        pokes,
+                        poke_after,
+                        ..
+                    } = &mut self.link
+                    {
+                        poked_at.get_or_insert_with(Instant::now);
+                        *pokes = pokes.saturating_add(1);
+                        *poke_after = poke_after_for(self.idle);
                         if let Some(req) = self.book.poke() {
                             let _ = tx.send(req);
                         }
                     }
-                    self.note_sent();
+                    true
+                }
+                Err(LinkEvent::InOrder(in_order)) => {
+                    if let Link::Open { asking, .. } = &mut self.link {
+                        *asking = None;
+                    }
+                    self.book.progress_in_order(in_order);
                     true
                 }
                 Err(LinkEvent::Hung(waited)) => {
@@ -518,6 +547,7 @@ impl<B: Book> Driver<B> {
         self.streams.stats.serve(self.id, B::KIND, member.clone());
         let now = Instant::now();
         let waiting_since = (self.book.outstanding() > 0).then_some(now);
+        let asking = self.ask_order(member.as_ref(), now);
         if let Some((from, reason)) = self.lost.take() {
             self.streams.stats.resumed(B::KIND, self.again);
             tracing::info!(
@@ -537,7 +567,10 @@ impl<B: Book> Driver<B> {
             member,
             last_heard: now,
             waiting_since,
-            poked: false,
+            poked_at: None,
+            pokes: 0,
+            poke_after: poke_after_for(self.idle),
+            asking,
         };
         if let (Some(first), Some(rx)) = (self.first.take(), self.reply_rx.take()) {
             if first.send(frame::response(ReplyBody::new(rx))).is_err() {
@@ -621,16 +654,46 @@ impl<B: Book> Driver<B> {
         if let Link::Open {
             last_heard,
             waiting_since,
-            poked,
+            poked_at,
+            pokes,
             ..
         } = &mut self.link
         {
             let now = Instant::now();
             *last_heard = now;
-            *poked = false;
+            *poked_at = None;
+            *pokes = 0;
             *waiting_since = outstanding.then_some(now);
         }
         true
+    }
+
+    /// Whether the member a watch stream just opened on answers progress requests in order:
+    /// known, told to the book at once; else a question to ask it.
+    fn ask_order(&mut self, member: Option<&Member>, now: Instant) -> Option<Asking> {
+        if !(B::POKES && self.streams.resume) {
+            return None;
+        }
+        let member = member?.clone();
+        if let Some(in_order) = self.streams.orders.known(&member, now) {
+            self.book.progress_in_order(in_order);
+            return None;
+        }
+        let others = AvoidMembers(
+            self.streams
+                .checker
+                .snapshot()
+                .into_iter()
+                .map(|s| s.member)
+                .filter(|m| m.index() != member.index())
+                .collect(),
+        );
+        let orders = self.streams.orders.clone();
+        let channel = self.streams.channel.clone();
+        let bound = self.idle;
+        Some(Box::pin(async move {
+            orders.ask(channel, member, others, bound).await
+        }))
     }
 
     /// The member serving the stream is lost: drop it and open again after a back-off.
@@ -804,22 +867,34 @@ async fn link_event<B: Book>(
             member,
             last_heard,
             waiting_since,
-            poked,
+            poked_at,
+            pokes: sent,
+            poke_after,
+            asking,
             ..
         } => {
-            let poke_at = (resume && pokes && !*poked).then(|| *last_heard + idle / 2);
-            // A request unanswered for `idle`; a quiet stream asked for progress, nothing at
-            // all heard for `idle` (a live member answers that request at once).
-            let hang_at = waiting_since.filter(|_| resume).map(|t| {
-                let quiet = (*poked).then(|| *last_heard + idle);
-                quiet.map_or(t + idle, |q| q.min(t + idle))
-            });
+            let (poke_at, hang_at) = if resume {
+                quiet_deadlines(
+                    pokes,
+                    *last_heard,
+                    *waiting_since,
+                    *poked_at,
+                    *sent,
+                    *poke_after,
+                    idle,
+                )
+            } else {
+                (None, None)
+            };
             tokio::select! {
                 biased;
                 m = inbound.message() => LinkEvent::Message(m),
                 _ = evicted(health, member.as_ref()), if resume => LinkEvent::Evicted,
                 _ = sleep_until_opt(hang_at) => LinkEvent::Hung(idle),
                 _ = sleep_until_opt(poke_at) => LinkEvent::Poke,
+                o = async { asking.as_mut().expect("guarded").await }, if asking.is_some() => {
+                    LinkEvent::InOrder(o)
+                }
             }
         }
     }
@@ -831,6 +906,41 @@ async fn token_newer(token: &LatestToken, after: Option<u64>) {
         Some(after) => token.changed_after(after).await,
         None => std::future::pending().await,
     }
+}
+
+/// How long a quiet watch stream waits before its first progress request: the stream timeout,
+/// less up to a fifth (jitter: the streams of a fleet that went quiet together do not all ask
+/// at once).
+fn poke_after_for(idle: Duration) -> Duration {
+    crate::timing::jittered(idle, crate::timing::PERIODIC)
+}
+
+/// When an open stream pokes its member next, and when it counts it hung: a request
+/// unanswered for `idle` (from `waiting_since`); a stream that `pokes` is poked once quiet for
+/// `poke_after`, poked again half `idle` later (etcd 3.5.13+ drops a request made while a
+/// watcher catches up), and hung when nothing was heard for `idle` after the first poke.
+/// Anything heard resets it all (catch-up events count: the member is working).
+fn quiet_deadlines(
+    pokes: bool,
+    last_heard: Instant,
+    waiting_since: Option<Instant>,
+    poked_at: Option<Instant>,
+    sent: u8,
+    poke_after: Duration,
+    idle: Duration,
+) -> (Option<Instant>, Option<Instant>) {
+    let poke_at = match (pokes, poked_at, sent) {
+        (false, _, _) => None,
+        (true, None, _) => Some(last_heard + poke_after),
+        (true, Some(first), 1) => Some(first + idle / 2),
+        (true, Some(_), _) => None,
+    };
+    let hang_at = [waiting_since, poked_at]
+        .into_iter()
+        .flatten()
+        .map(|t| t + idle)
+        .min();
+    (poke_at, hang_at)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -911,4 +1021,45 @@ async fn open_on<B: Book>(
     let codec = tonic_prost::ProstCodec::<B::Req, B::Resp>::default();
     grpc.streaming(req, PathAndQuery::from_static(B::PATH), codec)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_quiet_watch_is_poked_twice_and_hung_an_idle_after_the_first_poke() {
+        let t0 = Instant::now();
+        let idle = ms(2000);
+        // Quiet since t0: the first poke after `poke_after`.
+        let (poke, hang) = quiet_deadlines(true, t0, None, None, 0, ms(1800), idle);
+        assert_eq!((poke, hang), (Some(t0 + ms(1800)), None));
+        // Poked at 1.8 s, unanswered: again at 2.8 s, hung at 3.8 s.
+        let first = t0 + ms(1800);
+        let (poke, hang) = quiet_deadlines(true, t0, None, Some(first), 1, ms(1800), idle);
+        assert_eq!((poke, hang), (Some(first + ms(1000)), Some(first + idle)));
+        let (poke, _) = quiet_deadlines(true, t0, None, Some(first), 2, ms(1800), idle);
+        assert_eq!(poke, None, "twice per quiet spell at most");
+    }
+
+    #[test]
+    fn a_creation_unanswered_hangs_the_stream_whatever_the_pokes() {
+        let t0 = Instant::now();
+        let (_, hang) = quiet_deadlines(true, t0, Some(t0), None, 0, ms(1800), ms(2000));
+        assert_eq!(hang, Some(t0 + ms(2000)));
+        let (poke, hang) = quiet_deadlines(false, t0, Some(t0), None, 0, ms(1800), ms(2000));
+        assert_eq!((poke, hang), (None, Some(t0 + ms(2000))), "keep-alives do not poke");
+    }
+
+    #[test]
+    fn pokes_are_jittered_within_a_fifth_below_the_stream_timeout() {
+        let idle = ms(2000);
+        let draws: Vec<Duration> = (0..200).map(|_| poke_after_for(idle)).collect();
+        assert!(draws.iter().all(|d| *d >= ms(1600) && *d <= idle));
+        assert!(draws.iter().max() > draws.iter().min(), "spread");
+    }
 }

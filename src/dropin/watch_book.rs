@@ -11,6 +11,23 @@
 //! swallowed; so are the answers to its own progress requests. A resume revision etcd has
 //! compacted ends that watch with etcd's own cancel (`compact_revision` set), as the caller
 //! would have seen had it re-created the watch itself.
+//!
+//! Progress answers are not counted one per request: etcd 3.5.8+ defers an answer until every
+//! watcher of the stream is synced and coalesces the requests meanwhile into one; 3.5.13+ and
+//! 3.6 drop a request made while a watcher catches up (`watch.go`, `recvLoop`;
+//! `watchable_store.go`, `progressIfSync`). So any answer answers every poke of ours, and the
+//! caller's requests are counted apart: while the caller waits for an answer, answers go to it
+//! (one more when a poke of ours was out when it asked, so that it never gets only an answer
+//! older than its request); otherwise they are ours and swallowed.
+//!
+//! An idle watch would resume from the revision it was created at; once etcd compacted past it
+//! (Kubernetes compacts every 5 minutes), the re-creation is cancelled with `compact_revision`
+//! although nothing was missed. So its resume revision advances where etcd guarantees that
+//! nothing up to a revision is left: every creation asks for etcd's per-watch progress
+//! notifications (`progress_notify`; sent in order, only for a synced watcher, by every
+//! version; swallowed unless the caller asked for them), and a stream-wide progress answer
+//! advances every watch created on the member when the member answers in order (3.4.25+,
+//! 3.5.8+, 3.6: see `progress_order.rs`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -100,13 +117,6 @@ enum Pending {
     Again(i64),
 }
 
-/// Who asked for a progress report.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Asker {
-    Caller,
-    Us,
-}
-
 /// Every watch of one stream.
 #[derive(Debug, Default)]
 pub(super) struct WatchBook {
@@ -116,8 +126,14 @@ pub(super) struct WatchBook {
     ids: HashMap<i64, i64>,
     /// Creations sent to the member serving now, in order (etcd answers them in order).
     pending: VecDeque<Pending>,
-    /// Progress requests sent to it, in order.
-    progress: VecDeque<Asker>,
+    /// Progress answers owed to the caller: its requests not answered yet (plus one when a
+    /// poke of ours was out as it asked).
+    caller_progress: usize,
+    /// A poke of ours is out: any progress answer answers it.
+    poked: bool,
+    /// The member serving now answers progress requests in order with events
+    /// (`progress_order.rs`): an answer's revision is then every watch's.
+    in_order: bool,
     /// Events dropped as duplicates, not yet counted in the stats.
     duplicates: u64,
 }
@@ -126,6 +142,16 @@ fn request(union: RequestUnion) -> WatchRequest {
     WatchRequest {
         request_union: Some(union),
     }
+}
+
+/// A creation as sent to a member: with etcd's per-watch progress notifications, whatever the
+/// caller asked (they advance an idle watch's resume revision; the caller sees them only if it
+/// asked for them).
+fn create_notified(create: WatchCreateRequest) -> WatchRequest {
+    request(RequestUnion::CreateRequest(WatchCreateRequest {
+        progress_notify: true,
+        ..create
+    }))
 }
 
 fn cancel(watch_id: i64) -> WatchRequest {
@@ -244,6 +270,20 @@ impl WatchBook {
     }
 }
 
+impl WatchBook {
+    /// An in-order progress answer at `revision`: every watch created on the member serving
+    /// now has been sent everything up to it (`progressIfSync` answers only when every watcher
+    /// of the stream is synced, after the events it queued). A watch whose creation is not
+    /// answered yet is left alone: etcd holds its events back until then.
+    fn progressed(&mut self, revision: i64) {
+        for watch in self.watches.values_mut() {
+            if watch.server.is_some() && watch.partial.is_none() && watch.skip.is_none() {
+                watch.last = watch.last.max(revision);
+            }
+        }
+    }
+}
+
 impl Book for WatchBook {
     type Req = WatchRequest;
     type Resp = WatchResponse;
@@ -255,7 +295,7 @@ impl Book for WatchBook {
         match &req.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
                 self.pending.push_back(Pending::New(create.clone()));
-                vec![req]
+                vec![create_notified(create.clone())]
             }
             Some(RequestUnion::CancelRequest(c)) => match self.watches.get_mut(&c.watch_id) {
                 Some(watch) => {
@@ -266,7 +306,10 @@ impl Book for WatchBook {
                 None => vec![req],
             },
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.progress.push_back(Asker::Caller);
+                // With a poke of ours out, the next answer may be the poke's (older than this
+                // request, on etcd 3.4): the caller gets the one after it too.
+                self.caller_progress += 1 + usize::from(self.poked);
+                self.poked = false;
                 vec![req]
             }
             None => vec![req],
@@ -282,13 +325,18 @@ impl Book for WatchBook {
             return self.created(resp);
         }
         if resp.watch_id == NO_WATCH && !resp.canceled && resp.events.is_empty() {
-            // The answer to a progress request.
-            return match self.progress.pop_front() {
-                Some(Asker::Us) => Judged {
-                    heard: Heard::Swallow,
-                    send: Vec::new(),
-                },
-                _ => forward(resp),
+            // The answer to a progress request: to every one out, whoever asked.
+            self.poked = false;
+            if self.in_order {
+                self.progressed(resp.header.as_ref().map_or(0, |h| h.revision));
+            }
+            if self.caller_progress > 0 {
+                self.caller_progress -= 1;
+                return forward(resp);
+            }
+            return Judged {
+                heard: Heard::Swallow,
+                send: Vec::new(),
             };
         }
         let Some(&id) = self.ids.get(&resp.watch_id) else {
@@ -315,8 +363,15 @@ impl Book for WatchBook {
             // A progress notification of this watch, in order with its events: nothing up to
             // its revision is left.
             let revision = resp.header.as_ref().map_or(0, |h| h.revision);
-            if watch.partial.is_none() {
+            if watch.partial.is_none() && watch.skip.is_none() {
                 watch.last = watch.last.max(revision);
+            }
+            if !watch.create.progress_notify {
+                // Asked for by the drop-in, not the caller.
+                return Judged {
+                    heard: Heard::Swallow,
+                    send: Vec::new(),
+                };
             }
             return forward(WatchResponse {
                 watch_id: id,
@@ -354,42 +409,47 @@ impl Book for WatchBook {
         for (&id, watch) in &mut self.watches {
             watch.server = None;
             watch.skip = watch.partial;
-            requests.push(request(RequestUnion::CreateRequest(WatchCreateRequest {
+            requests.push(create_notified(WatchCreateRequest {
                 start_revision: watch.resume_revision(),
                 watch_id: id,
                 ..watch.create.clone()
-            })));
+            }));
             self.pending.push_back(Pending::Again(id));
         }
         let again = requests.len();
         for create in new {
-            requests.push(request(RequestUnion::CreateRequest(create.clone())));
+            requests.push(create_notified(create.clone()));
             self.pending.push_back(Pending::New(create));
         }
-        let asked = self
-            .progress
-            .drain(..)
-            .filter(|a| *a == Asker::Caller)
-            .count();
-        for _ in 0..asked {
+        // The new member is asked once for the caller (etcd 3.5.8+ answers many requests
+        // with one anyway); until it answers, our pokes ask for the caller too.
+        self.poked = false;
+        self.in_order = false;
+        if self.caller_progress > 0 {
             requests.push(request(RequestUnion::ProgressRequest(
                 WatchProgressRequest {},
             )));
-            self.progress.push_back(Asker::Caller);
+            self.caller_progress = 1;
         }
         Resumed { requests, again }
     }
 
     fn needs_member(&self) -> bool {
-        !self.watches.is_empty() || !self.pending.is_empty() || !self.progress.is_empty()
+        !self.watches.is_empty() || !self.pending.is_empty() || self.caller_progress > 0
     }
 
+    /// Creations only: a progress request may go unanswered on a healthy member (etcd 3.5.13+
+    /// drops it while a watcher catches up), so the driver, not the book, times pokes out.
     fn outstanding(&self) -> usize {
-        self.pending.len() + self.progress.len()
+        self.pending.len()
+    }
+
+    fn progress_in_order(&mut self, in_order: bool) {
+        self.in_order = in_order;
     }
 
     fn poke(&mut self) -> Option<WatchRequest> {
-        self.progress.push_back(Asker::Us);
+        self.poked = true;
         Some(request(RequestUnion::ProgressRequest(
             WatchProgressRequest {},
         )))
@@ -748,5 +808,165 @@ mod tests {
             "{:?}",
             creates(&r)
         );
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use crate::proto::etcdserverpb::ResponseHeader;
+
+    fn create(key: &str, start_revision: i64) -> WatchRequest {
+        request(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.into(),
+            start_revision,
+            ..Default::default()
+        }))
+    }
+
+    fn created(watch_id: i64, revision: i64) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision,
+                ..Default::default()
+            }),
+            watch_id,
+            created: true,
+            ..Default::default()
+        }
+    }
+
+    fn answer(watch_id: i64, revision: i64) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision,
+                ..Default::default()
+            }),
+            watch_id,
+            ..Default::default()
+        }
+    }
+
+    fn callers() -> WatchRequest {
+        request(RequestUnion::ProgressRequest(WatchProgressRequest {}))
+    }
+
+    fn forwarded(j: &Judged<WatchRequest, WatchResponse>) -> bool {
+        matches!(j.heard, Heard::Forward(_))
+    }
+
+    fn starts(r: &Resumed<WatchRequest>) -> Vec<i64> {
+        r.requests
+            .iter()
+            .filter_map(|r| match &r.request_union {
+                Some(RequestUnion::CreateRequest(c)) => Some(c.start_revision),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_answer_answers_every_poke_and_pokes_are_not_held_against_the_member() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.poke();
+        b.poke();
+        assert_eq!(b.outstanding(), 0, "pokes are timed by the driver, not the book");
+        assert!(!forwarded(&b.on_member(answer(NO_WATCH, 10))), "ours");
+        assert!(!b.poked, "one answer for both (etcd 3.5.8+ coalesces)");
+    }
+
+    #[test]
+    fn the_caller_s_request_is_never_taken_as_ours() {
+        // etcd 3.5.13+ dropped our poke (a watcher was catching up) and answers the caller's.
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.poke();
+        b.on_caller(callers());
+        assert!(forwarded(&b.on_member(answer(NO_WATCH, 12))), "the caller's");
+        // etcd 3.4 answers both, ours first (older than the caller's request): the caller
+        // gets the second as well.
+        assert!(forwarded(&b.on_member(answer(NO_WATCH, 13))));
+        assert!(!forwarded(&b.on_member(answer(NO_WATCH, 13))), "then ours again");
+        // Asked with no poke out: exactly one answer is the caller's.
+        b.on_caller(callers());
+        b.poke();
+        assert!(forwarded(&b.on_member(answer(NO_WATCH, 14))));
+        assert!(!forwarded(&b.on_member(answer(NO_WATCH, 14))));
+    }
+
+    #[test]
+    fn a_caller_waiting_for_progress_is_asked_for_again_on_the_next_member() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.on_caller(callers());
+        b.on_caller(callers());
+        let r = b.resume();
+        let asks = r
+            .requests
+            .iter()
+            .filter(|r| matches!(r.request_union, Some(RequestUnion::ProgressRequest(_))))
+            .count();
+        assert_eq!(asks, 1, "one request, one answer owed");
+        b.on_member(created(0, 11));
+        assert!(forwarded(&b.on_member(answer(NO_WATCH, 11))));
+        assert!(!forwarded(&b.on_member(answer(NO_WATCH, 11))));
+    }
+
+    #[test]
+    fn an_in_order_answer_advances_every_created_watch() {
+        let mut b = WatchBook::default();
+        b.on_caller(create("a", 0));
+        b.on_member(created(0, 10));
+        b.poke();
+        b.on_member(answer(NO_WATCH, 50));
+        assert_eq!(
+            b.resume_revision(),
+            Some(11),
+            "a member that may answer out of order (etcd 3.4.23) advances nothing"
+        );
+        b.resume();
+        b.on_member(created(0, 60));
+        b.progress_in_order(true);
+        b.on_caller(create("b", 0)); // not created yet when the answer comes
+        b.poke();
+        b.on_member(answer(NO_WATCH, 70));
+        assert_eq!(b.watches[&0].last, 70);
+        b.on_member(created(1, 71));
+        assert_eq!(b.watches[&1].last, 71, "created after the answer, from its own revision");
+        assert_eq!(starts(&b.resume()), vec![71, 72]);
+    }
+
+    #[test]
+    fn per_watch_notifications_are_asked_for_and_advance_the_watch_unseen() {
+        let mut b = WatchBook::default();
+        let sent = b.on_caller(create("a", 0));
+        match &sent[0].request_union {
+            Some(RequestUnion::CreateRequest(c)) => assert!(c.progress_notify),
+            other => panic!("{other:?}"),
+        }
+        b.on_member(created(0, 10));
+        assert!(!forwarded(&b.on_member(answer(0, 40))), "the caller did not ask");
+        assert_eq!(b.resume_revision(), Some(41));
+        let r = b.resume();
+        match &r.requests[0].request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                assert!(c.progress_notify);
+                assert_eq!(c.start_revision, 41);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A caller that asked for them sees them.
+        let mut b = WatchBook::default();
+        b.on_caller(request(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"a".to_vec(),
+            progress_notify: true,
+            ..Default::default()
+        })));
+        b.on_member(created(0, 10));
+        assert!(forwarded(&b.on_member(answer(0, 40))));
     }
 }

@@ -10,9 +10,11 @@
 //! - a stream error, an unexpected end, or a cancel with "no leader" re-creates the watch from
 //!   the last delivered revision + 1, on another member if one is healthy (the failed member is
 //!   avoided for a while through [`AvoidMembers`](crate::balance::AvoidMembers));
-//! - silence is not trusted: after half the idle timeout without any response the watch asks
-//!   for a progress notification, and after the whole idle timeout it assumes the member is
-//!   stuck and re-creates the watch;
+//! - silence is not trusted: after about half the idle timeout without any response (jittered)
+//!   the watch asks for a progress notification, asks again at three quarters, and after the
+//!   whole idle timeout it assumes the member is stuck and re-creates the watch; anything the
+//!   member sends resets that clock (catch-up events included), and any progress answer
+//!   answers both requests;
 //! - when built over a [`Balance`](crate::Balance), the member serving the stream is known
 //!   ([`ServedBy`](crate::balance::ServedBy)) and its eviction by the health checker
 //!   re-creates the watch at once;

@@ -60,7 +60,9 @@ impl WatchOptions {
 
     /// After this long without any response (event or progress notification), the member is
     /// presumed stuck and the watch re-created. A progress notification is requested after
-    /// half of it, so an idle but healthy watch is not re-created.
+    /// about half of it (jittered up to a fifth earlier) and again at three quarters (etcd
+    /// 3.5.13+ drops a request made while the watch catches up), so an idle but healthy watch
+    /// is not re-created.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(10));
         self

@@ -228,7 +228,7 @@ impl Attempt<'_> {
         member: Option<Member>,
         health: &mut Option<broadcast::Receiver<HealthEvent>>,
     ) -> End {
-        let mut idle = Idle::new(self.options.idle_timeout, Instant::now());
+        let mut idle = Idle::new(self.options.idle_timeout, Instant::now(), crate::timing::unit());
         let mut watch_id: Option<i64> = None;
         loop {
             tokio::select! {
@@ -247,7 +247,7 @@ impl Attempt<'_> {
                         if let Some(end) = self.handle(resp, &member, &mut watch_id).await {
                             return end;
                         }
-                        idle.heard(Instant::now());
+                        idle.heard(Instant::now(), crate::timing::unit());
                     }
                     Ok(None) => return End::Lost(Lost::new(member, "the watch stream ended")),
                     Err(status) => return status_end(status, member),
