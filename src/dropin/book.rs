@@ -75,6 +75,12 @@ pub(super) trait Book: Send + 'static {
     fn progress_in_order(&mut self, in_order: bool) {
         let _ = in_order;
     }
+    /// Whether the member may rightly leave a [`poke`](Self::poke) unanswered now: it is
+    /// catching something up (etcd 3.5.8+ answers a watch stream's progress request only once
+    /// every watcher is synced).
+    fn catching_up(&self) -> bool {
+        false
+    }
     /// A request of ours that a live member answers at once, to tell a quiet member from a
     /// hung one (it counts as outstanding until answered); `None` if the stream has none.
     fn poke(&mut self) -> Option<Self::Req>;

@@ -153,6 +153,9 @@ enum Link<B: Book> {
         poke_after: Duration,
         /// Asking the member whether it answers progress requests in order.
         asking: Option<Asking>,
+        /// Unanswered pokes are not held against the member: it catches watches up (the
+        /// book says) and the health checker has it healthy.
+        excused: bool,
     },
 }
 
@@ -320,14 +323,23 @@ impl<B: Book> Driver<B> {
                 Err(LinkEvent::Poke) => {
                     if let Link::Open {
                         tx,
+                        member,
                         poked_at,
                         pokes,
                         poke_after,
+                        excused,
                         ..
                     } = &mut self.link
                     {
                         poked_at.get_or_insert_with(Instant::now);
                         *pokes = pokes.saturating_add(1);
+                        *excused =
+                            self.book.catching_up()
+                                && member.as_ref().is_some_and(|m| {
+                                    self.streams.checker.snapshot().iter().any(|s| {
+                                        s.member.index() == m.index() && s.status.is_healthy()
+                                    })
+                                });
                         *poke_after = poke_after_for(self.idle);
                         if let Some(req) = self.book.poke() {
                             let _ = tx.send(req);
@@ -571,6 +583,7 @@ impl<B: Book> Driver<B> {
             pokes: 0,
             poke_after: poke_after_for(self.idle),
             asking,
+            excused: false,
         };
         if let (Some(first), Some(rx)) = (self.first.take(), self.reply_rx.take()) {
             if first.send(frame::response(ReplyBody::new(rx))).is_err() {
@@ -871,6 +884,7 @@ async fn link_event<B: Book>(
             pokes: sent,
             poke_after,
             asking,
+            excused,
             ..
         } => {
             let (poke_at, hang_at) = if resume {
@@ -878,10 +892,10 @@ async fn link_event<B: Book>(
                     pokes,
                     *last_heard,
                     *waiting_since,
-                    *poked_at,
-                    *sent,
+                    (*poked_at).map(|first| (first, *sent)),
                     *poke_after,
                     idle,
+                    *excused,
                 )
             } else {
                 (None, None)
@@ -918,24 +932,31 @@ fn poke_after_for(idle: Duration) -> Duration {
 /// When an open stream pokes its member next, and when it counts it hung: a request
 /// unanswered for `idle` (from `waiting_since`); a stream that `pokes` is poked once quiet for
 /// `poke_after`, poked again half `idle` later (etcd 3.5.13+ drops a request made while a
-/// watcher catches up), and hung when nothing was heard for `idle` after the first poke.
-/// Anything heard resets it all (catch-up events count: the member is working).
+/// watcher catches up), and hung when nothing was heard for `idle` after the first poke
+/// (`poked`: when, and how many pokes so far). An `excused` member (catching watches up, and
+/// healthy) is not hung for its silence: it is poked again every `idle`, until it answers or
+/// the health checker evicts it. Anything heard resets it all (catch-up events count: the
+/// member is working).
 fn quiet_deadlines(
     pokes: bool,
     last_heard: Instant,
     waiting_since: Option<Instant>,
-    poked_at: Option<Instant>,
-    sent: u8,
+    poked: Option<(Instant, u8)>,
     poke_after: Duration,
     idle: Duration,
+    excused: bool,
 ) -> (Option<Instant>, Option<Instant>) {
-    let poke_at = match (pokes, poked_at, sent) {
-        (false, _, _) => None,
-        (true, None, _) => Some(last_heard + poke_after),
-        (true, Some(first), 1) => Some(first + idle / 2),
-        (true, Some(_), _) => None,
+    let poke_at = match (pokes, poked) {
+        (false, _) => None,
+        (true, None) => Some(last_heard + poke_after),
+        (true, Some((first, 1))) => Some(first + idle / 2),
+        (true, Some((first, n))) if excused => {
+            Some(first + idle / 2 + idle * u32::from(n.saturating_sub(1)))
+        }
+        (true, Some(_)) => None,
     };
-    let hang_at = [waiting_since, poked_at]
+    let poke_hang = poked.filter(|_| !excused).map(|(first, _)| first);
+    let hang_at = [waiting_since, poke_hang]
         .into_iter()
         .flatten()
         .map(|t| t + idle)
@@ -1036,23 +1057,41 @@ mod tests {
         let t0 = Instant::now();
         let idle = ms(2000);
         // Quiet since t0: the first poke after `poke_after`.
-        let (poke, hang) = quiet_deadlines(true, t0, None, None, 0, ms(1800), idle);
+        let (poke, hang) = quiet_deadlines(true, t0, None, None, ms(1800), idle, false);
         assert_eq!((poke, hang), (Some(t0 + ms(1800)), None));
         // Poked at 1.8 s, unanswered: again at 2.8 s, hung at 3.8 s.
         let first = t0 + ms(1800);
-        let (poke, hang) = quiet_deadlines(true, t0, None, Some(first), 1, ms(1800), idle);
+        let (poke, hang) = quiet_deadlines(true, t0, None, Some((first, 1)), ms(1800), idle, false);
         assert_eq!((poke, hang), (Some(first + ms(1000)), Some(first + idle)));
-        let (poke, _) = quiet_deadlines(true, t0, None, Some(first), 2, ms(1800), idle);
+        let (poke, _) = quiet_deadlines(true, t0, None, Some((first, 2)), ms(1800), idle, false);
         assert_eq!(poke, None, "twice per quiet spell at most");
+    }
+
+    #[test]
+    fn a_healthy_member_catching_watches_up_is_asked_again_and_never_hung_for_silence() {
+        let t0 = Instant::now();
+        let idle = ms(2000);
+        let first = t0 + ms(1800);
+        let (poke, hang) = quiet_deadlines(true, t0, None, Some((first, 2)), ms(1800), idle, true);
+        assert_eq!((poke, hang), (Some(first + ms(3000)), None));
+        let (poke, _) = quiet_deadlines(true, t0, None, Some((first, 5)), ms(1800), idle, true);
+        assert_eq!(poke, Some(first + ms(9000)), "one poke per stream timeout");
+        // A creation left unanswered still counts.
+        let (_, hang) = quiet_deadlines(true, t0, Some(t0), Some((first, 2)), ms(1800), idle, true);
+        assert_eq!(hang, Some(t0 + idle));
     }
 
     #[test]
     fn a_creation_unanswered_hangs_the_stream_whatever_the_pokes() {
         let t0 = Instant::now();
-        let (_, hang) = quiet_deadlines(true, t0, Some(t0), None, 0, ms(1800), ms(2000));
+        let (_, hang) = quiet_deadlines(true, t0, Some(t0), None, ms(1800), ms(2000), false);
         assert_eq!(hang, Some(t0 + ms(2000)));
-        let (poke, hang) = quiet_deadlines(false, t0, Some(t0), None, 0, ms(1800), ms(2000));
-        assert_eq!((poke, hang), (None, Some(t0 + ms(2000))), "keep-alives do not poke");
+        let (poke, hang) = quiet_deadlines(false, t0, Some(t0), None, ms(1800), ms(2000), false);
+        assert_eq!(
+            (poke, hang),
+            (None, Some(t0 + ms(2000))),
+            "keep-alives do not poke"
+        );
     }
 
     #[test]

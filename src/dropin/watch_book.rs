@@ -131,6 +131,9 @@ pub(super) struct WatchBook {
     caller_progress: usize,
     /// A poke of ours is out: any progress answer answers it.
     poked: bool,
+    /// Watches were re-created from past revisions on the member serving now, and it has not
+    /// said since that every watch is synced (a progress answer, a per-watch notification).
+    catching_up: bool,
     /// The member serving now answers progress requests in order with events
     /// (`progress_order.rs`): an answer's revision is then every watch's.
     in_order: bool,
@@ -327,6 +330,7 @@ impl Book for WatchBook {
         if resp.watch_id == NO_WATCH && !resp.canceled && resp.events.is_empty() {
             // The answer to a progress request: to every one out, whoever asked.
             self.poked = false;
+            self.catching_up = false;
             if self.in_order {
                 self.progressed(resp.header.as_ref().map_or(0, |h| h.revision));
             }
@@ -356,6 +360,7 @@ impl Book for WatchBook {
                 ..resp
             });
         }
+        let single = self.watches.len() == 1;
         let Some(watch) = self.watches.get_mut(&id) else {
             return forward(resp);
         };
@@ -365,6 +370,10 @@ impl Book for WatchBook {
             let revision = resp.header.as_ref().map_or(0, |h| h.revision);
             if watch.partial.is_none() && watch.skip.is_none() {
                 watch.last = watch.last.max(revision);
+            }
+            // Sent only for a synced watcher: with one watch, the stream is synced.
+            if single {
+                self.catching_up = false;
             }
             if !watch.create.progress_notify {
                 // Asked for by the drop-in, not the caller.
@@ -425,6 +434,7 @@ impl Book for WatchBook {
         // with one anyway); until it answers, our pokes ask for the caller too.
         self.poked = false;
         self.in_order = false;
+        self.catching_up = again > 0;
         if self.caller_progress > 0 {
             requests.push(request(RequestUnion::ProgressRequest(
                 WatchProgressRequest {},
@@ -442,6 +452,10 @@ impl Book for WatchBook {
     /// drops it while a watcher catches up), so the driver, not the book, times pokes out.
     fn outstanding(&self) -> usize {
         self.pending.len()
+    }
+
+    fn catching_up(&self) -> bool {
+        self.catching_up
     }
 
     fn progress_in_order(&mut self, in_order: bool) {
@@ -872,7 +886,11 @@ mod progress_tests {
         b.on_member(created(0, 10));
         b.poke();
         b.poke();
-        assert_eq!(b.outstanding(), 0, "pokes are timed by the driver, not the book");
+        assert_eq!(
+            b.outstanding(),
+            0,
+            "pokes are timed by the driver, not the book"
+        );
         assert!(!forwarded(&b.on_member(answer(NO_WATCH, 10))), "ours");
         assert!(!b.poked, "one answer for both (etcd 3.5.8+ coalesces)");
     }
@@ -885,11 +903,17 @@ mod progress_tests {
         b.on_member(created(0, 10));
         b.poke();
         b.on_caller(callers());
-        assert!(forwarded(&b.on_member(answer(NO_WATCH, 12))), "the caller's");
+        assert!(
+            forwarded(&b.on_member(answer(NO_WATCH, 12))),
+            "the caller's"
+        );
         // etcd 3.4 answers both, ours first (older than the caller's request): the caller
         // gets the second as well.
         assert!(forwarded(&b.on_member(answer(NO_WATCH, 13))));
-        assert!(!forwarded(&b.on_member(answer(NO_WATCH, 13))), "then ours again");
+        assert!(
+            !forwarded(&b.on_member(answer(NO_WATCH, 13))),
+            "then ours again"
+        );
         // Asked with no poke out: exactly one answer is the caller's.
         b.on_caller(callers());
         b.poke();
@@ -936,7 +960,10 @@ mod progress_tests {
         b.on_member(answer(NO_WATCH, 70));
         assert_eq!(b.watches[&0].last, 70);
         b.on_member(created(1, 71));
-        assert_eq!(b.watches[&1].last, 71, "created after the answer, from its own revision");
+        assert_eq!(
+            b.watches[&1].last, 71,
+            "created after the answer, from its own revision"
+        );
         assert_eq!(starts(&b.resume()), vec![71, 72]);
     }
 
@@ -949,7 +976,10 @@ mod progress_tests {
             other => panic!("{other:?}"),
         }
         b.on_member(created(0, 10));
-        assert!(!forwarded(&b.on_member(answer(0, 40))), "the caller did not ask");
+        assert!(
+            !forwarded(&b.on_member(answer(0, 40))),
+            "the caller did not ask"
+        );
         assert_eq!(b.resume_revision(), Some(41));
         let r = b.resume();
         match &r.requests[0].request_union {

@@ -75,7 +75,8 @@ impl Idle {
 
     /// When something may be due next.
     pub(super) fn wake(&self) -> Instant {
-        self.ask_at().map_or(self.give_up_at(), |at| at.min(self.give_up_at()))
+        self.ask_at()
+            .map_or(self.give_up_at(), |at| at.min(self.give_up_at()))
     }
 
     /// How long the stream may stay silent.

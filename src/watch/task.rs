@@ -228,7 +228,11 @@ impl Attempt<'_> {
         member: Option<Member>,
         health: &mut Option<broadcast::Receiver<HealthEvent>>,
     ) -> End {
-        let mut idle = Idle::new(self.options.idle_timeout, Instant::now(), crate::timing::unit());
+        let mut idle = Idle::new(
+            self.options.idle_timeout,
+            Instant::now(),
+            crate::timing::unit(),
+        );
         let mut watch_id: Option<i64> = None;
         loop {
             tokio::select! {
