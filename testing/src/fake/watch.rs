@@ -114,7 +114,7 @@ impl WatchStream {
     fn header(&self, rev: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             revision: rev,
-            ..self.header.clone()
+            ..self.header
         })
     }
 
@@ -252,6 +252,7 @@ impl WatchStream {
         let rev = store.rev();
         let mut out = Vec::new();
         let mut compacted = Vec::new();
+        let at_rev = self.header(rev);
         for (&id, w) in &mut self.watchers {
             if w.unsynced_until.is_some_and(|t| now < t) {
                 continue;
@@ -265,7 +266,7 @@ impl WatchStream {
                     // `syncWatchers` → `chooseAll`: a compacted start revision; `sendLoop`
                     // sets `canceled` when `CompactRevision != 0`.
                     out.push(WatchResponse {
-                        header: self.header.clone().map_rev(rev),
+                        header: at_rev,
                         watch_id: id,
                         canceled: true,
                         compact_revision,
@@ -285,7 +286,7 @@ impl WatchStream {
                     }
                     w.quiet_since_tick = false;
                     out.push(WatchResponse {
-                        header: self.header.clone().map_rev(rev),
+                        header: at_rev,
                         watch_id: id,
                         events,
                         ..Default::default()
@@ -319,7 +320,7 @@ impl WatchStream {
                 // 3.5.13+/3.6 also skip a watcher that starts in the future.
                 if !(self.behaviour == Behaviour::Etcd36 && rev < w.start) {
                     out.push(WatchResponse {
-                        header: header.clone(),
+                        header,
                         watch_id: id,
                         ..Default::default()
                     });
@@ -328,20 +329,6 @@ impl WatchStream {
             w.quiet_since_tick = true;
         }
         out
-    }
-}
-
-/// A header with another revision.
-trait MapRev {
-    fn map_rev(self, rev: i64) -> Option<ResponseHeader>;
-}
-
-impl MapRev for ResponseHeader {
-    fn map_rev(self, rev: i64) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            revision: rev,
-            ..self
-        })
     }
 }
 
