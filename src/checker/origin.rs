@@ -23,6 +23,13 @@ pub enum Origin {
         /// The member's etcd id.
         id: u64,
     },
+    /// A target of a DNS SRV record (`discovery.srv`), or one address of it.
+    Srv {
+        /// The record's name, e.g. `_etcd-client._tcp.etcd.example.com`.
+        record: String,
+        /// Its target and port, e.g. `etcd-0.etcd.example.com:2379`.
+        target: String,
+    },
     /// Listed by the application's own
     /// [`MemberSource`](crate::discovery::MemberSource).
     Custom {
@@ -44,6 +51,7 @@ impl fmt::Display for Origin {
             Origin::Seed => f.write_str("seed"),
             Origin::Dns { name } => write!(f, "dns ({name})"),
             Origin::MemberList { name, id } => write!(f, "member list ({name}, {id:x})"),
+            Origin::Srv { record, target } => write!(f, "dns srv ({record}: {target})"),
             Origin::Custom { source } => write!(f, "custom ({source})"),
         }
     }

@@ -694,6 +694,10 @@ pub struct DiscoveryConfig {
     /// `tls.domain_name` set (the certificate must be checked against a name, not the address).
     #[serde(with = "seconds")]
     pub dns_interval: Duration,
+    /// Members found through DNS SRV records, as etcdctl's `--discovery-srv` finds them
+    /// (none by default). Needs the `dns-srv` cargo feature; without it a config that sets
+    /// this is refused.
+    pub srv: Option<SrvConfig>,
 }
 
 impl Default for DiscoveryConfig {
@@ -703,6 +707,68 @@ impl Default for DiscoveryConfig {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(2),
             dns_interval: Duration::from_secs(30),
+            srv: None,
+        }
+    }
+}
+
+/// Discovery by DNS SRV records, as etcd documents it for clients: the records
+/// `_etcd-client-ssl._tcp.<domain>` (members reached with `https://`) and
+/// `_etcd-client._tcp.<domain>` (`http://`), each target a member at the record's port.
+///
+/// Why: behind a Kubernetes headless service or Consul the set of members is published in DNS
+/// and changes without the client being told; SRV records carry the client port too. Both
+/// records are asked; as in etcd, priority and weight are not used (every target is a member,
+/// balanced by health and load like any other), and one record missing is fine. A target is
+/// resolved to its addresses (each a member) with the same resolver, except an `https://`
+/// target without `tls.domain_name`, which is dialed by name so that its certificate is checked
+/// against it. Records are asked again every `interval` (jittered); members whose record or
+/// address is gone are dropped, new ones added. A failed lookup changes nothing: the members of
+/// the last good answer keep serving.
+///
+/// ```toml
+/// [discovery.srv]
+/// domain = "etcd.example.com"    # _etcd-client-ssl._tcp.etcd.example.com, _etcd-client._tcp...
+/// service_name = ""              # "east": _etcd-client-ssl-east._tcp..., _etcd-client-east._tcp...
+/// interval = 30
+/// name_server = "127.0.0.1:8600" # e.g. Consul's DNS; leave out for the system's resolvers
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrvConfig {
+    /// The domain the records live under (etcdctl's `--discovery-srv`), e.g.
+    /// `etcd.example.com` or `etcd.default.svc.cluster.local`; a trailing dot is allowed.
+    pub domain: String,
+    /// Suffix of the service names (etcdctl's `--discovery-srv-name`): `east` asks
+    /// `_etcd-client-ssl-east._tcp.<domain>` and `_etcd-client-east._tcp.<domain>`; empty (the
+    /// default) for the plain names.
+    pub service_name: String,
+    /// Seconds between lookups; 0 looks up at start only.
+    #[serde(with = "seconds")]
+    pub interval: Duration,
+    /// The DNS server to ask, as `ip:port` (UDP, then TCP for long answers), e.g. a Consul
+    /// agent's `127.0.0.1:8600`; `None` (the default) uses the system's (`/etc/resolv.conf`).
+    pub name_server: Option<String>,
+}
+
+impl Default for SrvConfig {
+    fn default() -> Self {
+        Self {
+            domain: String::new(),
+            service_name: String::new(),
+            interval: Duration::from_secs(30),
+            name_server: None,
+        }
+    }
+}
+
+impl SrvConfig {
+    /// SRV discovery under `domain`, with the plain service names, every 30 s, through the
+    /// system's resolvers.
+    pub fn new(domain: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into(),
+            ..Self::default()
         }
     }
 }

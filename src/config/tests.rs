@@ -820,6 +820,7 @@ mod props {
                             interval: di,
                             timeout: dt,
                             dns_interval: dd,
+                            srv: None,
                         },
                         keep_alive: KeepAliveConfig {
                             interval: ki,

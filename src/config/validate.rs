@@ -14,7 +14,7 @@ use super::codes::{grpc_code_from_name, GRPC_CODES};
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, DiscoveryConfig,
     EjectionConfig, FailureConfig, HangConfig, HedgeConfig, KeepAliveConfig, LeaderConfig,
-    PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig, TlsConfig,
+    PassiveChecks, PassiveHealthy, PassiveUnhealthy, RetryConfig, SrvConfig, TlsConfig,
 };
 
 /// Largest health threshold (`successes`, `http_failures`, `tcp_failures`, `timeouts`), as in
@@ -50,6 +50,8 @@ impl Config {
     /// refused); `hedge.max_range_limit` at most `i64::MAX`; `hedge.max_attempts` at least 1 and
     /// `hedge.min_delay <= hedge.max_delay`; `hang.threshold` in `0..=254`;
     /// `leader.election_interval` and `leader.timeout` above 0; `discovery.timeout` above 0;
+    /// `discovery.srv` only with the `dns-srv` feature, its `domain` a DNS name, its
+    /// `service_name` letters, digits and `-`, its `name_server` an `ip:port`;
     /// `keep_alive.interval` 0 or at least 5 s, `keep_alive.timeout` above 0;
     /// `shm_name`, if set, non-empty; `tls.cert_file`
     /// and `tls.key_file` both or neither, no empty path, `tls.domain_name` a DNS name or IP.
@@ -384,6 +386,65 @@ impl DiscoveryConfig {
                 0,
                 "greater than 0 seconds",
             ));
+        }
+        match &self.srv {
+            Some(srv) => srv.validate(&format!("{at}.srv")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SrvConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if cfg!(not(feature = "dns-srv")) {
+            return Err(ConfigError::invalid(
+                at,
+                format!("{{ domain = {:?} }}", self.domain),
+                "SRV discovery needs the `dns-srv` cargo feature of etcd-health",
+            ));
+        }
+        let domain = self.domain.strip_suffix('.').unwrap_or(&self.domain);
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(label_ok) {
+            return Err(ConfigError::invalid(
+                format!("{at}.domain"),
+                format!("{:?}", self.domain),
+                "expected a DNS domain such as `etcd.example.com` (the records asked are \
+                 `_etcd-client-ssl._tcp.<domain>` and `_etcd-client._tcp.<domain>`)",
+            ));
+        }
+        // The longest service label, `_etcd-client-ssl-<name>`, must stay one DNS label.
+        let longest = "_etcd-client-ssl-".len() + self.service_name.len();
+        if !self.service_name.is_empty()
+            && (longest > 63
+                || !self
+                    .service_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.service_name"),
+                format!("{:?}", self.service_name),
+                "expected letters, digits and `-`, at most 46 of them (it ends the DNS label \
+                 `_etcd-client-ssl-<service_name>`); empty for the plain names",
+            ));
+        }
+        duration(&format!("{at}.interval"), self.interval)?;
+        if let Some(server) = &self.name_server {
+            if server.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.name_server"),
+                    format!("{server:?}"),
+                    "expected an `ip:port` such as `127.0.0.1:8600` or `[::1]:53` (leave it \
+                     out for the system's resolvers)",
+                ));
+            }
         }
         Ok(())
     }

@@ -15,6 +15,11 @@
 //!   its addresses, each a member; the name itself serves until the first resolution succeeds.
 //!   Names are resolved again every `dns_interval`. The [`Resolve`] trait lets tests (or a
 //!   custom resolver) supply the answers.
+//! - **DNS SRV** (`discovery.srv`, the `dns-srv` feature): the targets of
+//!   `_etcd-client-ssl._tcp.<domain>` (`https`) and `_etcd-client._tcp.<domain>` (`http`), as
+//!   etcdctl's `--discovery-srv` finds them, each resolved to its addresses (each a member,
+//!   taking requests at once like a seed's). Asked at start and every `discovery.srv.interval`;
+//!   members whose record or address went are dropped, a failed lookup changes nothing.
 //! - **Your own** [`MemberSource`] (set on the
 //!   [`HealthCheckerBuilder`](crate::HealthCheckerBuilder)): asked at start and every
 //!   `discovery.interval`; the members it lists are added (pending admission, as above), those
@@ -31,6 +36,8 @@ mod dns;
 mod member_list;
 mod reconcile;
 mod source;
+#[cfg(feature = "dns-srv")]
+mod srv;
 
 use crate::checker::Origin;
 pub use source::{BoxError, MemberSource};
@@ -49,6 +56,13 @@ pub(crate) fn spawn(
     runtime.spawn(member_list::run(checker.clone()));
     if let Some(source) = source {
         runtime.spawn(source::run(checker.clone(), source));
+    }
+    #[cfg(feature = "dns-srv")]
+    if checker
+        .upgrade()
+        .is_some_and(|c| c.config().discovery.srv.is_some())
+    {
+        runtime.spawn(srv::run(checker.clone()));
     }
     runtime.spawn(dns::run(checker));
 }

@@ -94,7 +94,7 @@ pub const PROBE_DURATION: &str = "etcd_health.health_check.duration";
 pub const LEADER_KNOWN: &str = "etcd_health.leader.known";
 /// `etcd_health.leader.changes` (counter): new leaders seen by the leader checks.
 pub const LEADER_CHANGES: &str = "etcd_health.leader.changes";
-/// `etcd_health.discovery.added` (counter; `source`: `seed`, `dns`, `member_list`, `custom`): members
+/// `etcd_health.discovery.added` (counter; `source`: `seed`, `dns`, `srv`, `member_list`, `custom`): members
 /// that joined the health state.
 pub const DISCOVERY_ADDED: &str = "etcd_health.discovery.added";
 /// `etcd_health.discovery.removed` (counter; `source`): members that left it.

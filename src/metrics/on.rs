@@ -548,6 +548,7 @@ fn origin_name(origin: &crate::checker::Origin) -> &'static str {
     match origin {
         Origin::Seed => "seed",
         Origin::Dns { .. } => "dns",
+        Origin::Srv { .. } => "srv",
         Origin::MemberList { .. } => "member_list",
         Origin::Custom { .. } => "custom",
     }
