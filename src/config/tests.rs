@@ -1263,3 +1263,98 @@ max_range_limit = 10
     assert_eq!(err.path(), Some("hedge.max_range_limit"), "{err}");
     assert!(err.to_string().contains("18446744073709551615"), "{err}");
 }
+
+/// `[discovery.srv]` loads over the defaults (its own fields too), and each bad value names
+/// its field and value.
+#[cfg(feature = "dns-srv")]
+#[test]
+fn srv_discovery_loads_over_defaults_and_is_validated() {
+    let c = Config::from_toml(
+        "[discovery.srv]
+domain = \"etcd.example.com.\"
+service_name = \"east\"
+",
+    )
+    .unwrap();
+    assert_eq!(
+        c.discovery.srv,
+        Some(SrvConfig {
+            domain: "etcd.example.com.".into(),
+            service_name: "east".into(),
+            ..SrvConfig::default()
+        })
+    );
+    assert_eq!(
+        c.discovery.srv.as_ref().unwrap().interval,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        (c.discovery.dns_interval, c.discovery.member_list),
+        (Duration::from_secs(30), true)
+    );
+    assert_eq!(Config::default().discovery.srv, None);
+    let c = Config::from_json(
+        r#"{"discovery": {"srv": {"domain": "etcd", "interval": 0, "name_server": "[::1]:53"}}}"#,
+    )
+    .unwrap();
+    let srv = c.discovery.srv.unwrap();
+    assert_eq!(
+        (srv.interval, srv.name_server.as_deref()),
+        (Duration::ZERO, Some("[::1]:53"))
+    );
+
+    for (input, path, shown) in [
+        (r#"{"domain": ""}"#, "discovery.srv.domain", "\"\""),
+        (r#"{}"#, "discovery.srv.domain", "\"\""),
+        (
+            r#"{"domain": "etcd example.com"}"#,
+            "discovery.srv.domain",
+            "\"etcd example.com\"",
+        ),
+        (r#"{"domain": "a..b"}"#, "discovery.srv.domain", "\"a..b\""),
+        (
+            r#"{"domain": "x", "service_name": "a.b"}"#,
+            "discovery.srv.service_name",
+            "\"a.b\"",
+        ),
+        (
+            r#"{"domain": "x", "name_server": "localhost:53"}"#,
+            "discovery.srv.name_server",
+            "\"localhost:53\"",
+        ),
+        (
+            r#"{"domain": "x", "name_server": "10.0.0.1"}"#,
+            "discovery.srv.name_server",
+            "\"10.0.0.1\"",
+        ),
+    ] {
+        let e = Config::from_json(&format!(r#"{{"discovery": {{"srv": {input}}}}}"#)).unwrap_err();
+        assert_eq!(e.path(), Some(path), "{input}: {e}");
+        assert!(e.to_string().contains(shown), "{input}: {e}");
+    }
+    let long = "x".repeat(47);
+    let e = Config::from_json(&format!(
+        r#"{{"discovery": {{"srv": {{"domain": "x", "service_name": "{long}"}}}}}}"#
+    ))
+    .unwrap_err();
+    assert_eq!(e.path(), Some("discovery.srv.service_name"), "{e}");
+    assert!(Config::from_json(&format!(
+        r#"{{"discovery": {{"srv": {{"domain": "x", "service_name": "{}"}}}}}}"#,
+        "x".repeat(46)
+    ))
+    .is_ok());
+    // A misspelt field is named, not ignored.
+    let e = Config::from_toml("[discovery.srv]\ndomian = \"x\"\n").unwrap_err();
+    assert_eq!(e.path(), Some("discovery.srv.domian"), "{e}");
+}
+
+/// Without the `dns-srv` feature a config asking for SRV discovery is refused, saying which
+/// feature it needs, rather than silently finding no member.
+#[cfg(not(feature = "dns-srv"))]
+#[test]
+fn srv_discovery_needs_its_feature() {
+    let e = Config::from_toml("[discovery.srv]\ndomain = \"etcd.example.com\"\n").unwrap_err();
+    assert_eq!(e.path(), Some("discovery.srv"), "{e}");
+    assert!(e.to_string().contains("`dns-srv` cargo feature"), "{e}");
+    assert!(e.to_string().contains("etcd.example.com"), "{e}");
+}

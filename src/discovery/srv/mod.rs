@@ -30,7 +30,8 @@ fn resolver(srv: &SrvConfig, timeout: Duration) -> Result<TokioResolver, Resolve
     let provider = TokioConnectionProvider::default();
     let mut builder = match srv.name_server.as_deref().map(str::parse::<SocketAddr>) {
         Some(Ok(server)) => {
-            let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+            let servers =
+                NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
             TokioResolver::builder_with_config(
                 ResolverConfig::from_parts(None, Vec::new(), servers),
                 provider,
@@ -142,7 +143,7 @@ pub(crate) async fn run(weak: WeakChecker) {
             .iter()
             .map(|e| (e.member().uri().clone(), e.origin().clone()))
             .collect();
-        let plan = plan::plan(&members, &answers);
+        let plan = plan::plan(&checker.seeds(), &members, &answers);
         for answer in &answers {
             match &answer.targets {
                 Err(error) => {

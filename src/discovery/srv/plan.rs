@@ -107,17 +107,18 @@ pub(crate) struct Plan {
     pub(crate) skipped: usize,
 }
 
-/// The changes one pass makes. `members` are the current members with their origins;
-/// `answers` the two records' answers.
+/// The changes one pass makes. `seeds` are the endpoints the caller gave; `members` the
+/// current members with their origins; `answers` the two records' answers.
 ///
 /// - No record answered with a target: nothing changes (`kept` says why), as etcd refuses
 ///   to start from an empty SRV answer; the last good set keeps serving.
 /// - A record whose lookup failed keeps the members it gave; so does a target whose address
 ///   lookup failed. A record that does not exist (`NXDOMAIN`, no SRV data) gives none.
 /// - Members found by SRV that no answer gives any more are dropped; URLs given that no
-///   member has are added (the health state takes at most [`MAX_MEMBERS`]). Seeds and members
-///   found otherwise are never dropped here.
-pub(crate) fn plan(members: &[(Uri, Origin)], answers: &[Answer]) -> Plan {
+///   member has are added (the health state takes at most [`MAX_MEMBERS`]). Seeds (also one
+///   SRV had found before the caller gave it) and members found otherwise are never dropped
+///   here.
+pub(crate) fn plan(seeds: &[Uri], members: &[(Uri, Origin)], answers: &[Answer]) -> Plan {
     let mut plan = Plan::default();
     let answered = answers
         .iter()
@@ -139,9 +140,7 @@ pub(crate) fn plan(members: &[(Uri, Origin)], answers: &[Answer]) -> Plan {
             a.record == record
                 && match &a.targets {
                     Err(_) => true,
-                    Ok(targets) => targets
-                        .iter()
-                        .any(|t| t.name == target && t.urls.is_err()),
+                    Ok(targets) => targets.iter().any(|t| t.name == target && t.urls.is_err()),
                 }
         })
     };
@@ -163,7 +162,10 @@ pub(crate) fn plan(members: &[(Uri, Origin)], answers: &[Answer]) -> Plan {
         let Origin::Srv { record, target } = origin else {
             continue;
         };
-        if unknown(record, target) || wanted.iter().any(|(u, _, _)| same_endpoint(u, uri)) {
+        if unknown(record, target)
+            || wanted.iter().any(|(u, _, _)| same_endpoint(u, uri))
+            || seeds.iter().any(|s| same_endpoint(s, uri))
+        {
             continue;
         }
         plan.remove.push((
@@ -243,10 +245,7 @@ mod tests {
         let names = |srv: &SrvConfig| services(srv).map(|s| (s.record, s.scheme));
         assert_eq!(
             names(&SrvConfig::new("example.com")),
-            [
-                (SSL.to_owned(), "https"),
-                (PLAIN.to_owned(), "http")
-            ]
+            [(SSL.to_owned(), "https"), (PLAIN.to_owned(), "http")]
         );
         let mut named = SrvConfig::new("example.com.");
         named.service_name = "east".into();
@@ -290,7 +289,13 @@ mod tests {
     #[test]
     fn targets_of_both_records_become_members() {
         let answers = [
-            answer(SSL, vec![target("a.example.com:2479", &["https://a.example.com:2479/"])]),
+            answer(
+                SSL,
+                vec![target(
+                    "a.example.com:2479",
+                    &["https://a.example.com:2479/"],
+                )],
+            ),
             answer(
                 PLAIN,
                 vec![target(
@@ -299,7 +304,7 @@ mod tests {
                 )],
             ),
         ];
-        let p = plan(&[], &answers);
+        let p = plan(&[], &[], &answers);
         assert_eq!(
             added(&p),
             [
@@ -330,31 +335,42 @@ mod tests {
                 ],
             ),
         ];
-        let p = plan(&members, &answers);
+        let p = plan(&[], &members, &answers);
         assert_eq!(added(&p), ["http://10.0.0.3:2379/"]);
         assert_eq!(removed(&p), ["http://10.0.0.1:2379/"]);
-        assert!(p.remove[0].1.contains("no longer lists a:2379"), "{:?}", p.remove);
+        assert!(
+            p.remove[0].1.contains("no longer lists a:2379"),
+            "{:?}",
+            p.remove
+        );
     }
 
     #[test]
     fn failures_keep_the_last_good_members() {
         let members = [
             (uri("http://10.0.0.1:2379/"), srv(PLAIN, "a:2379")),
-            (uri("https://s.example.com:2479/"), srv(SSL, "s.example.com:2479")),
+            (
+                uri("https://s.example.com:2479/"),
+                srv(SSL, "s.example.com:2479"),
+            ),
         ];
         // Both lookups failed, or neither record exists: nothing changes.
         for answers in [
             [failed(SSL), failed(PLAIN)],
             [answer(SSL, vec![]), answer(PLAIN, vec![])],
         ] {
-            let p = plan(&members, &answers);
+            let p = plan(&[], &members, &answers);
             assert_eq!((p.add.len(), p.remove.len()), (0, 0));
             assert!(p.kept.is_some());
         }
         // One record failed: its members stay while the other's follow their answer.
         let p = plan(
+            &[],
             &members,
-            &[failed(SSL), answer(PLAIN, vec![target("b:2379", &["http://10.0.0.2:2379/"])])],
+            &[
+                failed(SSL),
+                answer(PLAIN, vec![target("b:2379", &["http://10.0.0.2:2379/"])]),
+            ],
         );
         assert_eq!(added(&p), ["http://10.0.0.2:2379/"]);
         assert_eq!(removed(&p), ["http://10.0.0.1:2379/"]);
@@ -365,6 +381,7 @@ mod tests {
             urls: Err("SERVFAIL".into()),
         };
         let p = plan(
+            &[],
             &members,
             &[answer(SSL, vec![]), answer(PLAIN, vec![unresolved])],
         );
@@ -387,8 +404,20 @@ mod tests {
             answer(SSL, vec![]),
             answer(PLAIN, vec![target("a:2379", &["http://10.0.0.1:2379/"])]),
         ];
-        let p = plan(&members, &answers);
+        let p = plan(&[], &members, &answers);
         assert_eq!((p.add.len(), p.remove.len()), (0, 0));
+        // A member SRV found, which the caller then gave as an endpoint, is a seed now.
+        let members = [(uri("http://10.0.0.1:2379/"), srv(PLAIN, "a:2379"))];
+        let answers = [answer(
+            PLAIN,
+            vec![target("b:2379", &["http://10.0.0.2:2379/"])],
+        )];
+        let p = plan(&[uri("http://10.0.0.1:2379")], &members, &answers);
+        assert_eq!(p.remove, []);
+        assert_eq!(
+            removed(&plan(&[], &members, &answers)),
+            ["http://10.0.0.1:2379/"]
+        );
     }
 
     #[test]
@@ -398,7 +427,11 @@ mod tests {
             .collect();
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
         let members = [(uri("http://10.9.9.9:2379/"), Origin::Seed)];
-        let p = plan(&members, &[answer(PLAIN, vec![target("many:2379", &urls)])]);
+        let p = plan(
+            &[],
+            &members,
+            &[answer(PLAIN, vec![target("many:2379", &urls)])],
+        );
         assert_eq!(p.add.len(), MAX_MEMBERS - 1);
         assert_eq!(p.skipped, 100 - (MAX_MEMBERS - 1));
     }
