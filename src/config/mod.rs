@@ -733,6 +733,46 @@ impl Default for DiscoveryConfig {
 /// interval = 30
 /// name_server = "127.0.0.1:8600" # e.g. Consul's DNS; leave out for the system's resolvers
 /// ```
+///
+/// The members then need no endpoint (the tower stack), or only the one etcd-client insists
+/// on (the drop-in). Endpoints given are seeds as always: never dropped, also when SRV stops
+/// listing them, so give etcd-client one that stays (a Kubernetes Service name, say), or the
+/// first SRV answer's.
+///
+/// ```no_run
+/// # #[cfg(feature = "dns-srv")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use etcd_health::config::{Config, SrvConfig};
+/// use etcd_health::dropin::HealthChannel;
+/// use etcd_health::HealthChecker;
+///
+/// let mut config = Config::default();
+/// config.discovery.srv = Some(SrvConfig {
+///     service_name: "east".into(),
+///     ..SrvConfig::new("etcd.default.svc.cluster.local")
+/// });
+///
+/// // Tower stack: no endpoint; the members come from `_etcd-client-ssl-east._tcp...` and
+/// // `_etcd-client-east._tcp...`.
+/// let checker = HealthChecker::with_uris(std::iter::empty(), config.clone())?;
+/// let channel = checker.channel();
+/// # drop(channel);
+///
+/// // Drop-in: etcd-client needs one endpoint; the rest follow the records.
+/// let checker = HealthChecker::with_uris(std::iter::empty(), config)?;
+/// let client = etcd_client::Client::connect_with_balanced_channel(
+///     ["http://etcd.default.svc.cluster.local:2379"],
+///     None,
+///     HealthChannel::with_checker(checker),
+/// )
+/// .await?;
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "dns-srv"))]
+/// # fn main() {}
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SrvConfig {
