@@ -697,6 +697,7 @@ pub struct DiscoveryConfig {
     /// Members found through DNS SRV records, as etcdctl's `--discovery-srv` finds them
     /// (none by default). Needs the `dns-srv` cargo feature; without it a config that sets
     /// this is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub srv: Option<SrvConfig>,
 }
 
@@ -722,7 +723,7 @@ impl Default for DiscoveryConfig {
 /// balanced by health and load like any other), and one record missing is fine. A target is
 /// resolved to its addresses (each a member) with the same resolver, except an `https://`
 /// target without `tls.domain_name`, which is dialed by name so that its certificate is checked
-/// against it. Records are asked again every `interval` (jittered); members whose record or
+/// against it (resolved, when connecting, by the system's resolver). Records are asked again every `interval` (jittered); members whose record or
 /// address is gone are dropped, new ones added. A failed lookup changes nothing: the members of
 /// the last good answer keep serving.
 ///
@@ -788,6 +789,7 @@ pub struct SrvConfig {
     pub interval: Duration,
     /// The DNS server to ask, as `ip:port` (UDP, then TCP for long answers), e.g. a Consul
     /// agent's `127.0.0.1:8600`; `None` (the default) uses the system's (`/etc/resolv.conf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name_server: Option<String>,
 }
 

@@ -1293,6 +1293,9 @@ service_name = \"east\"
         (Duration::from_secs(30), true)
     );
     assert_eq!(Config::default().discovery.srv, None);
+    // Written out and read back, as a loaded config is.
+    let written = toml::to_string(&c).unwrap();
+    assert_eq!(Config::from_toml(&written).unwrap(), c, "{written}");
     let c = Config::from_json(
         r#"{"discovery": {"srv": {"domain": "etcd", "interval": 0, "name_server": "[::1]:53"}}}"#,
     )
