@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use etcd_health::checker::{MemberSnapshot, Origin};
 use etcd_health::config::{Config, SrvConfig};
-use etcd_health::dropin::HealthChannel;
-use etcd_health::health::Status;
+use etcd_health::observe::{MemberSnapshot, Origin, Status};
+use etcd_health::HealthChannel;
 use etcd_health::HealthChecker;
 use etcd_health_testing::Cluster;
 use hickory_proto::op::{Message, MessageType, ResponseCode};

@@ -745,7 +745,7 @@ impl Default for DiscoveryConfig {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use etcd_health::config::{Config, SrvConfig};
-/// use etcd_health::dropin::HealthChannel;
+/// use etcd_health::HealthChannel;
 /// use etcd_health::HealthChecker;
 ///
 /// let mut config = Config::default();
