@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use http::Uri;
 
+use crate::checker::HealthChecker;
 use crate::checker::{EventSink, Hooks};
 use crate::config::Config;
 use crate::discovery::MemberSource;
 use crate::health::Classify;
 use crate::probe::Probe;
-use crate::HealthChecker;
 
 // === impl HealthChecker ===
 
@@ -27,13 +27,16 @@ impl HealthChecker {
     /// [`Error::Config`](crate::Error::Config) naming the field and the value. With
     /// `config.shm_name` set, a live state of that name in this process is joined instead
     /// (its config wins; endpoints it lacks are added). Must be called inside a tokio runtime.
-    pub fn new<S: AsRef<str>>(endpoints: &[S], config: Config) -> Result<Self, crate::Error> {
+    pub fn new<S: AsRef<str>>(
+        endpoints: &[S],
+        config: Config,
+    ) -> Result<Self, crate::error::Error> {
         Self::builder(config).build(endpoints)
     }
 
     /// As [`new`](Self::new), with endpoints already parsed; an empty list is allowed here
     /// (members may be added later with [`add_member`](Self::add_member)).
-    pub fn with_uris<I>(endpoints: I, config: Config) -> Result<Self, crate::Error>
+    pub fn with_uris<I>(endpoints: I, config: Config) -> Result<Self, crate::error::Error>
     where
         I: IntoIterator<Item = Uri>,
     {
@@ -100,14 +103,17 @@ impl HealthCheckerBuilder {
     }
 
     /// The health state for `endpoints`, as [`HealthChecker::new`] makes it.
-    pub fn build<S: AsRef<str>>(self, endpoints: &[S]) -> Result<HealthChecker, crate::Error> {
+    pub fn build<S: AsRef<str>>(
+        self,
+        endpoints: &[S],
+    ) -> Result<HealthChecker, crate::error::Error> {
         let endpoints = crate::config::parse_endpoints(endpoints)?;
         self.build_with_uris(endpoints.iter().map(|e| e.uri()))
     }
 
     /// The health state for `endpoints` already parsed, as [`HealthChecker::with_uris`]
     /// makes it (an empty list is allowed).
-    pub fn build_with_uris<I>(self, endpoints: I) -> Result<HealthChecker, crate::Error>
+    pub fn build_with_uris<I>(self, endpoints: I) -> Result<HealthChecker, crate::error::Error>
     where
         I: IntoIterator<Item = Uri>,
     {

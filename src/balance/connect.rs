@@ -145,7 +145,8 @@ mod tests {
         use metrics_util::debugging::{DebugValue, DebuggingRecorder};
         let recorder = DebuggingRecorder::new();
         let member = crate::checker::Member::new(1, "http://127.0.0.1:2379".parse().expect("uri"));
-        let connects = metrics::with_local_recorder(&recorder, || Connects::new(&member));
+        let connects =
+            metrics::with_local_recorder(&recorder, || Connects::new(member.authority()));
         let timeout = Duration::from_millis(200);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

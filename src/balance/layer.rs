@@ -7,7 +7,7 @@
 use tower::Layer;
 
 use super::{Balance, MakeMember, TonicConnector};
-use crate::HealthChecker;
+use crate::checker::HealthChecker;
 
 /// Wraps per-member services in a health-checked [`Balance`]; for the usual stack (a tonic
 /// channel per member) [`HealthChecker::channel`] is the one call.

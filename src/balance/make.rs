@@ -21,7 +21,7 @@ pub trait MakeMember {
     /// Called once by [`Balance::new`](super::Balance::new) with the health state the
     /// balancer serves, before any member is made: the place to adopt settings the checker
     /// holds (the TLS material of `config.tls`). Does nothing by default.
-    fn attach(&mut self, checker: &crate::HealthChecker) {
+    fn attach(&mut self, checker: &crate::checker::HealthChecker) {
         let _ = checker;
     }
 }
@@ -162,7 +162,7 @@ impl MakeMember for TonicConnector {
 
     /// Adopts the checker's TLS material unless [`tls`](Self::tls) set one, and its
     /// `keep_alive` unless [`keep_alive`](Self::keep_alive) set one.
-    fn attach(&mut self, checker: &crate::HealthChecker) {
+    fn attach(&mut self, checker: &crate::checker::HealthChecker) {
         let config = &checker.config().keep_alive;
         self.keep_alive
             .get_or_insert((config.interval, config.timeout));
@@ -184,7 +184,7 @@ impl MakeMember for TonicConnector {
         });
         let settings =
             move |endpoint: Endpoint| keep_alive(stream_settings(endpoint), interval, timeout);
-        let connects = crate::metrics::Connects::new(member);
+        let connects = crate::metrics::Connects::new(member.authority());
         #[cfg(feature = "tls")]
         if member.uri().scheme_str() == Some("https") {
             match self.tls.clone().or_else(crate::tls::Tls::system_default) {

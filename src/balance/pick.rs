@@ -108,8 +108,8 @@ fn no_member(entries: &[Arc<MemberEntry>]) -> tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::HealthChecker;
     use crate::config::Config;
-    use crate::HealthChecker;
 
     fn entries(n: u16) -> (HealthChecker, Arc<Vec<Arc<MemberEntry>>>) {
         let endpoints: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();

@@ -479,7 +479,8 @@ mod tests {
     async fn rounds_exclude_tried_and_busy_members() {
         let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker =
-            crate::HealthChecker::new(&endpoints, crate::config::Config::default()).expect("ok");
+            crate::checker::HealthChecker::new(&endpoints, crate::config::Config::default())
+                .expect("ok");
         let entries = checker.entries();
         let policy = AllUnhealthyPolicy::TryAll;
         let mut plan = Plan::new(vec![2]);

@@ -181,9 +181,9 @@ mod tests {
     /// particular.
     #[tokio::test]
     async fn writes_follow_the_estimates_of_the_members() {
+        use crate::checker::HealthChecker;
         use crate::config::Config;
         use crate::health::{Outcome, Source};
-        use crate::HealthChecker;
         let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
         let entries = checker.entries();

@@ -20,11 +20,11 @@ use super::retry::{jitter, may_resend, resend_is_free, Failed, Fire, Next, Plan,
 use super::route::write_target;
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::budget::Extra;
+use crate::checker::HealthChecker;
 use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Class, Method, MethodKind};
 use crate::grpc::GrpcService;
 use crate::passive::{Classifier, Tracker};
-use crate::HealthChecker;
 
 /// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
 /// inserting a `&str` name that is not a standard header copies it into a new allocation on
@@ -665,10 +665,11 @@ mod tests {
 
     use tower::ServiceExt;
 
+    use crate::balance::Balance;
+    use crate::checker::HealthChecker;
     use crate::checker::Member;
     use crate::config::{AllUnhealthyPolicy, Config};
     use crate::health::{Outcome, Source, Status};
-    use crate::{Balance, HealthChecker};
 
     /// A balancer over `n` members, all ejected, whose services count their calls.
     fn all_ejected(n: u16, policy: AllUnhealthyPolicy) -> (Stack, Arc<AtomicUsize>) {
@@ -1117,7 +1118,7 @@ mod tests {
             .expect_err("no answer");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(crate::error::outcome_unknown(&status), "{status:?}");
         assert_eq!(calls[0].load(Ordering::Relaxed), before + 1, "sent once");
         let others = calls[1].load(Ordering::Relaxed) + calls[2].load(Ordering::Relaxed);
         assert_eq!(others, 60, "the write was never hedged");
@@ -1177,7 +1178,7 @@ mod tests {
         let err = put.await.expect("task").expect_err("abandoned");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(crate::error::outcome_unknown(&status), "{status:?}");
         assert!(status.message().contains("was ejected"), "{status:?}");
         assert_eq!(started.elapsed(), Duration::from_secs(1), "ended at once");
         let resp = read.await.expect("task").expect("read retried elsewhere");
@@ -1200,7 +1201,7 @@ mod tests {
             .expect_err("bounded");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(crate::error::outcome_unknown(&status), "{status:?}");
         assert!(status.message().contains("retry.budget"), "{status:?}");
         assert_eq!(started.elapsed(), config.retry.budget);
         assert_eq!(calls[0].load(Ordering::Relaxed), 3, "sent once");
@@ -1288,7 +1289,7 @@ mod tests {
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert!(status.message().contains("broke off"), "{status:?}");
-        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(crate::error::outcome_unknown(&status), "{status:?}");
         assert_eq!(calls[0].load(Ordering::Relaxed), before[0] + 1, "sent once");
         assert_eq!(calls[1].load(Ordering::Relaxed), before[1], "not elsewhere");
 
@@ -1308,7 +1309,7 @@ mod tests {
             .expect_err("stalled");
         let status = err.downcast::<tonic::Status>().expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(crate::outcome_unknown(&status), "{status:?}");
+        assert!(crate::error::outcome_unknown(&status), "{status:?}");
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         assert_eq!(calls[0].load(Ordering::Relaxed), before[0] + 1, "sent once");
         assert_eq!(calls[1].load(Ordering::Relaxed), before[1], "not elsewhere");
@@ -1390,7 +1391,7 @@ mod tests {
         use crate::etcd::{Method, MethodKind};
         let checker =
             HealthChecker::new(&["http://127.0.0.1:1"], Config::default()).expect("checker");
-        let balance = Balance::new(checker.clone(), crate::TonicConnector::default());
+        let balance = Balance::new(checker.clone(), crate::balance::TonicConnector::default());
         let method = Method::of("/etcdserverpb.KV/Range");
         let (parts, body) = range().into_parts();
         let replay = super::Replay::new(parts, method);

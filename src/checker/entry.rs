@@ -87,7 +87,7 @@ impl MemberEntry {
             HealthState::new(now)
         };
         Self {
-            metrics: crate::metrics::PerMember::new(&member, !pending),
+            metrics: crate::metrics::PerMember::new(member.authority(), !pending),
             member,
             state: Mutex::new(state),
             healthy: AtomicBool::new(!pending),

@@ -151,7 +151,7 @@ impl HealthChecker {
         config: Config,
         hooks: Hooks,
         start: impl FnOnce(&tokio::runtime::Handle, &HealthChecker),
-    ) -> Result<Self, crate::Error> {
+    ) -> Result<Self, crate::error::Error> {
         config.validate()?;
         #[cfg(feature = "tls")]
         let tls = (!config.tls.is_empty())
@@ -159,7 +159,8 @@ impl HealthChecker {
             .transpose()?;
         #[cfg(not(feature = "tls"))]
         crate::tls::refuse(&config, &endpoints)?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| crate::error::Error::NoRuntime)?;
         let make = || {
             let checker = Self::unshared(
                 config.clone(),
@@ -889,7 +890,19 @@ impl HealthChecker {
 
     fn publish(&self, member: Member, kind: EventKind) {
         self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
-        self.inner.metrics.published(&self.entries(), &kind);
+        let entries = self.entries();
+        let healthy = entries.iter().filter(|e| e.is_healthy()).count();
+        let change = match &kind {
+            EventKind::Added { origin, .. } => crate::metrics::Change::Added(origin.source_name()),
+            EventKind::Removed { origin, .. } => {
+                crate::metrics::Change::Removed(origin.source_name())
+            }
+            EventKind::LeaderChanged { leader_id, .. } => crate::metrics::Change::Leader {
+                known: leader_id.is_some(),
+            },
+            EventKind::StatusChanged(_) | EventKind::AllUnhealthy => crate::metrics::Change::Other,
+        };
+        self.inner.metrics.published(healthy, entries.len(), change);
         let event = HealthEvent { member, kind };
         if let Some(sink) = &self.inner.hooks.sink {
             sink.event(&event);

@@ -43,6 +43,17 @@ impl Origin {
     pub fn is_discovered(&self) -> bool {
         !matches!(self, Origin::Seed)
     }
+
+    /// The source's name, one of a closed set (the metrics' `source` label).
+    pub(crate) fn source_name(&self) -> &'static str {
+        match self {
+            Origin::Seed => "seed",
+            Origin::Dns { .. } => "dns",
+            Origin::Srv { .. } => "srv",
+            Origin::MemberList { .. } => "member_list",
+            Origin::Custom { .. } => "custom",
+        }
+    }
 }
 
 impl fmt::Display for Origin {

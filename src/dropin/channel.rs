@@ -13,15 +13,18 @@ use tower::util::BoxCloneSyncService;
 use tower::Service;
 
 use super::auth_pause::{AuthPause, AUTHENTICATE};
+use super::book::Book;
+use super::keepalive_book::KeepAliveBook;
 use super::latest_token::LatestToken;
 use super::resume_stream::Streams;
 use super::stats::StreamStats;
+use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
+use crate::checker::HealthChecker;
 use crate::checker::Member;
 use crate::config::Config;
 use crate::grpc::GrpcService;
 use crate::resume::IntoBoxChannel;
-use crate::HealthChecker;
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
@@ -459,14 +462,31 @@ where
             auth,
         } = &*self.parts;
         streams.token.note(req.headers_mut());
-        let answer = if Streams::takes(req.uri().path()) {
-            streams.call(req)
+        let answer = if takes_stream(req.uri().path()) {
+            call_stream(streams, req)
         } else if req.uri().path() == AUTHENTICATE {
             authenticate(balance.clone(), auth.clone(), req)
         } else {
             balance.dispatch(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
+    }
+}
+
+/// Whether the drop-in answers calls to `path` itself (watches and keep-alives).
+fn takes_stream(path: &str) -> bool {
+    path == WatchBook::PATH || path == KeepAliveBook::PATH
+}
+
+/// Takes a stream request of the caller that [`takes_stream`] names: a watch to the resuming
+/// driver, a keep-alive to the hedging one (or, with resumption off, passed through).
+fn call_stream(streams: &Streams, req: Request<tonic::body::Body>) -> ResponseFuture {
+    if req.uri().path() == WatchBook::PATH {
+        streams.start(req, WatchBook::default())
+    } else if streams.resume {
+        super::keepalive_stream::start(streams.clone(), req)
+    } else {
+        streams.start(req, KeepAliveBook::default())
     }
 }
 

@@ -44,10 +44,10 @@ use super::progress_order::ProgressOrders;
 use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
+use crate::checker::HealthChecker;
 use crate::checker::{HealthEvent, Member};
 use crate::config::Config;
 use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen, ReopenOptions};
-use crate::HealthChecker;
 
 /// How long a member the stream failed on is avoided.
 const AVOID_FOR: Duration = Duration::from_secs(10);
@@ -77,28 +77,12 @@ pub(super) struct Streams {
 }
 
 impl Streams {
-    /// Whether the drop-in answers calls to `path` itself (watches and keep-alives).
-    pub(super) fn takes(path: &str) -> bool {
-        use super::keepalive_book::KeepAliveBook;
-        use super::watch_book::WatchBook;
-        path == WatchBook::PATH || path == KeepAliveBook::PATH
-    }
-
-    /// Takes a stream request of the caller that [`takes`](Self::takes) names.
-    pub(super) fn call(&self, req: http::Request<tonic::body::Body>) -> ResponseFuture {
-        use super::keepalive_book::KeepAliveBook;
-        use super::watch_book::WatchBook;
-        if req.uri().path() == WatchBook::PATH {
-            self.start(req, WatchBook::default())
-        } else if self.resume {
-            super::keepalive_stream::start(self.clone(), req)
-        } else {
-            self.start(req, KeepAliveBook::default())
-        }
-    }
-
-    /// Takes the caller's stream request; the response is the driver's.
-    fn start<B: Book>(&self, req: http::Request<tonic::body::Body>, book: B) -> ResponseFuture {
+    /// Takes the caller's stream request, kept by `book`; the response is the driver's.
+    pub(super) fn start<B: Book>(
+        &self,
+        req: http::Request<tonic::body::Body>,
+        book: B,
+    ) -> ResponseFuture {
         let (first_tx, first_rx) = oneshot::channel();
         let driver = Driver::new(self.clone(), req, book, first_tx);
         tokio::spawn(driver.run());

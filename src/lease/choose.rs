@@ -7,8 +7,8 @@
 //! must know the member before any answer arrives, to move away from a member that never answers.
 
 use crate::balance::AvoidMembers;
+use crate::checker::HealthChecker;
 use crate::checker::Member;
-use crate::HealthChecker;
 
 /// What the choice needs to know of one member.
 #[derive(Clone, Debug)]

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use super::{task, KeepAliveOptions, LeaseError};
+use crate::balance::Balance;
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseRevokeRequest;
 use crate::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};
-use crate::Balance;
 
 /// How long a revoke on stop may take.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);

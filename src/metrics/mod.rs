@@ -38,7 +38,6 @@ mod on;
 
 use std::time::Duration;
 
-use crate::checker::{EventKind, Member, MemberEntry};
 use crate::config::{AllUnhealthyPolicy, ProbeType};
 use crate::health::{Outcome, Transition};
 
@@ -182,13 +181,13 @@ impl Checker {
         }
     }
 
-    /// A state change was published; `entries` are the members now.
+    /// A state change was published: `healthy` of `members` are in rotation now.
     #[inline]
-    pub(crate) fn published(&self, entries: &[std::sync::Arc<MemberEntry>], kind: &EventKind) {
+    pub(crate) fn published(&self, healthy: usize, members: usize, change: Change) {
         #[cfg(feature = "metrics")]
-        self.on.published(entries, kind);
+        self.on.published(healthy, members, change);
         #[cfg(not(feature = "metrics"))]
-        let _ = (entries, kind);
+        let _ = (healthy, members, change);
     }
 
     /// A request was sent again to another member.
@@ -273,6 +272,25 @@ impl Budget {
     }
 }
 
+// === impl Change ===
+
+/// What a published state change means to the metrics, told by the health state (which owns
+/// its events: this module does not read them, so the two do not import each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A member was added, found by `source` (`seed`, `dns`, `srv`, `member_list`, `custom`).
+    Added(&'static str),
+    /// A member was removed; it had been found by `source`.
+    Removed(&'static str),
+    /// The leader changed; `known`: whether there is one now.
+    Leader {
+        /// Whether a leader is known now.
+        known: bool,
+    },
+    /// Any other change (a member's status; every member unhealthy).
+    Other,
+}
+
 // === impl CallTally ===
 
 /// The retries and hedges of one unary call, recorded once, when the call ends (answered,
@@ -343,18 +361,18 @@ pub(crate) struct Connects {
 }
 
 impl Connects {
-    /// Registers the series of `member`'s connection attempts.
+    /// Registers the series of the connection attempts to the member at `authority`.
     #[inline]
-    pub(crate) fn new(member: &Member) -> Self {
+    pub(crate) fn new(authority: &str) -> Self {
         #[cfg(feature = "metrics")]
         {
             Self {
-                on: std::sync::Arc::new(on::Connects::new(member)),
+                on: std::sync::Arc::new(on::Connects::new(authority)),
             }
         }
         #[cfg(not(feature = "metrics"))]
         {
-            let _ = member;
+            let _ = authority;
             Self {}
         }
     }
@@ -512,18 +530,19 @@ pub(crate) struct PerMember {
 }
 
 impl PerMember {
-    /// Registers the series of `member`; `healthy`: whether it starts in rotation.
+    /// Registers the series of the member at `authority` (its `etcd.member` label);
+    /// `healthy`: whether it starts in rotation.
     #[inline]
-    pub(crate) fn new(member: &Member, healthy: bool) -> Self {
+    pub(crate) fn new(authority: &str, healthy: bool) -> Self {
         #[cfg(feature = "metrics")]
         {
             Self {
-                on: std::sync::Arc::new(on::PerMember::new(member, healthy)),
+                on: std::sync::Arc::new(on::PerMember::new(authority, healthy)),
             }
         }
         #[cfg(not(feature = "metrics"))]
         {
-            let _ = (member, healthy);
+            let _ = (authority, healthy);
             Self {}
         }
     }

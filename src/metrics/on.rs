@@ -194,8 +194,8 @@ pub(super) struct Connects {
 }
 
 impl Connects {
-    pub(super) fn new(member: &Member) -> Self {
-        let member = Label::new("etcd.member", member.authority().to_owned());
+    pub(super) fn new(authority: &str) -> Self {
+        let member = Label::new("etcd.member", authority.to_owned());
         Self {
             by_result: CONNECT_RESULTS.map(|r| {
                 metrics::counter!(
@@ -520,37 +520,24 @@ impl Default for Checker {
 }
 
 impl Checker {
-    pub(super) fn published(&self, entries: &[Arc<MemberEntry>], kind: &EventKind) {
-        let healthy = entries.iter().filter(|e| e.is_healthy()).count();
+    pub(super) fn published(&self, healthy: usize, members: usize, change: Change) {
         self.healthy.set(healthy as f64);
-        self.unhealthy.set((entries.len() - healthy) as f64);
-        match kind {
-            EventKind::Added { origin, .. } => {
-                metrics::counter!(DISCOVERY_ADDED, "source" => origin_name(origin)).increment(1)
+        self.unhealthy.set(members.saturating_sub(healthy) as f64);
+        match change {
+            Change::Added(source) => {
+                metrics::counter!(DISCOVERY_ADDED, "source" => source).increment(1)
             }
-            EventKind::Removed { origin, .. } => {
-                metrics::counter!(DISCOVERY_REMOVED, "source" => origin_name(origin)).increment(1)
+            Change::Removed(source) => {
+                metrics::counter!(DISCOVERY_REMOVED, "source" => source).increment(1)
             }
-            EventKind::LeaderChanged { leader_id, .. } => {
-                self.leader_known
-                    .set(f64::from(u8::from(leader_id.is_some())));
-                if leader_id.is_some() {
+            Change::Leader { known } => {
+                self.leader_known.set(f64::from(u8::from(known)));
+                if known {
                     self.leader_changes.increment(1);
                 }
             }
-            EventKind::StatusChanged(_) | EventKind::AllUnhealthy => {}
+            Change::Other => {}
         }
-    }
-}
-
-fn origin_name(origin: &crate::checker::Origin) -> &'static str {
-    use crate::checker::Origin;
-    match origin {
-        Origin::Seed => "seed",
-        Origin::Dns { .. } => "dns",
-        Origin::Srv { .. } => "srv",
-        Origin::MemberList { .. } => "member_list",
-        Origin::Custom { .. } => "custom",
     }
 }
 
@@ -585,8 +572,8 @@ pub(super) struct PerMember {
 }
 
 impl PerMember {
-    pub(super) fn new(member: &Member, healthy: bool) -> Self {
-        let member = Label::new("etcd.member", member.authority().to_owned());
+    pub(super) fn new(authority: &str, healthy: bool) -> Self {
+        let member = Label::new("etcd.member", authority.to_owned());
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut labels = vec![member.clone()];
             labels.extend(extra.iter().map(|(k, v)| Label::from_static_parts(k, v)));
@@ -914,8 +901,8 @@ mod tests {
     #[test]
     fn a_member_is_ejected_readmitted_and_zeroed_when_it_leaves() {
         let recorder = DebuggingRecorder::new();
-        let member = Member::new(3, "http://127.0.0.1:2379".parse().expect("uri"));
-        let handles = metrics::with_local_recorder(&recorder, || PerMember::new(&member, true));
+        let handles =
+            metrics::with_local_recorder(&recorder, || PerMember::new("127.0.0.1:2379", true));
         // Registered once: what follows goes through the handles, no recorder in scope.
         handles.in_flight(1.0);
         handles.in_flight(1.0);

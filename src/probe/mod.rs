@@ -178,7 +178,7 @@ impl<'a> ProbeTarget<'a> {
     /// members are verified against the system's roots), for a probe that opens connections
     /// of its own.
     #[cfg(feature = "tls")]
-    pub fn tls(&self) -> Option<crate::Tls> {
+    pub fn tls(&self) -> Option<crate::tls::Tls> {
         self.checker.upgrade().and_then(|c| c.tls().cloned())
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::HealthChecker;
+use crate::checker::HealthChecker;
 
 /// How a helper re-opens its stream: back-off, avoidance, `hasleader`, and the health checker
 /// whose evictions end a stream at once. Held by [`WatchOptions`](crate::watch::WatchOptions)
@@ -78,7 +78,7 @@ macro_rules! reopen_setters {
             stringify!($handle), "::over_balance`](super::", stringify!($handle),
             "::over_balance))."
         )]
-        pub fn health_checker(mut self, checker: crate::HealthChecker) -> Self {
+        pub fn health_checker(mut self, checker: crate::checker::HealthChecker) -> Self {
             self.reopen.checker = Some(checker);
             self
         }

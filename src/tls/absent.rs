@@ -9,23 +9,23 @@ const REASON: &str = "this build has no TLS: enable the `tls` feature of etcd-he
 
 /// Refuses a config or endpoints that need TLS: `https` probes, `config.tls` files, or
 /// `https://` members.
-pub(crate) fn refuse(config: &Config, endpoints: &[Uri]) -> Result<(), crate::Error> {
+pub(crate) fn refuse(config: &Config, endpoints: &[Uri]) -> Result<(), crate::error::Error> {
     if config.checks.active.probe_type == crate::config::ProbeType::Https {
-        return Err(crate::Error::Unsupported {
+        return Err(crate::error::Error::Unsupported {
             field: "checks.active.type",
             value: "https".to_owned(),
             reason: REASON,
         });
     }
     if !config.tls.is_empty() {
-        return Err(crate::Error::Unsupported {
+        return Err(crate::error::Error::Unsupported {
             field: "tls",
             value: format!("{:?}", config.tls),
             reason: REASON,
         });
     }
     if let Some(uri) = endpoints.iter().find(|u| u.scheme_str() == Some("https")) {
-        return Err(crate::Error::Unsupported {
+        return Err(crate::error::Error::Unsupported {
             field: "endpoints",
             value: crate::config::redact_userinfo(&uri.to_string()).into_owned(),
             reason: REASON,

@@ -303,11 +303,12 @@ impl Tls {
     /// ends when the last clone is dropped. Without files (PEM material) it does nothing.
     ///
     /// [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime.
-    pub fn watch(&self, every: Duration) -> Result<(), crate::Error> {
+    pub fn watch(&self, every: Duration) -> Result<(), crate::error::Error> {
         if every.is_zero() || self.inner.files.is_none() {
             return Ok(());
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| crate::error::Error::NoRuntime)?;
         if !self.inner.watching.swap(true, Ordering::AcqRel) {
             runtime.spawn(watch_files(Arc::downgrade(&self.inner), every));
         }

@@ -255,7 +255,7 @@ fn watching_needs_a_runtime_and_reloads_on_its_own() {
     let err = tls
         .watch(Duration::from_millis(100))
         .expect_err("no runtime here");
-    assert!(matches!(err, crate::Error::NoRuntime), "{err}");
+    assert!(matches!(err, crate::error::Error::NoRuntime), "{err}");
     tls.watch(Duration::ZERO).expect("off: nothing to run");
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -6,10 +6,10 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 use super::{task, WatchError, WatchOptions};
+use crate::balance::Balance;
 use crate::checker::Member;
 use crate::proto::mvccpb::Event;
 use crate::resume::{Driven, IntoBoxChannel};
-use crate::Balance;
 
 /// What a watch went through so far, and where it stands.
 ///
