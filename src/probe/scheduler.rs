@@ -29,7 +29,7 @@ use super::{Finding, Probe, ProbeTarget};
 use crate::checker::HealthChecker;
 use crate::checker::{wall_now, MemberEntry, ProbeReport, WeakChecker};
 use crate::health::Outcome;
-use crate::leader::Reply;
+use crate::leader::{EarlyEnd, Pace, Reply, RoundPlan};
 
 /// Starts the scheduler for `checker` on `runtime`, probing with `probe` (none: the built-in
 /// probe `checks.active.type` names).
@@ -59,7 +59,10 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     let (round_tx, mut round_rx) = mpsc::unbounded_channel::<Round>();
     let mut leader_due: Option<Instant> = Some(Instant::now());
     let mut leader_running = false;
-    let mut last_round: Option<Instant> = None;
+    let mut pace = Pace::default();
+    // The members that gave no answer to the last leader check: while the cluster elects, the
+    // next one does not wait for them (see `RoundPlan`).
+    let mut silent_last: HashSet<usize> = HashSet::new();
     let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
     // The TLS material the probe channels were made with: new material, new channels (those
     // built on a member's own endpoint capture it).
@@ -114,7 +117,13 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
         if !leader_running && leader_due.is_some_and(|due| due <= now) {
             leader_running = true;
             leader_due = None;
-            last_round = Some(now);
+            pace.started(now.into_std());
+            let ids = checker.member_ids();
+            silent_last.retain(|i| live.contains(i));
+            let plan = RoundPlan::new(
+                entries.len(),
+                silent_last.iter().map(|i| (*i, ids.get(i).copied())),
+            );
             let targets: Vec<(usize, Result<Channel, String>)> = entries
                 .iter()
                 .map(|entry| {
@@ -128,6 +137,7 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
                 .collect();
             tokio::spawn(leader_round(
                 targets,
+                plan,
                 leader_config.timeout,
                 round_tx.clone(),
             ));
@@ -148,27 +158,40 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
             _ = leader_wanted.notified() => {
                 // An answer suggested an election: check now, but not more often than rounds
                 // during an election go.
-                let soonest = last_round.map_or(Instant::now(), |l| l + leader_config.election_interval);
-                let due = soonest.max(Instant::now());
+                let now = Instant::now();
+                let due = pace.wanted(now.into_std(), &leader_config, crate::timing::unit());
+                let due = now + due.saturating_duration_since(now.into_std());
                 leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
             }
-            Some(Round { replies, silent, elapsed, complete }) = round_rx.recv() => {
+            Some(Round { replies, silent, elapsed, complete, ended }) = round_rx.recv() => {
                 let Some(checker) = weak.upgrade() else { break };
                 if !complete {
                     checker.learn_leader(&replies);
                     continue;
                 }
+                silent_last = silent.iter().copied().collect();
                 for index in silent {
                     renew(&mut channels, index);
                 }
+                if let Some((why, skipped)) = ended {
+                    tracing::debug!(?why, ?skipped, ?elapsed, "leader check ended without waiting for members silent last round");
+                    if why == EarlyEnd::Leaderless {
+                        // Still silent as far as anyone knows: the next round does not wait
+                        // for them either while the election lasts.
+                        silent_last.extend(skipped);
+                    }
+                }
                 checker.apply_leader_round(replies, elapsed);
                 leader_running = false;
-                let next = next_leader_check(
-                    Instant::now(),
-                    checker.leader_unsettled(),
-                    &leader_config,
-                    crate::timing::unit(),
-                );
+                let now = Instant::now();
+                let next = pace
+                    .after_round(
+                        now.into_std(),
+                        checker.leader_unsettled(),
+                        &leader_config,
+                        crate::timing::unit(),
+                    )
+                    .map(|at| now + at.saturating_duration_since(now.into_std()));
                 leader_due = match (leader_due, next) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -188,27 +211,6 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
 }
 
-/// When the next leader check is due after one ended at `now`: one election interval on
-/// while the leader is unsettled, else one `leader.interval` on (none when 0). Up to a fifth is
-/// taken off by the jitter draw `unit`, so a fleet of clients does not ask every member for
-/// its `Status` in the same instant.
-fn next_leader_check(
-    now: Instant,
-    unsettled: bool,
-    config: &crate::config::LeaderConfig,
-    unit: f64,
-) -> Option<Instant> {
-    let interval = if unsettled {
-        config.election_interval
-    } else if config.interval.is_zero() {
-        return None;
-    } else {
-        config.interval
-    };
-    let interval = crate::timing::shorten(interval, crate::timing::PERIODIC, unit);
-    Some(crate::timing::later(now, interval))
-}
-
 /// What one leader check found.
 struct Round {
     /// Each member's reply.
@@ -217,9 +219,11 @@ struct Round {
     silent: Vec<usize>,
     /// How long the round took.
     elapsed: Duration,
-    /// Every member answered or timed out; `false` for the early word of a majority that
-    /// names one leader, while slower members are still asked.
+    /// Every member answered or timed out (or was let go, see `ended`); `false` for the
+    /// early word of a majority that names one leader, while slower members are still asked.
     complete: bool,
+    /// The round stopped waiting for members silent last round: why, and which.
+    ended: Option<(EarlyEnd, Vec<usize>)>,
 }
 
 /// Forgets a member's probe channel after a probe or leader check on it found no answer, so
@@ -387,13 +391,16 @@ impl ProbeTask {
     }
 }
 
-/// One leader check: `Status` of every member at once.
+/// One leader check: `Status` of every member at once, until all answered or timed out, or
+/// `plan` lets the round go without the members silent last round.
 async fn leader_round(
     targets: Vec<(usize, Result<Channel, String>)>,
+    plan: RoundPlan,
     timeout: Duration,
     done: mpsc::UnboundedSender<Round>,
 ) {
     let started = Instant::now();
+    let mut asked: Vec<usize> = targets.iter().map(|(i, _)| *i).collect();
     let asks = targets.into_iter().map(|(index, channel)| async move {
         let (reply, silent) = match channel {
             Ok(channel) => match crate::leader::ask(channel, timeout).await {
@@ -411,7 +418,9 @@ async fn leader_round(
     let members = pending.len();
     let mut answers = Vec::with_capacity(members);
     let mut told_early = false;
+    let mut ended = None;
     while let Some(answer) = futures_util::StreamExt::next(&mut pending).await {
+        asked.retain(|i| *i != answer.0);
         answers.push(answer);
         if !told_early && !pending.is_empty() && majority_follows_one(&answers, members) {
             // A majority already names one leader: the health state may learn it now
@@ -422,8 +431,18 @@ async fn leader_round(
                 silent: Vec::new(),
                 elapsed: started.elapsed(),
                 complete: false,
+                ended: None,
             });
         }
+        let so_far: Vec<(usize, Reply)> = answers.iter().map(|(i, r, _)| (*i, r.clone())).collect();
+        if let Some(why) = plan.may_end(&so_far, asked.iter().copied()) {
+            ended = Some((why, std::mem::take(&mut asked)));
+            break;
+        }
+    }
+    drop(pending);
+    if let Some((_, skipped)) = &ended {
+        answers.extend(skipped.iter().map(|i| (*i, Reply::Failed, false)));
     }
     let silent = answers.iter().filter(|a| a.2).map(|a| a.0).collect();
     let replies = answers
@@ -435,6 +454,7 @@ async fn leader_round(
         silent,
         elapsed: started.elapsed(),
         complete: true,
+        ended,
     });
 }
 
@@ -513,10 +533,6 @@ fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapse
 mod tests {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
     fn names(leader: u64, term: u64) -> Reply {
         Reply::Status(crate::leader::Report {
             id: 1,
@@ -544,36 +560,5 @@ mod tests {
         assert!(!majority_follows_one(&none, 3), "no leader");
         let failed = [(1, names(11, 3), false), (2, Reply::Failed, true)];
         assert!(!majority_follows_one(&failed, 3));
-    }
-
-    #[test]
-    fn leader_checks_are_jittered_within_their_interval() {
-        let t0 = Instant::now();
-        let config = crate::config::LeaderConfig {
-            interval: ms(1000),
-            election_interval: ms(100),
-            ..Default::default()
-        };
-        assert_eq!(
-            next_leader_check(t0, false, &config, 0.0),
-            Some(t0 + ms(1000))
-        );
-        assert_eq!(
-            next_leader_check(t0, false, &config, 0.5),
-            Some(t0 + ms(900))
-        );
-        assert_eq!(next_leader_check(t0, true, &config, 0.5), Some(t0 + ms(90)));
-        let off = crate::config::LeaderConfig {
-            interval: Duration::ZERO,
-            ..config.clone()
-        };
-        assert_eq!(next_leader_check(t0, false, &off, 0.5), None);
-        assert_eq!(next_leader_check(t0, true, &off, 0.0), Some(t0 + ms(100)));
-        // A fleet's draws spread the checks over the last fifth of the interval.
-        let mut at: Vec<Instant> = (0..200)
-            .filter_map(|_| next_leader_check(t0, false, &config, crate::timing::unit()))
-            .collect();
-        at.sort();
-        assert!(at[at.len() - 1] - at[0] >= ms(150));
     }
 }
