@@ -530,3 +530,76 @@ async fn move_leader_goes_to_the_leader() {
         assert_eq!(now, target, "round {round}");
     }
 }
+
+/// `Status` calls of leader checks at member `i` so far (the fixture reads etcd's own
+/// `grpc_server_started_total`).
+async fn status_calls(cluster: &Cluster, i: usize) -> u64 {
+    cluster.grpc_started(i, "Status").await.expect("metrics")
+}
+
+/// Leader checks come at most one per 100 ms however short they are: with the intervals set
+/// to 10 ms, the members that run see one `Status` call per check, and no more than ten a
+/// second, before and while the leader hangs (when checks no longer wait for it). The health
+/// state still learns the new leader during the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_checks_come_at_most_ten_a_second() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let leader = leader_of(&cluster).await;
+    common::init_tracing();
+    let mut config = common::fast_config();
+    config.leader.interval = Duration::from_millis(10);
+    config.leader.election_interval = Duration::from_millis(10);
+    let checker = HealthChecker::new(&cluster.endpoints(), config).expect("checker");
+    let known = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(id) = checker.leader().leader_id {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the health state knows the leader");
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut before = Vec::new();
+    for &i in &followers {
+        before.push(status_calls(&cluster, i).await);
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.pause(leader);
+    let paused = Instant::now();
+    let mut learned = None;
+    while paused.elapsed() < Duration::from_secs(3) {
+        if learned.is_none() && checker.leader().leader_id.is_some_and(|id| id != known) {
+            learned = Some(paused.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut calls = Vec::new();
+    for (&i, before) in followers.iter().zip(&before) {
+        calls.push(status_calls(&cluster, i).await - before);
+    }
+    let elapsed = started.elapsed();
+    cluster.resume(leader);
+    let bound = (elapsed.as_millis() / 100) as u64 + 2;
+    println!(
+        "{elapsed:?}: Status calls at the members that ran {calls:?} (bound {bound}); \
+         new leader known {learned:?} after the pause"
+    );
+    for n in &calls {
+        assert!(
+            *n <= bound,
+            "{n} Status calls in {elapsed:?}: more than one per 100 ms"
+        );
+        assert!(
+            *n >= 5,
+            "{n} Status calls in {elapsed:?}: leader checks stopped"
+        );
+    }
+    assert!(
+        learned.is_some(),
+        "the new leader was not learned within 3 s of the pause"
+    );
+}

@@ -639,7 +639,9 @@ pub struct LeaderConfig {
     /// suggests an election.
     #[serde(with = "seconds")]
     pub interval: Duration,
-    /// Seconds between leader checks while no member knows a leader.
+    /// Seconds between leader checks while no member knows a leader. Whatever this says, the
+    /// checks of one health state start at least 100 ms apart (plus jitter), so a fleet of
+    /// clients does not flood the members with `Status` calls while they elect.
     #[serde(with = "seconds")]
     pub election_interval: Duration,
     /// Deadline of one `Status` call of a leader check, in seconds (a round waits for its

@@ -11,7 +11,9 @@
 //! It also runs the leader checks (`Maintenance/Status` of every member at once, see
 //! [`crate::leader`]): every `leader.interval`, every `leader.election_interval` while members
 //! answer but none knows a leader, or a member is suspected of being cut off, and at once (no more often than
-//! `leader.election_interval`) when an answer suggested an election. A member coming back is
+//! `leader.election_interval`) when an answer suggested an election; never two within 100 ms
+//! (see [`Pace`]). During an election a round does not wait for members that gave no answer
+//! last round once a majority answered (see [`RoundPlan`]). A member coming back is
 //! re-admitted only if its `Status` follows the known leader at the known term.
 
 use std::collections::{HashMap, HashSet};
