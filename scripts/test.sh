@@ -16,6 +16,8 @@ cargo test --workspace --all-features --doc
 cargo build --all-features --benches
 # Docs build without warnings (broken links, missing docs).
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+# ... and without the optional features (links to feature-gated items must not break).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 # The crate packages as a release would (metadata, the files it needs, no path-only
 # dependency) and the packaged tarball builds on its own, build script included.
 # `--allow-dirty`: check the working tree as it is, committed or not.

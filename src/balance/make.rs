@@ -60,9 +60,17 @@ where
 ///   connector alone.
 ///
 /// Members with `https://` URLs speak TLS (feature `tls`): with the material given to
-/// [`tls`](Self::tls), else verified against the system's roots. The material is read at each
-/// connection, so a reconnect after a [reload](crate::Tls::reload) presents the new
-/// certificate.
+#[cfg_attr(
+    feature = "tls",
+    doc = "[`tls`](Self::tls), else verified against the system's roots. The material is read at \
+           each connection, so a reconnect after a [reload](crate::Tls::reload) presents the new \
+           certificate."
+)]
+#[cfg_attr(
+    not(feature = "tls"),
+    doc = "`tls`, else verified against the system's roots. The material is read at each \
+           connection, so a reconnect after a reload presents the new certificate."
+)]
 #[derive(Clone, Debug)]
 pub struct TonicConnector {
     connect_timeout: Duration,
@@ -160,8 +168,8 @@ impl TonicConnector {
 impl MakeMember for TonicConnector {
     type Service = Channel;
 
-    /// Adopts the checker's TLS material unless [`tls`](Self::tls) set one, and its
-    /// `keep_alive` unless [`keep_alive`](Self::keep_alive) set one.
+    /// Adopts the checker's TLS material (feature `tls`) unless the connector's own `tls` set
+    /// one, and its `keep_alive` unless [`keep_alive`](Self::keep_alive) set one.
     fn attach(&mut self, checker: &crate::checker::HealthChecker) {
         let config = &checker.config().keep_alive;
         self.keep_alive

@@ -127,7 +127,14 @@ pub struct TlsConfig {
     pub domain_name: Option<String>,
     /// How often the three files are checked for a change (modification time, size, inode),
     /// in seconds; `0` turns the checks off (then only
-    /// [`HealthChecker::reload_tls`](crate::HealthChecker::reload_tls) loads them again).
+    #[cfg_attr(
+        feature = "tls",
+        doc = "[`HealthChecker::reload_tls`](crate::HealthChecker::reload_tls) loads them again)."
+    )]
+    #[cfg_attr(
+        not(feature = "tls"),
+        doc = "`HealthChecker::reload_tls` loads them again)."
+    )]
     /// Default 10; otherwise at least 0.1. A change is loaded once the files have stayed the
     /// same for one more interval, so a file caught mid-write is not even tried.
     #[serde(

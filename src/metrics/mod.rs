@@ -9,7 +9,7 @@
 //! function an empty `#[inline]` one, so the one-line calls the rest of the stack makes into
 //! this module compile to nothing.
 //!
-//! Why handles: a handle ([`metrics::Counter`], ...) is registered with the recorder once, when
+//! Why handles: a handle ([`metrics::Counter`](https://docs.rs/metrics/0.24/metrics/struct.Counter.html), ...) is registered with the recorder once, when
 //! a member joins the health state (its own series) or the first time a method ends with a
 //! status (the duration histograms), and is then an atomic add. Nothing is looked up per
 //! request. So install the recorder *before* building the stack: handles registered before it
