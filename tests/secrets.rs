@@ -8,6 +8,9 @@
 //!   without it;
 //! - a probe header with a bearer token: sent by the `http` probe, shown as `***` in `Debug`
 //!   and in a validation error;
+//! - a probe path with a token in its query (or userinfo before an `@`): sent by the `http`
+//!   probe, masked in `Debug`, validation and load errors, and never in a probe report, an
+//!   event, a log line or (feature `metrics`) a metric's name or labels;
 //! - etcd-client with `with_user` over the drop-in: its token is marked sensitive on every
 //!   request, and on a watch the drop-in re-creates on another member.
 //!
@@ -43,6 +46,10 @@ const BEARER: &str = "bearer-Kd3mF8zY2";
 const API_KEY: &str = "apikey-Lp7cN4vJ9";
 /// The password of the drop-in's etcd-client.
 const DROPIN_PASSWORD: &str = "dropin-Gb6tX3hQ5";
+/// In the query of the probes' `http_path`.
+const PATH_TOKEN: &str = "pathtok-Vw2hS8mD4";
+/// In userinfo written into the probes' `http_path`.
+const PATH_PASSWORD: &str = "pathpw-Ce9rT5kN1";
 
 /// Everything the subscriber writes.
 #[derive(Clone, Default)]
@@ -359,6 +366,124 @@ async fn probe_headers_with_secrets_are_sent_and_never_shown() {
     let logs = capture.text();
     assert!(logs.contains("TRACE"), "TRACE output is captured");
     assert_hidden("logs", &logs, &[BEARER, API_KEY]);
+}
+
+/// A probe path with a token in its query: sent as written by the `http` probe (real etcd
+/// answers it), while `Debug`, validation and load errors, probe reports, events, logs and
+/// metrics show its value as `***`; a path with userinfo is refused without showing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_path_with_a_token_is_sent_and_never_shown() {
+    let capture = capture();
+    // Every metric recorded while this test runs, names and labels (the recorder is global:
+    // installed before the checker below registers its handles).
+    #[cfg(feature = "metrics")]
+    let recorded = {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("the only metrics recorder of this binary");
+        snapshotter
+    };
+    let mut config = fast_config();
+    config.checks.active.http_path = format!("/health?serializable=false&token={PATH_TOKEN}");
+    config.validate().expect("valid");
+    let debug = format!("{config:?} {config:#?}");
+    assert!(
+        debug.contains("/health?serializable=***&token=***"),
+        "the path is shown, its values masked: {debug}"
+    );
+
+    // Refused paths, whichever check refuses them, show neither the token nor the userinfo.
+    let mut errors = Vec::new();
+    for bad in [
+        format!("health?token={PATH_TOKEN}"),
+        format!("/a b?token={PATH_TOKEN}"),
+        format!("http://root:{PATH_PASSWORD}@proxy/health"),
+        format!("/root:{PATH_PASSWORD}@proxy/he alth"),
+    ] {
+        let mut refused = config.clone();
+        refused.checks.active.http_path = bad.clone();
+        let err = refused.validate().expect_err(&bad);
+        assert_eq!(err.path(), Some("checks.active.http_path"), "{err}");
+        errors.push(format!("{err} {err:?}"));
+        let json = serde_json::json!({"checks": {"active": {"http_path": bad}}}).to_string();
+        let err = Config::from_json(&json).expect_err(&json);
+        errors.push(format!("{err} {err:?}"));
+        let toml = format!("[checks.active]\nhttp_path = {bad:?}\n");
+        let err = Config::from_toml(&toml).expect_err(&toml);
+        errors.push(format!("{err} {err:?}"));
+    }
+    let errors = errors.join("\n");
+    println!("{errors}");
+    assert!(errors.contains("token=***"), "{errors}");
+    assert!(errors.contains("***@proxy"), "{errors}");
+
+    // Against real etcd: the probes send the path (etcd ignores the token) and pass; then the
+    // member dies, so failed probes are reported, logged and sent as events too.
+    let _serial = serial().await;
+    let cluster = Cluster::builder()
+        .members(1)
+        .start()
+        .await
+        .expect("cluster");
+    let checker = HealthChecker::new(&cluster.endpoints(), config.clone()).expect("checker");
+    let mut events = checker.subscribe();
+    let mut probed = None;
+    for _ in 0..100 {
+        probed = checker.snapshot()[0].last_probe.clone();
+        if probed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probed = probed.expect("a probe within 10 s");
+    assert_eq!(probed.detail, "status 200", "{probed:?}");
+    let passed = format!("{checker:?} {:?}", checker.snapshot());
+    cluster.kill(0);
+    let mut failed = None;
+    for _ in 0..100 {
+        failed = checker.snapshot()[0]
+            .last_probe
+            .clone()
+            .filter(|p| p.detail != "status 200");
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = failed.expect("a failed probe within 10 s");
+    let mut seen_events = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen_events.push(format!("{event:?}"));
+    }
+    println!("failed probe: {failed:?}; {} events", seen_events.len());
+
+    #[allow(unused_mut)]
+    let mut shown = vec![
+        debug,
+        errors,
+        passed,
+        format!("{checker:?} {:?}", checker.snapshot()),
+        seen_events.join("\n"),
+    ];
+    #[cfg(feature = "metrics")]
+    {
+        let metrics = format!("{:?}", recorded.snapshot().into_vec());
+        assert!(
+            metrics.contains("etcd_health"),
+            "metrics were recorded: {metrics}"
+        );
+        shown.push(metrics);
+    }
+    assert_hidden(
+        "Debug output, errors, events or metrics",
+        &shown.join("\n"),
+        &[PATH_TOKEN, PATH_PASSWORD],
+    );
+    let logs = capture.text();
+    assert!(logs.contains("TRACE"), "TRACE output is captured");
+    assert_hidden("logs", &logs, &[PATH_TOKEN, PATH_PASSWORD]);
 }
 
 /// What the member channels of the drop-in's balancer were sent.

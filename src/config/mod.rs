@@ -24,6 +24,7 @@ mod endpoint;
 mod error;
 mod headers;
 mod load;
+mod probe_path;
 mod seconds;
 #[cfg(test)]
 mod tests;
@@ -203,7 +204,8 @@ pub enum ProbeType {
 /// The seed's `checks.active` table.
 ///
 /// `Debug` shows the values of sensitive `req_headers` (see
-/// [`sensitive_headers`](Self::sensitive_headers)) as `***`.
+/// [`sensitive_headers`](Self::sensitive_headers)) as `***`, and `http_path` with its query
+/// values, fragment and any userinfo as `***`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActiveChecks {
@@ -214,7 +216,9 @@ pub struct ActiveChecks {
     pub timeout: Duration,
     /// Path probed by `http`/`https` probes. etcd's bare `/health` is sent as
     /// `/health?exclude=NOSPACE&exclude=CORRUPT`: those alarms are cluster-wide and say
-    /// nothing about one member (a member without a leader still answers 503).
+    /// nothing about one member (a member without a leader still answers 503). Sent as
+    /// written; shown in errors and `Debug` with query values, a fragment and any userinfo
+    /// (`user:password@`) as `***`.
     pub http_path: String,
     /// `Host` header for `http`/`https` probes; empty means the member's authority.
     pub host: String,
@@ -277,7 +281,7 @@ impl std::fmt::Debug for ActiveChecks {
         f.debug_struct("ActiveChecks")
             .field("concurrency", concurrency)
             .field("timeout", timeout)
-            .field("http_path", http_path)
+            .field("http_path", &probe_path::redact_http_path(http_path))
             .field("host", host)
             .field("probe_type", probe_type)
             .field(

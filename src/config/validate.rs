@@ -11,6 +11,7 @@ use std::time::Duration;
 use tonic::Code;
 
 use super::codes::{grpc_code_from_name, GRPC_CODES};
+use super::probe_path::redact_http_path;
 use super::{
     ActiveChecks, ActiveHealthy, ActiveUnhealthy, Config, ConfigError, DiscoveryConfig,
     EjectionConfig, FailureConfig, HangConfig, HedgeConfig, KeepAliveConfig, LeaderConfig,
@@ -100,14 +101,14 @@ impl ActiveChecks {
         if !self.http_path.starts_with('/') {
             return Err(ConfigError::invalid(
                 path,
-                format!("{:?}", self.http_path),
+                format!("{:?}", redact_http_path(&self.http_path)),
                 "must start with `/`",
             ));
         }
         if let Err(e) = self.http_path.parse::<http::uri::PathAndQuery>() {
             return Err(ConfigError::invalid(
                 path,
-                format!("{:?}", self.http_path),
+                format!("{:?}", redact_http_path(&self.http_path)),
                 format!("not a valid URI path: {e}"),
             ));
         }
