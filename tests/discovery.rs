@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::EtcdReads;
+use common::{wait_for, EtcdReads};
 
 use etcd_client::{Client, MemberAddOptions};
 use etcd_health::config::Config;
@@ -53,19 +53,6 @@ fn member_at(checker: &HealthChecker, url: &str) -> Option<MemberSnapshot> {
         .snapshot()
         .into_iter()
         .find(|m| m.member.uri().to_string().trim_end_matches('/') == url)
-}
-
-/// Polls `what` every 20 ms until it holds; how long that took.
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: not within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }
 
 fn table(checker: &HealthChecker) -> Vec<String> {

@@ -11,8 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::wait_for;
 use etcd_client::Client;
 use etcd_health::config::{Config, SrvConfig};
 use etcd_health::observe::{MemberSnapshot, Origin, Status};
@@ -165,19 +166,6 @@ fn by_srv(checker: &HealthChecker) -> BTreeMap<u16, Status> {
         .filter(|m| matches!(&m.origin, Origin::Srv { record, .. } if record == RECORD.trim_end_matches('.')))
         .map(|m: MemberSnapshot| (m.member.uri().port_u16().expect("port"), m.status))
         .collect()
-}
-
-/// Polls `done` every 20 ms until it holds; how long that took.
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: not within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }
 
 fn all_healthy(found: &BTreeMap<u16, Status>, ports: &[u16]) -> bool {

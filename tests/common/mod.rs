@@ -64,6 +64,20 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Polls `done` every 20 ms until it holds, failing the test with `what` after `timeout`; how
+/// long that took.
+pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
 /// A health-checked stack over every member of `cluster`.
 pub fn stack(cluster: &Cluster, config: Config) -> Balance<TonicConnector> {
     init_tracing();
