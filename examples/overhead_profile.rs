@@ -49,21 +49,18 @@ mod common;
 use std::alloc::System;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::args::Args;
 use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::{client_runtime, Fixture, CLIENT_THREAD};
 use common::load::batch;
 use common::report::{thread_cpu_ns, write_json, Machine, DEFAULT_OUT};
 use common::stats::median;
-use etcd_health::config::Config;
 use etcd_health::observe::Member;
-use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use etcd_health::proto::etcdserverpb::kv_client::KvClient;
 use etcd_health::{Balance, HealthChecker};
+use etcd_health_testing::instant::{self, one, quiet_config, InstantBody, InstantMember};
 use serde::Serialize;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -446,110 +443,16 @@ async fn against_etcd(
 
 // === 2. isolated ===
 
-/// A fake etcd member: reads the request body as hyper would, then answers an empty
-/// `RangeResponse`/`PutResponse` with status 0 in the trailers, at once or once `gate` opens.
-#[derive(Clone)]
-struct FakeMember {
-    gate: Option<tokio::sync::watch::Receiver<bool>>,
-    arrived: Arc<AtomicUsize>,
-}
-
-type FakeFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<http::Response<FakeBody>, tower::BoxError>> + Send>,
->;
-type FakeBody = http_body_util::StreamBody<
-    futures_util::stream::Iter<
-        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-    >,
->;
-
-impl tower::Service<http::Request<tonic::body::Body>> for FakeMember {
-    type Response = http::Response<FakeBody>;
-    type Error = tower::BoxError;
-    type Future = FakeFuture;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let gate = self.gate.clone();
-        let arrived = self.arrived.clone();
-        Box::pin(async move {
-            http_body_util::BodyExt::collect(req.into_body()).await?;
-            arrived.fetch_add(1, Ordering::Relaxed);
-            if let Some(mut gate) = gate {
-                let _ = gate.wait_for(|open| *open).await;
-            }
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-            let frames = vec![
-                // An empty message: no compression flag, length 0.
-                Ok(http_body::Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
-                Ok(http_body::Frame::trailers(trailers)),
-            ];
-            let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-            let mut resp = http::Response::new(body);
-            resp.headers_mut().insert(
-                "content-type",
-                http::HeaderValue::from_static("application/grpc"),
-            );
-            Ok(resp)
-        })
-    }
-}
-
-/// The config of the in-process stacks: nothing runs in the background (no discovery, no
-/// leader checks, no probes of healthy members), so every allocation counted is a request's.
-fn quiet_config() -> Config {
-    let mut config = Config::default();
-    config.discovery.member_list = false;
-    config.discovery.dns_interval = Duration::ZERO;
-    config.leader.interval = Duration::ZERO;
-    config
-}
-
+/// The health stack over `members` fake members, all of them `fake`.
 fn fake_stack(
-    fake: &FakeMember,
-    members: usize,
-) -> Balance<impl etcd_health::extend::MakeMember<Service = FakeMember> + Send + Sync + 'static> {
-    let endpoints: Vec<String> = (1..=members)
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let checker = HealthChecker::new(&endpoints, quiet_config()).expect("checker");
+    fake: &InstantMember,
+    members: u16,
+) -> Balance<impl etcd_health::extend::MakeMember<Service = InstantMember> + Send + Sync + 'static>
+{
+    let checker =
+        HealthChecker::new(&instant::endpoints(members), quiet_config()).expect("checker");
     let fake = fake.clone();
     Balance::new(checker, move |_: &Member| fake.clone())
-}
-
-async fn one<T>(kv: &KvClient<T>, op: Op)
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
-    let mut kv = kv.clone();
-    let r = match op {
-        Op::Get => kv
-            .range(RangeRequest {
-                key: common::clients::KEY.to_vec(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        Op::Put => kv
-            .put(PutRequest {
-                key: common::clients::KEY.to_vec(),
-                value: common::clients::VALUE.to_vec(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-    };
-    r.expect("the fake member answers");
 }
 
 /// Allocations, bytes allocated, wall ns and the thread's CPU ns per request, over `n`
@@ -580,16 +483,13 @@ where
 }
 
 async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
-    let fake = FakeMember {
-        gate: None,
-        arrived: Arc::default(),
-    };
+    let fake = InstantMember::new();
     let direct = KvClient::new(fake.clone());
     let stack = KvClient::new(fake_stack(&fake, 3));
     let ec_direct = etcd_client::Client::from_channel(
         etcd_client::Channel::Custom(tower::util::BoxCloneSyncService::new(
             tower::ServiceBuilder::new()
-                .map_response(|r: http::Response<FakeBody>| r.map(tonic::body::Body::new))
+                .map_response(|r: http::Response<InstantBody>| r.map(tonic::body::Body::new))
                 .service(fake.clone()),
         )),
         None,
@@ -621,14 +521,14 @@ async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
             row(
                 "tonic stubs, direct",
                 op,
-                measure(n, || one(&direct, op)).await,
+                measure(n, || one(&direct, op.into())).await,
             );
         }
         if wanted("stack") {
             row(
                 "tonic stubs, stack",
                 op,
-                measure(n, || one(&stack, op)).await,
+                measure(n, || one(&stack, op.into())).await,
             );
         }
         if wanted("ec-direct") {
@@ -656,7 +556,7 @@ async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
                     handle.run_upkeep();
                     drop(handle.render());
                 }
-                one(&stack, op)
+                one(&stack, op.into())
             })
             .await;
             row("stack + prometheus", op, m);
@@ -707,16 +607,13 @@ async fn memory() -> Memory {
     const N: usize = 1000;
     let held = |through_stack: bool| async move {
         let (open, gate) = tokio::sync::watch::channel(false);
-        let fake = FakeMember {
-            gate: Some(gate),
-            arrived: Arc::default(),
-        };
+        let fake = InstantMember::gated(gate);
         let stack = KvClient::new(fake_stack(&fake, 1));
         let direct = KvClient::new(fake.clone());
         // Warm: one request each way, so lazily built parts are not counted.
         open.send_replace(true);
-        one(&stack, Op::Get).await;
-        one(&direct, Op::Get).await;
+        one(&stack, instant::Op::Get).await;
+        one(&direct, instant::Op::Get).await;
         open.send_replace(false);
         let before = live_bytes();
         let mut tasks = tokio::task::JoinSet::new();
@@ -724,13 +621,13 @@ async fn memory() -> Memory {
             let (stack, direct) = (stack.clone(), direct.clone());
             tasks.spawn(async move {
                 if through_stack {
-                    one(&stack, Op::Get).await
+                    one(&stack, instant::Op::Get).await
                 } else {
-                    one(&direct, Op::Get).await
+                    one(&direct, instant::Op::Get).await
                 }
             });
         }
-        while fake.arrived.load(Ordering::Relaxed) < N + 2 {
+        while fake.arrived() < N + 2 {
             tokio::task::yield_now().await;
         }
         // Settled (below the hedging delay, so nothing else starts).

@@ -92,6 +92,16 @@ pub enum Op {
     Put,
 }
 
+/// The same request over the in-process fake member (`overhead_profile`'s isolated rows).
+impl From<Op> for etcd_health_testing::instant::Op {
+    fn from(op: Op) -> Self {
+        match op {
+            Op::Get => Self::Get,
+            Op::Put => Self::Put,
+        }
+    }
+}
+
 impl Op {
     /// Both, in report order.
     pub const ALL: [Op; 2] = [Op::Get, Op::Put];

@@ -60,6 +60,7 @@ mod cluster;
 mod error;
 pub mod fake;
 mod faults;
+pub mod instant;
 mod join;
 mod member;
 mod metrics;
