@@ -26,7 +26,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 # where `cargo package`'s own verify builds every dependency again in a target dir of its own
 # (2.5-5 min from a fresh clone).
 cargo package --allow-dirty --no-verify --quiet
-version=$(cargo pkgid -p etcd-health | sed 's/.*@//')
+version=$(cargo pkgid -p etcd-health | sed 's/.*[#@]//')
 unpacked=$(mktemp -d)
 trap 'rm -rf "$unpacked"' EXIT
 tar xzf "${CARGO_TARGET_DIR:-target}/package/etcd-health-$version.crate" -C "$unpacked"
