@@ -27,7 +27,7 @@ use etcd_client::{ConnectOptions, WatchOptions};
 use etcd_health::auth::{Auth, AuthLayer, Credentials};
 use etcd_health::config::Config;
 use etcd_health::extend::MakeMember;
-use etcd_health::observe::Member;
+use etcd_health::observe::{Member, ProbeReport};
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use etcd_health::{
     into_etcd_channel, Balance, HealthChannel, HealthChecker, HealthLayer, TonicConnector,
@@ -106,6 +106,22 @@ fn assert_hidden(what: &str, text: &str, secrets: &[&str]) {
             );
         }
     }
+}
+
+/// The first member's last probe report once `wanted` holds for it, polled every 100 ms for
+/// up to 10 s (the test fails, naming `what`, otherwise).
+async fn probe_report(
+    checker: &HealthChecker,
+    what: &str,
+    wanted: impl Fn(&ProbeReport) -> bool,
+) -> ProbeReport {
+    for _ in 0..100 {
+        if let Some(report) = checker.snapshot()[0].last_probe.clone().filter(&wanted) {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} within 10 s");
 }
 
 fn fast_config() -> Config {
@@ -344,15 +360,7 @@ async fn probe_headers_with_secrets_are_sent_and_never_shown() {
         .await
         .expect("cluster");
     let checker = HealthChecker::new(&cluster.endpoints(), config.clone()).expect("checker");
-    let mut probed = None;
-    for _ in 0..100 {
-        probed = checker.snapshot()[0].last_probe.clone();
-        if probed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let probed = probed.expect("a probe within 10 s");
+    let probed = probe_report(&checker, "a probe", |_| true).await;
     assert_eq!(probed.detail, "status 200", "{probed:?}");
 
     let shown = [
@@ -429,30 +437,11 @@ async fn a_probe_path_with_a_token_is_sent_and_never_shown() {
         .expect("cluster");
     let checker = HealthChecker::new(&cluster.endpoints(), config.clone()).expect("checker");
     let mut events = checker.subscribe();
-    let mut probed = None;
-    for _ in 0..100 {
-        probed = checker.snapshot()[0].last_probe.clone();
-        if probed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let probed = probed.expect("a probe within 10 s");
+    let probed = probe_report(&checker, "a probe", |_| true).await;
     assert_eq!(probed.detail, "status 200", "{probed:?}");
     let passed = format!("{checker:?} {:?}", checker.snapshot());
     cluster.kill(0);
-    let mut failed = None;
-    for _ in 0..100 {
-        failed = checker.snapshot()[0]
-            .last_probe
-            .clone()
-            .filter(|p| p.detail != "status 200");
-        if failed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let failed = failed.expect("a failed probe within 10 s");
+    let failed = probe_report(&checker, "a failed probe", |p| p.detail != "status 200").await;
     let mut seen_events = Vec::new();
     while let Ok(event) = events.try_recv() {
         seen_events.push(format!("{event:?}"));
