@@ -33,7 +33,6 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::args::Args;
 use common::clients::{health_config, Client, Kind, Op, Setup};
 use common::fixture::client_runtime;
@@ -45,7 +44,7 @@ use etcd_health::config::{Config, ProbeType};
 use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
 use etcd_health::{Balance, HealthChecker};
-use http_body::Frame;
+use etcd_health_testing::instant::ok_response;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
@@ -115,7 +114,7 @@ async fn serve(listener: tokio::net::TcpListener) {
             let service = hyper::service::service_fn(
                 |req: http::Request<hyper::body::Incoming>| async move {
                     let _ = http_body_util::BodyExt::collect(req.into_body()).await;
-                    Ok::<_, Infallible>(canned())
+                    Ok::<_, Infallible>(ok_response())
                 },
             );
             let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -123,28 +122,6 @@ async fn serve(listener: tokio::net::TcpListener) {
                 .await;
         });
     }
-}
-
-type CannedBody = http_body_util::StreamBody<
-    futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
->;
-
-fn canned() -> http::Response<CannedBody> {
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    // One gRPC message of length 0: the default value of any response type.
-    let frames = vec![
-        Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
-        Ok(Frame::trailers(trailers)),
-    ];
-    let mut response = http::Response::new(http_body_util::StreamBody::new(
-        futures_util::stream::iter(frames),
-    ));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    response
 }
 
 /// The health config of the benchmarks, for a member that is no etcd: probed by TCP connect,

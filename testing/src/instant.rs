@@ -75,23 +75,30 @@ impl tower::Service<http::Request<tonic::body::Body>> for InstantMember {
             if let Some(mut gate) = gate {
                 let _ = gate.wait_for(|open| *open).await;
             }
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-            let frames = [
-                // An empty message: no compression flag, length 0.
-                Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
-                Ok(Frame::trailers(trailers)),
-            ];
-            let mut resp = http::Response::new(http_body_util::StreamBody::new(
-                futures_util::stream::iter(frames),
-            ));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/grpc"),
-            );
-            Ok(resp)
+            Ok(ok_response())
         })
     }
+}
+
+/// The answer of an [`InstantMember`]: one gRPC message of length 0 (the default value of
+/// any response type), then `grpc-status: 0` in the trailers. Also what a fake member served
+/// over a real HTTP/2 connection can answer.
+pub fn ok_response() -> http::Response<InstantBody> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [
+        // An empty message: no compression flag, length 0.
+        Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let mut response = http::Response::new(http_body_util::StreamBody::new(
+        futures_util::stream::iter(frames),
+    ));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }
 
 /// `n` endpoints on loopback ports `1..=n`, where nothing listens: for a health state whose
