@@ -47,7 +47,7 @@ pub fn deadline_instant(
 /// A lease keep-alive schedule fed answers with these TTLs (seconds, as a member sends them)
 /// `gap` milliseconds apart, after a caller's `granted_ttl`. Must never panic.
 pub fn lease_answers(granted_ttl: Option<Duration>, answers: &[(i64, u64)]) {
-    crate::lease::fuzz_answers(granted_ttl, answers)
+    crate::dropin::fuzz_answers(granted_ttl, answers)
 }
 
 /// The drop-in's watch book fed `(op, watch id, revision)` steps: creations, the member's

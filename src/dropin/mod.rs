@@ -97,6 +97,9 @@ mod book;
 mod channel;
 mod frame;
 mod keepalive_book;
+pub(crate) mod keepalive_choose;
+pub(crate) mod keepalive_lane;
+pub(crate) mod keepalive_schedule;
 mod keepalive_stream;
 mod latest_token;
 mod opening;
@@ -106,6 +109,8 @@ mod stale_token;
 mod stats;
 mod token_wait;
 mod watch_book;
+#[cfg(feature = "fuzzing")]
+pub(crate) use keepalive_schedule::fuzz_answers;
 #[cfg(feature = "fuzzing")]
 pub(crate) use watch_book::fuzz_watch_book;
 

@@ -49,16 +49,11 @@
 //! hedges with the same three pieces; only the caller's side differs (etcd-client's keeper
 //! decides when to renew, and each of its keep-alives gets exactly one answer).
 
-pub(crate) mod choose;
 mod error;
 mod handle;
-pub(crate) mod lane;
 mod options;
-pub(crate) mod schedule;
 mod task;
 
 pub use error::LeaseError;
 pub use handle::{KeepAlive, KeepAliveState};
 pub use options::KeepAliveOptions;
-#[cfg(feature = "fuzzing")]
-pub(crate) use schedule::fuzz_answers;

@@ -7,12 +7,12 @@ use crate::resume::{reopen_setters, ReopenOptions};
 /// Settings of a [`KeepAlive`](super::KeepAlive).
 #[derive(Clone, Debug)]
 pub struct KeepAliveOptions {
-    pub(super) interval: Option<Duration>,
-    pub(super) response_timeout: Option<Duration>,
-    pub(super) hedge_after: Option<Duration>,
-    pub(super) granted_ttl: Option<Duration>,
-    pub(super) reopen: ReopenOptions,
-    pub(super) revoke_on_stop: bool,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) response_timeout: Option<Duration>,
+    pub(crate) hedge_after: Option<Duration>,
+    pub(crate) granted_ttl: Option<Duration>,
+    pub(crate) reopen: ReopenOptions,
+    pub(crate) revoke_on_stop: bool,
 }
 
 impl Default for KeepAliveOptions {

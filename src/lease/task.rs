@@ -4,11 +4,11 @@
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::choose::{place, Known};
-use super::lane::{take_on_member, take_stale, Heard, Lane, Opening};
-use super::schedule::Schedule;
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
 use crate::checker::{HealthEvent, Member};
+use crate::dropin::keepalive_choose::{place, Known};
+use crate::dropin::keepalive_lane::{take_on_member, take_stale, Heard, Lane, Opening};
+use crate::dropin::keepalive_schedule::Schedule;
 use crate::leader::behind_the_leader;
 use crate::metrics::StreamMeter;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::KeepAliveOptions;
+use crate::lease::KeepAliveOptions;
 use crate::timing;
 
 /// Until the first answer tells the TTL: renew this often.
