@@ -4,9 +4,9 @@
 //! several streams live at once; each reports what it hears to the driver through a channel,
 //! and dies with its [`Lane`] handle.
 //!
-//! Shared by the tower [`KeepAlive`](super::KeepAlive) and the drop-in's answer to
-//! etcd-client's `LeaseKeepAlive` streams (`dropin/keepalive_stream.rs`): both hedge a slow
-//! keep-alive over several lanes. Each keep-alive sent carries a `tag` of the driver's (the
+//! The keep-alive engine (`keepalive_stream.rs`, behind both the drop-in's `LeaseKeepAlive`
+//! streams and the tower [`KeepAlive`](crate::lease::KeepAlive)) hedges a slow keep-alive over
+//! several lanes. Each keep-alive sent carries a `tag` of the driver's (the
 //! drop-in numbers the caller's requests with it, to pass each answer on once); a lane's
 //! answers come in the order its keep-alives were sent.
 
@@ -49,6 +49,8 @@ pub(crate) struct Sent {
 pub(crate) struct Lane {
     id: u64,
     member: Option<Member>,
+    /// Whether etcd's headers came.
+    open: bool,
     requests: mpsc::Sender<LeaseKeepAliveRequest>,
     /// Keep-alives not answered yet, oldest first (etcd answers a stream's keep-alives one at
     /// a time, in order).
@@ -96,6 +98,7 @@ impl Lane {
         let mut lane = Self {
             id: opening.id,
             member: opening.member,
+            open: false,
             requests,
             sent: VecDeque::new(),
             task,
@@ -118,9 +121,15 @@ impl Lane {
 
     /// The balancer says which member took the stream.
     pub(crate) fn opened_on(&mut self, member: Option<Member>) {
+        self.open = true;
         if member.is_some() {
             self.member = member;
         }
+    }
+
+    /// Whether etcd's headers came (etcd sends them with the first answer).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
     }
 
     /// Sends a keep-alive tagged `tag`; `false` if the stream can take none (closed, or full
@@ -150,7 +159,7 @@ impl Lane {
 }
 
 /// Removes and returns the first of `lanes` open on member `index`: the health checker evicted
-/// it, so both keep-alive drivers close its streams at once.
+/// it, so the engine closes its streams at once.
 pub(crate) fn take_on_member(lanes: &mut Vec<Lane>, index: usize) -> Option<Lane> {
     let pos = lanes
         .iter()
@@ -159,7 +168,7 @@ pub(crate) fn take_on_member(lanes: &mut Vec<Lane>, index: usize) -> Option<Lane
 }
 
 /// Removes and returns the first of `lanes` that has left a keep-alive unanswered for `limit`
-/// at `now`: both keep-alive drivers give such a stream up.
+/// at `now`: the engine gives such a stream up.
 pub(crate) fn take_stale(lanes: &mut Vec<Lane>, now: Instant, limit: Duration) -> Option<Lane> {
     let pos = lanes
         .iter()

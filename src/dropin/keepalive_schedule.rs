@@ -3,18 +3,19 @@
 //! Why a pure state machine: the keep-alive's timing rules (renew every TTL/3, hedge an
 //! unanswered renewal on another member, give a stuck stream up, stop acting as the lease
 //! holder once the TTL has run out locally) are where a lease gets lost, and they are easy to
-//! get subtly wrong. Here they take `now` as an argument and are tested on made-up clocks; the
-//! driver in `task.rs` only opens streams and sleeps until [`Schedule::wake`].
+//! get subtly wrong. Here they take `now` as an argument and are tested on made-up clocks.
 //!
-//! The drop-in's keep-alive driver (`dropin/keepalive_stream.rs`) runs the same schedule: its
-//! rounds start with each keep-alive of etcd-client's keeper (`start_round_if_due(now, true)`)
-//! instead of on a timer, and only its hedging, give-up and back-off rules matter there.
+//! The keep-alive engine (`keepalive_stream.rs`) runs one per caller stream: its rounds start
+//! with each keep-alive of the caller (`start_round_if_due(now, true)`), and its hedging,
+//! give-up and back-off rules ([`Schedule::step`], [`Schedule::driver_wake`]) decide what the
+//! driver does. The tower [`KeepAlive`](crate::lease::KeepAlive) runs one more on its side, for
+//! what etcd-client's keeper decides for the drop-in: when to renew (every TTL/3) and when the
+//! lease is presumed expired ([`Schedule::renewal_wake`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::lease::KeepAliveOptions;
 use crate::timing;
 
 /// Until the first answer tells the TTL: renew this often.
@@ -26,6 +27,33 @@ const MIN_HEDGE: Duration = Duration::from_millis(50);
 /// At most this many keep-alive streams at once (one, plus hedges while it is unanswered).
 pub(crate) const MAX_STREAMS: usize = 3;
 
+/// The caller's settings of a [`Schedule`]; `None` for the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timing {
+    /// Renew this often instead of every TTL/3.
+    pub(crate) interval: Option<Duration>,
+    /// Give a stream up after this long with a keep-alive unanswered.
+    pub(crate) response_timeout: Option<Duration>,
+    /// Ask another member too after this long with a keep-alive unanswered.
+    pub(crate) hedge_after: Option<Duration>,
+    /// The TTL the lease was granted with: it may expire this long after the start.
+    pub(crate) granted_ttl: Option<Duration>,
+    /// With no response timeout set, no more than this (the interval if shorter): twice
+    /// `hang.after`, the unary requests' bound, when a health checker is known.
+    pub(crate) response_ceiling: Option<Duration>,
+}
+
+/// What the driver does now, besides waiting (see [`Schedule::step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing.
+    Wait,
+    /// Open a stream: the first, or a hedge.
+    Open,
+    /// A hedge is due with every stream taken: ask the health state for the leader instead.
+    LeaderCheck,
+}
+
 /// The renewal timing of one lease (see the [module docs](self)).
 #[derive(Debug, Clone)]
 pub(crate) struct Schedule {
@@ -33,6 +61,7 @@ pub(crate) struct Schedule {
     interval: Duration,
     fixed_interval: bool,
     response_timeout: Option<Duration>,
+    response_ceiling: Option<Duration>,
     hedge_after: Option<Duration>,
     /// When etcd may expire the lease at the earliest, as far as we know: the time a renewal
     /// that was answered was *sent*, plus the TTL it answered with.
@@ -52,13 +81,14 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule whose first renewal is due at once. With [`KeepAliveOptions::granted_ttl`],
-    /// the lease is presumed to expire that long after `now` until an answer says otherwise.
-    pub(crate) fn new(options: &KeepAliveOptions, now: Instant) -> Self {
+    /// A schedule whose first renewal is due at once. With [`Timing::granted_ttl`], the lease
+    /// is presumed to expire that long after `now` until an answer says otherwise.
+    pub(crate) fn new(options: &Timing, now: Instant) -> Self {
         Self {
             interval: options.interval.unwrap_or(INITIAL_INTERVAL),
             fixed_interval: options.interval.is_some(),
             response_timeout: options.response_timeout,
+            response_ceiling: options.response_ceiling,
             hedge_after: options.hedge_after,
             expires: options.granted_ttl.map(|ttl| timing::later(now, ttl)),
             ttl: options.granted_ttl,
@@ -70,9 +100,16 @@ impl Schedule {
         }
     }
 
-    /// How long a stream may leave a renewal unanswered before it is given up.
+    /// How long a stream may leave a renewal unanswered before it is given up: the caller's
+    /// setting, else the renewal interval (TTL/3), at most the [ceiling](Timing::response_ceiling)
+    /// (which alone counts until the interval is known).
     pub(crate) fn response_timeout(&self) -> Duration {
-        self.response_timeout.unwrap_or(self.interval)
+        match (self.response_timeout, self.response_ceiling) {
+            (Some(t), _) => t,
+            (None, Some(c)) if self.ttl.is_some() || self.fixed_interval => self.interval.min(c),
+            (None, Some(c)) => c,
+            (None, None) => self.interval,
+        }
     }
 
     /// How long a renewal may go unanswered before another stream (on another member) is
@@ -198,6 +235,53 @@ impl Schedule {
             .unwrap_or_else(|| timing::later(now, self.interval))
     }
 
+    /// What the driver of a caller with `outstanding` keep-alives unanswered does at `now`,
+    /// with `open` streams (all waiting for an answer, or not): open the first stream (after
+    /// the back-off) or a hedge (after the hedge delay, up to [`MAX_STREAMS`]); with every
+    /// stream taken when a hedge is due, ask for a leader check instead (the caller then
+    /// calls [`asked`](Self::asked), so that comes a hedge delay apart, not in a spin).
+    pub(crate) fn step(&self, now: Instant, outstanding: usize, open: usize, all_waiting: bool) -> Step {
+        if outstanding == 0 {
+            Step::Wait
+        } else if self.should_open(now, open, all_waiting) {
+            Step::Open
+        } else if open >= MAX_STREAMS && self.should_open(now, MAX_STREAMS - 1, all_waiting) {
+            Step::LeaderCheck
+        } else {
+            Step::Wait
+        }
+    }
+
+    /// When the driver wakes next with `open` streams, the earliest of which gives up at
+    /// `stale_at`: while a keep-alive waits, as [`wake`](Self::wake) says, counted as if a
+    /// stream were free (a hedge due wakes it for the leader check of [`step`](Self::step));
+    /// otherwise only for a stream to give up (the caller's next keep-alive wakes it anyway).
+    pub(crate) fn driver_wake(
+        &self,
+        now: Instant,
+        open: usize,
+        all_waiting: bool,
+        stale_at: Option<Instant>,
+    ) -> Option<Instant> {
+        if !self.in_round() {
+            return stale_at;
+        }
+        Some(self.wake(now, open.min(MAX_STREAMS - 1), all_waiting, stale_at))
+    }
+
+    /// When a caller that renews by this schedule (the tower `KeepAlive`) wakes next: the next
+    /// renewal while none is outstanding, the presumed expiry until it is reported; else an
+    /// interval from `now`.
+    pub(crate) fn renewal_wake(&self, now: Instant) -> Instant {
+        let next = (!self.in_round()).then_some(self.next_send);
+        let expires = self.expires.filter(|_| !self.presumed_expired);
+        [next, expires]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| timing::later(now, self.interval))
+    }
+
     fn hedge_at(&self) -> Option<Instant> {
         let since = self.last_ask.or(self.round)?;
         Some(timing::later(since, self.hedge_after()))
@@ -220,9 +304,9 @@ fn ttl_of(seconds: i64) -> Duration {
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_answers(granted_ttl: Option<Duration>, answers: &[(i64, u64)]) {
     let t0 = Instant::now();
-    let options = match granted_ttl {
-        Some(ttl) => KeepAliveOptions::default().granted_ttl(ttl),
-        None => KeepAliveOptions::default(),
+    let options = Timing {
+        granted_ttl,
+        ..Timing::default()
     };
     let mut s = Schedule::new(&options, t0);
     let mut now = t0;
@@ -250,8 +334,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn granted(ttl: Duration) -> Timing {
+        Timing {
+            granted_ttl: Some(ttl),
+            ..Timing::default()
+        }
+    }
+
     fn schedule(now: Instant) -> Schedule {
-        Schedule::new(&KeepAliveOptions::default(), now)
+        Schedule::new(&Timing::default(), now)
     }
 
     #[test]
@@ -320,7 +411,7 @@ mod tests {
         assert!(s.urgent(t0 + ms(3100)), "3 s of 6 left");
         assert!(s.urgent(t0 + ms(7000)), "and past the expiry");
         // The caller's granted TTL counts until an answer.
-        let opts = KeepAliveOptions::default().granted_ttl(Duration::from_secs(4));
+        let opts = granted(Duration::from_secs(4));
         let g = Schedule::new(&opts, t0);
         assert!(!g.urgent(t0 + ms(1999)));
         assert!(g.urgent(t0 + ms(2000)));
@@ -329,7 +420,7 @@ mod tests {
     #[test]
     fn granted_ttl_bounds_the_time_before_the_first_answer() {
         let t0 = Instant::now();
-        let opts = KeepAliveOptions::default().granted_ttl(Duration::from_secs(3));
+        let opts = granted(Duration::from_secs(3));
         let s = Schedule::new(&opts, t0);
         assert!(!s.expired(t0 + ms(2999)));
         assert!(s.expired(t0 + ms(3000)));
@@ -401,9 +492,15 @@ mod tests {
         let mut s = schedule(t0);
         s.answered(t0, 60, t0);
         assert_eq!(s.hedge_after(), Duration::from_secs(5));
-        let opts = KeepAliveOptions::default().interval(ms(40));
+        let opts = Timing {
+            interval: Some(ms(40)),
+            ..Timing::default()
+        };
         assert_eq!(Schedule::new(&opts, t0).hedge_after(), MIN_HEDGE);
-        let opts = KeepAliveOptions::default().hedge_after(ms(300));
+        let opts = Timing {
+            hedge_after: Some(ms(300)),
+            ..Timing::default()
+        };
         assert_eq!(Schedule::new(&opts, t0).hedge_after(), ms(300));
     }
 
@@ -433,7 +530,7 @@ mod tests {
         assert_eq!(ttl_of(-5), Duration::ZERO);
         assert_eq!(ttl_of(60), Duration::from_secs(60));
         // A caller's granted TTL of `Duration::MAX` too.
-        let opts = KeepAliveOptions::default().granted_ttl(Duration::MAX);
+        let opts = granted(Duration::MAX);
         let s = Schedule::new(&opts, t0);
         assert!(s.expires().is_some_and(|e| e > t0));
     }

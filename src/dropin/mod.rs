@@ -97,9 +97,10 @@ mod book;
 mod channel;
 mod frame;
 mod keepalive_book;
-pub(crate) mod keepalive_choose;
-pub(crate) mod keepalive_lane;
-pub(crate) mod keepalive_schedule;
+mod keepalive_caller;
+mod keepalive_choose;
+mod keepalive_lane;
+mod keepalive_schedule;
 mod keepalive_stream;
 mod latest_token;
 mod opening;
@@ -114,5 +115,8 @@ pub(crate) use keepalive_schedule::fuzz_answers;
 #[cfg(feature = "fuzzing")]
 pub(crate) use watch_book::fuzz_watch_book;
 
+pub(crate) use keepalive_caller::{Answer, LocalEnds, Progress};
+pub(crate) use keepalive_schedule::{Schedule, Timing};
+pub(crate) use keepalive_stream::spawn_local;
 pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};

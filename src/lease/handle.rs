@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{task, KeepAliveOptions, LeaseError};
+use super::{keeper, KeepAliveOptions, LeaseError};
 use crate::balance::Balance;
 use crate::checker::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
@@ -73,7 +73,7 @@ impl KeepAlive {
             ..Default::default()
         };
         let driven = Driven::spawn(initial, |state| {
-            task::run(channel.clone(), lease_id, options.clone(), state)
+            keeper::run(channel.clone(), lease_id, options.clone(), state)
         });
         Self {
             lease_id,

@@ -11,12 +11,14 @@
 //! is there.
 //!
 //! [`KeepAlive`] sends a keep-alive every TTL/3, to the leader when the health checker knows
-//! it. A keep-alive unanswered for a quarter of the response timeout is sent on another
-//! stream, to another member, too (keep-alives are idempotent; at most 3 streams), and the
-//! first stream to answer carries the lease on. A stream that fails (error, unexpected end,
-//! eviction of its member by the health checker) is replaced, backing off (50 ms doubling to
-//! 1 s, at most TTL/6) so it never spins; one that leaves a keep-alive unanswered for the
-//! response timeout is given up.
+//! it. A keep-alive unanswered for a quarter of the response timeout (the interval, at most
+//! twice `hang.after`) is sent on another stream, to another member, too (keep-alives are
+//! idempotent; at most 3 streams; past the retry budget only while the lease is short of
+//! time), and the first stream to answer carries the lease on. A stream that fails (error,
+//! unexpected end, eviction of its member by the health checker) is replaced, backing off
+//! (50 ms doubling to 1 s, at most the hedge delay) so it never spins; one that leaves a
+//! keep-alive unanswered for the response timeout is given up; a new leader is sent the
+//! keep-alive at once.
 //!
 //! When no keep-alive has been answered for a whole TTL (counted from the *send* time of the
 //! last one answered, which etcd received later), the lease must be presumed expired: the
@@ -36,23 +38,19 @@
 //! the watch's [`ResumingWatch`](crate::ResumingWatch): the member carrying it, how many times
 //! a stream was re-opened, why the last time.
 //!
-//! What is shared with the resuming watch (`src/resume/`): the options and setters for
-//! back-off, avoidance, `hasleader` and the health checker; how a stream is opened (its
-//! metadata, the members it avoids, the member that took it); what counts as a member failure;
-//! the re-open bookkeeping (back-off, avoided members, the count). What is not, and why: the
-//! watch runs one stream at a time in a plain loop, since two watch streams would deliver
-//! every event twice; keep-alives are idempotent, so the lease hedges an unanswered one on up
-//! to three streams at once, each in a task of its own (`lane.rs`), on members it chooses
-//! itself, the leader first (`choose.rs`), timed by its pure renewal schedule
-//! (`schedule.rs`): its driver (`task.rs`) is built around that and shares only the pieces.
-//! The drop-in's answer to etcd-client's keep-alive streams (`dropin/keepalive_stream.rs`)
-//! hedges with the same three pieces; only the caller's side differs (etcd-client's keeper
-//! decides when to renew, and each of its keep-alives gets exactly one answer).
+//! Where it runs: [`KeepAlive`] is a façade over the drop-in's keep-alive engine
+//! (`dropin/keepalive_stream.rs`), the one that also answers etcd-client's `LeaseKeepAlive`
+//! streams, so both keep leases by one policy (the leader first, hedges, give-ups, back-off,
+//! the retry budget). Its keeper (`keeper.rs`) does for it what etcd-client's keeper loop does
+//! for the drop-in: it feeds the engine a keep-alive every TTL/3, reads its answers, and
+//! presumes the lease expired when none came within its TTL (the engine's renewal schedule,
+//! `dropin/keepalive_schedule.rs`). The options and setters for back-off, avoidance,
+//! `hasleader` and the health checker are shared with the resuming watch (`src/resume/`).
 
 mod error;
 mod handle;
+mod keeper;
 mod options;
-mod task;
 
 pub use error::LeaseError;
 pub use handle::{KeepAlive, KeepAliveState};

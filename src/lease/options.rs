@@ -2,23 +2,25 @@
 
 use std::time::Duration;
 
+use crate::dropin::Timing;
 use crate::resume::{reopen_setters, ReopenOptions};
 
 /// Settings of a [`KeepAlive`](super::KeepAlive).
 #[derive(Clone, Debug)]
 pub struct KeepAliveOptions {
-    pub(crate) interval: Option<Duration>,
-    pub(crate) response_timeout: Option<Duration>,
-    pub(crate) hedge_after: Option<Duration>,
-    pub(crate) granted_ttl: Option<Duration>,
-    pub(crate) reopen: ReopenOptions,
-    pub(crate) revoke_on_stop: bool,
+    pub(super) interval: Option<Duration>,
+    pub(super) response_timeout: Option<Duration>,
+    pub(super) hedge_after: Option<Duration>,
+    pub(super) granted_ttl: Option<Duration>,
+    pub(super) reopen: ReopenOptions,
+    pub(super) revoke_on_stop: bool,
 }
 
 impl Default for KeepAliveOptions {
-    /// A keep-alive every TTL/3, each answer awaited as long, another member asked too after a
-    /// quarter of that, backoff 50 ms doubling to 1 s, `hasleader` sent, a failed member
-    /// avoided for 10 s, no revoke on stop.
+    /// A keep-alive every TTL/3, each answer awaited as long but at most twice the health
+    /// checker's `hang.after` (1 s by default) when it has one, another member asked too after
+    /// a quarter of that, backoff 50 ms doubling to 1 s (at most the hedge delay), `hasleader`
+    /// sent, a failed member avoided for 10 s, no revoke on stop.
     fn default() -> Self {
         Self {
             interval: None,
@@ -32,6 +34,17 @@ impl Default for KeepAliveOptions {
 }
 
 impl KeepAliveOptions {
+    /// The settings the keep-alive engine's [`Timing`] takes.
+    pub(super) fn timing(&self) -> Timing {
+        Timing {
+            interval: self.interval,
+            response_timeout: self.response_timeout,
+            hedge_after: self.hedge_after,
+            granted_ttl: self.granted_ttl,
+            response_ceiling: None,
+        }
+    }
+
     /// Sends a keep-alive this often instead of every TTL/3.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = Some(interval.max(Duration::from_millis(10)));
@@ -39,7 +52,8 @@ impl KeepAliveOptions {
     }
 
     /// How long a stream may leave a keep-alive unanswered before it is given up (default:
-    /// the interval). Other streams are asked long before (see [`hedge_after`](Self::hedge_after)).
+    /// the interval, at most twice the health checker's `hang.after` when it has one, as for
+    /// etcd-client's keep-alives through the drop-in). Other streams are asked long before (see [`hedge_after`](Self::hedge_after)).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = Some(timeout.max(Duration::from_millis(10)));
         self
@@ -66,7 +80,8 @@ impl KeepAliveOptions {
     reopen_setters!(
         KeepAlive,
         "A keep-alive stream proves healthy with each answer; the delay is never more than \
-         half the interval (TTL/6), since the lease expires meanwhile."
+         the hedge delay (jittered), nor half the interval (TTL/6), since the lease expires \
+         meanwhile."
     );
 
     /// Revoke the lease when the helper is stopped or dropped, so its keys go at once.

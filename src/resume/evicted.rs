@@ -27,7 +27,7 @@ pub(crate) async fn evicted(
 }
 
 /// The index of the next member the health checker evicts; never resolves without events.
-pub(crate) async fn next_eviction(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> usize {
+async fn next_eviction(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> usize {
     let Some(rx) = events.as_mut() else {
         return std::future::pending().await;
     };

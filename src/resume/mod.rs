@@ -14,18 +14,18 @@
 //!   answer about the request itself (final);
 //! - [`Reopen`]: the pure bookkeeping between two streams (back-off, members avoided for a
 //!   while, the count of re-opens), on the caller's clock;
-//! - [`evicted`] / [`next_eviction`]: the health checker's evictions, which end a stream at
-//!   once;
+//! - [`evicted`]: the health checker's evictions, which end a stream at once;
 //! - [`Driven`]: the caller's handle on the spawned driver and its published state.
 //!
 //! What is not shared, and why: the watch runs one stream at a time, in a plain loop (open,
 //! follow until the stream ends or its member is evicted, back off, open again), and resumes
-//! from its [`Cursor`](crate::watch); the lease runs up to three streams at once (a
-//! keep-alive left unanswered is hedged on another member, and the first stream to answer
-//! carries the lease on), each in a task of its own, chooses their members itself (the
-//! leader first) and is timed by its pure renewal schedule. Forcing both into one driver
-//! would make the watch pay for hedging it cannot use (a watch is not idempotent: two streams
-//! would deliver every event twice) or strip the lease of it.
+//! from its [`Cursor`](crate::watch); the lease keep-alive is the drop-in's keep-alive engine
+//! (`dropin/keepalive_stream.rs`, the tower `KeepAlive` a façade over it), which runs up to
+//! three streams at once (a keep-alive left unanswered is hedged on another member, and the
+//! first stream to answer carries the lease on), each in a task of its own, chooses their
+//! members itself (the leader first) and is timed by its pure schedule. Forcing both into one
+//! driver would make the watch pay for hedging it cannot use (a watch is not idempotent: two
+//! streams would deliver every event twice) or strip the lease of it.
 
 mod avoid;
 mod backoff;
@@ -40,7 +40,7 @@ mod reopen;
 pub use channel::{BoxChannel, ChannelError, IntoBoxChannel};
 pub(crate) use driven::Driven;
 pub(crate) use end::{classify, Lost};
-pub(crate) use evicted::{evicted, forget_past, next_eviction};
+pub(crate) use evicted::{evicted, forget_past};
 pub(crate) use open::{served_by, set_metadata, stream_request, Outbound};
 pub(crate) use options::{reopen_setters, ReopenOptions};
 pub(crate) use reopen::Reopen;
