@@ -708,3 +708,42 @@ async fn keep_alive_sent_to_a_hung_leader_is_answered_within_1_5_s() {
          2 plus {extra} counted"
     );
 }
+
+/// With every member accepting the keep-alive stream and never answering it (no headers, no
+/// answer), etcd-client's `keep_alive()` used to wait for ever: the drop-in moved the stream
+/// from member to member. Its first open is now bounded as a watch's is (`opening.rs`): once
+/// each member failed or stayed silent (or `retry.budget` ran out), the call fails. Paused
+/// time, fake members.
+#[tokio::test(start_paused = true)]
+async fn keep_alive_with_every_member_silent_fails_instead_of_waiting_for_ever() {
+    use etcd_health_testing::fake::{Behaviour, FakeCluster};
+    let fake = FakeCluster::start(3, Behaviour::Etcd34)
+        .await
+        .expect("fake members");
+    for i in 0..3 {
+        fake.hold_keep_alives(i, true);
+    }
+    let config = Config::default();
+    let budget = config.retry.budget;
+    let mut client =
+        Client::connect_with_balanced_channel(fake.endpoints(), None, HealthChannel::new(config))
+            .await
+            .expect("client");
+    let started = tokio::time::Instant::now();
+    let answer = tokio::time::timeout(budget * 3, client.lease_keep_alive(7))
+        .await
+        .expect("keep_alive() returned");
+    let waited = started.elapsed();
+    let Err(etcd_client::Error::GRpcStatus(status)) = answer else {
+        panic!("no member opened the stream, yet: {:?}", answer.map(|_| ()));
+    };
+    println!("keep_alive() failed after {waited:?}: {status:?}");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        ),
+        "{status:?}"
+    );
+    assert!(waited <= budget + Duration::from_secs(1), "{waited:?}");
+}

@@ -380,3 +380,44 @@ async fn lease_outlives_a_quorum_loss_longer_than_its_ttl() {
         "the key outlived the quorum loss"
     );
 }
+
+/// The façade over the keep-alive engine, driven on paused time against fake members: the
+/// leader (member 0) holds every keep-alive stream, as a member whose lessor is stuck would.
+/// Each keep-alive goes to the leader first and is hedged to a follower a hedge delay later;
+/// the lease is renewed every TTL/3 and never presumed expired.
+#[tokio::test(start_paused = true)]
+async fn keep_alives_a_leader_holds_are_hedged_to_a_follower_on_paused_time() {
+    use etcd_health_testing::fake::{Behaviour, FakeCluster, LEASE_TTL};
+    let fake = FakeCluster::start(3, Behaviour::Etcd34)
+        .await
+        .expect("fake members");
+    fake.hold_keep_alives(0, true);
+    let checker = HealthChecker::new(&fake.endpoints(), Config::default()).expect("checker");
+    let stack = HealthLayer::new(checker.clone()).layer(TonicConnector::default());
+    let keep = KeepAlive::over_balance(&stack, 7, KeepAliveOptions::default());
+    let started = tokio::time::Instant::now();
+    let mut longest = Duration::ZERO;
+    let (mut renewals, mut since) = (0, started);
+    while started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = keep.state().renewals;
+        if now != renewals {
+            (renewals, since) = (now, tokio::time::Instant::now());
+        }
+        longest = longest.max(since.elapsed());
+    }
+    let state = keep.state();
+    println!("30 s with the leader holding keep-alives: longest gap {longest:?}; {state:?}");
+    assert_eq!(checker.leader().leader_index, Some(0), "the fake's leader");
+    assert!(state.ended.is_none() && state.expiries == 0, "{state:?}");
+    assert!(state.hedges >= 1, "{state:?}");
+    assert!(
+        state.member.as_ref().is_some_and(|m| m.index() != 0),
+        "a follower answers: {state:?}"
+    );
+    // A renewal every TTL/3 (1 s), each answered a hedge delay (250 ms) or so after it went to
+    // the leader: nowhere near the TTL.
+    assert!(state.renewals >= 15, "{state:?}");
+    let ttl = Duration::from_secs(LEASE_TTL as u64);
+    assert!(longest < ttl / 2, "longest gap {longest:?}");
+}

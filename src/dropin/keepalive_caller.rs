@@ -255,7 +255,10 @@ impl Caller {
                     let _ = first.send(status.into_http());
                     return;
                 }
-                let _ = g.reply.send(Frame::trailers(frame::trailers(&status))).await;
+                let _ = g
+                    .reply
+                    .send(Frame::trailers(frame::trailers(&status)))
+                    .await;
             }
             Self::Local(l) => {
                 let _ = l.answers.send(Answer::Ended(status)).await;

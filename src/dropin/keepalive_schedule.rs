@@ -240,7 +240,13 @@ impl Schedule {
     /// the back-off) or a hedge (after the hedge delay, up to [`MAX_STREAMS`]); with every
     /// stream taken when a hedge is due, ask for a leader check instead (the caller then
     /// calls [`asked`](Self::asked), so that comes a hedge delay apart, not in a spin).
-    pub(crate) fn step(&self, now: Instant, outstanding: usize, open: usize, all_waiting: bool) -> Step {
+    pub(crate) fn step(
+        &self,
+        now: Instant,
+        outstanding: usize,
+        open: usize,
+        all_waiting: bool,
+    ) -> Step {
         if outstanding == 0 {
             Step::Wait
         } else if self.should_open(now, open, all_waiting) {
@@ -533,5 +539,107 @@ mod tests {
         let opts = granted(Duration::MAX);
         let s = Schedule::new(&opts, t0);
         assert!(s.expires().is_some_and(|e| e > t0));
+    }
+
+    #[test]
+    fn the_response_timeout_is_the_ceiling_until_the_interval_is_known_then_the_shorter() {
+        let t0 = Instant::now();
+        let ceiling = Timing {
+            response_ceiling: Some(Duration::from_secs(1)),
+            ..Timing::default()
+        };
+        let mut s = Schedule::new(&ceiling, t0);
+        assert_eq!(
+            s.response_timeout(),
+            Duration::from_secs(1),
+            "no TTL known yet"
+        );
+        s.answered(t0, 30, t0); // interval 10 s
+        assert_eq!(s.response_timeout(), Duration::from_secs(1));
+        assert_eq!(s.hedge_after(), ms(250));
+        s.answered(t0, 2, t0); // interval 666 ms: a stream never waits past the next renewal
+        assert_eq!(s.response_timeout(), ms(666));
+        // Without a ceiling (no health checker), the interval; a caller's setting wins.
+        let mut plain = schedule(t0);
+        plain.answered(t0, 30, t0);
+        assert_eq!(plain.response_timeout(), Duration::from_secs(10));
+        let set = Timing {
+            response_timeout: Some(ms(300)),
+            ..ceiling
+        };
+        assert_eq!(Schedule::new(&set, t0).response_timeout(), ms(300));
+    }
+
+    #[test]
+    fn the_driver_opens_hedges_then_asks_for_the_leader_and_waits_without_keep_alives() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        s.answered(t0, 6, t0); // response timeout 2 s, hedge after 500 ms
+        assert_eq!(s.step(t0, 0, 0, true), Step::Wait, "nothing to renew");
+        assert_eq!(
+            s.driver_wake(t0, 0, true, None),
+            None,
+            "the caller wakes it"
+        );
+        let stale = t0 + ms(100);
+        assert_eq!(s.driver_wake(t0, 1, true, Some(stale)), Some(stale));
+        let r = t0 + Duration::from_secs(1);
+        assert!(s.start_round_if_due(r, true));
+        assert_eq!(
+            s.step(r, 1, 0, true),
+            Step::Open,
+            "the first stream at once"
+        );
+        s.asked(r);
+        assert_eq!(s.step(r + ms(499), 1, 1, true), Step::Wait);
+        assert_eq!(s.driver_wake(r, 1, true, None), Some(r + ms(500)));
+        assert_eq!(s.step(r + ms(500), 1, 1, true), Step::Open, "a hedge");
+        assert_eq!(
+            s.step(r + ms(500), 1, 1, false),
+            Step::Wait,
+            "its answer is on the way"
+        );
+        s.asked(r + ms(500));
+        assert_eq!(s.step(r + ms(1000), 1, 2, true), Step::Open);
+        s.asked(r + ms(1000));
+        // Every stream taken: a leader check a hedge delay later, and the driver wakes for it.
+        assert_eq!(s.step(r + ms(1499), 1, MAX_STREAMS, true), Step::Wait);
+        assert_eq!(
+            s.driver_wake(r + ms(1200), MAX_STREAMS, true, None),
+            Some(r + ms(1500))
+        );
+        assert_eq!(
+            s.step(r + ms(1500), 1, MAX_STREAMS, true),
+            Step::LeaderCheck
+        );
+        s.asked(r + ms(1500));
+        assert_eq!(
+            s.step(r + ms(1600), 1, MAX_STREAMS, true),
+            Step::Wait,
+            "not in a spin"
+        );
+    }
+
+    #[test]
+    fn a_keeper_wakes_to_renew_and_to_presume_expiry_once() {
+        let t0 = Instant::now();
+        let mut s = schedule(t0);
+        assert_eq!(s.renewal_wake(t0), t0, "the first renewal at once");
+        assert!(s.start_round_if_due(t0, false));
+        assert_eq!(
+            s.renewal_wake(t0),
+            t0 + INITIAL_INTERVAL,
+            "nothing known: a look again later"
+        );
+        s.answered(t0, 3, t0 + ms(10)); // renew 1 s after the answer, expires 3 s after the send
+        assert_eq!(s.renewal_wake(t0 + ms(10)), t0 + ms(1010));
+        assert!(s.start_round_if_due(t0 + ms(1010), false));
+        assert_eq!(s.renewal_wake(t0 + ms(1010)), t0 + ms(3000), "the expiry");
+        assert!(s.expire_if_due(t0 + ms(3000)));
+        assert_eq!(
+            s.renewal_wake(t0 + ms(3000)),
+            t0 + ms(4000),
+            "reported: no wake for it again"
+        );
     }
 }

@@ -137,7 +137,11 @@ pub(super) fn start(streams: Streams, req: http::Request<tonic::body::Body>) -> 
 /// Starts an engine for an in-process caller (the tower `KeepAlive`) keeping leases alive
 /// through `channel`, with `reopen`'s back-off, avoidance, `hasleader` and health checker (its
 /// config's `hang.after` bounds the response timeout) and `timing`'s settings.
-pub(crate) fn spawn_local(channel: BoxChannel, reopen: &ReopenOptions, timing: Timing) -> LocalEnds {
+pub(crate) fn spawn_local(
+    channel: BoxChannel,
+    reopen: &ReopenOptions,
+    timing: Timing,
+) -> LocalEnds {
     let checker = reopen.checker.clone();
     let timing = Timing {
         response_ceiling: checker.as_ref().map(|c| response_timeout(c.config())),
@@ -571,7 +575,10 @@ impl Driver {
             self.lost_lane(lane, lost, false, now);
         }
         tracing::info!(id = self.caller.id(), leader = %member, "new leader; keep-alive sent to it");
-        let others = members.into_iter().filter(|m| m.index() != leader).collect();
+        let others = members
+            .into_iter()
+            .filter(|m| m.index() != leader)
+            .collect();
         self.schedule.asked(now);
         self.open_lane(now, Some(member), AvoidMembers(others), true);
         true

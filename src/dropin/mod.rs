@@ -63,10 +63,11 @@
 //!
 //! - **keep-alives** go to the leader when the health state knows it (etcd forwards them to
 //!   it anyway; an idle stream on a follower moves back to the leader), and are not moved but
-//!   hedged (`keepalive_stream.rs`, on the tower [`KeepAlive`](crate::lease::KeepAlive)'s
-//!   schedule): one unanswered for a quarter of 2 × `hang.after` is sent to another member
-//!   too (they are idempotent), at most 3 streams at once, the first answer passed on once.
-//!   Every answer is a member's: none is made up, a lease gone is etcd's TTL 0;
+//!   hedged (`keepalive_stream.rs`, the keep-alive engine the tower
+//!   [`KeepAlive`](crate::lease::KeepAlive) is a façade over): one unanswered for a quarter of
+//!   2 × `hang.after` is sent to another member too (they are idempotent), at most 3 streams
+//!   at once, the first answer passed on once. Every answer is a member's: none is made up, a
+//!   lease gone is etcd's TTL 0;
 //! - **watches** are created again on the new member from the revision after the last one
 //!   delivered (the caller's `watch_id` asked for, any other id the member assigns mapped back
 //!   in responses and in the caller's cancels), the re-creations' "created" answers
@@ -115,8 +116,8 @@ pub(crate) use keepalive_schedule::fuzz_answers;
 #[cfg(feature = "fuzzing")]
 pub(crate) use watch_book::fuzz_watch_book;
 
+pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub(crate) use keepalive_caller::{Answer, LocalEnds, Progress};
 pub(crate) use keepalive_schedule::{Schedule, Timing};
 pub(crate) use keepalive_stream::spawn_local;
-pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
 pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};

@@ -1,9 +1,9 @@
 //! How long a caller waits for its stream to open, and what a silent opening says about its
 //! member.
 //!
-//! Why: etcd-client's `watch()` returns once a member answers the stream's headers (so does
-//! its `keep_alive()` with resumption off; with it on, keep-alive streams have a driver of
-//! their own, `keepalive_stream.rs`, which does not use this yet). With every member accepting connections and staying silent (SIGSTOPped
+//! Why: etcd-client's `watch()` and `keep_alive()` return once a member answers the stream's
+//! headers (the keep-alive engine, `keepalive_stream.rs`, bounds its first open by the same
+//! [`FirstOpen`]). With every member accepting connections and staying silent (SIGSTOPped
 //! processes, a black-holed network path), the drop-in moved the opening from member to member
 //! for ever, and the call never returned; nor was a silent member blamed for it, since an
 //! opening given up on was only dropped.

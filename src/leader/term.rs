@@ -1,9 +1,10 @@
 //! Whether an answer comes from a member that still believes in a leader the cluster has
 //! replaced.
 //!
-//! Why its own file: a lease renewed by a deposed leader renews nothing, and both lease
-//! keep-alives (the tower [`KeepAlive`](crate::lease::KeepAlive) and the drop-in's resumed
-//! etcd-client keep-alive) must judge such answers the same way.
+//! Why its own file: a lease renewed by a deposed leader renews nothing, and every stream that
+//! carries keep-alives (the keep-alive engine behind the tower
+//! [`KeepAlive`](crate::lease::KeepAlive) and etcd-client's keep-alives, and the drop-in's plain
+//! driver with stream resumption off) must judge such answers the same way.
 
 /// Whether an answer given at raft term `answered_at` comes from a member behind the leader
 /// the health checker knows, leading at `leader_term`: a deposed leader that does not know it

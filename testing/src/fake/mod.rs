@@ -12,7 +12,8 @@
 //! A [`FakeCluster`] is a few members on loopback over one shared store (as a perfectly
 //! replicated cluster): each is a real gRPC server (tonic's codec over hyper's HTTP/2) serving
 //! `Watch/Watch`, `KV/{Range,Put,DeleteRange,Compact}`, `Maintenance/Status`,
-//! `Cluster/MemberList` and `grpc.health.v1`, plus etcd's HTTP/1.1 `/health` on the same port,
+//! `Cluster/MemberList`, `Lease/LeaseKeepAlive` (every lease alive with [`LEASE_TTL`]; a member
+//! can be made to hold keep-alives, as a follower does for a hung leader) and `grpc.health.v1`, plus etcd's HTTP/1.1 `/health` on the same port,
 //! so the drop-in (`HealthChannel`, `Config::default()`) and the tower stack can be pointed at
 //! it as at real members. A member can be killed (its listener and every connection dropped:
 //! the client sees connections refused and streams reset) and restarted on the same port.
@@ -33,6 +34,7 @@ mod store;
 mod watch;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +42,9 @@ use tokio::net::TcpSocket;
 use tokio::task::{AbortHandle, JoinSet};
 
 pub use watch::Behaviour;
+
+/// The TTL every keep-alive is answered with: the fake keeps no leases, each is alive.
+pub const LEASE_TTL: i64 = 3;
 
 /// The fake cluster's id in response headers.
 const CLUSTER_ID: u64 = 0xfa6e;
@@ -65,6 +70,8 @@ struct FakeMember {
     addr: SocketAddr,
     spec: MemberSpec,
     serving: Option<AbortHandle>,
+    /// Whether it holds keep-alives (never answers them, nor the stream's headers).
+    holds: Arc<AtomicBool>,
 }
 
 /// Fake members over one shared store (see the [module docs](self)). Dropping it stops them.
@@ -110,11 +117,13 @@ impl FakeCluster {
         };
         for (spec, listener) in listeners {
             let addr = listener.local_addr()?;
-            let serving = cluster.serve(spec.clone(), listener);
+            let holds = Arc::new(AtomicBool::new(false));
+            let serving = cluster.serve(spec.clone(), holds.clone(), listener);
             cluster.lock().push(FakeMember {
                 addr,
                 spec,
                 serving: Some(serving),
+                holds,
             });
         }
         Ok(cluster)
@@ -124,11 +133,17 @@ impl FakeCluster {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn serve(&self, spec: MemberSpec, listener: tokio::net::TcpListener) -> AbortHandle {
+    fn serve(
+        &self,
+        spec: MemberSpec,
+        holds: Arc<AtomicBool>,
+        listener: tokio::net::TcpListener,
+    ) -> AbortHandle {
         let shared = serve::Shared {
             store: self.store.clone(),
             spec,
             members: self.urls.clone(),
+            holds,
         };
         // The accept task owns the connections' JoinSet: aborting it drops them all.
         tokio::spawn(serve::accept(listener, shared, JoinSet::new())).abort_handle()
@@ -149,16 +164,24 @@ impl FakeCluster {
 
     /// Starts a killed member again on its port.
     pub async fn restart(&self, index: usize) -> std::io::Result<()> {
-        let (addr, spec) = {
+        let (addr, spec, holds) = {
             let members = self.lock();
-            (members[index].addr, members[index].spec.clone())
+            let m = &members[index];
+            (m.addr, m.spec.clone(), m.holds.clone())
         };
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
-        let serving = self.serve(spec, socket.listen(128)?);
+        let serving = self.serve(spec, holds, socket.listen(128)?);
         self.lock()[index].serving = Some(serving);
         Ok(())
+    }
+
+    /// Makes member `index` hold keep-alive streams opened from now on (`true`: no headers,
+    /// no answer, as etcd sends a keep-alive stream's headers with its first answer and a
+    /// follower holds that while the leader hangs), or answer them again.
+    pub fn hold_keep_alives(&self, index: usize, hold: bool) {
+        self.lock()[index].holds.store(hold, Ordering::Relaxed);
     }
 
     /// The store's current revision.

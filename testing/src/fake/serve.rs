@@ -2,13 +2,15 @@
 //! HTTP/1.1 `/health` on one loopback port, as etcd serves both on its client port.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use etcd_health::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Member,
-    MemberListRequest, MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, StatusRequest, StatusResponse, WatchRequest, WatchResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, Member, MemberListRequest, MemberListResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusRequest,
+    StatusResponse, WatchRequest, WatchResponse,
 };
 use etcd_health::proto::health::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse,
@@ -33,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) spec: MemberSpec,
     /// Every member of the cluster: (id, client URL).
     pub(crate) members: Arc<Vec<(u64, String)>>,
+    /// Whether it holds keep-alive streams (see `FakeCluster::hold_keep_alives`).
+    pub(crate) holds: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -140,6 +144,39 @@ async fn grpc(
             tonic::server::Grpc::new(Codec::<WatchRequest, WatchResponse>::default())
                 .streaming(svc, req)
                 .await
+        }
+        "/etcdserverpb.Lease/LeaseKeepAlive" => {
+            let shared = shared.clone();
+            let svc = tower::service_fn(move |r: Request<Streaming<LeaseKeepAliveRequest>>| {
+                let shared = shared.clone();
+                async move {
+                    if shared.holds.load(Ordering::Relaxed) {
+                        // Held: neither headers nor an answer, until the stream is dropped.
+                        std::future::pending::<()>().await;
+                    }
+                    let header = shared.header(shared.store().rev());
+                    let out: BoxStream<'static, Result<LeaseKeepAliveResponse, Status>> = Box::pin(
+                        futures_util::stream::unfold(r.into_inner(), move |mut inbound| {
+                            let header = header;
+                            async move {
+                                let req = inbound.message().await.ok()??;
+                                let resp = LeaseKeepAliveResponse {
+                                    header: Some(header),
+                                    id: req.id,
+                                    ttl: super::LEASE_TTL,
+                                };
+                                Some((Ok(resp), inbound))
+                            }
+                        }),
+                    );
+                    Ok::<_, Status>(Response::new(out))
+                }
+            });
+            tonic::server::Grpc::new(
+                Codec::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>::default(),
+            )
+            .streaming(svc, req)
+            .await
         }
         "/etcdserverpb.KV/Range" => unary!(shared, req, RangeRequest, RangeResponse, range),
         "/etcdserverpb.KV/Put" => unary!(shared, req, PutRequest, PutResponse, put),
