@@ -558,7 +558,7 @@ mod tests {
         assert_eq!(s.response_timeout(), Duration::from_secs(1));
         assert_eq!(s.hedge_after(), ms(250));
         s.answered(t0, 2, t0); // interval 666 ms: a stream never waits past the next renewal
-        assert_eq!(s.response_timeout(), ms(666));
+        assert_eq!(s.response_timeout(), Duration::from_secs(2) / 3);
         // Without a ceiling (no health checker), the interval; a caller's setting wins.
         let mut plain = schedule(t0);
         plain.answered(t0, 30, t0);
