@@ -19,13 +19,12 @@ mod connect;
 mod future;
 mod hedge;
 mod hint;
-mod inflight;
 mod layer;
 mod make;
 mod pick;
-mod retry;
 mod route;
 mod service;
+mod unary;
 
 pub use future::ResponseFuture;
 pub(crate) use hint::EvenIfEjected;
@@ -33,7 +32,7 @@ pub use hint::{AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub(crate) use make::{keep_alive, transport_settings};
 pub use make::{MakeMember, TonicConnector};
-#[cfg(feature = "fuzzing")]
-pub(crate) use retry::fuzz_schedule;
-pub(crate) use service::replay;
 pub use service::Balance;
+#[cfg(feature = "fuzzing")]
+pub(crate) use unary::fuzz_schedule;
+pub(crate) use unary::replay;

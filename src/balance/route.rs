@@ -105,7 +105,7 @@ pub(crate) fn write_target(
         Some(leader_latency),
         Some((follower.member().index(), latency)),
         ramp(leader.load().since_reset(now)),
-        super::retry::jitter,
+        super::unary::jitter,
     ) {
         None => Some(leader),
         Some(_) => {

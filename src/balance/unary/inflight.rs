@@ -19,6 +19,12 @@ pub(crate) struct InFlight<T> {
     more: Vec<BoxFuture<'static, T>>,
 }
 
+impl<T> Default for InFlight<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> InFlight<T> {
     pub(crate) fn new() -> Self {
         Self {

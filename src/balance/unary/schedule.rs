@@ -1,4 +1,5 @@
-//! Which requests may be sent again, where, and when.
+//! When one unary request sends its next attempt and its next hedge, and which failures may be
+//! sent again at all.
 //!
 //! The rules are etcd's own Go client's (DESIGN.md, section 3): a read may go to another
 //! member after any member-level failure; a write only when it is certain the first member
@@ -8,23 +9,18 @@
 //! reason or lost its connection mid-flight is never re-sent: it may have been applied, and
 //! applying it twice could break the caller's data.
 //!
-//! Why pure: these decisions (give up, wait for the copies in flight, retry at once on a fresh
-//! member, wait out a round's back-off, hedge a slow read) bound what a request may cost the
-//! cluster and whether a write can run twice, and they are easy to get subtly wrong inside an
-//! async loop. [`Plan`] keeps which members a request went to, [`Schedule`] when it goes next;
-//! both take the clock and the facts of the moment as arguments and are tested on made-up
-//! clocks. The dispatch loop in `service.rs` only sends, sleeps until [`Schedule::wake`] and
-//! reports back.
+//! Why pure: the timing (the first attempt at once, a retry at once on a fresh member, a
+//! round's back-off, hedges spaced by the members' usual latency, nothing at or past the
+//! caller's deadline) is easy to get subtly wrong inside an async loop. [`Schedule`] takes the
+//! clock and the facts of the moment as arguments and is tested on made-up clocks; the driver
+//! (`driver.rs`) only sleeps until [`Schedule::wake`] and reports back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::attempt::earliest;
-use super::pick::pick_fresh;
-use crate::checker::MemberEntry;
-use crate::config::{AllUnhealthyPolicy, HedgeConfig, RetryConfig};
+use crate::balance::attempt::earliest;
+use crate::config::{HedgeConfig, RetryConfig};
 use crate::etcd::Class;
 
 /// Whether a failed attempt may be sent again: a read always, a write only when it certainly
@@ -43,186 +39,6 @@ pub(crate) fn resend_is_free(maybe_processed: bool, message: &str) -> bool {
     !maybe_processed && !crate::etcd::is_cluster_refusal(message)
 }
 
-/// One copy of a request sent to a member.
-#[derive(Debug)]
-pub(crate) struct Sent {
-    pub(crate) entry: Arc<MemberEntry>,
-    pub(crate) at: Instant,
-}
-
-/// The bookkeeping of one request's attempts: which members serve it now, which were tried in
-/// the current round, how many attempts and rounds so far. Pure: the dispatch loop asks it
-/// where to go next and how long to wait.
-///
-/// One list of attempts holds it all (a request's members of the round are those of the
-/// attempts started since the round began), its first attempt inline, so a request answered
-/// at the first attempt allocates nothing here.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    /// Attempts by slot.
-    sent: Slots,
-    /// The first slot of the current round.
-    round_start: usize,
-    /// Members counted as tried in this round besides those of its attempts: the ones the
-    /// caller asked to avoid (first round), those still serving the request (later rounds).
-    carried: Vec<usize>,
-    rounds: u8,
-}
-
-/// One attempt.
-#[derive(Debug)]
-struct Slot {
-    /// Index of the member it went to.
-    member: usize,
-    /// `None` once answered.
-    live: Option<Sent>,
-}
-
-/// Attempts by slot, the first without an allocation of its own (most requests make one).
-#[derive(Debug, Default)]
-struct Slots {
-    first: Option<Slot>,
-    more: Vec<Slot>,
-}
-
-// === impl Slots ===
-
-impl Slots {
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.more.len()
-    }
-
-    /// Appends a slot; returns its index.
-    fn push(&mut self, slot: Slot) -> usize {
-        match self.first {
-            None => self.first = Some(slot),
-            Some(_) => self.more.push(slot),
-        }
-        self.len() - 1
-    }
-
-    fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
-        match index {
-            0 => self.first.as_mut(),
-            i => self.more.get_mut(i - 1),
-        }
-    }
-
-    /// The slots in order.
-    fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.first.iter().chain(&self.more)
-    }
-}
-
-// === impl Plan ===
-
-impl Plan {
-    pub(crate) fn new(avoid: Vec<usize>) -> Self {
-        Self {
-            sent: Slots::default(),
-            round_start: 0,
-            carried: avoid,
-            rounds: 0,
-        }
-    }
-
-    /// Attempts started so far.
-    pub(crate) fn attempts(&self) -> u8 {
-        u8::try_from(self.sent.len()).unwrap_or(u8::MAX)
-    }
-
-    /// Records an attempt on `entry`, sent `at` (now); returns its slot.
-    pub(crate) fn start(&mut self, entry: Arc<MemberEntry>, at: Instant) -> usize {
-        self.sent.push(Slot {
-            member: entry.member().index(),
-            live: Some(Sent { entry, at }),
-        })
-    }
-
-    /// The attempt in `slot` ended.
-    pub(crate) fn finish(&mut self, slot: usize) -> Sent {
-        self.sent
-            .get_mut(slot)
-            .and_then(|s| s.live.take())
-            .expect("an attempt ends once")
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Sent> {
-        self.sent.iter().filter_map(|s| s.live.as_ref())
-    }
-
-    /// Attempts still unanswered that were sent before `winner`.
-    pub(crate) fn outrun_by<'a>(&'a self, winner: &'a Sent) -> impl Iterator<Item = &'a Sent> {
-        self.live()
-            .filter(move |s| s.at < winner.at && s.entry.member() != winner.entry.member())
-    }
-
-    /// When the oldest attempt still unanswered was sent.
-    pub(crate) fn oldest(&self) -> Option<Instant> {
-        self.live().map(|s| s.at).min()
-    }
-
-    /// Members serving this request now.
-    pub(crate) fn busy(&self) -> Vec<usize> {
-        self.sent
-            .iter()
-            .filter(|s| s.live.is_some())
-            .map(|s| s.member)
-            .collect()
-    }
-
-    /// Whether member `index` serves this request now or was tried in this round.
-    fn excluded(&self, index: usize) -> bool {
-        self.carried.contains(&index)
-            || self
-                .sent
-                .iter()
-                .skip(self.round_start)
-                .any(|s| s.member == index)
-            || self
-                .sent
-                .iter()
-                .any(|s| s.member == index && s.live.is_some())
-    }
-
-    /// Whether a member not tried in this round may take the request.
-    pub(crate) fn has_fresh(
-        &self,
-        entries: &[Arc<MemberEntry>],
-        policy: AllUnhealthyPolicy,
-    ) -> bool {
-        pick_fresh(entries, policy, |i| self.excluded(i)).is_some()
-    }
-
-    /// The member for the next attempt: `leader` (for requests only the leader may serve)
-    /// unless tried in this round, else one not tried in this round; `None` when the round is
-    /// over.
-    pub(crate) fn choose(
-        &self,
-        entries: &[Arc<MemberEntry>],
-        policy: AllUnhealthyPolicy,
-        leader: Option<Arc<MemberEntry>>,
-    ) -> Option<Arc<MemberEntry>> {
-        leader
-            .filter(|l| l.is_healthy() && !self.excluded(l.member().index()))
-            .or_else(|| pick_fresh(entries, policy, |i| self.excluded(i)))
-    }
-
-    /// The back-off that ending the current round would start; `unit` is a uniform sample in
-    /// `[0, 1)` for its jitter.
-    pub(crate) fn round_backoff(&self, config: &RetryConfig, unit: f64) -> Duration {
-        backoff(config, self.rounds.saturating_add(2), unit)
-    }
-
-    /// Ends a round: every member may be tried again (after the back-off
-    /// [`round_backoff`](Self::round_backoff) gave).
-    pub(crate) fn end_round(&mut self) {
-        self.rounds = self.rounds.saturating_add(1);
-        self.carried = self.busy();
-        self.round_start = self.sent.len();
-    }
-}
-
 /// The back-off before attempt `next` (2-based): `backoff * 2^(next-2)`, capped, with up to
 /// half of it taken off by `unit` (a uniform sample in `[0, 1)`) so retries of many callers
 /// spread out.
@@ -235,7 +51,7 @@ pub(crate) fn backoff(config: &RetryConfig, next: u8, unit: f64) -> Duration {
     crate::timing::shorten(full, crate::timing::BACKOFF, unit)
 }
 
-/// A uniform sample in `[0, 1)` for [`Plan::round_backoff`].
+/// A uniform sample in `[0, 1)` for a back-off's jitter ([`super::plan::Plan::round_backoff`]).
 pub(crate) fn jitter() -> f64 {
     crate::timing::unit()
 }
@@ -270,7 +86,7 @@ pub(crate) struct Failed {
     pub(crate) in_flight_empty: bool,
     /// A member not tried in this round may take the request.
     pub(crate) has_fresh: bool,
-    /// The back-off ending the round would start ([`Plan::round_backoff`]).
+    /// The back-off ending the round would start ([`Plan::round_backoff`](super::plan::Plan::round_backoff)).
     pub(crate) backoff: Duration,
 }
 
@@ -279,7 +95,7 @@ pub(crate) struct Failed {
 pub(crate) struct AfterFailure {
     /// What to do.
     pub(crate) next: Next,
-    /// Every member was tried in this round: the driver ends it ([`Plan::end_round`]) and
+    /// Every member was tried in this round: the driver ends it ([`Plan::end_round`](super::plan::Plan::end_round)) and
     /// watches the health state, even when the deadline then stops the request.
     pub(crate) round_over: bool,
 }
@@ -473,35 +289,6 @@ pub(crate) fn fuzz_schedule(deadline: Option<Duration>, hedge_after: Duration) -
 mod tests {
     use super::*;
 
-    /// Members of the round's attempts and those still serving the request are excluded;
-    /// a new round frees those that answered, not those still in flight.
-    #[tokio::test]
-    async fn rounds_exclude_tried_and_busy_members() {
-        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
-        let checker =
-            crate::checker::HealthChecker::new(&endpoints, crate::config::Config::default())
-                .expect("ok");
-        let entries = checker.entries();
-        let policy = AllUnhealthyPolicy::TryAll;
-        let mut plan = Plan::new(vec![2]);
-        assert!(plan.excluded(2), "avoided in the first round");
-        let first = plan.start(entries[0].clone(), Instant::now());
-        let _second = plan.start(entries[1].clone(), Instant::now());
-        assert!(
-            !plan.has_fresh(&entries, policy),
-            "all three tried or avoided"
-        );
-        plan.finish(first);
-        assert!(plan.excluded(0), "tried in this round");
-        plan.end_round();
-        assert!(!plan.excluded(0) && !plan.excluded(2), "a new round");
-        assert!(plan.excluded(1), "still serving the request");
-        assert_eq!(plan.busy(), vec![1]);
-        let next = plan.choose(&entries, policy, None).expect("a fresh member");
-        assert_ne!(next.member().index(), 1);
-        assert_eq!(plan.attempts(), 2);
-    }
-
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -566,18 +353,6 @@ mod tests {
         assert_eq!(backoff(&c, 4, 0.0), ms(300), "capped");
         assert_eq!(backoff(&c, u8::MAX, 0.0), ms(300), "capped");
         assert_eq!(backoff(&c, 1, 0.0), ms(100), "before the second attempt");
-    }
-
-    /// The first round's back-off is `backoff`, then it doubles round after round.
-    #[test]
-    fn round_backoffs_double() {
-        let c = retry(5);
-        let mut plan = Plan::new(Vec::new());
-        assert_eq!(plan.round_backoff(&c, 0.0), ms(100));
-        plan.end_round();
-        assert_eq!(plan.round_backoff(&c, 0.0), ms(200));
-        plan.end_round();
-        assert_eq!(plan.round_backoff(&c, 0.0), ms(300));
     }
 
     #[test]
