@@ -21,7 +21,7 @@ mod hedge;
 mod hint;
 mod layer;
 mod make;
-mod pick;
+pub(crate) mod pick;
 mod route;
 mod service;
 mod unary;

@@ -1,4 +1,12 @@
-//! Choosing a member for one request.
+//! Choosing a member: for one request, and for a stream (a watch, a keep-alive) to open on.
+//!
+//! Why one routine: requests, watches and keep-alives all want "a healthy member, not one of
+//! these, the less loaded of two drawn at random; with none healthy, what the caller allows".
+//! Three routines that each did it (this one, the lease's and the drop-in's stream driver's)
+//! had drifted apart (random picks for streams, load for requests; whole snapshots built to
+//! pick one). [`choose`] is that routine: tiers of eligible members, the leader first within a
+//! tier when the caller wants it, power of two choices by load otherwise. It reads the members'
+//! shared entries and allocates nothing.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -8,6 +16,75 @@ use rand::Rng;
 use crate::checker::MemberEntry;
 use crate::config::AllUnhealthyPolicy;
 
+/// What a caller asks of the member it gets (see [`choose`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Want<'a> {
+    /// Taken first within its tier: the leader, for a stream only the leader serves well (a
+    /// keep-alive a follower forwards, and holds while the leader hangs).
+    pub(crate) first: Option<usize>,
+    /// Members never taken: they already carry the caller's request or stream.
+    pub(crate) busy: &'a [usize],
+    /// Members taken only when no other will do: they failed the caller lately, or the caller
+    /// asked to avoid them ([`AvoidMembers`](super::AvoidMembers)).
+    pub(crate) avoid: &'a [usize],
+    /// What may be taken when no member is healthy.
+    pub(crate) unhealthy: Unhealthy,
+}
+
+/// What [`choose`] may take when no member is healthy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Unhealthy {
+    /// Nothing (`all_unhealthy = fail-fast`, or the caller decides itself).
+    #[default]
+    Nothing,
+    /// Only [`Want::first`] (the leader), if it is neither busy nor avoided.
+    #[allow(
+        dead_code,
+        reason = "the keep-alive's choice (src/lease/choose.rs) is to move onto `choose`"
+    )]
+    First,
+    /// Any member not busy, those not avoided first (panic mode: `all_unhealthy = try-all`).
+    Any,
+}
+
+/// The member for a request or a stream, by tiers: healthy and neither busy nor avoided;
+/// healthy and not busy; then, only when no member is healthy, what `want.unhealthy`
+/// allows. Within a tier [`Want::first`] (the leader) if it is in it, else the less loaded of
+/// two drawn at random. `None` when no tier has a member.
+pub(crate) fn choose(entries: &[Arc<MemberEntry>], want: Want<'_>) -> Option<Arc<MemberEntry>> {
+    let busy = |e: &MemberEntry| want.busy.contains(&e.member().index());
+    let avoided = |e: &MemberEntry| want.avoid.contains(&e.member().index());
+    let tier = |eligible: &dyn Fn(&MemberEntry) -> bool| {
+        let first = want
+            .first
+            .and_then(|i| entries.iter().find(|e| e.member().index() == i));
+        match first.filter(|e| eligible(e)) {
+            Some(e) => Some(e.clone()),
+            None => p2c(entries, eligible),
+        }
+    };
+    if let Some(e) = tier(&|e| e.is_healthy() && !busy(e) && !avoided(e)) {
+        return Some(e);
+    }
+    if let Some(e) = tier(&|e| e.is_healthy() && !busy(e)) {
+        return Some(e);
+    }
+    if entries.iter().any(|e| e.is_healthy()) {
+        return None;
+    }
+    match want.unhealthy {
+        Unhealthy::Nothing => None,
+        Unhealthy::First => {
+            let first = want.first?;
+            entries
+                .iter()
+                .find(|e| e.member().index() == first && !busy(e) && !avoided(e))
+                .cloned()
+        }
+        Unhealthy::Any => tier(&|e| !busy(e) && !avoided(e)).or_else(|| tier(&|e| !busy(e))),
+    }
+}
+
 /// Power of two choices among the healthy members, preferring those not `tried` yet by this
 /// request (or to be avoided, see [`AvoidMembers`](super::AvoidMembers)); with none healthy,
 /// the policy decides (panic mode also prefers untried ones).
@@ -16,20 +93,22 @@ pub(crate) fn pick(
     policy: AllUnhealthyPolicy,
     tried: &[usize],
 ) -> Result<Arc<MemberEntry>, tonic::Status> {
-    let fresh = |e: &MemberEntry| !tried.contains(&e.member().index());
-    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
-        return Ok(e);
-    }
-    if let Some(e) = p2c(entries, MemberEntry::is_healthy) {
+    let want = Want {
+        avoid: tried,
+        ..Want::default()
+    };
+    if let Some(e) = choose(entries, want) {
         return Ok(e);
     }
     crate::metrics::no_healthy_member(policy);
     if policy == AllUnhealthyPolicy::FailFast || entries.is_empty() {
         return Err(no_member(entries));
     }
-    p2c(entries, fresh)
-        .or_else(|| p2c(entries, |_| true))
-        .ok_or_else(|| no_member(entries))
+    let want = Want {
+        unhealthy: Unhealthy::Any,
+        ..want
+    };
+    choose(entries, want).ok_or_else(|| no_member(entries))
 }
 
 /// A member for which `excluded` (tried in this round or serving this request already) is
@@ -155,5 +234,113 @@ mod tests {
         // Tried already: the busy one is the only fresh choice.
         let e = pick(&entries, AllUnhealthyPolicy::TryAll, &[1]).expect("one");
         assert_eq!(e.member().index(), 0);
+    }
+
+    fn index(e: Option<Arc<MemberEntry>>) -> Option<usize> {
+        e.map(|e| e.member().index())
+    }
+
+    /// A stream that wants the leader gets it while it is healthy, free and not avoided;
+    /// otherwise a healthy member that is free, those not avoided first; a member already
+    /// carrying the caller's stream never.
+    #[tokio::test]
+    async fn streams_get_the_leader_first_and_never_a_busy_member() {
+        let (_checker, entries) = entries(3);
+        let want = |busy, avoid| Want {
+            first: Some(2),
+            busy,
+            avoid,
+            unhealthy: Unhealthy::First,
+        };
+        for _ in 0..20 {
+            assert_eq!(index(choose(&entries, want(&[], &[]))), Some(2));
+            assert_ne!(index(choose(&entries, want(&[2], &[]))), Some(2), "busy");
+            assert_eq!(
+                index(choose(&entries, want(&[2], &[0]))),
+                Some(1),
+                "avoided last"
+            );
+            assert_eq!(index(choose(&entries, want(&[], &[0, 1]))), Some(2));
+        }
+        assert_eq!(
+            index(choose(&entries, want(&[2, 1], &[0]))),
+            Some(0),
+            "avoided, still free"
+        );
+        assert_eq!(
+            index(choose(&entries, want(&[0, 1, 2], &[]))),
+            None,
+            "every one busy"
+        );
+    }
+
+    /// Without a preference, the less loaded of two: streams are spread by load, as requests.
+    #[tokio::test]
+    async fn without_a_leader_wanted_the_less_loaded_member() {
+        let (_checker, entries) = entries(2);
+        for _ in 0..5 {
+            entries[0].load().start();
+        }
+        for _ in 0..50 {
+            assert_eq!(index(choose(&entries, Want::default())), Some(1));
+        }
+    }
+
+    /// With no member healthy: nothing, the leader alone (if free and not avoided), or any
+    /// free member, those not avoided first; and with one healthy but busy, nothing
+    /// unhealthy is taken.
+    #[tokio::test(start_paused = true)]
+    async fn with_none_healthy_the_caller_decides() {
+        use crate::health::{Outcome, Source};
+        let (checker, entries) = entries(3);
+        for m in checker.members() {
+            checker.record(&m, Source::Passive, Outcome::TcpFailure);
+        }
+        let want = |unhealthy| Want {
+            first: Some(2),
+            busy: &[],
+            avoid: &[],
+            unhealthy,
+        };
+        assert_eq!(index(choose(&entries, want(Unhealthy::Nothing))), None);
+        assert_eq!(index(choose(&entries, want(Unhealthy::First))), Some(2));
+        assert_eq!(
+            index(choose(&entries, want(Unhealthy::Any))),
+            Some(2),
+            "the leader first"
+        );
+        let avoided = Want {
+            avoid: &[2],
+            ..want(Unhealthy::First)
+        };
+        assert_eq!(
+            index(choose(&entries, avoided)),
+            None,
+            "the leader failed lately"
+        );
+        let any = Want {
+            busy: &[0],
+            avoid: &[2],
+            ..want(Unhealthy::Any)
+        };
+        assert_eq!(index(choose(&entries, any)), Some(1));
+        let last = Want {
+            busy: &[0, 1],
+            avoid: &[2],
+            ..want(Unhealthy::Any)
+        };
+        assert_eq!(index(choose(&entries, last)), Some(2), "avoided beats none");
+        tokio::time::advance(Config::default().ejection.max * 2).await;
+        checker.record(&checker.members()[0], Source::Active, Outcome::Success);
+        let busy = Want {
+            busy: &[0],
+            ..want(Unhealthy::Any)
+        };
+        assert!(entries[0].is_healthy());
+        assert_eq!(
+            index(choose(&entries, busy)),
+            None,
+            "the healthy one is busy"
+        );
     }
 }
