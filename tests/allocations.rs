@@ -67,6 +67,7 @@ async fn the_stack_adds_at_most_13_allocations_per_unary_request() {
         let through = per_request(&stack, op, 200).await;
         added.push((op, raw, through));
     }
+    println!("(op, straight, through the stack): {added:?}");
     for (op, raw, through) in added.iter().copied() {
         assert!(
             through <= raw + STACK_BUDGET,

@@ -109,8 +109,8 @@ struct Unary<B> {
     last: Option<Box<Failure>>,
     /// The health state's changes, watched while a round's back-off runs.
     changes: Option<tokio::sync::watch::Receiver<u64>>,
-    deadline: Option<Duration>,
-    bounds: Bounds,
+    /// The caller set a deadline (`grpc-timeout`).
+    has_deadline: bool,
     /// The clock as last read: once per turn of the loop, shared by everything that turn does
     /// (a handful of readings per request instead of a dozen).
     now: Instant,
@@ -123,12 +123,6 @@ impl<B: Members> Unary<B> {
         let config = members.health().config();
         let class = replay.method().class;
         let now = Instant::now();
-        let bounds = Bounds {
-            has_deadline: deadline.is_some(),
-            read_timeout: None,
-            hang_after: (config.hang.threshold > 0).then_some(config.hang.after),
-            has_leader: config.require_leader,
-        };
         let dispatch = Dispatch::new(class, avoid, now, deadline, &config.retry, &config.hedge);
         Self {
             members,
@@ -137,8 +131,7 @@ impl<B: Members> Unary<B> {
             in_flight: InFlight::new(),
             last: None,
             changes: None,
-            deadline,
-            bounds,
+            has_deadline: deadline.is_some(),
             now,
         }
     }
@@ -153,15 +146,7 @@ impl<B: Members> Unary<B> {
         // The clock as read when the request came: reading the body is over at once (tonic
         // encodes the message as it is polled).
         checker.budget().deposit(self.now.into_std());
-        let (retry, hedge) = (&config.retry, &config.hedge);
-        self.dispatch
-            .start(class, self.now, self.deadline, retry, hedge);
-        self.bounds.read_timeout = match class {
-            Class::Read if !retry.read_attempt_timeout.is_zero() => {
-                Some(retry.read_attempt_timeout)
-            }
-            _ => None,
-        };
+        self.dispatch.start(class, &config.hedge);
     }
 
     /// The copy in `slot` ended: the caller's answer, or `None` to go on.
@@ -196,11 +181,8 @@ impl<B: Members> Unary<B> {
             let now = crate::checker::now();
             other.entry.load().observe(other.at.elapsed(), now);
         }
-        let in_flight = self.in_flight.len();
-        if let Some(until) = self
-            .dispatch
-            .drain_until(&sent, self.bounds.hang_after, in_flight)
-        {
+        let (in_flight, hang_after) = (self.in_flight.len(), self.bounds().hang_after);
+        if let Some(until) = self.dispatch.drain_until(&sent, hang_after, in_flight) {
             let mut in_flight = std::mem::take(&mut self.in_flight);
             tokio::spawn(async move {
                 let drain = async { while in_flight.next().await.is_some() {} };
@@ -335,7 +317,7 @@ impl<B: Members> Unary<B> {
         hedge_delay: Option<Duration>,
     ) {
         let now = self.now;
-        let limits = self.dispatch.limits(&self.bounds, now);
+        let limits = self.dispatch.limits(&self.bounds(), now);
         let in_flight = self.in_flight.len();
         let slot = self
             .dispatch
@@ -348,6 +330,12 @@ impl<B: Members> Unary<B> {
         let attempt = self.members.attempt(entry, entries, req, limits, now);
         self.in_flight
             .push(Box::pin(attempt.map(move |a| (slot, a))));
+    }
+
+    /// What bounds each copy of this request (see [`Bounds`]).
+    fn bounds(&self) -> Bounds {
+        let config = self.members.health().config();
+        Bounds::new(config, self.replay.method().class, self.has_deadline)
     }
 
     /// The health state or the leader changed during a back-off (`changed`; `false` if it can

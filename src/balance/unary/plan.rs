@@ -19,7 +19,7 @@ use super::schedule::{
 use crate::balance::attempt::Limits;
 use crate::balance::pick::{pick, pick_fresh};
 use crate::checker::MemberEntry;
-use crate::config::{AllUnhealthyPolicy, HedgeConfig, RetryConfig};
+use crate::config::{AllUnhealthyPolicy, Config, HedgeConfig, RetryConfig};
 use crate::etcd::Class;
 
 /// One copy of a request sent to a member.
@@ -231,7 +231,8 @@ pub(crate) struct FailedCopy<'a> {
     pub(crate) message: &'a str,
 }
 
-/// What bounds every copy of one request (see [`Dispatch::limits`]).
+/// What bounds every copy of one request (see [`Dispatch::limits`]): read off the config when a
+/// copy is sent, so the request's future does not keep it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bounds {
     /// The caller set a deadline (`grpc-timeout`).
@@ -242,6 +243,21 @@ pub(crate) struct Bounds {
     pub(crate) hang_after: Option<Duration>,
     /// The request carries `hasleader`.
     pub(crate) has_leader: bool,
+}
+
+// === impl Bounds ===
+
+impl Bounds {
+    /// The bounds of a request of `class`, by `config`; `has_deadline` if the caller set one.
+    pub(crate) fn new(config: &Config, class: Class, has_deadline: bool) -> Self {
+        let read_timeout = config.retry.read_attempt_timeout;
+        Self {
+            has_deadline,
+            read_timeout: (class == Class::Read && !read_timeout.is_zero()).then_some(read_timeout),
+            hang_after: (config.hang.threshold > 0).then_some(config.hang.after),
+            has_leader: config.require_leader,
+        }
+    }
 }
 
 /// How an answered copy compares with the others (see [`Dispatch::answered`]).
@@ -285,18 +301,11 @@ impl Dispatch {
         }
     }
 
-    /// The request's body was read at `now`: it turned out to be of `class` (a `Txn` of
-    /// reads is a read), and its first attempt is due now. Nothing was sent yet.
-    pub(crate) fn start(
-        &mut self,
-        class: Class,
-        now: Instant,
-        deadline: Option<Duration>,
-        retry: &RetryConfig,
-        hedge: &HedgeConfig,
-    ) {
+    /// The request's body was read: it turned out to be of `class` (a `Txn` of reads is a
+    /// read). Nothing was sent yet.
+    pub(crate) fn start(&mut self, class: Class, hedge: &HedgeConfig) {
         self.class = class;
-        self.schedule = Schedule::new(class, now, deadline, retry, hedge);
+        self.schedule.reclass(class, hedge);
     }
 
     /// Attempts started so far, hedges included.

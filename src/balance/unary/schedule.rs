@@ -56,6 +56,15 @@ pub(crate) fn jitter() -> f64 {
     crate::timing::unit()
 }
 
+/// Copies of a request of `class` in flight at once at most: `hedge.max_attempts` for a read,
+/// 1 for a write (never hedged).
+fn copies(class: Class, hedge: &HedgeConfig) -> u8 {
+    match class {
+        Class::Read => hedge.max_attempts.max(1),
+        Class::Write => 1,
+    }
+}
+
 /// What a request does after a failed attempt (see [`Schedule::after_failure`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -146,11 +155,14 @@ impl Schedule {
             // Saturating: the deadline comes from the caller's `grpc-timeout` header.
             end: crate::timing::later(started, deadline.unwrap_or(retry.budget)),
             max_attempts: retry.max_attempts.max(1),
-            copies: match class {
-                Class::Read => hedge.max_attempts.max(1),
-                Class::Write => 1,
-            },
+            copies: copies(class, hedge),
         }
+    }
+
+    /// The request turned out to be of `class` once its body was read (a `Txn` of reads is a
+    /// read); nothing was sent yet.
+    pub(crate) fn reclass(&mut self, class: Class, hedge: &HedgeConfig) {
+        self.copies = copies(class, hedge);
     }
 
     /// The caller's deadline (or the retry budget's end).
