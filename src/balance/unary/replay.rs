@@ -38,6 +38,12 @@ pub(crate) struct Replay {
     method: Method,
     /// The call's retries and hedges (gRFC A96's per-call metrics), recorded on drop.
     tally: crate::metrics::CallTally,
+    /// tonic's method name, when it is the request's only extension (every request of a tonic
+    /// stub): the first copy then takes the request's own map, and the copies after it are
+    /// given this one value. A map cloned costs three allocations (the map, its table, the
+    /// value), and most requests make one copy. With other extensions, each copy gets the map
+    /// cloned whole.
+    grpc_method: Option<tonic::GrpcMethod<'static>>,
 }
 
 impl Drop for Replay {
@@ -49,7 +55,15 @@ impl Drop for Replay {
 impl Replay {
     /// A request whose body is still to be read (see [`keep`](Self::keep)).
     pub(crate) fn new(parts: http::request::Parts, method: Method) -> Self {
+        let grpc_method = match parts.extensions.len() {
+            1 => parts
+                .extensions
+                .get::<tonic::GrpcMethod<'static>>()
+                .cloned(),
+            _ => None,
+        };
         Self {
+            grpc_method,
             parts,
             body: Bytes::new(),
             first: Bytes::new(),
@@ -92,7 +106,8 @@ impl Replay {
     }
 
     /// The answer the caller gets, marked as served by `member` (see [`mark_served`]): no
-    /// copy is made after it, so the kept head's extensions may serve as its map.
+    /// copy is made after it, so the kept head's extensions, if the first copy did not take
+    /// them, may serve as its map.
     pub(crate) fn answer(
         &mut self,
         mut response: Response<tonic::body::Body>,
@@ -112,7 +127,18 @@ impl Replay {
             first if first.is_empty() => self.body.clone(),
             first => first,
         };
-        replay_with(&self.parts, body)
+        let mut req = head(&self.parts, body);
+        *req.extensions_mut() = match &self.grpc_method {
+            // The first copy takes the map; the others get tonic's method alone, as it was.
+            Some(grpc_method) if self.parts.extensions.is_empty() => {
+                let mut extensions = http::Extensions::new();
+                extensions.insert(grpc_method.clone());
+                extensions
+            }
+            Some(_) => std::mem::take(&mut self.parts.extensions),
+            None => self.parts.extensions.clone(),
+        };
+        req
     }
 }
 
@@ -123,12 +149,18 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<toni
 
 /// A request of `parts`' head and `body`.
 fn replay_with(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body::Body> {
+    let mut req = head(parts, body);
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
+/// A request of `parts`' head, without its extensions, and `body`.
+fn head(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body::Body> {
     let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
-    *req.extensions_mut() = parts.extensions.clone();
     req
 }
 
@@ -254,6 +286,41 @@ mod tests {
             assert_eq!(req.uri().path(), "/etcdserverpb.KV/Range");
             let got = req.into_body().collect().await.expect("body").to_bytes();
             assert_eq!(got, whole);
+        }
+    }
+
+    /// Every copy carries the request's extensions: tonic's method alone (the first copy
+    /// takes the request's own map, the others a map of it), or whatever else the caller put
+    /// there (a clone each).
+    #[tokio::test]
+    async fn every_copy_carries_the_requests_extensions() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Mine(u8);
+        let method = tonic::GrpcMethod::new("etcdserverpb.KV", "Range");
+        for with_mine in [false, true] {
+            let (mut parts, body) = range().into_parts();
+            parts.extensions.insert(method.clone());
+            if with_mine {
+                parts.extensions.insert(Mine(7));
+            }
+            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Range"));
+            replay.keep(buffer(body).await.expect("body"), 0);
+            for copy in 0..3 {
+                let req = replay.request();
+                let got = req.extensions().get::<tonic::GrpcMethod<'static>>();
+                assert_eq!(
+                    got.map(|m| (m.service(), m.method())),
+                    Some(("etcdserverpb.KV", "Range")),
+                    "copy {copy}"
+                );
+                let mine = req.extensions().get::<Mine>();
+                assert_eq!(mine, with_mine.then_some(&Mine(7)), "copy {copy}");
+                assert_eq!(
+                    req.extensions().len(),
+                    1 + usize::from(with_mine),
+                    "copy {copy}"
+                );
+            }
         }
     }
 }
