@@ -13,10 +13,12 @@ use std::task::{Context, Poll};
 use futures_util::future::BoxFuture;
 
 /// A handful of futures polled in turn; yields each output once, in completion order. The
-/// first one pushed is held apart, so the usual request (one attempt) allocates no vector.
+/// first one pushed is held apart, so the usual request (one attempt) allocates no vector; the
+/// others' vector is boxed (a word where a vector takes three), as this lives in every unary
+/// request's future, and a request rarely has two copies in flight.
 pub(crate) struct InFlight<T> {
     first: Option<BoxFuture<'static, T>>,
-    more: Vec<BoxFuture<'static, T>>,
+    more: Option<Box<Vec<BoxFuture<'static, T>>>>,
 }
 
 impl<T> Default for InFlight<T> {
@@ -29,19 +31,19 @@ impl<T> InFlight<T> {
     pub(crate) fn new() -> Self {
         Self {
             first: None,
-            more: Vec::new(),
+            more: None,
         }
     }
 
     pub(crate) fn push(&mut self, future: BoxFuture<'static, T>) {
         match self.first {
             None => self.first = Some(future),
-            Some(_) => self.more.push(future),
+            Some(_) => self.more.get_or_insert_with(Box::default).push(future),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.more.len()
+        usize::from(self.first.is_some()) + self.more.as_ref().map_or(0, |more| more.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -73,9 +75,15 @@ impl<T> Future for Next<'_, T> {
                 return Poll::Ready(Some(out));
             }
         }
-        for i in 0..set.more.len() {
-            if let Poll::Ready(out) = set.more[i].as_mut().poll(cx) {
-                drop(set.more.swap_remove(i));
+        let more = set
+            .more
+            .as_deref_mut()
+            .map_or(&mut [][..], |more| &mut more[..]);
+        for i in 0..more.len() {
+            if let Poll::Ready(out) = more[i].as_mut().poll(cx) {
+                if let Some(more) = &mut set.more {
+                    drop(more.swap_remove(i));
+                }
                 return Poll::Ready(Some(out));
             }
         }

@@ -7,7 +7,7 @@
 //! is decided here and measured by `tests/allocations.rs`.
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 
 use crate::balance::hint::mark_served;
 use crate::checker::Member;
@@ -44,6 +44,10 @@ pub(crate) struct Replay {
     /// value), and most requests make one copy. With other extensions, each copy gets the map
     /// cloned whole.
     grpc_method: Option<tonic::GrpcMethod<'static>>,
+    /// The request's headers for the copies after the first, which takes the request's own
+    /// map: kept as a list (one allocation, where a map cloned costs two), made into a map for
+    /// each later copy. Empty until the first copy is made.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Drop for Replay {
@@ -64,6 +68,7 @@ impl Replay {
         };
         Self {
             grpc_method,
+            headers: Vec::new(),
             parts,
             body: Bytes::new(),
             first: Bytes::new(),
@@ -127,7 +132,27 @@ impl Replay {
             first if first.is_empty() => self.body.clone(),
             first => first,
         };
-        let mut req = head(&self.parts, body);
+        let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = self.parts.uri.clone();
+        *req.version_mut() = self.parts.version;
+        *req.headers_mut() = match self.parts.headers.is_empty() {
+            // The first copy (of a request with headers): the list is made, the map taken.
+            false => {
+                self.headers.reserve_exact(self.parts.headers.len());
+                let all = self.parts.headers.iter();
+                self.headers
+                    .extend(all.map(|(n, v)| (n.clone(), v.clone())));
+                std::mem::take(&mut self.parts.headers)
+            }
+            true => {
+                let mut headers = http::HeaderMap::with_capacity(self.headers.len());
+                for (name, value) in &self.headers {
+                    headers.append(name.clone(), value.clone());
+                }
+                headers
+            }
+        };
         *req.extensions_mut() = match &self.grpc_method {
             // The first copy takes the map; the others get tonic's method alone, as it was.
             Some(grpc_method) if self.parts.extensions.is_empty() => {
@@ -149,18 +174,12 @@ pub(crate) fn replay(parts: &http::request::Parts, body: &Bytes) -> Request<toni
 
 /// A request of `parts`' head and `body`.
 fn replay_with(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body::Body> {
-    let mut req = head(parts, body);
-    *req.extensions_mut() = parts.extensions.clone();
-    req
-}
-
-/// A request of `parts`' head, without its extensions, and `body`.
-fn head(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body::Body> {
     let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
     req
 }
 
@@ -289,17 +308,23 @@ mod tests {
         }
     }
 
-    /// Every copy carries the request's extensions: tonic's method alone (the first copy
-    /// takes the request's own map, the others a map of it), or whatever else the caller put
-    /// there (a clone each).
+    /// Every copy carries the request's headers (the first copy takes the request's map, the
+    /// others a map made anew) and its extensions: tonic's method alone (the first copy takes
+    /// the request's own map, the others a map of it), or whatever else the caller put there
+    /// (a clone each).
     #[tokio::test]
-    async fn every_copy_carries_the_requests_extensions() {
+    async fn every_copy_carries_the_requests_headers_and_extensions() {
         #[derive(Clone, Debug, PartialEq)]
         struct Mine(u8);
         let method = tonic::GrpcMethod::new("etcdserverpb.KV", "Range");
         for with_mine in [false, true] {
             let (mut parts, body) = range().into_parts();
             parts.extensions.insert(method.clone());
+            let h = |s: &'static str| http::HeaderValue::from_static(s);
+            parts.headers.insert("te", h("trailers"));
+            parts.headers.append("token", h("a"));
+            parts.headers.append("token", h("b"));
+            let headers = parts.headers.clone();
             if with_mine {
                 parts.extensions.insert(Mine(7));
             }
@@ -319,6 +344,11 @@ mod tests {
                     req.extensions().len(),
                     1 + usize::from(with_mine),
                     "copy {copy}"
+                );
+                assert_eq!(
+                    req.headers(),
+                    &headers,
+                    "copy {copy}: every header, every value"
                 );
             }
         }
