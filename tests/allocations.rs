@@ -22,9 +22,9 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// The allocations the stack may add to a unary request over a raw channel: 18 before issue
-/// 28's work on the request path. Issue 28 asked for 5; the copy of the request kept for
-/// retries and hedges costs 7 of the 13 left (`docs/overhead-profile.md`).
-const STACK_BUDGET: usize = 13;
+/// 28's work on the request path, 13 after its first pass. Issue 28 asked for 5; what the 11
+/// left are for is in `docs/overhead-profile.md`.
+const STACK_BUDGET: usize = 11;
 
 /// Allocations (and reallocations) so far, every thread's.
 fn allocations() -> usize {
@@ -56,7 +56,7 @@ where
 /// Through `Balance` over three fake members, a unary get or put makes at most
 /// [`STACK_BUDGET`] allocations more than the same stubs straight to the fake member.
 #[tokio::test]
-async fn the_stack_adds_at_most_13_allocations_per_unary_request() {
+async fn the_stack_adds_at_most_11_allocations_per_unary_request() {
     let checker = HealthChecker::new(&endpoints(3), quiet_config()).expect("checker");
     let member = InstantMember::new();
     let direct = KvClient::new(member.clone());
