@@ -18,6 +18,10 @@ use futures_util::future::BoxFuture;
 /// request's future, and a request rarely has two copies in flight.
 pub(crate) struct InFlight<T> {
     first: Option<BoxFuture<'static, T>>,
+    #[allow(
+        clippy::box_collection,
+        reason = "a word in every request's future; the extra allocation only with hedges"
+    )]
     more: Option<Box<Vec<BoxFuture<'static, T>>>>,
 }
 
