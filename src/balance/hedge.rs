@@ -4,7 +4,7 @@
 //! a balancer the copy may land on the very member that is slow, and it keys its percentile on
 //! a rotating histogram per service. Here the copy must go to another member, and the same
 //! loop also retries and waits out elections, so hedging lives in the balancer's dispatch
-//! (`service.rs`) and this module only answers "how long is too long". The estimate is TCP's
+//! (`unary/`) and this module only answers "how long is too long". The estimate is TCP's
 //! retransmission timer (Jacobson/Karels: smoothed latency plus four mean deviations), which
 //! tracks a high percentile of a unimodal latency distribution in two words of state, updated
 //! lock-free on every answer. It is bounded below by `hedge.min_delay`, so a fast cluster is

@@ -994,4 +994,87 @@ mod tests {
             "unary, attempt: {sizes:?}"
         );
     }
+
+    /// A write every member refused before it ran ("no leader", behind `hasleader`) waits out
+    /// a round's back-off, unless the health state changes first: then it goes at once, to a
+    /// member still in rotation.
+    #[tokio::test(start_paused = true)]
+    async fn a_health_change_cuts_a_rounds_back_off_short() {
+        use std::sync::atomic::AtomicBool;
+        let mut config = Config::default();
+        config.retry.backoff = Duration::from_secs(1);
+        config.retry.max_backoff = Duration::from_secs(2);
+        let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let checker = HealthChecker::new(&endpoints, config).expect("checker");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let leaderless = Arc::new(AtomicBool::new(true));
+        let (counted, refusing) = (calls.clone(), leaderless.clone());
+        let make = move |_: &Member| {
+            let (calls, leaderless) = (counted.clone(), refusing.clone());
+            tower::service_fn(move |_req: http::Request<tonic::body::Body>| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let mut resp = http::Response::new(tonic::body::Body::empty());
+                let status = if leaderless.load(Ordering::Relaxed) {
+                    "14"
+                } else {
+                    "0"
+                };
+                let headers = resp.headers_mut();
+                headers.insert("grpc-status", http::HeaderValue::from_static(status));
+                headers.insert(
+                    "grpc-message",
+                    http::HeaderValue::from_static("etcdserver: no leader"),
+                );
+                async move { Ok::<_, tower::BoxError>(resp) }
+            })
+        };
+        let balance: Stack =
+            tower::util::BoxCloneSyncService::new(Balance::new(checker.clone(), make));
+        let put = || {
+            let mut put = put_within_300ms();
+            put.headers_mut()
+                .insert("grpc-timeout", http::HeaderValue::from_static("5S"));
+            put
+        };
+
+        // No change: the round's back-off (1 s, up to half of it taken off) is waited out.
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn(balance.clone().oneshot(put()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "one round, at once");
+        leaderless.store(false, Ordering::Relaxed);
+        waiting.await.expect("task").expect("answered");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+
+        // A member ejected during the back-off: the next attempt goes at once.
+        leaderless.store(true, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn(balance.clone().oneshot(put()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 7, "one round, at once");
+        leaderless.store(false, Ordering::Relaxed);
+        let member = checker.members()[0].clone();
+        assert_eq!(
+            checker.record(&member, Source::Passive, Outcome::TcpFailure),
+            Some(Status::Unhealthy)
+        );
+        let resp = waiting.await.expect("task").expect("answered");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(10),
+            "at the change"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 8);
+        let served = resp.extensions().get::<crate::balance::ServedBy>();
+        assert_ne!(
+            served.expect("served").0.index(),
+            0,
+            "not the ejected member"
+        );
+    }
 }
