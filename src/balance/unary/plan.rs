@@ -889,4 +889,21 @@ mod tests {
         );
         assert_eq!(l.deadline, Some(Duration::ZERO), "past it");
     }
+
+    /// A read's own bound applies to reads only; hangs are watched unless `hang.threshold` is 0.
+    #[test]
+    fn bounds_come_from_the_config() {
+        let mut config = Config::default();
+        config.retry.read_attempt_timeout = ms(300);
+        let read = Bounds::new(&config, Class::Read, true);
+        assert_eq!(read.read_timeout, Some(ms(300)));
+        assert!(read.has_deadline && read.has_leader);
+        assert_eq!(read.hang_after, Some(config.hang.after));
+        let write = Bounds::new(&config, Class::Write, false);
+        assert_eq!((write.read_timeout, write.has_deadline), (None, false));
+        config.hang.threshold = 0;
+        config.retry.read_attempt_timeout = Duration::ZERO;
+        let read = Bounds::new(&config, Class::Read, false);
+        assert_eq!((read.read_timeout, read.hang_after), (None, None));
+    }
 }
