@@ -401,7 +401,7 @@ mod tests {
             extra_min_per_second: 0,
             ..RetryConfig::default()
         };
-        let start = crate::checker::now();
+        let start = crate::timing::now();
         let budget = RetryBudget::new(&config, start);
         for _ in 0..8 {
             budget.deposit(start);

@@ -49,6 +49,7 @@ mod discovery;
 mod dropin;
 mod error;
 mod etcd;
+mod event;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -57,6 +58,7 @@ mod health;
 mod leader;
 mod lease;
 mod load;
+mod member;
 pub mod metrics;
 mod passive;
 mod probe;
@@ -94,13 +96,13 @@ pub use watch::{ResumingWatch, WatchOptions};
 pub mod observe {
     pub use crate::balance::ServedBy;
     pub use crate::budget::RetryBudgetSnapshot;
-    pub use crate::checker::{
-        EventKind, HealthEvent, LeaderSnapshot, Member, MemberSnapshot, Origin, ProbeReport,
-    };
     pub use crate::dropin::{ServingStream, StreamCounts, StreamKind, StreamStats};
     pub use crate::error::{OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
+    pub use crate::event::{EventKind, HealthEvent};
     pub use crate::health::{Counters, Outcome, Source, Status, Transition};
+    pub use crate::leader::LeaderSnapshot;
     pub use crate::lease::{KeepAliveState, LeaseError};
+    pub use crate::member::{Member, MemberSnapshot, Origin, ProbeReport};
     #[cfg(feature = "tls")]
     pub use crate::tls::TlsStatus;
     pub use crate::watch::{WatchError, WatchState};
@@ -115,9 +117,9 @@ pub mod observe {
 /// example.
 pub mod extend {
     pub use crate::balance::{AvoidMembers, MakeMember, ResponseFuture};
-    pub use crate::checker::EventSink;
     pub use crate::discovery::{BoxError, MemberSource};
     pub use crate::dropin::EtcdChannel;
+    pub use crate::event::EventSink;
     pub use crate::grpc::{GrpcBody, GrpcService};
     pub use crate::health::{Classify, DefaultClassifier};
     pub use crate::probe::{

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use http::Uri;
 
 use crate::checker::HealthChecker;
-use crate::checker::{EventSink, Hooks};
+use crate::checker::Hooks;
 use crate::config::Config;
 use crate::discovery::MemberSource;
+use crate::event::EventSink;
 use crate::health::Classify;
 use crate::probe::Probe;
 

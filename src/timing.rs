@@ -13,10 +13,23 @@
 //! Why [`later`]: `Instant + Duration` panics on overflow, and some durations come from the
 //! wire or the caller (a `grpc-timeout` header, a lease TTL from a member, a TTL the caller
 //! set). Added with [`later`], an absurd one means "far in the future", never a panic.
+//!
+//! Why [`now`] is here: the whole stack reads one clock, tokio's, so tests on paused time move
+//! every timer at once; the pure states take the instant as an argument instead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
+
+/// The clock of the health state and its drivers: tokio's, so tests can pause and advance it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Wall-clock time for reports.
+pub(crate) fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
 
 /// The fraction of a periodic interval (a probe, a leader check, a DNS re-resolution, a
 /// discovery round) jitter may take off: up to a fifth, as gRPC's own periodic timers spread.

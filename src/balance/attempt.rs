@@ -9,10 +9,10 @@ use tower::ServiceExt;
 
 use super::buffered::{Buffered, Frames};
 use super::ServedBy;
-use crate::checker::MemberEntry;
 use crate::etcd::MethodKind;
 use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
 use crate::health::Outcome;
+use crate::member::MemberEntry;
 use crate::passive::{judge, transport_error, ClassifiedBody, NotLeader, Tracker, Verdict};
 
 /// How one attempt ended.
@@ -54,7 +54,7 @@ impl Attempt {
 
 impl Failure {
     /// Marks the member's own answer, if any, as served by `member`.
-    pub(crate) fn served_by(mut self, member: &crate::checker::Member) -> Self {
+    pub(crate) fn served_by(mut self, member: &crate::member::Member) -> Self {
         if let Some(response) = &mut self.response {
             response.extensions_mut().insert(ServedBy(member.clone()));
         }
@@ -228,7 +228,7 @@ fn unreachable_member(err: tower::BoxError, tracker: Tracker, kind: MethodKind) 
 }
 
 /// The verdict when the member was ejected for sitting on requests while this one waited
-/// (see [`MemberEntry::abandon`](crate::checker::MemberEntry)): it may have been processed, so
+/// (see [`MemberEntry::abandon`](crate::member::MemberEntry)): it may have been processed, so
 /// a write ends as *outcome unknown* and a read goes to another member. Nothing more is charged
 /// to the member: its ejection already was.
 fn abandoned(tracker: Tracker, waited: Duration) -> Attempt {
@@ -371,7 +371,7 @@ struct Watch {
     /// When to start listening for the member's ejection; `None` once listening (or never,
     /// for a stream).
     watch_from: Option<Instant>,
-    /// The member's [`abandons`](crate::checker::MemberEntry::abandons) when the attempt
+    /// The member's [`abandons`](crate::member::MemberEntry::abandons) when the attempt
     /// started.
     abandons: u64,
     started: Instant,
@@ -448,7 +448,7 @@ impl Watch {
             let slowest_peer = checker.slowest_peer_latency(entry);
             entry
                 .load()
-                .charge_hang(waited, slowest_peer, crate::checker::now());
+                .charge_hang(waited, slowest_peer, crate::timing::now());
             checker.record_hang(entry);
             self.hang_check = None;
         } else {

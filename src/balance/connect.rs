@@ -144,7 +144,7 @@ mod tests {
     async fn each_attempt_is_counted_by_its_result() {
         use metrics_util::debugging::{DebugValue, DebuggingRecorder};
         let recorder = DebuggingRecorder::new();
-        let member = crate::checker::Member::new(1, "http://127.0.0.1:2379".parse().expect("uri"));
+        let member = crate::member::Member::new(1, "http://127.0.0.1:2379".parse().expect("uri"));
         let connects =
             metrics::with_local_recorder(&recorder, || Connects::new(member.authority()));
         let timeout = Duration::from_millis(200);

@@ -6,7 +6,7 @@
 //! Both travel as `http`/tonic extensions, so any tonic stub over [`Balance`](super::Balance)
 //! can use them without new API on the service itself.
 
-use crate::checker::Member;
+use crate::member::Member;
 
 /// Response extension set by [`Balance`](super::Balance): the member that served the request.
 ///

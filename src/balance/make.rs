@@ -5,7 +5,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use super::connect::CountedConnect;
-use crate::checker::Member;
+use crate::member::Member;
 
 /// Makes the service that carries requests to one member.
 ///

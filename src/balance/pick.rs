@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::checker::MemberEntry;
 use crate::config::AllUnhealthyPolicy;
+use crate::member::MemberEntry;
 
 /// What a caller asks of the member it gets (see [`choose`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -158,7 +158,7 @@ fn p2c(
                 true => (a, b),
                 false => (b, a),
             };
-            let now = crate::checker::now();
+            let now = crate::timing::now();
             Some(
                 if b.load().cost(now) < a.load().cost(now) {
                     b

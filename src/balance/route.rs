@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::checker::MemberEntry;
+use crate::member::MemberEntry;
 
 /// The leader takes every write while its estimate is within this of
 /// [`SLOWER_BY`] times its fastest follower's: the leader's own estimate includes its writes
@@ -187,7 +187,7 @@ mod tests {
         let endpoints: Vec<String> = (1..=3).map(|p| format!("http://127.0.0.1:{p}")).collect();
         let checker = HealthChecker::new(&endpoints, Config::default()).expect("checker");
         let entries = checker.entries();
-        let now = crate::checker::now();
+        let now = crate::timing::now();
         let answer = |i: usize, rtt: Duration| {
             entries[i].load().start();
             entries[i].load().finish(Some(rtt), now);

@@ -16,9 +16,9 @@ use super::pick::pick;
 use super::unary::{driver, Members, Replay};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
 use crate::checker::HealthChecker;
-use crate::checker::{Member, MemberEntry};
 use crate::etcd::{Hedging, Method, MethodKind};
 use crate::grpc::GrpcService;
+use crate::member::{Member, MemberEntry};
 use crate::passive::{Classifier, Tracker};
 
 /// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
@@ -298,9 +298,9 @@ mod tests {
 
     use crate::balance::Balance;
     use crate::checker::HealthChecker;
-    use crate::checker::Member;
     use crate::config::Config;
     use crate::health::{Outcome, Source, Status};
+    use crate::member::Member;
 
     /// A member put back into rotation is reached through a service made anew (its old
     /// connection may stay silent after the fault); one that stays in rotation, or stays out,

@@ -17,29 +17,21 @@
 //! here per member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks
 //! that run beside the state (`probe/`, `discovery/`, started by `start.rs`).
 
-mod entry;
-mod event;
-mod member;
-mod origin;
 mod registry;
-mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch, Notify};
 
-pub use crate::budget::RetryBudgetSnapshot;
-pub use crate::leader::LeaderSnapshot;
-pub use event::{EventKind, EventSink, HealthEvent};
-pub use member::Member;
-pub use origin::Origin;
-pub use snapshot::{MemberSnapshot, ProbeReport};
-
-pub(crate) use entry::{MemberEntry, OwnEndpoint};
+use crate::budget::RetryBudgetSnapshot;
+use crate::event::{EventKind, EventSink, HealthEvent};
+use crate::leader::LeaderSnapshot;
+use crate::member::{Member, MemberEntry, MemberSnapshot, Origin, OwnEndpoint, ProbeReport};
+use crate::timing::{now, wall_now};
 
 use crate::config::Config;
 use crate::health::{Classify, Ejection, Outcome, Source, Status, Thresholds};
@@ -918,16 +910,6 @@ impl WeakChecker {
     pub(crate) fn upgrade(&self) -> Option<HealthChecker> {
         self.0.upgrade().map(|inner| HealthChecker { inner })
     }
-}
-
-/// Wall-clock time for reports.
-pub(crate) fn wall_now() -> SystemTime {
-    SystemTime::now()
-}
-
-/// The clock of the health state: tokio's, so tests can pause and advance it.
-pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -18,10 +18,13 @@ use tonic::transport::Channel;
 use super::reconcile::{reconcile, Change, Known, Listed};
 use super::Origin;
 use crate::checker::HealthChecker;
-use crate::checker::{wall_now, EventKind, MemberEntry, ProbeReport, WeakChecker};
+use crate::checker::WeakChecker;
+use crate::event::EventKind;
 use crate::health::{Outcome, Status};
+use crate::member::{MemberEntry, ProbeReport};
 use crate::proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
 use crate::timing;
+use crate::timing::wall_now;
 
 /// Passes asked for by errors come no closer together than this.
 const MIN_GAP: Duration = Duration::from_secs(1);
@@ -273,7 +276,7 @@ impl Driver {
     /// Warns once per URL about a member found a while ago that never passed admission:
     /// usually an advertised URL not reachable from here (proxy, NAT).
     fn warn_unadmitted(&mut self, checker: &HealthChecker) {
-        let now = crate::checker::now();
+        let now = crate::timing::now();
         let entries = checker.entries();
         // Only members still here: the set shrinks as they leave.
         self.warned

@@ -39,7 +39,7 @@ mod source;
 #[cfg(feature = "dns-srv")]
 mod srv;
 
-use crate::checker::Origin;
+use crate::member::Origin;
 pub use source::{BoxError, MemberSource};
 
 use std::sync::Arc;

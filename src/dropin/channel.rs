@@ -21,9 +21,9 @@ use super::stats::StreamStats;
 use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::HealthChecker;
-use crate::checker::Member;
 use crate::config::Config;
 use crate::grpc::GrpcService;
+use crate::member::Member;
 use crate::resume::IntoBoxChannel;
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to

@@ -23,7 +23,7 @@ use super::frame::{self, Decoder, ReplyBody};
 use super::opening::FirstOpen;
 use super::resume_stream::{caller_event, CallerEvent};
 use super::stats::{StreamKind, StreamStats};
-use crate::checker::Member;
+use crate::member::Member;
 use crate::metrics::StreamMeter;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 

@@ -8,7 +8,7 @@
 
 use crate::balance::AvoidMembers;
 use crate::checker::HealthChecker;
-use crate::checker::Member;
+use crate::member::Member;
 
 /// What the choice needs to know of one member.
 #[derive(Clone, Debug)]

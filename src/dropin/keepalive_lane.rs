@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
 use crate::balance::{AvoidMembers, EvenIfEjected};
-use crate::checker::Member;
+use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use crate::resume::{served_by, set_metadata, BoxChannel, Outbound};

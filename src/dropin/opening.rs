@@ -27,9 +27,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::checker::HealthChecker;
-use crate::checker::Member;
 use crate::config::Config;
 use crate::health::{Outcome, Source};
+use crate::member::Member;
 
 /// Until when the caller waits for its stream to open, and why that long.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::balance::{AvoidMembers, ServedBy};
-use crate::checker::Member;
+use crate::member::Member;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::StatusRequest;
 use crate::resume::BoxChannel;

@@ -45,8 +45,9 @@ use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
 use crate::checker::HealthChecker;
-use crate::checker::{HealthEvent, Member};
 use crate::config::Config;
+use crate::event::HealthEvent;
+use crate::member::Member;
 use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen, ReopenOptions};
 
 /// How long a member the stream failed on is avoided.
@@ -967,7 +968,7 @@ fn choose(
 ) -> (Option<Member>, AvoidMembers) {
     let snapshot = checker.snapshot();
     let leader = checker.leader().leader_index;
-    let pool_where = |keep: &dyn Fn(&crate::checker::MemberSnapshot) -> bool| -> Vec<&Member> {
+    let pool_where = |keep: &dyn Fn(&crate::member::MemberSnapshot) -> bool| -> Vec<&Member> {
         snapshot
             .iter()
             .filter(|s| keep(s))

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::checker::Member;
+use crate::member::Member;
 
 /// The kind of a resumed stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{keeper, KeepAliveOptions, LeaseError};
 use crate::balance::Balance;
-use crate::checker::Member;
+use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseRevokeRequest;
 use crate::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{lock, Member, Origin, ProbeReport};
+use super::{Member, Origin, ProbeReport};
 use crate::health::HealthState;
 use crate::load::Load;
 
@@ -18,14 +18,14 @@ use crate::load::Load;
 #[derive(Debug)]
 pub(crate) struct MemberEntry {
     member: Member,
-    pub(super) state: Mutex<HealthState>,
+    pub(crate) state: Mutex<HealthState>,
     /// Mirror of `state.status()` for the request hot path.
-    pub(super) healthy: AtomicBool,
+    pub(crate) healthy: AtomicBool,
     /// The balancer's load estimate of the member, kept here so that every balancer over
     /// this state shares it and snapshots report it; the health state only restarts it when
     /// the member is re-admitted.
     load: Load,
-    pub(super) last_probe: Mutex<Option<ProbeReport>>,
+    pub(crate) last_probe: Mutex<Option<ProbeReport>>,
     /// How to reach the member, when the user gave more than a URL.
     endpoint: Option<OwnEndpoint>,
     /// When the latest request the member answered had been *sent* (nanoseconds since the
@@ -33,15 +33,15 @@ pub(crate) struct MemberEntry {
     /// requests sent after it. (Completion times would not do: right after a member hangs,
     /// its peers still complete requests that were in flight before, and every member would
     /// look hung next to them.)
-    pub(super) last_answer: AtomicU64,
+    pub(crate) last_answer: AtomicU64,
     /// How the member entered the health state.
     origin: Origin,
     /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
     /// admission.
-    pub(super) admitted: AtomicBool,
+    pub(crate) admitted: AtomicBool,
     /// How many times it was put (back) into rotation: a balancer makes its channel to the
     /// member anew when this moved (see [`returns`](Self::returns)).
-    pub(super) returns: AtomicU64,
+    pub(crate) returns: AtomicU64,
     /// When it was added.
     added: Instant,
     /// Requests in flight on the member end at once when this moves (see
@@ -74,7 +74,7 @@ pub(crate) struct OwnEndpoint {
 
 impl MemberEntry {
     /// A member added at `now`; a `pending` one starts out of rotation.
-    pub(super) fn new(
+    pub(crate) fn new(
         member: Member,
         endpoint: Option<OwnEndpoint>,
         origin: Origin,
@@ -175,7 +175,7 @@ impl MemberEntry {
     /// The member was ejected because it sits on requests (it hangs, or lost the leadership
     /// and no longer answers): the requests in flight on it end at once instead of waiting for
     /// it (writes as *outcome unknown*, reads go to another member).
-    pub(super) fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         self.abandoned.times.fetch_add(1, Ordering::AcqRel);
         self.abandoned.notify.notify_waiters();
     }
@@ -212,7 +212,7 @@ impl OwnEndpoint {
     /// `endpoint` as the user gave it; `configured_tls`: `config.tls` was applied to it (the
     /// drop-in's `https://` members), so it is applied again, as it is then, to every channel
     /// made from it, and reloads reach them.
-    pub(super) fn new(endpoint: tonic::transport::Endpoint, configured_tls: bool) -> Self {
+    pub(crate) fn new(endpoint: tonic::transport::Endpoint, configured_tls: bool) -> Self {
         Self {
             endpoint,
             configured_tls,
@@ -228,4 +228,8 @@ impl OwnEndpoint {
     pub(crate) fn configured_tls(&self) -> bool {
         self.configured_tls
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,4 +1,18 @@
-//! Identity of one etcd member as the health checker sees it.
+//! One etcd member as every part of the stack sees it: who it is ([`Member`]), how it came
+//! ([`Origin`]), the shared handle requests use ([`MemberEntry`]) and a copy of its state for
+//! users ([`MemberSnapshot`], [`ProbeReport`]).
+//!
+//! Why a room of its own: the balancer, the stream helpers, the probes and discovery all name
+//! members, but only a few of them need the health state (`checker/`); they import this small
+//! room instead of the hub.
+
+mod entry;
+mod origin;
+mod snapshot;
+
+pub(crate) use entry::{MemberEntry, OwnEndpoint};
+pub use origin::Origin;
+pub use snapshot::{MemberSnapshot, ProbeReport};
 
 use std::fmt;
 

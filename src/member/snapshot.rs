@@ -2,10 +2,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Member, Origin};
 use crate::health::{Counters, Outcome, Source, Status};
+use crate::member::{Member, Origin};
 
-/// One member's state at the time of [`HealthChecker::snapshot`](super::HealthChecker::snapshot).
+/// One member's state at the time of [`HealthChecker::snapshot`](crate::checker::HealthChecker::snapshot).
 #[derive(Clone, Debug)]
 pub struct MemberSnapshot {
     /// The member.

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use super::{judge, Classifier, NotLeader, Verdict};
 use crate::checker::HealthChecker;
-use crate::checker::{now, MemberEntry};
 use crate::etcd::MethodKind;
 use crate::health::{Outcome, Source};
+use crate::member::MemberEntry;
+use crate::timing::now;
 
 /// Counts a request in its member's load and reports its outcome exactly once.
 ///

@@ -12,10 +12,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::{BoxFuture, Finding, Probe, ProbeTarget};
-use crate::checker::{HealthChecker, Member};
+use crate::checker::HealthChecker;
 use crate::config::ActiveChecks;
 use crate::grpc::describe;
 use crate::health::Outcome;
+use crate::member::Member;
 
 /// etcd's health endpoint, asked to leave cluster-wide alarms out.
 ///

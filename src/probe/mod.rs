@@ -33,10 +33,11 @@ pub(crate) use scheduler::{probe_channel, spawn};
 pub use status::StatusProbe;
 pub use tcp::TcpProbe;
 
-use crate::checker::Member;
-use crate::checker::{HealthChecker, MemberEntry, WeakChecker};
+use crate::checker::{HealthChecker, WeakChecker};
 use crate::config::{ActiveChecks, ProbeType};
 use crate::health::Outcome;
+use crate::member::Member;
+use crate::member::MemberEntry;
 
 /// An active health check of one member.
 ///
@@ -200,7 +201,7 @@ impl fmt::Debug for ProbeTarget<'_> {
 // === impl Finding ===
 
 /// What one probe found: a verdict (none when the answer is neither healthy nor unhealthy),
-/// and a description, kept in the member's [`ProbeReport`](crate::checker::ProbeReport).
+/// and a description, kept in the member's [`ProbeReport`](crate::member::ProbeReport).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub(crate) outcome: Option<Outcome>,

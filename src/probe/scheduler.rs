@@ -29,9 +29,11 @@ use tonic::transport::{Channel, Endpoint};
 use super::schedule::{Facts, Intervals, Schedule, Step};
 use super::{Finding, Probe, ProbeTarget};
 use crate::checker::HealthChecker;
-use crate::checker::{wall_now, MemberEntry, ProbeReport, WeakChecker};
+use crate::checker::WeakChecker;
 use crate::health::Outcome;
 use crate::leader::{EarlyEnd, Pace, Reply, RoundPlan};
+use crate::member::{MemberEntry, ProbeReport};
+use crate::timing::wall_now;
 
 /// Starts the scheduler for `checker` on `runtime`, probing with `probe` (none: the built-in
 /// probe `checks.active.type` names).

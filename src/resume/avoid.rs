@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::balance::AvoidMembers;
-use crate::checker::Member;
+use crate::member::Member;
 
 /// Members to avoid when re-opening a stream, each for a limited time: long enough for the
 /// health checker to catch up, short enough that a recovered member serves again.

@@ -2,7 +2,7 @@
 
 use tonic::Code;
 
-use crate::checker::Member;
+use crate::member::Member;
 
 /// A stream lost its member (failed with a member failure, ended, went quiet, or its member
 /// was evicted): the helper opens it again, elsewhere.

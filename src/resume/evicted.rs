@@ -2,8 +2,9 @@
 
 use tokio::sync::broadcast;
 
-use crate::checker::{EventKind, HealthEvent, Member};
+use crate::event::{EventKind, HealthEvent};
 use crate::health::Status;
+use crate::member::Member;
 
 /// Drops the events that arrived before a stream is (re)opened. An eviction seen while no
 /// stream was open has been acted on already (or is over: the balancer just picked the

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 use crate::balance::{AvoidMembers, ServedBy};
-use crate::checker::Member;
 use crate::etcd::HAS_LEADER;
+use crate::member::Member;
 
 /// How many messages a helper may queue on its stream before the member reads them (a
 /// keep-alive or a progress request at a time: a full queue means the member is not reading).

@@ -70,7 +70,7 @@ impl Reopen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::Member;
+    use crate::member::Member;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

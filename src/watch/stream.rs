@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{task, WatchError, WatchOptions};
 use crate::balance::Balance;
-use crate::checker::Member;
+use crate::member::Member;
 use crate::proto::mvccpb::Event;
 use crate::resume::{Driven, IntoBoxChannel};
 

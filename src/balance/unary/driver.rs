@@ -24,8 +24,9 @@ use crate::balance::attempt::{sleep_until_opt, Attempt, Failure, Limits};
 use crate::balance::hedge::HedgeDelay;
 use crate::balance::route::write_target;
 use crate::budget::Extra;
-use crate::checker::{HealthChecker, MemberEntry};
+use crate::checker::HealthChecker;
 use crate::etcd::{Class, Hedging};
+use crate::member::MemberEntry;
 
 /// What a request's caller gets.
 type Answer = Result<Response<tonic::body::Body>, tower::BoxError>;
@@ -178,7 +179,7 @@ impl<B: Members> Unary<B> {
         // `hang.after`: a member that merely lost a race answers by then.
         for other in self.dispatch.outrun_by(&sent) {
             tracing::trace!(member = %other.entry.member(), waited = ?other.at.elapsed(), "outrun by a peer");
-            let now = crate::checker::now();
+            let now = crate::timing::now();
             other.entry.load().observe(other.at.elapsed(), now);
         }
         let (in_flight, hang_after) = (self.in_flight.len(), self.bounds().hang_after);
@@ -367,9 +368,9 @@ mod tests {
 
     use crate::balance::Balance;
     use crate::checker::HealthChecker;
-    use crate::checker::Member;
     use crate::config::{AllUnhealthyPolicy, Config};
     use crate::health::{Outcome, Source, Status};
+    use crate::member::Member;
 
     /// A balancer over `n` members, all ejected, whose services count their calls.
     fn all_ejected(n: u16, policy: AllUnhealthyPolicy) -> (Stack, Arc<AtomicUsize>) {

@@ -18,9 +18,9 @@ use super::schedule::{
 };
 use crate::balance::attempt::Limits;
 use crate::balance::pick::{pick, pick_fresh};
-use crate::checker::MemberEntry;
 use crate::config::{AllUnhealthyPolicy, Config, HedgeConfig, RetryConfig};
 use crate::etcd::Class;
+use crate::member::MemberEntry;
 
 /// One copy of a request sent to a member.
 #[derive(Debug)]

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 
 use crate::balance::hint::mark_served;
-use crate::checker::Member;
 use crate::etcd::Method;
+use crate::member::Member;
 
 /// Request bodies up to this size are copied out of tonic's encoding buffer (see [`buffer`]).
 const COPY_BODY_UP_TO: usize = 4096;

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 
 use http::Uri;
 
-use crate::checker::Origin;
 use crate::config::{same_endpoint, SrvConfig};
 use crate::discovery::reconcile::MAX_MEMBERS;
+use crate::member::Origin;
 
 /// One of the two SRV records asked, with the scheme its targets are reached with.
 #[derive(Clone, Debug, PartialEq, Eq)]
