@@ -44,6 +44,7 @@ pub mod auth;
 mod balance;
 mod budget;
 mod checker;
+mod cluster;
 pub mod config;
 mod discovery;
 mod dropin;

@@ -5,37 +5,42 @@
 //! view: cheap to clone, `Send + Sync`, and shared process-wide between stacks built with the
 //! same `shm_name` (the seed's `lua_shared_dict`), so two clients never disagree about a member.
 //!
-//! The pure `HealthState` machines (`crate::health`) live inside; this module adds
-//! locking, the clock, jitter, events, `tracing` output and the probe scheduler's lifetime (it
-//! stops when the last handle is dropped).
+//! A thin handle, in quinn-proto's manner: the rules live in the pure
+//! [`ClusterState`](crate::cluster::ClusterState) (members and their health machines, the
+//! leader, the cluster's identity), which takes events and answers with effects. This module
+//! adds what a pure state cannot have: one lock around it, the clock, the event bus and its
+//! sink, the counters, the members' entries the request path reads without a lock (their
+//! status mirrored under the lock), the discovery wake-ups and the probe scheduler's lifetime
+//! (it stops when the last handle is dropped).
 //!
-//! Why the state is private: the rest of the crate reads and changes it through methods only
-//! (record an outcome, read the members, wait for changes, the config and the TLS material),
-//! so the rules that tie its parts together (a re-admitted member's load restarts, a hang
-//! never takes a majority out of rotation, every change is published) hold in one place.
-//! What belongs to others stays theirs: the balancer's load estimate (`balance/load.rs`, held
-//! here per member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks
-//! that run beside the state (`probe/`, `discovery/`, started by `start.rs`).
+//! Why one lock, never held across another: every method takes the state's lock once, feeds
+//! it one event, writes the members' mirrors (atomic stores), and lets go; what the effects
+//! ask for (publishing, metrics, an application's sink, a load restart that reads the other
+//! members' loads, ending requests in flight) happens after, with no lock held. So a sink may
+//! read the state, and a request never waits on a lock held while another is taken.
+//!
+//! What belongs to others stays theirs: the balancer's load estimate (`load.rs`, held per
+//! member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks that run
+//! beside the state (`probe/`, `discovery/`, started by `start.rs`).
 
 mod registry;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use http::Uri;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::budget::RetryBudgetSnapshot;
+use crate::cluster::{ClusterState, Effect, Effects, Event, Rules, Touched};
+use crate::config::Config;
 use crate::event::{EventKind, EventSink, HealthEvent};
-use crate::leader::LeaderSnapshot;
+use crate::health::{Classify, Outcome, Source, Status};
+use crate::leader::{LeaderSnapshot, Reply, Report};
 use crate::member::{Member, MemberEntry, MemberSnapshot, Origin, OwnEndpoint, ProbeReport};
 use crate::timing::{now, wall_now};
-
-use crate::config::Config;
-use crate::health::{Classify, Ejection, Outcome, Source, Status, Thresholds};
-use crate::leader::{LeaderView, Reply, Report};
 
 /// Handle to the health state of a set of etcd members.
 ///
@@ -54,50 +59,56 @@ pub(crate) struct WeakChecker(Weak<Inner>);
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    active: Thresholds,
-    passive: Thresholds,
-    ejection: Ejection,
-    members: RwLock<Arc<Vec<Arc<MemberEntry>>>>,
-    next_index: Mutex<usize>,
+    /// The one lock: the cluster state, the members' entries, the resolver.
+    shared: Mutex<Shared>,
     events: broadcast::Sender<HealthEvent>,
     /// Bumped on every status or membership change; the balancer and scheduler watch it.
     changed: watch::Sender<u64>,
-    rng: Mutex<rand::rngs::StdRng>,
-    /// Requests sent again to another member. (This and the other event counts of the stack,
-    /// `hedges`, a member's `requests`, the auth layer's `authentications`, are `AtomicU64`
-    /// and wrap by design; at a million a second that takes 584 000 years. The counts the
-    /// health rules read saturate instead: see `health::Counters` and `HealthState`.)
-    retries: AtomicU64,
-    /// Reads also sent to a second member (hedged).
-    hedges: AtomicU64,
+    /// Requests sent again to another member, and reads also sent to a second one.
+    counts: Counts,
     /// What retries and hedges may still add, shared by every request.
     budget: crate::budget::RetryBudget,
     /// The metrics' handles (nothing without the `metrics` feature).
     metrics: crate::metrics::Checker,
-    /// Who leads, from the leader checks.
-    leader: Mutex<LeaderView>,
-    /// Asks the probe scheduler for a leader check now.
-    leader_wanted: Arc<Notify>,
-    /// Origin of the `last_answer` timestamps.
+    /// Wake-ups of the tasks beside the state: the leader check, `MemberList`, DNS.
+    wanted: Wanted,
+    /// Origin of the members' answer stamps.
     epoch: Instant,
-    /// When a leader check last saw the leader change or an election begin (nanoseconds since
-    /// `epoch`, 0 for never): requests that lived through it waited for etcd, not on a hung
-    /// member.
-    leader_changed_at: AtomicU64,
-    /// The endpoints the caller gave, in order: discovery never drops them, and those given
-    /// as host names are resolved to their addresses.
-    seeds: Mutex<Vec<Uri>>,
-    /// Asks the `MemberList` discovery for a pass now.
-    discovery_wanted: Arc<Notify>,
-    /// Asks the DNS discovery for a pass now.
-    dns_wanted: Arc<Notify>,
-    /// How host names are resolved.
-    resolver: RwLock<Arc<dyn crate::resolve::Resolve>>,
     /// The application's hooks into the state (the others run beside it: see `start.rs`).
     hooks: Hooks,
     /// TLS material from `config.tls`; `None` when nothing is configured.
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
+}
+
+/// What the one lock guards.
+#[derive(Debug)]
+struct Shared {
+    state: ClusterState,
+    /// The members' entries, in index order, as they are now (a change makes a new list).
+    entries: Arc<Vec<Arc<MemberEntry>>>,
+    /// How host names are resolved.
+    resolver: Arc<dyn crate::resolve::Resolve>,
+}
+
+/// Event counts of the stack. (These, a member's `requests` and the auth layer's
+/// `authentications` are `AtomicU64` and wrap by design; at a million a second that takes
+/// 584 000 years. The counts the health rules read saturate instead: see `health::Counters`.)
+#[derive(Debug, Default)]
+struct Counts {
+    retries: AtomicU64,
+    hedges: AtomicU64,
+}
+
+/// Wake-ups of the tasks that run beside the state.
+#[derive(Debug, Default)]
+struct Wanted {
+    /// Asks the probe scheduler for a leader check now.
+    leader: Arc<Notify>,
+    /// Asks the `MemberList` discovery for a pass now.
+    discovery: Arc<Notify>,
+    /// Asks the DNS discovery for a pass now.
+    dns: Arc<Notify>,
 }
 
 /// The application's hooks the health state itself holds.
@@ -122,10 +133,6 @@ impl Hooks {
     pub(crate) fn is_empty(&self) -> bool {
         self.classifier.is_none() && self.sink.is_none()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // === impl HealthChecker ===
@@ -188,27 +195,19 @@ impl HealthChecker {
         let (changed, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
-                active: Thresholds::active(&config.checks.active),
-                passive: Thresholds::passive(&config.checks.passive, config.hang.threshold),
-                ejection: Ejection::new(&config.ejection),
+                shared: Mutex::new(Shared {
+                    state: ClusterState::new(Rules::new(&config), rand::random()),
+                    entries: Arc::new(Vec::new()),
+                    resolver: Arc::new(crate::resolve::TokioResolver),
+                }),
                 budget: crate::budget::RetryBudget::new(&config.retry, now()),
                 config,
-                members: RwLock::new(Arc::new(Vec::new())),
-                next_index: Mutex::new(0),
                 events,
                 changed,
-                rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
-                retries: AtomicU64::new(0),
-                hedges: AtomicU64::new(0),
+                counts: Counts::default(),
                 metrics: crate::metrics::Checker::new(),
-                leader: Mutex::new(LeaderView::default()),
-                leader_wanted: Arc::new(Notify::new()),
+                wanted: Wanted::default(),
                 epoch: now(),
-                leader_changed_at: AtomicU64::new(0),
-                seeds: Mutex::new(Vec::new()),
-                discovery_wanted: Arc::new(Notify::new()),
-                dns_wanted: Arc::new(Notify::new()),
-                resolver: RwLock::new(Arc::new(crate::resolve::TokioResolver)),
                 hooks,
                 #[cfg(feature = "tls")]
                 tls,
@@ -297,56 +296,28 @@ impl HealthChecker {
 
     fn add_seed(&self, uri: Uri, endpoint: Option<OwnEndpoint>) -> Member {
         let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
-        let inner = &self.inner;
-        let new_seed = {
-            let mut seeds = lock(&inner.seeds);
-            let new = !seeds.iter().any(|s| crate::config::same_endpoint(s, &uri));
-            if new {
-                seeds.push(uri.clone());
-            }
-            new
-        };
-        let member = self
-            .add_entry(
-                uri.clone(),
-                endpoint,
-                Origin::Seed,
-                false,
-                "given by the caller",
-            )
-            .unwrap_or_else(|existing| existing);
-        if new_seed {
-            inner.dns_wanted.notify_one();
-            inner.discovery_wanted.notify_one();
-        }
-        member
+        self.join(
+            uri,
+            endpoint,
+            Origin::Seed,
+            false,
+            true,
+            "given by the caller",
+        )
+        .unwrap_or_else(|existing| existing)
     }
 
     /// Removes the member reached at `uri`, if present. A seed given as a host name takes the
     /// addresses it was resolved to along (at the next DNS pass).
     pub fn remove_member(&self, uri: &Uri) -> Option<Member> {
-        let inner = &self.inner;
-        let was_seed = {
-            let mut seeds = lock(&inner.seeds);
-            let before = seeds.len();
-            seeds.retain(|s| !crate::config::same_endpoint(s, uri));
-            seeds.len() != before
-        };
-        if was_seed {
-            inner.dns_wanted.notify_one();
-        }
-        self.drop_member(uri, "removed by the caller")
+        self.leave(uri, true, "removed by the caller")
     }
 
     /// Resolves endpoints given as host names with `resolver` from now on (the default is
     /// tokio's `lookup_host`, the system's resolver), and resolves them again at once.
     pub fn set_resolver(&self, resolver: Arc<dyn crate::resolve::Resolve>) {
-        *self
-            .inner
-            .resolver
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = resolver;
-        self.inner.dns_wanted.notify_one();
+        self.lock().resolver = resolver;
+        self.inner.wanted.dns.notify_one();
     }
 
     /// Records one outcome for a member, e.g. from a probe of your own.
@@ -360,28 +331,38 @@ impl HealthChecker {
     /// A copy of every member's state.
     pub fn snapshot(&self) -> Vec<MemberSnapshot> {
         let now = now();
-        self.entries()
+        // The health machines under the lock; the loads and probe reports (locks of their
+        // own) after it.
+        let (entries, states) = {
+            let shared = self.lock();
+            let states: Vec<_> = shared
+                .state
+                .members()
+                .iter()
+                .map(|m| m.health().clone())
+                .collect();
+            (shared.entries.clone(), states)
+        };
+        entries
             .iter()
-            .map(|e| {
-                let s = lock(&e.state).clone();
-                MemberSnapshot {
-                    member: e.member().clone(),
-                    origin: e.origin().clone(),
-                    status: s.status(),
-                    counters: s.counters(),
-                    totals: s.totals(),
-                    ejections: s.ejections(),
-                    ejections_total: s.ejections_total(),
-                    ejected_for: s.ejected_until().map(|u| u.saturating_duration_since(now)),
-                    status_age: now.saturating_duration_since(s.since()),
-                    last_outcome: s
-                        .last()
-                        .map(|(src, o, at)| (src, o, now.saturating_duration_since(at))),
-                    last_probe: lock(&e.last_probe).clone(),
-                    in_flight: e.load().in_flight(),
-                    requests: e.load().requests(),
-                    latency: e.load().latency(),
-                }
+            .zip(states)
+            .map(|(e, s)| MemberSnapshot {
+                member: e.member().clone(),
+                origin: e.origin().clone(),
+                status: s.status(),
+                counters: s.counters(),
+                totals: s.totals(),
+                ejections: s.ejections(),
+                ejections_total: s.ejections_total(),
+                ejected_for: s.ejected_until().map(|u| u.saturating_duration_since(now)),
+                status_age: now.saturating_duration_since(s.since()),
+                last_outcome: s
+                    .last()
+                    .map(|(src, o, at)| (src, o, now.saturating_duration_since(at))),
+                last_probe: e.last_probe(),
+                in_flight: e.load().in_flight(),
+                requests: e.load().requests(),
+                latency: e.load().latency(),
             })
             .collect()
     }
@@ -394,12 +375,12 @@ impl HealthChecker {
 
     /// Requests the stack has sent again to another member since it was built.
     pub fn retries(&self) -> u64 {
-        self.inner.retries.load(Ordering::Relaxed)
+        self.inner.counts.retries.load(Ordering::Relaxed)
     }
 
     /// Reads the stack has also sent to a second member because the first was slow (hedged).
     pub fn hedges(&self) -> u64 {
-        self.inner.hedges.load(Ordering::Relaxed)
+        self.inner.counts.hedges.load(Ordering::Relaxed)
     }
 
     /// How much of the retry budget is left: the requests and the retries and hedges of the
@@ -412,7 +393,7 @@ impl HealthChecker {
     /// Who leads, as the leader checks found: the leader's id and index, the term, and while
     /// no member knows a leader (an election), for how long.
     pub fn leader(&self) -> LeaderSnapshot {
-        lock(&self.inner.leader).snapshot(now())
+        self.lock().state.leader(now())
     }
 
     /// Whether two handles share one state.
@@ -433,88 +414,18 @@ impl HealthChecker {
         pending: bool,
         reason: &str,
     ) -> Result<Member, Member> {
-        self.add_entry(uri, None, origin, pending, reason)
-    }
-
-    /// Adds a member unless its URL is present (then `Err` with the member there).
-    fn add_entry(
-        &self,
-        uri: Uri,
-        endpoint: Option<OwnEndpoint>,
-        origin: Origin,
-        pending: bool,
-        reason: &str,
-    ) -> Result<Member, Member> {
-        let mut members = self
-            .inner
-            .members
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = members
-            .iter()
-            .find(|e| crate::config::same_endpoint(e.member().uri(), &uri))
-        {
-            return Err(e.member().clone());
-        }
-        let index = {
-            let mut next = lock(&self.inner.next_index);
-            *next += 1;
-            *next - 1
-        };
-        let member = Member::new(index, uri);
-        let entry = Arc::new(MemberEntry::new(
-            member.clone(),
-            endpoint,
-            origin.clone(),
-            pending,
-            now(),
-        ));
-        let mut next: Vec<_> = members.iter().cloned().collect();
-        next.push(entry);
-        *members = Arc::new(next);
-        drop(members);
-        tracing::info!(member = %member, %origin, pending, reason, "member added");
-        self.publish(
-            member.clone(),
-            EventKind::Added {
-                origin,
-                reason: reason.to_owned(),
-            },
-        );
-        Ok(member)
+        self.join(uri, None, origin, pending, false, reason)
     }
 
     /// Drops the member reached at `uri`, if present. Requests in flight to it finish: they
     /// hold their own handle on its channel.
     pub(crate) fn drop_member(&self, uri: &Uri, reason: &str) -> Option<Member> {
-        let mut members = self
-            .inner
-            .members
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        let pos = members
-            .iter()
-            .position(|e| crate::config::same_endpoint(e.member().uri(), uri))?;
-        let mut next: Vec<_> = members.iter().cloned().collect();
-        let removed = next.remove(pos);
-        *members = Arc::new(next);
-        drop(members);
-        lock(&self.inner.leader).forget(removed.member().index());
-        removed.metrics().left();
-        tracing::info!(member = %removed.member(), origin = %removed.origin(), reason, "member removed");
-        self.publish(
-            removed.member().clone(),
-            EventKind::Removed {
-                origin: removed.origin().clone(),
-                reason: reason.to_owned(),
-            },
-        );
-        Some(removed.member().clone())
+        self.leave(uri, false, reason)
     }
 
     /// The endpoints the caller gave.
     pub(crate) fn seeds(&self) -> Vec<Uri> {
-        lock(&self.inner.seeds).clone()
+        self.lock().state.seeds().to_vec()
     }
 
     /// The application's classifier, if it gave one.
@@ -524,53 +435,59 @@ impl HealthChecker {
 
     /// The resolver for endpoints given as host names.
     pub(crate) fn resolver(&self) -> Arc<dyn crate::resolve::Resolve> {
-        self.inner
-            .resolver
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().resolver.clone()
     }
 
     /// The discovery tasks' wake-ups: (`MemberList`, DNS).
     pub(crate) fn discovery_wanted(&self) -> (Arc<Notify>, Arc<Notify>) {
         (
-            self.inner.discovery_wanted.clone(),
-            self.inner.dns_wanted.clone(),
+            self.inner.wanted.discovery.clone(),
+            self.inner.wanted.dns.clone(),
         )
     }
 
     /// The etcd id of each member that reported one, by index.
-    pub(crate) fn member_ids(&self) -> std::collections::HashMap<usize, u64> {
-        lock(&self.inner.leader).ids().clone()
+    pub(crate) fn member_ids(&self) -> HashMap<usize, u64> {
+        self.lock().state.member_ids().clone()
     }
 
     /// Records a member's etcd id learned by discovery.
     pub(crate) fn note_member_id(&self, index: usize, id: u64) {
-        lock(&self.inner.leader).note_id(index, id);
+        self.run(Event::MemberId { index, id }, None);
     }
 
     /// The cluster the stack follows, if known; `answered` (a `MemberList` answer's cluster)
     /// is adopted while none is.
     pub(crate) fn cluster_id(&self, answered: Option<u64>) -> Option<u64> {
-        let mut view = lock(&self.inner.leader);
+        let mut shared = self.lock();
         if let Some(id) = answered {
-            view.note_cluster(id);
+            shared.state.handle(Event::ClusterListed { id }, now());
         }
-        view.cluster_id()
+        shared.state.cluster_id()
+    }
+
+    /// Notes the cluster id a member's `status` probe reported; returns the id each member
+    /// last reported and how many members there are (most members' id is the expected one).
+    pub(crate) fn reported_cluster(&self, index: usize, id: u64) -> (HashMap<usize, u64>, usize) {
+        let mut shared = self.lock();
+        shared
+            .state
+            .handle(Event::ClusterReported { index, id }, now());
+        (
+            shared.state.reported_clusters().clone(),
+            shared.state.members().len(),
+        )
     }
 
     /// The members, in index order, as they are now (a later change makes a new list).
     pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
-        self.inner
-            .members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().entries.clone()
     }
 
     /// The member of `index`, if still present.
     pub(crate) fn entry(&self, index: usize) -> Option<Arc<MemberEntry>> {
-        self.entries()
+        self.lock()
+            .entries
             .iter()
             .find(|e| e.member().index() == index)
             .cloned()
@@ -583,13 +500,13 @@ impl HealthChecker {
 
     /// Counts a request sent again to another member.
     pub(crate) fn count_retry(&self) {
-        self.inner.retries.fetch_add(1, Ordering::Relaxed);
+        self.inner.counts.retries.fetch_add(1, Ordering::Relaxed);
         self.inner.metrics.retry();
     }
 
     /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
-        self.inner.hedges.fetch_add(1, Ordering::Relaxed);
+        self.inner.counts.hedges.fetch_add(1, Ordering::Relaxed);
         self.inner.metrics.hedge();
     }
 
@@ -606,8 +523,7 @@ impl HealthChecker {
     /// Notes that `entry` answered a request (successfully, or with an application error)
     /// that had been sent at `sent`.
     pub(crate) fn answered(&self, entry: &MemberEntry, sent: Instant) {
-        let at = self.stamp(sent);
-        entry.last_answer.fetch_max(at.max(1), Ordering::Relaxed);
+        entry.answered(self.stamp(sent));
     }
 
     /// Whether a request sent to `entry` at `since` and still unanswered hangs on it: a peer
@@ -615,9 +531,14 @@ impl HealthChecker {
     /// answers others is slow on one request: a write stuck behind a lost leader, a huge
     /// range), and the leader did not change meanwhile (the election held it).
     pub(crate) fn hangs(&self, entry: &MemberEntry, since: Instant) -> bool {
-        self.peer_answered_since(entry.member().index(), since)
-            && !self.answered_since(entry, since)
-            && !self.leader_changed_since(since)
+        let stamp = self.stamp(since);
+        let entries = self.entries();
+        let index = entry.member().index();
+        entries
+            .iter()
+            .any(|e| e.member().index() != index && e.last_answer() > stamp)
+            && entry.last_answer() <= stamp
+            && !self.lock().state.leader_changed_since(since)
     }
 
     /// Whether no member answered a request sent after `since`: then nothing tells a hang
@@ -625,179 +546,88 @@ impl HealthChecker {
     /// [`want_leader_check`](Self::want_leader_check)).
     pub(crate) fn quiet_since(&self, since: Instant) -> bool {
         let since = self.stamp(since);
-        self.entries()
-            .iter()
-            .all(|e| e.last_answer.load(Ordering::Relaxed) <= since)
-    }
-
-    /// Whether `entry` itself answered a request sent after `since`.
-    fn answered_since(&self, entry: &MemberEntry, since: Instant) -> bool {
-        let since = self.stamp(since);
-        entry.last_answer.load(Ordering::Relaxed) > since
-    }
-
-    /// Whether the leader changed (or an election began) after `since`: a request that lived
-    /// through that waited on the cluster, not on its member alone.
-    fn leader_changed_since(&self, since: Instant) -> bool {
-        let since = self.stamp(since);
-        self.inner.leader_changed_at.load(Ordering::Relaxed) > since
-    }
-
-    /// Whether a member other than `except` answered a request sent after `since`.
-    fn peer_answered_since(&self, except: usize, since: Instant) -> bool {
-        let since = self.stamp(since);
-        self.entries()
-            .iter()
-            .any(|e| e.member().index() != except && e.last_answer.load(Ordering::Relaxed) > since)
+        self.entries().iter().all(|e| e.last_answer() <= since)
     }
 
     /// The latency estimate of the slowest member in rotation other than `entry`, if any
     /// completed a request.
     pub(crate) fn slowest_peer_latency(&self, entry: &MemberEntry) -> Option<Duration> {
-        self.entries()
-            .iter()
-            .filter(|e| e.member() != entry.member() && e.is_healthy())
-            .filter_map(|e| e.load().latency())
-            .max()
+        slowest_peer_latency(&self.entries(), entry.member().index())
     }
 
     /// Counts a hang against a member: a request it sat on while a peer answered. (The
-    /// balancer charges the wait to the member's latency first.)
+    /// balancer charges the wait to the member's latency first.) Never takes a majority of
+    /// the members out of rotation.
     pub(crate) fn record_hang(&self, entry: &MemberEntry) {
         if self.inner.config.hang.threshold == 0 || !entry.is_healthy() {
             return;
         }
-        // A hang is a heuristic: never let it take a majority of the members out of rotation
-        // (a slow cluster must not eject itself member by member). Hard failures are not held
-        // back by this.
-        let entries = self.entries();
-        if !entries.iter().any(|e| e.member() == entry.member()) {
-            // The member left while its request hung (removed, or dropped by discovery):
-            // nothing to count against, and it is not among the healthy ones below.
-            tracing::debug!(member = %entry.member(), "hang not counted: the member left");
-            return;
-        }
-        let healthy = entries.iter().filter(|e| e.is_healthy()).count();
-        if healthy.saturating_sub(1) * 2 <= entries.len() {
-            tracing::debug!(member = %entry.member(), healthy, members = entries.len(), "hang not counted: a majority must stay in rotation");
-            return;
-        }
-        entry.metrics().attempt_judged(Some(Outcome::Hang));
-        self.record_outcome(entry, Source::Passive, Outcome::Hang);
+        self.run(
+            Event::Hang {
+                index: entry.member().index(),
+            },
+            None,
+        );
     }
 
     /// Asks for a leader check as soon as the scheduler can run one: an answer suggested an
     /// election or a member cut off from the quorum.
     pub(crate) fn want_leader_check(&self) {
-        self.inner.leader_wanted.notify_one();
+        self.inner.wanted.leader.notify_one();
     }
 
     /// The scheduler's side of [`want_leader_check`](Self::want_leader_check).
     pub(crate) fn leader_wanted(&self) -> Arc<Notify> {
-        self.inner.leader_wanted.clone()
+        self.inner.wanted.leader.clone()
     }
 
     /// The member that leads, if known.
     pub(crate) fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
-        let index = lock(&self.inner.leader).leader_index()?;
-        self.entry(index)
+        let shared = self.lock();
+        let index = shared.state.leader_index()?;
+        shared
+            .entries
+            .iter()
+            .find(|e| e.member().index() == index)
+            .cloned()
     }
 
     /// Whether the next leader check is due soon: members answered but none knows a leader
     /// (an election), or members are suspected of being cut off and a second round must
     /// confirm it. (Members that cannot answer `Status` at all do not make it urgent.)
     pub(crate) fn leader_unsettled(&self) -> bool {
-        let view = lock(&self.inner.leader);
-        view.electing() || view.has_suspects()
+        self.lock().state.leader_unsettled()
     }
 
-    /// Whether a member reporting `report` may be re-admitted (see [`LeaderView::admits`]).
+    /// Whether a member reporting `report` may be re-admitted (see `LeaderView::admits`).
     pub(crate) fn admits(&self, report: &Report) -> Result<(), String> {
-        lock(&self.inner.leader).admits(report)
+        self.lock().state.admits(report)
     }
 
     /// Judges a round of leader checks: members cut off from the quorum are ejected (as a
     /// failed active check, with the reason in their probe report); leader changes and
     /// elections are published.
     pub(crate) fn apply_leader_round(&self, replies: Vec<(usize, Reply)>, elapsed: Duration) {
-        let entries = self.entries();
-        let confirm = self.inner.config.leader.election_interval * 2;
-        let (verdict, snapshot) = {
-            let mut view = lock(&self.inner.leader);
-            let verdict = view.round(&replies, entries.len(), now(), confirm);
-            (verdict, view.snapshot(now()))
-        };
-        for (index, why) in verdict.cut_off {
-            let Some(entry) = entries.iter().find(|e| e.member().index() == index) else {
-                continue;
-            };
-            if !entry.is_healthy() {
-                continue;
-            }
-            tracing::warn!(member = %entry.member(), reason = %why, "member cut off from the quorum");
-            self.record_probe(
-                entry,
-                ProbeReport {
-                    outcome: Outcome::Failure,
-                    detail: format!("leader check: {why}"),
-                    elapsed,
-                    at: wall_now(),
-                },
-            );
-            if !entry.is_healthy() {
-                // Without the leader (or silent since it lost it), it cannot complete a write
-                // or a linearizable read: those in flight on it would wait for etcd's own 7 s
-                // timeout, or for as long as it hangs.
-                tracing::debug!(member = %entry.member(), "requests in flight on the member cut off are abandoned");
-                entry.abandon();
-            }
-        }
-        if verdict.changed {
-            self.leader_changed(&entries, &snapshot);
-        }
+        let at = wall_now();
+        self.run(
+            Event::LeaderRound {
+                replies,
+                elapsed,
+                at,
+            },
+            None,
+        );
     }
 
     /// Learns the leader from the answers of a leader check still under way, when a majority
     /// of the members already agree on a new one (see `LeaderView::learn`).
     pub(crate) fn learn_leader(&self, replies: &[(usize, Reply)]) {
-        let entries = self.entries();
-        let learned = {
-            let mut view = lock(&self.inner.leader);
-            view.learn(replies, entries.len())
-                .then(|| view.snapshot(now()))
-        };
-        if let Some(snapshot) = learned {
-            tracing::debug!("leader learned before the slowest members answered the leader check");
-            self.leader_changed(&entries, &snapshot);
-        }
-    }
-
-    /// The leader (or "no leader") changed to `snapshot`'s: stamped, logged and published.
-    fn leader_changed(&self, entries: &[Arc<MemberEntry>], snapshot: &LeaderSnapshot) {
-        let at = self.stamp(now());
-        self.inner
-            .leader_changed_at
-            .store(at.max(1), Ordering::Relaxed);
-        let member = snapshot
-            .leader_index
-            .and_then(|i| entries.iter().find(|e| e.member().index() == i))
-            .or_else(|| entries.first())
-            .map(|e| e.member().clone());
-        match snapshot.leader_id {
-            Some(id) => {
-                tracing::info!(leader = %format_args!("{id:x}"), term = snapshot.term, "leader known")
-            }
-            None => tracing::warn!(term = snapshot.term, "no member knows a leader: election"),
-        }
-        if let Some(member) = member {
-            self.publish(
-                member,
-                EventKind::LeaderChanged {
-                    leader_id: snapshot.leader_id,
-                    term: snapshot.term,
-                },
-            );
-        }
+        self.run(
+            Event::LeaderHeard {
+                replies: replies.to_vec(),
+            },
+            None,
+        );
     }
 
     /// Wakes on every change of a member's status or of the membership.
@@ -812,77 +642,258 @@ impl HealthChecker {
         source: Source,
         outcome: Outcome,
     ) -> Status {
-        let thresholds = match source {
-            Source::Active => &self.inner.active,
-            Source::Passive => &self.inner.passive,
-        };
-        // The jitter of an ejection, which only a failure causes: a success (every answer on
-        // the happy path) takes no lock on the shared generator.
-        let unit: f64 = match outcome.is_failure() {
-            true => lock(&self.inner.rng).random(),
-            false => 0.0,
-        };
-        let mut state = lock(&entry.state);
-        let transition = state.record(
-            source,
-            outcome,
-            now(),
-            thresholds,
-            &self.inner.ejection,
-            unit,
+        let index = entry.member().index();
+        let (effects, status) = self.run_then(
+            Event::Outcome {
+                index,
+                source,
+                outcome,
+            },
+            None,
+            |state| state.member(index).map(|m| m.health().status()),
         );
-        let status = state.status();
-        if let Some(t) = transition {
-            entry.healthy.store(status.is_healthy(), Ordering::Release);
-            if status.is_healthy() {
-                entry.admitted.store(true, Ordering::Release);
-                entry.returns.fetch_add(1, Ordering::AcqRel);
-                entry.load().reset(self.slowest_peer_latency(entry), now());
-            }
-            drop(state);
-            entry.metrics().transition(&t);
-            if t.to == Status::Unhealthy && outcome == Outcome::Hang {
-                // It sits on requests: those in flight on it would wait for as long as it does.
-                tracing::debug!(member = %entry.member(), "requests in flight on the ejected member are abandoned");
-                entry.abandon();
-            }
-            match t.to {
-                Status::Unhealthy => tracing::warn!(
-                    member = %entry.member(),
-                    source = %t.source,
-                    reason = %t.outcome,
-                    count = t.count,
-                    ejected_for = ?t.ejected_for,
-                    ejections = t.ejections,
-                    "member ejected"
-                ),
-                Status::Healthy => tracing::info!(
-                    member = %entry.member(),
-                    source = %t.source,
-                    count = t.count,
-                    "member re-admitted"
-                ),
-            }
-            self.publish(entry.member().clone(), EventKind::StatusChanged(t));
-            if status == Status::Unhealthy && self.entries().iter().all(|e| !e.is_healthy()) {
-                tracing::error!(policy = ?self.inner.config.all_unhealthy, "every etcd member is unhealthy");
-                self.publish(entry.member().clone(), EventKind::AllUnhealthy);
-            }
-        }
-        status
+        self.execute(effects);
+        // A member that left keeps the status it had.
+        status.unwrap_or_else(|| match entry.is_healthy() {
+            true => Status::Healthy,
+            false => Status::Unhealthy,
+        })
     }
 
     /// Stores the report of an active probe and records its outcome.
     pub(crate) fn record_probe(&self, entry: &MemberEntry, report: ProbeReport) {
         tracing::debug!(member = %entry.member(), outcome = %report.outcome, detail = %report.detail, elapsed = ?report.elapsed, "probe");
         let outcome = report.outcome;
-        *lock(&entry.last_probe) = Some(report);
-        self.record_outcome(entry, Source::Active, outcome);
+        entry.set_last_probe(report);
+        self.run(
+            Event::Probe {
+                index: entry.member().index(),
+                outcome,
+            },
+            None,
+        );
     }
 
-    fn publish(&self, member: Member, kind: EventKind) {
-        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+    /// The one lock.
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.inner.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a member unless its URL is present (then `Err` with the member there).
+    fn join(
+        &self,
+        uri: Uri,
+        endpoint: Option<OwnEndpoint>,
+        origin: Origin,
+        pending: bool,
+        seed: bool,
+        reason: &str,
+    ) -> Result<Member, Member> {
+        let event = Event::Join {
+            uri: uri.clone(),
+            origin,
+            pending,
+            seed,
+            reason: reason.to_owned(),
+        };
+        let (effects, existing) = self.run_then(event, endpoint, |state| {
+            state.find(&uri).map(|m| m.member().clone())
+        });
+        let added = effects.list.iter().find_map(|e| match e {
+            Effect::Added { member, .. } => Some(member.clone()),
+            _ => None,
+        });
+        self.execute(effects);
+        match added {
+            Some(member) => Ok(member),
+            // The state adds a member it does not have: it had this one.
+            None => Err(existing.expect("a member not added was present")),
+        }
+    }
+
+    /// Drops the member reached at `uri`; `unseed`: the caller removed it.
+    fn leave(&self, uri: &Uri, unseed: bool, reason: &str) -> Option<Member> {
+        let event = Event::Leave {
+            uri: uri.clone(),
+            unseed,
+            reason: reason.to_owned(),
+        };
+        let (effects, ()) = self.run_then(event, None, |_| ());
+        let removed = effects.list.iter().find_map(|e| match e {
+            Effect::Removed { member, .. } => Some(member.clone()),
+            _ => None,
+        });
+        self.execute(effects);
+        removed
+    }
+
+    /// Feeds `event` to the state and carries out its effects.
+    fn run(&self, event: Event, endpoint: Option<OwnEndpoint>) {
+        let (effects, ()) = self.run_then(event, endpoint, |_| ());
+        self.execute(effects);
+    }
+
+    /// Under the lock: feeds `event` to the state, writes the members' entries and mirrors it
+    /// changed (atomic stores: no other lock), and reads `then` of the state after it. The
+    /// effects are left for [`execute`](Self::execute), after the lock.
+    fn run_then<R>(
+        &self,
+        event: Event,
+        endpoint: Option<OwnEndpoint>,
+        then: impl FnOnce(&ClusterState) -> R,
+    ) -> (Effects, R) {
+        let now = now();
+        let mut shared = self.lock();
+        let effects = shared.state.handle(event, now);
+        let mut endpoint = endpoint;
+        for effect in &effects.list {
+            match effect {
+                Effect::Added { member, origin, .. } => {
+                    let mirror = shared
+                        .state
+                        .member(member.index())
+                        .map(|m| m.mirror())
+                        .expect("an added member is in the state");
+                    let entry = Arc::new(MemberEntry::new(
+                        member.clone(),
+                        endpoint.take(),
+                        origin.clone(),
+                        mirror,
+                        now,
+                    ));
+                    let mut next: Vec<_> = shared.entries.iter().cloned().collect();
+                    next.push(entry);
+                    shared.entries = Arc::new(next);
+                }
+                Effect::Removed { member, .. } => {
+                    let mut next: Vec<_> = shared.entries.iter().cloned().collect();
+                    next.retain(|e| {
+                        let stays = e.member() != member;
+                        if !stays {
+                            e.metrics().left();
+                        }
+                        stays
+                    });
+                    shared.entries = Arc::new(next);
+                }
+                Effect::RestartLoad { index } => {
+                    if let Some(e) = shared.entries.iter().find(|e| e.member().index() == *index) {
+                        e.returned();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let shared = &*shared;
+        let mirror = |e: &Arc<MemberEntry>| {
+            if let Some(m) = shared.state.member(e.member().index()) {
+                e.mirror(m.mirror());
+            }
+        };
+        match effects.touched {
+            Touched::None => {}
+            Touched::One(index) => {
+                if let Some(e) = shared.entries.iter().find(|e| e.member().index() == index) {
+                    mirror(e);
+                }
+            }
+            Touched::All => shared.entries.iter().for_each(mirror),
+        }
+        let after = then(&shared.state);
+        (effects, after)
+    }
+
+    /// Carries out what the state asked for, with no lock held.
+    fn execute(&self, effects: Effects) {
+        if effects.list.is_empty() {
+            return;
+        }
         let entries = self.entries();
+        let entry = |index: usize| entries.iter().find(|e| e.member().index() == index);
+        for effect in &effects.list {
+            match effect {
+                Effect::Added {
+                    member,
+                    origin,
+                    pending,
+                    reason,
+                } => {
+                    tracing::info!(member = %member, %origin, pending, reason, "member added")
+                }
+                Effect::Removed {
+                    member,
+                    origin,
+                    reason,
+                } => {
+                    tracing::info!(member = %member, origin = %origin, reason, "member removed")
+                }
+                Effect::Status { member, transition } => {
+                    let t = transition;
+                    if let Some(e) = entry(member.index()) {
+                        e.metrics().transition(t);
+                    }
+                    match t.to {
+                        Status::Unhealthy => tracing::warn!(
+                            member = %member,
+                            source = %t.source,
+                            reason = %t.outcome,
+                            count = t.count,
+                            ejected_for = ?t.ejected_for,
+                            ejections = t.ejections,
+                            "member ejected"
+                        ),
+                        Status::Healthy => tracing::info!(
+                            member = %member,
+                            source = %t.source,
+                            count = t.count,
+                            "member re-admitted"
+                        ),
+                    }
+                }
+                Effect::RestartLoad { index } => {
+                    if let Some(e) = entry(*index) {
+                        e.load()
+                            .reset(slowest_peer_latency(&entries, *index), now());
+                    }
+                }
+                Effect::CutOff { index, report } => {
+                    if let Some(e) = entry(*index) {
+                        e.set_last_probe(report.clone());
+                    }
+                }
+                Effect::HangCounted { index } => {
+                    if let Some(e) = entry(*index) {
+                        e.metrics().attempt_judged(Some(Outcome::Hang));
+                    }
+                }
+                Effect::Abandon { index } => {
+                    if let Some(e) = entry(*index) {
+                        tracing::debug!(member = %e.member(), "requests in flight on the member are abandoned");
+                        e.abandon();
+                    }
+                }
+                Effect::AllUnhealthy { .. } => {
+                    tracing::error!(policy = ?self.inner.config.all_unhealthy, "every etcd member is unhealthy");
+                }
+                Effect::LeaderChanged {
+                    leader_id, term, ..
+                } => match leader_id {
+                    Some(id) => {
+                        tracing::info!(leader = %format_args!("{id:x}"), term, "leader known")
+                    }
+                    None => tracing::warn!(term, "no member knows a leader: election"),
+                },
+                Effect::WantDiscovery => self.inner.wanted.discovery.notify_one(),
+                Effect::WantDns => self.inner.wanted.dns.notify_one(),
+            }
+            if let Some((Some(member), kind)) = effect.event() {
+                self.publish(&entries, member.clone(), kind);
+            }
+        }
+    }
+
+    fn publish(&self, entries: &[Arc<MemberEntry>], member: Member, kind: EventKind) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
         let healthy = entries.iter().filter(|e| e.is_healthy()).count();
         let change = match &kind {
             EventKind::Added { origin, .. } => crate::metrics::Change::Added(origin.source_name()),
@@ -901,6 +912,16 @@ impl HealthChecker {
         }
         let _ = self.inner.events.send(event);
     }
+}
+
+/// The latency estimate of the slowest member in rotation other than `index`, if any
+/// completed a request.
+fn slowest_peer_latency(entries: &[Arc<MemberEntry>], index: usize) -> Option<Duration> {
+    entries
+        .iter()
+        .filter(|e| e.member().index() != index && e.is_healthy())
+        .filter_map(|e| e.load().latency())
+        .max()
 }
 
 // === impl WeakChecker ===

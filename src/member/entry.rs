@@ -1,31 +1,42 @@
 //! Everything the health state keeps about one member.
 //!
 //! Why the fields are private: every part of the stack reads a member through the methods
-//! below, so how a status is mirrored for the hot path, or when a member counts as admitted,
-//! is decided here alone.
+//! below. What the health rules decide (its status, whether it is pending, its ejection) lives
+//! in the cluster state (`cluster/`); this entry holds a mirror of it that the request path
+//! reads without a lock, and what belongs to the member alone: its load, its answers' times,
+//! its abandoned requests, its endpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::{Member, Origin, ProbeReport};
-use crate::health::HealthState;
+use crate::cluster::Mirror;
 use crate::load::Load;
 
 /// One member of the health state.
 #[derive(Debug)]
 pub(crate) struct MemberEntry {
     member: Member,
-    pub(crate) state: Mutex<HealthState>,
-    /// Mirror of `state.status()` for the request hot path.
-    pub(crate) healthy: AtomicBool,
+    /// Mirror of the member's status in the cluster state, for the request hot path (this
+    /// and the other mirrors are written by the health state's handle only, under its lock,
+    /// after every event that touched the member; see `cluster::Mirror`).
+    healthy: AtomicBool,
+    /// Mirror: found by discovery and never in rotation yet.
+    pending: AtomicBool,
+    /// Mirror: failed active checks so far.
+    failed_probes: AtomicU64,
+    /// Mirror: while unhealthy, the earliest time a success may re-admit it (nanoseconds
+    /// after `added`, plus one; 0 for none).
+    ejected_until: AtomicU64,
     /// The balancer's load estimate of the member, kept here so that every balancer over
     /// this state shares it and snapshots report it; the health state only restarts it when
     /// the member is re-admitted.
     load: Load,
-    pub(crate) last_probe: Mutex<Option<ProbeReport>>,
+    /// The last active probe's report (a leaf lock: nothing else is taken while it is held).
+    last_probe: Mutex<Option<ProbeReport>>,
     /// How to reach the member, when the user gave more than a URL.
     endpoint: Option<OwnEndpoint>,
     /// When the latest request the member answered had been *sent* (nanoseconds since the
@@ -33,15 +44,12 @@ pub(crate) struct MemberEntry {
     /// requests sent after it. (Completion times would not do: right after a member hangs,
     /// its peers still complete requests that were in flight before, and every member would
     /// look hung next to them.)
-    pub(crate) last_answer: AtomicU64,
+    last_answer: AtomicU64,
     /// How the member entered the health state.
     origin: Origin,
-    /// Whether it was ever in rotation: members found by `MemberList` start out of it, pending
-    /// admission.
-    pub(crate) admitted: AtomicBool,
     /// How many times it was put (back) into rotation: a balancer makes its channel to the
     /// member anew when this moved (see [`returns`](Self::returns)).
-    pub(crate) returns: AtomicU64,
+    returns: AtomicU64,
     /// When it was added.
     added: Instant,
     /// Requests in flight on the member end at once when this moves (see
@@ -73,34 +81,65 @@ pub(crate) struct OwnEndpoint {
 // === impl MemberEntry ===
 
 impl MemberEntry {
-    /// A member added at `now`; a `pending` one starts out of rotation.
+    /// A member added at `now`, as the cluster state shows it in `mirror`.
     pub(crate) fn new(
         member: Member,
         endpoint: Option<OwnEndpoint>,
         origin: Origin,
-        pending: bool,
+        mirror: Mirror,
         now: Instant,
     ) -> Self {
-        let state = if pending {
-            HealthState::pending(now)
-        } else {
-            HealthState::new(now)
-        };
-        Self {
-            metrics: crate::metrics::PerMember::new(member.authority(), !pending),
+        let entry = Self {
+            metrics: crate::metrics::PerMember::new(member.authority(), mirror.healthy),
             member,
-            state: Mutex::new(state),
-            healthy: AtomicBool::new(!pending),
+            healthy: AtomicBool::new(mirror.healthy),
+            pending: AtomicBool::new(mirror.pending),
+            failed_probes: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
             load: Load::new(now),
             last_probe: Mutex::new(None),
             endpoint,
             last_answer: AtomicU64::new(0),
             origin,
-            admitted: AtomicBool::new(!pending),
             returns: AtomicU64::new(0),
             added: now,
             abandoned: Abandoned::default(),
-        }
+        };
+        entry.mirror(mirror);
+        entry
+    }
+
+    /// Writes the cluster state's view of the member (under the state's lock).
+    pub(crate) fn mirror(&self, mirror: Mirror) {
+        self.healthy.store(mirror.healthy, Ordering::Release);
+        self.pending.store(mirror.pending, Ordering::Release);
+        self.failed_probes
+            .store(mirror.failed_probes, Ordering::Release);
+        let until = mirror.ejected_until.map_or(0, |u| {
+            (u.saturating_duration_since(self.added).as_nanos() as u64).saturating_add(1)
+        });
+        self.ejected_until.store(until, Ordering::Release);
+    }
+
+    /// The member was put back into rotation (under the state's lock).
+    pub(crate) fn returned(&self) {
+        self.returns.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notes that the member answered a request sent at `sent` (a stamp of the health state's
+    /// clock: nanoseconds since its epoch).
+    pub(crate) fn answered(&self, sent: u64) {
+        self.last_answer.fetch_max(sent.max(1), Ordering::Relaxed);
+    }
+
+    /// When the latest request the member answered had been sent (a stamp; 0 for never).
+    pub(crate) fn last_answer(&self) -> u64 {
+        self.last_answer.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the last active probe's report.
+    pub(crate) fn set_last_probe(&self, report: ProbeReport) {
+        *lock(&self.last_probe) = Some(report);
     }
 
     /// The member.
@@ -182,22 +221,21 @@ impl MemberEntry {
 
     /// While unhealthy: the earliest time a success may re-admit it.
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
-        lock(&self.state).ejected_until()
+        match self.ejected_until.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.added + Duration::from_nanos(n - 1)),
+        }
     }
 
     /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster
     /// (a `Status` answer with the cluster's id) before it takes a request.
     pub(crate) fn is_pending(&self) -> bool {
-        matches!(
-            self.origin,
-            Origin::MemberList { .. } | Origin::Custom { .. }
-        ) && !self.admitted.load(Ordering::Acquire)
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Failed active checks so far.
     pub(crate) fn failed_probes(&self) -> u64 {
-        let totals = lock(&self.state).totals();
-        totals[1] + totals[2] + totals[3]
+        self.failed_probes.load(Ordering::Acquire)
     }
 
     /// The last active probe of the member.

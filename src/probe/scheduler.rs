@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -71,8 +71,6 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     // The TLS material the probe channels were made with: new material, new channels (those
     // built on a member's own endpoint capture it).
     let mut tls_generation = None;
-    // The cluster id each member last reported to a `status` probe.
-    let cluster_ids = Arc::new(Mutex::new(HashMap::<usize, u64>::new()));
     tracing::debug!("probe scheduler started");
     loop {
         let Some(checker) = weak.upgrade() else { break };
@@ -88,10 +86,6 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
             tls_generation = Some(generation);
             channels.clear();
         }
-        cluster_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|i, _| live.contains(i));
         let mut next_wake: Option<Instant> = None;
         for entry in entries.iter() {
             let index = entry.member().index();
@@ -114,7 +108,6 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
                 probe: probe.clone(),
                 permits: permits.clone(),
                 done: done_tx.clone(),
-                cluster_ids: cluster_ids.clone(),
             };
             tokio::spawn(task.run());
         }
@@ -339,7 +332,6 @@ struct ProbeTask {
     probe: Arc<dyn Probe>,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<usize>,
-    cluster_ids: Arc<Mutex<HashMap<usize, u64>>>,
 }
 
 impl ProbeTask {
@@ -372,11 +364,12 @@ impl ProbeTask {
                 }
             };
             if let Some(id) = finding.cluster_id {
-                // A `status` probe's answer: held against the id most members report.
-                let members = self.weak.upgrade().map_or(0, |i| i.entries().len());
-                let mut ids = self.cluster_ids.lock().unwrap_or_else(|p| p.into_inner());
-                ids.insert(index, id);
-                finding = super::status::judge_cluster(finding, Some(id), &ids, members);
+                // A `status` probe's answer: held against the id most members report (the
+                // cluster state keeps every member's).
+                if let Some(checker) = self.weak.upgrade() {
+                    let (ids, members) = checker.reported_cluster(index, id);
+                    finding = super::status::judge_cluster(finding, Some(id), &ids, members);
+                }
             }
             if finding.outcome == Some(Outcome::Success) && !self.entry.is_healthy() {
                 if let Some(checker) = self.weak.upgrade() {
