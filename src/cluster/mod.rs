@@ -14,4 +14,4 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use state::{ClusterState, Effect, Effects, Event, Mirror, Rules, Touched};
+pub(crate) use state::{ClusterState, Effect, Effects, Event, Rules, Touched};

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::event::EventKind;
 use crate::health::{Ejection, HealthState, Outcome, Source, Thresholds, Transition};
 use crate::leader::{LeaderSnapshot, LeaderView, Reply, Report};
-use crate::member::{Member, Origin, ProbeReport};
+use crate::member::{Member, Mirror, Origin, ProbeReport};
 
 /// The rules the state applies, fixed by the configuration.
 #[derive(Clone, Debug)]
@@ -37,20 +37,6 @@ pub(crate) struct MemberState {
     /// Whether it was ever in rotation: members found by `MemberList` (or a custom source)
     /// start out of it, pending admission.
     admitted: bool,
-}
-
-/// What the request path reads of a member without the state's lock: the handle copies it
-/// into the member's entry under the lock, after every event that touched the member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Mirror {
-    /// In rotation.
-    pub(crate) healthy: bool,
-    /// Found by discovery and never in rotation yet.
-    pub(crate) pending: bool,
-    /// Failed active checks so far.
-    pub(crate) failed_probes: u64,
-    /// While unhealthy: the earliest time a success may re-admit it.
-    pub(crate) ejected_until: Option<Instant>,
 }
 
 /// Everything the stack knows of the cluster.

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::{Member, Origin, ProbeReport};
-use crate::cluster::Mirror;
 use crate::load::Load;
 
 /// One member of the health state.
@@ -22,7 +21,7 @@ pub(crate) struct MemberEntry {
     member: Member,
     /// Mirror of the member's status in the cluster state, for the request hot path (this
     /// and the other mirrors are written by the health state's handle only, under its lock,
-    /// after every event that touched the member; see `cluster::Mirror`).
+    /// after every event that touched the member; see [`Mirror`]).
     healthy: AtomicBool,
     /// Mirror: found by discovery and never in rotation yet.
     pending: AtomicBool,
@@ -57,6 +56,21 @@ pub(crate) struct MemberEntry {
     abandoned: Abandoned,
     /// Its metrics' handles (nothing without the `metrics` feature).
     metrics: crate::metrics::PerMember,
+}
+
+/// What the request path reads of a member without the state's lock: the health state's
+/// handle copies it into the member's entry under its lock, after every event that touched
+/// the member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mirror {
+    /// In rotation.
+    pub(crate) healthy: bool,
+    /// Found by discovery and never in rotation yet.
+    pub(crate) pending: bool,
+    /// Failed active checks so far.
+    pub(crate) failed_probes: u64,
+    /// While unhealthy: the earliest time a success may re-admit it.
+    pub(crate) ejected_until: Option<Instant>,
 }
 
 /// How requests in flight on a member learn that it was ejected for sitting on them.

@@ -10,7 +10,7 @@ mod entry;
 mod origin;
 mod snapshot;
 
-pub(crate) use entry::{MemberEntry, OwnEndpoint};
+pub(crate) use entry::{MemberEntry, Mirror, OwnEndpoint};
 pub use origin::Origin;
 pub use snapshot::{MemberSnapshot, ProbeReport};
 
