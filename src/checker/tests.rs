@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::ProbeType;
+use crate::event::EventKind;
 use crate::health::{Outcome, Source, Status};
 
 fn tcp_config() -> Config {
