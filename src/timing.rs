@@ -93,6 +93,15 @@ pub(crate) fn later<I: Later>(at: I, d: Duration) -> I {
     at.checked_later(d.min(FAR)).unwrap_or(at)
 }
 
+/// Sleeps until `at`, or for ever when `None`: a driver's wait for the next deadline its pure
+/// schedule names (`poll_timeout`), beside the events it also waits for.
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! it alone while its peers follow a leader: it must leave rotation at once. Only asking every
 //! member tells them apart. [`LeaderView`] is the pure judgement over the members'
 //! `Maintenance/Status` answers (a function of the answers and `now`, tested without a
-//! cluster); [`ask`] is the one `Status` call; [`Pace`] and [`RoundPlan`] say when rounds
+//! cluster); [`ask`] is the one `Status` call; [`LeaderChecks`] and [`RoundPlan`] say when rounds
 //! start and when one may stop waiting; the probe scheduler runs the rounds.
 
 mod ask;
@@ -15,7 +15,7 @@ mod term;
 mod view;
 
 pub(crate) use ask::ask;
-pub(crate) use pace::{EarlyEnd, Pace, RoundPlan};
+pub(crate) use pace::{EarlyEnd, LeaderChecks, RoundPlan};
 pub(crate) use term::behind_the_leader;
 pub use view::LeaderSnapshot;
 pub(crate) use view::{LeaderView, Reply, Report};

@@ -15,7 +15,9 @@
 //! short they were and however often an answer asks for one ([`Pace`]).
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Reply;
 use crate::config::LeaderConfig;
@@ -157,6 +159,106 @@ impl Pace {
             crate::timing::later(l, config.election_interval).max(now)
         });
         soonest.max(self.earliest(now, unit))
+    }
+}
+
+// === impl LeaderChecks ===
+
+/// When the probe scheduler runs a leader check: the whole timing of the rounds, pure.
+///
+/// A round is due at start, then one `leader.interval` after each (one election interval
+/// while the leader is unsettled), and when an answer asks for one ([`want`](Self::want)),
+/// never two at once and never closer than [`Pace`] allows. It also remembers which members
+/// gave no answer last round, so the next round's [`RoundPlan`] need not wait for them.
+/// The driver asks [`poll`](Self::poll) what to do at `now`, sleeps until
+/// [`poll_timeout`](Self::poll_timeout), and reports the round's end with
+/// [`ended`](Self::ended).
+#[derive(Clone, Debug)]
+pub(crate) struct LeaderChecks {
+    config: LeaderConfig,
+    /// When the next round is due; `None` while one runs or none is wanted.
+    due: Option<Instant>,
+    running: bool,
+    pace: Pace,
+    /// The members that gave no answer to the last round.
+    silent: HashSet<usize>,
+    /// The jitter draws: [`crate::timing::unit`], or a fixed one in tests.
+    draw: fn() -> f64,
+}
+
+impl LeaderChecks {
+    /// The rounds of `config`, the first due at `now`.
+    pub(crate) fn new(config: LeaderConfig, now: Instant) -> Self {
+        Self::with_draw(config, now, crate::timing::unit)
+    }
+
+    /// [`new`](Self::new), with the jitter draws from `draw`.
+    pub(crate) fn with_draw(config: LeaderConfig, now: Instant, draw: fn() -> f64) -> Self {
+        Self {
+            config,
+            due: Some(now),
+            running: false,
+            pace: Pace::default(),
+            silent: HashSet::new(),
+            draw,
+        }
+    }
+
+    /// An answer at `now` suggested an election: a round as soon as [`Pace::wanted`] allows
+    /// (sooner if one was due sooner).
+    pub(crate) fn want(&mut self, now: Instant) {
+        let at = self.pace.wanted(now, &self.config, (self.draw)());
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
+    /// Whether a round starts at `now`: if so, the members of it (`live` says which are
+    /// still members) that gave no answer last round.
+    pub(crate) fn poll(
+        &mut self,
+        now: Instant,
+        live: impl Fn(usize) -> bool,
+    ) -> Option<Vec<usize>> {
+        if self.running || self.due.is_none_or(|due| due > now) {
+            return None;
+        }
+        self.running = true;
+        self.due = None;
+        self.pace.started(now);
+        self.silent.retain(|i| live(*i));
+        let mut silent: Vec<usize> = self.silent.iter().copied().collect();
+        silent.sort_unstable();
+        Some(silent)
+    }
+
+    /// When the next round is due, unless one runs.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.due.filter(|_| !self.running)
+    }
+
+    /// The round ended at `now`: `silent` gave no answer, `skipped` were not waited for
+    /// (and count as silent still when it ended for `Leaderless`); `unsettled` is whether the
+    /// health state, having heard the round, still looks for the leader.
+    pub(crate) fn ended(
+        &mut self,
+        now: Instant,
+        silent: &[usize],
+        ended: Option<(EarlyEnd, &[usize])>,
+        unsettled: bool,
+    ) {
+        self.silent = silent.iter().copied().collect();
+        if let Some((EarlyEnd::Leaderless, skipped)) = ended {
+            // Still silent as far as anyone knows: the next round does not wait for them
+            // either while the election lasts.
+            self.silent.extend(skipped.iter().copied());
+        }
+        self.running = false;
+        let next = self
+            .pace
+            .after_round(now, unsettled, &self.config, (self.draw)());
+        self.due = match (self.due, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -318,5 +420,96 @@ mod tests {
             .collect();
         at.sort();
         assert!(at[at.len() - 1] - at[0] >= ms(150));
+    }
+
+    fn checks() -> LeaderChecks {
+        let config = LeaderConfig {
+            interval: ms(1000),
+            election_interval: ms(200),
+            ..Default::default()
+        };
+        LeaderChecks::with_draw(config, Instant::now(), || 0.0)
+    }
+
+    /// The first round at start; none while one runs; the next one interval after its end.
+    #[test]
+    fn leader_checks_run_one_at_a_time_every_interval() {
+        let mut c = checks();
+        let t0 = c.poll_timeout().expect("due at start");
+        assert_eq!(c.poll(t0, |_| true), Some(vec![]));
+        assert_eq!(c.poll_timeout(), None, "running");
+        assert_eq!(c.poll(t0 + ms(5000), |_| true), None, "one at a time");
+        c.ended(t0 + ms(30), &[], None, false);
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(1030)));
+        assert_eq!(c.poll(t0 + ms(1029), |_| true), None);
+        assert_eq!(c.poll(t0 + ms(1030), |_| true), Some(vec![]));
+        // Unsettled: the election interval.
+        c.ended(t0 + ms(1040), &[], None, true);
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(1240)));
+    }
+
+    /// An answer asking for a round: as soon as the pace allows, also while one runs (it
+    /// follows that one), never later than one due already.
+    #[test]
+    fn a_wanted_leader_check_comes_at_the_election_pace() {
+        let mut c = checks();
+        let t0 = c.poll_timeout().expect("due");
+        assert!(c.poll(t0, |_| true).is_some());
+        c.want(t0 + ms(10));
+        assert_eq!(c.poll_timeout(), None, "running");
+        c.ended(t0 + ms(20), &[], None, false);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + ms(200)),
+            "election interval after the start"
+        );
+        assert!(c.poll(t0 + ms(200), |_| true).is_some());
+        c.ended(t0 + ms(300), &[], None, false);
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(1300)));
+        c.want(t0 + ms(500));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + ms(500)),
+            "long after the last: at once"
+        );
+        // Interval 0: only wanted rounds after the first.
+        let off = LeaderConfig {
+            interval: Duration::ZERO,
+            ..c.config.clone()
+        };
+        let mut c = LeaderChecks::with_draw(off, t0, || 0.0);
+        assert!(c.poll(t0, |_| true).is_some());
+        c.ended(t0 + ms(10), &[], None, false);
+        assert_eq!(c.poll_timeout(), None);
+        c.want(t0 + ms(400));
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(400)));
+    }
+
+    /// Members silent last round are handed to the next round's plan; those not waited for in
+    /// an election stay silent, those skipped for a silent leader are asked in full again;
+    /// removed members are forgotten.
+    #[test]
+    fn the_next_round_knows_who_was_silent() {
+        let mut c = checks();
+        let t0 = c.poll_timeout().expect("due");
+        assert!(c.poll(t0, |_| true).is_some());
+        c.ended(t0 + ms(10), &[2], None, true);
+        assert_eq!(c.poll(t0 + ms(210), |_| true), Some(vec![2]));
+        c.ended(
+            t0 + ms(220),
+            &[],
+            Some((EarlyEnd::Leaderless, &[2, 4])),
+            true,
+        );
+        assert_eq!(c.poll(t0 + ms(420), |_| true), Some(vec![2, 4]));
+        c.ended(
+            t0 + ms(430),
+            &[1],
+            Some((EarlyEnd::LeaderSilent, &[4])),
+            true,
+        );
+        assert_eq!(c.poll(t0 + ms(630), |_| true), Some(vec![1]));
+        c.ended(t0 + ms(640), &[1, 3], None, true);
+        assert_eq!(c.poll(t0 + ms(840), |i| i != 1), Some(vec![3]));
     }
 }

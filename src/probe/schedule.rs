@@ -170,6 +170,33 @@ impl Schedule {
         }
     }
 
+    /// Looks at every member at `now` (those `members` no longer names are forgotten): the
+    /// members to probe now, in the order given. [`poll_timeout`](Self::poll_timeout) then
+    /// says when to look again.
+    pub(super) fn poll(
+        &mut self,
+        now: Instant,
+        members: impl IntoIterator<Item = (usize, Facts)>,
+    ) -> Vec<usize> {
+        let members: Vec<(usize, Facts)> = members.into_iter().collect();
+        self.retain(|i| members.iter().any(|(m, _)| *m == i));
+        members
+            .into_iter()
+            .filter(|(index, facts)| self.step(*index, *facts, now) == Step::Probe)
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// The earliest time a member's probe is due (none: nothing to wake for; a probe's end
+    /// wakes the driver anyway).
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter(|slot| !slot.running)
+            .filter_map(|slot| slot.due)
+            .min()
+    }
+
     /// The probe of member `index` ended at `now`: its next one is due one interval on (of
     /// its status now; a status changed meanwhile restarts its schedule).
     pub(super) fn done(&mut self, index: usize, facts: Facts, now: Instant) {

@@ -1,4 +1,10 @@
-//! The active probe scheduler: a thin tokio driver around the pure state machines.
+//! The active probe scheduler: a thin tokio driver around the pure schedules.
+//!
+//! Why thin: every timing decision (which member to probe when, back-off after an ejection,
+//! jitter, when a leader check is due) lives in pure schedules that take `now` and are tested
+//! on made-up clocks ([`Schedule`], [`LeaderChecks`]); the driver loop reads the clock once per
+//! turn, feeds them what happened, executes what they ask for (through [`Executor`], which
+//! owns the probe channels) and sleeps until the earliest deadline they name.
 //!
 //! Healthy members are probed every `active.healthy.interval`, unhealthy ones every
 //! `active.unhealthy.interval` but never before their ejection time ends; 0 turns either off.
@@ -12,7 +18,7 @@
 //! [`crate::leader`]): every `leader.interval`, every `leader.election_interval` while members
 //! answer but none knows a leader, or a member is suspected of being cut off, and at once (no more often than
 //! `leader.election_interval`) when an answer suggested an election; never two within 100 ms
-//! (see [`Pace`]). During an election a round does not wait for members that gave no answer
+//! (see [`LeaderChecks`]). During an election a round does not wait for members that gave no answer
 //! last round once a majority answered (see [`RoundPlan`]). A member coming back is
 //! re-admitted only if its `Status` follows the known leader at the known term.
 
@@ -26,14 +32,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use super::schedule::{Facts, Intervals, Schedule, Step};
+use super::schedule::{Facts, Intervals, Schedule};
 use super::{Finding, Probe, ProbeTarget};
 use crate::checker::HealthChecker;
 use crate::checker::WeakChecker;
-use crate::health::Outcome;
-use crate::leader::{EarlyEnd, Pace, Reply, RoundPlan};
 use crate::member::{MemberEntry, ProbeReport};
 use crate::timing::wall_now;
+use crate::health::Outcome;
+use crate::leader::{EarlyEnd, LeaderChecks, Reply, RoundPlan};
 
 /// Starts the scheduler for `checker` on `runtime`, probing with `probe` (none: the built-in
 /// probe `checks.active.type` names).
@@ -45,167 +51,211 @@ pub(crate) fn spawn(
     runtime.spawn(run(checker, probe));
 }
 
+/// What woke the driver (fed to the schedules at the next turn, with that turn's `now`).
+enum Wake {
+    /// A deadline passed, or the members changed.
+    Timer,
+    /// An answer suggested an election: a leader check is wanted.
+    LeaderWanted,
+    /// A leader check ended (or told its early word).
+    Round(Round),
+    /// The probe of this member ended.
+    ProbeEnded(usize),
+}
+
+/// The driver: each turn reads the clock once, feeds what woke it to the pure schedules
+/// ([`Schedule`] for probes, [`LeaderChecks`] for leader checks), starts what they ask for, and
+/// sleeps until the earliest deadline they name or something happens.
 async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
-    let probe = probe.unwrap_or_else(|| super::builtin(checker.config().checks.active.probe_type));
-    tracing::debug!(?probe, "probe scheduler: probe in use");
+    let (mut exec, mut done_rx, mut round_rx) = Executor::new(&checker, weak.clone(), probe);
     let mut changes = checker.changes();
-    let permits = Arc::new(Semaphore::new(
-        checker.config().checks.active.concurrency.max(1),
-    ));
     let leader_wanted = checker.leader_wanted();
-    let leader_config = checker.config().leader.clone();
     let mut schedule = Schedule::new(Intervals::of(checker.config()));
+    let mut checks = LeaderChecks::new(checker.config().leader.clone(), Instant::now());
     drop(checker);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
-    let (round_tx, mut round_rx) = mpsc::unbounded_channel::<Round>();
-    let mut leader_due: Option<Instant> = Some(Instant::now());
-    let mut leader_running = false;
-    let mut pace = Pace::default();
-    // The members that gave no answer to the last leader check: while the cluster elects, the
-    // next one does not wait for them (see `RoundPlan`).
-    let mut silent_last: HashSet<usize> = HashSet::new();
-    let mut channels: HashMap<usize, Result<Channel, String>> = HashMap::new();
-    // The TLS material the probe channels were made with: new material, new channels (those
-    // built on a member's own endpoint capture it).
-    let mut tls_generation = None;
+    let mut woke = Wake::Timer;
     tracing::debug!("probe scheduler started");
     loop {
         let Some(checker) = weak.upgrade() else { break };
         let now = Instant::now();
+        match std::mem::replace(&mut woke, Wake::Timer) {
+            Wake::Timer => {}
+            Wake::LeaderWanted => checks.want(now),
+            Wake::Round(round) => exec.round_ended(&checker, round, now, &mut checks),
+            Wake::ProbeEnded(index) => {
+                if let Some(entry) = checker.entry(index) {
+                    exec.probe_ended(&entry);
+                    schedule.done(index, facts(&entry), now);
+                }
+            }
+        }
         // The budget refills with nobody asking: its gauge follows at each wake-up.
         checker.budget().show(now.into_std());
         let entries = checker.entries();
-        let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
-        schedule.retain(|i| live.contains(&i));
-        channels.retain(|i, _| live.contains(i));
-        let generation = tls_generation_of(&checker);
-        if tls_generation != Some(generation) {
-            tls_generation = Some(generation);
-            channels.clear();
+        exec.forget_gone(&checker, &entries);
+        let members = entries.iter().map(|e| (e.member().index(), facts(e)));
+        for index in schedule.poll(now, members) {
+            exec.probe(&checker, &entries, index);
         }
-        let mut next_wake: Option<Instant> = None;
-        for entry in entries.iter() {
-            let index = entry.member().index();
-            match schedule.step(index, facts(entry), now) {
-                Step::Probe => {}
-                Step::At(due) => {
-                    next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
-                    continue;
-                }
-                Step::Idle => continue,
-            }
-            let channel = channels
-                .entry(index)
-                .or_insert_with(|| probe_channel(&checker, entry))
-                .clone();
-            let task = ProbeTask {
-                weak: weak.clone(),
-                entry: entry.clone(),
-                channel,
-                probe: probe.clone(),
-                permits: permits.clone(),
-                done: done_tx.clone(),
-            };
-            tokio::spawn(task.run());
+        let live = |i| entries.iter().any(|e| e.member().index() == i);
+        if let Some(silent) = checks.poll(now, live) {
+            exec.leader_round(&checker, &entries, silent);
         }
-        if !leader_running && leader_due.is_some_and(|due| due <= now) {
-            leader_running = true;
-            leader_due = None;
-            pace.started(now.into_std());
-            let ids = checker.member_ids();
-            silent_last.retain(|i| live.contains(i));
-            let plan = RoundPlan::new(
-                entries.len(),
-                silent_last.iter().map(|i| (*i, ids.get(i).copied())),
-            );
-            let targets: Vec<(usize, Result<Channel, String>)> = entries
-                .iter()
-                .map(|entry| {
-                    let index = entry.member().index();
-                    let channel = channels
-                        .entry(index)
-                        .or_insert_with(|| probe_channel(&checker, entry))
-                        .clone();
-                    (index, channel)
-                })
-                .collect();
-            tokio::spawn(leader_round(
-                targets,
-                plan,
-                leader_config.timeout,
-                round_tx.clone(),
-            ));
-        } else if let Some(due) = leader_due.filter(|_| !leader_running) {
-            next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
-        }
-        drop(entries);
-        drop(checker);
-        let sleep = async {
-            match next_wake {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
+        let wake = [schedule.poll_timeout(), checks.poll_timeout()];
+        drop((entries, checker));
+        woke = tokio::select! {
+            _ = crate::timing::sleep_until(wake.into_iter().flatten().min()) => Wake::Timer,
+            changed = changes.changed() => match changed {
+                Ok(()) => Wake::Timer,
+                Err(_) => break,
+            },
+            _ = leader_wanted.notified() => Wake::LeaderWanted,
+            Some(round) = round_rx.recv() => Wake::Round(round),
+            Some(index) = done_rx.recv() => Wake::ProbeEnded(index),
         };
-        tokio::select! {
-            _ = sleep => {}
-            changed = changes.changed() => if changed.is_err() { break },
-            _ = leader_wanted.notified() => {
-                // An answer suggested an election: check now, but not more often than rounds
-                // during an election go.
-                let now = Instant::now();
-                let due = pace.wanted(now.into_std(), &leader_config, crate::timing::unit());
-                let due = now + due.saturating_duration_since(now.into_std());
-                leader_due = Some(leader_due.map_or(due, |d| d.min(due)));
-            }
-            Some(Round { replies, silent, elapsed, complete, ended }) = round_rx.recv() => {
-                let Some(checker) = weak.upgrade() else { break };
-                if !complete {
-                    checker.learn_leader(&replies);
-                    continue;
-                }
-                silent_last = silent.iter().copied().collect();
-                for index in silent {
-                    renew(&mut channels, index);
-                }
-                if let Some((why, skipped)) = ended {
-                    tracing::debug!(?why, ?skipped, ?elapsed, "leader check ended without waiting for members silent last round");
-                    if why == EarlyEnd::Leaderless {
-                        // Still silent as far as anyone knows: the next round does not wait
-                        // for them either while the election lasts.
-                        silent_last.extend(skipped);
-                    }
-                }
-                checker.apply_leader_round(replies, elapsed);
-                leader_running = false;
-                let now = Instant::now();
-                let next = pace
-                    .after_round(
-                        now.into_std(),
-                        checker.leader_unsettled(),
-                        &leader_config,
-                        crate::timing::unit(),
-                    )
-                    .map(|at| now + at.saturating_duration_since(now.into_std()));
-                leader_due = match (leader_due, next) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            Some(index) = done_rx.recv() => {
-                let Some(checker) = weak.upgrade() else { break };
-                if let Some(entry) = checker.entry(index) {
-                    if entry.last_probe().is_some_and(|p| p.outcome == Outcome::Timeout) {
-                        renew(&mut channels, index);
-                    }
-                    schedule.done(index, facts(&entry), Instant::now());
-                }
-            }
-        }
     }
     tracing::debug!("probe scheduler stopped: no handle to the health state is left");
+}
+
+// === impl Executor ===
+
+/// What the driver executes: probes and leader checks on each member's probe channel (made
+/// once, and anew after a silence or a TLS change), at most `active.concurrency` probes at
+/// once. It decides nothing about time.
+struct Executor {
+    weak: WeakChecker,
+    probe: Arc<dyn Probe>,
+    permits: Arc<Semaphore>,
+    leader_timeout: Duration,
+    channels: HashMap<usize, Result<Channel, String>>,
+    /// The TLS material the probe channels were made with: new material, new channels (those
+    /// built on a member's own endpoint capture it).
+    tls_generation: Option<u64>,
+    done: mpsc::UnboundedSender<usize>,
+    rounds: mpsc::UnboundedSender<Round>,
+}
+
+impl Executor {
+    /// The executor, with the receivers of probe ends and leader-check ends.
+    fn new(
+        checker: &HealthChecker,
+        weak: WeakChecker,
+        probe: Option<Arc<dyn Probe>>,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<usize>,
+        mpsc::UnboundedReceiver<Round>,
+    ) {
+        let active = &checker.config().checks.active;
+        let probe = probe.unwrap_or_else(|| super::builtin(active.probe_type));
+        tracing::debug!(?probe, "probe scheduler: probe in use");
+        let (done, done_rx) = mpsc::unbounded_channel();
+        let (rounds, round_rx) = mpsc::unbounded_channel();
+        let exec = Self {
+            weak,
+            probe,
+            permits: Arc::new(Semaphore::new(active.concurrency.max(1))),
+            leader_timeout: checker.config().leader.timeout,
+            channels: HashMap::new(),
+            tls_generation: None,
+            done,
+            rounds,
+        };
+        (exec, done_rx, round_rx)
+    }
+
+    /// Forgets the channels of members gone, and every channel when the TLS
+    /// material changed.
+    fn forget_gone(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>]) {
+        let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
+        self.channels.retain(|i, _| live.contains(i));
+        let generation = tls_generation_of(checker);
+        if self.tls_generation != Some(generation) {
+            self.tls_generation = Some(generation);
+            self.channels.clear();
+        }
+    }
+
+    /// The probe channel of `entry`, made if needed.
+    fn channel(&mut self, checker: &HealthChecker, entry: &MemberEntry) -> Result<Channel, String> {
+        self.channels
+            .entry(entry.member().index())
+            .or_insert_with(|| probe_channel(checker, entry))
+            .clone()
+    }
+
+    /// Starts a probe of member `index`.
+    fn probe(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>], index: usize) {
+        let Some(entry) = entries.iter().find(|e| e.member().index() == index) else {
+            return;
+        };
+        let task = ProbeTask {
+            weak: self.weak.clone(),
+            entry: entry.clone(),
+            channel: self.channel(checker, entry),
+            probe: self.probe.clone(),
+            permits: self.permits.clone(),
+            done: self.done.clone(),
+        };
+        tokio::spawn(task.run());
+    }
+
+    /// A probe of `entry` ended: after a timeout its channel is made anew (see [`renew`]).
+    fn probe_ended(&mut self, entry: &MemberEntry) {
+        if entry
+            .last_probe()
+            .is_some_and(|p| p.outcome == Outcome::Timeout)
+        {
+            renew(&mut self.channels, entry.member().index());
+        }
+    }
+
+    /// Starts a leader check of every member, not waiting (in an election) for `silent`.
+    fn leader_round(
+        &mut self,
+        checker: &HealthChecker,
+        entries: &[Arc<MemberEntry>],
+        silent: Vec<usize>,
+    ) {
+        let ids = checker.member_ids();
+        let plan = RoundPlan::new(
+            entries.len(),
+            silent.into_iter().map(|i| (i, ids.get(&i).copied())),
+        );
+        let targets = entries
+            .iter()
+            .map(|entry| (entry.member().index(), self.channel(checker, entry)))
+            .collect();
+        let round = leader_round(targets, plan, self.leader_timeout, self.rounds.clone());
+        tokio::spawn(round);
+    }
+
+    /// A leader check ended at `now` (or told its early word): the health state hears it,
+    /// then `checks` (the state's judgement decides the pace of the next one).
+    fn round_ended(
+        &mut self,
+        checker: &HealthChecker,
+        round: Round,
+        now: Instant,
+        checks: &mut LeaderChecks,
+    ) {
+        if !round.complete {
+            checker.learn_leader(&round.replies);
+            return;
+        }
+        for index in &round.silent {
+            renew(&mut self.channels, *index);
+        }
+        if let Some((why, skipped)) = &round.ended {
+            tracing::debug!(?why, ?skipped, elapsed = ?round.elapsed, "leader check ended without waiting for members silent last round");
+        }
+        checker.apply_leader_round(round.replies, round.elapsed);
+        let ended = round.ended.as_ref().map(|(why, s)| (*why, &s[..]));
+        checks.ended(now, &round.silent, ended, checker.leader_unsettled());
+    }
 }
 
 /// What one leader check found.
