@@ -8,9 +8,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use http::Uri;
+use tokio::time::Instant;
 
+use super::driver::{Ask, Cadence, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::WeakChecker;
@@ -143,34 +146,46 @@ pub(crate) fn plan(
     plan
 }
 
-/// The DNS driver: resolves name seeds every `discovery.dns_interval` and when seeds change.
+/// Starts the DNS driver: resolves name seeds at start, every `discovery.dns_interval`
+/// (jittered) and when seeds change.
 pub(crate) async fn run(weak: WeakChecker) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
     let interval = checker.config().discovery.dns_interval;
-    let timeout = checker.config().discovery.timeout;
-    let https_names = checker.config().tls.domain_name.is_some();
+    let ask = Names {
+        timeout: checker.config().discovery.timeout,
+        https_names: checker.config().tls.domain_name.is_some(),
+        warned_https: false,
+    };
     let (_, wanted) = checker.discovery_wanted();
-    let mut changes = checker.changes();
     drop(checker);
     if interval.is_zero() {
         return;
     }
-    let mut warned_https = false;
-    loop {
-        let Some(checker) = weak.upgrade() else {
-            return;
-        };
-        let seeds = checker.seeds();
-        let resolver = checker.resolver();
-        drop(checker);
+    let cadence = Cadence::new(interval, Some(Duration::ZERO), Instant::now());
+    super::driver::run(weak, ask, cadence, Some(wanted)).await;
+}
+
+/// The DNS driver's question: what each name seed resolves to.
+#[derive(Debug)]
+struct Names {
+    /// `discovery.timeout`: how long a resolution may take.
+    timeout: Duration,
+    /// `tls.domain_name` is set: `https` names are resolved too.
+    https_names: bool,
+    warned_https: bool,
+}
+
+impl Names {
+    /// The seeds given as host names, as `(host, port)`: those this driver resolves.
+    fn names(&mut self, seeds: &[Uri]) -> Vec<(String, u16)> {
         let mut names = Vec::new();
-        for seed in &seeds {
+        for seed in seeds {
             if let Some((host, port)) = name_of(seed) {
-                if seed.scheme_str() == Some("https") && !https_names {
-                    if !warned_https {
-                        warned_https = true;
+                if seed.scheme_str() == Some("https") && !self.https_names {
+                    if !self.warned_https {
+                        self.warned_https = true;
                         tracing::warn!(%seed, "https endpoint given as a host name is not resolved to its addresses: certificates are checked against the name; set tls.domain_name to resolve it");
                     }
                     continue;
@@ -178,6 +193,20 @@ pub(crate) async fn run(weak: WeakChecker) {
                 names.push((host, port));
             }
         }
+        names
+    }
+}
+
+impl Ask for Names {
+    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+        let Some(checker) = weak.upgrade() else {
+            return Pass::Stop;
+        };
+        let seeds = checker.seeds();
+        let resolver = checker.resolver();
+        drop(checker);
+        let names = self.names(&seeds);
+        let timeout = self.timeout;
         let asks = names.iter().map(|(host, port)| {
             let lookup =
                 resolver.resolve(host.trim_start_matches('[').trim_end_matches(']'), *port);
@@ -195,7 +224,7 @@ pub(crate) async fn run(weak: WeakChecker) {
             .into_iter()
             .collect();
         let Some(checker) = weak.upgrade() else {
-            return;
+            return Pass::Stop;
         };
         for (name, answer) in &answers {
             if let Err(e) = answer {
@@ -220,15 +249,7 @@ pub(crate) async fn run(weak: WeakChecker) {
         for (uri, reason) in plan.remove {
             checker.drop_member(&uri, &reason);
         }
-        drop(checker);
-        // Changes of the health state only tell when it is gone.
-        let gone = async { while changes.changed().await.is_ok() {} };
-        tokio::select! {
-            // Jittered: a fleet of clients must not query the resolver in step.
-            _ = tokio::time::sleep(crate::timing::jittered(interval, crate::timing::PERIODIC)) => {}
-            _ = wanted.notified() => {}
-            _ = gone => return,
-        }
+        Pass::Asked
     }
 }
 

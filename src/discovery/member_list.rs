@@ -11,26 +11,26 @@ use std::time::Duration;
 
 use http::Uri;
 use rand::seq::SliceRandom;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use super::driver::{Ask, Cadence, Pass};
 use super::reconcile::{reconcile, Change, Known, Listed};
 use super::Origin;
 use crate::checker::HealthChecker;
 use crate::checker::WeakChecker;
-use crate::event::EventKind;
+use crate::event::{EventKind, HealthEvent};
 use crate::health::{Outcome, Status};
 use crate::member::{MemberEntry, ProbeReport};
 use crate::proto::etcdserverpb::{cluster_client::ClusterClient, MemberListRequest};
-use crate::timing;
 use crate::timing::wall_now;
 
 /// Passes asked for by errors come no closer together than this.
 const MIN_GAP: Duration = Duration::from_secs(1);
 
-/// The driver: a pass at start (once there is a member), every `discovery.interval`, and soon
-/// after an error that suggests the membership changed.
+/// Starts the `MemberList` driver: a pass at start (once there is a member), every
+/// `discovery.interval`, and soon (no sooner than [`MIN_GAP`] after the last) after an error
+/// that suggests the membership changed.
 pub(crate) async fn run(weak: WeakChecker) {
     let Some(checker) = weak.upgrade() else {
         return;
@@ -40,54 +40,35 @@ pub(crate) async fn run(weak: WeakChecker) {
         return;
     }
     let (wanted, _) = checker.discovery_wanted();
-    let mut events = checker.subscribe();
     drop(checker);
-    let mut driver = Driver::default();
-    let mut due: Option<Instant> = Some(Instant::now());
-    let mut last: Option<Instant> = None;
-    loop {
-        if due.is_some_and(|d| d <= Instant::now()) {
-            let Some(checker) = weak.upgrade() else {
-                return;
-            };
-            if checker.entries().is_empty() {
-                // The drop-in adds its endpoints on the first request; a seed added wakes us.
-                due = None;
-            } else {
-                driver.pass(&checker, config.timeout).await;
-                last = Some(Instant::now());
-                // Jittered: a fleet of clients started together must not ask the members for
-                // their list in step, every interval, for ever.
-                due = (!config.interval.is_zero()).then(|| {
-                    let wait = timing::jittered(config.interval, timing::PERIODIC);
-                    timing::later(Instant::now(), wait)
-                });
-            }
-        }
-        let soon = || {
-            let at = last
-                .map_or(Instant::now(), |l| l + MIN_GAP)
-                .max(Instant::now());
-            Some(due.map_or(at, |d| d.min(at)))
+    let ask = Driver {
+        timeout: config.timeout,
+        ..Driver::default()
+    };
+    let cadence = Cadence::new(config.interval, Some(MIN_GAP), Instant::now());
+    super::driver::run(weak, ask, cadence, Some(wanted)).await;
+}
+
+impl Ask for Driver {
+    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+        let Some(checker) = weak.upgrade() else {
+            return Pass::Stop;
         };
-        let sleep = async {
-            match due {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = wanted.notified() => due = soon(),
-            event = events.recv() => match event {
-                Ok(event) if suggests_change(&event.kind) => {
-                    tracing::debug!(member = %event.member, "membership may have changed: MemberList soon");
-                    due = soon();
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
+        if checker.entries().is_empty() {
+            // The drop-in adds its endpoints on the first request; a seed added wakes us.
+            return Pass::Idle;
         }
+        let timeout = self.timeout;
+        Driver::pass(self, &checker, timeout).await;
+        Pass::Asked
+    }
+
+    fn wanted_by(&self, event: &HealthEvent) -> bool {
+        let wanted = suggests_change(&event.kind);
+        if wanted {
+            tracing::debug!(member = %event.member, "membership may have changed: MemberList soon");
+        }
+        wanted
     }
 }
 
@@ -112,6 +93,8 @@ struct Driver {
     channels: HashMap<usize, Channel>,
     /// URLs already warned about.
     warned: HashSet<String>,
+    /// `discovery.timeout`: how long a member has to answer.
+    timeout: Duration,
 }
 
 impl Driver {

@@ -33,6 +33,7 @@
 //! seeds avoids that trap.
 
 mod dns;
+mod driver;
 mod member_list;
 mod reconcile;
 mod source;

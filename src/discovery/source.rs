@@ -13,12 +13,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use http::Uri;
 use tokio::time::Instant;
 
+use super::driver::{Ask, Cadence, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::{HealthChecker, WeakChecker};
@@ -83,7 +85,8 @@ pub trait MemberSource: Send + Sync + fmt::Debug {
 /// The error a [`MemberSource`] may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The driver: a pass at start and every `discovery.interval`.
+/// Starts the driver: a pass at start and every `discovery.interval` (jittered, so that many
+/// clients do not ask a shared registry in step).
 pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
     let Some(checker) = weak.upgrade() else {
         return;
@@ -92,34 +95,47 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
     drop(checker);
     let name = source.name().to_owned();
     tracing::debug!(source = %name, "member source started");
-    loop {
-        let ask = AssertUnwindSafe(source.members()).catch_unwind();
-        let asked = match tokio::time::timeout(config.timeout, ask).await {
+    let ask = Source {
+        source,
+        name,
+        timeout: config.timeout,
+    };
+    let cadence = Cadence::new(config.interval, None, Instant::now());
+    super::driver::run(weak, ask, cadence, None).await;
+}
+
+/// The question to the application's source.
+struct Source {
+    source: Arc<dyn MemberSource>,
+    name: String,
+    /// `discovery.timeout`: how long the source may take.
+    timeout: Duration,
+}
+
+impl Ask for Source {
+    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+        let ask = AssertUnwindSafe(self.source.members()).catch_unwind();
+        let asked = match tokio::time::timeout(self.timeout, ask).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Ok(Err("the member source panicked".into())),
             Err(elapsed) => Err(elapsed),
         };
         let Some(checker) = weak.upgrade() else {
-            return;
+            return Pass::Stop;
         };
+        let name = &self.name;
         match asked {
-            Ok(Ok(listed)) => apply(&checker, &name, listed),
+            Ok(Ok(listed)) => apply(&checker, name, listed),
             Ok(Err(error)) => {
                 tracing::warn!(source = %name, %error, "member source failed; members unchanged")
             }
             Err(_) => tracing::warn!(
                 source = %name,
-                timeout = ?config.timeout,
+                timeout = ?self.timeout,
                 "member source gave no answer in time; members unchanged"
             ),
         }
-        drop(checker);
-        if config.interval.is_zero() {
-            return;
-        }
-        // Jittered, so that many clients do not ask a shared registry in step.
-        let wait = crate::timing::jittered(config.interval, crate::timing::PERIODIC);
-        tokio::time::sleep_until(crate::timing::later(Instant::now(), wait)).await;
+        Pass::Asked
     }
 }
 

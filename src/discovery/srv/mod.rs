@@ -21,6 +21,7 @@ use http::Uri;
 use tokio::time::Instant;
 
 use self::plan::{dial, services, url, Answer, Dial, Service, Target};
+use super::driver::{Ask, Cadence, Pass};
 use super::Origin;
 use crate::checker::WeakChecker;
 use crate::config::SrvConfig;
@@ -108,7 +109,8 @@ async fn ask(
     }
 }
 
-/// The SRV driver: a pass at start and every `discovery.srv.interval` (jittered).
+/// Starts the SRV driver: a pass at start and every `discovery.srv.interval` (jittered: a
+/// fleet of clients must not query DNS in step).
 pub(crate) async fn run(weak: WeakChecker) {
     let Some(checker) = weak.upgrade() else {
         return;
@@ -118,7 +120,6 @@ pub(crate) async fn run(weak: WeakChecker) {
     };
     let timeout = checker.config().discovery.timeout;
     let https_by_address = checker.config().tls.domain_name.is_some();
-    let mut changes = checker.changes();
     drop(checker);
     let services = services(&srv);
     let resolver = match resolver(&srv, timeout) {
@@ -129,14 +130,41 @@ pub(crate) async fn run(weak: WeakChecker) {
         }
     };
     tracing::debug!(domain = %srv.domain, records = ?services.iter().map(|s| &s.record).collect::<Vec<_>>(), "SRV discovery started");
-    let mut failing = false;
-    loop {
-        let asks = services
+    let cadence = Cadence::new(srv.interval, None, Instant::now());
+    let ask = Records {
+        srv,
+        services,
+        resolver,
+        timeout,
+        https_by_address,
+        failing: false,
+    };
+    super::driver::run(weak, ask, cadence, None).await;
+}
+
+/// The SRV driver's question: etcd's two records and their targets' addresses.
+struct Records {
+    srv: SrvConfig,
+    services: [Service; 2],
+    resolver: TokioResolver,
+    /// `discovery.timeout`: how long a lookup may take.
+    timeout: Duration,
+    /// `tls.domain_name` is set: `https` targets are dialled by address.
+    https_by_address: bool,
+    /// The last pass found no member (warned once until it answers again).
+    failing: bool,
+}
+
+impl Ask for Records {
+    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+        let (srv, timeout) = (&self.srv, self.timeout);
+        let asks = self
+            .services
             .iter()
-            .map(|service| ask(&resolver, service, https_by_address, timeout));
+            .map(|service| ask(&self.resolver, service, self.https_by_address, timeout));
         let answers = futures_util::future::join_all(asks).await;
         let Some(checker) = weak.upgrade() else {
-            return;
+            return Pass::Stop;
         };
         let members: Vec<(Uri, Origin)> = checker
             .entries()
@@ -159,13 +187,13 @@ pub(crate) async fn run(weak: WeakChecker) {
             }
         }
         match &plan.kept {
-            Some(why) if !failing => {
-                failing = true;
+            Some(why) if !self.failing => {
+                self.failing = true;
                 tracing::warn!(domain = %srv.domain, why = %why, "SRV discovery found no member; the members found before keep serving");
             }
             Some(_) => {}
-            None if failing => {
-                failing = false;
+            None if self.failing => {
+                self.failing = false;
                 tracing::info!(domain = %srv.domain, "SRV discovery answers again");
             }
             None => {}
@@ -185,16 +213,6 @@ pub(crate) async fn run(weak: WeakChecker) {
         for (uri, reason) in plan.remove {
             checker.drop_member(&uri, &reason);
         }
-        drop(checker);
-        if srv.interval.is_zero() {
-            return;
-        }
-        // Jittered: a fleet of clients must not query DNS in step.
-        let wait = crate::timing::jittered(srv.interval, crate::timing::PERIODIC);
-        let gone = async { while changes.changed().await.is_ok() {} };
-        tokio::select! {
-            _ = tokio::time::sleep_until(crate::timing::later(Instant::now(), wait)) => {}
-            _ = gone => return,
-        }
+        Pass::Asked
     }
 }
