@@ -196,6 +196,7 @@ fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::EventKind;
     use crate::config::Config;
 
     fn uri(port: u16) -> Uri {
@@ -238,5 +239,109 @@ mod tests {
         apply(&checker, "reg", Vec::new());
         assert_eq!(checker.members().len(), 1);
         assert_eq!(checker.members()[0].uri(), &uri(1));
+    }
+
+    /// A registry answering from a script, one answer per ask (the last repeats), and
+    /// noting when it was asked.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: Vec<Result<Vec<Uri>, &'static str>>,
+        asked: std::sync::Mutex<Vec<Instant>>,
+    }
+
+    impl MemberSource for Scripted {
+        fn name(&self) -> &str {
+            "registry"
+        }
+
+        fn members(&self) -> BoxFuture<'_, Result<Vec<Uri>, BoxError>> {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(Instant::now());
+            let answer = self.answers[(asked.len() - 1).min(self.answers.len() - 1)].clone();
+            Box::pin(async move { answer.map_err(Into::into) })
+        }
+    }
+
+    /// Every member down, as its probe sees it (no I/O).
+    #[derive(Debug)]
+    struct Down;
+
+    impl crate::probe::Probe for Down {
+        fn probe<'a>(
+            &'a self,
+            _: crate::probe::ProbeTarget<'a>,
+        ) -> crate::probe::BoxFuture<'a, crate::probe::Finding> {
+            Box::pin(async { crate::probe::Finding::failure("down") })
+        }
+    }
+
+    /// The driver on paused time, every 10 s: a member the source adds appears at the next
+    /// ask (8-10 s after the last, jittered), failed asks keep the last good set, and a member
+    /// no longer listed goes at the ask that stops listing it.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_follows_the_source_every_interval_and_keeps_the_members_on_failures() {
+        let mut config = Config::default();
+        config.discovery.member_list = false;
+        config.discovery.interval = Duration::from_secs(10);
+        config.leader.interval = Duration::ZERO;
+        config.leader.timeout = Duration::from_millis(100);
+        let source = Arc::new(Scripted {
+            answers: vec![
+                Ok(vec![uri(2)]),
+                Ok(vec![uri(2), uri(3)]),
+                Err("registry unavailable"),
+                Err("registry unavailable"),
+                Ok(vec![uri(3)]),
+            ],
+            asked: std::sync::Mutex::default(),
+        });
+        let checker = HealthChecker::builder(config)
+            .probe(Arc::new(Down))
+            .member_source(source.clone())
+            .build(&["http://127.0.0.1:1"])
+            .expect("checker");
+        // What changed, and when (on paused time a task wakes at the very instant).
+        let mut events = checker.subscribe();
+        let changes = tokio::spawn(async move {
+            let mut changes = Vec::new();
+            while let Ok(event) = events.recv().await {
+                let what = match event.kind {
+                    EventKind::Added { .. } => "added",
+                    EventKind::Removed { .. } => "removed",
+                    _ => continue,
+                };
+                changes.push((Instant::now(), what, event.member.uri().clone()));
+            }
+            changes
+        });
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        let asked = source.asked.lock().unwrap().clone();
+        assert!(asked.len() >= 5, "asked {} times in 45 s", asked.len());
+        assert_eq!(asked[0], t0, "asked at start");
+        for pair in asked.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_millis(8000) && gap <= Duration::from_secs(10),
+                "asked again after {gap:?}"
+            );
+        }
+        let members: Vec<Uri> = checker
+            .members()
+            .into_iter()
+            .map(|m| m.uri().clone())
+            .collect();
+        drop(checker);
+        let changes = changes.await.expect("collector");
+        assert_eq!(
+            changes,
+            vec![
+                (asked[0], "added", uri(2)),
+                (asked[1], "added", uri(3)),
+                (asked[4], "removed", uri(2)),
+            ],
+            "each change at the ask that listed it; none at the failed ones"
+        );
+        assert_eq!(members, vec![uri(1), uri(3)]);
     }
 }

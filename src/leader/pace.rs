@@ -512,4 +512,45 @@ mod tests {
         c.ended(t0 + ms(640), &[1, 3], None, true);
         assert_eq!(c.poll(t0 + ms(840), |i| i != 1), Some(vec![3]));
     }
+
+    /// Leader checks under any mix of wanted rounds and round ends: never two at once, no
+    /// two starts closer than [`ROUND_SPACING`], and never a wake-up in the past.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn rounds_never_overlap_or_crowd(
+                steps in proptest::collection::vec((0u64..300, any::<bool>(), any::<bool>(), any::<bool>()), 1..80),
+            ) {
+                let mut c = checks();
+                let t0 = c.poll_timeout().expect("due");
+                let mut now = t0;
+                let mut running = false;
+                let mut last_start: Option<Instant> = None;
+                for (advance, want, end, unsettled) in steps {
+                    now += ms(advance);
+                    if want {
+                        c.want(now);
+                    }
+                    if end && running {
+                        running = false;
+                        c.ended(now, &[], None, unsettled);
+                    }
+                    if c.poll(now, |_| true).is_some() {
+                        prop_assert!(!running, "two rounds at once");
+                        if let Some(last) = last_start {
+                            prop_assert!(now - last >= ROUND_SPACING, "{:?} apart", now - last);
+                        }
+                        running = true;
+                        last_start = Some(now);
+                    }
+                    if let Some(wake) = c.poll_timeout() {
+                        prop_assert!(!running && wake > now, "wake at {wake:?}, now {now:?}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -451,4 +451,56 @@ mod tests {
         let due = i.next_due(t0, &unhealthy(), 0.999_999).expect("due");
         assert_eq!((due - t0).as_millis(), 80);
     }
+
+    /// `poll` over three members whose status flips, with probes that end after random
+    /// delays: a member is never handed out while its probe runs, the driver is never told
+    /// to wake at once (no busy loop), and no member with probes on is forgotten (its next
+    /// probe is due within one interval of its status, or when its ejection ends).
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One step of the driver: time passes, a member's status may flip, a probe may end.
+        fn steps() -> impl Strategy<Value = Vec<(u64, usize, bool, bool)>> {
+            proptest::collection::vec((0u64..1500, 0usize..3, any::<bool>(), any::<bool>()), 1..60)
+        }
+
+        proptest! {
+            #[test]
+            fn polls_never_overlap_busy_loop_or_starve(steps in steps(), draw in 0.0f64..1.0) {
+                static DRAW: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
+                *DRAW.lock().unwrap() = draw;
+                let mut s = Schedule::with_draw(intervals(), || *DRAW.lock().unwrap());
+                let t0 = Instant::now();
+                let mut now = t0;
+                let mut facts = [healthy(), unhealthy(), pending(0)];
+                let mut running = [false; 3];
+                for (advance, member, flip, end) in steps {
+                    now += ms(advance);
+                    if flip {
+                        facts[member].healthy = !facts[member].healthy;
+                    }
+                    if end && running[member] {
+                        running[member] = false;
+                        s.done(member, facts[member], now);
+                    }
+                    for index in s.poll(now, facts.iter().copied().enumerate()) {
+                        prop_assert!(!running[index], "member {index} handed out twice");
+                        running[index] = true;
+                    }
+                    if let Some(wake) = s.poll_timeout() {
+                        prop_assert!(wake > now, "wake at {wake:?}, now {now:?}");
+                    }
+                    for (index, f) in facts.iter().enumerate() {
+                        if running[index] {
+                            continue;
+                        }
+                        let slot = s.slots[&index];
+                        let due = slot.due.expect("probes are on for every status here");
+                        prop_assert!(due <= now + ms(30_000), "member {index} starved");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -579,6 +579,12 @@ fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapse
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use crate::checker::EventKind;
+    use crate::config::Config;
+    use crate::health::{Source, Status};
+    use crate::probe::BoxFuture;
 
     fn names(leader: u64, term: u64) -> Reply {
         Reply::Status(crate::leader::Report {
@@ -607,5 +613,122 @@ mod tests {
         assert!(!majority_follows_one(&none, 3), "no leader");
         let failed = [(1, names(11, 3), false), (2, Reply::Failed, true)];
         assert!(!majority_follows_one(&failed, 3));
+    }
+
+    /// An in-process fake member, as the probe sees it: up (its checks succeed) or down
+    /// (they fail), counting the probes it gets.
+    #[derive(Debug, Default)]
+    struct FakeMember {
+        up: AtomicBool,
+        probes: AtomicU64,
+    }
+
+    impl Probe for FakeMember {
+        fn probe<'a>(&'a self, _: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
+            self.probes.fetch_add(1, Ordering::Relaxed);
+            let up = self.up.load(Ordering::Relaxed);
+            Box::pin(async move {
+                if up {
+                    Finding::success("fine")
+                } else {
+                    Finding::failure("etcdserver: unhealthy cluster")
+                }
+            })
+        }
+    }
+
+    /// The next status change within 10 s, and when it came (on paused time, the very
+    /// instant).
+    async fn status_changed(
+        events: &mut tokio::sync::broadcast::Receiver<crate::checker::HealthEvent>,
+    ) -> (Instant, crate::health::Transition) {
+        let next = async {
+            loop {
+                let event = events.recv().await.expect("events");
+                if let EventKind::StatusChanged(t) = event.kind {
+                    return (Instant::now(), t);
+                }
+            }
+        };
+        // Paused time jumps ahead when all is idle: a driver that stopped probing fails here.
+        tokio::time::timeout(Duration::from_secs(10), next)
+            .await
+            .expect("a status change within 10 s")
+    }
+
+    /// Probes of healthy members every 1 s, of unhealthy ones every 500 ms; 3 failed probes
+    /// eject a member for 2 s; 2 successes re-admit it. No other traffic: leader checks
+    /// only at start (on a port that refuses at once), no discovery.
+    fn paused_config() -> Config {
+        let mut c = Config::default();
+        c.checks.active.healthy.interval = Duration::from_secs(1);
+        c.checks.active.healthy.successes = 2;
+        c.checks.active.unhealthy.interval = Duration::from_millis(500);
+        c.checks.active.unhealthy.http_failures = 3;
+        c.ejection.base = Duration::from_secs(2);
+        c.ejection.jitter = 0.0;
+        c.leader.interval = Duration::ZERO;
+        c.leader.election_interval = Duration::from_secs(1);
+        c.leader.timeout = Duration::from_millis(100);
+        c.discovery.member_list = false;
+        c
+    }
+
+    /// The driver on paused time: a member whose probes fail is ejected after 3 healthy
+    /// intervals (each shortened by up to a fifth of jitter), is not probed while its ejection
+    /// lasts, and is re-admitted by the second success after it ends (the first alone does
+    /// not).
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_member_is_ejected_after_three_intervals_and_readmitted_after_two_successes()
+    {
+        let member = Arc::new(FakeMember::default());
+        let checker = HealthChecker::builder(paused_config())
+            .probe(member.clone())
+            .build(&["http://127.0.0.1:1"])
+            .expect("checker");
+        let mut events = checker.subscribe();
+        let t0 = Instant::now();
+        let (ejected, t) = status_changed(&mut events).await;
+        assert_eq!(
+            (t.to, t.source, t.count),
+            (Status::Unhealthy, Source::Active, 3)
+        );
+        let after = ejected - t0;
+        assert!(
+            after >= Duration::from_millis(2400) && after <= Duration::from_millis(3100),
+            "ejected {after:?} after start: three probes of 0.8-1 s each"
+        );
+        assert_eq!(member.probes.load(Ordering::Relaxed), 3);
+        // Back up at once: no probe before the ejection ends, then two successes 0.4-0.5 s
+        // apart (each success also asks `Status` for re-admission: at most 100 ms).
+        member.up.store(true, Ordering::Relaxed);
+        tokio::time::sleep_until(ejected + Duration::from_millis(1990)).await;
+        assert_eq!(
+            member.probes.load(Ordering::Relaxed),
+            3,
+            "probed while ejected"
+        );
+        tokio::time::sleep_until(ejected + Duration::from_millis(2250)).await;
+        assert_eq!(
+            member.probes.load(Ordering::Relaxed),
+            4,
+            "probed when the ejection ended"
+        );
+        assert_eq!(
+            checker.snapshot()[0].status,
+            Status::Unhealthy,
+            "one success is not two"
+        );
+        let (back, t) = status_changed(&mut events).await;
+        assert_eq!(
+            (t.to, t.source, t.count),
+            (Status::Healthy, Source::Active, 2)
+        );
+        let after = back - ejected;
+        assert!(
+            after >= Duration::from_millis(2400) && after <= Duration::from_millis(2800),
+            "re-admitted {after:?} after the ejection"
+        );
+        assert_eq!(member.probes.load(Ordering::Relaxed), 5);
     }
 }
