@@ -11,9 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::Uri;
-use tokio::time::Instant;
 
-use super::driver::{Ask, Cadence, Pass};
+use super::driver::{Ask, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::WeakChecker;
@@ -163,8 +162,7 @@ pub(crate) async fn run(weak: WeakChecker) {
     if interval.is_zero() {
         return;
     }
-    let cadence = Cadence::new(interval, Some(Duration::ZERO), Instant::now());
-    super::driver::run(weak, ask, cadence, Some(wanted)).await;
+    super::driver::run(weak, ask, interval, Some((wanted, Duration::ZERO))).await;
 }
 
 /// The DNS driver's question: what each name seed resolves to.

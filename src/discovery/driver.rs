@@ -137,17 +137,19 @@ enum Wake {
     Passed(Pass),
 }
 
-/// The driver: asks `ask` when `cadence` says so, until the health state goes. `wanted`, when
-/// given, asks for a pass (so do events [`Ask::wanted_by`] picks).
+/// The driver: asks `ask` at start, then every `interval` (zero: once); `wanted`, when given,
+/// asks for a pass no sooner than `gap` after the last (so do events [`Ask::wanted_by`]
+/// picks). Stops when the health state goes (see [`Cadence`]).
 pub(super) async fn run<A: Ask>(
     weak: WeakChecker,
     mut ask: A,
-    mut cadence: Cadence,
-    wanted: Option<Arc<Notify>>,
+    interval: Duration,
+    wanted: Option<(Arc<Notify>, Duration)>,
 ) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
+    let mut cadence = Cadence::new(interval, wanted.as_ref().map(|w| w.1), Instant::now());
     let mut events = checker.subscribe();
     let mut changes = checker.changes();
     drop(checker);
@@ -170,7 +172,7 @@ pub(super) async fn run<A: Ask>(
         }
         let wanted = async {
             match &wanted {
-                Some(wanted) => wanted.notified().await,
+                Some((wanted, _)) => wanted.notified().await,
                 None => std::future::pending().await,
             }
         };

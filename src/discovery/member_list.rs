@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use http::Uri;
 use rand::seq::SliceRandom;
-use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::driver::{Ask, Cadence, Pass};
+use super::driver::{Ask, Pass};
 use super::reconcile::{reconcile, Change, Known, Listed};
 use super::Origin;
 use crate::checker::HealthChecker;
@@ -45,8 +44,7 @@ pub(crate) async fn run(weak: WeakChecker) {
         timeout: config.timeout,
         ..Driver::default()
     };
-    let cadence = Cadence::new(config.interval, Some(MIN_GAP), Instant::now());
-    super::driver::run(weak, ask, cadence, Some(wanted)).await;
+    super::driver::run(weak, ask, config.interval, Some((wanted, MIN_GAP))).await;
 }
 
 impl Ask for Driver {

@@ -18,9 +18,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use http::Uri;
-use tokio::time::Instant;
 
-use super::driver::{Ask, Cadence, Pass};
+use super::driver::{Ask, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
 use crate::checker::{HealthChecker, WeakChecker};
@@ -100,8 +99,7 @@ pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
         name,
         timeout: config.timeout,
     };
-    let cadence = Cadence::new(config.interval, None, Instant::now());
-    super::driver::run(weak, ask, cadence, None).await;
+    super::driver::run(weak, ask, config.interval, None).await;
 }
 
 /// The question to the application's source.
@@ -196,6 +194,8 @@ fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
+
     use crate::checker::EventKind;
     use crate::config::Config;
 

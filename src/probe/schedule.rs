@@ -491,8 +491,8 @@ mod tests {
                     if let Some(wake) = s.poll_timeout() {
                         prop_assert!(wake > now, "wake at {wake:?}, now {now:?}");
                     }
-                    for (index, f) in facts.iter().enumerate() {
-                        if running[index] {
+                    for (index, running) in running.iter().enumerate() {
+                        if *running {
                             continue;
                         }
                         let slot = s.slots[&index];

@@ -18,10 +18,9 @@ use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::{ResolveError, TokioResolver};
 use http::Uri;
-use tokio::time::Instant;
 
 use self::plan::{dial, services, url, Answer, Dial, Service, Target};
-use super::driver::{Ask, Cadence, Pass};
+use super::driver::{Ask, Pass};
 use super::Origin;
 use crate::checker::WeakChecker;
 use crate::config::SrvConfig;
@@ -130,7 +129,6 @@ pub(crate) async fn run(weak: WeakChecker) {
         }
     };
     tracing::debug!(domain = %srv.domain, records = ?services.iter().map(|s| &s.record).collect::<Vec<_>>(), "SRV discovery started");
-    let cadence = Cadence::new(srv.interval, None, Instant::now());
     let ask = Records {
         srv,
         services,
@@ -139,7 +137,8 @@ pub(crate) async fn run(weak: WeakChecker) {
         https_by_address,
         failing: false,
     };
-    super::driver::run(weak, ask, cadence, None).await;
+    let interval = ask.srv.interval;
+    super::driver::run(weak, ask, interval, None).await;
 }
 
 /// The SRV driver's question: etcd's two records and their targets' addresses.
