@@ -25,6 +25,10 @@
 //!   `discovery.interval`; the members it lists are added (pending admission, as above), those
 //!   it no longer lists dropped.
 //!
+//! Each source is only its question (an `Ask`); one driver (`driver.rs`) asks them all on one
+//! pure, jittered `Cadence` (at start, every interval, sooner when asked, never closer than a
+//! gap), so their timing is written and tested once.
+//!
 //! The endpoints the caller gave are *seeds* and are never dropped by discovery: behind a
 //! proxy or NAT the advertised URLs may be unreachable from here, and then the members found
 //! are simply never admitted (a warning says so, once per URL), while the seeds keep working.
