@@ -196,8 +196,8 @@ mod tests {
     use super::*;
     use tokio::time::Instant;
 
-    use crate::checker::EventKind;
     use crate::config::Config;
+    use crate::event::EventKind;
 
     fn uri(port: u16) -> Uri {
         format!("http://127.0.0.1:{port}").parse().unwrap()

@@ -36,10 +36,10 @@ use super::schedule::{Facts, Intervals, Schedule};
 use super::{Finding, Probe, ProbeTarget};
 use crate::checker::HealthChecker;
 use crate::checker::WeakChecker;
-use crate::member::{MemberEntry, ProbeReport};
-use crate::timing::wall_now;
 use crate::health::Outcome;
 use crate::leader::{EarlyEnd, LeaderChecks, Reply, RoundPlan};
+use crate::member::{MemberEntry, ProbeReport};
+use crate::timing::wall_now;
 
 /// Starts the scheduler for `checker` on `runtime`, probing with `probe` (none: the built-in
 /// probe `checks.active.type` names).
@@ -581,8 +581,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    use crate::checker::EventKind;
     use crate::config::Config;
+    use crate::event::EventKind;
     use crate::health::{Source, Status};
     use crate::probe::BoxFuture;
 
@@ -640,7 +640,7 @@ mod tests {
     /// The next status change within 10 s, and when it came (on paused time, the very
     /// instant).
     async fn status_changed(
-        events: &mut tokio::sync::broadcast::Receiver<crate::checker::HealthEvent>,
+        events: &mut tokio::sync::broadcast::Receiver<crate::event::HealthEvent>,
     ) -> (Instant, crate::health::Transition) {
         let next = async {
             loop {
