@@ -94,4 +94,9 @@ pub(super) trait Book: Send + 'static {
     fn take_duplicates(&mut self) -> u64 {
         0
     }
+    /// What the stream had on a lost member and a new member accepted again, since the last
+    /// call.
+    fn take_recreated(&mut self) -> u64 {
+        0
+    }
 }

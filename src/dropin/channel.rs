@@ -18,6 +18,7 @@ use super::keepalive_book::KeepAliveBook;
 use super::latest_token::LatestToken;
 use super::resume_stream::Streams;
 use super::stats::StreamStats;
+use super::tuning::Tuning;
 use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::HealthChecker;
@@ -400,6 +401,7 @@ where
             resume,
             token: LatestToken::default(),
             orders: Default::default(),
+            tuning: Tuning::default(),
         };
         Self {
             parts: Arc::new(Parts {

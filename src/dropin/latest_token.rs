@@ -80,6 +80,12 @@ impl LatestToken {
         metadata.as_ref().contains_key(&TOKEN)
     }
 
+    /// A layer below the channel renewed the token it adds itself (a stream opened without
+    /// one, through an auth layer of the tower stack): counts as a newer token.
+    pub(super) fn renewed(&self) {
+        self.0.generation.send_modify(|g| *g += 1);
+    }
+
     /// How many times the token changed so far (a stream notes it when it is opened).
     pub(super) fn generation(&self) -> u64 {
         *self.0.generation.borrow()

@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http_body::Frame;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tonic::metadata::MetadataMap;
 use tonic::Streaming;
@@ -43,15 +43,13 @@ use super::opening::{self, FirstOpen};
 use super::progress_order::ProgressOrders;
 use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
+use super::tuning::{Followed, Tuning};
 use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
 use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::member::Member;
-use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen, ReopenOptions};
-
-/// How long a member the stream failed on is avoided.
-const AVOID_FOR: Duration = Duration::from_secs(10);
+use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen};
 
 /// Frames waiting for the caller.
 const REPLY_BUFFER: usize = 64;
@@ -75,6 +73,8 @@ pub(super) struct Streams {
     pub(super) token: LatestToken,
     /// Which members answer a watch's progress requests in order.
     pub(super) orders: ProgressOrders,
+    /// The settings of its user (the drop-in's, or a `ResumingWatch`'s options).
+    pub(super) tuning: Tuning,
 }
 
 impl Streams {
@@ -84,8 +84,18 @@ impl Streams {
         req: http::Request<tonic::body::Body>,
         book: B,
     ) -> ResponseFuture {
+        self.start_followed(req, book, None)
+    }
+
+    /// As [`start`](Self::start), publishing what the stream goes through to `followed`.
+    pub(super) fn start_followed<B: Book>(
+        &self,
+        req: http::Request<tonic::body::Body>,
+        book: B,
+        followed: Option<watch::Sender<Followed>>,
+    ) -> ResponseFuture {
         let (first_tx, first_rx) = oneshot::channel();
-        let driver = Driver::new(self.clone(), req, book, first_tx);
+        let driver = Driver::new(self.clone(), req, book, first_tx, followed);
         tokio::spawn(driver.run());
         ResponseFuture::new(async move {
             first_rx.await.map_err(|_| {
@@ -207,6 +217,8 @@ struct Driver<B: Book> {
     token_wait: TokenWait,
     /// Requests of the last opening that re-create or re-send the caller's.
     again: usize,
+    /// Where what the stream goes through is published, if anyone follows it.
+    followed: Option<watch::Sender<Followed>>,
 }
 
 // === impl Driver ===
@@ -217,6 +229,7 @@ impl<B: Book> Driver<B> {
         req: http::Request<tonic::body::Body>,
         book: B,
         first: oneshot::Sender<http::Response<tonic::body::Body>>,
+        followed: Option<watch::Sender<Followed>>,
     ) -> Self {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
@@ -234,7 +247,11 @@ impl<B: Book> Driver<B> {
         let (reply, reply_rx) = mpsc::channel(REPLY_BUFFER);
         let id = streams.stats.opened(B::KIND);
         Self {
-            idle: stream_timeout(streams.checker.config()),
+            idle: streams
+                .tuning
+                .timeout
+                .unwrap_or_else(|| stream_timeout(streams.checker.config())),
+            reopen: Reopen::new(&streams.tuning.reopen),
             health: Some(streams.checker.subscribe()),
             streams,
             book,
@@ -248,16 +265,13 @@ impl<B: Book> Driver<B> {
             link: Link::Down {
                 retry_at: Instant::now(),
             },
-            reopen: Reopen::new(&ReopenOptions {
-                avoid_for: AVOID_FOR,
-                ..ReopenOptions::default()
-            }),
             lost: None,
             failed_to_open: 0,
             first_open,
             token_generation: 0,
             token_wait: TokenWait::default(),
             again: 0,
+            followed,
         }
     }
 
@@ -350,7 +364,7 @@ impl<B: Book> Driver<B> {
                 }
             };
             if !go_on {
-                self.streams.stats.serve(self.id, B::KIND, None);
+                self.serve(None);
                 return;
             }
         }
@@ -430,7 +444,7 @@ impl<B: Book> Driver<B> {
             "stream idle on a follower; moving it to the leader"
         );
         self.streams.stats.moved_to_leader();
-        self.streams.stats.serve(self.id, B::KIND, None);
+        self.serve(None);
         self.link = Link::Down {
             retry_at: Instant::now(),
         };
@@ -463,7 +477,7 @@ impl<B: Book> Driver<B> {
         let opening = open_on::<B>(
             self.streams.channel.clone(),
             self.streams.token.freshen(&self.metadata),
-            hint,
+            (hint, self.streams.tuning.require_leader),
             rx,
         );
         let bound = self.streams.resume.then_some(self.idle);
@@ -512,7 +526,7 @@ impl<B: Book> Driver<B> {
             }
             Some(Err(status)) => {
                 let first = self.first.is_some();
-                let members = self.streams.checker.members().len().max(1);
+                let members = self.first_open_failures();
                 let status = if self.streams.resume {
                     // Before the caller has a stream, as many member failures as members:
                     // the last one is its answer.
@@ -541,7 +555,7 @@ impl<B: Book> Driver<B> {
             .map(|s| s.0.clone())
             .or(target);
         forget_past(&mut self.health);
-        self.streams.stats.serve(self.id, B::KIND, member.clone());
+        self.serve(member.clone());
         let now = Instant::now();
         let waiting_since = (self.book.outstanding() > 0).then_some(now);
         let asking = self.ask_order(member.as_ref(), now);
@@ -620,7 +634,7 @@ impl<B: Book> Driver<B> {
                     let _ = tx.send(r);
                 }
             }
-            self.streams.stats.duplicates(self.book.take_duplicates());
+            self.book_counts();
             judged.heard
         } else {
             Heard::Forward(resp)
@@ -714,8 +728,7 @@ impl<B: Book> Driver<B> {
             ?delay,
             "stream lost its member; moving it to another one"
         );
-        self.streams.stats.serve(self.id, B::KIND, None);
-        self.lost = Some((member, reason));
+        self.left(member, reason);
         self.link = Link::Down {
             retry_at: Instant::now() + delay,
         };
@@ -731,8 +744,7 @@ impl<B: Book> Driver<B> {
         }
         if self.streams.resume && self.first.is_some() {
             self.failed_to_open += 1;
-            let members = self.streams.checker.members().len().max(1);
-            if self.failed_to_open > members {
+            if self.failed_to_open > self.first_open_failures() {
                 let on = target.map_or(String::new(), |m| format!(" on {m}"));
                 let status = tonic::Status::unavailable(format!(
                     "etcd-health: no member opened the stream: {reason}{on}, after each member \
@@ -750,7 +762,13 @@ impl<B: Book> Driver<B> {
     /// caller's next token (see `token_wait.rs`), or ends past the bound. The member is not
     /// blamed: any member would refuse that token.
     async fn token_refused(&mut self, member: Option<Member>, reason: String) -> bool {
-        if !LatestToken::carried_by(&self.metadata) {
+        if !LatestToken::carried_by(&self.metadata) && self.streams.tuning.renew.is_some() {
+            // A layer below adds the token: have it renewed, then wait as for a newer token.
+            if let Err(status) = self.renew().await {
+                self.finish(status).await;
+                return false;
+            }
+        } else if !LatestToken::carried_by(&self.metadata) {
             // Opened without a token (auth enabled since): no newer token will come.
             let status = tonic::Status::unauthenticated(format!(
                 "{reason} (etcd-health: the stream carries no auth token; give etcd-client a \
@@ -780,8 +798,7 @@ impl<B: Book> Driver<B> {
             "stream refused for its auth token; waiting for the caller's next token"
         );
         self.streams.stats.token_refused();
-        self.streams.stats.serve(self.id, B::KIND, None);
-        self.lost = Some((member, reason));
+        self.left(member, reason);
         self.link = Link::Down {
             retry_at: Instant::now(),
         };
@@ -807,6 +824,63 @@ impl<B: Book> Driver<B> {
                 self.finish(status).await;
                 false
             }
+        }
+    }
+
+    /// Has the layer that adds the stream's token renew it (within the stream timeout), and
+    /// notes the renewal as a newer token.
+    async fn renew(&mut self) -> Result<(), tonic::Status> {
+        let Some(renew) = self.streams.tuning.renew.clone() else {
+            return Ok(());
+        };
+        tracing::info!(stream = ?B::KIND, id = self.id, "renewing the auth token below the stream");
+        match timeout(self.idle, renew()).await {
+            Ok(Err(status)) => return Err(status),
+            // Any other outcome: open again (a member failure is the next opening's business).
+            Ok(Ok(())) | Err(_) => {}
+        }
+        self.streams.token.renewed();
+        Ok(())
+    }
+
+    /// How many member failures the first opening may meet before the last is the answer.
+    fn first_open_failures(&self) -> usize {
+        self.streams
+            .tuning
+            .first_open_failures
+            .unwrap_or_else(|| self.streams.checker.members().len().max(1))
+    }
+
+    /// `member` serves the stream now (`None`: nobody).
+    fn serve(&self, member: Option<Member>) {
+        self.streams.stats.serve(self.id, B::KIND, member.clone());
+        if let Some(followed) = &self.followed {
+            followed.send_modify(|f| f.member = member);
+        }
+    }
+
+    /// The stream left `member`, for `reason`.
+    fn left(&mut self, member: Option<Member>, reason: String) {
+        self.serve(None);
+        if let Some(followed) = &self.followed {
+            followed.send_modify(|f| {
+                f.losses = f.losses.saturating_add(1);
+                f.last_loss = Some(reason.clone());
+            });
+        }
+        self.lost = Some((member, reason));
+    }
+
+    /// Counts what the book dropped and created again.
+    fn book_counts(&mut self) {
+        let duplicates = self.book.take_duplicates();
+        let recreated = self.book.take_recreated();
+        self.streams.stats.duplicates(duplicates);
+        if let (Some(followed), true) = (&self.followed, duplicates + recreated > 0) {
+            followed.send_modify(|f| {
+                f.duplicates = f.duplicates.saturating_add(duplicates);
+                f.recreated = f.recreated.saturating_add(recreated);
+            });
         }
     }
 
@@ -1007,7 +1081,7 @@ fn choose(
 async fn open_on<B: Book>(
     channel: BoxChannel,
     metadata: MetadataMap,
-    avoid: AvoidMembers,
+    (avoid, require_leader): (AvoidMembers, bool),
     outgoing: mpsc::UnboundedReceiver<B::Req>,
 ) -> Opened<B::Resp> {
     // No decoding limit of the drop-in's own: the caller's (etcd-client's
@@ -1021,9 +1095,7 @@ async fn open_on<B: Book>(
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
     let mut req =
         tonic::Request::from_parts(metadata, tonic::Extensions::default(), Outgoing(outgoing));
-    if !avoid.0.is_empty() {
-        req.extensions_mut().insert(avoid);
-    }
+    crate::resume::set_metadata(&mut req, require_leader, avoid);
     let codec = tonic_prost::ProstCodec::<B::Req, B::Resp>::default();
     grpc.streaming(req, PathAndQuery::from_static(B::PATH), codec)
         .await

@@ -139,6 +139,8 @@ pub(super) struct WatchBook {
     in_order: bool,
     /// Events dropped as duplicates, not yet counted in the stats.
     duplicates: u64,
+    /// Watches created again on a new member, not yet counted.
+    recreated: u64,
 }
 
 fn request(union: RequestUnion) -> WatchRequest {
@@ -262,6 +264,7 @@ impl WatchBook {
                 };
                 watch.server = Some(resp.watch_id);
                 self.ids.insert(resp.watch_id, id);
+                self.recreated += 1;
                 let send = if watch.cancel {
                     vec![cancel(resp.watch_id)]
                 } else {
@@ -479,6 +482,10 @@ impl Book for WatchBook {
 
     fn take_duplicates(&mut self) -> u64 {
         std::mem::take(&mut self.duplicates)
+    }
+
+    fn take_recreated(&mut self) -> u64 {
+        std::mem::take(&mut self.recreated)
     }
 }
 

@@ -41,6 +41,6 @@ pub use channel::{BoxChannel, ChannelError, IntoBoxChannel};
 pub(crate) use driven::Driven;
 pub(crate) use end::{classify, Lost};
 pub(crate) use evicted::{evicted, forget_past};
-pub(crate) use open::{served_by, set_metadata, stream_request, Outbound};
+pub(crate) use open::{served_by, set_metadata, Outbound};
 pub(crate) use options::{reopen_setters, ReopenOptions};
 pub(crate) use reopen::Reopen;

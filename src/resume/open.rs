@@ -9,10 +9,6 @@ use crate::balance::{AvoidMembers, ServedBy};
 use crate::etcd::HAS_LEADER;
 use crate::member::Member;
 
-/// How many messages a helper may queue on its stream before the member reads them (a
-/// keep-alive or a progress request at a time: a full queue means the member is not reading).
-const OUTBOUND: usize = 4;
-
 /// The messages a helper sends on its stream, as the `Stream` tonic wants.
 ///
 /// A named type rather than `stream::unfold(..)`: a closure returning an `async` block makes
@@ -26,20 +22,6 @@ impl<T> futures_util::Stream for Outbound<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
-}
-
-/// A stream request whose first message is `first`, carrying `hasleader: true` (when asked)
-/// and the members to avoid; the sender is for the messages that follow.
-pub(crate) fn stream_request<T>(
-    first: T,
-    require_leader: bool,
-    avoid: AvoidMembers,
-) -> (mpsc::Sender<T>, tonic::Request<Outbound<T>>) {
-    let (requests, outbound) = mpsc::channel(OUTBOUND);
-    let _ = requests.try_send(first);
-    let mut req = tonic::Request::new(Outbound(outbound));
-    set_metadata(&mut req, require_leader, avoid);
-    (requests, req)
 }
 
 /// Adds `hasleader: true` (when asked) and the members to avoid to a request.
@@ -69,18 +51,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_request_carries_its_first_message_and_its_hints() {
+    fn the_request_carries_its_hints() {
         let m = Member::new(1, "http://m1:2379".parse().expect("uri"));
-        let (_tx, mut req) = stream_request(7u8, true, AvoidMembers(vec![m]));
+        let mut req = tonic::Request::new(7u8);
+        set_metadata(&mut req, true, AvoidMembers(vec![m]));
         assert_eq!(
             req.metadata().get(HAS_LEADER).and_then(|v| v.to_str().ok()),
             Some("true")
         );
         let avoid = req.extensions().get::<AvoidMembers>().expect("avoid hint");
         assert_eq!(avoid.0[0].index(), 1);
-        assert_eq!(req.get_mut().0.try_recv().ok(), Some(7));
 
-        let (_tx, req) = stream_request(7u8, false, AvoidMembers::default());
+        let mut req = tonic::Request::new(7u8);
+        set_metadata(&mut req, false, AvoidMembers::default());
         assert!(req.metadata().get(HAS_LEADER).is_none());
         assert!(req.extensions().get::<AvoidMembers>().is_none());
     }

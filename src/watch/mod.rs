@@ -39,12 +39,11 @@
 //! pure state: its cursor (`cursor.rs`: where to resume without gap or duplicate) and its
 //! idle clock (`idle.rs`: when to ask a quiet member for progress, when to give it up).
 
-mod cursor;
+mod answer;
 mod error;
-mod idle;
 mod options;
+mod pump;
 mod stream;
-mod task;
 
 pub use error::WatchError;
 pub use options::WatchOptions;

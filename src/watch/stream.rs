@@ -3,10 +3,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::{task, WatchError, WatchOptions};
+use super::{pump, WatchError, WatchOptions};
 use crate::balance::Balance;
+use crate::dropin::{Followed, WatchEngine};
 use crate::member::Member;
 use crate::proto::mvccpb::Event;
 use crate::resume::{Driven, IntoBoxChannel};
@@ -19,7 +20,8 @@ use crate::resume::{Driven, IntoBoxChannel};
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct WatchState {
-    /// Watches created (the first one included).
+    /// Watches created (the first one included; a re-creation counts once the new member
+    /// accepted it).
     pub creations: u64,
     /// Times the watch was re-created after its stream was lost (member failure, eviction,
     /// idle timeout, a token gone stale).
@@ -47,7 +49,10 @@ pub struct WatchState {
 #[derive(Debug)]
 pub struct ResumingWatch {
     events: mpsc::Receiver<Result<Event, WatchError>>,
+    /// What the façade saw (creations, revisions, the end).
     driven: Driven<WatchState>,
+    /// What the engine went through (member, moves, why, duplicates).
+    followed: watch::Receiver<Followed>,
 }
 
 // === impl ResumingWatch ===
@@ -58,10 +63,16 @@ impl ResumingWatch {
     pub fn new(channel: impl IntoBoxChannel, options: WatchOptions) -> Self {
         let (tx, events) = mpsc::channel(options.buffer);
         let channel = channel.into_box_channel();
+        let (checker, tuning) = pump::engine_setup(&channel, &options);
+        let (engine, followed) = WatchEngine::new(channel, checker, tuning);
         let driven = Driven::spawn(WatchState::default(), |state| {
-            task::run(channel, options, tx, state)
+            pump::run(engine, options, tx, state)
         });
-        Self { events, driven }
+        Self {
+            events,
+            driven,
+            followed,
+        }
     }
 
     /// Watches through `balance`, and re-creates the watch as soon as its health checker
@@ -82,12 +93,21 @@ impl ResumingWatch {
 
     /// What the watch went through so far.
     pub fn state(&self) -> WatchState {
-        self.driven.state()
+        let mut state = self.driven.state();
+        let followed = self.followed.borrow();
+        state.creations = state.creations.saturating_add(followed.recreated);
+        state.reopens = followed.losses;
+        state.duplicates_dropped = followed.duplicates;
+        state.last_failure.clone_from(&followed.last_loss);
+        if state.ended.is_none() {
+            state.member.clone_from(&followed.member);
+        }
+        state
     }
 
     /// The member serving the watch now, if known.
     pub fn member(&self) -> Option<Member> {
-        self.driven.read(|s| s.member.clone())
+        self.state().member
     }
 }
 
