@@ -269,3 +269,57 @@ async fn an_etcd_3_4_progress_answer_runs_ahead_of_a_catch_up() {
     }
     assert_eq!(seen, vec![(-1, 0), (0, 1)], "the answer came first");
 }
+
+/// The tower stack's watch rides the same engine, tested on paused time over fake etcd 3.6
+/// members: a `ResumingWatch` on a key that does not change, 2 000 writes to other keys, a
+/// compaction, a quiet spell (the engine asks for progress; a 3.6 member answers in order, so
+/// the answer's revision is the watch's), then its member killed: the watch delivers the key's
+/// next change on another member instead of ending with `WatchError::Compacted`. (The tower
+/// watch's own engine, before it became a façade, advanced an idle watch only with etcd's
+/// per-watch notifications, every 10 minutes here: it ended with `Compacted`.)
+#[tokio::test(start_paused = true)]
+async fn resuming_watch_outlives_a_compaction_and_its_member_killed_on_paused_time() {
+    use etcd_health::{ResumingWatch, WatchOptions};
+    common::init_tracing();
+    let fakes = FakeCluster::start(3, Behaviour::Etcd36)
+        .await
+        .expect("fake members");
+    let checker = HealthChecker::new(&fakes.endpoints(), Config::default()).expect("checker");
+    let balance = etcd_health::HealthLayer::new(checker.clone()).channel();
+    let mut watch = ResumingWatch::over_balance(
+        &balance,
+        WatchOptions::new("idle").idle_timeout(Duration::from_secs(4)),
+    );
+    let mut victim = None;
+    for _ in 0..200 {
+        if let (Some(m), true) = (watch.member(), watch.state().creations > 0) {
+            victim = Some(m.index());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let victim = victim.expect("the watch is created and served");
+    for i in 0..2000 {
+        fakes.put(format!("other/{i}"), "x");
+    }
+    fakes.compact(fakes.revision()).expect("compact");
+    // A quiet spell of a few stream timeouts: the engine pokes, the member answers.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        watch.state().reopens,
+        0,
+        "a quiet watch stays: {:?}",
+        watch.state()
+    );
+    fakes.kill(victim);
+    fakes.put("idle", "next");
+    let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .expect("the next change within 30 s")
+        .expect("the watch goes on")
+        .unwrap_or_else(|e| panic!("the watch ended: {e}"));
+    assert_eq!(event.kv.expect("kv").value, b"next");
+    let state = watch.state();
+    assert!(state.reopens >= 1, "{state:?}");
+    assert_ne!(state.member.map(|m| m.index()), Some(victim), "{state:?}");
+}

@@ -90,8 +90,8 @@
 //! revision). [`HealthChannel::resume_streams`]`(false)` turns this off: each stream then
 //! stays on its member and fails or stalls with it, as with stock etcd-client. A stack built
 //! by hand and given with [`into_etcd_channel`] resumes its streams the same way. (For the
-//! tower stack without etcd-client: [`ResumingWatch`](crate::watch::ResumingWatch) and
-//! [`KeepAlive`](crate::lease::KeepAlive).)
+//! tower stack without etcd-client: [`ResumingWatch`](crate::watch::ResumingWatch), a façade
+//! over this module's watch engine (`one_watch.rs`), and [`KeepAlive`](crate::lease::KeepAlive).)
 
 mod auth_pause;
 mod book;

@@ -18,6 +18,11 @@
 //! any healthy member for watches), never one the stream just failed on, and the balancer is
 //! told to avoid every other member, so a hang is blamed on the right one.
 //!
+//! The same engine drives the tower stack's [`ResumingWatch`](crate::watch::ResumingWatch)
+//! (through `one_watch.rs`): its options become the engine's [`Tuning`] (stream timeout,
+//! back-off, avoidance, `hasleader`, a token renewal through its stack), and what its stream
+//! goes through is published as [`Followed`] for its state.
+//!
 //! With resumption on, keep-alive streams have a driver of their own
 //! (`keepalive_stream.rs`): keep-alives are idempotent, so a slow one is hedged on several
 //! members at once rather than moved after the stream timeout; this driver then serves them
@@ -275,97 +280,107 @@ impl<B: Book> Driver<B> {
         }
     }
 
+    /// Executes the stream: waits for the next event and acts on it, until the stream ends.
+    /// The decisions are taken by pure functions ([`wants_member`], [`quiet_deadlines`],
+    /// [`excused`], [`hung_reason`]) and the book.
     async fn run(mut self) {
         loop {
-            let event = {
-                let wants = self.book.needs_member() || self.first.is_some() && self.caller_done;
-                let open_by = self.first.as_ref().and(self.first_open.deadline());
-                let token_after = self.token_wait.waits_for(self.streams.token.generation());
-                let caller = caller_event::<B::Req>(
-                    &mut self.caller,
-                    self.caller_done,
-                    &mut self.first,
-                    &self.reply,
-                );
-                let link = link_event(
-                    &mut self.link,
-                    &mut self.health,
-                    wants,
-                    self.streams.resume,
-                    B::POKES,
-                    self.idle,
-                );
-                tokio::select! {
-                    c = caller => Ok(c),
-                    l = link => Err(l),
-                    _ = sleep_until_opt(open_by) => Err(LinkEvent::OpenExpired),
-                    _ = token_newer(&self.streams.token, token_after) => Err(LinkEvent::Retry),
-                }
-            };
-            let go_on = match event {
-                Ok(CallerEvent::Gone) => false,
-                Ok(CallerEvent::Message(m)) => self.on_caller(m).await,
-                Err(LinkEvent::Retry) => self.retry().await,
-                Err(LinkEvent::OpenExpired) => {
-                    let last = self.lost.as_ref().map(|(_, reason)| reason.as_str());
-                    let status = self.first_open.expired(last);
-                    tracing::warn!(stream = ?B::KIND, id = self.id, %status, "stream not opened in time");
-                    self.finish(status).await;
-                    false
-                }
-                Err(LinkEvent::Opened(o)) => self.opened(*o).await,
-                Err(LinkEvent::Message(m)) => self.on_member(m).await,
-                Err(LinkEvent::Evicted) => {
-                    self.lose("member evicted by the health checker".into());
-                    true
-                }
-                Err(LinkEvent::Poke) => {
-                    if let Link::Open {
-                        tx,
-                        member,
-                        poked_at,
-                        pokes,
-                        poke_after,
-                        excused,
-                        ..
-                    } = &mut self.link
-                    {
-                        poked_at.get_or_insert_with(Instant::now);
-                        *pokes = pokes.saturating_add(1);
-                        *excused =
-                            self.book.catching_up()
-                                && member.as_ref().is_some_and(|m| {
-                                    self.streams.checker.snapshot().iter().any(|s| {
-                                        s.member.index() == m.index() && s.status.is_healthy()
-                                    })
-                                });
-                        *poke_after = poke_after_for(self.idle);
-                        if let Some(req) = self.book.poke() {
-                            let _ = tx.send(req);
-                        }
-                    }
-                    true
-                }
-                Err(LinkEvent::InOrder(in_order)) => {
-                    if let Link::Open { asking, .. } = &mut self.link {
-                        *asking = None;
-                    }
-                    self.book.progress_in_order(in_order);
-                    true
-                }
-                Err(LinkEvent::Hung(waited)) => {
-                    let reason = if B::POKES {
-                        format!("no answer, not even to a progress request, within {waited:?}")
-                    } else {
-                        format!("no answer to a sent request within {waited:?}")
-                    };
-                    self.lose(reason);
-                    true
-                }
-            };
-            if !go_on {
+            let event = self.next_event().await;
+            if !self.step(event).await {
                 self.serve(None);
                 return;
+            }
+        }
+    }
+
+    /// The next thing that happens: on the caller's side (`Ok`) or on the link (`Err`).
+    async fn next_event(&mut self) -> Result<CallerEvent<B::Req>, LinkEvent<B::Resp>> {
+        let wants = wants_member(
+            self.book.needs_member(),
+            self.first.is_some(),
+            self.caller_done,
+        );
+        let open_by = self.first.as_ref().and(self.first_open.deadline());
+        let token_after = self.token_wait.waits_for(self.streams.token.generation());
+        let caller = caller_event::<B::Req>(
+            &mut self.caller,
+            self.caller_done,
+            &mut self.first,
+            &self.reply,
+        );
+        let link = link_event(
+            &mut self.link,
+            &mut self.health,
+            wants,
+            self.streams.resume,
+            B::POKES,
+            self.idle,
+        );
+        tokio::select! {
+            c = caller => Ok(c),
+            l = link => Err(l),
+            _ = sleep_until_opt(open_by) => Err(LinkEvent::OpenExpired),
+            _ = token_newer(&self.streams.token, token_after) => Err(LinkEvent::Retry),
+        }
+    }
+
+    /// Acts on one event; `false` ends the stream.
+    async fn step(&mut self, event: Result<CallerEvent<B::Req>, LinkEvent<B::Resp>>) -> bool {
+        match event {
+            Ok(CallerEvent::Gone) => false,
+            Ok(CallerEvent::Message(m)) => self.on_caller(m).await,
+            Err(LinkEvent::Retry) => self.retry().await,
+            Err(LinkEvent::OpenExpired) => {
+                let last = self.lost.as_ref().map(|(_, reason)| reason.as_str());
+                let status = self.first_open.expired(last);
+                tracing::warn!(stream = ?B::KIND, id = self.id, %status, "stream not opened in time");
+                self.finish(status).await;
+                false
+            }
+            Err(LinkEvent::Opened(o)) => self.opened(*o).await,
+            Err(LinkEvent::Message(m)) => self.on_member(m).await,
+            Err(LinkEvent::Evicted) => {
+                self.lose("member evicted by the health checker".into());
+                true
+            }
+            Err(LinkEvent::Poke) => {
+                self.poke();
+                true
+            }
+            Err(LinkEvent::InOrder(in_order)) => {
+                if let Link::Open { asking, .. } = &mut self.link {
+                    *asking = None;
+                }
+                self.book.progress_in_order(in_order);
+                true
+            }
+            Err(LinkEvent::Hung(waited)) => {
+                self.lose(hung_reason(B::POKES, waited));
+                true
+            }
+        }
+    }
+
+    /// The quiet stream's member is asked for progress (see [`quiet_deadlines`]).
+    fn poke(&mut self) {
+        let catching_up = self.book.catching_up();
+        let checker = &self.streams.checker;
+        if let Link::Open {
+            tx,
+            member,
+            poked_at,
+            pokes,
+            poke_after,
+            excused: excuse,
+            ..
+        } = &mut self.link
+        {
+            poked_at.get_or_insert_with(Instant::now);
+            *pokes = pokes.saturating_add(1);
+            *excuse = catching_up && excused(member.as_ref(), &checker.snapshot());
+            *poke_after = poke_after_for(self.idle);
+            if let Some(req) = self.book.poke() {
+                let _ = tx.send(req);
             }
         }
     }
@@ -1023,6 +1038,32 @@ fn quiet_deadlines(
     (poke_at, hang_at)
 }
 
+/// Whether the stream needs a member now: the book has something to send or follow, or the
+/// caller, done sending, still waits for its stream to open (it gets its answer from one).
+fn wants_member(book_needs: bool, caller_waits: bool, caller_done: bool) -> bool {
+    book_needs || caller_waits && caller_done
+}
+
+/// Whether `member`, serving a stream whose book is catching watches up, may leave pokes
+/// unanswered without being held hung: the health state (`snapshot`) has it healthy.
+fn excused(member: Option<&Member>, snapshot: &[crate::checker::MemberSnapshot]) -> bool {
+    member.is_some_and(|m| {
+        snapshot
+            .iter()
+            .any(|s| s.member.index() == m.index() && s.status.is_healthy())
+    })
+}
+
+/// Why a stream is given up as hung after `waited` (a stream that `pokes` was asked for
+/// progress too).
+fn hung_reason(pokes: bool, waited: Duration) -> String {
+    if pokes {
+        format!("no answer, not even to a progress request, within {waited:?}")
+    } else {
+        format!("no answer to a sent request within {waited:?}")
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
@@ -1148,6 +1189,55 @@ mod tests {
             (poke, hang),
             (None, Some(t0 + ms(2000))),
             "keep-alives do not poke"
+        );
+    }
+
+    #[test]
+    fn a_member_is_wanted_for_the_books_work_or_a_caller_waiting_with_nothing_more_to_send() {
+        assert!(wants_member(true, false, false));
+        assert!(wants_member(true, true, true));
+        assert!(
+            wants_member(false, true, true),
+            "half-closed before opening: the caller waits for its stream"
+        );
+        assert!(
+            !wants_member(false, true, false),
+            "the caller may still send what needs one"
+        );
+        assert!(
+            !wants_member(false, false, true),
+            "opened once, nothing to follow"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_member_the_health_state_has_healthy_is_excused_for_silence() {
+        use crate::checker::MemberSnapshot;
+        let uri = |p: u16| format!("http://127.0.0.1:{p}").parse().expect("uri");
+        let checker =
+            HealthChecker::with_uris([uri(1), uri(2)], Config::default()).expect("checker");
+        let snapshot: Vec<MemberSnapshot> = checker.snapshot();
+        let members: Vec<Member> = snapshot.iter().map(|s| s.member.clone()).collect();
+        assert!(excused(Some(&members[0]), &snapshot), "{snapshot:?}");
+        assert!(
+            !excused(None, &snapshot),
+            "an unknown member is not excused"
+        );
+        assert!(
+            !excused(Some(&members[1]), &snapshot[..1]),
+            "not in the health state"
+        );
+    }
+
+    #[test]
+    fn a_hung_stream_says_whether_it_was_asked_for_progress() {
+        assert_eq!(
+            hung_reason(true, ms(2000)),
+            "no answer, not even to a progress request, within 2s"
+        );
+        assert_eq!(
+            hung_reason(false, ms(2000)),
+            "no answer to a sent request within 2s"
         );
     }
 

@@ -1,31 +1,31 @@
-//! What the resuming watch and the lease keep-alive share: both keep a long-lived
-//! bidirectional stream open on one member and, when that member is lost, open it again on
-//! another.
+//! What the two stream engines share: the drop-in's watch engine (`src/dropin/resume_stream.rs`,
+//! behind etcd-client's watches and the tower [`ResumingWatch`](crate::watch::ResumingWatch),
+//! a façade over it) and its keep-alive engine (`src/dropin/keepalive_stream.rs`, behind
+//! etcd-client's keep-alives and the tower [`KeepAlive`](crate::lease::KeepAlive)). Each keeps
+//! a long-lived bidirectional stream on a member and, when that member is lost, opens it again
+//! on another.
 //!
-//! Why shared: the two helpers must agree on what "lost" means, on how a stream is opened
-//! (`hasleader`, the members to avoid, which member took it), on not spinning while no member
-//! answers and on what they tell their caller; they were once hand-copied twins that drifted.
+//! Why shared: they must agree on what "lost" means, on how a stream is opened (`hasleader`,
+//! the members to avoid, which member took it), on not spinning while no member answers and
+//! on what they tell their caller.
 //!
-//! - [`ReopenOptions`] and [`reopen_setters!`]: the options both take (back-off, avoidance,
-//!   `hasleader`, the health checker), with one set of setters;
-//! - [`stream_request`] and [`served_by`]: a stream request with its metadata and avoid
-//!   hints, and the member the balancer put it on;
+//! - [`ReopenOptions`] and [`reopen_setters!`]: the options the tower façades take (back-off,
+//!   avoidance, `hasleader`, the health checker), with one set of setters; the watch engine
+//!   reads its back-off and avoidance from them too;
+//! - [`set_metadata`], [`Outbound`] and [`served_by`]: a stream request's metadata and avoid
+//!   hints, its request side, and the member the balancer put it on;
 //! - [`Lost`] and [`classify`]: a member failure (open the stream elsewhere) told from an
 //!   answer about the request itself (final);
 //! - [`Reopen`]: the pure bookkeeping between two streams (back-off, members avoided for a
 //!   while, the count of re-opens), on the caller's clock;
-//! - [`evicted`]: the health checker's evictions, which end a stream at once;
-//! - [`Driven`]: the caller's handle on the spawned driver and its published state.
+//! - [`evicted`] / [`forget_past`]: the health checker's evictions, which end a stream at once;
+//! - [`Driven`]: the caller's handle on a spawned driver and its published state;
+//! - [`BoxChannel`] / [`IntoBoxChannel`]: the one channel type the façades hold.
 //!
-//! What is not shared, and why: the watch runs one stream at a time, in a plain loop (open,
-//! follow until the stream ends or its member is evicted, back off, open again), and resumes
-//! from its [`Cursor`](crate::watch); the lease keep-alive is the drop-in's keep-alive engine
-//! (`dropin/keepalive_stream.rs`, the tower `KeepAlive` a façade over it), which runs up to
-//! three streams at once (a keep-alive left unanswered is hedged on another member, and the
-//! first stream to answer carries the lease on), each in a task of its own, chooses their
-//! members itself (the leader first) and is timed by its pure schedule. Forcing both into one
-//! driver would make the watch pay for hedging it cannot use (a watch is not idempotent: two
-//! streams would deliver every event twice) or strip the lease of it.
+//! What is not shared, and why: a watch runs one stream at a time (a watch is not idempotent:
+//! two streams would deliver every event twice); a keep-alive is, so the keep-alive engine
+//! hedges a slow one on other members (up to three streams at once, the leader first, timed by
+//! its pure schedule).
 
 mod avoid;
 mod backoff;

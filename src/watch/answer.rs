@@ -169,7 +169,7 @@ mod tests {
     fn resumes_after_the_last_delivered_revision() {
         let mut p = Position::new(10);
         assert_eq!((p.next, p.last), (10, 9));
-        assert_eq!(revs(p.judge(created(100))), []);
+        assert!(revs(p.judge(created(100))).is_empty());
         assert_eq!(
             p.next, 10,
             "a start revision is kept over the create header"

@@ -5,39 +5,45 @@
 //! quiet and the application silently stops seeing changes. etcd's own Go client re-creates
 //! the watch on another member from the last revision it delivered + 1, with `hasleader`
 //! metadata, so that no event is lost or repeated (`DESIGN.md`, section 3). [`ResumingWatch`]
-//! does the same over any tonic channel, our [`Balance`](crate::Balance) in particular:
+//! does the same over any tonic channel, our [`Balance`](crate::Balance) in particular.
+//!
+//! It is a thin façade over the one stream engine the drop-in's watches use
+//! (`src/dropin/resume_stream.rs` driving the pure `WatchBook`; entry `one_watch.rs`): it
+//! makes a `Watch/Watch` call to the engine as etcd-client makes one to the drop-in, and turns
+//! the engine's answers into events and a final [`WatchError`] (`answer.rs`, pure; `pump.rs`,
+//! its task). So the tower watch behaves as etcd-client's watches over the drop-in do, on
+//! every etcd version:
 //!
 //! - a stream error, an unexpected end, or a cancel with "no leader" re-creates the watch from
-//!   the last delivered revision + 1, on another member if one is healthy (the failed member is
-//!   avoided for a while through [`AvoidMembers`](crate::balance::AvoidMembers));
-//! - silence is not trusted: after about half the idle timeout without any response (jittered)
-//!   the watch asks for a progress notification, asks again at three quarters, and after the
-//!   whole idle timeout it assumes the member is stuck and re-creates the watch; anything the
-//!   member sends resets that clock (catch-up events included), and any progress answer
-//!   answers both requests;
-//! - when built over a [`Balance`](crate::Balance), the member serving the stream is known
-//!   ([`ServedBy`](crate::balance::ServedBy)) and its eviction by the health checker
-//!   re-creates the watch at once;
-//! - events whose revision was already delivered are dropped (defensively: a resume from
-//!   `last + 1` should not repeat any);
+//!   the revision after the last one delivered, on another member (the failed one avoided for
+//!   a while); over a [`Balance`](crate::Balance) with a health checker the engine chooses a
+//!   healthy member itself and the checker's eviction of the serving member moves the watch at
+//!   once;
+//! - silence is not trusted: a stream quiet for about half the idle timeout (jittered up to a
+//!   fifth earlier) is asked for progress, asked again a quarter of it later, and moved when
+//!   nothing was heard for half the idle timeout after the first request; any progress answer
+//!   answers every request (etcd 3.5.8+ coalesces them), and a healthy member catching the
+//!   watch up (3.5.13+ and 3.6 drop progress requests meanwhile) is not held hung for it;
+//! - an idle watch's resume revision advances with progress answers where etcd guarantees them
+//!   (3.4.25+, 3.5.8+, 3.6) and with its per-watch notifications, so a compaction does not end
+//!   a watch that missed nothing when it moves;
+//! - events are delivered once, in order (a fragmented revision resumed past the events given);
 //! - a member that loses its leader ends the stream by itself ("no leader"), since the watch
-//!   is created with `hasleader`: the watch moves even when nothing else noticed the cut;
+//!   carries `hasleader`: the watch moves even when nothing else noticed the cut;
 //! - over a stack that authenticates (the [`Auth`](crate::auth::Auth) layer), a watch
 //!   re-created after an auth store change made the token stale is refused by etcd with a
 //!   cancel the layer cannot see; the watch then reads its key once through the same stack,
-//!   which renews the token, and re-creates itself (a stack that renews nothing ends it);
-//! - a resume revision that was compacted meanwhile is an error ([`WatchError::Compacted`]),
+//!   which renews the token, and is re-created (at most 5 refusals in a row; a stack that
+//!   renews nothing ends it);
+//! - a start or resume revision that was compacted is an error ([`WatchError::Compacted`]),
 //!   never skipped silently: the caller must re-read its state;
-//! - re-creations back off (50 ms doubling to 1 s by default) and are logged with `tracing`.
+//! - the first opening is bounded (`retry.budget` of the health checker's config, or each of
+//!   its members failing or staying silent once); re-creations back off (50 ms doubling to
+//!   1 s by default, jittered) and are logged with `tracing`.
 //!
 //! Dropping the [`ResumingWatch`] cancels it. [`ResumingWatch::state`] says what it went
 //! through ([`WatchState`]: the member serving it, how many times it was re-opened, why the
 //! last time), in the same terms as the lease's [`KeepAlive`](crate::KeepAlive).
-//!
-//! The re-open bookkeeping (back-off, avoided members, `hasleader`, the options that set
-//! them) is shared with the lease keep-alive (`src/resume/`); the watch keeps only its own
-//! pure state: its cursor (`cursor.rs`: where to resume without gap or duplicate) and its
-//! idle clock (`idle.rs`: when to ask a quiet member for progress, when to give it up).
 
 mod answer;
 mod error;

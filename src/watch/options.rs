@@ -58,11 +58,13 @@ impl WatchOptions {
         self
     }
 
-    /// After this long without any response (event or progress notification), the member is
-    /// presumed stuck and the watch re-created. A progress notification is requested after
-    /// about half of it (jittered up to a fifth earlier) and again at three quarters (etcd
-    /// 3.5.13+ drops a request made while the watch catches up), so an idle but healthy watch
-    /// is not re-created.
+    /// After about this long without any response (event or progress notification), the
+    /// member is presumed stuck and the watch re-created elsewhere. Half of it is the stream
+    /// engine's stream timeout: a quiet stream is asked for progress after about half of it
+    /// (jittered up to a fifth earlier), asked again a quarter later (etcd 3.5.13+ drops a
+    /// request made while the watch catches up), and moved when nothing was heard for half of
+    /// it after the first request; an opening or a creation left unanswered for half of it
+    /// moves too. A healthy member that is catching the watch up is not moved for its silence.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(10));
         self
