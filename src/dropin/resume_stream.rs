@@ -849,10 +849,10 @@ impl<B: Book> Driver<B> {
             return Ok(());
         };
         tracing::info!(stream = ?B::KIND, id = self.id, "renewing the auth token below the stream");
-        match timeout(self.idle, renew()).await {
-            Ok(Err(status)) => return Err(status),
-            // Any other outcome: open again (a member failure is the next opening's business).
-            Ok(Ok(())) | Err(_) => {}
+        // Any other outcome than a refusal: open again (a member failure is the next
+        // opening's business).
+        if let Ok(Err(status)) = timeout(self.idle, renew()).await {
+            return Err(status);
         }
         self.streams.token.renewed();
         Ok(())
