@@ -291,7 +291,7 @@ async fn resuming_watch_outlives_a_compaction_and_its_member_killed_on_paused_ti
         WatchOptions::new("idle").idle_timeout(Duration::from_secs(4)),
     );
     let mut victim = None;
-    for _ in 0..200 {
+    for _ in 0..2000 {
         if let (Some(m), true) = (watch.member(), watch.state().creations > 0) {
             victim = Some(m.index());
             break;
