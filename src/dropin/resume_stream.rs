@@ -1165,6 +1165,17 @@ mod tests {
         assert_eq!(poke, None, "twice per quiet spell at most");
     }
 
+    /// Whatever the member sends resets the clock (the driver forgets its pokes): the next
+    /// poke is a whole quiet spell after the answer, and nothing is hung meanwhile.
+    #[test]
+    fn an_answer_restarts_the_quiet_clock() {
+        let t0 = Instant::now();
+        let idle = ms(2000);
+        let heard = t0 + ms(2500);
+        let (poke, hang) = quiet_deadlines(true, heard, None, None, ms(1800), idle, false);
+        assert_eq!((poke, hang), (Some(heard + ms(1800)), None));
+    }
+
     #[test]
     fn a_healthy_member_catching_watches_up_is_asked_again_and_never_hung_for_silence() {
         let t0 = Instant::now();

@@ -26,6 +26,11 @@ use crate::resume::{BoxChannel, Outbound};
 type Events = mpsc::Sender<Result<crate::proto::mvccpb::Event, WatchError>>;
 type State = watch::Sender<WatchState>;
 
+/// How many times in a row the watch's first creation may be refused for a stale token
+/// before it gives up: more means nothing in the stack renews tokens. (Re-creations on
+/// another member are the engine's, within its own bound.)
+const MAX_STALE_TOKENS: u32 = 3;
+
 /// The health state the engine chooses members with, and its settings, from `options`.
 ///
 /// - the stream timeout is half the idle timeout: the engine asks a member quiet for about
@@ -37,16 +42,13 @@ type State = watch::Sender<WatchState>;
 ///   leaves the choice of member to the channel (and its avoid hints to a
 ///   [`Balance`](crate::Balance)), follows no evictions, and bounds the first opening by
 ///   `retry.budget` alone.
-pub(super) fn engine_setup(
-    channel: &BoxChannel,
-    options: &WatchOptions,
-) -> (HealthChecker, Tuning) {
+pub(super) fn engine_setup(renew: Renew, options: &WatchOptions) -> (HealthChecker, Tuning) {
     let tuning = Tuning {
         timeout: Some((options.idle_timeout / 2).max(Duration::from_millis(5))),
         reopen: options.reopen.clone(),
         require_leader: options.reopen.require_leader,
         first_open_failures: options.reopen.checker.is_none().then_some(usize::MAX),
-        renew: Some(renew_token(channel.clone(), options)),
+        renew: Some(renew),
     };
     let checker = options
         .reopen
@@ -69,7 +71,7 @@ fn memberless_checker() -> HealthChecker {
 /// says nothing that layer can see, but a unary request refused the same way does. A cheap
 /// read of the watched key, which the watch's user may read; refused for a stale token in
 /// turn, nothing on the channel renews tokens: that refusal ends the watch.
-fn renew_token(channel: BoxChannel, options: &WatchOptions) -> Renew {
+pub(super) fn renew_token(channel: BoxChannel, options: &WatchOptions) -> Renew {
     let key = options.key.clone();
     let bound = options.idle_timeout;
     std::sync::Arc::new(move || {
@@ -93,11 +95,9 @@ fn renew_token(channel: BoxChannel, options: &WatchOptions) -> Renew {
     })
 }
 
-/// Opens the watch through `engine` and hands its events to `events` until the watch ends or
-/// the caller leaves.
-pub(super) async fn run(engine: WatchEngine, options: WatchOptions, events: Events, state: State) {
-    let (requests, outbound) = mpsc::channel(1);
-    let _ = requests.try_send(WatchRequest {
+/// The watch's creation, as the caller's options say.
+fn create(options: &WatchOptions) -> WatchRequest {
+    WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: options.key.clone(),
             range_end: options.range_end.clone(),
@@ -106,7 +106,20 @@ pub(super) async fn run(engine: WatchEngine, options: WatchOptions, events: Even
             prev_kv: options.prev_kv,
             ..Default::default()
         })),
-    });
+    }
+}
+
+/// Opens the watch through `engine` and hands its events to `events` until the watch ends or
+/// the caller leaves; `renew` renews the stack's token when the first creation is refused for
+/// it.
+pub(super) async fn run(
+    (engine, renew): (WatchEngine, Renew),
+    options: WatchOptions,
+    events: Events,
+    state: State,
+) {
+    let (requests, outbound) = mpsc::channel(1);
+    let _ = requests.try_send(create(&options));
     // No limit of the façade's own: etcd sends up to `i32::MAX` bytes.
     let mut client = WatchClient::new(engine).max_decoding_message_size(usize::MAX);
     let opened = tokio::select! {
@@ -118,6 +131,7 @@ pub(super) async fn run(engine: WatchEngine, options: WatchOptions, events: Even
         Err(status) => return end_with(&state, &events, WatchError::Status(status)).await,
     };
     let mut position = Position::new(options.start_revision);
+    let mut stale_tokens = 0;
     loop {
         let msg = tokio::select! {
             m = inbound.message() => m,
@@ -130,6 +144,18 @@ pub(super) async fn run(engine: WatchEngine, options: WatchOptions, events: Even
         };
         let was_created = position.created();
         match position.judge(resp) {
+            Verdict::End(WatchError::Canceled { reason })
+                if crate::etcd::is_stale_token_cancel(&reason)
+                    && !position.created()
+                    && stale_tokens < MAX_STALE_TOKENS =>
+            {
+                stale_tokens += 1;
+                tracing::info!(%reason, "watch refused for a stale token; renewing it, then creating the watch again");
+                if let Err(status) = renew().await {
+                    return end_with(&state, &events, WatchError::Status(status)).await;
+                }
+                let _ = requests.send(create(&options)).await;
+            }
             Verdict::End(err) => return end_with(&state, &events, err).await,
             Verdict::Events(list) => {
                 state.send_modify(|s| {

@@ -63,10 +63,11 @@ impl ResumingWatch {
     pub fn new(channel: impl IntoBoxChannel, options: WatchOptions) -> Self {
         let (tx, events) = mpsc::channel(options.buffer);
         let channel = channel.into_box_channel();
-        let (checker, tuning) = pump::engine_setup(&channel, &options);
+        let renew = pump::renew_token(channel.clone(), &options);
+        let (checker, tuning) = pump::engine_setup(renew.clone(), &options);
         let (engine, followed) = WatchEngine::new(channel, checker, tuning);
         let driven = Driven::spawn(WatchState::default(), |state| {
-            pump::run(engine, options, tx, state)
+            pump::run((engine, renew), options, tx, state)
         });
         Self {
             events,
