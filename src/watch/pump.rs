@@ -142,7 +142,6 @@ pub(super) async fn run(
             Ok(None) => return,
             Err(status) => return end_with(&state, &events, WatchError::Status(status)).await,
         };
-        let was_created = position.created();
         match position.judge(resp) {
             Verdict::End(WatchError::Canceled { reason })
                 if crate::etcd::is_stale_token_cancel(&reason)
@@ -159,7 +158,7 @@ pub(super) async fn run(
             Verdict::End(err) => return end_with(&state, &events, err).await,
             Verdict::Events(list) => {
                 state.send_modify(|s| {
-                    s.creations = u64::from(position.created() || was_created);
+                    s.creations = u64::from(position.created());
                     s.last_revision = position.last();
                 });
                 for event in list {
