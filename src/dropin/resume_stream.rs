@@ -1046,7 +1046,7 @@ fn wants_member(book_needs: bool, caller_waits: bool, caller_done: bool) -> bool
 
 /// Whether `member`, serving a stream whose book is catching watches up, may leave pokes
 /// unanswered without being held hung: the health state (`snapshot`) has it healthy.
-fn excused(member: Option<&Member>, snapshot: &[crate::checker::MemberSnapshot]) -> bool {
+fn excused(member: Option<&Member>, snapshot: &[crate::member::MemberSnapshot]) -> bool {
     member.is_some_and(|m| {
         snapshot
             .iter()
@@ -1223,7 +1223,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_member_the_health_state_has_healthy_is_excused_for_silence() {
-        use crate::checker::MemberSnapshot;
+        use crate::member::MemberSnapshot;
         let uri = |p: u16| format!("http://127.0.0.1:{p}").parse().expect("uri");
         let checker =
             HealthChecker::with_uris([uri(1), uri(2)], Config::default()).expect("checker");
