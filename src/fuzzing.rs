@@ -47,13 +47,13 @@ pub fn deadline_instant(
 /// A lease keep-alive schedule fed answers with these TTLs (seconds, as a member sends them)
 /// `gap` milliseconds apart, after a caller's `granted_ttl`. Must never panic.
 pub fn lease_answers(granted_ttl: Option<Duration>, answers: &[(i64, u64)]) {
-    crate::dropin::fuzz_answers(granted_ttl, answers)
+    crate::stream::fuzz_answers(granted_ttl, answers)
 }
 
 /// The drop-in's watch book fed `(op, watch id, revision)` steps: creations, the member's
 /// created answers, events (whole or fragments), cancels and moves. Must never panic.
 pub fn watch_book(steps: &[(u8, i64, i64)]) {
-    crate::dropin::fuzz_watch_book(steps)
+    crate::stream::fuzz_watch_book(steps)
 }
 
 #[cfg(test)]

@@ -65,8 +65,8 @@ mod passive;
 mod probe;
 pub mod proto;
 mod resolve;
-mod resume;
 mod start;
+mod stream;
 mod timing;
 #[cfg(feature = "tls")]
 mod tls;
@@ -97,13 +97,13 @@ pub use watch::{ResumingWatch, WatchOptions};
 pub mod observe {
     pub use crate::balance::ServedBy;
     pub use crate::budget::RetryBudgetSnapshot;
-    pub use crate::dropin::{ServingStream, StreamCounts, StreamKind, StreamStats};
     pub use crate::error::{OUTCOME_HEADER, OUTCOME_UNKNOWN_VALUE};
     pub use crate::event::{EventKind, HealthEvent};
     pub use crate::health::{Counters, Outcome, Source, Status, Transition};
     pub use crate::leader::LeaderSnapshot;
     pub use crate::lease::{KeepAliveState, LeaseError};
     pub use crate::member::{Member, MemberSnapshot, Origin, ProbeReport};
+    pub use crate::stream::{ServingStream, StreamCounts, StreamKind, StreamStats};
     #[cfg(feature = "tls")]
     pub use crate::tls::TlsStatus;
     pub use crate::watch::{WatchError, WatchState};
@@ -127,8 +127,8 @@ pub mod extend {
         BoxFuture, Finding, GrpcProbe, HttpProbe, Probe, ProbeTarget, StatusProbe, TcpProbe,
     };
     pub use crate::resolve::{Resolve, TokioResolver};
-    pub use crate::resume::{BoxChannel, ChannelError, IntoBoxChannel};
     pub use crate::start::HealthCheckerBuilder;
+    pub use crate::stream::resume::{BoxChannel, ChannelError, IntoBoxChannel};
 }
 
 /// The README's examples, compiled as doc tests so they stay true.

@@ -13,19 +13,13 @@ use tower::util::BoxCloneSyncService;
 use tower::Service;
 
 use super::auth_pause::{AuthPause, AUTHENTICATE};
-use super::book::Book;
-use super::keepalive_book::KeepAliveBook;
-use super::latest_token::LatestToken;
-use super::resume_stream::Streams;
-use super::stats::StreamStats;
-use super::tuning::Tuning;
-use super::watch_book::WatchBook;
 use crate::balance::{Balance, MakeMember, ResponseFuture};
 use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::grpc::GrpcService;
 use crate::member::Member;
-use crate::resume::IntoBoxChannel;
+use crate::stream::resume::IntoBoxChannel;
+use crate::stream::{StreamStats, Streams};
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
@@ -241,7 +235,7 @@ impl EtcdChannel {
 
     /// The counters of the channel's watch and keep-alive streams.
     pub fn stream_stats(&self) -> StreamStats {
-        self.shared.inner.parts.streams.stats.clone()
+        self.shared.inner.parts.streams.stats().clone()
     }
 
     /// Applies the endpoint changes etcd-client sent. Called on every request, and waits
@@ -394,15 +388,12 @@ where
     M::Service: GrpcService + Clone + Sync,
 {
     fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
-        let streams = Streams {
-            channel: balance.clone().into_box_channel(),
-            checker: balance.checker().clone(),
+        let streams = Streams::new(
+            balance.clone().into_box_channel(),
+            balance.checker().clone(),
             stats,
             resume,
-            token: LatestToken::default(),
-            orders: Default::default(),
-            tuning: Tuning::default(),
-        };
+        );
         Self {
             parts: Arc::new(Parts {
                 balance,
@@ -463,32 +454,15 @@ where
             streams,
             auth,
         } = &*self.parts;
-        streams.token.note(req.headers_mut());
-        let answer = if takes_stream(req.uri().path()) {
-            call_stream(streams, req)
+        streams.note_token(req.headers_mut());
+        let answer = if crate::stream::takes(req.uri().path()) {
+            crate::stream::call(streams, req)
         } else if req.uri().path() == AUTHENTICATE {
             authenticate(balance.clone(), auth.clone(), req)
         } else {
             balance.dispatch(req)
         };
         answer.map_response(super::stale_token::as_unauthenticated)
-    }
-}
-
-/// Whether the drop-in answers calls to `path` itself (watches and keep-alives).
-fn takes_stream(path: &str) -> bool {
-    path == WatchBook::PATH || path == KeepAliveBook::PATH
-}
-
-/// Takes a stream request of the caller that [`takes_stream`] names: a watch to the resuming
-/// driver, a keep-alive to the hedging one (or, with resumption off, passed through).
-fn call_stream(streams: &Streams, req: Request<tonic::body::Body>) -> ResponseFuture {
-    if req.uri().path() == WatchBook::PATH {
-        streams.start(req, WatchBook::default())
-    } else if streams.resume {
-        super::keepalive_stream::start(streams.clone(), req)
-    } else {
-        streams.start(req, KeepAliveBook::default())
     }
 }
 

@@ -63,7 +63,7 @@
 //!
 //! - **keep-alives** go to the leader when the health state knows it (etcd forwards them to
 //!   it anyway; an idle stream on a follower moves back to the leader), and are not moved but
-//!   hedged (`keepalive_stream.rs`, the keep-alive engine the tower
+//!   hedged (`src/stream/keepalive_driver.rs`, the keep-alive engine the tower
 //!   [`KeepAlive`](crate::lease::KeepAlive) is a façade over): one unanswered for a quarter of
 //!   2 × `hang.after` is sent to another member too (they are idempotent), at most 3 streams
 //!   at once, the first answer passed on once. Every answer is a member's: none is made up, a
@@ -91,37 +91,10 @@
 //! stays on its member and fails or stalls with it, as with stock etcd-client. A stack built
 //! by hand and given with [`into_etcd_channel`] resumes its streams the same way. (For the
 //! tower stack without etcd-client: [`ResumingWatch`](crate::watch::ResumingWatch), a façade
-//! over this module's watch engine (`one_watch.rs`), and [`KeepAlive`](crate::lease::KeepAlive).)
+//! over the stream engine (`src/stream/`), and [`KeepAlive`](crate::lease::KeepAlive).)
 
 mod auth_pause;
-mod book;
 mod channel;
-mod frame;
-mod keepalive_book;
-mod keepalive_caller;
-mod keepalive_choose;
-mod keepalive_lane;
-mod keepalive_schedule;
-mod keepalive_stream;
-mod latest_token;
-mod one_watch;
-mod opening;
-mod progress_order;
-mod resume_stream;
 mod stale_token;
-mod stats;
-mod token_wait;
-mod tuning;
-mod watch_book;
-#[cfg(feature = "fuzzing")]
-pub(crate) use keepalive_schedule::fuzz_answers;
-#[cfg(feature = "fuzzing")]
-pub(crate) use watch_book::fuzz_watch_book;
 
 pub use channel::{into_etcd_channel, EtcdChannel, HealthChannel};
-pub(crate) use keepalive_caller::{Answer, LocalEnds, Progress};
-pub(crate) use keepalive_schedule::{Schedule, Timing};
-pub(crate) use keepalive_stream::spawn_local;
-pub(crate) use one_watch::WatchEngine;
-pub use stats::{ServingStream, StreamCounts, StreamKind, StreamStats};
-pub(crate) use tuning::{Followed, Renew, Tuning};

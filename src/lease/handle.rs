@@ -7,7 +7,7 @@ use crate::balance::Balance;
 use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseRevokeRequest;
-use crate::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};
+use crate::stream::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};
 
 /// How long a revoke on stop may take.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);

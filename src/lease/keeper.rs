@@ -1,5 +1,5 @@
 //! The tower [`KeepAlive`](super::KeepAlive)'s keeper: what etcd-client's keeper loop is to the
-//! drop-in, over the same keep-alive engine (`dropin/keepalive_stream.rs`).
+//! drop-in, over the same keep-alive engine (`stream/keepalive_driver.rs`).
 //!
 //! Why a keeper of its own: the engine decides where keep-alives go, how many streams carry
 //! them, when one is hedged or given up and how a lost stream is replaced; the keeper decides
@@ -13,9 +13,9 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use super::{KeepAliveOptions, KeepAliveState, LeaseError};
-use crate::dropin::{spawn_local, Answer, LocalEnds, Progress, Schedule};
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
-use crate::resume::BoxChannel;
+use crate::stream::resume::BoxChannel;
+use crate::stream::{spawn_local, Answer, LocalEnds, Progress, Schedule};
 
 pub(super) async fn run(
     channel: BoxChannel,

@@ -39,13 +39,13 @@
 //! a stream was re-opened, why the last time.
 //!
 //! Where it runs: [`KeepAlive`] is a façade over the drop-in's keep-alive engine
-//! (`dropin/keepalive_stream.rs`), the one that also answers etcd-client's `LeaseKeepAlive`
+//! (`stream/keepalive_driver.rs`), the one that also answers etcd-client's `LeaseKeepAlive`
 //! streams, so both keep leases by one policy (the leader first, hedges, give-ups, back-off,
 //! the retry budget). Its keeper (`keeper.rs`) does for it what etcd-client's keeper loop does
 //! for the drop-in: it feeds the engine a keep-alive every TTL/3, reads its answers, and
 //! presumes the lease expired when none came within its TTL (the engine's renewal schedule,
-//! `dropin/keepalive_schedule.rs`). The options and setters for back-off, avoidance,
-//! `hasleader` and the health checker are shared with the resuming watch (`src/resume/`).
+//! `stream/keepalive_schedule.rs`). The options and setters for back-off, avoidance,
+//! `hasleader` and the health checker are shared with the resuming watch (`src/stream/resume/`).
 
 mod error;
 mod handle;

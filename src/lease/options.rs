@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::dropin::Timing;
-use crate::resume::{reopen_setters, ReopenOptions};
+use crate::stream::resume::{reopen_setters, ReopenOptions};
+use crate::stream::Timing;
 
 /// Settings of a [`KeepAlive`](super::KeepAlive).
 #[derive(Clone, Debug)]

@@ -408,7 +408,7 @@ pub(crate) struct StreamMeter {
 
 impl StreamMeter {
     /// A caller's watch, opened now (the tower watch's series now come from the stream
-    /// engine's [`StreamStats`](crate::dropin::StreamStats); kept for the tests of the series).
+    /// engine's [`StreamStats`](crate::stream::StreamStats); kept for the tests of the series).
     #[cfg(test)]
     pub(crate) fn watch() -> Self {
         Self::opened("watch")

@@ -1,6 +1,6 @@
 //! What the engine's answers mean to the caller of a [`ResumingWatch`](super::ResumingWatch).
 //!
-//! Why a pure state: the engine (the drop-in's, `src/dropin/resume_stream.rs`) hands the
+//! Why a pure state: the engine (the drop-in's, `src/stream/driver.rs`) hands the
 //! façade etcd's own `WatchResponse`s, already rid of duplicates, re-creations and its own
 //! progress answers. What is left is a small translation (events to items, a cancel to the
 //! watch's final error) plus the revision the watch stands at, for

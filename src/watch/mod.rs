@@ -8,7 +8,7 @@
 //! does the same over any tonic channel, our [`Balance`](crate::Balance) in particular.
 //!
 //! It is a thin façade over the one stream engine the drop-in's watches use
-//! (`src/dropin/resume_stream.rs` driving the pure `WatchBook`; entry `one_watch.rs`): it
+//! (`src/stream/driver.rs` driving the pure `WatchBook`; entry `watch_engine.rs`): it
 //! makes a `Watch/Watch` call to the engine as etcd-client makes one to the drop-in, and turns
 //! the engine's answers into events and a final [`WatchError`] (`answer.rs`, pure; `pump.rs`,
 //! its task). So the tower watch behaves as etcd-client's watches over the drop-in do, on

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::resume::{reopen_setters, ReopenOptions};
+use crate::stream::resume::{reopen_setters, ReopenOptions};
 
 /// What a [`ResumingWatch`](super::ResumingWatch) watches, and its failure handling.
 #[derive(Clone, Debug)]

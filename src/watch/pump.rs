@@ -3,7 +3,7 @@
 //!
 //! Why so little here: moving the watch between members, asking a quiet member for progress,
 //! resuming without gap or duplicate and waiting out token refusals are the engine's
-//! (`src/dropin/resume_stream.rs` over the pure `WatchBook`), shared with etcd-client's watches
+//! (`src/stream/driver.rs` over the pure `WatchBook`), shared with etcd-client's watches
 //! over the drop-in. What is the façade's own is the options' mapping onto the engine's
 //! settings ([`engine_setup`]), the translation of answers (`answer.rs`) and the renewal of a
 //! token the stack below adds ([`renew_token`]).
@@ -16,12 +16,12 @@ use super::answer::{Position, Verdict};
 use super::{WatchError, WatchOptions, WatchState};
 use crate::checker::HealthChecker;
 use crate::config::Config;
-use crate::dropin::{Renew, Tuning, WatchEngine};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
-use crate::resume::{BoxChannel, Outbound};
+use crate::stream::resume::{BoxChannel, Outbound};
+use crate::stream::{Renew, Tuning, WatchEngine};
 
 type Events = mpsc::Sender<Result<crate::proto::mvccpb::Event, WatchError>>;
 type State = watch::Sender<WatchState>;

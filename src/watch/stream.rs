@@ -7,10 +7,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::{pump, WatchError, WatchOptions};
 use crate::balance::Balance;
-use crate::dropin::{Followed, WatchEngine};
 use crate::member::Member;
 use crate::proto::mvccpb::Event;
-use crate::resume::{Driven, IntoBoxChannel};
+use crate::stream::resume::{Driven, IntoBoxChannel};
+use crate::stream::{Followed, WatchEngine};
 
 /// What a watch went through so far, and where it stands.
 ///

@@ -1,7 +1,7 @@
 //! The stream engine's entry for one watch of the tower stack
 //! ([`ResumingWatch`](crate::watch::ResumingWatch)).
 //!
-//! Why: the drop-in's engine (`resume_stream.rs` over the pure `WatchBook`) is the one that
+//! Why: the drop-in's engine (`driver.rs` over the pure `WatchBook`) is the one that
 //! knows etcd 3.5/3.6 (progress answers coalesced or dropped, catch-up, a compaction-safe
 //! resume revision, token refusals, the caller's decode limit). The tower stack's watch is a
 //! thin façade over it rather than a second engine: it speaks to [`WatchEngine`] as
@@ -15,13 +15,13 @@ use std::task::{Context, Poll};
 use tokio::sync::watch;
 use tower::Service;
 
-use super::resume_stream::Streams;
+use super::driver::Streams;
 use super::stats::StreamStats;
 use super::tuning::{Followed, Tuning};
 use super::watch_book::WatchBook;
 use crate::balance::ResponseFuture;
 use crate::checker::HealthChecker;
-use crate::resume::BoxChannel;
+use crate::stream::resume::BoxChannel;
 
 /// A tower service that takes one `Watch/Watch` call and drives it with the engine, publishing
 /// what the stream goes through.

@@ -19,12 +19,12 @@
 //! told to avoid every other member, so a hang is blamed on the right one.
 //!
 //! The same engine drives the tower stack's [`ResumingWatch`](crate::watch::ResumingWatch)
-//! (through `one_watch.rs`): its options become the engine's [`Tuning`] (stream timeout,
+//! (through `watch_engine.rs`): its options become the engine's [`Tuning`] (stream timeout,
 //! back-off, avoidance, `hasleader`, a token renewal through its stack), and what its stream
 //! goes through is published as [`Followed`] for its state.
 //!
 //! With resumption on, keep-alive streams have a driver of their own
-//! (`keepalive_stream.rs`): keep-alives are idempotent, so a slow one is hedged on several
+//! (`keepalive_driver.rs`): keep-alives are idempotent, so a slow one is hedged on several
 //! members at once rather than moved after the stream timeout; this driver then serves them
 //! only with resumption off.
 
@@ -54,7 +54,7 @@ use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::member::Member;
-use crate::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen};
+use crate::stream::resume::{classify, evicted, forget_past, BoxChannel, Lost, Reopen};
 
 /// Frames waiting for the caller.
 const REPLY_BUFFER: usize = 64;
@@ -68,7 +68,7 @@ pub(super) fn stream_timeout(config: &Config) -> Duration {
 
 /// What every resumed stream of a channel shares.
 #[derive(Clone, Debug)]
-pub(super) struct Streams {
+pub(crate) struct Streams {
     pub(super) channel: BoxChannel,
     pub(super) checker: HealthChecker,
     pub(super) stats: StreamStats,
@@ -83,6 +83,41 @@ pub(super) struct Streams {
 }
 
 impl Streams {
+    /// The streams of a drop-in channel: `channel` its balancer, `resume` off to pass streams
+    /// through unchanged.
+    pub(crate) fn new(
+        channel: BoxChannel,
+        checker: HealthChecker,
+        stats: StreamStats,
+        resume: bool,
+    ) -> Self {
+        Self {
+            channel,
+            checker,
+            stats,
+            resume,
+            token: LatestToken::default(),
+            orders: ProgressOrders::default(),
+            tuning: Tuning::default(),
+        }
+    }
+
+    /// What the streams went through, for operators.
+    pub(crate) fn stats(&self) -> &StreamStats {
+        &self.stats
+    }
+
+    /// Whether streams are resumed on another member (off: passed through on one).
+    pub(crate) fn resumes(&self) -> bool {
+        self.resume
+    }
+
+    /// Keeps the newest auth token among the caller's request headers: re-created streams
+    /// carry it.
+    pub(crate) fn note_token(&self, headers: &mut http::HeaderMap) {
+        self.token.note(headers);
+    }
+
     /// Takes the caller's stream request, kept by `book`; the response is the driver's.
     pub(super) fn start<B: Book>(
         &self,
@@ -1136,7 +1171,7 @@ async fn open_on<B: Book>(
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
     let mut req =
         tonic::Request::from_parts(metadata, tonic::Extensions::default(), Outgoing(outgoing));
-    crate::resume::set_metadata(&mut req, require_leader, avoid);
+    crate::stream::resume::set_metadata(&mut req, require_leader, avoid);
     let codec = tonic_prost::ProstCodec::<B::Req, B::Resp>::default();
     grpc.streaming(req, PathAndQuery::from_static(B::PATH), codec)
         .await

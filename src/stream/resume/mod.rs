@@ -1,6 +1,6 @@
-//! What the two stream engines share: the drop-in's watch engine (`src/dropin/resume_stream.rs`,
+//! What the two stream drivers share: the watch driver (`src/stream/driver.rs`,
 //! behind etcd-client's watches and the tower [`ResumingWatch`](crate::watch::ResumingWatch),
-//! a façade over it) and its keep-alive engine (`src/dropin/keepalive_stream.rs`, behind
+//! a façade over it) and the keep-alive driver (`src/stream/keepalive_driver.rs`, behind
 //! etcd-client's keep-alives and the tower [`KeepAlive`](crate::lease::KeepAlive)). Each keeps
 //! a long-lived bidirectional stream on a member and, when that member is lost, opens it again
 //! on another.

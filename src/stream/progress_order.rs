@@ -30,7 +30,7 @@ use crate::balance::{AvoidMembers, ServedBy};
 use crate::member::Member;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::StatusRequest;
-use crate::resume::BoxChannel;
+use crate::stream::resume::BoxChannel;
 
 /// How long a member's answer is trusted (a rolling upgrade restarts members).
 const KEEP: Duration = Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //!
 //! Why a trait: the watch and the lease keep-alive differ in what they remember (live watches
 //! and their revisions; unanswered keep-alives) but not in how a member is lost and another
-//! one found. [`super::resume_stream`] does the latter for any [`Book`]; each book is a pure
+//! one found. [`super::driver`] does the latter for any [`Book`]; each book is a pure
 //! state machine, unit-tested without a cluster.
 
 use super::stats::StreamKind;

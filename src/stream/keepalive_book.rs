@@ -14,11 +14,11 @@
 //! yet) renews nothing the real leader sees: it is not passed on, and the keep-alive is
 //! asked again of another member.
 //!
-//! Each keep-alive of the caller gets a tag. The keep-alive engine (`keepalive_stream.rs`) may
+//! Each keep-alive of the caller gets a tag. The keep-alive engine (`keepalive_driver.rs`) may
 //! send one keep-alive on several streams at once (to several members); the first answer to
 //! its tag is passed on, later ones are duplicates the caller must not see (etcd-client's
 //! keeper reads one answer per request). With stream resumption off, the plain driver
-//! (`resume_stream.rs`) follows the same book through the [`Book`] trait.
+//! (`driver.rs`) follows the same book through the [`Book`] trait.
 
 use std::collections::VecDeque;
 

@@ -5,7 +5,7 @@
 //! holder once the TTL has run out locally) are where a lease gets lost, and they are easy to
 //! get subtly wrong. Here they take `now` as an argument and are tested on made-up clocks.
 //!
-//! The keep-alive engine (`keepalive_stream.rs`) runs one per caller stream: its rounds start
+//! The keep-alive engine (`keepalive_driver.rs`) runs one per caller stream: its rounds start
 //! with each keep-alive of the caller (`start_round_if_due(now, true)`), and its hedging,
 //! give-up and back-off rules ([`Schedule::step`], [`Schedule::driver_wake`]) decide what the
 //! driver does. The tower [`KeepAlive`](crate::lease::KeepAlive) runs one more on its side, for

@@ -2,7 +2,7 @@
 //! member.
 //!
 //! Why: etcd-client's `watch()` and `keep_alive()` return once a member answers the stream's
-//! headers (the keep-alive engine, `keepalive_stream.rs`, bounds its first open by the same
+//! headers (the keep-alive engine, `keepalive_driver.rs`, bounds its first open by the same
 //! [`FirstOpen`]). With every member accepting connections and staying silent (SIGSTOPped
 //! processes, a black-holed network path), the drop-in moved the opening from member to member
 //! for ever, and the call never returned; nor was a silent member blamed for it, since an

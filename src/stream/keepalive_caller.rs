@@ -1,7 +1,7 @@
 //! The keep-alive engine's two callers: etcd-client's `Lease/LeaseKeepAlive` stream through the
 //! drop-in, and the tower [`KeepAlive`](crate::lease::KeepAlive) in the same process.
 //!
-//! Why one type with two faces: the engine (`keepalive_stream.rs`) decides everything about
+//! Why one type with two faces: the engine (`keepalive_driver.rs`) decides everything about
 //! members, streams, hedges and back-off the same way for both; what differs is only how a
 //! keep-alive comes in and how its answer goes out. etcd-client's keeper writes gRPC frames on
 //! an HTTP/2 body and waits for the stream's headers before it sends more; the tower
@@ -19,9 +19,9 @@ use http_body::Frame;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::driver::{caller_event, CallerEvent};
 use super::frame::{self, Decoder, ReplyBody};
 use super::opening::FirstOpen;
-use super::resume_stream::{caller_event, CallerEvent};
 use super::stats::{StreamKind, StreamStats};
 use crate::member::Member;
 use crate::metrics::StreamMeter;

@@ -56,6 +56,7 @@ use tokio::time::{sleep_until, Instant};
 use tonic::metadata::MetadataMap;
 
 use super::book::Book;
+use super::driver::{stream_timeout, Streams};
 use super::keepalive_book::KeepAliveBook;
 use super::keepalive_caller::{Caller, CallerIn, LocalEnds};
 use super::keepalive_choose::{last_resort, place, Known};
@@ -63,7 +64,6 @@ use super::keepalive_lane::{take_on_member, take_stale, Heard, Lane, Opening};
 use super::keepalive_schedule::{Schedule, Step, Timing, MAX_STREAMS};
 use super::latest_token::LatestToken;
 use super::opening::FirstOpen;
-use super::resume_stream::{stream_timeout, Streams};
 use super::stats::StreamKind;
 use crate::balance::AvoidMembers;
 use crate::balance::ResponseFuture;
@@ -74,7 +74,7 @@ use crate::health::Status;
 use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseKeepAliveResponse;
-use crate::resume::{classify, BoxChannel, Lost, Reopen, ReopenOptions};
+use crate::stream::resume::{classify, BoxChannel, Lost, Reopen, ReopenOptions};
 use crate::timing;
 
 /// How long a member the stream failed on is avoided.

@@ -1,7 +1,7 @@
 //! What a user of the stream engine sets for its streams, and what the engine tells it back
 //! about one stream.
 //!
-//! Why: the engine (`resume_stream.rs`) serves two users. The drop-in takes every setting from
+//! Why: the engine (`driver.rs`) serves two users. The drop-in takes every setting from
 //! the health state's config and reports to the channel's [`StreamStats`](super::StreamStats);
 //! the tower stack's [`ResumingWatch`](crate::watch::ResumingWatch) has options of its own
 //! (idle timeout, back-off, avoidance, `hasleader`) and a state per watch (the member serving
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::member::Member;
-use crate::resume::ReopenOptions;
+use crate::stream::resume::ReopenOptions;
 
 /// How long a member the drop-in's streams failed on is avoided.
 const AVOID_FOR: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ pub(crate) type Renew =
 /// The settings of the streams one user starts.
 #[derive(Clone)]
 pub(crate) struct Tuning {
-    /// The stream timeout (see `resume_stream.rs`); `None`: from the health state's config.
+    /// The stream timeout (see `driver.rs`); `None`: from the health state's config.
     pub(crate) timeout: Option<Duration>,
     /// Back-off between members and how long a failed member is avoided (its `checker` and
     /// `require_leader` are not read: see the fields below).

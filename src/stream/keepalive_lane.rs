@@ -4,7 +4,7 @@
 //! several streams live at once; each reports what it hears to the driver through a channel,
 //! and dies with its [`Lane`] handle.
 //!
-//! The keep-alive engine (`keepalive_stream.rs`, behind both the drop-in's `LeaseKeepAlive`
+//! The keep-alive engine (`keepalive_driver.rs`, behind both the drop-in's `LeaseKeepAlive`
 //! streams and the tower [`KeepAlive`](crate::lease::KeepAlive)) hedges a slow keep-alive over
 //! several lanes. Each keep-alive sent carries a `tag` of the driver's (the
 //! drop-in numbers the caller's requests with it, to pass each answer on once); a lane's
@@ -22,7 +22,7 @@ use crate::balance::{AvoidMembers, EvenIfEjected};
 use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
-use crate::resume::{served_by, set_metadata, BoxChannel, Outbound};
+use crate::stream::resume::{served_by, set_metadata, BoxChannel, Outbound};
 
 /// What a stream reports to the driver.
 #[derive(Debug)]
