@@ -227,6 +227,11 @@ impl HealthChecker {
                     }
                     None => tracing::warn!(term, "no member knows a leader: election"),
                 },
+                Effect::EjectionEnded { index } => {
+                    if let Some(e) = entry(*index) {
+                        tracing::debug!(member = %e.member(), "ejection ended: due for a re-admission probe");
+                    }
+                }
                 Effect::WantDiscovery => self.inner.wanted.discovery.notify_one(),
                 Effect::WantDns => self.inner.wanted.dns.notify_one(),
             }

@@ -631,6 +631,19 @@ impl HealthChecker {
         );
     }
 
+    /// The earliest time the cluster state changes with time alone (an ejection ending, see
+    /// `ClusterState::poll_timeout`): the probe scheduler wakes by then and calls
+    /// [`handle_timeout`](Self::handle_timeout).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.lock().state.poll_timeout()
+    }
+
+    /// Fires the cluster state's timers due now: each member whose ejection ended becomes due
+    /// for a re-admission probe (its mirror no longer says ejected).
+    pub(crate) fn handle_timeout(&self) {
+        self.run(Event::Timeout, None);
+    }
+
     /// Wakes on every change of a member's status or of the membership.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()

@@ -37,6 +37,11 @@ pub(crate) struct MemberState {
     /// Whether it was ever in rotation: members found by `MemberList` (or a custom source)
     /// start out of it, pending admission.
     admitted: bool,
+    /// The state's timer on its ejection: when it ends (the health machine's `ejected_until`,
+    /// set only when that lies after the event that ejected it). [`Event::Timeout`] at or after
+    /// it ends the ejection ([`Effect::EjectionEnded`]); a re-admission (or the member leaving)
+    /// drops it.
+    ejection: Option<Instant>,
 }
 
 /// Everything the stack knows of the cluster.
@@ -138,6 +143,8 @@ pub(crate) enum Event {
         /// The cluster's id.
         id: u64,
     },
+    /// Time passed: the timers [`ClusterState::poll_timeout`] named that are due fire.
+    Timeout,
 }
 
 /// What the handle must do after an event, in order.
@@ -208,6 +215,13 @@ pub(crate) enum Effect {
         leader_id: Option<u64>,
         /// The highest term seen.
         term: u64,
+    },
+    /// The member's ejection ended ([`Event::Timeout`]): a success may re-admit it now, so it
+    /// is due for a re-admission probe (its mirror no longer says ejected, and the probe
+    /// schedule stops holding it back).
+    EjectionEnded {
+        /// The member's index.
+        index: usize,
     },
     /// A new seed: discovery should look again now.
     WantDiscovery,
@@ -287,8 +301,15 @@ impl MemberState {
             healthy: self.is_healthy(),
             pending: self.is_pending(),
             failed_probes: totals[1] + totals[2] + totals[3],
-            ejected_until: self.health.ejected_until(),
+            ejected: self.ejection.is_some(),
         }
+    }
+
+    /// When its ejection ends, while the state's timer on it runs (see
+    /// [`ClusterState::poll_timeout`]).
+    #[cfg(test)]
+    pub(crate) fn ejection_ends(&self) -> Option<Instant> {
+        self.ejection
     }
 }
 
@@ -372,8 +393,27 @@ impl ClusterState {
                     self.reported.insert(index, id);
                 }
             }
+            Event::Timeout => self.timeout(now, &mut effects),
         }
         effects
+    }
+
+    /// The earliest time at which the state changes, or wants something done, with time alone
+    /// (none: nothing until the next event). The driver feeds [`Event::Timeout`] at or after
+    /// it; earlier than `now` only while that is due.
+    ///
+    /// Its one source: the end of each ejected member's ejection (its health machine's
+    /// `ejected_until`, the earliest time a success may re-admit it), when it lies after the
+    /// event that ejected the member: from then on the member is due for a re-admission probe.
+    ///
+    /// Not sources, because time alone changes nothing there: a member suspected of being cut
+    /// off (only a leader round confirms it, `confirm` after it was first suspected; the
+    /// rounds' pace is `leader::LeaderChecks`'), the length of an election and the leader's
+    /// last change (`no_leader_since`, `leader_changed_at`: measured against the `now` of a
+    /// snapshot or a request's send time, never awaited), and the forgiveness of a member's
+    /// past ejections (judged at its next ejection).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.members.iter().filter_map(|m| m.ejection).min()
     }
 
     /// The members, in index order.
@@ -439,6 +479,19 @@ impl ClusterState {
         self.leader_changed_at.is_some_and(|at| at > since)
     }
 
+    /// Fires the timers due at `now`: each ejection that ended makes its member due for a
+    /// re-admission probe.
+    fn timeout(&mut self, now: Instant, effects: &mut Effects) {
+        for m in &mut self.members {
+            if m.ejection.is_some_and(|until| until <= now) {
+                m.ejection = None;
+                let index = m.member.index();
+                effects.touch(index);
+                effects.push(Effect::EjectionEnded { index });
+            }
+        }
+    }
+
     fn position(&self, index: usize) -> Option<usize> {
         self.members.iter().position(|m| m.member.index() == index)
     }
@@ -469,6 +522,11 @@ impl ClusterState {
         let transition =
             m.health
                 .record(source, outcome, now, thresholds, &self.rules.ejection, unit);
+        if transition.is_some() {
+            // An ejection starts the state's timer on it (unless it ended at once); a
+            // re-admission drops it.
+            m.ejection = m.health.ejected_until().filter(|until| *until > now);
+        }
         if m.mirror() != before {
             effects.touch(index);
         }
@@ -610,6 +668,8 @@ impl ClusterState {
                 origin: origin.clone(),
                 health,
                 admitted: !pending,
+                // A pending member's "ejection" ends as it joins: its first success admits it.
+                ejection: None,
             });
             effects.push(Effect::Added {
                 member,

@@ -101,7 +101,109 @@ fn an_ejection_is_one_status_effect_and_touches_the_member() {
     assert_eq!(healthy(&s), [true, false, true]);
     let m = s.member(1).unwrap().mirror();
     assert!(!m.healthy);
-    assert_eq!(m.ejected_until, Some(t0 + Duration::from_millis(100)));
+    assert!(m.ejected);
+    let until = s.member(1).unwrap().health().ejected_until();
+    assert_eq!(until, Some(t0 + Duration::from_millis(100)));
+    assert_eq!(s.poll_timeout(), until);
+}
+
+#[test]
+fn an_ejected_member_is_due_when_its_ejection_ends() {
+    let t0 = Instant::now();
+    let mut s = state(3, t0);
+    s.handle(outcome(1, Outcome::Failure), t0);
+    let ends = t0 + Duration::from_millis(100);
+    assert_eq!(s.poll_timeout(), Some(ends));
+    let early = s.handle(Event::Timeout, ends - Duration::from_millis(1));
+    assert!(early.list.is_empty(), "{early:?}");
+    assert_eq!(early.touched, Touched::None);
+    assert!(s.member(1).unwrap().mirror().ejected);
+    let due = s.handle(Event::Timeout, ends);
+    assert_eq!(due.list, [Effect::EjectionEnded { index: 1 }]);
+    assert_eq!(due.touched, Touched::One(1));
+    assert!(!s.member(1).unwrap().mirror().ejected);
+    assert_eq!(s.poll_timeout(), None, "fired once");
+    // Time alone re-admits nobody: a success does, from that instant on.
+    assert_eq!(healthy(&s), [true, false, true]);
+    let back = s.handle(
+        Event::Probe {
+            index: 1,
+            outcome: Outcome::Success,
+        },
+        ends,
+    );
+    assert!(
+        matches!(&back.list[..], [Effect::Status { transition, .. }, Effect::RestartLoad { index: 1 }] if transition.to == Status::Healthy),
+        "{back:?}"
+    );
+}
+
+#[test]
+fn the_earliest_ejection_end_is_the_deadline_until_its_member_is_back_or_gone() {
+    let t0 = Instant::now();
+    let mut s = state(3, t0);
+    s.handle(outcome(0, Outcome::Failure), t0);
+    let later = t0 + Duration::from_millis(30);
+    s.handle(outcome(1, Outcome::Failure), later);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+    // A success after its ejection re-admits member 0 before any timeout: its timer goes.
+    let after = t0 + Duration::from_millis(200);
+    s.handle(outcome(0, Outcome::Success), after);
+    assert_eq!(healthy(&s), [true, false, true]);
+    let ends = later + Duration::from_millis(100);
+    assert_eq!(s.poll_timeout(), Some(ends), "past: member 1 is due");
+    s.handle(
+        Event::Leave {
+            uri: "http://127.0.0.1:2380".parse().unwrap(),
+            unseed: false,
+            reason: "test".to_owned(),
+        },
+        after,
+    );
+    assert_eq!(s.poll_timeout(), None, "a member gone takes its timer");
+    assert!(s.handle(Event::Timeout, after).list.is_empty());
+}
+
+/// A pending member may be admitted from the instant it joins, an ejection of no time ends as
+/// it starts, and the leader's clocks (a suspect's confirmation, an election's length) wait for
+/// leader rounds: none of them is a deadline.
+#[test]
+fn nothing_else_is_due_with_time_alone() {
+    let t0 = Instant::now();
+    let mut s = state(3, t0);
+    s.handle(
+        Event::LeaderRound {
+            replies: vec![(0, status(10, 10)), (1, status(11, 10)), (2, status(12, 0))],
+            elapsed: Duration::from_millis(5),
+            at: SystemTime::now(),
+        },
+        t0,
+    );
+    assert!(s.leader_unsettled(), "member 2 is a suspect");
+    s.handle(
+        Event::Join {
+            uri: "http://127.0.0.1:2400".parse().unwrap(),
+            origin: Origin::MemberList {
+                name: "m4".to_owned(),
+                id: 4,
+            },
+            pending: true,
+            seed: false,
+            reason: "listed".to_owned(),
+        },
+        t0,
+    );
+    assert!(!s.member(3).unwrap().mirror().ejected);
+    assert_eq!(s.poll_timeout(), None);
+
+    let mut c = config();
+    c.ejection.base = Duration::ZERO;
+    let mut s = ClusterState::new(Rules::new(&c), 7);
+    s.handle(join("http://127.0.0.1:2379"), t0);
+    let ejected = s.handle(outcome(0, Outcome::Failure), t0);
+    assert!(matches!(&ejected.list[..], [Effect::Status { .. }, ..]));
+    assert_eq!(s.poll_timeout(), None);
+    assert!(!s.member(0).unwrap().mirror().ejected);
 }
 
 #[test]
@@ -288,6 +390,7 @@ enum Op {
     Wait(u64),
     Join(u16),
     Leave(u16),
+    Timeout,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -305,6 +408,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..400u64).prop_map(Op::Wait),
         1 => (0..6u16).prop_map(Op::Join),
         1 => (0..6u16).prop_map(Op::Leave),
+        1 => Just(Op::Timeout),
     ]
 }
 
@@ -341,6 +445,7 @@ proptest! {
                     unseed: true,
                     reason: "test".to_owned(),
                 },
+                Op::Timeout => Event::Timeout,
             };
             let was_hang = matches!(op, Op::Hang(_));
             let effects = s.handle(event, now);
@@ -385,10 +490,80 @@ proptest! {
             for m in s.members() {
                 let mirror = m.mirror();
                 prop_assert_eq!(mirror.healthy, m.is_healthy());
-                prop_assert_eq!(mirror.ejected_until.is_some(), !m.is_healthy());
+                prop_assert_eq!(m.health().ejected_until().is_some(), !m.is_healthy());
+                prop_assert!(!(mirror.ejected && m.is_healthy()));
             }
             if !changed.is_empty() {
                 prop_assert!(effects.touched != Touched::None);
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Over any sequence of events and waits: the deadline is never before the last `now`
+    /// unless something is due then, and `Timeout` at that `now` fires exactly the ejections
+    /// that ended (and nothing when none did), leaving a deadline after `now`. The state's
+    /// timer on a member is its health machine's ejection end, and its mirror says ejected
+    /// exactly while that timer runs.
+    #[test]
+    fn the_deadline_is_never_past_unless_something_is_due(
+        ops in proptest::collection::vec(op(), 1..120),
+        seed in any::<u64>(),
+    ) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut s = ClusterState::new(Rules::new(&config()), seed);
+        for i in 0..3u16 {
+            s.handle(join(&format!("http://127.0.0.1:{}", 2379 + i)), now);
+        }
+        for op in ops {
+            let event = match op {
+                Op::Outcome(i, source, outcome) => Event::Outcome { index: i, source, outcome },
+                Op::Hang(i) => Event::Hang { index: i },
+                Op::Wait(ms) => {
+                    now += Duration::from_millis(ms);
+                    continue;
+                }
+                Op::Join(p) => join(&format!("http://127.0.0.1:{}", 2379 + p)),
+                Op::Leave(p) => Event::Leave {
+                    uri: format!("http://127.0.0.1:{}", 2379 + p).parse().unwrap(),
+                    unseed: false,
+                    reason: "test".to_owned(),
+                },
+                // Fired below whenever something is due: time may pass with nothing fired.
+                Op::Timeout => continue,
+            };
+            s.handle(event, now);
+            for m in s.members() {
+                if let Some(ends) = m.ejection_ends() {
+                    prop_assert_eq!(Some(ends), m.health().ejected_until());
+                    prop_assert!(!m.is_healthy());
+                }
+                prop_assert_eq!(m.mirror().ejected, m.ejection_ends().is_some());
+            }
+            let due: Vec<usize> = s
+                .members()
+                .iter()
+                .filter(|m| m.ejection_ends().is_some_and(|at| at <= now))
+                .map(|m| m.member().index())
+                .collect();
+            let past = s.poll_timeout().is_some_and(|at| at <= now);
+            prop_assert_eq!(past, !due.is_empty());
+            let fired = s.handle(Event::Timeout, now);
+            let ended: Vec<usize> = fired
+                .list
+                .iter()
+                .map(|e| match e {
+                    Effect::EjectionEnded { index } => Ok(*index),
+                    other => Err(other.clone()),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(&ended, &due);
+            prop_assert_eq!(fired.touched == Touched::None, due.is_empty());
+            if let Some(at) = s.poll_timeout() {
+                prop_assert!(at > now, "{:?} after a timeout at {:?}", at, now);
             }
         }
     }

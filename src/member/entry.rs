@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -27,9 +27,8 @@ pub(crate) struct MemberEntry {
     pending: AtomicBool,
     /// Mirror: failed active checks so far.
     failed_probes: AtomicU64,
-    /// Mirror: while unhealthy, the earliest time a success may re-admit it (nanoseconds
-    /// after `added`, plus one; 0 for none).
-    ejected_until: AtomicU64,
+    /// Mirror: its ejection runs (the cluster state's timer on it has not fired yet).
+    ejected: AtomicBool,
     /// The balancer's load estimate of the member, kept here so that every balancer over
     /// this state shares it and snapshots report it; the health state only restarts it when
     /// the member is re-admitted.
@@ -69,8 +68,9 @@ pub(crate) struct Mirror {
     pub(crate) pending: bool,
     /// Failed active checks so far.
     pub(crate) failed_probes: u64,
-    /// While unhealthy: the earliest time a success may re-admit it.
-    pub(crate) ejected_until: Option<Instant>,
+    /// Its ejection runs: the state's timer on it has not fired yet (see
+    /// `ClusterState::poll_timeout`), so no probe is due.
+    pub(crate) ejected: bool,
 }
 
 /// How requests in flight on a member learn that it was ejected for sitting on them.
@@ -109,7 +109,7 @@ impl MemberEntry {
             healthy: AtomicBool::new(mirror.healthy),
             pending: AtomicBool::new(mirror.pending),
             failed_probes: AtomicU64::new(0),
-            ejected_until: AtomicU64::new(0),
+            ejected: AtomicBool::new(false),
             load: Load::new(now),
             last_probe: Mutex::new(None),
             endpoint,
@@ -129,10 +129,7 @@ impl MemberEntry {
         self.pending.store(mirror.pending, Ordering::Release);
         self.failed_probes
             .store(mirror.failed_probes, Ordering::Release);
-        let until = mirror.ejected_until.map_or(0, |u| {
-            (u.saturating_duration_since(self.added).as_nanos() as u64).saturating_add(1)
-        });
-        self.ejected_until.store(until, Ordering::Release);
+        self.ejected.store(mirror.ejected, Ordering::Release);
     }
 
     /// The member was put back into rotation (under the state's lock).
@@ -233,12 +230,10 @@ impl MemberEntry {
         self.abandoned.notify.notify_waiters();
     }
 
-    /// While unhealthy: the earliest time a success may re-admit it.
-    pub(crate) fn ejected_until(&self) -> Option<Instant> {
-        match self.ejected_until.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(self.added + Duration::from_nanos(n - 1)),
-        }
+    /// Its ejection runs: the cluster state's timer on it has not fired yet, so it is not due
+    /// for a probe.
+    pub(crate) fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Acquire)
     }
 
     /// Found by discovery and never in rotation yet: it must prove it belongs to the cluster

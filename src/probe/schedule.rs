@@ -8,6 +8,11 @@
 //! member's facts as arguments and are tested on made-up clocks; the driver in `scheduler.rs`
 //! only gathers the facts, starts the probes [`Schedule::step`] asks for, and sleeps until the
 //! earliest time it named.
+//!
+//! When an ejection ends is not computed here: that is the cluster state's timer
+//! (`ClusterState::poll_timeout`), which the driver fires before it gathers the facts. While
+//! it runs, a member's facts say [`ejected`](Facts::ejected) and its probe waits; once it
+//! fired, the member is probed when its interval says (at once if that passed).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,8 +34,8 @@ pub(super) struct Facts {
     pub(super) pending: bool,
     /// Failed active checks so far.
     pub(super) failed_probes: u64,
-    /// While ejected: the earliest time a success may re-admit it.
-    pub(super) ejected_until: Option<Instant>,
+    /// Its ejection runs (the cluster state's timer on it has not fired): no probe yet.
+    pub(super) ejected: bool,
 }
 
 /// The probe intervals in force (from `checks.active` and `discovery`); 0 turns probes off
@@ -67,19 +72,15 @@ impl Intervals {
     }
 
     /// When to probe a member next: one interval on (up to a fifth of it taken off by the
-    /// jitter draw `unit`, so a fleet of clients does not probe in step), and not before its
-    /// ejection ends; `None` when probes are off for its status.
+    /// jitter draw `unit`, so a fleet of clients does not probe in step); `None` when probes
+    /// are off for its status. (Not before its ejection ends either: [`Slot::ejected`].)
     fn next_due(&self, now: Instant, facts: &Facts, unit: f64) -> Option<Instant> {
         let interval = self.of_member(facts);
         if interval.is_zero() {
             return None;
         }
         let interval = crate::timing::shorten(interval, crate::timing::PERIODIC, unit);
-        let mut due = crate::timing::later(now, interval);
-        if let Some(until) = facts.ejected_until {
-            due = due.max(until);
-        }
-        Some(due)
+        Some(crate::timing::later(now, interval))
     }
 }
 
@@ -90,7 +91,8 @@ pub(super) enum Step {
     Probe,
     /// Probe it at this time: wake by then.
     At(Instant),
-    /// Nothing to wait for: a probe of it is running, or probes are off for its status.
+    /// Nothing to wait for here: a probe of it is running, probes are off for its status, or
+    /// its ejection runs (the cluster state's deadline wakes the driver when it ends).
     Idle,
 }
 
@@ -103,6 +105,8 @@ struct Slot {
     due: Option<Instant>,
     /// A probe of it is running.
     running: bool,
+    /// Its ejection runs, as its facts said last: its probe waits, however due.
+    ejected: bool,
 }
 
 /// The probe timing of every member (see the [module docs](self)).
@@ -145,7 +149,9 @@ impl Schedule {
             healthy: !facts.healthy,
             due: None,
             running: false,
+            ejected: facts.ejected,
         });
+        slot.ejected = facts.ejected;
         if slot.healthy != facts.healthy && facts.pending {
             // Found by discovery: probe it at once, so it takes traffic soon.
             slot.healthy = facts.healthy;
@@ -156,7 +162,7 @@ impl Schedule {
             slot.healthy = facts.healthy;
             slot.due = self.intervals.next_due(now, &facts, (self.draw)());
         }
-        if slot.running {
+        if slot.running || slot.ejected {
             return Step::Idle;
         }
         match slot.due {
@@ -188,11 +194,12 @@ impl Schedule {
     }
 
     /// The earliest time a member's probe is due (none: nothing to wake for; a probe's end
-    /// wakes the driver anyway).
+    /// wakes the driver anyway, and so does the end of an ejection, by the cluster state's
+    /// deadline).
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.slots
             .values()
-            .filter(|slot| !slot.running)
+            .filter(|slot| !slot.running && !slot.ejected)
             .filter_map(|slot| slot.due)
             .min()
     }
@@ -204,6 +211,7 @@ impl Schedule {
             return;
         };
         slot.running = false;
+        slot.ejected = facts.ejected;
         // Whether the status changed or not, the next probe is one interval on.
         slot.healthy = facts.healthy;
         slot.due = self.intervals.next_due(now, &facts, (self.draw)());
@@ -237,7 +245,7 @@ mod tests {
             healthy: true,
             pending: false,
             failed_probes: 0,
-            ejected_until: None,
+            ejected: false,
         }
     }
 
@@ -292,19 +300,48 @@ mod tests {
         assert_eq!(s.step(0, unhealthy(), t0 + ms(110)), Step::At(t0 + ms(210)));
     }
 
+    /// While the cluster state's timer on its ejection runs, a member is not probed, however
+    /// due, and nothing here wakes the driver (the state's deadline does); once it fired, the
+    /// member is probed at once when its interval passed meanwhile.
     #[test]
     fn an_ejected_member_is_not_probed_before_its_ejection_ends() {
         let t0 = Instant::now();
         let mut s = schedule();
         let ejected = Facts {
-            ejected_until: Some(t0 + ms(5000)),
+            ejected: true,
             ..unhealthy()
         };
-        assert_eq!(s.step(0, ejected, t0), Step::At(t0 + ms(5000)));
-        assert_eq!(s.step(0, ejected, t0 + ms(5000)), Step::Probe);
+        assert_eq!(s.step(0, ejected, t0), Step::Idle);
+        assert_eq!(
+            s.poll_timeout(),
+            None,
+            "the state's deadline wakes the driver"
+        );
+        assert_eq!(s.step(0, ejected, t0 + ms(4999)), Step::Idle);
+        // The state fired its timer at 5 s: the ejection ended.
+        assert_eq!(s.step(0, unhealthy(), t0 + ms(5000)), Step::Probe);
         // Once the ejection is over, the interval alone counts.
-        s.done(0, ejected, t0 + ms(5010));
-        assert_eq!(s.step(0, ejected, t0 + ms(5010)), Step::At(t0 + ms(5110)));
+        s.done(0, unhealthy(), t0 + ms(5010));
+        assert_eq!(
+            s.step(0, unhealthy(), t0 + ms(5010)),
+            Step::At(t0 + ms(5110))
+        );
+    }
+
+    /// A member ejected for less than its interval: the end of its ejection does not bring its
+    /// probe forward.
+    #[test]
+    fn a_short_ejection_waits_for_the_interval() {
+        let t0 = Instant::now();
+        let mut s = schedule();
+        let ejected = Facts {
+            ejected: true,
+            ..unhealthy()
+        };
+        assert_eq!(s.step(0, healthy(), t0), Step::At(t0 + ms(1000)));
+        assert_eq!(s.step(0, ejected, t0 + ms(10)), Step::Idle);
+        assert_eq!(s.step(0, unhealthy(), t0 + ms(60)), Step::At(t0 + ms(110)));
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(110)));
     }
 
     /// A status change restarts the schedule at the new status's interval, also while a probe

@@ -94,6 +94,14 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
         }
         // The budget refills with nobody asking: its gauge follows at each wake-up.
         checker.budget().show(now.into_std());
+        // The state's own deadline (an ejection ending) fires before the facts are read: a
+        // member whose ejection ended is then due for its re-admission probe.
+        if checker
+            .next_deadline()
+            .is_some_and(|at| at <= now.into_std())
+        {
+            checker.handle_timeout();
+        }
         let entries = checker.entries();
         exec.forget_gone(&checker, &entries);
         let members = entries.iter().map(|e| (e.member().index(), facts(e)));
@@ -104,7 +112,11 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
         if let Some(silent) = checks.poll(now, live) {
             exec.leader_round(&checker, &entries, silent);
         }
-        let wake = [schedule.poll_timeout(), checks.poll_timeout()];
+        let wake = [
+            schedule.poll_timeout(),
+            checks.poll_timeout(),
+            checker.next_deadline().map(Instant::from_std),
+        ];
         drop((entries, checker));
         woke = tokio::select! {
             _ = crate::timing::sleep_until(wake.into_iter().flatten().min()) => Wake::Timer,
@@ -306,7 +318,7 @@ fn facts(entry: &MemberEntry) -> Facts {
         healthy: entry.is_healthy(),
         pending: entry.is_pending(),
         failed_probes: entry.failed_probes(),
-        ejected_until: entry.ejected_until().map(Instant::from_std),
+        ejected: entry.is_ejected(),
     }
 }
 
@@ -730,5 +742,42 @@ mod tests {
             "re-admitted {after:?} after the ejection"
         );
         assert_eq!(member.probes.load(Ordering::Relaxed), 5);
+    }
+
+    /// The driver on paused time follows the cluster state's deadline: a member ejected for
+    /// 2 s (longer than its 500 ms interval) is probed at the very instant its ejection ends,
+    /// when the state's timer fires, and not before; one ejected for 200 ms (shorter) waits
+    /// for its interval.
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_member_is_probed_when_the_states_deadline_passes() {
+        for (ejection, probed_from, probed_by) in [(2000, 2000, 2001), (200, 400, 501)] {
+            let member = Arc::new(FakeMember::default());
+            let mut config = paused_config();
+            config.ejection.base = Duration::from_millis(ejection);
+            let checker = HealthChecker::builder(config)
+                .probe(member.clone())
+                .build(&["http://127.0.0.1:1"])
+                .expect("checker");
+            let mut events = checker.subscribe();
+            let (ejected, t) = status_changed(&mut events).await;
+            assert_eq!(t.to, Status::Unhealthy);
+            let ends = ejected + Duration::from_millis(ejection);
+            assert_eq!(checker.next_deadline(), Some(ends.into_std()));
+            let probed = || member.probes.load(Ordering::Relaxed);
+            tokio::time::sleep_until(ends - Duration::from_millis(1)).await;
+            assert_eq!(probed(), 3, "probed while ejected ({ejection} ms)");
+            assert!(checker.entries()[0].is_ejected());
+            tokio::time::sleep_until(ends + Duration::from_millis(1)).await;
+            assert_eq!(checker.next_deadline(), None, "the state's timer fired");
+            assert!(!checker.entries()[0].is_ejected());
+            if probed_from > ejection {
+                assert_eq!(probed(), 3, "the interval holds ({ejection} ms)");
+                tokio::time::sleep_until(ejected + Duration::from_millis(probed_from - 1)).await;
+                assert_eq!(probed(), 3, "the interval holds ({ejection} ms)");
+            }
+            tokio::time::sleep_until(ejected + Duration::from_millis(probed_by)).await;
+            assert_eq!(probed(), 4, "probed once due ({ejection} ms)");
+            assert_eq!(checker.snapshot()[0].status, Status::Unhealthy);
+        }
     }
 }
