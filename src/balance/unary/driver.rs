@@ -139,10 +139,10 @@ impl<B: Members> Unary<B> {
 
     /// Keeps the request's body (see [`buffer`]): what it is is now known (the schedule is
     /// made anew for it), and its first attempt is due.
-    fn start(&mut self, kept: (bytes::Bytes, bytes::Bytes)) {
+    fn start(&mut self, body: bytes::Bytes) {
         let checker = self.members.health();
         let config = checker.config();
-        self.replay.keep(kept, config.hedge.max_range_limit);
+        self.replay.keep(body, config.hedge.max_range_limit);
         let class = self.replay.method().class;
         // The clock as read when the request came: reading the body is over at once (tonic
         // encodes the message as it is polled).

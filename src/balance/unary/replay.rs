@@ -25,13 +25,21 @@ const COPY_BODY_UP_TO: usize = 4096;
 /// which consolidate free blocks on the way; see `docs/overhead-profile.md`).
 pub(crate) struct Replay {
     parts: http::request::Parts,
-    /// The whole body, in a buffer of its own (see [`buffer`]): what every copy after the
-    /// first sends.
-    body: Bytes,
-    /// The body as tonic encoded it, for the first copy only (empty once sent, or when it is
-    /// `body` itself): sending it leaves `body` unshared, and a `Bytes` shared for the first
-    /// time allocates its reference count.
+    /// The body as tonic encoded it. When it was copied into [`kept`](Self::kept) (a small
+    /// one, the usual), the first copy sends it and the others the copy: hyper drops the frame
+    /// once written, as behind a raw channel, and a `Bytes` shared for the first time
+    /// allocates its reference count. Otherwise every copy sends it.
     first: Bytes,
+    /// What the copies after the first need that the first takes with it: a small body copied
+    /// out of tonic's buffer (see [`COPY_BODY_UP_TO`]), then the request's headers, encoded
+    /// (see [`encode_headers`]). One allocation for both, where a copied body and a list of
+    /// headers would be two; read back only for a retry or a hedge.
+    kept: Bytes,
+    /// Where the headers start in `kept`: the length of the body copied there (0 when the
+    /// body is not copied, or empty).
+    headers_at: usize,
+    /// Whether the body was copied into `kept` (and `first` goes with the first copy).
+    copied: bool,
     /// What it is (etcd's table), once [`keep`](Self::keep) read what its body says
     /// ([`Method::for_body`]: a `Txn` of reads is a read; a `Range` over many keys, like a
     /// write or an expensive read, is never hedged).
@@ -44,10 +52,6 @@ pub(crate) struct Replay {
     /// value), and most requests make one copy. With other extensions, each copy gets the map
     /// cloned whole.
     grpc_method: Option<tonic::GrpcMethod<'static>>,
-    /// The request's headers for the copies after the first, which takes the request's own
-    /// map: kept as a list (one allocation, where a map cloned costs two), made into a map for
-    /// each later copy. Empty until the first copy is made.
-    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Drop for Replay {
@@ -68,26 +72,29 @@ impl Replay {
         };
         Self {
             grpc_method,
-            headers: Vec::new(),
             parts,
-            body: Bytes::new(),
             first: Bytes::new(),
+            kept: Bytes::new(),
+            headers_at: 0,
+            copied: false,
             method,
             tally: crate::metrics::CallTally::default(),
         }
     }
 
-    /// Keeps the request's body, as [`buffer`] read it, and learns what the body says of the
-    /// method ([`Method::for_body`]; `max_range_limit` decides whether a range may be hedged;
-    /// other methods' bodies are not read). Not inlined: the decoders' locals would otherwise
-    /// take room in the request's future, which is at its size limit.
+    /// Keeps the request's body, as [`buffer`] read it, with the request's headers (see
+    /// [`kept`](Self::kept)), and learns what the body says of the method
+    /// ([`Method::for_body`]; `max_range_limit` decides whether a range may be hedged; other
+    /// methods' bodies are not read). Not inlined: the decoders' locals would otherwise take
+    /// room in the request's future, which is at its size limit.
     #[inline(never)]
-    pub(crate) fn keep(&mut self, (body, first): (Bytes, Bytes), max_range_limit: u64) {
-        // Read from tonic's frame when there is one: sharing it allocates nothing more.
-        let frame = if first.is_empty() { &body } else { &first };
-        self.method = self.method.for_body(frame, max_range_limit);
-        self.body = body;
-        self.first = first;
+    pub(crate) fn keep(&mut self, body: Bytes, max_range_limit: u64) {
+        self.method = self.method.for_body(&body, max_range_limit);
+        self.copied = body.len() <= COPY_BODY_UP_TO;
+        let copy = if self.copied { &body[..] } else { &[][..] };
+        self.headers_at = copy.len();
+        self.kept = encode_headers(copy, &self.parts.headers);
+        self.first = body;
     }
 
     /// What the request is (etcd's table, and what its body said once kept).
@@ -128,30 +135,21 @@ impl Replay {
 
     /// A copy to send.
     pub(crate) fn request(&mut self) -> Request<tonic::body::Body> {
-        let body = match std::mem::take(&mut self.first) {
-            first if first.is_empty() => self.body.clone(),
-            first => first,
+        let body = match self.copied {
+            true => match std::mem::take(&mut self.first) {
+                first if first.is_empty() => self.kept.slice(..self.headers_at),
+                first => first,
+            },
+            false => self.first.clone(),
         };
         let mut req = Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
         *req.method_mut() = self.parts.method.clone();
         *req.uri_mut() = self.parts.uri.clone();
         *req.version_mut() = self.parts.version;
         *req.headers_mut() = match self.parts.headers.is_empty() {
-            // The first copy (of a request with headers): the list is made, the map taken.
-            false => {
-                self.headers.reserve_exact(self.parts.headers.len());
-                let all = self.parts.headers.iter();
-                self.headers
-                    .extend(all.map(|(n, v)| (n.clone(), v.clone())));
-                std::mem::take(&mut self.parts.headers)
-            }
-            true => {
-                let mut headers = http::HeaderMap::with_capacity(self.headers.len());
-                for (name, value) in &self.headers {
-                    headers.append(name.clone(), value.clone());
-                }
-                headers
-            }
+            // The first copy (of a request with headers) takes the map; the others decode it.
+            false => std::mem::take(&mut self.parts.headers),
+            true => decode_headers(&self.kept, self.headers_at),
         };
         *req.extensions_mut() = match &self.grpc_method {
             // The first copy takes the map; the others get tonic's method alone, as it was.
@@ -165,6 +163,59 @@ impl Replay {
         };
         req
     }
+}
+
+/// `body`, then `headers` encoded: their count, then for each a name's length (2 bytes), the
+/// name, a value's length (4 bytes), whether it is sensitive (1 byte), the value; lengths and
+/// count little-endian. In a buffer of exactly its size, so that it becomes a `Bytes` without
+/// a second allocation.
+fn encode_headers(body: &[u8], headers: &http::HeaderMap) -> Bytes {
+    let entries = headers.iter();
+    let size = entries
+        .map(|(n, v)| 7 + n.as_str().len() + v.len())
+        .sum::<usize>();
+    let mut kept = Vec::with_capacity(body.len() + 4 + size);
+    kept.extend_from_slice(body);
+    // A map holds fewer than 2^15 entries, a name fewer than 2^16 bytes, a value fewer than
+    // 2^32 (`http`'s own limits, and a request's size).
+    kept.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        kept.extend_from_slice(&(name.as_str().len() as u16).to_le_bytes());
+        kept.extend_from_slice(name.as_str().as_bytes());
+        kept.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        kept.push(u8::from(value.is_sensitive()));
+        kept.extend_from_slice(value.as_bytes());
+    }
+    Bytes::from(kept)
+}
+
+/// The headers [`encode_headers`] wrote into `kept` from `at` on, as a map again. Names and
+/// values came from a map, so they parse; the values share `kept`.
+fn decode_headers(kept: &Bytes, at: usize) -> http::HeaderMap {
+    let mut at = at;
+    let mut take = |n: usize| {
+        let range = at..at + n;
+        at += n;
+        range
+    };
+    let Some(count) = kept.get(take(4)) else {
+        return http::HeaderMap::new();
+    };
+    let count = u32::from_le_bytes(count.try_into().unwrap_or_default()) as usize;
+    let mut headers = http::HeaderMap::with_capacity(count);
+    for _ in 0..count {
+        let len = u16::from_le_bytes(kept[take(2)].try_into().unwrap_or_default());
+        let name = HeaderName::from_bytes(&kept[take(usize::from(len))]);
+        let len = u32::from_le_bytes(kept[take(4)].try_into().unwrap_or_default());
+        let sensitive = kept[take(1)][0] == 1;
+        let value = HeaderValue::from_maybe_shared(kept.slice(take(len as usize)));
+        debug_assert!(name.is_ok() && value.is_ok(), "a header kept from a map");
+        if let (Ok(name), Ok(mut value)) = (name, value) {
+            value.set_sensitive(sensitive);
+            headers.append(name, value);
+        }
+    }
+    headers
 }
 
 /// A copy of a buffered unary request, to send (again).
@@ -183,16 +234,15 @@ fn replay_with(parts: &http::request::Parts, body: Bytes) -> Request<tonic::body
     req
 }
 
-/// The whole body of a unary request in a buffer of its own, and tonic's frame that carried it
-/// (empty when it is the buffer itself, or when there were several).
+/// The whole body of a unary request: tonic's frame that carried it, or the frames joined.
 ///
 /// tonic encodes a unary message as one data frame, split off its 8 KiB encoding buffer: that
 /// `Bytes` keeps the whole buffer alive for as long as it is. A small message is therefore
 /// copied to be kept (a few dozen bytes for a typical etcd request, against 8 KiB held per
-/// request in flight), and the frame itself goes with the first copy of the request (hyper
-/// drops it once written, as behind a raw channel); a large one fills its buffer anyway and is
-/// kept as it is. More frames are joined.
-pub(crate) async fn buffer(body: tonic::body::Body) -> Result<(Bytes, Bytes), tower::BoxError> {
+/// request in flight; see [`Replay::keep`]), and the frame itself goes with the first copy of
+/// the request (hyper drops it once written, as behind a raw channel); a large one fills its
+/// buffer anyway and is kept as it is.
+pub(crate) async fn buffer(body: tonic::body::Body) -> Result<Bytes, tower::BoxError> {
     use http_body_util::BodyExt;
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
@@ -214,11 +264,8 @@ pub(crate) async fn buffer(body: tonic::body::Body) -> Result<(Bytes, Bytes), to
         }
     }
     Ok(match (joined, first) {
-        (Some(joined), _) => (joined.freeze(), Bytes::new()),
-        (None, Some(first)) if first.len() <= COPY_BODY_UP_TO => {
-            (Bytes::copy_from_slice(&first), first)
-        }
-        (None, first) => (first.unwrap_or_default(), Bytes::new()),
+        (Some(joined), _) => joined.freeze(),
+        (None, first) => first.unwrap_or_default(),
     })
 }
 
@@ -245,34 +292,17 @@ mod tests {
             .expect("request")
     }
 
-    /// A small body is copied out of the frame that carried it (which may pin a large
-    /// buffer), and the frame handed on for the first copy; a large one is kept as it is;
-    /// several frames are joined.
+    /// A body is kept as tonic framed it; several frames are joined.
     #[tokio::test]
     async fn buffers_request_bodies() {
         use bytes::Bytes;
         let small = Bytes::from(vec![7u8; 10]);
-        let (kept, first) = buffer(tonic::body::Body::new(http_body_util::Full::new(
+        let frame = buffer(tonic::body::Body::new(http_body_util::Full::new(
             small.clone(),
         )))
         .await
         .expect("body");
-        assert_eq!(kept, small);
-        assert_ne!(kept.as_ptr(), small.as_ptr(), "copied");
-        assert_eq!(
-            first.as_ptr(),
-            small.as_ptr(),
-            "the frame, for the first copy"
-        );
-
-        let large = Bytes::from(vec![7u8; COPY_BODY_UP_TO + 1]);
-        let (kept, first) = buffer(tonic::body::Body::new(http_body_util::Full::new(
-            large.clone(),
-        )))
-        .await
-        .expect("body");
-        assert_eq!(kept.as_ptr(), large.as_ptr(), "kept");
-        assert!(first.is_empty());
+        assert_eq!(frame.as_ptr(), small.as_ptr(), "the frame itself");
 
         let frames: Vec<Result<http_body::Frame<Bytes>, tonic::Status>> = vec![
             Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
@@ -280,31 +310,40 @@ mod tests {
             Ok(http_body::Frame::data(Bytes::from_static(b"e"))),
         ];
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-        let (kept, first) = buffer(tonic::body::Body::new(body)).await.expect("body");
-        assert_eq!(kept, Bytes::from_static(b"abcde"));
-        assert!(first.is_empty());
+        let joined = buffer(tonic::body::Body::new(body)).await.expect("body");
+        assert_eq!(joined, Bytes::from_static(b"abcde"));
         assert_eq!(
             buffer(tonic::body::Body::empty()).await.expect("body"),
-            (Bytes::new(), Bytes::new())
+            Bytes::new()
         );
     }
 
-    /// Every copy of a kept request carries the whole body: the first tonic's own frame, the
-    /// others the kept buffer.
+    /// Every copy of a kept request carries the whole body. A small body goes as tonic's own
+    /// frame with the first copy, and as a copy of it (which does not pin tonic's buffer) with
+    /// the others; a large one goes as it is with every copy.
     #[tokio::test]
     async fn every_copy_of_a_kept_request_carries_its_body() {
         use http_body_util::BodyExt;
-        let (parts, body) = range().into_parts();
-        let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Put"));
-        let kept = buffer(body).await.expect("body");
-        let whole = kept.0.clone();
-        assert!(whole.len() > 5, "a framed message");
-        replay.keep(kept, 0);
-        for _ in 0..3 {
-            let req = replay.request();
-            assert_eq!(req.uri().path(), "/etcdserverpb.KV/Range");
-            let got = req.into_body().collect().await.expect("body").to_bytes();
-            assert_eq!(got, whole);
+        let small = range()
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(small.len() > 5, "a framed message");
+        let large = Bytes::from(vec![7u8; COPY_BODY_UP_TO + 1]);
+        for whole in [small, large] {
+            let (parts, _) = range().into_parts();
+            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Put"));
+            replay.keep(whole.clone(), 0);
+            for copy in 0..3 {
+                let req = replay.request();
+                assert_eq!(req.uri().path(), "/etcdserverpb.KV/Range");
+                let got = req.into_body().collect().await.expect("body").to_bytes();
+                assert_eq!(got, whole, "copy {copy}");
+                let frame = copy == 0 || whole.len() > COPY_BODY_UP_TO;
+                assert_eq!(got.as_ptr() == whole.as_ptr(), frame, "copy {copy}");
+            }
         }
     }
 
@@ -323,7 +362,10 @@ mod tests {
             let h = |s: &'static str| http::HeaderValue::from_static(s);
             parts.headers.insert("te", h("trailers"));
             parts.headers.append("token", h("a"));
-            parts.headers.append("token", h("b"));
+            let mut secret = h("b");
+            secret.set_sensitive(true);
+            parts.headers.append("token", secret);
+            parts.headers.insert("hasleader", h("true"));
             let headers = parts.headers.clone();
             if with_mine {
                 parts.extensions.insert(Mine(7));
@@ -350,6 +392,9 @@ mod tests {
                     &headers,
                     "copy {copy}: every header, every value"
                 );
+                let sensitive = req.headers().get_all("token").iter();
+                let sensitive: Vec<bool> = sensitive.map(|v| v.is_sensitive()).collect();
+                assert_eq!(sensitive, [false, true], "copy {copy}");
             }
         }
     }
