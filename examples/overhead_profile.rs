@@ -60,7 +60,7 @@ use common::stats::median;
 use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::kv_client::KvClient;
 use etcd_health::{Balance, HealthChecker};
-use etcd_health_testing::instant::{self, one, quiet_config, InstantBody, InstantMember};
+use etcd_health_testing::instant::{self, one, quiet_config, InstantMember};
 use serde::Serialize;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -487,11 +487,7 @@ async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
     let direct = KvClient::new(fake.clone());
     let stack = KvClient::new(fake_stack(&fake, 3));
     let ec_direct = etcd_client::Client::from_channel(
-        etcd_client::Channel::Custom(tower::util::BoxCloneSyncService::new(
-            tower::ServiceBuilder::new()
-                .map_response(|r: http::Response<InstantBody>| r.map(tonic::body::Body::new))
-                .service(fake.clone()),
-        )),
+        etcd_client::Channel::Custom(tower::util::BoxCloneSyncService::new(fake.clone())),
         None,
     )
     .await
