@@ -13,7 +13,8 @@ use crate::balance::hint::mark_served;
 use crate::etcd::Method;
 use crate::member::Member;
 
-/// Request bodies up to this size are copied out of tonic's encoding buffer (see [`buffer`]).
+/// Request bodies up to this size are copied out of tonic's encoding buffer to be kept (see
+/// [`buffer`] and [`Replay::keep`]).
 const COPY_BODY_UP_TO: usize = 4096;
 
 /// A unary request kept to be sent again: its head and its whole body.
