@@ -30,26 +30,24 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
 use http_body::Frame;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tonic::metadata::MetadataMap;
-use tonic::Streaming;
 
 use super::book::{Book, Heard};
 use super::frame::{self, Decoder, ReplyBody};
+use super::lane::{self, Call, Lane};
 use super::latest_token::LatestToken;
 use super::opening::{self, FirstOpen};
 use super::progress_order::ProgressOrders;
 use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
 use super::tuning::{Followed, Tuning};
-use crate::balance::{AvoidMembers, ResponseFuture, ServedBy};
+use crate::balance::{AvoidMembers, ResponseFuture};
 use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::event::HealthEvent;
@@ -58,6 +56,10 @@ use crate::stream::resume::{classify, evicted, forget_past, BoxChannel, Lost, Re
 
 /// Frames waiting for the caller.
 const REPLY_BUFFER: usize = 64;
+
+/// Reports of the member stream read ahead of the driver (the stream is read no further
+/// while the caller is slow, as when the driver read it itself).
+const LANE_REPORTS: usize = 1;
 
 /// How long a member may leave a request of the stream unanswered before it counts as hung:
 /// four times `hang.after` (the unary requests' bound), at least 2 s. A member in an election
@@ -147,37 +149,19 @@ impl Streams {
     }
 }
 
-/// The request side sent to one member.
-struct Outgoing<T>(mpsc::UnboundedReceiver<T>);
-
-impl<T> futures_util::Stream for Outgoing<T> {
-    type Item = T;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.0.poll_recv(cx)
-    }
-}
-
-type Opened<R> = Result<tonic::Response<Streaming<R>>, tonic::Status>;
-type Opening<R> = Pin<Box<dyn Future<Output = Option<Opened<R>>> + Send>>;
 type Asking = Pin<Box<dyn Future<Output = bool> + Send>>;
+type Reports<R> = mpsc::Receiver<(u64, lane::Heard<R>)>;
 
 /// The stream's link to a member.
 enum Link<B: Book> {
     /// No member; open one at `retry_at` if the book needs one.
     Down { retry_at: Instant },
-    /// Waiting for the member's response headers (they come with its first message).
-    Opening {
-        tx: mpsc::UnboundedSender<B::Req>,
-        opening: Opening<B::Resp>,
-        target: Option<Member>,
-        since: Instant,
-    },
+    /// Waiting for the member's response headers (they come with its first message), since
+    /// `since`.
+    Opening { lane: Lane<B::Req>, since: Instant },
     /// Following the member.
     Open {
-        tx: mpsc::UnboundedSender<B::Req>,
-        inbound: Box<Streaming<B::Resp>>,
-        member: Option<Member>,
+        lane: Lane<B::Req>,
         last_heard: Instant,
         waiting_since: Option<Instant>,
         /// Progress requests of ours since the member was last heard: when the first went.
@@ -195,26 +179,24 @@ enum Link<B: Book> {
 }
 
 impl<B: Book> Link<B> {
-    fn tx(&self) -> Option<&mpsc::UnboundedSender<B::Req>> {
+    fn lane(&self) -> Option<&Lane<B::Req>> {
         match self {
             Link::Down { .. } => None,
-            Link::Opening { tx, .. } | Link::Open { tx, .. } => Some(tx),
+            Link::Opening { lane, .. } | Link::Open { lane, .. } => Some(lane),
         }
     }
 
     fn member(&self) -> Option<&Member> {
-        match self {
-            Link::Down { .. } => None,
-            Link::Opening { target, .. } => target.as_ref(),
-            Link::Open { member, .. } => member.as_ref(),
-        }
+        self.lane().and_then(Lane::member)
     }
 }
 
 /// What happened on the link.
 enum LinkEvent<R> {
     Retry,
-    Opened(Box<Option<Opened<R>>>),
+    /// The opening ended: open on this member (when the channel says), failed, or silent
+    /// for the stream timeout (`None`).
+    Opened(Option<Result<Option<Member>, tonic::Status>>),
     Message(Result<Option<R>, tonic::Status>),
     Evicted,
     Poke,
@@ -242,6 +224,11 @@ struct Driver<B: Book> {
     reply_rx: Option<mpsc::Receiver<Frame<Bytes>>>,
     reply: mpsc::Sender<Frame<Bytes>>,
     link: Link<B>,
+    /// What the member streams report, by lane id (a closed lane's reports are dropped).
+    reports: Reports<B::Resp>,
+    reports_tx: mpsc::Sender<(u64, lane::Heard<B::Resp>)>,
+    /// The id of the last lane opened.
+    next_lane: u64,
     health: Option<broadcast::Receiver<HealthEvent>>,
     /// Back-off between members and the members to avoid (shared with the tower helpers).
     reopen: Reopen,
@@ -285,6 +272,7 @@ impl<B: Book> Driver<B> {
         headers.remove("grpc-timeout");
         headers.remove(crate::etcd::HAS_LEADER);
         let (reply, reply_rx) = mpsc::channel(REPLY_BUFFER);
+        let (reports_tx, reports) = mpsc::channel(LANE_REPORTS);
         let id = streams.stats.opened(B::KIND);
         Self {
             idle: streams
@@ -305,6 +293,9 @@ impl<B: Book> Driver<B> {
             link: Link::Down {
                 retry_at: Instant::now(),
             },
+            reports,
+            reports_tx,
+            next_lane: 0,
             lost: None,
             failed_to_open: 0,
             first_open,
@@ -345,6 +336,7 @@ impl<B: Book> Driver<B> {
         );
         let link = link_event(
             &mut self.link,
+            &mut self.reports,
             &mut self.health,
             wants,
             self.streams.resume,
@@ -372,7 +364,7 @@ impl<B: Book> Driver<B> {
                 self.finish(status).await;
                 false
             }
-            Err(LinkEvent::Opened(o)) => self.opened(*o).await,
+            Err(LinkEvent::Opened(o)) => self.opened(o).await,
             Err(LinkEvent::Message(m)) => self.on_member(m).await,
             Err(LinkEvent::Evicted) => {
                 self.lose("member evicted by the health checker".into());
@@ -401,8 +393,7 @@ impl<B: Book> Driver<B> {
         let catching_up = self.book.catching_up();
         let checker = &self.streams.checker;
         if let Link::Open {
-            tx,
-            member,
+            lane,
             poked_at,
             pokes,
             poke_after,
@@ -412,10 +403,10 @@ impl<B: Book> Driver<B> {
         {
             poked_at.get_or_insert_with(Instant::now);
             *pokes = pokes.saturating_add(1);
-            *excuse = catching_up && excused(member.as_ref(), &checker.snapshot());
+            *excuse = catching_up && excused(lane.member(), &checker.snapshot());
             *poke_after = poke_after_for(self.idle);
             if let Some(req) = self.book.poke() {
-                let _ = tx.send(req);
+                lane.send(req);
             }
         }
     }
@@ -440,8 +431,8 @@ impl<B: Book> Driver<B> {
             }
         };
         if !self.streams.resume {
-            if let Some(tx) = self.link.tx() {
-                let _ = tx.send(req);
+            if let Some(lane) = self.link.lane() {
+                lane.send(req);
             } else {
                 // Not open yet: the first open sends what the book holds.
                 self.book.on_caller(req);
@@ -452,9 +443,9 @@ impl<B: Book> Driver<B> {
             self.move_to_leader();
         }
         let send = self.book.on_caller(req);
-        if let Some(tx) = self.link.tx() {
+        if let Some(lane) = self.link.lane() {
             for r in send {
-                let _ = tx.send(r);
+                lane.send(r);
             }
             self.note_sent();
         }
@@ -464,10 +455,11 @@ impl<B: Book> Driver<B> {
     /// An idle stream that prefers the leader and is served by another member moves to the
     /// leader the health state knows (nothing is in flight: nothing to send again).
     fn move_to_leader(&mut self) {
-        let Link::Open {
-            member: Some(member),
-            ..
-        } = &self.link
+        let Some(member) = self
+            .link
+            .lane()
+            .filter(|l| l.is_open())
+            .and_then(Lane::member)
         else {
             return;
         };
@@ -516,50 +508,46 @@ impl<B: Book> Driver<B> {
             self.book.prefer_leader(),
             &self.reopen.avoid(Instant::now()),
         );
-        let (tx, rx) = mpsc::unbounded_channel();
-        let resumed = self.book.resume();
-        let again = resumed.again;
-        for r in resumed.requests {
-            let _ = tx.send(r);
-        }
-        self.again = again;
         self.token_generation = self.streams.token.generation();
-        let opening = open_on::<B>(
-            self.streams.channel.clone(),
-            self.streams.token.freshen(&self.metadata),
-            (hint, self.streams.tuning.require_leader),
-            rx,
+        self.next_lane = self.next_lane.wrapping_add(1);
+        let lane = Lane::open(
+            &self.streams.channel,
+            Call::Unlimited { path: B::PATH },
+            lane::Opening {
+                id: self.next_lane,
+                metadata: self.streams.token.freshen(&self.metadata),
+                require_leader: self.streams.tuning.require_leader,
+                member: target,
+                avoid: hint,
+                even_if_ejected: false,
+                queue: None,
+            },
+            self.reports_tx.clone(),
         );
-        let bound = self.streams.resume.then_some(self.idle);
-        let opening: Opening<B::Resp> = Box::pin(async move {
-            match bound {
-                Some(bound) => timeout(bound, opening).await.ok(),
-                None => Some(opening.await),
-            }
-        });
+        let resumed = self.book.resume();
+        self.again = resumed.again;
+        for r in resumed.requests {
+            lane.send(r);
+        }
         self.link = Link::Opening {
-            tx,
-            opening,
-            target,
+            lane,
             since: Instant::now(),
         };
     }
 
-    async fn opened(&mut self, opened: Option<Opened<B::Resp>>) -> bool {
-        let Link::Opening {
-            tx, target, since, ..
-        } = std::mem::replace(
+    async fn opened(&mut self, opened: Option<Result<Option<Member>, tonic::Status>>) -> bool {
+        let Link::Opening { mut lane, since } = std::mem::replace(
             &mut self.link,
             Link::Down {
                 retry_at: Instant::now(),
             },
-        )
-        else {
+        ) else {
             return true;
         };
-        let resp = match opened {
+        let target = lane.member().cloned();
+        let served_by = match opened {
             None => {
-                drop(tx);
+                drop(lane);
                 let reason = format!("no answer to the stream's requests within {:?}", self.idle);
                 return self.silent(target, since, reason).await;
             }
@@ -597,13 +585,10 @@ impl<B: Book> Driver<B> {
                 self.finish(status).await;
                 return false;
             }
-            Some(Ok(resp)) => resp,
+            Some(Ok(served_by)) => served_by,
         };
-        let member = resp
-            .extensions()
-            .get::<ServedBy>()
-            .map(|s| s.0.clone())
-            .or(target);
+        lane.opened_on(served_by);
+        let member = lane.member().cloned();
         forget_past(&mut self.health);
         self.serve(member.clone());
         let now = Instant::now();
@@ -623,9 +608,7 @@ impl<B: Book> Driver<B> {
             );
         }
         self.link = Link::Open {
-            tx,
-            inbound: Box::new(resp.into_inner()),
-            member,
+            lane,
             last_heard: now,
             waiting_since,
             poked_at: None,
@@ -679,9 +662,9 @@ impl<B: Book> Driver<B> {
         self.reopen.healthy();
         let heard = if self.streams.resume {
             let judged = self.book.on_member(resp);
-            if let Some(tx) = self.link.tx() {
+            if let Some(lane) = self.link.lane() {
                 for r in judged.send {
-                    let _ = tx.send(r);
+                    lane.send(r);
                 }
             }
             self.book_counts();
@@ -969,6 +952,7 @@ pub(super) async fn caller_event<Req: prost::Message + Default>(
 /// The next thing that happens on the link.
 async fn link_event<B: Book>(
     link: &mut Link<B>,
+    reports: &mut Reports<B::Resp>,
     health: &mut Option<broadcast::Receiver<HealthEvent>>,
     wants: bool,
     resume: bool,
@@ -983,10 +967,16 @@ async fn link_event<B: Book>(
             sleep_until(*retry_at).await;
             LinkEvent::Retry
         }
-        Link::Opening { opening, .. } => LinkEvent::Opened(Box::new(opening.await)),
+        Link::Opening { lane, since } => {
+            let silent_at = resume.then(|| *since + idle);
+            tokio::select! {
+                biased;
+                o = opening(reports, lane.id()) => LinkEvent::Opened(Some(o)),
+                _ = sleep_until_opt(silent_at) => LinkEvent::Opened(None),
+            }
+        }
         Link::Open {
-            inbound,
-            member,
+            lane,
             last_heard,
             waiting_since,
             poked_at,
@@ -1011,14 +1001,45 @@ async fn link_event<B: Book>(
             };
             tokio::select! {
                 biased;
-                m = inbound.message() => LinkEvent::Message(m),
-                _ = evicted(health, member.as_ref()), if resume => LinkEvent::Evicted,
+                m = message(reports, lane.id()) => LinkEvent::Message(m),
+                _ = evicted(health, lane.member()), if resume => LinkEvent::Evicted,
                 _ = sleep_until_opt(hang_at) => LinkEvent::Hung(idle),
                 _ = sleep_until_opt(poke_at) => LinkEvent::Poke,
                 o = async { asking.as_mut().expect("guarded").await }, if asking.is_some() => {
                     LinkEvent::InOrder(o)
                 }
             }
+        }
+    }
+}
+
+/// How the opening of lane `id` ended: open (on this member, when the channel says) or
+/// failed. Reports of lanes closed before are dropped.
+async fn opening<R>(reports: &mut Reports<R>, id: u64) -> Result<Option<Member>, tonic::Status> {
+    loop {
+        match reports.recv().await {
+            Some((lane, lane::Heard::Opened(member))) if lane == id => return Ok(member),
+            Some((lane, lane::Heard::Ended(status))) if lane == id => {
+                return Err(status
+                    .unwrap_or_else(|| tonic::Status::unavailable("the member ended the stream")))
+            }
+            // The driver holds a sender: never `None`.
+            Some(_) => {}
+            None => return std::future::pending().await,
+        }
+    }
+}
+
+/// The next message of open lane `id`, or its end (`Ok(None)`: the member ended it). Reports of
+/// lanes closed before are dropped.
+async fn message<R>(reports: &mut Reports<R>, id: u64) -> Result<Option<R>, tonic::Status> {
+    loop {
+        match reports.recv().await {
+            Some((lane, lane::Heard::Message(resp))) if lane == id => return Ok(Some(resp)),
+            Some((lane, lane::Heard::Ended(None))) if lane == id => return Ok(None),
+            Some((lane, lane::Heard::Ended(Some(status)))) if lane == id => return Err(status),
+            Some(_) => {}
+            None => return std::future::pending().await,
         }
     }
 }
@@ -1151,30 +1172,6 @@ fn choose(
         None => avoid.clone(),
     };
     (target, hint)
-}
-
-/// Opens the stream through the balancer with the caller's metadata (its auth token).
-async fn open_on<B: Book>(
-    channel: BoxChannel,
-    metadata: MetadataMap,
-    (avoid, require_leader): (AvoidMembers, bool),
-    outgoing: mpsc::UnboundedReceiver<B::Req>,
-) -> Opened<B::Resp> {
-    // No decoding limit of the drop-in's own: the caller's (etcd-client's
-    // `max_decoding_message_size`, 4 MiB unless raised) applies when its stub decodes what the
-    // drop-in passes on, and the drop-in cannot see it (it is not sent). tonic's default 4 MiB
-    // here ended a watch whose caller had raised its limit (a `DeleteRange` of a large prefix
-    // with `prev_kv`) with `OutOfRange`. etcd itself sends up to `i32::MAX` bytes.
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
-    let mut req =
-        tonic::Request::from_parts(metadata, tonic::Extensions::default(), Outgoing(outgoing));
-    crate::stream::resume::set_metadata(&mut req, require_leader, avoid);
-    let codec = tonic_prost::ProstCodec::<B::Req, B::Resp>::default();
-    grpc.streaming(req, PathAndQuery::from_static(B::PATH), codec)
-        .await
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! of the response timeout, at most [`MAX_STREAMS`] streams, a stream that leaves one
 //! unanswered for the response timeout given up; the response timeout twice `hang.after`, 1 s
 //! by default, or the renewal interval if shorter), the choice of member ([`place`]: the leader
-//! first, never a member that already carries a stream), the stream tasks ([`Lane`]) and the
+//! first, never a member that already carries a stream), the member streams (`keepalive_lane.rs` over `lane.rs`) and the
 //! caller's keep-alives and their answers (each passed on once, in the [`KeepAliveBook`]).
 //!
 //! When the health state finds a new leader while a keep-alive is unanswered, it is sent to
@@ -60,8 +60,9 @@ use super::driver::{stream_timeout, Streams};
 use super::keepalive_book::KeepAliveBook;
 use super::keepalive_caller::{Caller, CallerIn, LocalEnds};
 use super::keepalive_choose::{last_resort, place, Known};
-use super::keepalive_lane::{take_on_member, take_stale, Heard, Lane, Opening};
+use super::keepalive_lane::{take_on_member, take_stale, KeepAliveLane};
 use super::keepalive_schedule::{Schedule, Step, Timing, MAX_STREAMS};
+use super::lane::{Heard, Opening};
 use super::latest_token::LatestToken;
 use super::opening::FirstOpen;
 use super::stats::StreamKind;
@@ -72,7 +73,6 @@ use crate::checker::HealthChecker;
 use crate::event::{EventKind, HealthEvent};
 use crate::health::Status;
 use crate::member::Member;
-use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseKeepAliveResponse;
 use crate::stream::resume::{classify, BoxChannel, Lost, Reopen, ReopenOptions};
 use crate::timing;
@@ -115,7 +115,7 @@ pub(super) fn start(streams: Streams, req: http::Request<tonic::body::Body>) -> 
         ..Timing::default()
     };
     let env = Env {
-        client: LeaseClient::new(streams.channel.clone()),
+        channel: streams.channel.clone(),
         checker: Some(streams.checker.clone()),
         metadata: MetadataMap::from_headers(headers),
         token: Some(streams.token.clone()),
@@ -150,7 +150,7 @@ pub(crate) fn spawn_local(
         ..timing
     };
     let env = Env {
-        client: LeaseClient::new(channel),
+        channel,
         checker,
         metadata: MetadataMap::new(),
         token: None,
@@ -203,7 +203,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// What the driver waited for.
 enum Event {
     Caller(CallerIn),
-    Heard(u64, Heard),
+    Heard(u64, Heard<LeaseKeepAliveResponse>),
     Health(HealthNews),
     OpenExpired,
     Tick,
@@ -211,7 +211,8 @@ enum Event {
 
 /// Where the engine's streams go and what they carry, per caller.
 struct Env {
-    client: LeaseClient<BoxChannel>,
+    /// Where the streams are opened.
+    channel: BoxChannel,
     /// The health state: members, leader, budget, evictions (none over a plain channel).
     checker: Option<HealthChecker>,
     /// The caller's metadata (its auth token, say).
@@ -229,10 +230,10 @@ struct Driver {
     schedule: Schedule,
     reopen: Reopen,
     /// Open streams; the first is the one that answered last (new keep-alives go there).
-    lanes: Vec<Lane>,
+    lanes: Vec<KeepAliveLane>,
     next_lane: u64,
-    heard_tx: mpsc::Sender<(u64, Heard)>,
-    heard: mpsc::Receiver<(u64, Heard)>,
+    heard_tx: mpsc::Sender<(u64, Heard<LeaseKeepAliveResponse>)>,
+    heard: mpsc::Receiver<(u64, Heard<LeaseKeepAliveResponse>)>,
     health: Option<broadcast::Receiver<HealthEvent>>,
     /// The stream whose answer was passed on last.
     serving: Option<u64>,
@@ -337,7 +338,7 @@ impl Driver {
         let stale_at = self
             .lanes
             .iter()
-            .filter_map(Lane::waiting_since)
+            .filter_map(KeepAliveLane::waiting_since)
             .min()
             .map(|t| t + self.schedule.response_timeout());
         Ok(self
@@ -496,8 +497,8 @@ impl Driver {
             Some(token) => token.freshen(&self.env.metadata),
             None => self.env.metadata.clone(),
         };
-        let lane = Lane::open(
-            &self.env.client,
+        let lane = KeepAliveLane::open(
+            &self.env.channel,
             Opening {
                 id: self.next_lane,
                 metadata,
@@ -505,7 +506,7 @@ impl Driver {
                 member: member.clone(),
                 avoid,
                 even_if_ejected,
-                queue: LANE_QUEUE,
+                queue: Some(LANE_QUEUE),
             },
             requests,
             self.heard_tx.clone(),
@@ -556,7 +557,7 @@ impl Driver {
             return true;
         };
         let now = Instant::now();
-        let on_leader = |l: &Lane| l.member().is_some_and(|m| m.index() == leader);
+        let on_leader = |l: &KeepAliveLane| l.member().is_some_and(|m| m.index() == leader);
         // With other streams carrying the keep-alive, the new leader's is one copy more.
         if self.lanes.iter().any(|l| !on_leader(l)) && !self.may_hedge(now) {
             return true;
@@ -587,7 +588,7 @@ impl Driver {
     }
 
     /// A report of stream `lane`; `false` ends the engine.
-    async fn heard(&mut self, lane: u64, heard: Heard) -> bool {
+    async fn heard(&mut self, lane: u64, heard: Heard<LeaseKeepAliveResponse>) -> bool {
         let now = Instant::now();
         let Some(pos) = self.lanes.iter().position(|l| l.id() == lane) else {
             // A stream closed meanwhile.
@@ -602,8 +603,10 @@ impl Driver {
                 }
                 self.caller.opened()
             }
-            Heard::Answer(resp) => self.answered(pos, resp, now).await,
+            Heard::Message(resp) => self.answered(pos, resp, now).await,
             Heard::Ended(status) => {
+                let status = status
+                    .unwrap_or_else(|| tonic::Status::unavailable("the keep-alive stream ended"));
                 let lane = self.lanes.remove(pos);
                 match classify(status.clone(), lane.member().cloned()) {
                     Ok(lost) => {
@@ -741,7 +744,7 @@ impl Driver {
 
     /// Books a stream lost (already removed from the open ones); its member is avoided for a
     /// while if `avoid`. With none left, the next opens after a jittered back-off.
-    fn lost_lane(&mut self, lane: Lane, lost: Lost, avoid: bool, now: Instant) {
+    fn lost_lane(&mut self, lane: KeepAliveLane, lost: Lost, avoid: bool, now: Instant) {
         let was_serving = self.serving == Some(lane.id());
         drop(lane);
         let reopens = self.reopen.lost(&lost, avoid, now);

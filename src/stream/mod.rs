@@ -43,6 +43,7 @@ mod keepalive_choose;
 mod keepalive_driver;
 mod keepalive_lane;
 mod keepalive_schedule;
+mod lane;
 mod latest_token;
 mod opening;
 mod progress_order;
