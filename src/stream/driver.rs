@@ -16,7 +16,10 @@
 //!
 //! The member is chosen here (the leader for keep-alives, which etcd forwards to it anyway;
 //! any healthy member for watches), never one the stream just failed on, and the balancer is
-//! told to avoid every other member, so a hang is blamed on the right one.
+//! told to avoid every other member, so a hang is blamed on the right one. The stream on the
+//! member is a [`Lane`] (`lane.rs`, as the keep-alive driver's), with no decoding limit of the
+//! drop-in's own ([`Call::Unlimited`]); what is watch-only (pokes, the progress-order
+//! question, the member excused while it catches up) stays here.
 //!
 //! The same engine drives the tower stack's [`ResumingWatch`](crate::watch::ResumingWatch)
 //! (through `watch_engine.rs`): its options become the engine's [`Tuning`] (stream timeout,

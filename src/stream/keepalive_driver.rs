@@ -16,8 +16,9 @@
 //! of the response timeout, at most [`MAX_STREAMS`] streams, a stream that leaves one
 //! unanswered for the response timeout given up; the response timeout twice `hang.after`, 1 s
 //! by default, or the renewal interval if shorter), the choice of member ([`place`]: the leader
-//! first, never a member that already carries a stream), the member streams (`keepalive_lane.rs` over `lane.rs`) and the
-//! caller's keep-alives and their answers (each passed on once, in the [`KeepAliveBook`]).
+//! first, never a member that already carries a stream), the member streams
+//! (`keepalive_lane.rs`, over the [`Lane`](super::lane::Lane) the watch driver uses too) and
+//! the caller's keep-alives and their answers (each passed on once, in the [`KeepAliveBook`]).
 //!
 //! When the health state finds a new leader while a keep-alive is unanswered, it is sent to
 //! that leader at once (the oldest stream makes room if need be): a new leader renews at

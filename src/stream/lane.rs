@@ -269,3 +269,117 @@ where
     grpc.streaming(req, PathAndQuery::from_static(path), codec)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tower::util::BoxCloneSyncService;
+
+    use super::*;
+    use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
+    use crate::stream::resume::ChannelError;
+
+    /// Counts the calls it holds while it holds them.
+    struct Held(Arc<AtomicUsize>);
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A channel whose calls never answer (`held` counts them) and never read their requests.
+    fn silent(held: Arc<AtomicUsize>) -> BoxChannel {
+        BoxCloneSyncService::new(tower::service_fn(
+            move |_req: http::Request<tonic::body::Body>| {
+                held.fetch_add(1, Ordering::SeqCst);
+                let guard = Held(held.clone());
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<Result<http::Response<tonic::body::Body>, ChannelError>>(
+                    )
+                    .await
+                }
+            },
+        ))
+    }
+
+    /// A channel whose calls are refused with `status`.
+    fn refusing(status: tonic::Status) -> BoxChannel {
+        BoxCloneSyncService::new(tower::service_fn(
+            move |_req: http::Request<tonic::body::Body>| {
+                let status = status.clone();
+                async move { Ok::<_, ChannelError>(status.into_http()) }
+            },
+        ))
+    }
+
+    fn opening(id: u64, queue: Option<usize>) -> Opening {
+        Opening {
+            id,
+            metadata: MetadataMap::new(),
+            require_leader: false,
+            member: None,
+            avoid: AvoidMembers::default(),
+            even_if_ejected: false,
+            queue,
+        }
+    }
+
+    /// Yields until `done` (at most a second).
+    async fn until(done: impl Fn() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(1), wait)
+            .await
+            .expect("in time");
+    }
+
+    const CALL: Call = Call::Unlimited {
+        path: "/etcdserverpb.Watch/Watch",
+    };
+
+    #[tokio::test]
+    async fn a_bounded_queue_the_member_does_not_read_refuses_more_and_a_dropped_lane_closes() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let (tx, _rx) = mpsc::channel::<(u64, Heard<WatchResponse>)>(4);
+        let lane = Lane::open(&silent(held.clone()), CALL, opening(7, Some(2)), tx);
+        assert!(lane.send(WatchRequest::default()));
+        assert!(lane.send(WatchRequest::default()));
+        assert!(
+            !lane.send(WatchRequest::default()),
+            "full: the member does not read"
+        );
+        until(|| held.load(Ordering::SeqCst) == 1).await;
+        drop(lane);
+        until(|| held.load(Ordering::SeqCst) == 0).await;
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_queue_takes_everything_while_the_stream_lives() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let (tx, _rx) = mpsc::channel::<(u64, Heard<WatchResponse>)>(4);
+        let lane = Lane::open(&silent(held), CALL, opening(1, None), tx);
+        assert!((0..1000).all(|_| lane.send(WatchRequest::default())));
+        assert!(!lane.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_refused_opening_is_reported_with_the_lane_s_id() {
+        let (tx, mut rx) = mpsc::channel::<(u64, Heard<WatchResponse>)>(4);
+        let channel = refusing(tonic::Status::unavailable("etcdserver: no leader"));
+        let _lane: Lane<WatchRequest> = Lane::open(&channel, CALL, opening(42, None), tx);
+        match rx.recv().await {
+            Some((42, Heard::Ended(Some(status)))) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable);
+                assert_eq!(status.message(), "etcdserver: no leader");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -21,9 +21,13 @@
 //!   `keepalive_schedule.rs` (when a keep-alive is hedged, a stream given up),
 //!   `keepalive_choose.rs` (which member), `progress_order.rs` (which members answer progress
 //!   requests in order), `token_wait.rs` (waiting for the caller's next token);
-//! - the drivers (`dispatch.rs` hands each caller's stream to one): `driver.rs` moves a watch's one stream from member to member (and passes a
-//!   keep-alive stream through with resumption off); `keepalive_driver.rs` sends each
-//!   keep-alive to the leader and hedges it over `keepalive_lane.rs`'s member streams;
+//! - the drivers (`dispatch.rs` hands each caller's stream to one): `driver.rs` moves a
+//!   watch's one stream from member to member (and passes a keep-alive stream through with
+//!   resumption off); `keepalive_driver.rs` sends each keep-alive to the leader and hedges it
+//!   over several member streams (`keepalive_lane.rs`: each one's keep-alives and answers);
+//! - `lane.rs`: the one way both drivers open, feed and close a member stream (a task per
+//!   stream: the caller's metadata and token, `hasleader`, avoid hints, even-if-ejected, a
+//!   request queue; it reports opened, messages and the end by its id);
 //! - what the drivers share: `opening.rs` (the bound on a stream's first open), `frame.rs`
 //!   (gRPC frames to and from the caller), `latest_token.rs` (the newest auth token),
 //!   `tuning.rs` (a user's settings), `stats.rs` (what operators see), and [`resume`] (what
