@@ -2,9 +2,9 @@
 //!
 //! Why one routine: requests, watches and keep-alives all want "a healthy member, not one of
 //! these, the less loaded of two drawn at random; with none healthy, what the caller allows".
-//! Three routines that each did it (this one, the lease's and the drop-in's stream driver's)
+//! Three routines that each did it (this one, the keep-alive driver's and the watch driver's)
 //! had drifted apart (random picks for streams, load for requests; whole snapshots built to
-//! pick one). [`choose`] is that routine: tiers of eligible members, the leader first within a
+//! pick one); the stream engine now asks this one (`src/stream/choose.rs` words its wants). [`choose`] is that routine: tiers of eligible members, the leader first within a
 //! tier when the caller wants it, power of two choices by load otherwise. It reads the members'
 //! shared entries and allocates nothing.
 
@@ -31,57 +31,63 @@ pub(crate) struct Want<'a> {
     pub(crate) unhealthy: Unhealthy,
 }
 
-/// What [`choose`] may take when no member is healthy.
+/// What [`choose`] may take out of rotation (an unhealthy member).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Unhealthy {
     /// Nothing (`all_unhealthy = fail-fast`, or the caller decides itself).
     #[default]
     Nothing,
-    /// Only [`Want::first`] (the leader), if it is neither busy nor avoided.
-    #[allow(
-        dead_code,
-        reason = "the keep-alive's choice (src/lease/choose.rs) is to move onto `choose`"
-    )]
+    /// With no member healthy, only [`Want::first`] (the leader), if it is neither busy nor
+    /// avoided.
     First,
-    /// Any member not busy, those not avoided first (panic mode: `all_unhealthy = try-all`).
+    /// With no member healthy, any member not busy, those not avoided first (panic mode:
+    /// `all_unhealthy = try-all`).
     Any,
+    /// Only members out of rotation, even while healthy ones are there (all busy): a hedge's
+    /// last resort, sent with [`EvenIfEjected`](super::EvenIfEjected). [`Want::first`] if it
+    /// is not busy, even if avoided (an ejected leader is often back already), then those not
+    /// avoided, then any not busy.
+    LastResort,
 }
 
 /// The member for a request or a stream, by tiers: healthy and neither busy nor avoided;
 /// healthy and not busy; then, only when no member is healthy, what `want.unhealthy`
-/// allows. Within a tier [`Want::first`] (the leader) if it is in it, else the less loaded of
-/// two drawn at random. `None` when no tier has a member.
+/// allows ([`Unhealthy::LastResort`] takes only the members out of rotation, and skips the
+/// healthy tiers). Within a tier [`Want::first`] (the leader) if it is in it, else the less
+/// loaded of two drawn at random. `None` when no tier has a member.
 pub(crate) fn choose(entries: &[Arc<MemberEntry>], want: Want<'_>) -> Option<Arc<MemberEntry>> {
     let busy = |e: &MemberEntry| want.busy.contains(&e.member().index());
     let avoided = |e: &MemberEntry| want.avoid.contains(&e.member().index());
-    let tier = |eligible: &dyn Fn(&MemberEntry) -> bool| {
-        let first = want
-            .first
-            .and_then(|i| entries.iter().find(|e| e.member().index() == i));
-        match first.filter(|e| eligible(e)) {
-            Some(e) => Some(e.clone()),
-            None => p2c(entries, eligible),
-        }
+    let first = want
+        .first
+        .and_then(|i| entries.iter().find(|e| e.member().index() == i));
+    let tier = |eligible: &dyn Fn(&MemberEntry) -> bool| match first.filter(|e| eligible(e)) {
+        Some(e) => Some(e.clone()),
+        None => p2c(entries, eligible),
     };
-    if let Some(e) = tier(&|e| e.is_healthy() && !busy(e) && !avoided(e)) {
-        return Some(e);
-    }
-    if let Some(e) = tier(&|e| e.is_healthy() && !busy(e)) {
-        return Some(e);
-    }
-    if entries.iter().any(|e| e.is_healthy()) {
-        return None;
+    if want.unhealthy != Unhealthy::LastResort {
+        if let Some(e) = tier(&|e| e.is_healthy() && !busy(e) && !avoided(e)) {
+            return Some(e);
+        }
+        if let Some(e) = tier(&|e| e.is_healthy() && !busy(e)) {
+            return Some(e);
+        }
+        if entries.iter().any(|e| e.is_healthy()) {
+            return None;
+        }
     }
     match want.unhealthy {
         Unhealthy::Nothing => None,
-        Unhealthy::First => {
-            let first = want.first?;
-            entries
-                .iter()
-                .find(|e| e.member().index() == first && !busy(e) && !avoided(e))
-                .cloned()
-        }
+        Unhealthy::First => first.filter(|e| !busy(e) && !avoided(e)).cloned(),
         Unhealthy::Any => tier(&|e| !busy(e) && !avoided(e)).or_else(|| tier(&|e| !busy(e))),
+        Unhealthy::LastResort => {
+            let out = |e: &MemberEntry| !e.is_healthy() && !busy(e);
+            first
+                .filter(|e| out(e))
+                .cloned()
+                .or_else(|| p2c(entries, |e| out(e) && !avoided(e)))
+                .or_else(|| p2c(entries, out))
+        }
     }
 }
 
@@ -342,5 +348,41 @@ mod tests {
             None,
             "the healthy one is busy"
         );
+    }
+
+    /// A last resort is out of rotation and free, even while healthy members are there (all
+    /// busy): the leader first even if the caller failed on it lately, then those not
+    /// avoided, then any; healthy members never.
+    #[tokio::test(start_paused = true)]
+    async fn a_last_resort_is_out_of_rotation_the_leader_first_even_if_avoided() {
+        use crate::health::{Outcome, Source};
+        let (checker, entries) = entries(4);
+        for m in &checker.members()[..3] {
+            checker.record(m, Source::Passive, Outcome::TcpFailure);
+        }
+        let want = |first, avoid| Want {
+            first,
+            busy: &[3],
+            avoid,
+            unhealthy: Unhealthy::LastResort,
+        };
+        assert_eq!(index(choose(&entries, want(Some(2), &[2]))), Some(2));
+        for _ in 0..20 {
+            assert_eq!(index(choose(&entries, want(None, &[0, 2]))), Some(1));
+            assert_eq!(
+                index(choose(&entries, want(Some(3), &[]))).map(|i| i < 3),
+                Some(true)
+            );
+        }
+        assert!(
+            choose(&entries, want(None, &[0, 1, 2])).is_some(),
+            "avoided beats none"
+        );
+        let (_checker, healthy) = super::tests::entries(2);
+        let last = Want {
+            unhealthy: Unhealthy::LastResort,
+            ..Want::default()
+        };
+        assert_eq!(index(choose(&healthy, last)), None, "healthy members never");
     }
 }

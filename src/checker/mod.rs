@@ -582,6 +582,12 @@ impl HealthChecker {
         self.inner.wanted.leader.clone()
     }
 
+    /// The index of the member that leads, if known (what [`leader`](Self::leader) says,
+    /// without the rest of its snapshot).
+    pub(crate) fn leader_index(&self) -> Option<usize> {
+        self.lock().state.leader_index()
+    }
+
     /// The member that leads, if known.
     pub(crate) fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
         let shared = self.lock();

@@ -42,6 +42,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tonic::metadata::MetadataMap;
 
 use super::book::{Book, Heard};
+use super::choose::{place_stream, Known};
 use super::frame::{self, Decoder, ReplyBody};
 use super::lane::{self, Call, Lane};
 use super::latest_token::LatestToken;
@@ -506,8 +507,8 @@ impl<B: Book> Driver<B> {
 
     /// Opens the stream on a member chosen now, sending what the book says.
     fn open(&mut self) {
-        let (target, hint) = choose(
-            &self.streams.checker,
+        let (target, hint) = place_stream(
+            &Known::of(&self.streams.checker),
             self.book.prefer_leader(),
             &self.reopen.avoid(Instant::now()),
         );
@@ -1128,53 +1129,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The member to open a stream on, and the balancer's hint that sends it there: the leader
-/// (if preferred and in the pool), else a random member of the pool. The pool is the first
-/// non-empty of: healthy members not avoided, healthy members, members not avoided, every
-/// member (avoiding is a preference, never a reason to have no member). `None` (no members)
-/// leaves the choice to the balancer.
-fn choose(
-    checker: &HealthChecker,
-    prefer_leader: bool,
-    avoid: &AvoidMembers,
-) -> (Option<Member>, AvoidMembers) {
-    let snapshot = checker.snapshot();
-    let leader = checker.leader().leader_index;
-    let pool_where = |keep: &dyn Fn(&crate::member::MemberSnapshot) -> bool| -> Vec<&Member> {
-        snapshot
-            .iter()
-            .filter(|s| keep(s))
-            .map(|s| &s.member)
-            .collect()
-    };
-    let pool = [
-        pool_where(&|s| s.status.is_healthy() && !avoid.contains(&s.member)),
-        pool_where(&|s| s.status.is_healthy()),
-        pool_where(&|s| !avoid.contains(&s.member)),
-        pool_where(&|_| true),
-    ]
-    .into_iter()
-    .find(|p| !p.is_empty())
-    .unwrap_or_default();
-    let target = pool
-        .iter()
-        .find(|m| prefer_leader && Some(m.index()) == leader)
-        .copied()
-        .or_else(|| (!pool.is_empty()).then(|| pool[rand::random::<u32>() as usize % pool.len()]))
-        .cloned();
-    let hint = match &target {
-        Some(t) => AvoidMembers(
-            snapshot
-                .iter()
-                .filter(|s| s.member.index() != t.index())
-                .map(|s| s.member.clone())
-                .collect(),
-        ),
-        None => avoid.clone(),
-    };
-    (target, hint)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 //! first answer wins. The pieces: the [`Schedule`] (hedge a keep-alive unanswered for a quarter
 //! of the response timeout, at most [`MAX_STREAMS`] streams, a stream that leaves one
 //! unanswered for the response timeout given up; the response timeout twice `hang.after`, 1 s
-//! by default, or the renewal interval if shorter), the choice of member ([`place`]: the leader
-//! first, never a member that already carries a stream), the member streams
+//! by default, or the renewal interval if shorter), the choice of member ([`place_keepalive`]:
+//! the leader first, never a member that already carries a stream), the member streams
 //! (`keepalive_lane.rs`, over the [`Lane`](super::lane::Lane) the watch driver uses too) and
 //! the caller's keep-alives and their answers (each passed on once, in the [`KeepAliveBook`]).
 //!
@@ -57,10 +57,10 @@ use tokio::time::{sleep_until, Instant};
 use tonic::metadata::MetadataMap;
 
 use super::book::Book;
+use super::choose::{last_resort, place_keepalive, Known};
 use super::driver::{stream_timeout, Streams};
 use super::keepalive_book::KeepAliveBook;
 use super::keepalive_caller::{Caller, CallerIn, LocalEnds};
-use super::keepalive_choose::{last_resort, place, Known};
 use super::keepalive_lane::{take_on_member, take_stale, KeepAliveLane};
 use super::keepalive_schedule::{Schedule, Step, Timing, MAX_STREAMS};
 use super::lane::{Heard, Opening};
@@ -404,7 +404,7 @@ impl Driver {
         let Some(leader) = known.leader.filter(|&l| l != member.index()) else {
             return;
         };
-        let (chosen, _) = place(Some(&known), &[], self.reopen.avoid(Instant::now()), 0);
+        let (chosen, _) = place_keepalive(Some(&known), &[], self.reopen.avoid(Instant::now()));
         if chosen.map(|m| m.index()) != Some(leader) {
             return;
         }
@@ -421,8 +421,8 @@ impl Driver {
         self.to_leader = true;
     }
 
-    /// Opens one more stream, where [`place`] says, with every unanswered keep-alive. A hedge
-    /// with no member in rotation free takes one out of rotation ([`last_resort`]).
+    /// Opens one more stream, where [`place_keepalive`] says, with every unanswered keep-alive.
+    /// A hedge with no member in rotation free takes one out of rotation ([`last_resort`]).
     fn open(&mut self, now: Instant) {
         let open_on: Vec<_> = self
             .lanes
@@ -430,10 +430,8 @@ impl Driver {
             .filter_map(|l| l.member().cloned())
             .collect();
         let known = self.env.checker.as_ref().map(Known::of);
-        let roll = rand::random::<u32>() as usize;
         let avoided = self.reopen.avoid(now);
-        let rested: Vec<usize> = avoided.0.iter().map(|m| m.index()).collect();
-        let (member, avoid) = place(known.as_ref(), &open_on, avoided, roll);
+        let (member, avoid) = place_keepalive(known.as_ref(), &open_on, avoided.clone());
         // Asked now either way: the next hedge is a delay away, so a hedge with no member
         // to take it (or no budget for it) does not spin.
         self.schedule.asked(now);
@@ -444,8 +442,7 @@ impl Driver {
             self.open_lane(now, member, avoid, false);
             return;
         };
-        let busy: Vec<usize> = open_on.iter().map(|m| m.index()).collect();
-        if let Some(member) = last_resort(&known.members, known.leader, &busy, &rested, roll) {
+        if let Some(member) = last_resort(&known, &open_on, &avoided) {
             self.open_lane(now, Some(member), AvoidMembers::default(), true);
         }
     }

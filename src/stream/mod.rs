@@ -19,7 +19,7 @@
 //!   with no I/O: `watch_book.rs` (watches, resume revisions, ids, progress) and
 //!   `keepalive_book.rs` (keep-alives and their answers, each passed on once);
 //!   `keepalive_schedule.rs` (when a keep-alive is hedged, a stream given up),
-//!   `keepalive_choose.rs` (which member), `progress_order.rs` (which members answer progress
+//!   `choose.rs` (which member, in the balancer's words), `progress_order.rs` (which members answer progress
 //!   requests in order), `token_wait.rs` (waiting for the caller's next token);
 //! - the drivers (`dispatch.rs` hands each caller's stream to one): `driver.rs` moves a
 //!   watch's one stream from member to member (and passes a keep-alive stream through with
@@ -38,12 +38,12 @@
 //! comes off the lease's margin.
 
 mod book;
+mod choose;
 mod dispatch;
 mod driver;
 mod frame;
 mod keepalive_book;
 mod keepalive_caller;
-mod keepalive_choose;
 mod keepalive_driver;
 mod keepalive_lane;
 mod keepalive_schedule;
