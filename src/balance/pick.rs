@@ -1,12 +1,13 @@
 //! Choosing a member: for one request, and for a stream (a watch, a keep-alive) to open on.
 //!
 //! Why one routine: requests, watches and keep-alives all want "a healthy member, not one of
-//! these, the less loaded of two drawn at random; with none healthy, what the caller allows".
-//! Three routines that each did it (this one, the keep-alive driver's and the watch driver's)
-//! had drifted apart (random picks for streams, load for requests; whole snapshots built to
-//! pick one); the stream engine now asks this one (`src/stream/choose.rs` words its wants). [`choose`] is that routine: tiers of eligible members, the leader first within a
-//! tier when the caller wants it, power of two choices by load otherwise. It reads the members'
-//! shared entries and allocates nothing.
+//! these; with none healthy, what the caller allows". Three routines that each did it (this
+//! one, the keep-alive driver's and the watch driver's) had drifted apart (whole snapshots
+//! built to pick one, tiers worded three ways). [`choose`] is that routine: tiers of eligible
+//! members, the leader first within a tier when the caller wants it, otherwise the less loaded
+//! of two drawn at random for a request and any one alike for a stream ([`Spread`]). It reads
+//! the members' shared entries and allocates nothing; `src/stream/choose.rs` words the
+//! streams' wants.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -27,8 +28,24 @@ pub(crate) struct Want<'a> {
     /// Members taken only when no other will do: they failed the caller lately, or the caller
     /// asked to avoid them ([`AvoidMembers`](super::AvoidMembers)).
     pub(crate) avoid: &'a [usize],
-    /// What may be taken when no member is healthy.
+    /// What may be taken out of rotation (see [`Unhealthy`]).
     pub(crate) unhealthy: Unhealthy,
+    /// How one member of a tier is drawn.
+    pub(crate) spread: Spread,
+}
+
+/// How [`choose`] draws one member of a tier (when [`Want::first`] is not in it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// The less loaded of two drawn at random: requests, whose cost the load foretells.
+    #[default]
+    Load,
+    /// Any one, all alike: streams. Why not by load: a stream lives for minutes or hours and
+    /// its cost is not the latency its member had when it opened; with three members, the
+    /// less loaded of two never takes the costliest, so every new watch would shun one member
+    /// for as long as its estimate stays highest (often the leader, which is also the member
+    /// a stream is moved to or from).
+    Even,
 }
 
 /// What [`choose`] may take out of rotation (an unhealthy member).
@@ -53,17 +70,21 @@ pub(crate) enum Unhealthy {
 /// The member for a request or a stream, by tiers: healthy and neither busy nor avoided;
 /// healthy and not busy; then, only when no member is healthy, what `want.unhealthy`
 /// allows ([`Unhealthy::LastResort`] takes only the members out of rotation, and skips the
-/// healthy tiers). Within a tier [`Want::first`] (the leader) if it is in it, else the less
-/// loaded of two drawn at random. `None` when no tier has a member.
+/// healthy tiers). Within a tier [`Want::first`] (the leader) if it is in it, else one drawn
+/// as [`Want::spread`] says. `None` when no tier has a member.
 pub(crate) fn choose(entries: &[Arc<MemberEntry>], want: Want<'_>) -> Option<Arc<MemberEntry>> {
     let busy = |e: &MemberEntry| want.busy.contains(&e.member().index());
     let avoided = |e: &MemberEntry| want.avoid.contains(&e.member().index());
     let first = want
         .first
         .and_then(|i| entries.iter().find(|e| e.member().index() == i));
+    let draw = |eligible: &dyn Fn(&MemberEntry) -> bool| match want.spread {
+        Spread::Load => p2c(entries, eligible),
+        Spread::Even => one_of(entries, eligible),
+    };
     let tier = |eligible: &dyn Fn(&MemberEntry) -> bool| match first.filter(|e| eligible(e)) {
         Some(e) => Some(e.clone()),
-        None => p2c(entries, eligible),
+        None => draw(eligible),
     };
     if want.unhealthy != Unhealthy::LastResort {
         if let Some(e) = tier(&|e| e.is_healthy() && !busy(e) && !avoided(e)) {
@@ -85,8 +106,8 @@ pub(crate) fn choose(entries: &[Arc<MemberEntry>], want: Want<'_>) -> Option<Arc
             first
                 .filter(|e| out(e))
                 .cloned()
-                .or_else(|| p2c(entries, |e| out(e) && !avoided(e)))
-                .or_else(|| p2c(entries, out))
+                .or_else(|| draw(&|e| out(e) && !avoided(e)))
+                .or_else(|| draw(&out))
         }
     }
 }
@@ -178,6 +199,22 @@ fn p2c(
     }
 }
 
+/// One of the entries `eligible` accepts, each alike: one pass, no allocation (reservoir
+/// sampling of one). With none, `None`.
+fn one_of(
+    entries: &[Arc<MemberEntry>],
+    eligible: impl Fn(&MemberEntry) -> bool,
+) -> Option<Arc<MemberEntry>> {
+    let mut rng = rand::rng();
+    let mut chosen = None;
+    for (seen, e) in entries.iter().filter(|e| eligible(e)).enumerate() {
+        if rng.random_range(0..=seen) == 0 {
+            chosen = Some(e);
+        }
+    }
+    chosen.cloned()
+}
+
 /// The error callers get when no member may take a request.
 fn no_member(entries: &[Arc<MemberEntry>]) -> tonic::Status {
     let mut msg = String::from("etcd-health: no healthy etcd member");
@@ -257,6 +294,7 @@ mod tests {
             busy,
             avoid,
             unhealthy: Unhealthy::First,
+            ..Want::default()
         };
         for _ in 0..20 {
             assert_eq!(index(choose(&entries, want(&[], &[]))), Some(2));
@@ -280,7 +318,7 @@ mod tests {
         );
     }
 
-    /// Without a preference, the less loaded of two: streams are spread by load, as requests.
+    /// Without a preference, the less loaded of two (requests are spread by load).
     #[tokio::test]
     async fn without_a_leader_wanted_the_less_loaded_member() {
         let (_checker, entries) = entries(2);
@@ -307,6 +345,7 @@ mod tests {
             busy: &[],
             avoid: &[],
             unhealthy,
+            ..Want::default()
         };
         assert_eq!(index(choose(&entries, want(Unhealthy::Nothing))), None);
         assert_eq!(index(choose(&entries, want(Unhealthy::First))), Some(2));
@@ -365,6 +404,7 @@ mod tests {
             busy: &[3],
             avoid,
             unhealthy: Unhealthy::LastResort,
+            ..Want::default()
         };
         assert_eq!(index(choose(&entries, want(Some(2), &[2]))), Some(2));
         for _ in 0..20 {
@@ -384,5 +424,24 @@ mod tests {
             ..Want::default()
         };
         assert_eq!(index(choose(&healthy, last)), None, "healthy members never");
+    }
+
+    /// Streams are drawn alike whatever the load: the costliest of three, which the less
+    /// loaded of two never takes, gets its third of them.
+    #[tokio::test]
+    async fn a_stream_draws_every_eligible_member_alike_whatever_its_load() {
+        let (_checker, entries) = entries(3);
+        for _ in 0..5 {
+            entries[0].load().start();
+        }
+        let want = Want {
+            spread: Spread::Even,
+            ..Want::default()
+        };
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            counts[index(choose(&entries, want)).expect("one")] += 1;
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
     }
 }

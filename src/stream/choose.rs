@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::balance::pick::{choose, Unhealthy, Want};
+use crate::balance::pick::{choose, Spread, Unhealthy, Want};
 use crate::balance::AvoidMembers;
 use crate::checker::HealthChecker;
 use crate::member::{Member, MemberEntry};
@@ -77,6 +77,7 @@ pub(crate) fn place_keepalive(
             busy: &busy,
             avoid: &rested,
             unhealthy: Unhealthy::First,
+            spread: Spread::Even,
         };
         if let Some((m, hint)) = known.place(want) {
             return (Some(m), hint);
@@ -103,6 +104,7 @@ pub(crate) fn last_resort(
         busy: &busy,
         avoid: &rested,
         unhealthy: Unhealthy::LastResort,
+        spread: Spread::Even,
     };
     choose(&known.entries, want).map(|e| e.member().clone())
 }
@@ -124,6 +126,7 @@ pub(crate) fn place_stream(
         busy: &[],
         avoid: &rested,
         unhealthy: Unhealthy::Any,
+        spread: Spread::Even,
     };
     match known.place(want) {
         Some((m, hint)) => (Some(m), hint),
@@ -342,5 +345,21 @@ mod tests {
         let avoided = AvoidMembers(members(&known, &[1]));
         let (m, hint) = place_stream(&empty, true, &avoided);
         assert_eq!((chosen(m), hinted(&hint)), (None, vec![1]));
+    }
+
+    /// A watch may land on any member of its pool, the busiest too (the test harness finds a
+    /// watch on the leader or on a follower by opening it again until it lands there).
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_lands_on_every_member_of_its_pool_whatever_its_load() {
+        let (_checker, known) = known(&[true, true, true], Some(0));
+        for _ in 0..5 {
+            known.entries[0].load().start();
+        }
+        let mut seen = [false; 3];
+        for _ in 0..300 {
+            let (m, _) = place_stream(&known, false, &AvoidMembers::default());
+            seen[chosen(m).expect("a member")] = true;
+        }
+        assert_eq!(seen, [true; 3]);
     }
 }
