@@ -3,7 +3,7 @@
 use crate::health::Transition;
 use crate::member::{Member, Origin};
 
-/// A change in the health state, as sent by [`HealthChecker::subscribe`](crate::checker::HealthChecker::subscribe).
+/// A change in the health state, as sent by [`HealthChecker::subscribe`](crate::HealthChecker::subscribe).
 #[derive(Clone, Debug)]
 pub struct HealthEvent {
     /// The member concerned. For [`EventKind::LeaderChanged`], the new leader when it is one
@@ -47,7 +47,7 @@ pub enum EventKind {
 }
 
 /// Receives every [`HealthEvent`] the health state publishes, as it happens: an application's
-/// own log, alerting or metrics pipeline, beside [`subscribe`](crate::checker::HealthChecker::subscribe).
+/// own log, alerting or metrics pipeline, beside [`subscribe`](crate::HealthChecker::subscribe).
 ///
 /// Why beside the broadcast channel: a subscriber that falls behind loses old events
 /// (`Lagged`), and one must be polled by a task of its own; a sink sees every event, in
@@ -57,7 +57,7 @@ pub enum EventKind {
 /// paths (a passive failure that ejects a member), in the probe scheduler, in discovery. It
 /// **must not block** and should be quick (count, log, push into a channel with `try_send`).
 /// No lock of the health state is held during the call, so a sink may read it
-/// ([`snapshot`](crate::checker::HealthChecker::snapshot)); it must never wait on a request through the
+/// ([`snapshot`](crate::HealthChecker::snapshot)); it must never wait on a request through the
 /// stack (that request may be the one that called it). A sink that panics takes down the
 /// caller's task, as any panic would.
 ///

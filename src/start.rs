@@ -135,8 +135,8 @@ impl HealthCheckerBuilder {
             hooks,
             |runtime, checker| {
                 started = true;
-                crate::probe::spawn(runtime, checker.downgrade(), probe);
-                crate::discovery::spawn(runtime, checker.downgrade(), source);
+                crate::probe::spawn(runtime, checker.for_probes(), probe);
+                crate::discovery::spawn(runtime, checker.for_discovery(), source);
             },
         )?;
         if given && !started {

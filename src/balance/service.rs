@@ -56,7 +56,7 @@ impl<M: MakeMember> Balance<M> {
         make.attach(&checker);
         Self {
             hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
-            classifier: Arc::new(Classifier::new(&checker)),
+            classifier: Arc::new(Classifier::new(checker.classifier(), checker.config())),
             checker,
             make: Arc::new(make),
             services: Arc::new(RwLock::new(HashMap::new())),
@@ -248,7 +248,7 @@ where
     /// Follows a request to `entry` from `now` on.
     fn tracker(&self, entry: Arc<MemberEntry>, now: Instant) -> Tracker {
         Tracker::start(
-            self.checker.clone(),
+            self.checker.verdicts(),
             entry,
             self.classifier.clone(),
             now.into_std(),

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use http::Uri;
 
-use super::{HealthChecker, Shared};
+use super::{Inner, Shared};
 use crate::cluster::{ClusterState, Effect, Effects, Event, Touched};
 use crate::event::{EventKind, HealthEvent};
 use crate::health::{Outcome, Status};
 use crate::member::{Member, MemberEntry, Origin, OwnEndpoint};
 use crate::timing::now;
 
-// === impl HealthChecker: effects ===
+// === impl Inner: effects ===
 
-impl HealthChecker {
+impl Inner {
     /// The one lock.
     pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.inner.shared.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds a member unless its URL is present (then `Err` with the member there).
@@ -217,7 +217,7 @@ impl HealthChecker {
                     }
                 }
                 Effect::AllUnhealthy { .. } => {
-                    tracing::error!(policy = ?self.inner.config.all_unhealthy, "every etcd member is unhealthy");
+                    tracing::error!(policy = ?self.config.all_unhealthy, "every etcd member is unhealthy");
                 }
                 Effect::LeaderChanged {
                     leader_id, term, ..
@@ -232,8 +232,8 @@ impl HealthChecker {
                         tracing::debug!(member = %e.member(), "ejection ended: due for a re-admission probe");
                     }
                 }
-                Effect::WantDiscovery => self.inner.wanted.discovery.notify_one(),
-                Effect::WantDns => self.inner.wanted.dns.notify_one(),
+                Effect::WantDiscovery => self.wanted.discovery.notify_one(),
+                Effect::WantDns => self.wanted.dns.notify_one(),
             }
             if let Some((Some(member), kind)) = effect.event() {
                 self.publish(&entries, member.clone(), kind);
@@ -242,7 +242,7 @@ impl HealthChecker {
     }
 
     fn publish(&self, entries: &[Arc<MemberEntry>], member: Member, kind: EventKind) {
-        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
         let healthy = entries.iter().filter(|e| e.is_healthy()).count();
         let change = match &kind {
             EventKind::Added { origin, .. } => crate::metrics::Change::Added(origin.source_name()),
@@ -254,12 +254,12 @@ impl HealthChecker {
             },
             EventKind::StatusChanged(_) | EventKind::AllUnhealthy => crate::metrics::Change::Other,
         };
-        self.inner.metrics.published(healthy, entries.len(), change);
+        self.metrics.published(healthy, entries.len(), change);
         let event = HealthEvent { member, kind };
-        if let Some(sink) = &self.inner.hooks.sink {
+        if let Some(sink) = &self.hooks.sink {
             sink.event(&event);
         }
-        let _ = self.inner.events.send(event);
+        let _ = self.events.send(event);
     }
 }
 

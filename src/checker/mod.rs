@@ -24,11 +24,12 @@
 //! beside the state (`probe/`, `discovery/`, started by `start.rs`).
 
 mod effects;
+mod ports;
 mod registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Uri;
@@ -50,11 +51,6 @@ use crate::timing::{now, wall_now};
 pub struct HealthChecker {
     inner: Arc<Inner>,
 }
-
-/// A handle on the health state that does not keep it alive: the tasks that run beside it
-/// (probes, discovery) hold this one, and stop once it no longer upgrades.
-#[derive(Clone, Debug)]
-pub(crate) struct WeakChecker(Weak<Inner>);
 
 /// The shared state behind a [`HealthChecker`].
 #[derive(Debug)]
@@ -216,11 +212,6 @@ impl HealthChecker {
         }
     }
 
-    /// A handle on the state that does not keep it alive (for the tasks that run beside it).
-    pub(crate) fn downgrade(&self) -> WeakChecker {
-        WeakChecker(Arc::downgrade(&self.inner))
-    }
-
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -259,7 +250,11 @@ impl HealthChecker {
 
     /// The members, in index order.
     pub fn members(&self) -> Vec<Member> {
-        self.entries().iter().map(|e| e.member().clone()).collect()
+        self.inner
+            .entries()
+            .iter()
+            .map(|e| e.member().clone())
+            .collect()
     }
 
     /// Adds a member (healthy until shown otherwise) and returns it; a URL already present
@@ -297,27 +292,28 @@ impl HealthChecker {
 
     fn add_seed(&self, uri: Uri, endpoint: Option<OwnEndpoint>) -> Member {
         let uri = crate::config::without_userinfo(&uri).unwrap_or(uri);
-        self.join(
-            uri,
-            endpoint,
-            Origin::Seed,
-            false,
-            true,
-            "given by the caller",
-        )
-        .unwrap_or_else(|existing| existing)
+        self.inner
+            .join(
+                uri,
+                endpoint,
+                Origin::Seed,
+                false,
+                true,
+                "given by the caller",
+            )
+            .unwrap_or_else(|existing| existing)
     }
 
     /// Removes the member reached at `uri`, if present. A seed given as a host name takes the
     /// addresses it was resolved to along (at the next DNS pass).
     pub fn remove_member(&self, uri: &Uri) -> Option<Member> {
-        self.leave(uri, true, "removed by the caller")
+        self.inner.leave(uri, true, "removed by the caller")
     }
 
     /// Resolves endpoints given as host names with `resolver` from now on (the default is
     /// tokio's `lookup_host`, the system's resolver), and resolves them again at once.
     pub fn set_resolver(&self, resolver: Arc<dyn crate::resolve::Resolve>) {
-        self.lock().resolver = resolver;
+        self.inner.lock().resolver = resolver;
         self.inner.wanted.dns.notify_one();
     }
 
@@ -325,8 +321,8 @@ impl HealthChecker {
     ///
     /// Returns the member's status afterwards, or `None` for an unknown member.
     pub fn record(&self, member: &Member, source: Source, outcome: Outcome) -> Option<Status> {
-        let entry = self.entry(member.index())?;
-        Some(self.record_outcome(&entry, source, outcome))
+        let entry = self.inner.entry(member.index())?;
+        Some(self.inner.record_outcome(&entry, source, outcome))
     }
 
     /// A copy of every member's state.
@@ -335,7 +331,7 @@ impl HealthChecker {
         // The health machines under the lock; the loads and probe reports (locks of their
         // own) after it.
         let (entries, states) = {
-            let shared = self.lock();
+            let shared = self.inner.lock();
             let states: Vec<_> = shared
                 .state
                 .members()
@@ -394,7 +390,7 @@ impl HealthChecker {
     /// Who leads, as the leader checks found: the leader's id and index, the term, and while
     /// no member knows a leader (an election), for how long.
     pub fn leader(&self) -> LeaderSnapshot {
-        self.lock().state.leader(now())
+        self.inner.lock().state.leader(now())
     }
 
     /// Whether two handles share one state.
@@ -403,9 +399,85 @@ impl HealthChecker {
     }
 }
 
-// === impl HealthChecker: the crate's side ===
+// === impl HealthChecker: the rooms above ===
 
+/// What the rooms that hold the handle itself (the balancer, the streams, the drop-in) read
+/// and report; the bodies are the state's.
 impl HealthChecker {
+    /// The members, in index order, as they are now (a later change makes a new list).
+    pub(crate) fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
+        self.inner.entries()
+    }
+
+    /// The member of `index`, if still present.
+    pub(crate) fn entry(&self, index: usize) -> Option<Arc<MemberEntry>> {
+        self.inner.entry(index)
+    }
+
+    /// The member that leads, if known.
+    pub(crate) fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
+        self.inner.leader_entry()
+    }
+
+    /// The index of the member that leads, if known (no snapshot built).
+    pub(crate) fn leader_index(&self) -> Option<usize> {
+        self.inner.leader_index()
+    }
+
+    /// The application's classifier, if it gave one.
+    pub(crate) fn classifier(&self) -> Option<Arc<dyn Classify>> {
+        self.inner.classifier()
+    }
+
+    /// The metrics of the requests through this state.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Checker {
+        self.inner.metrics()
+    }
+
+    /// The retry budget every request through this state draws from.
+    pub(crate) fn budget(&self) -> &crate::budget::RetryBudget {
+        self.inner.budget()
+    }
+
+    /// Wakes on every change of a member's status or of the membership.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes()
+    }
+
+    /// Counts a request sent again to another member.
+    pub(crate) fn count_retry(&self) {
+        self.inner.count_retry()
+    }
+
+    /// Counts a read also sent to a second member.
+    pub(crate) fn count_hedge(&self) {
+        self.inner.count_hedge()
+    }
+
+    /// Asks for a leader check as soon as the scheduler can run one.
+    pub(crate) fn want_leader_check(&self) {
+        self.inner.want_leader_check()
+    }
+
+    /// Whether a request sent to `entry` at `since` and still unanswered hangs on it.
+    pub(crate) fn hangs(&self, entry: &MemberEntry, since: Instant) -> bool {
+        self.inner.hangs(entry, since)
+    }
+
+    /// Whether no member answered a request sent after `since`.
+    pub(crate) fn quiet_since(&self, since: Instant) -> bool {
+        self.inner.quiet_since(since)
+    }
+
+    /// Counts a hang against a member.
+    pub(crate) fn record_hang(&self, entry: &MemberEntry) {
+        self.inner.record_hang(entry)
+    }
+}
+
+// === impl Inner: the crate's side ===
+
+impl Inner {
     /// Adds a member found by discovery unless its URL is present (then `Err` with the member
     /// there). A `pending` member starts out of rotation, to be admitted by the probes.
     pub(crate) fn add_found(
@@ -431,7 +503,7 @@ impl HealthChecker {
 
     /// The application's classifier, if it gave one.
     pub(crate) fn classifier(&self) -> Option<Arc<dyn Classify>> {
-        self.inner.hooks.classifier.clone()
+        self.hooks.classifier.clone()
     }
 
     /// The resolver for endpoints given as host names.
@@ -441,10 +513,7 @@ impl HealthChecker {
 
     /// The discovery tasks' wake-ups: (`MemberList`, DNS).
     pub(crate) fn discovery_wanted(&self) -> (Arc<Notify>, Arc<Notify>) {
-        (
-            self.inner.wanted.discovery.clone(),
-            self.inner.wanted.dns.clone(),
-        )
+        (self.wanted.discovery.clone(), self.wanted.dns.clone())
     }
 
     /// The etcd id of each member that reported one, by index.
@@ -496,29 +565,29 @@ impl HealthChecker {
 
     /// The metrics of the requests through this state.
     pub(crate) fn metrics(&self) -> &crate::metrics::Checker {
-        &self.inner.metrics
+        &self.metrics
     }
 
     /// Counts a request sent again to another member.
     pub(crate) fn count_retry(&self) {
-        self.inner.counts.retries.fetch_add(1, Ordering::Relaxed);
-        self.inner.metrics.retry();
+        self.counts.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retry();
     }
 
     /// Counts a read also sent to a second member.
     pub(crate) fn count_hedge(&self) {
-        self.inner.counts.hedges.fetch_add(1, Ordering::Relaxed);
-        self.inner.metrics.hedge();
+        self.counts.hedges.fetch_add(1, Ordering::Relaxed);
+        self.metrics.hedge();
     }
 
     /// The retry budget every request through this state draws its retries and hedges from.
     pub(crate) fn budget(&self) -> &crate::budget::RetryBudget {
-        &self.inner.budget
+        &self.budget
     }
 
     /// `at` as the nanoseconds since the state's epoch that the atomic timestamps hold.
     fn stamp(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.inner.epoch).as_nanos() as u64
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
     /// Notes that `entry` answered a request (successfully, or with an application error)
@@ -560,7 +629,7 @@ impl HealthChecker {
     /// balancer charges the wait to the member's latency first.) Never takes a majority of
     /// the members out of rotation.
     pub(crate) fn record_hang(&self, entry: &MemberEntry) {
-        if self.inner.config.hang.threshold == 0 || !entry.is_healthy() {
+        if self.config.hang.threshold == 0 || !entry.is_healthy() {
             return;
         }
         self.run(
@@ -574,12 +643,12 @@ impl HealthChecker {
     /// Asks for a leader check as soon as the scheduler can run one: an answer suggested an
     /// election or a member cut off from the quorum.
     pub(crate) fn want_leader_check(&self) {
-        self.inner.wanted.leader.notify_one();
+        self.wanted.leader.notify_one();
     }
 
     /// The scheduler's side of [`want_leader_check`](Self::want_leader_check).
     pub(crate) fn leader_wanted(&self) -> Arc<Notify> {
-        self.inner.wanted.leader.clone()
+        self.wanted.leader.clone()
     }
 
     /// The index of the member that leads, if known (what [`leader`](Self::leader) says,
@@ -652,7 +721,7 @@ impl HealthChecker {
 
     /// Wakes on every change of a member's status or of the membership.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
-        self.inner.changed.subscribe()
+        self.changed.subscribe()
     }
 
     /// Feeds one outcome to a member's state machine; publishes any status change.
@@ -692,15 +761,6 @@ impl HealthChecker {
             },
             None,
         );
-    }
-}
-
-// === impl WeakChecker ===
-
-impl WeakChecker {
-    /// The health state, unless every [`HealthChecker`] is gone.
-    pub(crate) fn upgrade(&self) -> Option<HealthChecker> {
-        self.0.upgrade().map(|inner| HealthChecker { inner })
     }
 }
 

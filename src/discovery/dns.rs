@@ -15,7 +15,7 @@ use http::Uri;
 use super::driver::{Ask, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
-use crate::checker::WeakChecker;
+use super::WeakCluster;
 use crate::config::same_endpoint;
 
 /// A seed given as a host name, by its `host:port`.
@@ -147,7 +147,7 @@ pub(crate) fn plan(
 
 /// Starts the DNS driver: resolves name seeds at start, every `discovery.dns_interval`
 /// (jittered) and when seeds change.
-pub(crate) async fn run(weak: WeakChecker) {
+pub(crate) async fn run(weak: WeakCluster) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
@@ -196,7 +196,7 @@ impl Names {
 }
 
 impl Ask for Names {
-    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+    async fn pass(&mut self, weak: &WeakCluster) -> Pass {
         let Some(checker) = weak.upgrade() else {
             return Pass::Stop;
         };

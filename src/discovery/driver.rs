@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::checker::WeakChecker;
+use super::WeakCluster;
 use crate::event::HealthEvent;
 use crate::timing;
 
@@ -37,7 +37,7 @@ pub(super) enum Pass {
 /// One source of members: the question the driver asks each pass.
 pub(super) trait Ask: Send + 'static {
     /// Asks once and applies the answer to the health state behind `weak`.
-    fn pass(&mut self, weak: &WeakChecker) -> impl Future<Output = Pass> + Send;
+    fn pass(&mut self, weak: &WeakCluster) -> impl Future<Output = Pass> + Send;
 
     /// Whether a health event suggests asking soon (none by default).
     fn wanted_by(&self, _event: &HealthEvent) -> bool {
@@ -141,7 +141,7 @@ enum Wake {
 /// asks for a pass no sooner than `gap` after the last (so do events [`Ask::wanted_by`]
 /// picks). Stops when the health state goes (see [`Cadence`]).
 pub(super) async fn run<A: Ask>(
-    weak: WeakChecker,
+    weak: WeakCluster,
     mut ask: A,
     interval: Duration,
     wanted: Option<(Arc<Notify>, Duration)>,

@@ -16,8 +16,7 @@ use tonic::transport::Channel;
 use super::driver::{Ask, Pass};
 use super::reconcile::{reconcile, Change, Known, Listed};
 use super::Origin;
-use crate::checker::HealthChecker;
-use crate::checker::WeakChecker;
+use super::{Cluster, WeakCluster};
 use crate::event::{EventKind, HealthEvent};
 use crate::health::{Outcome, Status};
 use crate::member::{MemberEntry, ProbeReport};
@@ -30,7 +29,7 @@ const MIN_GAP: Duration = Duration::from_secs(1);
 /// Starts the `MemberList` driver: a pass at start (once there is a member), every
 /// `discovery.interval`, and soon (no sooner than [`MIN_GAP`] after the last) after an error
 /// that suggests the membership changed.
-pub(crate) async fn run(weak: WeakChecker) {
+pub(crate) async fn run(weak: WeakCluster) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
@@ -48,7 +47,7 @@ pub(crate) async fn run(weak: WeakChecker) {
 }
 
 impl Ask for Driver {
-    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+    async fn pass(&mut self, weak: &WeakCluster) -> Pass {
         let Some(checker) = weak.upgrade() else {
             return Pass::Stop;
         };
@@ -57,7 +56,7 @@ impl Ask for Driver {
             return Pass::Idle;
         }
         let timeout = self.timeout;
-        Driver::pass(self, &checker, timeout).await;
+        Driver::pass(self, &*checker, timeout).await;
         Pass::Asked
     }
 
@@ -96,7 +95,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn channel(&mut self, checker: &HealthChecker, entry: &MemberEntry) -> Option<Channel> {
+    fn channel(&mut self, checker: &dyn Cluster, entry: &MemberEntry) -> Option<Channel> {
         let index = entry.member().index();
         if let Some(c) = self.channels.get(&index) {
             return Some(c.clone());
@@ -114,7 +113,7 @@ impl Driver {
         }
     }
 
-    async fn pass(&mut self, checker: &HealthChecker, timeout: Duration) {
+    async fn pass(&mut self, checker: &dyn Cluster, timeout: Duration) {
         let entries = checker.entries();
         let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
         self.channels.retain(|i, _| live.contains(i));
@@ -182,7 +181,7 @@ impl Driver {
     /// cluster advertises for the same member are recognised as one.
     async fn learn_ids(
         &mut self,
-        checker: &HealthChecker,
+        checker: &dyn Cluster,
         entries: &[Arc<MemberEntry>],
         timeout: Duration,
     ) {
@@ -204,7 +203,7 @@ impl Driver {
         }
     }
 
-    fn apply(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>], change: Change) {
+    fn apply(&mut self, checker: &dyn Cluster, entries: &[Arc<MemberEntry>], change: Change) {
         match change {
             Change::Add {
                 uri,
@@ -256,7 +255,7 @@ impl Driver {
 
     /// Warns once per URL about a member found a while ago that never passed admission:
     /// usually an advertised URL not reachable from here (proxy, NAT).
-    fn warn_unadmitted(&mut self, checker: &HealthChecker) {
+    fn warn_unadmitted(&mut self, checker: &dyn Cluster) {
         let now = crate::timing::now();
         let entries = checker.entries();
         // Only members still here: the set shrinks as they leave.

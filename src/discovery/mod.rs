@@ -47,15 +47,52 @@ mod srv;
 use crate::member::Origin;
 pub use source::{BoxError, MemberSource};
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use crate::checker::WeakChecker;
+use http::Uri;
+use tokio::sync::{broadcast, Notify};
+
+use crate::event::HealthEvent;
+use crate::member::Member;
+
+/// What discovery needs of the health state, beyond what a probe does (a `MemberList` pass
+/// dials members and records probe reports): the one port through which this room reads and
+/// changes the membership. The health state implements it; this room never names the
+/// checker, so the checker may start discovery without an import cycle.
+pub(crate) trait Cluster: crate::probe::Cluster {
+    /// A stream of state changes.
+    fn subscribe(&self) -> broadcast::Receiver<HealthEvent>;
+    /// The discovery tasks' wake-ups: (`MemberList`, DNS).
+    fn discovery_wanted(&self) -> (Arc<Notify>, Arc<Notify>);
+    /// The endpoints the caller gave.
+    fn seeds(&self) -> Vec<Uri>;
+    /// The resolver for endpoints given as host names.
+    fn resolver(&self) -> Arc<dyn crate::resolve::Resolve>;
+    /// Adds a member found by discovery unless its URL is present (then `Err` with the member
+    /// there); a `pending` one starts out of rotation.
+    fn add_found(
+        &self,
+        uri: Uri,
+        origin: Origin,
+        pending: bool,
+        reason: &str,
+    ) -> Result<Member, Member>;
+    /// Drops the member reached at `uri`, if present.
+    fn drop_member(&self, uri: &Uri, reason: &str) -> Option<Member>;
+    /// Records a member's etcd id learned by discovery.
+    fn note_member_id(&self, index: usize, id: u64);
+    /// The cluster the stack follows, if known; `answered` is adopted while none is.
+    fn cluster_id(&self, answered: Option<u64>) -> Option<u64>;
+}
+
+/// The health state as the discovery tasks hold it: they stop once it no longer upgrades.
+pub(crate) type WeakCluster = Weak<dyn Cluster>;
 
 /// Starts the discovery tasks for `checker` on `runtime` (with the application's `source`,
 /// if any); each stops when the health state goes.
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
-    checker: WeakChecker,
+    checker: WeakCluster,
     source: Option<Arc<dyn MemberSource>>,
 ) {
     runtime.spawn(member_list::run(checker.clone()));

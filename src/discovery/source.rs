@@ -22,7 +22,7 @@ use http::Uri;
 use super::driver::{Ask, Pass};
 use super::reconcile::MAX_MEMBERS;
 use super::Origin;
-use crate::checker::{HealthChecker, WeakChecker};
+use super::{Cluster, WeakCluster};
 
 /// A source of members beside the built-in `MemberList`, DNS and static lists.
 ///
@@ -86,7 +86,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Starts the driver: a pass at start and every `discovery.interval` (jittered, so that many
 /// clients do not ask a shared registry in step).
-pub(crate) async fn run(weak: WeakChecker, source: Arc<dyn MemberSource>) {
+pub(crate) async fn run(weak: WeakCluster, source: Arc<dyn MemberSource>) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
@@ -111,7 +111,7 @@ struct Source {
 }
 
 impl Ask for Source {
-    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+    async fn pass(&mut self, weak: &WeakCluster) -> Pass {
         let ask = AssertUnwindSafe(self.source.members()).catch_unwind();
         let asked = match tokio::time::timeout(self.timeout, ask).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -123,7 +123,7 @@ impl Ask for Source {
         };
         let name = &self.name;
         match asked {
-            Ok(Ok(listed)) => apply(&checker, name, listed),
+            Ok(Ok(listed)) => apply(&*checker, name, listed),
             Ok(Err(error)) => {
                 tracing::warn!(source = %name, %error, "member source failed; members unchanged")
             }
@@ -139,7 +139,7 @@ impl Ask for Source {
 
 /// Adds the members `listed` that are not present, drops those this source added and no
 /// longer lists.
-fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
+fn apply(checker: &dyn Cluster, name: &str, listed: Vec<Uri>) {
     let ours = |origin: &Origin| matches!(origin, Origin::Custom { source } if source == name);
     let mut keep = HashSet::new();
     let mut room = MAX_MEMBERS.saturating_sub(checker.entries().len());
@@ -151,8 +151,9 @@ fn apply(checker: &HealthChecker, name: &str, listed: Vec<Uri>) {
             continue;
         }
         let present = checker
-            .members()
-            .into_iter()
+            .entries()
+            .iter()
+            .map(|e| e.member().clone())
             .find(|m| crate::config::same_endpoint(m.uri(), &uri));
         if let Some(member) = present {
             keep.insert(member.index());
@@ -196,6 +197,7 @@ mod tests {
     use super::*;
     use tokio::time::Instant;
 
+    use crate::checker::HealthChecker;
     use crate::config::Config;
     use crate::event::EventKind;
 
@@ -220,7 +222,7 @@ mod tests {
         // The seed listed too stays a seed; a bad URL is skipped.
         let mut listed = vec![uri(1), "ftp://127.0.0.1:7".parse().unwrap()];
         listed.extend((2..50).map(uri));
-        apply(&checker, "reg", listed);
+        apply(&*checker.discovery(), "reg", listed);
         assert_eq!(checker.members().len(), MAX_MEMBERS);
         assert_eq!(count("reg"), MAX_MEMBERS - 1);
         assert!(checker
@@ -229,14 +231,14 @@ mod tests {
             .all(|m| m.origin == Origin::Seed || m.status == crate::health::Status::Unhealthy));
 
         // Another source's members are not this one's to drop.
-        apply(&checker, "other", vec![uri(1)]);
+        apply(&*checker.discovery(), "other", vec![uri(1)]);
         assert_eq!(count("reg"), MAX_MEMBERS - 1);
 
         // Listing two: the rest of its members go, the seed stays.
-        apply(&checker, "reg", vec![uri(2), uri(3)]);
+        apply(&*checker.discovery(), "reg", vec![uri(2), uri(3)]);
         assert_eq!(count("reg"), 2);
         assert_eq!(checker.members().len(), 3);
-        apply(&checker, "reg", Vec::new());
+        apply(&*checker.discovery(), "reg", Vec::new());
         assert_eq!(checker.members().len(), 1);
         assert_eq!(checker.members()[0].uri(), &uri(1));
     }

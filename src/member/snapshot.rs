@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use crate::health::{Counters, Outcome, Source, Status};
 use crate::member::{Member, Origin};
 
-/// One member's state at the time of [`HealthChecker::snapshot`](crate::checker::HealthChecker::snapshot).
+/// One member's state at the time of [`HealthChecker::snapshot`](crate::HealthChecker::snapshot).
 #[derive(Clone, Debug)]
 pub struct MemberSnapshot {
     /// The member.

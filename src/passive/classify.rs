@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::Code;
 
-use crate::checker::HealthChecker;
+use crate::config::Config;
 use crate::health::{Classify, DefaultClassifier, Outcome};
 
 /// What a gRPC status says of the member that answered it.
@@ -41,13 +41,10 @@ pub(crate) struct Classifier {
 }
 
 impl Classifier {
-    /// The classifier of `checker`'s stacks: its hook, else the default from its config.
-    pub(crate) fn new(checker: &HealthChecker) -> Self {
-        Self::with_hook(
-            checker
-                .classifier()
-                .unwrap_or_else(|| Arc::new(DefaultClassifier::new(checker.config()))),
-        )
+    /// The classifier of a health state's stacks: its `hook`, else the default from its
+    /// `config`.
+    pub(crate) fn new(hook: Option<Arc<dyn Classify>>, config: &Config) -> Self {
+        Self::with_hook(hook.unwrap_or_else(|| Arc::new(DefaultClassifier::new(config))))
     }
 
     /// A classifier asking `hook`.

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{judge, Classifier, NotLeader, Verdict};
-use crate::checker::HealthChecker;
+use super::{judge, Classifier, Cluster, NotLeader, Verdict};
 use crate::etcd::MethodKind;
 use crate::health::{Outcome, Source};
 use crate::member::MemberEntry;
@@ -16,7 +15,7 @@ use crate::timing::now;
 /// the in-flight slot: a cancelled request says nothing about the member.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    checker: HealthChecker,
+    checker: Arc<dyn Cluster>,
     entry: Arc<MemberEntry>,
     classifier: Arc<Classifier>,
     start: Instant,
@@ -27,7 +26,7 @@ impl Tracker {
     /// A request to `entry` starts at `start` (now: the caller's clock reading, shared with
     /// its own bookkeeping); its answers are judged by `classifier`.
     pub(crate) fn start(
-        checker: HealthChecker,
+        checker: Arc<dyn Cluster>,
         entry: Arc<MemberEntry>,
         classifier: Arc<Classifier>,
         start: Instant,
@@ -49,8 +48,8 @@ impl Tracker {
     }
 
     /// The health state the verdict goes to.
-    pub(crate) fn checker(&self) -> &HealthChecker {
-        &self.checker
+    pub(crate) fn checker(&self) -> &dyn Cluster {
+        &*self.checker
     }
 
     /// Reports the verdict of an answer with gRPC status `status` to a request of `kind`, and

@@ -11,8 +11,8 @@ use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::Cluster;
 use super::{BoxFuture, Finding, Probe, ProbeTarget};
-use crate::checker::HealthChecker;
 use crate::config::ActiveChecks;
 use crate::grpc::describe;
 use crate::health::Outcome;
@@ -58,7 +58,7 @@ impl Probe for HttpProbe {
     fn probe<'a>(&'a self, target: ProbeTarget<'a>) -> BoxFuture<'a, Finding> {
         Box::pin(async move {
             let tls = match target.checker() {
-                Some(checker) => http_tls(&checker, target.member(), self.https),
+                Some(checker) => http_tls(&*checker, target.member(), self.https),
                 None => return Finding::ignored("the health state is gone"),
             };
             match tls {
@@ -73,7 +73,7 @@ impl Probe for HttpProbe {
 /// probes when the member's URL is `https://` (its port speaks nothing else).
 #[cfg(feature = "tls")]
 fn http_tls(
-    checker: &HealthChecker,
+    checker: &dyn Cluster,
     member: &Member,
     https: bool,
 ) -> Result<Option<ProbeTls>, String> {
@@ -101,7 +101,7 @@ fn http_tls(
 
 #[cfg(not(feature = "tls"))]
 fn http_tls(
-    _checker: &HealthChecker,
+    _checker: &dyn Cluster,
     _member: &Member,
     _https: bool,
 ) -> Result<Option<ProbeTls>, String> {

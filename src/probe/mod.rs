@@ -21,8 +21,9 @@ mod scheduler;
 mod status;
 mod tcp;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -33,11 +34,58 @@ pub(crate) use scheduler::{probe_channel, spawn};
 pub use status::StatusProbe;
 pub use tcp::TcpProbe;
 
-use crate::checker::{HealthChecker, WeakChecker};
-use crate::config::{ActiveChecks, ProbeType};
+use crate::config::{ActiveChecks, Config, ProbeType};
 use crate::health::Outcome;
+use crate::leader::{Reply, Report};
 use crate::member::Member;
-use crate::member::MemberEntry;
+use crate::member::{MemberEntry, ProbeReport};
+
+/// What the probes need of the health state: the one port through which this room reads and
+/// writes it. The health state implements it; this room never names the checker, so the
+/// checker may start the probes without an import cycle.
+pub(crate) trait Cluster: Send + Sync {
+    /// The configuration in force.
+    fn config(&self) -> &Config;
+    /// The TLS material of `config.tls`, if any.
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<&crate::tls::Tls>;
+    /// The members, in index order, as they are now.
+    fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>>;
+    /// The member of `index`, if still present.
+    fn entry(&self, index: usize) -> Option<Arc<MemberEntry>>;
+    /// Wakes on every change of a member's status or of the membership.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Notified when an answer asks for a leader check now.
+    fn leader_wanted(&self) -> Arc<tokio::sync::Notify>;
+    /// Asks for a leader check as soon as one can run.
+    fn want_leader_check(&self);
+    /// The retry budget (the scheduler shows it in the metrics).
+    fn budget(&self) -> &crate::budget::RetryBudget;
+    /// The etcd id of each member that reported one, by index.
+    fn member_ids(&self) -> HashMap<usize, u64>;
+    /// Learns the leader from the early answers of a leader check still under way.
+    fn learn_leader(&self, replies: &[(usize, Reply)]);
+    /// Judges a complete round of leader checks.
+    fn apply_leader_round(&self, replies: Vec<(usize, Reply)>, elapsed: Duration);
+    /// Whether the next leader check is due soon (an election, or a suspicion to confirm).
+    fn leader_unsettled(&self) -> bool;
+    /// Whether a member reporting `report` may be re-admitted.
+    fn admits(&self, report: &Report) -> Result<(), String>;
+    /// Notes the cluster id a `status` probe reported; returns each member's last reported id
+    /// and how many members there are.
+    fn reported_cluster(&self, index: usize, id: u64) -> (HashMap<usize, u64>, usize);
+    /// Stores the report of an active probe and records its outcome.
+    fn record_probe(&self, entry: &MemberEntry, report: ProbeReport);
+    /// The earliest time the health state changes with time alone (an ejection ending): the
+    /// scheduler wakes by then and calls [`handle_timeout`](Self::handle_timeout).
+    fn next_deadline(&self) -> Option<std::time::Instant>;
+    /// Fires the health state's timers due now (a member whose ejection ended becomes due for
+    /// a re-admission probe).
+    fn handle_timeout(&self);
+}
+
+/// The health state as the probe tasks hold it: they stop once it no longer upgrades.
+pub(crate) type WeakCluster = Weak<dyn Cluster>;
 
 /// An active health check of one member.
 ///
@@ -131,7 +179,7 @@ pub struct ProbeTarget<'a> {
     checks: &'a ActiveChecks,
     channel: &'a Result<Channel, String>,
     /// The health state, for what the built-in `http` probe reads of it (its TLS).
-    checker: &'a WeakChecker,
+    checker: &'a WeakCluster,
 }
 
 impl<'a> ProbeTarget<'a> {
@@ -139,7 +187,7 @@ impl<'a> ProbeTarget<'a> {
         entry: &'a MemberEntry,
         checks: &'a ActiveChecks,
         channel: &'a Result<Channel, String>,
-        checker: &'a WeakChecker,
+        checker: &'a WeakCluster,
     ) -> Self {
         Self {
             entry,
@@ -184,7 +232,7 @@ impl<'a> ProbeTarget<'a> {
     }
 
     /// The health state, while it lives.
-    pub(crate) fn checker(&self) -> Option<HealthChecker> {
+    pub(crate) fn checker(&self) -> Option<Arc<dyn Cluster>> {
         self.checker.upgrade()
     }
 }

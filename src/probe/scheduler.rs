@@ -33,9 +33,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use super::schedule::{Facts, Intervals, Schedule};
-use super::{Finding, Probe, ProbeTarget};
-use crate::checker::HealthChecker;
-use crate::checker::WeakChecker;
+use super::{Cluster, Finding, Probe, ProbeTarget, WeakCluster};
 use crate::health::Outcome;
 use crate::leader::{EarlyEnd, LeaderChecks, Reply, RoundPlan};
 use crate::member::{MemberEntry, ProbeReport};
@@ -45,7 +43,7 @@ use crate::timing::wall_now;
 /// probe `checks.active.type` names).
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
-    checker: WeakChecker,
+    checker: WeakCluster,
     probe: Option<Arc<dyn Probe>>,
 ) {
     runtime.spawn(run(checker, probe));
@@ -66,11 +64,11 @@ enum Wake {
 /// The driver: each turn reads the clock once, feeds what woke it to the pure schedules
 /// ([`Schedule`] for probes, [`LeaderChecks`] for leader checks), starts what they ask for, and
 /// sleeps until the earliest deadline they name or something happens.
-async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
+async fn run(weak: WeakCluster, probe: Option<Arc<dyn Probe>>) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
-    let (mut exec, mut done_rx, mut round_rx) = Executor::new(&checker, weak.clone(), probe);
+    let (mut exec, mut done_rx, mut round_rx) = Executor::new(&*checker, weak.clone(), probe);
     let mut changes = checker.changes();
     let leader_wanted = checker.leader_wanted();
     let mut schedule = Schedule::new(Intervals::of(checker.config()));
@@ -84,7 +82,7 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
         match std::mem::replace(&mut woke, Wake::Timer) {
             Wake::Timer => {}
             Wake::LeaderWanted => checks.want(now),
-            Wake::Round(round) => exec.round_ended(&checker, round, now, &mut checks),
+            Wake::Round(round) => exec.round_ended(&*checker, round, now, &mut checks),
             Wake::ProbeEnded(index) => {
                 if let Some(entry) = checker.entry(index) {
                     exec.probe_ended(&entry);
@@ -103,14 +101,14 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
             checker.handle_timeout();
         }
         let entries = checker.entries();
-        exec.forget_gone(&checker, &entries);
+        exec.forget_gone(&*checker, &entries);
         let members = entries.iter().map(|e| (e.member().index(), facts(e)));
         for index in schedule.poll(now, members) {
-            exec.probe(&checker, &entries, index);
+            exec.probe(&*checker, &entries, index);
         }
         let live = |i| entries.iter().any(|e| e.member().index() == i);
         if let Some(silent) = checks.poll(now, live) {
-            exec.leader_round(&checker, &entries, silent);
+            exec.leader_round(&*checker, &entries, silent);
         }
         let wake = [
             schedule.poll_timeout(),
@@ -138,7 +136,7 @@ async fn run(weak: WeakChecker, probe: Option<Arc<dyn Probe>>) {
 /// once, and anew after a silence or a TLS change), at most `active.concurrency` probes at
 /// once. It decides nothing about time.
 struct Executor {
-    weak: WeakChecker,
+    weak: WeakCluster,
     probe: Arc<dyn Probe>,
     permits: Arc<Semaphore>,
     leader_timeout: Duration,
@@ -153,8 +151,8 @@ struct Executor {
 impl Executor {
     /// The executor, with the receivers of probe ends and leader-check ends.
     fn new(
-        checker: &HealthChecker,
-        weak: WeakChecker,
+        checker: &dyn Cluster,
+        weak: WeakCluster,
         probe: Option<Arc<dyn Probe>>,
     ) -> (
         Self,
@@ -181,7 +179,7 @@ impl Executor {
 
     /// Forgets the channels of members gone, and every channel when the TLS
     /// material changed.
-    fn forget_gone(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>]) {
+    fn forget_gone(&mut self, checker: &dyn Cluster, entries: &[Arc<MemberEntry>]) {
         let live: HashSet<usize> = entries.iter().map(|e| e.member().index()).collect();
         self.channels.retain(|i, _| live.contains(i));
         let generation = tls_generation_of(checker);
@@ -192,7 +190,7 @@ impl Executor {
     }
 
     /// The probe channel of `entry`, made if needed.
-    fn channel(&mut self, checker: &HealthChecker, entry: &MemberEntry) -> Result<Channel, String> {
+    fn channel(&mut self, checker: &dyn Cluster, entry: &MemberEntry) -> Result<Channel, String> {
         self.channels
             .entry(entry.member().index())
             .or_insert_with(|| probe_channel(checker, entry))
@@ -200,7 +198,7 @@ impl Executor {
     }
 
     /// Starts a probe of member `index`.
-    fn probe(&mut self, checker: &HealthChecker, entries: &[Arc<MemberEntry>], index: usize) {
+    fn probe(&mut self, checker: &dyn Cluster, entries: &[Arc<MemberEntry>], index: usize) {
         let Some(entry) = entries.iter().find(|e| e.member().index() == index) else {
             return;
         };
@@ -228,7 +226,7 @@ impl Executor {
     /// Starts a leader check of every member, not waiting (in an election) for `silent`.
     fn leader_round(
         &mut self,
-        checker: &HealthChecker,
+        checker: &dyn Cluster,
         entries: &[Arc<MemberEntry>],
         silent: Vec<usize>,
     ) {
@@ -249,7 +247,7 @@ impl Executor {
     /// then `checks` (the state's judgement decides the pace of the next one).
     fn round_ended(
         &mut self,
-        checker: &HealthChecker,
+        checker: &dyn Cluster,
         round: Round,
         now: Instant,
         checks: &mut LeaderChecks,
@@ -302,7 +300,7 @@ fn renew(channels: &mut HashMap<usize, Result<Channel, String>>, index: usize) {
 
 /// How many times the TLS material was swapped (0 without TLS): probe channels that captured
 /// it are made again when this changes.
-fn tls_generation_of(checker: &HealthChecker) -> u64 {
+fn tls_generation_of(checker: &dyn Cluster) -> u64 {
     #[cfg(feature = "tls")]
     if let Some(tls) = checker.tls() {
         return tls.generation();
@@ -327,8 +325,8 @@ fn facts(entry: &MemberEntry) -> Facts {
 /// applied, which is applied again here in its current state), else one built here, whose
 /// connections take the configured TLS material current at each connect for `https://`
 /// members. `Err` says why TLS could not be set up.
-pub(crate) fn probe_channel(
-    checker: &HealthChecker,
+pub(crate) fn probe_channel<C: Cluster + ?Sized>(
+    checker: &C,
     entry: &MemberEntry,
 ) -> Result<Channel, String> {
     let active = &checker.config().checks.active;
@@ -363,7 +361,7 @@ pub(crate) fn probe_channel(
 /// The TLS material for a member with an `https://` URL: the configured one, else the
 /// system's roots.
 #[cfg(feature = "tls")]
-fn member_tls(checker: &HealthChecker, entry: &MemberEntry) -> Option<crate::tls::Tls> {
+fn member_tls<C: Cluster + ?Sized>(checker: &C, entry: &MemberEntry) -> Option<crate::tls::Tls> {
     if entry.member().uri().scheme_str() != Some("https") {
         return None;
     }
@@ -374,7 +372,7 @@ fn member_tls(checker: &HealthChecker, entry: &MemberEntry) -> Option<crate::tls
 }
 
 #[cfg(not(feature = "tls"))]
-fn member_tls(_checker: &HealthChecker, _entry: &MemberEntry) -> Option<()> {
+fn member_tls<C: Cluster + ?Sized>(_checker: &C, _entry: &MemberEntry) -> Option<()> {
     None
 }
 
@@ -388,7 +386,7 @@ fn probe_bound(timeout: Duration) -> Duration {
 
 /// One probe of one member.
 struct ProbeTask {
-    weak: WeakChecker,
+    weak: WeakCluster,
     entry: Arc<MemberEntry>,
     channel: Result<Channel, String>,
     probe: Arc<dyn Probe>,
@@ -437,13 +435,13 @@ impl ProbeTask {
                 if let Some(checker) = self.weak.upgrade() {
                     let timeout = checker.config().leader.timeout;
                     let strict = self.entry.is_pending();
-                    if let Some(why) = admission(&checker, &self.channel, timeout, strict).await {
+                    if let Some(why) = admission(&*checker, &self.channel, timeout, strict).await {
                         finding = Finding::new(Outcome::Failure, format!("not re-admitted: {why}"));
                     }
                 }
             }
             if let Some(checker) = self.weak.upgrade() {
-                record(&checker, &self.entry, finding, started.elapsed());
+                record(&*checker, &self.entry, finding, started.elapsed());
             }
         }
         let _ = self.done.send(index);
@@ -541,7 +539,7 @@ fn majority_follows_one(answers: &[(usize, Reply, bool)], members: usize) -> boo
 /// `strict`: a member found by discovery must show its cluster id (only a `Status` denied for
 /// lack of permission is let through: the cluster listed it).
 async fn admission(
-    checker: &HealthChecker,
+    checker: &dyn Cluster,
     channel: &Result<Channel, String>,
     timeout: Duration,
     strict: bool,
@@ -561,7 +559,7 @@ async fn admission(
     }
 }
 
-fn record(checker: &HealthChecker, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
+fn record(checker: &dyn Cluster, entry: &MemberEntry, finding: Finding, elapsed: Duration) {
     let judged = finding.outcome.filter(|_| !finding.leaderless);
     let kind = checker.config().checks.active.probe_type;
     entry.metrics().probed(kind, judged, elapsed);
@@ -593,6 +591,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    use crate::checker::HealthChecker;
     use crate::config::Config;
     use crate::event::EventKind;
     use crate::health::{Source, Status};

@@ -22,7 +22,7 @@ use http::Uri;
 use self::plan::{dial, services, url, Answer, Dial, Service, Target};
 use super::driver::{Ask, Pass};
 use super::Origin;
-use crate::checker::WeakChecker;
+use super::WeakCluster;
 use crate::config::SrvConfig;
 
 /// The resolver `srv` asks: its `name_server`, else the system's configuration.
@@ -110,7 +110,7 @@ async fn ask(
 
 /// Starts the SRV driver: a pass at start and every `discovery.srv.interval` (jittered: a
 /// fleet of clients must not query DNS in step).
-pub(crate) async fn run(weak: WeakChecker) {
+pub(crate) async fn run(weak: WeakCluster) {
     let Some(checker) = weak.upgrade() else {
         return;
     };
@@ -155,7 +155,7 @@ struct Records {
 }
 
 impl Ask for Records {
-    async fn pass(&mut self, weak: &WeakChecker) -> Pass {
+    async fn pass(&mut self, weak: &WeakCluster) -> Pass {
         let (srv, timeout) = (&self.srv, self.timeout);
         let asks = self
             .services
