@@ -1,8 +1,9 @@
 //! Making a [`HealthChecker`]: the health state, and the tasks that run beside it.
 //!
-//! Why here, above `checker/`: the probe scheduler and discovery read and write the health
-//! state, so they import `checker`; the constructors that start them live above all three, and
-//! the state never names its drivers (no import circle between them). The application's hooks
+//! Why here, above `checker/`: the composition root. The probe scheduler and discovery read
+//! and write the health state through ports of their own (`probe::Cluster`,
+//! `discovery::Cluster`, which the state implements), and the state never starts its drivers
+//! itself: the constructors that start them live above all three. The application's hooks
 //! go where they are used: the probe to the scheduler, the member source to discovery, the
 //! classifier and the event sink into the state.
 

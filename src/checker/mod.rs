@@ -22,6 +22,11 @@
 //! What belongs to others stays theirs: the balancer's load estimate (`load.rs`, held per
 //! member), answer classification (`passive/`), TLS choices (`tls/`), and the tasks that run
 //! beside the state (`probe/`, `discovery/`, started by `start.rs`).
+//!
+//! Why ports (`ports.rs`): the rooms below the state each say, in a trait of their own, the
+//! little they need of it (`probe::Cluster`, `discovery::Cluster`, `passive::Cluster`), and
+//! the state implements those traits. So they never import this module: its fan-in stays the
+//! rooms that hold the public handle, and a change here recompiles, and concerns, only them.
 
 mod effects;
 mod ports;
@@ -138,8 +143,9 @@ impl HealthChecker {
     /// The health state for `endpoints` under `config` (validated first: a bad value is an
     /// error naming the field and the value), or the live one of `config.shm_name` in this
     /// process (its config wins; endpoints it lacks are added). `start` runs once, when a new
-    /// state is made, to start what runs beside it (the probe scheduler, discovery): they
-    /// import this module, so it never names them. Must be called inside a tokio runtime.
+    /// state is made, to start what runs beside it (the probe scheduler, discovery): the
+    /// composition root names them, this module only implements their ports. Must be called
+    /// inside a tokio runtime.
     ///
     /// `hooks` go to a new state only: a live state of `config.shm_name` keeps its own.
     pub(crate) fn build(

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::grpc::GrpcService;
 use crate::member::Member;
 use crate::stream::resume::IntoBoxChannel;
-use crate::stream::{StreamStats, Streams};
+use crate::stream::{StreamHealth, StreamStats, Streams};
 
 /// Builds etcd-client's channel as a health-checked [`Balance`]; pass it to
 /// `etcd_client::Client::connect_with_balanced_channel`.
@@ -390,7 +390,7 @@ where
     fn new(balance: Balance<M>, stats: StreamStats, resume: bool) -> Self {
         let streams = Streams::new(
             balance.clone().into_box_channel(),
-            balance.checker().clone(),
+            StreamHealth::new(balance.checker().clone()),
             stats,
             resume,
         );

@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use super::health::StreamHealth;
 use crate::balance::pick::{choose, Spread, Unhealthy, Want};
 use crate::balance::AvoidMembers;
-use crate::checker::HealthChecker;
 use crate::member::{Member, MemberEntry};
 
 /// What the health checker knows of the members: their shared entries, and the leader.
@@ -28,7 +28,7 @@ pub(crate) struct Known {
 
 impl Known {
     /// What `checker` knows now.
-    pub(crate) fn of(checker: &HealthChecker) -> Self {
+    pub(crate) fn of(checker: &StreamHealth) -> Self {
         Self {
             entries: checker.entries(),
             leader: checker.leader_index(),

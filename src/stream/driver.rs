@@ -44,15 +44,15 @@ use tonic::metadata::MetadataMap;
 use super::book::{Book, Heard};
 use super::choose::{place_stream, Known};
 use super::frame::{self, Decoder, ReplyBody};
+use super::health::StreamHealth;
 use super::lane::{self, Call, Lane};
 use super::latest_token::LatestToken;
-use super::opening::{self, FirstOpen};
+use super::opening::FirstOpen;
 use super::progress_order::ProgressOrders;
 use super::stats::StreamStats;
 use super::token_wait::{Next, TokenWait};
 use super::tuning::{Followed, Tuning};
 use crate::balance::{AvoidMembers, ResponseFuture};
-use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::event::HealthEvent;
 use crate::member::Member;
@@ -76,7 +76,7 @@ pub(super) fn stream_timeout(config: &Config) -> Duration {
 #[derive(Clone, Debug)]
 pub(crate) struct Streams {
     pub(super) channel: BoxChannel,
-    pub(super) checker: HealthChecker,
+    pub(super) checker: StreamHealth,
     pub(super) stats: StreamStats,
     /// Off: streams pass through unchanged, on one member (as before resumption existed).
     pub(super) resume: bool,
@@ -93,7 +93,7 @@ impl Streams {
     /// through unchanged.
     pub(crate) fn new(
         channel: BoxChannel,
-        checker: HealthChecker,
+        checker: StreamHealth,
         stats: StreamStats,
         resume: bool,
     ) -> Self {
@@ -777,7 +777,7 @@ impl<B: Book> Driver<B> {
     /// is its answer).
     async fn silent(&mut self, target: Option<Member>, since: Instant, reason: String) -> bool {
         if let Some(member) = &target {
-            opening::charge_silent(&self.streams.checker, member, since);
+            self.streams.checker.charge_silent(member, since);
         }
         if self.streams.resume && self.first.is_some() {
             self.failed_to_open += 1;
@@ -1134,6 +1134,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::HealthChecker;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -59,6 +59,7 @@ use tonic::metadata::MetadataMap;
 use super::book::Book;
 use super::choose::{last_resort, place_keepalive, Known};
 use super::driver::{stream_timeout, Streams};
+use super::health::StreamHealth;
 use super::keepalive_book::KeepAliveBook;
 use super::keepalive_caller::{Caller, CallerIn, LocalEnds};
 use super::keepalive_lane::{take_on_member, take_stale, KeepAliveLane};
@@ -70,7 +71,6 @@ use super::stats::StreamKind;
 use crate::balance::AvoidMembers;
 use crate::balance::ResponseFuture;
 use crate::budget::Extra;
-use crate::checker::HealthChecker;
 use crate::event::{EventKind, HealthEvent};
 use crate::health::Status;
 use crate::member::Member;
@@ -215,7 +215,7 @@ struct Env {
     /// Where the streams are opened.
     channel: BoxChannel,
     /// The health state: members, leader, budget, evictions (none over a plain channel).
-    checker: Option<HealthChecker>,
+    checker: Option<StreamHealth>,
     /// The caller's metadata (its auth token, say).
     metadata: MetadataMap,
     /// The caller's newest auth token, for streams opened later.
@@ -254,7 +254,7 @@ impl Driver {
     fn new(env: Env, caller: Caller, timing: &Timing, reopen: &ReopenOptions) -> Self {
         let (heard_tx, heard) = mpsc::channel(16);
         Self {
-            health: env.checker.as_ref().map(HealthChecker::subscribe),
+            health: env.checker.as_ref().map(StreamHealth::subscribe),
             env,
             caller,
             book: KeepAliveBook::default(),

@@ -42,6 +42,7 @@ mod choose;
 mod dispatch;
 mod driver;
 mod frame;
+mod health;
 mod keepalive_book;
 mod keepalive_caller;
 mod keepalive_driver;
@@ -64,6 +65,7 @@ pub(crate) use watch_book::fuzz_watch_book;
 
 pub(crate) use dispatch::{call, takes};
 pub(crate) use driver::Streams;
+pub(crate) use health::StreamHealth;
 pub(crate) use keepalive_caller::{Answer, LocalEnds, Progress};
 pub(crate) use keepalive_driver::spawn_local;
 pub(crate) use keepalive_schedule::{Schedule, Timing};

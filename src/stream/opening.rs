@@ -26,10 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::checker::HealthChecker;
 use crate::config::Config;
-use crate::health::{Outcome, Source};
-use crate::member::Member;
 
 /// Until when the caller waits for its stream to open, and why that long.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,22 +92,6 @@ impl FirstOpen {
                 "etcd-health: the stream was not opened in time{why}"
             )),
         }
-    }
-}
-
-/// Counts an opening that `member` left unanswered since `since` against it: a request that
-/// timed out, and a hang if a peer answered a request sent after it (see the module docs).
-pub(super) fn charge_silent(checker: &HealthChecker, member: &Member, since: Instant) {
-    checker.record(member, Source::Passive, Outcome::Timeout);
-    let Some(entry) = checker.entry(member.index()) else {
-        return;
-    };
-    let since = since.into_std();
-    if checker.hangs(&entry, since) {
-        tracing::info!(%member, "stream opening left unanswered while peers answered: a hang");
-        checker.record_hang(&entry);
-    } else if checker.quiet_since(since) {
-        checker.want_leader_check();
     }
 }
 

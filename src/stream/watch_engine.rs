@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tower::Service;
 
 use super::driver::Streams;
+use super::health::StreamHealth;
 use super::stats::StreamStats;
 use super::tuning::{Followed, Tuning};
 use super::watch_book::WatchBook;
 use crate::balance::ResponseFuture;
-use crate::checker::HealthChecker;
 use crate::stream::resume::BoxChannel;
 
 /// A tower service that takes one `Watch/Watch` call and drives it with the engine, publishing
@@ -38,7 +38,7 @@ impl WatchEngine {
     /// set by `tuning`; the receiver follows the stream it will drive.
     pub(crate) fn new(
         channel: BoxChannel,
-        checker: HealthChecker,
+        checker: StreamHealth,
         tuning: Tuning,
     ) -> (Self, watch::Receiver<Followed>) {
         let (tx, rx) = watch::channel(Followed::default());

@@ -14,14 +14,12 @@ use tokio::sync::{mpsc, watch};
 
 use super::answer::{Position, Verdict};
 use super::{WatchError, WatchOptions, WatchState};
-use crate::checker::HealthChecker;
-use crate::config::Config;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
 use crate::stream::resume::{BoxChannel, Outbound};
-use crate::stream::{Renew, Tuning, WatchEngine};
+use crate::stream::{Renew, StreamHealth, Tuning, WatchEngine};
 
 type Events = mpsc::Sender<Result<crate::proto::mvccpb::Event, WatchError>>;
 type State = watch::Sender<WatchState>;
@@ -42,7 +40,7 @@ const MAX_STALE_TOKENS: u32 = 3;
 ///   leaves the choice of member to the channel (and its avoid hints to a
 ///   [`Balance`](crate::Balance)), follows no evictions, and bounds the first opening by
 ///   `retry.budget` alone.
-pub(super) fn engine_setup(renew: Renew, options: &WatchOptions) -> (HealthChecker, Tuning) {
+pub(super) fn engine_setup(renew: Renew, options: &WatchOptions) -> (StreamHealth, Tuning) {
     let tuning = Tuning {
         timeout: Some((options.idle_timeout / 2).max(Duration::from_millis(5))),
         reopen: options.reopen.clone(),
@@ -54,16 +52,8 @@ pub(super) fn engine_setup(renew: Renew, options: &WatchOptions) -> (HealthCheck
         .reopen
         .checker
         .clone()
-        .unwrap_or_else(memberless_checker);
+        .unwrap_or_else(StreamHealth::memberless);
     (checker, tuning)
-}
-
-/// A health state with no members and nothing that probes or discovers.
-fn memberless_checker() -> HealthChecker {
-    let mut config = Config::default();
-    config.discovery.member_list = false;
-    HealthChecker::with_uris(Vec::new(), config)
-        .expect("the default config is valid, and callers run inside a tokio runtime")
 }
 
 /// Makes whatever authenticates requests on the channel (the [`Auth`](crate::auth::Auth)

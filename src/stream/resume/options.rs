@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::checker::HealthChecker;
+use crate::stream::health::StreamHealth;
 
 /// How a helper re-opens its stream: back-off, avoidance, `hasleader`, and the health checker
 /// whose evictions end a stream at once. Held by [`WatchOptions`](crate::watch::WatchOptions)
@@ -14,7 +15,7 @@ pub(crate) struct ReopenOptions {
     pub(crate) backoff_max: Duration,
     pub(crate) avoid_for: Duration,
     pub(crate) require_leader: bool,
-    pub(crate) checker: Option<HealthChecker>,
+    pub(crate) checker: Option<StreamHealth>,
 }
 
 impl Default for ReopenOptions {
@@ -37,7 +38,8 @@ impl ReopenOptions {
     /// Follows `checker`'s evictions unless the caller named a checker already (what
     /// `over_balance` does with the balance's own).
     pub(crate) fn or_checker(mut self, checker: &HealthChecker) -> Self {
-        self.checker.get_or_insert_with(|| checker.clone());
+        self.checker
+            .get_or_insert_with(|| StreamHealth::new(checker.clone()));
         self
     }
 }
@@ -79,7 +81,7 @@ macro_rules! reopen_setters {
             "::over_balance))."
         )]
         pub fn health_checker(mut self, checker: crate::checker::HealthChecker) -> Self {
-            self.reopen.checker = Some(checker);
+            self.reopen.checker = Some(crate::stream::StreamHealth::new(checker));
             self
         }
     };
