@@ -4,10 +4,17 @@
 //! balancer needs a service per member, made when a member appears, so what it is given is the
 //! recipe, as with tower's `MakeService`.
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
 use tower::Layer;
 
+use super::unary::driver::Health;
 use super::{Balance, MakeMember, TonicConnector};
+use crate::budget::RetryBudget;
 use crate::checker::HealthChecker;
+use crate::config::Config;
+use crate::member::MemberEntry;
 
 /// Wraps per-member services in a health-checked [`Balance`]; for the usual stack (a tonic
 /// channel per member) [`HealthChecker::channel`] is the one call.
@@ -68,5 +75,43 @@ impl HealthChecker {
     /// ```
     pub fn channel(&self) -> Balance<TonicConnector> {
         Balance::new(self.clone(), TonicConnector::default())
+    }
+}
+
+// === impl HealthChecker: the unary driver's port ===
+
+/// The handle a balancer holds is its unary driver's port on the health state: the driver
+/// names only the `Health` trait, this is where the checker meets it.
+impl Health for HealthChecker {
+    fn config(&self) -> &Config {
+        HealthChecker::config(self)
+    }
+
+    fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
+        HealthChecker::entries(self)
+    }
+
+    fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
+        HealthChecker::leader_entry(self)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        HealthChecker::changes(self)
+    }
+
+    fn budget(&self) -> &RetryBudget {
+        HealthChecker::budget(self)
+    }
+
+    fn metrics(&self) -> &crate::metrics::Checker {
+        HealthChecker::metrics(self)
+    }
+
+    fn count_retry(&self) {
+        HealthChecker::count_retry(self)
+    }
+
+    fn count_hedge(&self) {
+        HealthChecker::count_hedge(self)
     }
 }

@@ -267,6 +267,8 @@ where
     M: MakeMember + Send + Sync + 'static,
     M::Service: GrpcService + Clone + Sync,
 {
+    type Health = HealthChecker;
+
     fn health(&self) -> &HealthChecker {
         &self.checker
     }

@@ -24,7 +24,8 @@ use crate::balance::attempt::{sleep_until_opt, Attempt, Failure, Limits};
 use crate::balance::hedge::HedgeDelay;
 use crate::balance::route::write_target;
 use crate::budget::Extra;
-use crate::checker::HealthChecker;
+use crate::budget::RetryBudget;
+use crate::config::Config;
 use crate::etcd::{Class, Hedging};
 use crate::member::MemberEntry;
 
@@ -34,8 +35,10 @@ type Answer = Result<Response<tonic::body::Body>, tower::BoxError>;
 /// What the driver needs of the balancer: the health state, the hedging estimates, and one
 /// copy of a request sent to one member.
 pub(crate) trait Members: Send + Sync + 'static {
+    /// The shared health state, as the driver sees it.
+    type Health: Health;
     /// The shared health state.
-    fn health(&self) -> &HealthChecker;
+    fn health(&self) -> &Self::Health;
     /// The hedging delay of reads of kind `hedging`; `None` for those never hedged.
     fn hedge(&self, hedging: Hedging) -> Option<&HedgeDelay>;
     /// One attempt of `req` on `entry` (picked from `entries`), sent `now`.
@@ -47,6 +50,27 @@ pub(crate) trait Members: Send + Sync + 'static {
         limits: Limits,
         now: Instant,
     ) -> impl Future<Output = Attempt> + Send + 'static;
+}
+
+/// What the driver reads of the health state and reports to it: the balancer's handle
+/// implements it (in `balance/layer.rs`), so the driver does not name the checker.
+pub(crate) trait Health: Send + Sync + 'static {
+    /// The configuration in force.
+    fn config(&self) -> &Config;
+    /// The members, in index order, as they are now.
+    fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>>;
+    /// The member that leads, if known.
+    fn leader_entry(&self) -> Option<Arc<MemberEntry>>;
+    /// Wakes on every change of a member's status or of the membership.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The retry budget retries and hedges draw from.
+    fn budget(&self) -> &RetryBudget;
+    /// The metrics of the requests through the state.
+    fn metrics(&self) -> &crate::metrics::Checker;
+    /// Counts a request sent again to another member.
+    fn count_retry(&self);
+    /// Counts a read also sent to a second member.
+    fn count_hedge(&self);
 }
 
 /// Sends a unary request and sees it through: reads are hedged (a read slower than the
