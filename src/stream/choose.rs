@@ -137,6 +137,7 @@ pub(crate) fn place_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::HealthChecker;
     use crate::config::Config;
     use crate::health::{Outcome, Source};
 
