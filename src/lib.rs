@@ -117,7 +117,7 @@ pub mod observe {
 /// finds every hook, and what each must satisfy, here. Each trait's docs have a compiled
 /// example.
 pub mod extend {
-    pub use crate::balance::{AvoidMembers, MakeMember, ResponseFuture};
+    pub use crate::balance::{AskServedBy, AvoidMembers, MakeMember, ResponseFuture};
     pub use crate::discovery::{BoxError, MemberSource};
     pub use crate::dropin::EtcdChannel;
     pub use crate::event::EventSink;

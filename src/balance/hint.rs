@@ -11,9 +11,22 @@ use crate::member::Member;
 /// Response extension set by [`Balance`](super::Balance): the member that served the request.
 ///
 /// Read it from `tonic::Response::extensions()`. For a stream it names the member that
-/// carries the whole stream.
+/// carries the whole stream, and is always set. A unary answer carries it only when its
+/// request asked with [`AskServedBy`]: marking every answer cost three allocations per request
+/// (an answer's extensions come empty from a member, so the mark needs a map of its own), paid
+/// by callers that never read it.
 #[derive(Clone, Debug)]
 pub struct ServedBy(pub Member);
+
+/// Request extension read by [`Balance`](super::Balance): mark the unary answer
+/// [`ServedBy`] its member (streams always are).
+///
+/// ```
+/// let mut req = tonic::Request::new(());
+/// req.extensions_mut().insert(etcd_health::extend::AskServedBy);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AskServedBy;
 
 /// Marks an answer's `extensions` as served by `member`.
 ///

@@ -28,7 +28,7 @@ mod unary;
 
 pub use future::ResponseFuture;
 pub(crate) use hint::EvenIfEjected;
-pub use hint::{AvoidMembers, ServedBy};
+pub use hint::{AskServedBy, AvoidMembers, ServedBy};
 pub use layer::HealthLayer;
 pub(crate) use make::{keep_alive, transport_settings};
 pub use make::{MakeMember, TonicConnector};

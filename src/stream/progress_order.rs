@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::balance::{AvoidMembers, ServedBy};
+use crate::balance::{AskServedBy, AvoidMembers, ServedBy};
 use crate::member::Member;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::StatusRequest;
@@ -83,6 +83,7 @@ impl ProgressOrders {
         let mut req = tonic::Request::new(StatusRequest {});
         req.set_timeout(bound);
         req.extensions_mut().insert(others);
+        req.extensions_mut().insert(AskServedBy);
         let asked = tokio::time::timeout(bound, MaintenanceClient::new(channel).status(req)).await;
         let Ok(Ok(resp)) = asked else {
             return false;

@@ -239,7 +239,10 @@ impl<B: Members> Unary<B> {
         let (sent, decision) =
             self.dispatch
                 .failed(slot, copy, moment, &config.retry, jitter(), withdraw);
-        let mut failure = failure.served_by(sent.entry.member());
+        let mut failure = match self.replay.marks_served() {
+            true => failure.served_by(sent.entry.member()),
+            false => failure,
+        };
         if self.dispatch.outcome_unknown(failure.maybe_processed) {
             failure = failure.outcome_unknown();
         }
@@ -839,6 +842,7 @@ mod tests {
                     members[1].clone(),
                     members[2].clone(),
                 ]));
+            req.extensions_mut().insert(crate::balance::AskServedBy);
             req
         };
         let started = tokio::time::Instant::now();
@@ -938,12 +942,15 @@ mod tests {
             .insert(crate::balance::AvoidMembers(vec![
                 checker.members()[1].clone()
             ]));
+        first.extensions_mut().insert(crate::balance::AskServedBy);
         let resp = balance.clone().oneshot(first).await.expect("read");
         let served = resp.extensions().get::<crate::balance::ServedBy>();
         assert_eq!(served.expect("served").0.index(), 1);
         assert_eq!(calls[0].load(Ordering::Relaxed), 1, "member 0 was tried");
         for n in 0..20 {
-            let resp = balance.clone().oneshot(range()).await.expect("read");
+            let mut read = range();
+            read.extensions_mut().insert(crate::balance::AskServedBy);
+            let resp = balance.clone().oneshot(read).await.expect("read");
             let served = resp
                 .extensions()
                 .get::<crate::balance::ServedBy>()
@@ -1059,6 +1066,7 @@ mod tests {
             let mut put = put_within_300ms();
             put.headers_mut()
                 .insert("grpc-timeout", http::HeaderValue::from_static("5S"));
+            put.extensions_mut().insert(crate::balance::AskServedBy);
             put
         };
 

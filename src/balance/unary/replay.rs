@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 
-use crate::balance::hint::mark_served;
+use crate::balance::hint::{mark_served, AskServedBy};
 use crate::etcd::Method;
 use crate::member::Member;
 
@@ -53,6 +53,9 @@ pub(crate) struct Replay {
     /// value), and most requests make one copy. With other extensions, each copy gets the map
     /// cloned whole.
     grpc_method: Option<tonic::GrpcMethod<'static>>,
+    /// The request asked for its answer to be marked [`ServedBy`](crate::balance::ServedBy)
+    /// ([`AskServedBy`], taken out of its extensions: members never see it).
+    served_by: bool,
 }
 
 impl Drop for Replay {
@@ -63,7 +66,8 @@ impl Drop for Replay {
 
 impl Replay {
     /// A request whose body is still to be read (see [`keep`](Self::keep)).
-    pub(crate) fn new(parts: http::request::Parts, method: Method) -> Self {
+    pub(crate) fn new(mut parts: http::request::Parts, method: Method) -> Self {
+        let served_by = parts.extensions.remove::<AskServedBy>().is_some();
         let grpc_method = match parts.extensions.len() {
             1 => parts
                 .extensions
@@ -80,6 +84,7 @@ impl Replay {
             copied: false,
             method,
             tally: crate::metrics::CallTally::default(),
+            served_by,
         }
     }
 
@@ -118,19 +123,27 @@ impl Replay {
         self.tally.hedged(metrics);
     }
 
-    /// The answer the caller gets, marked as served by `member` (see [`mark_served`]): no
-    /// copy is made after it, so the kept head's extensions, if the first copy did not take
-    /// them, may serve as its map.
+    /// Whether the request asked for its answer to be marked
+    /// [`ServedBy`](crate::balance::ServedBy) ([`AskServedBy`]).
+    pub(crate) fn marks_served(&self) -> bool {
+        self.served_by
+    }
+
+    /// The answer the caller gets, marked as served by `member` when the request asked (see
+    /// [`mark_served`]): no copy is made after it, so the kept head's extensions, if the
+    /// first copy did not take them, may serve as its map.
     pub(crate) fn answer(
         &mut self,
         mut response: Response<tonic::body::Body>,
         member: &Member,
     ) -> Response<tonic::body::Body> {
-        mark_served(
-            response.extensions_mut(),
-            member,
-            &mut self.parts.extensions,
-        );
+        if self.served_by {
+            mark_served(
+                response.extensions_mut(),
+                member,
+                &mut self.parts.extensions,
+            );
+        }
         response
     }
 
@@ -397,6 +410,34 @@ mod tests {
                 let sensitive: Vec<bool> = sensitive.map(|v| v.is_sensitive()).collect();
                 assert_eq!(sensitive, [false, true], "copy {copy}");
             }
+        }
+    }
+
+    /// A unary answer is marked `ServedBy` its member only when its request asked
+    /// ([`AskServedBy`]), which the copies sent to members do not carry.
+    #[tokio::test]
+    async fn answers_are_marked_served_by_only_when_asked() {
+        use crate::balance::ServedBy;
+        let member = Member::new(2, "http://127.0.0.1:2".parse().expect("uri"));
+        let method = tonic::GrpcMethod::new("etcdserverpb.KV", "Range");
+        for asked in [false, true] {
+            let (mut parts, body) = range().into_parts();
+            parts.extensions.insert(method.clone());
+            if asked {
+                parts.extensions.insert(AskServedBy);
+            }
+            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Range"));
+            assert_eq!(replay.marks_served(), asked);
+            replay.keep(buffer(body).await.expect("body"), 0);
+            let req = replay.request();
+            assert!(
+                req.extensions().get::<AskServedBy>().is_none(),
+                "kept from members"
+            );
+            assert_eq!(req.extensions().len(), 1, "tonic's method alone");
+            let answer = replay.answer(Response::new(tonic::body::Body::empty()), &member);
+            let served = answer.extensions().get::<ServedBy>().map(|s| s.0.index());
+            assert_eq!(served, asked.then_some(2), "asked: {asked}");
         }
     }
 }
