@@ -12,6 +12,7 @@
 use std::alloc::System;
 
 use bytes::Bytes;
+use etcd_health::extend::{AskServedBy, MakeMember};
 use etcd_health::observe::Member;
 use etcd_health::proto::etcdserverpb::kv_client::KvClient;
 use etcd_health::{Balance, HealthChecker};
@@ -56,27 +57,61 @@ where
     counts[n / 2]
 }
 
+/// What marking an answer [`ServedBy`](etcd_health::observe::ServedBy) when asked may add
+/// over [`STACK_BUDGET`], when the members read no extensions (as a `TonicConnector`'s): the
+/// mark, in the request's own map.
+const ASKED_SERVED_BY: usize = 1;
+
+/// Members that read no request extensions, as the built-in `TonicConnector`'s channels.
+struct Blind(InstantMember);
+
+impl MakeMember for Blind {
+    type Service = InstantMember;
+
+    fn make_member(&self, _: &Member) -> InstantMember {
+        self.0.clone()
+    }
+
+    fn reads_extensions(&self) -> bool {
+        false
+    }
+}
+
 /// Through `Balance` over three fake members, a unary get or put makes at most
-/// [`STACK_BUDGET`] allocations more than the same stubs straight to the fake member.
+/// [`STACK_BUDGET`] allocations more than the same stubs straight to the fake member; asking
+/// for `ServedBy`, to members that read no extensions, at most [`ASKED_SERVED_BY`] more.
 #[tokio::test]
 async fn the_stack_adds_at_most_6_allocations_per_unary_request() {
     let checker = HealthChecker::new(&endpoints(3), quiet_config()).expect("checker");
     let member = InstantMember::new();
     let direct = KvClient::new(member.clone());
+    let blind = Balance::new(checker.clone(), Blind(member.clone()));
     let stack = KvClient::new(Balance::new(checker, move |_: &Member| member.clone()));
+    let asking = KvClient::new(tower::ServiceExt::map_request(
+        blind,
+        |mut req: http::Request<tonic::body::Body>| {
+            req.extensions_mut().insert(AskServedBy);
+            req
+        },
+    ));
     let mut added = Vec::new();
     for op in [Op::Get, Op::Put] {
         let raw = per_request(&direct, op, 200).await;
         let through = per_request(&stack, op, 200).await;
-        added.push((op, raw, through));
+        let asked = per_request(&asking, op, 200).await;
+        added.push((op, raw, through, asked));
     }
-    println!("(op, straight, through the stack): {added:?}");
-    for (op, raw, through) in added.iter().copied() {
+    println!("(op, straight, through the stack, asking for ServedBy): {added:?}");
+    for (op, raw, through, asked) in added.iter().copied() {
         assert!(
             through <= raw + STACK_BUDGET,
             "{op:?}: {through} allocations through the stack, {raw} straight: {} added, \
              at most {STACK_BUDGET} allowed (all: {added:?})",
             through.saturating_sub(raw)
+        );
+        assert!(
+            asked <= raw + STACK_BUDGET + ASKED_SERVED_BY,
+            "{op:?}: {asked} allocations asking for ServedBy, {raw} straight (all: {added:?})",
         );
     }
 }

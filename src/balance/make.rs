@@ -24,6 +24,16 @@ pub trait MakeMember {
     fn attach(&mut self, checker: &crate::checker::HealthChecker) {
         let _ = checker;
     }
+
+    /// Whether the member services read a unary request's extensions (tonic's
+    /// `GrpcMethod`, or what the caller put there). `true` by default: each copy of the
+    /// request carries them. With `false` (a [`TonicConnector`]'s channels never read them),
+    /// copies go without: a retry or a hedge saves a map of its own (three allocations), and
+    /// an answer asked to be marked [`ServedBy`](super::ServedBy) takes the request's map
+    /// (one allocation instead of three). Streams always carry them.
+    fn reads_extensions(&self) -> bool {
+        true
+    }
 }
 
 impl<F, S> MakeMember for F
@@ -180,6 +190,11 @@ impl MakeMember for TonicConnector {
         }
         #[cfg(not(feature = "tls"))]
         let _ = checker;
+    }
+
+    /// A tonic `Channel` reads none of a request's extensions.
+    fn reads_extensions(&self) -> bool {
+        false
     }
 
     /// Each connection attempt of the channel is bounded by the connect timeout and counted

@@ -182,7 +182,7 @@ where
         match method.kind {
             MethodKind::Unary => {
                 let (parts, body) = req.into_parts();
-                let replay = Replay::new(parts, method);
+                let replay = Replay::new(parts, method, self.make.reads_extensions());
                 let unary = driver::run(self.clone(), replay, body, avoid, deadline);
                 ResponseFuture::new(timer.time(unary))
             }

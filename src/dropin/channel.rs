@@ -156,6 +156,11 @@ impl MakeMember for EndpointMaker {
         }
         MemberChannel::Plain(endpoint.connect_lazy())
     }
+
+    /// tonic `Channel`s (rotated or not) read none of a request's extensions.
+    fn reads_extensions(&self) -> bool {
+        false
+    }
 }
 
 /// The channel to one member of the drop-in.

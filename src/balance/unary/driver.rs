@@ -1010,7 +1010,7 @@ mod tests {
         let balance = Balance::new(checker.clone(), crate::balance::TonicConnector::default());
         let method = Method::of("/etcdserverpb.KV/Range");
         let (parts, body) = range().into_parts();
-        let replay = super::Replay::new(parts, method);
+        let replay = super::Replay::new(parts, method, false);
         let unary = super::run(balance.clone(), replay, body, vec![], None);
         let entries = checker.entries();
         let entry = entries[0].clone();

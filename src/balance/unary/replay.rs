@@ -53,6 +53,11 @@ pub(crate) struct Replay {
     /// value), and most requests make one copy. With other extensions, each copy gets the map
     /// cloned whole.
     grpc_method: Option<tonic::GrpcMethod<'static>>,
+    /// Whether the members read the request's extensions
+    /// ([`MakeMember::reads_extensions`](crate::balance::MakeMember::reads_extensions)): when
+    /// not, every copy goes without them, and the map stays here (for
+    /// [`answer`](Self::answer)).
+    forward_extensions: bool,
     /// The request asked for its answer to be marked [`ServedBy`](crate::balance::ServedBy)
     /// ([`AskServedBy`], taken out of its extensions: members never see it).
     served_by: bool,
@@ -66,7 +71,11 @@ impl Drop for Replay {
 
 impl Replay {
     /// A request whose body is still to be read (see [`keep`](Self::keep)).
-    pub(crate) fn new(mut parts: http::request::Parts, method: Method) -> Self {
+    pub(crate) fn new(
+        mut parts: http::request::Parts,
+        method: Method,
+        forward_extensions: bool,
+    ) -> Self {
         let served_by = parts.extensions.remove::<AskServedBy>().is_some();
         let grpc_method = match parts.extensions.len() {
             1 => parts
@@ -85,6 +94,7 @@ impl Replay {
             method,
             tally: crate::metrics::CallTally::default(),
             served_by,
+            forward_extensions,
         }
     }
 
@@ -165,6 +175,10 @@ impl Replay {
             false => std::mem::take(&mut self.parts.headers),
             true => decode_headers(&self.kept, self.headers_at),
         };
+        if !self.forward_extensions {
+            // The members read none: every copy goes with an empty map (no allocation).
+            return req;
+        }
         *req.extensions_mut() = match &self.grpc_method {
             // The first copy takes the map; the others get tonic's method alone, as it was.
             Some(grpc_method) if self.parts.extensions.is_empty() => {
@@ -348,7 +362,8 @@ mod tests {
         let large = Bytes::from(vec![7u8; COPY_BODY_UP_TO + 1]);
         for whole in [small, large] {
             let (parts, _) = range().into_parts();
-            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Put"));
+            let mut replay =
+                Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Put"), true);
             replay.keep(whole.clone(), 0);
             for copy in 0..3 {
                 let req = replay.request();
@@ -384,7 +399,8 @@ mod tests {
             if with_mine {
                 parts.extensions.insert(Mine(7));
             }
-            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Range"));
+            let range = crate::etcd::Method::of("/etcdserverpb.KV/Range");
+            let mut replay = Replay::new(parts, range, true);
             replay.keep(buffer(body).await.expect("body"), 0);
             for copy in 0..3 {
                 let req = replay.request();
@@ -414,30 +430,48 @@ mod tests {
     }
 
     /// A unary answer is marked `ServedBy` its member only when its request asked
-    /// ([`AskServedBy`]), which the copies sent to members do not carry.
+    /// ([`AskServedBy`]), which the copies sent to members do not carry; to members that read
+    /// no extensions (a `TonicConnector`'s), the copies go with none.
     #[tokio::test]
     async fn answers_are_marked_served_by_only_when_asked() {
         use crate::balance::ServedBy;
         let member = Member::new(2, "http://127.0.0.1:2".parse().expect("uri"));
         let method = tonic::GrpcMethod::new("etcdserverpb.KV", "Range");
-        for asked in [false, true] {
+        for (asked, forward) in [(false, true), (true, true), (false, false), (true, false)] {
             let (mut parts, body) = range().into_parts();
             parts.extensions.insert(method.clone());
             if asked {
                 parts.extensions.insert(AskServedBy);
             }
-            let mut replay = Replay::new(parts, crate::etcd::Method::of("/etcdserverpb.KV/Range"));
+            let range = crate::etcd::Method::of("/etcdserverpb.KV/Range");
+            let mut replay = Replay::new(parts, range, forward);
             assert_eq!(replay.marks_served(), asked);
             replay.keep(buffer(body).await.expect("body"), 0);
-            let req = replay.request();
-            assert!(
-                req.extensions().get::<AskServedBy>().is_none(),
-                "kept from members"
-            );
-            assert_eq!(req.extensions().len(), 1, "tonic's method alone");
+            for copy in 0..2 {
+                let req = replay.request();
+                let extensions = req.extensions();
+                assert!(
+                    extensions.get::<AskServedBy>().is_none(),
+                    "kept from members"
+                );
+                let tonics = extensions.get::<tonic::GrpcMethod<'static>>().is_some();
+                assert_eq!(tonics, forward, "copy {copy}, forward: {forward}");
+                assert_eq!(extensions.len(), usize::from(forward), "copy {copy}");
+            }
             let answer = replay.answer(Response::new(tonic::body::Body::empty()), &member);
             let served = answer.extensions().get::<ServedBy>().map(|s| s.0.index());
-            assert_eq!(served, asked.then_some(2), "asked: {asked}");
+            assert_eq!(
+                served,
+                asked.then_some(2),
+                "asked: {asked}, forward: {forward}"
+            );
         }
+        use crate::balance::MakeMember;
+        assert!(!crate::balance::TonicConnector::default().reads_extensions());
+        let closure = |_: &Member| ();
+        assert!(
+            closure.reads_extensions(),
+            "members made by the caller may read them"
+        );
     }
 }
