@@ -113,8 +113,8 @@ pub(crate) struct Limits {
 
 /// Sends `req` to one member, `started` now, and judges the answer for the passive counters.
 /// A stream's answer is marked [`ServedBy`] its member; a unary one, when its request asked, by
-/// the request's driver (see [`mark_served`](super::hint::mark_served)), which knows when no other copy needs
-/// the kept request any more.
+/// the request's driver (see [`mark_served`](super::hint::mark_served)), which knows when no
+/// other copy needs the kept request any more.
 ///
 /// Not an `async fn` itself: the call (with the read of a unary answer, see [`fetch`]) is
 /// made here and boxed on its own, and [`judge_attempt`] holds a pointer to it. An `async fn`
