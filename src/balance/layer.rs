@@ -1,20 +1,34 @@
-//! The tower [`Layer`], and the one call that builds the usual stack.
+//! The balancer's face, and the room's one handle on the health state: the tower [`Layer`],
+//! the [`Balance`] value with its constructor, and the one call that builds the usual stack.
+//!
+//! Why here: every way into the balancer names a [`HealthChecker`] ([`HealthLayer::new`],
+//! [`Balance::new`], [`Balance::checker`], [`HealthChecker::channel`]); this file takes it and
+//! hands the rest of the room [`BalanceHealth`], the narrow port that says what the balancer
+//! reads of the health state and reports to it. So the request path (`service.rs`) and the
+//! unary driver do not name the checker.
 //!
 //! The layer takes a [`MakeMember`] (how to reach one member), not a service to wrap: a
 //! balancer needs a service per member, made when a member appears, so what it is given is the
 //! recipe, as with tower's `MakeService`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 use tower::Layer;
 
+use super::hedge::HedgeDelays;
 use super::unary::driver::Health;
-use super::{Balance, MakeMember, TonicConnector};
+use super::{MakeMember, TonicConnector};
 use crate::budget::RetryBudget;
 use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::member::MemberEntry;
+use crate::passive::Classifier;
+
+/// Each member's service by member index, with the member's
+/// [`returns`](MemberEntry::returns) when it was made.
+pub(super) type Services<S> = HashMap<usize, (u64, S)>;
 
 /// Wraps per-member services in a health-checked [`Balance`]; for the usual stack (a tonic
 /// channel per member) [`HealthChecker::channel`] is the one call.
@@ -56,6 +70,70 @@ impl<M: MakeMember> Layer<M> for HealthLayer {
     }
 }
 
+/// A health-checked balancer over one service per etcd member.
+///
+/// `Clone + Send + Sync`; clones share members, services and health state.
+pub struct Balance<M: MakeMember> {
+    pub(super) health: BalanceHealth,
+    pub(super) make: Arc<M>,
+    pub(super) services: Arc<RwLock<Services<M::Service>>>,
+    /// When a read is slow enough to hedge, per kind of read, from the latency of the reads
+    /// of that kind it served.
+    pub(super) hedge: Arc<HedgeDelays>,
+    /// How answers count against their member.
+    pub(super) classifier: Arc<Classifier>,
+}
+
+// === impl Balance ===
+
+impl<M: MakeMember> Balance<M> {
+    /// A balancer over the members of `checker`, reaching each through `make`.
+    ///
+    /// `make` is first shown the health state ([`MakeMember::attach`]): a [`TonicConnector`]
+    /// without TLS of its own takes the checker's, so requests present the same client
+    /// certificate as the probes.
+    pub fn new(checker: HealthChecker, mut make: M) -> Self {
+        make.attach(&checker);
+        Self {
+            hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
+            classifier: Arc::new(Classifier::new(checker.classifier(), checker.config())),
+            health: BalanceHealth(checker),
+            make: Arc::new(make),
+            services: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// The shared health state.
+    pub fn checker(&self) -> &HealthChecker {
+        &self.health.0
+    }
+
+    /// The per-member service maker.
+    pub fn get_ref(&self) -> &M {
+        &self.make
+    }
+}
+
+impl<M: MakeMember> Clone for Balance<M> {
+    fn clone(&self) -> Self {
+        Self {
+            health: self.health.clone(),
+            make: self.make.clone(),
+            services: self.services.clone(),
+            hedge: self.hedge.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<M: MakeMember> std::fmt::Debug for Balance<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balance")
+            .field("members", &self.health.0.members())
+            .finish_non_exhaustive()
+    }
+}
+
 // === impl HealthChecker: the tower stack ===
 
 impl HealthChecker {
@@ -78,40 +156,52 @@ impl HealthChecker {
     }
 }
 
-// === impl HealthChecker: the unary driver's port ===
+/// The balancer's handle on the health state (cheap to clone: one pointer): what the request
+/// path reads of it and reports to it. The unary driver sees it through the [`Health`] trait.
+#[derive(Clone, Debug)]
+pub(crate) struct BalanceHealth(HealthChecker);
 
-/// The handle a balancer holds is its unary driver's port on the health state: the driver
-/// names only the `Health` trait, this is where the checker meets it.
-impl Health for HealthChecker {
+// === impl BalanceHealth ===
+
+impl BalanceHealth {
+    /// The state as a request reports its verdict to it.
+    pub(super) fn verdicts(&self) -> Arc<dyn crate::passive::Cluster> {
+        self.0.verdicts()
+    }
+}
+
+/// The unary driver's port: the driver names only the `Health` trait, this is where the
+/// checker meets it.
+impl Health for BalanceHealth {
     fn config(&self) -> &Config {
-        HealthChecker::config(self)
+        self.0.config()
     }
 
     fn entries(&self) -> Arc<Vec<Arc<MemberEntry>>> {
-        HealthChecker::entries(self)
+        self.0.entries()
     }
 
     fn leader_entry(&self) -> Option<Arc<MemberEntry>> {
-        HealthChecker::leader_entry(self)
+        self.0.leader_entry()
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
-        HealthChecker::changes(self)
+        self.0.changes()
     }
 
     fn budget(&self) -> &RetryBudget {
-        HealthChecker::budget(self)
+        self.0.budget()
     }
 
     fn metrics(&self) -> &crate::metrics::Checker {
-        HealthChecker::metrics(self)
+        self.0.metrics()
     }
 
     fn count_retry(&self) {
-        HealthChecker::count_retry(self)
+        self.0.count_retry()
     }
 
     fn count_hedge(&self) {
-        HealthChecker::count_hedge(self)
+        self.0.count_hedge()
     }
 }

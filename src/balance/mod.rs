@@ -29,10 +29,9 @@ mod unary;
 pub use future::ResponseFuture;
 pub(crate) use hint::EvenIfEjected;
 pub use hint::{AskServedBy, AvoidMembers, ServedBy};
-pub use layer::HealthLayer;
+pub use layer::{Balance, HealthLayer};
 pub(crate) use make::{keep_alive, transport_settings};
 pub use make::{MakeMember, TonicConnector};
-pub use service::Balance;
 #[cfg(feature = "fuzzing")]
 pub(crate) use unary::fuzz_schedule;
 pub(crate) use unary::replay;

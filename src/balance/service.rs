@@ -1,7 +1,9 @@
-//! The balancing [`Service`].
+//! The balancing [`Service`]: the request path of a [`Balance`].
+//!
+//! It reads and reports to the health state through the balancer's handle
+//! ([`BalanceHealth`], made in `layer.rs`), so this file does not name the checker.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,68 +13,23 @@ use tower::Service;
 use tokio::time::Instant;
 
 use super::attempt::{attempt, Attempt, Limits};
-use super::hedge::{HedgeDelay, HedgeDelays};
+use super::hedge::HedgeDelay;
+use super::layer::{Balance, BalanceHealth};
 use super::pick::pick;
-use super::unary::{driver, Members, Replay};
+use super::unary::driver::{self, Health};
+use super::unary::{Members, Replay};
 use super::{AvoidMembers, MakeMember, ResponseFuture};
-use crate::checker::HealthChecker;
 use crate::etcd::{Hedging, Method, MethodKind};
 use crate::grpc::GrpcService;
 use crate::member::{Member, MemberEntry};
-use crate::passive::{Classifier, Tracker};
+use crate::passive::Tracker;
 
 /// `hasleader` (etcd's fact, see [`crate::etcd::HAS_LEADER`]) as a `HeaderName` made once:
 /// inserting a `&str` name that is not a standard header copies it into a new allocation on
 /// every request.
 const HAS_LEADER: HeaderName = HeaderName::from_static(crate::etcd::HAS_LEADER);
 
-/// Each member's service by member index, with the member's
-/// [`returns`](MemberEntry::returns) when it was made.
-type Services<S> = HashMap<usize, (u64, S)>;
-
-/// A health-checked balancer over one service per etcd member.
-///
-/// `Clone + Send + Sync`; clones share members, services and health state.
-pub struct Balance<M: MakeMember> {
-    checker: HealthChecker,
-    make: Arc<M>,
-    services: Arc<RwLock<Services<M::Service>>>,
-    /// When a read is slow enough to hedge, per kind of read, from the latency of the reads
-    /// of that kind it served.
-    hedge: Arc<HedgeDelays>,
-    /// How answers count against their member.
-    classifier: Arc<Classifier>,
-}
-
-// === impl Balance ===
-
-impl<M: MakeMember> Balance<M> {
-    /// A balancer over the members of `checker`, reaching each through `make`.
-    ///
-    /// `make` is first shown the health state ([`MakeMember::attach`]): a [`TonicConnector`](super::TonicConnector)
-    /// without TLS of its own takes the checker's, so requests present the same client
-    /// certificate as the probes.
-    pub fn new(checker: HealthChecker, mut make: M) -> Self {
-        make.attach(&checker);
-        Self {
-            hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
-            classifier: Arc::new(Classifier::new(checker.classifier(), checker.config())),
-            checker,
-            make: Arc::new(make),
-            services: Arc::new(RwLock::new(HashMap::new())),
-        }
-    }
-
-    /// The shared health state.
-    pub fn checker(&self) -> &HealthChecker {
-        &self.checker
-    }
-
-    /// The per-member service maker.
-    pub fn get_ref(&self) -> &M {
-        &self.make
-    }
-}
+// === impl Balance: the request path ===
 
 impl<M: MakeMember> Balance<M>
 where
@@ -111,26 +68,6 @@ where
     }
 }
 
-impl<M: MakeMember> Clone for Balance<M> {
-    fn clone(&self) -> Self {
-        Self {
-            checker: self.checker.clone(),
-            make: self.make.clone(),
-            services: self.services.clone(),
-            hedge: self.hedge.clone(),
-            classifier: self.classifier.clone(),
-        }
-    }
-}
-
-impl<M: MakeMember> std::fmt::Debug for Balance<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Balance")
-            .field("members", &self.checker.members())
-            .finish_non_exhaustive()
-    }
-}
-
 /// For member services that carry tonic's requests and answer with a body of `Bytes` frames
 /// (as a tonic `Channel` does), `Clone + Send + Sync + 'static`, with `Send` futures and errors
 /// that box.
@@ -164,7 +101,7 @@ where
     /// per caller, so a wrapper that shares it (the drop-in's channel) routes through it
     /// without a clone of its own per request.
     pub(crate) fn dispatch(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
-        if self.checker.config().require_leader {
+        if self.health.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
@@ -175,7 +112,7 @@ where
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
         let method = Method::of(req.uri().path());
-        let timer = self.checker.metrics().call(req.uri().path());
+        let timer = self.health.metrics().call(req.uri().path());
         let deadline = crate::grpc::header::timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
@@ -208,8 +145,8 @@ where
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let config = self.checker.config();
-        let entries = self.checker.entries();
+        let config = self.health.config();
+        let entries = self.health.entries();
         let pinned = pinned.and_then(|i| entries.iter().find(|e| e.member().index() == i));
         let entry = match pinned {
             Some(entry) => entry.clone(),
@@ -248,7 +185,7 @@ where
     /// Follows a request to `entry` from `now` on.
     fn tracker(&self, entry: Arc<MemberEntry>, now: Instant) -> Tracker {
         Tracker::start(
-            self.checker.verdicts(),
+            self.health.verdicts(),
             entry,
             self.classifier.clone(),
             now.into_std(),
@@ -267,10 +204,10 @@ where
     M: MakeMember + Send + Sync + 'static,
     M::Service: GrpcService + Clone + Sync,
 {
-    type Health = HealthChecker;
+    type Health = BalanceHealth;
 
-    fn health(&self) -> &HealthChecker {
-        &self.checker
+    fn health(&self) -> &BalanceHealth {
+        &self.health
     }
 
     fn hedge(&self, hedging: Hedging) -> Option<&HedgeDelay> {

@@ -8,6 +8,7 @@ use crate::member::Member;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::LeaseRevokeRequest;
 use crate::stream::resume::{set_metadata, BoxChannel, Driven, IntoBoxChannel};
+use crate::stream::StreamHealth;
 
 /// How long a revoke on stop may take.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -94,7 +95,9 @@ impl KeepAlive {
         M: crate::balance::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
-        options.reopen = options.reopen.or_checker(balance.checker());
+        options.reopen = options
+            .reopen
+            .or_health(StreamHealth::new(balance.checker().clone()));
         Self::new(balance.clone(), lease_id, options)
     }
 

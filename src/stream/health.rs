@@ -2,8 +2,10 @@
 //!
 //! Why one handle: the engine's books, lanes and choices read the members, their health and
 //! the leader, and report an opening left unanswered; they talk to [`StreamHealth`], which
-//! says what they may ask. Only this file, and the public option that takes a checker
-//! (`resume/options.rs`), name the checker.
+//! says what they may ask. Only this file names the checker: it also gives the public option
+//! that takes one ([`health_checker_setter!`], part of `resume/options.rs`'s setters).
+//! [`health_news`] reads the state's events for what matters to a stream (an eviction, a new
+//! leader), for the keep-alive driver and the resumed streams alike.
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -11,8 +13,8 @@ use tokio::time::Instant;
 use crate::budget::RetryBudget;
 use crate::checker::HealthChecker;
 use crate::config::Config;
-use crate::event::HealthEvent;
-use crate::health::{Outcome, Source};
+use crate::event::{EventKind, HealthEvent};
+use crate::health::{Outcome, Source, Status};
 use crate::leader::LeaderSnapshot;
 use crate::member::{Member, MemberEntry, MemberSnapshot};
 
@@ -97,5 +99,122 @@ impl StreamHealth {
         } else if checker.quiet_since(since) {
             checker.want_leader_check();
         }
+    }
+}
+
+/// What the health state said that matters to a stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HealthNews {
+    /// The member with this index was evicted (turned unhealthy).
+    Evicted(usize),
+    /// A new leader was found.
+    Leader,
+}
+
+/// The next eviction or new leader in `events`; never resolves without events, nor once the
+/// health state is gone. A lagged receiver skips what it missed. One function for both
+/// readers: the keep-alive driver acts on both kinds, a resumed stream's wait for its
+/// member's eviction (`resume/evicted.rs`) ignores leader news.
+pub(crate) async fn health_news(
+    events: &mut Option<broadcast::Receiver<HealthEvent>>,
+) -> HealthNews {
+    let Some(rx) = events.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(HealthEvent {
+                member,
+                kind: EventKind::StatusChanged(t),
+            }) if t.to == Status::Unhealthy => return HealthNews::Evicted(member.index()),
+            Ok(HealthEvent {
+                kind:
+                    EventKind::LeaderChanged {
+                        leader_id: Some(_), ..
+                    },
+                ..
+            }) => return HealthNews::Leader,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
+}
+
+/// The streams' view of a checker a user hands a stream helper.
+impl From<HealthChecker> for StreamHealth {
+    fn from(checker: HealthChecker) -> Self {
+        Self::new(checker)
+    }
+}
+
+/// The public setter `health_checker`, for an options type with a `reopen: ReopenOptions`
+/// field whose helper is `$handle` (named in the docs); given through `reopen_setters!`.
+macro_rules! health_checker_setter {
+    ($handle:ident) => {
+        #[doc = concat!(
+            "Re-open the stream as soon as this checker evicts its member (set for you by [`",
+            stringify!($handle), "::over_balance`](super::", stringify!($handle),
+            "::over_balance))."
+        )]
+        pub fn health_checker(mut self, checker: crate::checker::HealthChecker) -> Self {
+            self.reopen.checker = Some(checker.into());
+            self
+        }
+    };
+}
+
+pub(crate) use health_checker_setter;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::broadcast;
+
+    use super::{health_news, HealthNews};
+    use crate::event::{EventKind, HealthEvent};
+    use crate::health::{Outcome, Source, Status, Transition};
+    use crate::member::Member;
+
+    fn changed(member: &Member, to: Status) -> HealthEvent {
+        HealthEvent {
+            member: member.clone(),
+            kind: EventKind::StatusChanged(Transition {
+                from: Status::Healthy,
+                to,
+                source: Source::Passive,
+                outcome: Outcome::Failure,
+                count: 1,
+                ejected_for: None,
+                ejections: 1,
+            }),
+        }
+    }
+
+    fn leader(member: &Member, leader_id: Option<u64>) -> HealthEvent {
+        HealthEvent {
+            member: member.clone(),
+            kind: EventKind::LeaderChanged { leader_id, term: 2 },
+        }
+    }
+
+    /// Evictions and new leaders are news, in order; a leader lost (no id) and other changes
+    /// are not; without events nothing ever is.
+    #[tokio::test]
+    async fn evictions_and_new_leaders_are_news() {
+        let member = Member::new(3, "http://127.0.0.1:1".parse().expect("uri"));
+        let (tx, rx) = broadcast::channel(16);
+        let mut events = Some(rx);
+        tx.send(changed(&member, Status::Healthy)).expect("send");
+        tx.send(leader(&member, None)).expect("send");
+        tx.send(changed(&member, Status::Unhealthy)).expect("send");
+        tx.send(leader(&member, Some(7))).expect("send");
+        assert_eq!(health_news(&mut events).await, HealthNews::Evicted(3));
+        assert_eq!(health_news(&mut events).await, HealthNews::Leader);
+        let none = tokio::time::timeout(Duration::from_millis(20), health_news(&mut events));
+        assert!(none.await.is_err(), "nothing more");
+        let mut no_events = None;
+        let none = tokio::time::timeout(Duration::from_millis(20), health_news(&mut no_events));
+        assert!(none.await.is_err(), "no events: no news");
     }
 }

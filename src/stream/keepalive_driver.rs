@@ -59,7 +59,7 @@ use tonic::metadata::MetadataMap;
 use super::book::Book;
 use super::choose::{last_resort, place_keepalive, Known};
 use super::driver::{stream_timeout, Streams};
-use super::health::StreamHealth;
+use super::health::{health_news, HealthNews, StreamHealth};
 use super::keepalive_book::KeepAliveBook;
 use super::keepalive_caller::{Caller, CallerIn, LocalEnds};
 use super::keepalive_lane::{take_on_member, take_stale, KeepAliveLane};
@@ -71,8 +71,7 @@ use super::stats::StreamKind;
 use crate::balance::AvoidMembers;
 use crate::balance::ResponseFuture;
 use crate::budget::Extra;
-use crate::event::{EventKind, HealthEvent};
-use crate::health::Status;
+use crate::event::HealthEvent;
 use crate::member::Member;
 use crate::proto::etcdserverpb::LeaseKeepAliveResponse;
 use crate::stream::resume::{classify, BoxChannel, Lost, Reopen, ReopenOptions};
@@ -160,38 +159,6 @@ pub(crate) fn spawn_local(
     let (caller, ends) = Caller::local();
     tokio::spawn(Driver::new(env, caller, &timing, reopen).run());
     ends
-}
-
-/// What the health state said that matters to the streams.
-enum HealthNews {
-    /// The member with this index was evicted.
-    Evicted(usize),
-    /// A new leader was found.
-    Leader,
-}
-
-/// The next eviction or new leader; never resolves without events.
-async fn health_news(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> HealthNews {
-    let Some(rx) = events.as_mut() else {
-        return std::future::pending().await;
-    };
-    loop {
-        match rx.recv().await {
-            Ok(HealthEvent {
-                member,
-                kind: EventKind::StatusChanged(t),
-            }) if t.to == Status::Unhealthy => return HealthNews::Evicted(member.index()),
-            Ok(HealthEvent {
-                kind:
-                    EventKind::LeaderChanged {
-                        leader_id: Some(_), ..
-                    },
-                ..
-            }) => return HealthNews::Leader,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
-        }
-    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

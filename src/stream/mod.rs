@@ -65,7 +65,7 @@ pub(crate) use watch_book::fuzz_watch_book;
 
 pub(crate) use dispatch::{call, takes};
 pub(crate) use driver::Streams;
-pub(crate) use health::StreamHealth;
+pub(crate) use health::{health_checker_setter, StreamHealth};
 pub(crate) use keepalive_caller::{Answer, LocalEnds, Progress};
 pub(crate) use keepalive_driver::spawn_local;
 pub(crate) use keepalive_schedule::{Schedule, Timing};

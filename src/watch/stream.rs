@@ -10,7 +10,7 @@ use crate::balance::Balance;
 use crate::member::Member;
 use crate::proto::mvccpb::Event;
 use crate::stream::resume::{Driven, IntoBoxChannel};
-use crate::stream::{Followed, WatchEngine};
+use crate::stream::{Followed, StreamHealth, WatchEngine};
 
 /// What a watch went through so far, and where it stands.
 ///
@@ -83,7 +83,9 @@ impl ResumingWatch {
         M: crate::balance::MakeMember,
         Balance<M>: IntoBoxChannel,
     {
-        options.reopen = options.reopen.or_checker(balance.checker());
+        options.reopen = options
+            .reopen
+            .or_health(StreamHealth::new(balance.checker().clone()));
         Self::new(balance.clone(), options)
     }
 

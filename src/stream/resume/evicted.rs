@@ -2,9 +2,9 @@
 
 use tokio::sync::broadcast;
 
-use crate::event::{EventKind, HealthEvent};
-use crate::health::Status;
+use crate::event::HealthEvent;
 use crate::member::Member;
+use crate::stream::health::{health_news, HealthNews};
 
 /// Drops the events that arrived before a stream is (re)opened. An eviction seen while no
 /// stream was open has been acted on already (or is over: the balancer just picked the
@@ -24,23 +24,11 @@ pub(crate) async fn evicted(
     let Some(member) = member else {
         return std::future::pending().await;
     };
-    while next_eviction(events).await != member.index() {}
-}
-
-/// The index of the next member the health checker evicts; never resolves without events.
-async fn next_eviction(events: &mut Option<broadcast::Receiver<HealthEvent>>) -> usize {
-    let Some(rx) = events.as_mut() else {
-        return std::future::pending().await;
-    };
     loop {
-        match rx.recv().await {
-            Ok(HealthEvent {
-                member,
-                kind: EventKind::StatusChanged(t),
-            }) if t.to == Status::Unhealthy => return member.index(),
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => {
-                return std::future::pending().await;
+        // Leader news does not end a stream: only its member's eviction does.
+        if let HealthNews::Evicted(index) = health_news(events).await {
+            if index == member.index() {
+                return;
             }
         }
     }
@@ -51,7 +39,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::health::{Outcome, Source, Transition};
+    use crate::event::EventKind;
+    use crate::health::{Outcome, Source, Status, Transition};
 
     fn ejection(member: &Member) -> HealthEvent {
         HealthEvent {

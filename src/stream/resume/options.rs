@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::checker::HealthChecker;
 use crate::stream::health::StreamHealth;
 
 /// How a helper re-opens its stream: back-off, avoidance, `hasleader`, and the health checker
@@ -35,17 +34,18 @@ impl Default for ReopenOptions {
 // === impl ReopenOptions ===
 
 impl ReopenOptions {
-    /// Follows `checker`'s evictions unless the caller named a checker already (what
+    /// Follows `health`'s evictions unless the caller named a checker already (what
     /// `over_balance` does with the balance's own).
-    pub(crate) fn or_checker(mut self, checker: &HealthChecker) -> Self {
-        self.checker
-            .get_or_insert_with(|| StreamHealth::new(checker.clone()));
+    pub(crate) fn or_health(mut self, health: StreamHealth) -> Self {
+        self.checker.get_or_insert(health);
         self
     }
 }
 
 /// The setters of [`ReopenOptions`], for an options type with a `reopen: ReopenOptions` field
-/// whose helper is `$handle` (named in the docs). Extra doc lines for `backoff` follow.
+/// whose helper is `$handle` (named in the docs). Extra doc lines for `backoff` follow. The
+/// setter that takes a checker is `stream/health.rs`'s (the stream room's one file that names
+/// the checker).
 macro_rules! reopen_setters {
     ($handle:ident $(, $backoff_doc:literal)* $(,)?) => {
         /// Delay between re-opens of the stream: `min` doubling to `max`, reset once a stream
@@ -75,15 +75,7 @@ macro_rules! reopen_setters {
             self
         }
 
-        #[doc = concat!(
-            "Re-open the stream as soon as this checker evicts its member (set for you by [`",
-            stringify!($handle), "::over_balance`](super::", stringify!($handle),
-            "::over_balance))."
-        )]
-        pub fn health_checker(mut self, checker: crate::checker::HealthChecker) -> Self {
-            self.reopen.checker = Some(crate::stream::StreamHealth::new(checker));
-            self
-        }
+        crate::stream::health_checker_setter!($handle);
     };
 }
 
