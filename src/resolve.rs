@@ -3,7 +3,7 @@
 //! Why a module of its own: the health state holds the resolver (so a caller can set one on a
 //! [`HealthChecker`](crate::HealthChecker)) and DNS discovery uses it; as a leaf that imports
 //! neither, it keeps the two from importing each other. Public as
-//! [`discovery::Resolve`](crate::discovery::Resolve).
+//! [`extend::Resolve`](crate::extend::Resolve).
 
 use std::fmt;
 use std::io;

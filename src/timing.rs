@@ -5,8 +5,8 @@
 //! periodic or back-off timer they share fires in lockstep unless each draws its own jitter.
 //! After a member dies, thousands of watches re-opened at the same millisecond, or thousands of
 //! probes each second on the second, are a load spike on the members that survive (the
-//! thundering herd). Every such timer here draws a uniform sample from [`unit`] and places its
-//! delay with [`shorten`]: jitter only ever takes time *off* (up to a fraction), so a
+//! thundering herd). Every such timer here draws a uniform sample from [`unit`](fn@unit) and
+//! places its delay with [`shorten`]: jitter only ever takes time *off* (up to a fraction), so a
 //! configured interval or cap is still the longest wait, and a schedule that takes the sample
 //! as an argument stays a pure function, tested on made-up draws.
 //!

@@ -6,7 +6,7 @@
 //! same `shm_name` (the seed's `lua_shared_dict`), so two clients never disagree about a member.
 //!
 //! A thin handle, in quinn-proto's manner: the rules live in the pure
-//! [`ClusterState`](crate::cluster::ClusterState) (members and their health machines, the
+//! [`ClusterState`] (members and their health machines, the
 //! leader, the cluster's identity), which takes events and answers with effects. This module
 //! adds what a pure state cannot have: one lock around it, the clock, the event bus and its
 //! sink, the counters, the members' entries the request path reads without a lock (their
@@ -657,7 +657,7 @@ impl Inner {
         self.wanted.leader.clone()
     }
 
-    /// The index of the member that leads, if known (what [`leader`](Self::leader) says,
+    /// The index of the member that leads, if known (what [`leader`](HealthChecker::leader) says,
     /// without the rest of its snapshot).
     pub(crate) fn leader_index(&self) -> Option<usize> {
         self.lock().state.leader_index()

@@ -1,7 +1,7 @@
 //! The `MemberList` driver: asks the cluster which members it has and applies [`reconcile`].
 //!
 //! An [`Ask`] of the one discovery driver (`driver.rs`, which decides when): the decision is
-//! [`reconcile`](super::reconcile::reconcile); this file only picks a member to ask, learns the etcd ids of members not yet known (a seed behind a
+//! [`reconcile`]; this file only picks a member to ask, learns the etcd ids of members not yet known (a seed behind a
 //! proxy is the same member as the URL the cluster advertises for it), applies the changes and
 //! warns once about members that never pass admission.
 

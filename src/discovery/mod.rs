@@ -10,18 +10,19 @@
 //!   member list. New voting, started members enter *pending admission*: out of rotation until
 //!   a probe succeeds and their `Status` shows this cluster's id and leader (the same path that
 //!   re-admits a member coming back). Members no longer listed (or now learners) are dropped;
-//!   requests in flight to them finish. The decision is a pure function of the seeds, the members found so far and the answer.
+//!   requests in flight to them finish. The decision is a pure function of the seeds, the
+//!   members found so far and the answer.
 //! - **DNS** (`discovery.dns_interval`): an endpoint given as a host name is resolved to all
 //!   its addresses, each a member; the name itself serves until the first resolution succeeds.
-//!   Names are resolved again every `dns_interval`. The [`Resolve`] trait lets tests (or a
-//!   custom resolver) supply the answers.
+//!   Names are resolved again every `dns_interval`. The [`Resolve`](crate::resolve::Resolve)
+//!   trait lets tests (or a custom resolver) supply the answers.
 //! - **DNS SRV** (`discovery.srv`, the `dns-srv` feature): the targets of
 //!   `_etcd-client-ssl._tcp.<domain>` (`https`) and `_etcd-client._tcp.<domain>` (`http`), as
 //!   etcdctl's `--discovery-srv` finds them, each resolved to its addresses (each a member,
 //!   taking requests at once like a seed's). Asked at start and every `discovery.srv.interval`;
 //!   members whose record or address went are dropped, a failed lookup changes nothing.
 //! - **Your own** [`MemberSource`] (set on the
-//!   [`HealthCheckerBuilder`](crate::HealthCheckerBuilder)): asked at start and every
+//!   [`HealthCheckerBuilder`](crate::start::HealthCheckerBuilder)): asked at start and every
 //!   `discovery.interval`; the members it lists are added (pending admission, as above), those
 //!   it no longer lists dropped.
 //!

@@ -327,7 +327,11 @@ fn with_configured_tls(checker: &HealthChecker, uri: &Uri, endpoint: Endpoint) -
     match tls.apply(endpoint.clone(), true, None) {
         Ok(endpoint) => (endpoint, true),
         Err(error) => {
-            tracing::error!(%uri, %error, "config.tls could not be applied; keeping etcd-client's TLS");
+            tracing::error!(
+                %uri,
+                %error,
+                "config.tls could not be applied; keeping etcd-client's TLS"
+            );
             (endpoint, false)
         }
     }

@@ -10,7 +10,7 @@ use http::HeaderName;
 pub(crate) const STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// The status message, percent-encoded.
 pub(crate) const MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
-/// The status details, base64 (tonic panics on a bad one: see [`super::sanitize`]).
+/// The status details, base64 (tonic panics on a bad one: see [`sanitize`](fn@super::sanitize)).
 pub(crate) const DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 /// The caller's deadline (`grpc-timeout: 300m`).
 pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");

@@ -1,6 +1,7 @@
 //! gRPC as the stack carries it: the one shape of service and body, the status taken from
-//! headers or trailers and made safe to hand on ([`sanitize`]), transport errors described
-//! whole ([`describe`]), and which of them prove a request never reached the member ([`unsent`]).
+//! headers or trailers and made safe to hand on ([`sanitize`](fn@sanitize)), transport errors
+//! described whole ([`describe`]), and which of them prove a request never reached the member
+//! ([`unsent`](fn@unsent)).
 //!
 //! Why a module of its own: the balancer, the passive checks, the auth layer, the probes and the
 //! drop-in all read gRPC answers; these are facts of gRPC, not of etcd (see `etcd/`) nor of
@@ -95,7 +96,7 @@ where
 mod sealed {
     use super::*;
 
-    /// Seals [`GrpcBody`](super::GrpcBody).
+    /// Seals [`GrpcBody`].
     pub trait Body {}
 
     impl<B> Body for B
@@ -105,7 +106,7 @@ mod sealed {
     {
     }
 
-    /// Seals [`GrpcService`](super::GrpcService).
+    /// Seals [`GrpcService`].
     pub trait Service {}
 
     impl<S, B> Service for S

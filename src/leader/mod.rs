@@ -6,8 +6,8 @@
 //! it alone while its peers follow a leader: it must leave rotation at once. Only asking every
 //! member tells them apart. [`LeaderView`] is the pure judgement over the members'
 //! `Maintenance/Status` answers (a function of the answers and `now`, tested without a
-//! cluster); [`ask`] is the one `Status` call; [`LeaderChecks`] and [`RoundPlan`] say when rounds
-//! start and when one may stop waiting; the probe scheduler runs the rounds.
+//! cluster); [`ask`](fn@ask) is the one `Status` call; [`LeaderChecks`] and [`RoundPlan`] say
+//! when rounds start and when one may stop waiting; the probe scheduler runs the rounds.
 
 mod ask;
 mod pace;

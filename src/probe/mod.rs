@@ -10,7 +10,7 @@
 //! behind a sidecar, a database size that must stay under the quota, a maintenance flag in
 //! its own control plane). [`Probe`] is the one shape every probe has, the four built-ins
 //! ([`StatusProbe`], [`HttpProbe`], [`GrpcProbe`], [`TcpProbe`]) included; set your own with
-//! [`HealthCheckerBuilder::probe`](crate::HealthCheckerBuilder::probe). The scheduler around
+//! [`HealthCheckerBuilder::probe`](crate::start::HealthCheckerBuilder::probe). The scheduler around
 //! it (when to probe, how many at once, thresholds, the re-admission and leader checks) stays
 //! the same whichever probe runs.
 
@@ -249,7 +249,7 @@ impl fmt::Debug for ProbeTarget<'_> {
 // === impl Finding ===
 
 /// What one probe found: a verdict (none when the answer is neither healthy nor unhealthy),
-/// and a description, kept in the member's [`ProbeReport`](crate::member::ProbeReport).
+/// and a description, kept in the member's [`ProbeReport`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub(crate) outcome: Option<Outcome>,

@@ -534,7 +534,7 @@ fn majority_follows_one(answers: &[(usize, Reply, bool)], members: usize) -> boo
 
 /// A member on its way back must follow the cluster's leader at its term: a paused leader
 /// that resumes still believes it leads at its old term for a moment, and requests sent to it
-/// then stall. It must also be a voter of this cluster (see [`HealthChecker::admits`]). A member that
+/// then stall. It must also be a voter of this cluster (see [`Cluster::admits`]). A member that
 /// cannot say (no `Status` permission, no answer) is not held back by this check, unless
 /// `strict`: a member found by discovery must show its cluster id (only a `Status` denied for
 /// lack of permission is let through: the cluster listed it).

@@ -1,4 +1,4 @@
-//! A unary request's way through the balancer: kept ([`replay`]), its copies decided on
+//! A unary request's way through the balancer: kept ([`replay`](mod@replay)), its copies decided on
 //! ([`plan`]: where and whether; [`schedule`]: when) and sent ([`driver`]).
 //!
 //! Why a room of its own: a unary request may be hedged, retried after a failure, held through

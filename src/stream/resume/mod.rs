@@ -18,7 +18,8 @@
 //!   answer about the request itself (final);
 //! - [`Reopen`]: the pure bookkeeping between two streams (back-off, members avoided for a
 //!   while, the count of re-opens), on the caller's clock;
-//! - [`evicted`] / [`forget_past`]: the health checker's evictions, which end a stream at once;
+//! - [`evicted`](fn@evicted) / [`forget_past`]: the health checker's evictions, which end a
+//!   stream at once;
 //! - [`Driven`]: the caller's handle on a spawned driver and its published state;
 //! - [`BoxChannel`] / [`IntoBoxChannel`]: the one channel type the façades hold.
 //!
