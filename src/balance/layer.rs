@@ -11,7 +11,6 @@
 //! balancer needs a service per member, made when a member appears, so what it is given is the
 //! recipe, as with tower's `MakeService`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
@@ -26,9 +25,10 @@ use crate::config::Config;
 use crate::member::MemberEntry;
 use crate::passive::Classifier;
 
-/// Each member's service by member index, with the member's
-/// [`returns`](MemberEntry::returns) when it was made.
-pub(super) type Services<S> = HashMap<usize, (u64, S)>;
+/// Each member's service at its member index, with the member's
+/// [`returns`](MemberEntry::returns) when it was made. A vector, not a hash map: indexes are
+/// small and dense (one per member ever known), and this is read on every attempt.
+pub(super) type Services<S> = Vec<Option<(u64, S)>>;
 
 /// Wraps per-member services in a health-checked [`Balance`]; for the usual stack (a tonic
 /// channel per member) [`HealthChecker::channel`] is the one call.
@@ -99,7 +99,7 @@ impl<M: MakeMember> Balance<M> {
             classifier: Arc::new(Classifier::new(checker.classifier(), checker.config())),
             health: BalanceHealth(checker),
             make: Arc::new(make),
-            services: Arc::new(RwLock::new(HashMap::new())),
+            services: Arc::new(RwLock::new(Vec::new())),
         }
     }
 

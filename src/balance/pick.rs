@@ -11,6 +11,7 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::Rng;
 
@@ -79,7 +80,7 @@ pub(crate) fn choose(entries: &[Arc<MemberEntry>], want: Want<'_>) -> Option<Arc
         .first
         .and_then(|i| entries.iter().find(|e| e.member().index() == i));
     let draw = |eligible: &dyn Fn(&MemberEntry) -> bool| match want.spread {
-        Spread::Load => p2c(entries, eligible),
+        Spread::Load => p2c(entries, eligible, None),
         Spread::Even => one_of(entries, eligible),
     };
     let tier = |eligible: &dyn Fn(&MemberEntry) -> bool| match first.filter(|e| eligible(e)) {
@@ -140,20 +141,35 @@ pub(crate) fn pick(
 
 /// A member for which `excluded` (tried in this round or serving this request already) is
 /// false: healthy ones first; with none healthy, any (panic mode) unless the policy fails
-/// fast. `None` when every candidate is excluded: the round is over.
+/// fast. `None` when every candidate is excluded: the round is over. `now` is the caller's
+/// reading of the clock, for the members' costs.
 pub(crate) fn pick_fresh(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
     excluded: impl Fn(usize) -> bool,
+    now: Instant,
 ) -> Option<Arc<MemberEntry>> {
     let fresh = |e: &MemberEntry| !excluded(e.member().index());
-    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e)) {
+    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e), Some(now)) {
         return Some(e);
     }
     if entries.iter().any(|e| e.is_healthy()) || policy == AllUnhealthyPolicy::FailFast {
         return None;
     }
-    p2c(entries, fresh)
+    p2c(entries, fresh, Some(now))
+}
+
+/// Whether [`pick_fresh`] would find a member: the same rule, without drawing one.
+pub(crate) fn has_fresh(
+    entries: &[Arc<MemberEntry>],
+    policy: AllUnhealthyPolicy,
+    excluded: impl Fn(usize) -> bool,
+) -> bool {
+    let fresh = |e: &MemberEntry| !excluded(e.member().index());
+    if entries.iter().any(|e| e.is_healthy()) {
+        return entries.iter().any(|e| e.is_healthy() && fresh(e));
+    }
+    policy != AllUnhealthyPolicy::FailFast && entries.iter().any(|e| fresh(e))
 }
 
 /// Power of two choices among the entries `eligible` accepts: two distinct ones drawn at
@@ -161,10 +177,13 @@ pub(crate) fn pick_fresh(
 ///
 /// One pass, no allocation (this runs for every request): the two are drawn by reservoir
 /// sampling, which keeps each pair of eligible entries equally likely without counting or
-/// collecting them first. With one eligible entry it is the choice; with none, `None`.
+/// collecting them first. With one eligible entry it is the choice; with none, `None`. The
+/// two costs are read at `now`, or at the clock's reading when `None` (read only when there
+/// are two to compare).
 fn p2c(
     entries: &[Arc<MemberEntry>],
     eligible: impl Fn(&MemberEntry) -> bool,
+    now: Option<Instant>,
 ) -> Option<Arc<MemberEntry>> {
     let mut pair: [Option<&Arc<MemberEntry>>; 2] = [None, None];
     let mut rng = None;
@@ -185,7 +204,7 @@ fn p2c(
                 true => (a, b),
                 false => (b, a),
             };
-            let now = crate::timing::now();
+            let now = now.unwrap_or_else(crate::timing::now);
             Some(
                 if b.load().cost(now) < a.load().cost(now) {
                     b
@@ -254,13 +273,27 @@ mod tests {
         }
         let mut counts = [0usize; 4];
         for _ in 0..3000 {
-            let e = pick_fresh(&entries, AllUnhealthyPolicy::TryAll, |i| i == 1).expect("one");
+            let e = pick_fresh(
+                &entries,
+                AllUnhealthyPolicy::TryAll,
+                |i| i == 1,
+                Instant::now(),
+            )
+            .expect("one");
             counts[e.member().index()] += 1;
         }
         assert_eq!(counts[0] + counts[1], 0, "{counts:?}");
         assert!((800..1200).contains(&counts[2]), "{counts:?}");
         assert!((1800..2200).contains(&counts[3]), "{counts:?}");
-        assert!(pick_fresh(&entries, AllUnhealthyPolicy::TryAll, |_| true).is_none());
+        assert!(pick_fresh(
+            &entries,
+            AllUnhealthyPolicy::TryAll,
+            |_| true,
+            Instant::now()
+        )
+        .is_none());
+        assert!(!has_fresh(&entries, AllUnhealthyPolicy::TryAll, |_| true));
+        assert!(has_fresh(&entries, AllUnhealthyPolicy::TryAll, |i| i == 1));
     }
 
     /// Of the two drawn, the cheaper wins: with two candidates, always the idle one.

@@ -42,28 +42,35 @@ where
     fn service_for(&self, entry: &MemberEntry, live: &[Arc<MemberEntry>]) -> M::Service {
         let index = entry.member().index();
         let returns = entry.returns();
-        if let Some((made_at, svc)) = self
+        if let Some(Some((made_at, svc))) = self
             .services
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&index)
+            .get(index)
         {
             if *made_at == returns {
                 return svc.clone();
             }
         }
         let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
-        services.retain(|index, _| live.iter().any(|e| e.member().index() == *index));
-        match services.get(&index) {
-            Some((made_at, svc)) if *made_at == returns => return svc.clone(),
-            Some(_) => tracing::debug!(
+        for (i, slot) in services.iter_mut().enumerate() {
+            if slot.is_some() && !live.iter().any(|e| e.member().index() == i) {
+                *slot = None;
+            }
+        }
+        match services.get(index) {
+            Some(Some((made_at, svc))) if *made_at == returns => return svc.clone(),
+            Some(Some(_)) => tracing::debug!(
                 member = %entry.member(),
                 "member back in rotation: its channel is made anew"
             ),
-            None => {}
+            _ => {}
         }
         let svc = self.make.make_member(entry.member());
-        services.insert(index, (returns, svc.clone()));
+        if services.len() <= index {
+            services.resize_with(index + 1, || None);
+        }
+        services[index] = Some((returns, svc.clone()));
         svc
     }
 }
@@ -112,7 +119,10 @@ where
             .map(|a| a.0.iter().map(Member::index).collect())
             .unwrap_or_default();
         let method = Method::of(req.uri().path());
-        let timer = self.health.metrics().call(req.uri().path());
+        // The clock read once for the request's start: its timer, its schedule, its first
+        // attempt.
+        let now = Instant::now();
+        let timer = self.health.metrics().call(req.uri().path(), now.into_std());
         let deadline = crate::grpc::header::timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
@@ -120,7 +130,7 @@ where
             MethodKind::Unary => {
                 let (parts, body) = req.into_parts();
                 let replay = Replay::new(parts, method, self.make.reads_extensions());
-                let unary = driver::run(self.clone(), replay, body, avoid, deadline);
+                let unary = driver::run(self.clone(), replay, body, avoid, deadline, now);
                 ResponseFuture::new(timer.time(unary))
             }
             kind => {

@@ -86,7 +86,18 @@ impl Inner {
         endpoint: Option<OwnEndpoint>,
         then: impl FnOnce(&ClusterState) -> R,
     ) -> (Effects, R) {
-        let now = now();
+        self.run_then_at(event, endpoint, now(), then)
+    }
+
+    /// [`run_then`](Self::run_then) at `now`, the caller's reading of the clock (a request's
+    /// verdict reads it once, for its load and its outcome alike).
+    pub(super) fn run_then_at<R>(
+        &self,
+        event: Event,
+        endpoint: Option<OwnEndpoint>,
+        now: std::time::Instant,
+        then: impl FnOnce(&ClusterState) -> R,
+    ) -> (Effects, R) {
         let mut shared = self.lock();
         let effects = shared.state.handle(event, now);
         let mut endpoint = endpoint;

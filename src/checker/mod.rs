@@ -328,7 +328,7 @@ impl HealthChecker {
     /// Returns the member's status afterwards, or `None` for an unknown member.
     pub fn record(&self, member: &Member, source: Source, outcome: Outcome) -> Option<Status> {
         let entry = self.inner.entry(member.index())?;
-        Some(self.inner.record_outcome(&entry, source, outcome))
+        Some(self.inner.record_outcome(&entry, source, outcome, now()))
     }
 
     /// A copy of every member's state.
@@ -730,21 +730,24 @@ impl Inner {
         self.changed.subscribe()
     }
 
-    /// Feeds one outcome to a member's state machine; publishes any status change.
+    /// Feeds one outcome, seen at `now`, to a member's state machine; publishes any status
+    /// change.
     pub(crate) fn record_outcome(
         &self,
         entry: &MemberEntry,
         source: Source,
         outcome: Outcome,
+        now: Instant,
     ) -> Status {
         let index = entry.member().index();
-        let (effects, status) = self.run_then(
+        let (effects, status) = self.run_then_at(
             Event::Outcome {
                 index,
                 source,
                 outcome,
             },
             None,
+            now,
             |state| state.member(index).map(|m| m.health().status()),
         );
         self.execute(effects);

@@ -162,8 +162,14 @@ impl crate::passive::Cluster for Inner {
         Inner::answered(self, entry, sent)
     }
 
-    fn record_outcome(&self, entry: &MemberEntry, source: Source, outcome: Outcome) -> Status {
-        Inner::record_outcome(self, entry, source, outcome)
+    fn record_outcome(
+        &self,
+        entry: &MemberEntry,
+        source: Source,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Status {
+        Inner::record_outcome(self, entry, source, outcome, now)
     }
 
     fn want_leader_check(&self) {

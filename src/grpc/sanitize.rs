@@ -31,8 +31,7 @@ const DETAILS_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Drops a `grpc-status-details-bin` that tonic could not decode.
 pub(crate) fn sanitize(headers: &mut HeaderMap) {
-    let bad = headers
-        .get(GRPC_DETAILS)
+    let bad = super::header::find(headers, &GRPC_DETAILS)
         .is_some_and(|v| DETAILS_BASE64.decode(v.as_bytes()).is_err());
     if bad {
         headers.remove(GRPC_DETAILS);
@@ -43,9 +42,8 @@ pub(crate) fn sanitize(headers: &mut HeaderMap) {
 /// The gRPC status in `headers` (trailers-only answers) or trailers, if any: the code as
 /// sent (an unknown number is `Unknown`) and the message percent-decoded, lossily.
 pub(crate) fn status_of(headers: &HeaderMap) -> Option<tonic::Status> {
-    let code = tonic::Code::from_bytes(headers.get(GRPC_STATUS)?.as_bytes());
-    let message = headers
-        .get(GRPC_MESSAGE)
+    let code = tonic::Code::from_bytes(super::header::find(headers, &GRPC_STATUS)?.as_bytes());
+    let message = super::header::find(headers, &GRPC_MESSAGE)
         .map(|v| {
             percent_encoding::percent_decode(v.as_bytes())
                 .decode_utf8_lossy()

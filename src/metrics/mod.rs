@@ -165,18 +165,18 @@ impl Checker {
         Self::default()
     }
 
-    /// Starts timing a request to `path`, now.
+    /// Starts timing a request to `path`, at `now` (the caller's reading of the clock).
     #[inline]
-    pub(crate) fn call(&self, path: &str) -> CallTimer {
+    pub(crate) fn call(&self, path: &str, now: std::time::Instant) -> CallTimer {
         #[cfg(feature = "metrics")]
         {
             CallTimer {
-                on: on::Timer::start(self.on.clone(), path),
+                on: on::Timer::start_at(self.on.clone(), path, now),
             }
         }
         #[cfg(not(feature = "metrics"))]
         {
-            let _ = path;
+            let _ = (path, now);
             CallTimer {}
         }
     }

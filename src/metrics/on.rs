@@ -89,9 +89,7 @@ fn code_slot(code: tonic::Code) -> usize {
 pub(super) fn code_of<B>(out: &Result<http::Response<B>, tower::BoxError>) -> tonic::Code {
     match out {
         Ok(response) if response.status() != http::StatusCode::OK => tonic::Code::Unknown,
-        Ok(response) => response
-            .headers()
-            .get(crate::grpc::header::STATUS)
+        Ok(response) => crate::grpc::header::find(response.headers(), &crate::grpc::header::STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i32>().ok())
             .map_or(tonic::Code::Ok, tonic::Code::from_i32),
@@ -363,10 +361,15 @@ pub(super) struct Timer<T> {
 
 impl<T: HasByCall> Timer<T> {
     pub(super) fn start(table: Arc<T>, path: &str) -> Self {
+        Self::start_at(table, path, Instant::now())
+    }
+
+    /// Starts timing at `start`, the caller's reading of the clock.
+    pub(super) fn start_at(table: Arc<T>, path: &str, start: Instant) -> Self {
         Self {
             table,
             method: method_slot(path),
-            start: Instant::now(),
+            start,
         }
     }
 

@@ -48,8 +48,7 @@ impl<B: GrpcBody> Body for ClassifiedBody<B> {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some(tracker) = this.tracker.take() {
-                        if trailers
-                            .get(crate::grpc::header::STATUS)
+                        if crate::grpc::header::find(trailers, &crate::grpc::header::STATUS)
                             .map(|v| v.as_bytes())
                             == Some(b"0")
                         {

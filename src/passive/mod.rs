@@ -29,8 +29,15 @@ use crate::member::MemberEntry;
 pub(crate) trait Cluster: Send + Sync + std::fmt::Debug {
     /// Notes that `entry` answered a request sent at `sent`.
     fn answered(&self, entry: &MemberEntry, sent: Instant);
-    /// Feeds one outcome to a member's state machine; returns its status afterwards.
-    fn record_outcome(&self, entry: &MemberEntry, source: Source, outcome: Outcome) -> Status;
+    /// Feeds one outcome, seen at `now`, to a member's state machine; returns its status
+    /// afterwards.
+    fn record_outcome(
+        &self,
+        entry: &MemberEntry,
+        source: Source,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Status;
     /// Asks for a leader check as soon as one can run.
     fn want_leader_check(&self);
     /// Whether a request sent to `entry` at `since` and still unanswered hangs on it.

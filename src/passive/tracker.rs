@@ -96,7 +96,7 @@ impl Tracker {
         if let Some(outcome) = outcome {
             let status = self
                 .checker
-                .record_outcome(&self.entry, Source::Passive, outcome);
+                .record_outcome(&self.entry, Source::Passive, outcome, end);
             if outcome.is_failure() && !status.is_healthy() {
                 self.entry.load().finish_failed(rtt, end);
                 return;

@@ -85,14 +85,16 @@ pub(crate) trait Health: Send + Sync + 'static {
 ///
 /// Not an `async fn`: an `async fn` moves its arguments into locals of its own, so its future
 /// would hold the kept request twice; the [`Unary`] built here is the future's one copy.
+/// `now` is when the request came (the caller's reading of the clock).
 pub(crate) fn run<B: Members>(
     members: B,
     replay: Replay,
     body: tonic::body::Body,
     avoid: Vec<usize>,
     deadline: Option<Duration>,
+    now: Instant,
 ) -> impl Future<Output = Answer> + Send + 'static {
-    let mut unary = Unary::new(members, replay, avoid, deadline);
+    let mut unary = Unary::new(members, replay, avoid, deadline, now);
     async move {
         // Kept for the retries and hedges any attempt may need (a write is re-sent only when it
         // certainly never ran, which is known only after it was sent); its body may tell a
@@ -144,10 +146,15 @@ struct Unary<B> {
 // === impl Unary ===
 
 impl<B: Members> Unary<B> {
-    fn new(members: B, replay: Replay, avoid: Vec<usize>, deadline: Option<Duration>) -> Self {
+    fn new(
+        members: B,
+        replay: Replay,
+        avoid: Vec<usize>,
+        deadline: Option<Duration>,
+        now: Instant,
+    ) -> Self {
         let config = members.health().config();
         let class = replay.method().class;
-        let now = Instant::now();
         let dispatch = Dispatch::new(class, avoid, now, deadline, &config.retry, &config.hedge);
         Self {
             members,
@@ -277,7 +284,7 @@ impl<B: Members> Unary<B> {
                 let preferred = self.preferred(&entries, now);
                 let entry = match self
                     .dispatch
-                    .member_for_attempt(&entries, policy, preferred)
+                    .member_for_attempt(&entries, policy, preferred, now)
                 {
                     Ok(entry) => entry,
                     // No member may take it (fail-fast with none healthy, or no members):
@@ -304,7 +311,7 @@ impl<B: Members> Unary<B> {
                 let entries = checker.entries();
                 // Past the budget, no hedge and no further hedge timer: the read waits out the
                 // copies it has.
-                let entry = self.dispatch.member_for_hedge(&entries, policy);
+                let entry = self.dispatch.member_for_hedge(&entries, policy, now);
                 let (Some(entry), Some(hedge)) = (entry, self.members.hedge(hedging)) else {
                     return None;
                 };
@@ -1011,10 +1018,10 @@ mod tests {
         let method = Method::of("/etcdserverpb.KV/Range");
         let (parts, body) = range().into_parts();
         let replay = super::Replay::new(parts, method, false);
-        let unary = super::run(balance.clone(), replay, body, vec![], None);
+        let now = tokio::time::Instant::now();
+        let unary = super::run(balance.clone(), replay, body, vec![], None, now);
         let entries = checker.entries();
         let entry = entries[0].clone();
-        let now = tokio::time::Instant::now();
         let attempt = balance.attempt(entry, &entries, range(), Default::default(), now);
         let sizes = (
             std::mem::size_of_val(&unary),

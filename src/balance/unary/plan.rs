@@ -17,7 +17,7 @@ use super::schedule::{
     backoff, may_resend, resend_is_free, AfterFailure, Failed, Fire, Next, Schedule,
 };
 use crate::balance::attempt::Limits;
-use crate::balance::pick::{pick, pick_fresh};
+use crate::balance::pick::{has_fresh, pick, pick_fresh};
 use crate::config::{AllUnhealthyPolicy, Config, HedgeConfig, RetryConfig};
 use crate::etcd::Class;
 use crate::member::MemberEntry;
@@ -166,21 +166,22 @@ impl Plan {
 
     /// Whether a member not tried in this round may take the request.
     fn has_fresh(&self, entries: &[Arc<MemberEntry>], policy: AllUnhealthyPolicy) -> bool {
-        pick_fresh(entries, policy, |i| self.excluded(i)).is_some()
+        has_fresh(entries, policy, |i| self.excluded(i))
     }
 
     /// The member for the next attempt: `leader` (for requests only the leader may serve)
     /// unless tried in this round, else one not tried in this round; `None` when the round is
-    /// over.
+    /// over. The members' costs are read at `now`.
     fn choose(
         &self,
         entries: &[Arc<MemberEntry>],
         policy: AllUnhealthyPolicy,
         leader: Option<Arc<MemberEntry>>,
+        now: Instant,
     ) -> Option<Arc<MemberEntry>> {
         leader
             .filter(|l| l.is_healthy() && !self.excluded(l.member().index()))
-            .or_else(|| pick_fresh(entries, policy, |i| self.excluded(i)))
+            .or_else(|| pick_fresh(entries, policy, |i| self.excluded(i), now.into_std()))
     }
 
     /// The back-off that ending the current round would start; `unit` is a uniform sample in
@@ -338,25 +339,29 @@ impl Dispatch {
     /// write should go) unless tried in this round, else one not tried in this round, else
     /// (the round over, yet the schedule says go) any member the request is not on already.
     /// The error when no member may take it (fail-fast with none healthy, or no members).
+    /// The members' costs are read at `now`.
     pub(crate) fn member_for_attempt(
         &self,
         entries: &[Arc<MemberEntry>],
         policy: AllUnhealthyPolicy,
         preferred: Option<Arc<MemberEntry>>,
+        now: Instant,
     ) -> Result<Arc<MemberEntry>, tonic::Status> {
-        match self.plan.choose(entries, policy, preferred) {
+        match self.plan.choose(entries, policy, preferred, now) {
             Some(entry) => Ok(entry),
             None => pick(entries, policy, &self.plan.busy()),
         }
     }
 
-    /// The member for a hedge: one not tried in this round; `None` sends no hedge.
+    /// The member for a hedge: one not tried in this round; `None` sends no hedge. The
+    /// members' costs are read at `now`.
     pub(crate) fn member_for_hedge(
         &self,
         entries: &[Arc<MemberEntry>],
         policy: AllUnhealthyPolicy,
+        now: Instant,
     ) -> Option<Arc<MemberEntry>> {
-        self.plan.choose(entries, policy, None)
+        self.plan.choose(entries, policy, None, now)
     }
 
     /// A copy is sent to `entry` at `now`, for what `fire` said (an attempt or a hedge), with
@@ -519,7 +524,9 @@ mod tests {
         assert!(!plan.excluded(0) && !plan.excluded(2), "a new round");
         assert!(plan.excluded(1), "still serving the request");
         assert_eq!(plan.busy(), vec![1]);
-        let next = plan.choose(&entries, policy, None).expect("a fresh member");
+        let next = plan
+            .choose(&entries, policy, None, Instant::now())
+            .expect("a fresh member");
         assert_ne!(next.member().index(), 1);
         assert_eq!(plan.attempts(), 2);
     }
@@ -605,7 +612,7 @@ mod tests {
         assert_eq!(sent.entry.member().index(), 0);
         assert_eq!(after.next, Next::RetryAt(now));
         assert_eq!(d.on_timer(now, 0), Fire::Attempt);
-        let next = d.member_for_attempt(&entries, AllUnhealthyPolicy::TryAll, None);
+        let next = d.member_for_attempt(&entries, AllUnhealthyPolicy::TryAll, None, Instant::now());
         assert_ne!(
             next.expect("a member").member().index(),
             0,
@@ -650,7 +657,7 @@ mod tests {
         let mut d = dispatched(Class::Read, &entries, t0);
         assert_eq!(d.on_timer(t0 + ms(10), 1), Fire::Hedge);
         let hedge = d
-            .member_for_hedge(&entries, AllUnhealthyPolicy::TryAll)
+            .member_for_hedge(&entries, AllUnhealthyPolicy::TryAll, Instant::now())
             .expect("a peer");
         assert_ne!(hedge.member().index(), 0);
         assert_eq!(d.sent(Fire::Hedge, hedge, t0 + ms(10), 1, Some(ms(10))), 1);
@@ -714,7 +721,7 @@ mod tests {
             assert_eq!((after.next, after.round_over), (Next::RetryAt(now), false));
             assert_eq!(d.on_timer(now, 0), Fire::Attempt);
             let next = d
-                .member_for_attempt(&entries, policy, None)
+                .member_for_attempt(&entries, policy, None, Instant::now())
                 .expect("a member");
             assert_eq!(d.sent(Fire::Attempt, next, now, 0, None), slot + 1);
         }
@@ -739,7 +746,8 @@ mod tests {
             "a change ends the back-off"
         );
         assert!(
-            d.member_for_attempt(&entries, policy, None).is_ok(),
+            d.member_for_attempt(&entries, policy, None, Instant::now())
+                .is_ok(),
             "a new round"
         );
         assert_eq!(d.attempts(), 3);
@@ -760,7 +768,7 @@ mod tests {
             &retry(5),
             &HedgeConfig::default(),
         );
-        let got = d.member_for_attempt(&entries, policy, Some(entries[2].clone()));
+        let got = d.member_for_attempt(&entries, policy, Some(entries[2].clone()), Instant::now());
         assert_eq!(got.expect("one").member().index(), 2);
         d.sent(Fire::Attempt, entries[2].clone(), t0, 0, None);
         d.failed(
@@ -771,7 +779,7 @@ mod tests {
             0.0,
             no_draw,
         );
-        let got = d.member_for_attempt(&entries, policy, Some(entries[2].clone()));
+        let got = d.member_for_attempt(&entries, policy, Some(entries[2].clone()), Instant::now());
         assert_eq!(
             got.expect("one").member().index(),
             0,
