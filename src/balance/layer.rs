@@ -23,7 +23,7 @@ use crate::budget::RetryBudget;
 use crate::checker::HealthChecker;
 use crate::config::Config;
 use crate::member::MemberEntry;
-use crate::passive::Classifier;
+use crate::passive::{Classifier, Judge};
 
 /// Each member's service at its member index, with the member's
 /// [`returns`](MemberEntry::returns) when it was made. A vector, not a hash map: indexes are
@@ -74,14 +74,21 @@ impl<M: MakeMember> Layer<M> for HealthLayer {
 ///
 /// `Clone + Send + Sync`; clones share members, services and health state.
 pub struct Balance<M: MakeMember> {
+    /// Everything, behind one pointer: a unary request's future holds a clone of the balancer,
+    /// so a clone is one reference count taken (and given back), not one per part.
+    pub(super) shared: Arc<Shared<M>>,
+}
+
+/// What the clones of a [`Balance`] share.
+pub(super) struct Shared<M: MakeMember> {
     pub(super) health: BalanceHealth,
-    pub(super) make: Arc<M>,
-    pub(super) services: Arc<RwLock<Services<M::Service>>>,
+    pub(super) make: M,
+    pub(super) services: RwLock<Services<M::Service>>,
     /// When a read is slow enough to hedge, per kind of read, from the latency of the reads
     /// of that kind it served.
-    pub(super) hedge: Arc<HedgeDelays>,
-    /// How answers count against their member.
-    pub(super) classifier: Arc<Classifier>,
+    pub(super) hedge: HedgeDelays,
+    /// How answers count against their member, and where the verdicts go.
+    pub(super) judge: Arc<Judge>,
 }
 
 // === impl Balance ===
@@ -94,34 +101,34 @@ impl<M: MakeMember> Balance<M> {
     /// certificate as the probes.
     pub fn new(checker: HealthChecker, mut make: M) -> Self {
         make.attach(&checker);
-        Self {
-            hedge: Arc::new(HedgeDelays::new(&checker.config().hedge)),
-            classifier: Arc::new(Classifier::new(checker.classifier(), checker.config())),
+        let classifier = Classifier::new(checker.classifier(), checker.config());
+        let shared = Shared {
+            hedge: HedgeDelays::new(&checker.config().hedge),
+            judge: Arc::new(Judge::new(checker.verdicts(), classifier)),
             health: BalanceHealth(checker),
-            make: Arc::new(make),
-            services: Arc::new(RwLock::new(Vec::new())),
+            make,
+            services: RwLock::new(Vec::new()),
+        };
+        Self {
+            shared: Arc::new(shared),
         }
     }
 
     /// The shared health state.
     pub fn checker(&self) -> &HealthChecker {
-        &self.health.0
+        &self.shared.health.0
     }
 
     /// The per-member service maker.
     pub fn get_ref(&self) -> &M {
-        &self.make
+        &self.shared.make
     }
 }
 
 impl<M: MakeMember> Clone for Balance<M> {
     fn clone(&self) -> Self {
         Self {
-            health: self.health.clone(),
-            make: self.make.clone(),
-            services: self.services.clone(),
-            hedge: self.hedge.clone(),
-            classifier: self.classifier.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -129,7 +136,7 @@ impl<M: MakeMember> Clone for Balance<M> {
 impl<M: MakeMember> std::fmt::Debug for Balance<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Balance")
-            .field("members", &self.health.0.members())
+            .field("members", &self.shared.health.0.members())
             .finish_non_exhaustive()
     }
 }
@@ -160,15 +167,6 @@ impl HealthChecker {
 /// path reads of it and reports to it. The unary driver sees it through the [`Health`] trait.
 #[derive(Clone, Debug)]
 pub(crate) struct BalanceHealth(HealthChecker);
-
-// === impl BalanceHealth ===
-
-impl BalanceHealth {
-    /// The state as a request reports its verdict to it.
-    pub(super) fn verdicts(&self) -> Arc<dyn crate::passive::Cluster> {
-        self.0.verdicts()
-    }
-}
 
 /// The unary driver's port: the driver names only the `Health` trait, this is where the
 /// checker meets it.

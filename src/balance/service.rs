@@ -43,6 +43,7 @@ where
         let index = entry.member().index();
         let returns = entry.returns();
         if let Some(Some((made_at, svc))) = self
+            .shared
             .services
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -52,7 +53,11 @@ where
                 return svc.clone();
             }
         }
-        let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
+        let mut services = self
+            .shared
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         for (i, slot) in services.iter_mut().enumerate() {
             if slot.is_some() && !live.iter().any(|e| e.member().index() == i) {
                 *slot = None;
@@ -66,7 +71,7 @@ where
             ),
             _ => {}
         }
-        let svc = self.make.make_member(entry.member());
+        let svc = self.shared.make.make_member(entry.member());
         if services.len() <= index {
             services.resize_with(index + 1, || None);
         }
@@ -108,7 +113,7 @@ where
     /// per caller, so a wrapper that shares it (the drop-in's channel) routes through it
     /// without a clone of its own per request.
     pub(crate) fn dispatch(&self, mut req: Request<tonic::body::Body>) -> ResponseFuture {
-        if self.health.config().require_leader {
+        if self.shared.health.config().require_leader {
             req.headers_mut()
                 .insert(HAS_LEADER, HeaderValue::from_static("true"));
         }
@@ -122,14 +127,18 @@ where
         // The clock read once for the request's start: its timer, its schedule, its first
         // attempt.
         let now = Instant::now();
-        let timer = self.health.metrics().call(req.uri().path(), now.into_std());
+        let timer = self
+            .shared
+            .health
+            .metrics()
+            .call(req.uri().path(), now.into_std());
         let deadline = crate::grpc::header::timeout(req.headers());
         // Two futures rather than one holding either: a unary request's is built and moved
         // into its box on every request, and would otherwise be as large as both.
         match method.kind {
             MethodKind::Unary => {
                 let (parts, body) = req.into_parts();
-                let replay = Replay::new(parts, method, self.make.reads_extensions());
+                let replay = Replay::new(parts, method, self.shared.make.reads_extensions());
                 let unary = driver::run(self.clone(), replay, body, avoid, deadline, now);
                 ResponseFuture::new(timer.time(unary))
             }
@@ -155,8 +164,8 @@ where
         kind: MethodKind,
         deadline: Option<Duration>,
     ) -> Result<Response<tonic::body::Body>, tower::BoxError> {
-        let config = self.health.config();
-        let entries = self.health.entries();
+        let config = self.shared.health.config();
+        let entries = self.shared.health.entries();
         let pinned = pinned.and_then(|i| entries.iter().find(|e| e.member().index() == i));
         let entry = match pinned {
             Some(entry) => entry.clone(),
@@ -194,12 +203,7 @@ where
 
     /// Follows a request to `entry` from `now` on.
     fn tracker(&self, entry: Arc<MemberEntry>, now: Instant) -> Tracker {
-        Tracker::start(
-            self.health.verdicts(),
-            entry,
-            self.classifier.clone(),
-            now.into_std(),
-        )
+        Tracker::start(self.shared.judge.clone(), entry, now.into_std())
     }
 }
 
@@ -217,11 +221,11 @@ where
     type Health = BalanceHealth;
 
     fn health(&self) -> &BalanceHealth {
-        &self.health
+        &self.shared.health
     }
 
     fn hedge(&self, hedging: Hedging) -> Option<&HedgeDelay> {
-        self.hedge.of(hedging)
+        self.shared.hedge.of(hedging)
     }
 
     /// The member's service and the load tracker are taken here, so the future is the attempt

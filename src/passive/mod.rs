@@ -17,7 +17,7 @@ pub(crate) use body::judge;
 pub(crate) use body::ClassifiedBody;
 pub(crate) use classify::transport_error;
 pub(crate) use classify::{Classifier, NotLeader, Verdict};
-pub(crate) use tracker::Tracker;
+pub(crate) use tracker::{Judge, Tracker};
 
 use std::time::{Duration, Instant};
 

@@ -9,34 +9,48 @@ use crate::health::{Outcome, Source};
 use crate::member::MemberEntry;
 use crate::timing::now;
 
+/// What judges the answers of every request through one balancer: the classifier, and the
+/// health state its verdicts go to.
+///
+/// Why one value: each request's [`Tracker`] holds it, and one shared pointer is one
+/// reference count to take and give back per attempt, where the two apart took two.
+#[derive(Debug)]
+pub(crate) struct Judge {
+    checker: Arc<dyn Cluster>,
+    classifier: Classifier,
+}
+
+impl Judge {
+    /// Answers judged by `classifier`, verdicts reported to `checker`.
+    pub(crate) fn new(checker: Arc<dyn Cluster>, classifier: Classifier) -> Self {
+        Self {
+            checker,
+            classifier,
+        }
+    }
+}
+
 /// Counts a request in its member's load and reports its outcome exactly once.
 ///
 /// Dropped without a verdict (the caller gave up, a stream ended early), it only releases
 /// the in-flight slot: a cancelled request says nothing about the member.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    checker: Arc<dyn Cluster>,
+    judge: Arc<Judge>,
     entry: Arc<MemberEntry>,
-    classifier: Arc<Classifier>,
     start: Instant,
     done: bool,
 }
 
 impl Tracker {
     /// A request to `entry` starts at `start` (now: the caller's clock reading, shared with
-    /// its own bookkeeping); its answers are judged by `classifier`.
-    pub(crate) fn start(
-        checker: Arc<dyn Cluster>,
-        entry: Arc<MemberEntry>,
-        classifier: Arc<Classifier>,
-        start: Instant,
-    ) -> Self {
+    /// its own bookkeeping); its answers are judged by `judge`.
+    pub(crate) fn start(judge: Arc<Judge>, entry: Arc<MemberEntry>, start: Instant) -> Self {
         entry.load().start();
         entry.metrics().attempt_started();
         Self {
-            checker,
+            judge,
             entry,
-            classifier,
             start,
             done: false,
         }
@@ -49,7 +63,7 @@ impl Tracker {
 
     /// The health state the verdict goes to.
     pub(crate) fn checker(&self) -> &dyn Cluster {
-        &*self.checker
+        &*self.judge.checker
     }
 
     /// Reports the verdict of an answer with gRPC status `status` to a request of `kind`, and
@@ -61,10 +75,10 @@ impl Tracker {
         kind: MethodKind,
         not_leader: NotLeader,
     ) -> Verdict {
-        let verdict = self.classifier.verdict(status, not_leader);
+        let verdict = self.judge.classifier.verdict(status, not_leader);
         match verdict {
             Verdict::Cluster { .. } => {
-                self.checker.want_leader_check();
+                self.judge.checker.want_leader_check();
                 self.finish(None, false);
             }
             Verdict::Member(outcome) => {
@@ -80,7 +94,7 @@ impl Tracker {
     /// Reports the verdict of a non-gRPC HTTP answer with `status` (none unless the
     /// configured lists name it).
     pub(crate) fn finish_http(self, status: u16) {
-        let outcome = self.classifier.http(status);
+        let outcome = self.judge.classifier.http(status);
         self.finish(outcome, false);
     }
 
@@ -91,12 +105,13 @@ impl Tracker {
         let end = now();
         let rtt = timed.then(|| end.saturating_duration_since(self.start));
         if outcome == Some(Outcome::Success) {
-            self.checker.answered(&self.entry, self.start);
+            self.judge.checker.answered(&self.entry, self.start);
         }
         if let Some(outcome) = outcome {
-            let status = self
-                .checker
-                .record_outcome(&self.entry, Source::Passive, outcome, end);
+            let status =
+                self.judge
+                    .checker
+                    .record_outcome(&self.entry, Source::Passive, outcome, end);
             if outcome.is_failure() && !status.is_healthy() {
                 self.entry.load().finish_failed(rtt, end);
                 return;
