@@ -1,18 +1,32 @@
 //! One attempt of a request on one member, and the verdict on it.
+//!
+//! Why one hand-written future ([`AttemptFuture`]) for the call, the read of a unary answer,
+//! the wait with its one timer, the ejection listener and the metrics timer: every unary
+//! request makes one, boxed (several attempts of a request may be in flight). In the `async`
+//! form the member call had to be boxed apart (an `async fn` keeps its by-value argument and
+//! the pinned local it moves it into apart, doubling the call's room, past 1 KiB); here the
+//! call is held in place, once, and the timer is made only when the call waits.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use http_body::Body as _;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::util::Oneshot;
 use tower::ServiceExt;
 
 use super::buffered::{Buffered, Frames};
 use super::ServedBy;
 use crate::etcd::MethodKind;
-use crate::grpc::{sanitize, status_of, GrpcBody, GrpcService, SanitizedBody};
+use crate::grpc::{sanitize, status_from, GrpcBody, GrpcService, SanitizedBody};
 use crate::health::Outcome;
 use crate::member::MemberEntry;
+use crate::metrics::AttemptTimer;
 use crate::passive::{judge, transport_error, ClassifiedBody, NotLeader, Tracker, Verdict};
 
 /// How one attempt ended.
@@ -41,14 +55,14 @@ pub(crate) struct Failure {
 }
 
 impl Attempt {
-    /// The gRPC status the attempt ended with, as far as its head tells (for the metrics).
-    fn code(&self) -> tonic::Code {
-        match self {
-            Attempt::Answer(response) => {
-                status_of(response.headers()).map_or(tonic::Code::Ok, |s| s.code())
-            }
+    /// The attempt, with the gRPC status its metrics record: a failure's own, else `answer`
+    /// (what the answer's head tells, read by the verdict already).
+    fn with_code(self, answer: tonic::Code) -> (Self, tonic::Code) {
+        let code = match &self {
+            Attempt::Answer(_) => answer,
             Attempt::Failed(failure) => failure.status.code(),
-        }
+        };
+        (self, code)
     }
 }
 
@@ -116,11 +130,7 @@ pub(crate) struct Limits {
 /// the request's driver (see [`mark_served`](super::hint::mark_served)), which knows when no
 /// other copy needs the kept request any more.
 ///
-/// Not an `async fn` itself: the call (with the read of a unary answer, see [`fetch`]) is
-/// made here and boxed on its own, and [`judge_attempt`] holds a pointer to it. An `async fn`
-/// taking the service and the request would keep them apart from the call it moves them
-/// into, the request twice over; this way both blocks stay under 1 KiB, which glibc serves
-/// from the thread's cache (see `Replay` in the service).
+/// Nothing is sent until the future is first polled (the service is called then).
 pub(crate) fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,
@@ -128,13 +138,20 @@ pub(crate) fn attempt<S: GrpcService>(
     kind: MethodKind,
     limits: Limits,
     started: Instant,
-) -> impl std::future::Future<Output = Attempt> + Send {
+) -> AttemptFuture<S> {
     let timer = tracker.entry().metrics().attempt(req.uri().path());
-    let call = fetch(svc.oneshot(req), kind == MethodKind::Unary);
-    timer.time(
-        judge_attempt(Box::pin(call), tracker, kind, limits, started),
-        Attempt::code,
-    )
+    let watch = Watch::new(limits, kind == MethodKind::Unary, started, tracker.entry());
+    AttemptFuture {
+        step: Step::Call {
+            call: svc.oneshot(req),
+        },
+        sleep: None,
+        abandoned: None,
+        watch,
+        kind,
+        tracker: Some(tracker),
+        timer,
+    }
 }
 
 /// Unary answers up to this size are read whole within their attempt (see [`Buffered`]);
@@ -143,59 +160,238 @@ pub(crate) fn attempt<S: GrpcService>(
 /// from filling memory: past it, tonic's own message size limit applies as without us.
 const READ_WHOLE_UP_TO: usize = 4 << 20;
 
-/// What came back from a member.
-enum Fetched<B> {
+pin_project! {
+    /// The future of [`attempt`]: the member call, then (for a unary gRPC answer with a body)
+    /// the read of its body to its end, within the attempt's [`Watch`]; then the verdict.
+    ///
+    /// One timer for the deadline, the hang check and the start of the ejection listener (the
+    /// earliest of them), made only once the call waits with one of them ahead; the listener
+    /// (boxed, past [`WATCH_EJECTION_AFTER`]) never on the happy path.
+    pub(crate) struct AttemptFuture<S: GrpcService> {
+        #[pin]
+        step: Step<S>,
+        #[pin]
+        sleep: Option<Sleep>,
+        // Resolves once the member was ejected for sitting on requests; listened to past
+        // `WATCH_EJECTION_AFTER` only.
+        abandoned: Option<BoxFuture<'static, ()>>,
+        watch: Watch,
+        kind: MethodKind,
+        // Taken by the verdict.
+        tracker: Option<Tracker>,
+        timer: AttemptTimer,
+    }
+}
+
+pin_project! {
+    /// Where an attempt's work is.
+    #[project = StepProj]
+    #[project_replace = StepOwn]
+    enum Step<S: GrpcService> {
+        /// The member call, until its answer's head.
+        Call {
+            #[pin]
+            call: Oneshot<S, Request<tonic::body::Body>>,
+        },
+        /// A unary answer's body, read to its end (as a tonic body, which a tonic channel's
+        /// already is, and which can be read without pinning it in place, so that its rest
+        /// can still be handed on).
+        Read {
+            parts: http::response::Parts,
+            body: tonic::body::Body,
+            frames: Frames,
+        },
+        /// Judged.
+        Done,
+    }
+}
+
+/// What the work of an attempt came to, before the verdict.
+enum Worked<B> {
     /// The head of an answer, its body unread: a stream's, a long-blocking call's, a
     /// trailers-only answer's, one that is no gRPC answer.
     Head(Response<B>),
     /// A unary answer's head, and its body read within the attempt (see [`Buffered`]).
     Whole(http::response::Parts, Read<tonic::body::Body>),
+    /// The call failed.
+    Unreachable(tower::BoxError),
 }
 
-/// Awaits `call`; with `whole`, reads a gRPC answer with a body to its end too.
-async fn fetch<F, B, E>(call: F, whole: bool) -> Result<Fetched<B>, E>
-where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
-    B: GrpcBody + Send + 'static,
-{
-    let resp = call.await?;
-    let has_body = resp.status() == http::StatusCode::OK
-        && !resp.headers().contains_key(crate::grpc::header::STATUS);
-    if !(whole && has_body) {
-        return Ok(Fetched::Head(resp));
+/// How the read of a unary answer's body stopped (what was read stays in the step).
+enum ReadEnd {
+    /// At its end, with its (sanitized) trailers, if any.
+    Whole(Option<http::HeaderMap>),
+    /// Past [`READ_WHOLE_UP_TO`].
+    Large,
+    /// The answer broke off.
+    Broken(tower::BoxError),
+}
+
+impl<S: GrpcService> Step<S> {
+    /// Polls the call, then the read of a unary answer's body (with `whole`), to their end.
+    fn poll_work(
+        mut self: Pin<&mut Self>,
+        whole: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Worked<S::ResponseBody>> {
+        loop {
+            match self.as_mut().project() {
+                StepProj::Call { call } => {
+                    let resp = match ready!(call.poll(cx)) {
+                        Ok(resp) => resp,
+                        Err(err) => {
+                            self.set(Step::Done);
+                            return Poll::Ready(Worked::Unreachable(err.into()));
+                        }
+                    };
+                    let has_body = resp.status() == http::StatusCode::OK
+                        && crate::grpc::header::find(resp.headers(), &crate::grpc::header::STATUS)
+                            .is_none();
+                    if !(whole && has_body) {
+                        self.set(Step::Done);
+                        return Poll::Ready(Worked::Head(resp));
+                    }
+                    let (parts, body) = resp.into_parts();
+                    self.set(Step::Read {
+                        parts,
+                        body: tonic::body::Body::new(body),
+                        frames: Frames::default(),
+                    });
+                }
+                StepProj::Read { body, frames, .. } => {
+                    let end = ready!(poll_read(body, frames, cx));
+                    let StepOwn::Read {
+                        parts,
+                        body,
+                        frames,
+                    } = self.project_replace(Step::Done)
+                    else {
+                        unreachable!("the step was a read");
+                    };
+                    let read = match end {
+                        ReadEnd::Whole(trailers) => Read::Whole(frames, trailers),
+                        ReadEnd::Large => Read::Large(frames, body),
+                        ReadEnd::Broken(err) => Read::Broken(err),
+                    };
+                    return Poll::Ready(Worked::Whole(parts, read));
+                }
+                StepProj::Done => panic!("an attempt polled after its end"),
+            }
+        }
     }
-    let (parts, body) = resp.into_parts();
-    // As a tonic body, which a tonic channel's already is (no allocation then), and which
-    // can be read without pinning it in place (so its rest can still be handed on).
-    let body = tonic::body::Body::new(body);
-    Ok(Fetched::Whole(parts, read_whole(body).await))
 }
 
-/// The body of [`attempt`]: awaits `call` within the limits, then judges its answer.
-async fn judge_attempt<F, B, E>(
-    mut call: F,
+/// Reads `body` into `frames` to its end, or to [`READ_WHOLE_UP_TO`].
+fn poll_read(
+    body: &mut tonic::body::Body,
+    frames: &mut Frames,
+    cx: &mut Context<'_>,
+) -> Poll<ReadEnd> {
+    loop {
+        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            None => return Poll::Ready(ReadEnd::Whole(None)),
+            Some(Err(err)) => return Poll::Ready(ReadEnd::Broken(err.into())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    frames.push(data);
+                    if frames.len() > READ_WHOLE_UP_TO {
+                        return Poll::Ready(ReadEnd::Large);
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(mut trailers) = frame.into_trailers() {
+                        sanitize(&mut trailers);
+                        return Poll::Ready(ReadEnd::Whole(Some(trailers)));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl<S: GrpcService> Future for AttemptFuture<S> {
+    type Output = Attempt;
+
+    /// The work first, then (while it waits) the ejection listener, then the timer; after the
+    /// timer fired, the work again. A deadline passes only while the work waits.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Attempt> {
+        let mut this = self.project();
+        this.timer.polled();
+        let whole = *this.kind == MethodKind::Unary;
+        loop {
+            if let Poll::Ready(worked) = this.step.as_mut().poll_work(whole, cx) {
+                let tracker = this.tracker.take().expect("an attempt judged once");
+                let (attempt, code) = judge_worked(worked, tracker, *this.kind, this.watch.limits);
+                this.timer.end(code);
+                return Poll::Ready(attempt);
+            }
+            if let Some(listener) = this.abandoned.as_mut() {
+                if listener.as_mut().poll(cx).is_ready() {
+                    let tracker = this.tracker.take().expect("an attempt judged once");
+                    let attempt = abandoned(tracker, this.watch.started.elapsed());
+                    this.step.set(Step::Done);
+                    return Poll::Ready(ended(this.timer, attempt));
+                }
+            }
+            match this.watch.wake() {
+                None => return Poll::Pending,
+                // A time already reached by the watch's latest reading of the clock fires at
+                // once: a tokio timer would first wait for its next tick (up to a millisecond).
+                Some(at) if at <= this.watch.now => {}
+                Some(at) => {
+                    match this.sleep.as_mut().as_pin_mut() {
+                        Some(sleep) if sleep.deadline() == at => {}
+                        Some(sleep) => sleep.reset(at),
+                        None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+                    }
+                    if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                }
+            }
+            // The timer fired.
+            this.watch.now = Instant::now();
+            if this.watch.deadline.is_some_and(|d| d <= this.watch.now) {
+                let tracker = this.tracker.take().expect("an attempt judged once");
+                let attempt = this.watch.timed_out(tracker, *this.kind);
+                // The call given up goes now (its stream reset), as the attempt ends.
+                this.step.set(Step::Done);
+                return Poll::Ready(ended(this.timer, attempt));
+            }
+            let tracker = this.tracker.as_ref().expect("an attempt judged once");
+            if this.watch.watch_from.is_some_and(|at| at <= this.watch.now) {
+                this.watch.watch_from = None;
+                let entry = tracker.shared_entry().clone();
+                let seen = this.watch.abandons;
+                *this.abandoned = Some(Box::pin(async move { entry.abandoned_after(seen).await }));
+            }
+            this.watch.check_hang(tracker);
+        }
+    }
+}
+
+/// Records the end of a failed attempt with its status, and returns it.
+fn ended(timer: &mut AttemptTimer, attempt: Attempt) -> Attempt {
+    let (attempt, code) = attempt.with_code(tonic::Code::Ok);
+    timer.end(code);
+    attempt
+}
+
+/// The verdict on an attempt's work, and the gRPC status its metrics record.
+fn judge_worked<B: GrpcBody + Send + 'static>(
+    worked: Worked<B>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-    started: Instant,
-) -> Attempt
-where
-    F: std::future::Future<Output = Result<Fetched<B>, E>> + Send + Unpin,
-    B: GrpcBody + Send + 'static,
-    E: Into<tower::BoxError>,
-{
-    let mut watch = Watch::new(limits, kind == MethodKind::Unary, started, tracker.entry());
-    let fetched = match watch.run(&mut call, &tracker).await {
-        Waited::Done(Ok(fetched)) => fetched,
-        Waited::Done(Err(err)) => return unreachable_member(err.into(), tracker, kind),
-        Waited::TimedOut => return watch.timed_out(tracker, kind),
-        Waited::Abandoned => return abandoned(tracker, started.elapsed()),
-    };
-    match fetched {
-        Fetched::Head(resp) => judge_head(resp, tracker, kind, limits),
-        Fetched::Whole(mut parts, read) => {
+) -> (Attempt, tonic::Code) {
+    match worked {
+        Worked::Head(resp) => judge_head(resp, tracker, kind, limits),
+        Worked::Whole(mut parts, read) => {
             sanitize(&mut parts.headers);
             judge_whole(parts, read, tracker, kind, limits)
+        }
+        Worked::Unreachable(err) => {
+            unreachable_member(err, tracker, kind).with_code(tonic::Code::Ok)
         }
     }
 }
@@ -245,13 +441,14 @@ fn abandoned(tracker: Tracker, waited: Duration) -> Attempt {
 }
 
 /// Judges an answer by its head: a trailers-only answer, one that is no gRPC answer, a
-/// stream's or a long-blocking call's (judged as its body ends).
+/// stream's or a long-blocking call's (judged as its body ends). With the gRPC status its
+/// head tells, for the metrics.
 fn judge_head<B: GrpcBody + Send + 'static>(
     resp: Response<B>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-) -> Attempt {
+) -> (Attempt, tonic::Code) {
     let (mut parts, body) = resp.into_parts();
     // Nothing of the member's reaches tonic's status parser unchecked: it panics on some input.
     sanitize(&mut parts.headers);
@@ -261,14 +458,19 @@ fn judge_head<B: GrpcBody + Send + 'static>(
             .extensions
             .insert(ServedBy(tracker.entry().member().clone()));
     }
+    let code = crate::grpc::header::find(&parts.headers, &crate::grpc::header::STATUS);
     if parts.status != http::StatusCode::OK {
+        let code = code.map_or(tonic::Code::Ok, |c| tonic::Code::from_bytes(c.as_bytes()));
         tracker.finish_http(parts.status.as_u16());
-        return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
+        let answer = Response::from_parts(parts, tonic::body::Body::new(body));
+        return Attempt::Answer(answer).with_code(code);
     }
-    if let Some(status) = status_of(&parts.headers) {
+    if let Some(code) = code {
         // A trailers-only answer: etcd's errors come this way, before any message.
+        let status = status_from(code, &parts.headers);
+        let code = status.code();
         let body = tonic::body::Body::new(body);
-        return judge_status(status, parts, body, tracker, kind, limits);
+        return judge_status(status, parts, body, tracker, kind, limits).with_code(code);
     }
     let body = match kind {
         MethodKind::Stream => {
@@ -278,31 +480,37 @@ fn judge_head<B: GrpcBody + Send + 'static>(
         }
         _ => tonic::body::Body::new(ClassifiedBody::new(body, tracker, kind)),
     };
-    Attempt::Answer(Response::from_parts(parts, body))
+    (
+        Attempt::Answer(Response::from_parts(parts, body)),
+        tonic::Code::Ok,
+    )
 }
 
 /// Judges a unary answer read within its attempt. Its status is in its trailers; etcd
 /// serving gRPC through Go's HTTP handler (its TLS listener shares the port with HTTP)
-/// answers errors that way too, after the head, not trailers-only.
+/// answers errors that way too, after the head, not trailers-only. With the gRPC status the
+/// answer's head tells, for the metrics (its head carries none, unless an error without a
+/// message is handed on trailers-only, below).
 fn judge_whole(
     mut parts: http::response::Parts,
     read: Read<tonic::body::Body>,
     tracker: Tracker,
     kind: MethodKind,
     limits: Limits,
-) -> Attempt {
+) -> (Attempt, tonic::Code) {
     let (frames, mut trailers) = match read {
         Read::Whole(frames, trailers) => (frames, trailers),
         Read::Large(frames, rest) => {
             let rest = ClassifiedBody::new(SanitizedBody::new(rest), tracker, kind);
             let body = Buffered::then(frames, tonic::body::Body::new(rest));
-            return Attempt::Answer(Response::from_parts(parts, tonic::body::Body::new(body)));
+            let answer = Response::from_parts(parts, tonic::body::Body::new(body));
+            return (Attempt::Answer(answer), tonic::Code::Ok);
         }
         Read::Broken(err) => {
             let member = tracker.entry().member().clone();
             let why = crate::grpc::describe(err.as_ref());
             tracker.finish(judge(transport_error(err.as_ref()), kind), false);
-            return Attempt::Failed(Failure {
+            let failed = Attempt::Failed(Failure {
                 status: tonic::Status::unavailable(format!(
                     "etcd-health: {member} broke off its answer: {why}"
                 )),
@@ -310,29 +518,35 @@ fn judge_whole(
                 maybe_processed: true,
                 leaderless: false,
             });
+            return failed.with_code(tonic::Code::Ok);
         }
     };
-    let ok = trailers
-        .as_ref()
-        .and_then(|t| t.get(crate::grpc::header::STATUS))
-        .is_some_and(|v| v.as_bytes() == b"0");
-    if ok {
-        // The common case, read without building a `tonic::Status` (an allocation on every
-        // answer).
-        tracker.finish(Some(Outcome::Success), true);
-        let body = tonic::body::Body::new(Buffered::new(frames, trailers));
-        return Attempt::Answer(Response::from_parts(parts, body));
-    }
-    match trailers.as_ref().and_then(status_of) {
+    // `grpc-status` read once: the common case ("0") without building a `tonic::Status` (an
+    // allocation on every answer).
+    let status = match trailers.as_ref() {
+        Some(t) => match crate::grpc::header::find(t, &crate::grpc::header::STATUS) {
+            Some(code) if code.as_bytes() == b"0" => {
+                tracker.finish(Some(Outcome::Success), true);
+                let body = tonic::body::Body::new(Buffered::new(frames, trailers));
+                let answer = Response::from_parts(parts, body);
+                return (Attempt::Answer(answer), tonic::Code::Ok);
+            }
+            code => code.map(|code| status_from(code, t)),
+        },
+        None => None,
+    };
+    match status {
         Some(status) => {
+            let mut code = tonic::Code::Ok;
             if frames.is_empty() {
                 // An error and nothing else: handed on in the standard trailers-only form, so
                 // everything that reads a status from the headers (the auth layer, the
                 // drop-in's token mapping, outcome marks) sees it as it would without TLS.
                 parts.headers.extend(trailers.take().unwrap_or_default());
+                code = status.code();
             }
             let body = tonic::body::Body::new(Buffered::new(frames, trailers));
-            judge_status(status, parts, body, tracker, kind, limits)
+            judge_status(status, parts, body, tracker, kind, limits).with_code(code)
         }
         None => {
             // Trailers without a status: the member answered (as a body judged at its end
@@ -341,7 +555,8 @@ fn judge_whole(
             let outcome = trailers.is_some().then_some(Outcome::Success);
             tracker.finish(outcome, outcome.is_some());
             let body = tonic::body::Body::new(Buffered::new(frames, trailers));
-            Attempt::Answer(Response::from_parts(parts, body))
+            let answer = Response::from_parts(parts, body);
+            (Attempt::Answer(answer), tonic::Code::Ok)
         }
     }
 }
@@ -349,16 +564,6 @@ fn judge_whole(
 /// A unary attempt still unanswered after this long starts listening for its member's
 /// ejection (see [`Watch`]); one answered sooner (the happy path) never registers for it.
 const WATCH_EJECTION_AFTER: Duration = Duration::from_millis(100);
-
-/// How the wait of an attempt ended.
-enum Waited<T> {
-    /// The work finished.
-    Done(T),
-    /// The deadline passed first.
-    TimedOut,
-    /// The member was ejected for sitting on requests meanwhile.
-    Abandoned,
-}
 
 /// An attempt's limits while it waits: the deadline, the check for a hang while peers
 /// answer, and (for a unary attempt past [`WATCH_EJECTION_AFTER`]) its member's ejection. One
@@ -395,43 +600,17 @@ impl Watch {
         }
     }
 
-    /// Awaits `work`, within the deadline. A wait past `hang_after` while peers answer is
-    /// charged to the member once (the attempt goes on); a unary attempt ends at once when its
-    /// member is ejected for sitting on requests.
-    async fn run<T>(
-        &mut self,
-        work: impl std::future::Future<Output = T>,
-        tracker: &Tracker,
-    ) -> Waited<T> {
-        let mut work = std::pin::pin!(work);
-        // Not polled (no registration, no lock) until the attempt has waited a while.
-        let abandoned = tracker.entry().abandoned_after(self.abandons);
-        let mut abandoned = std::pin::pin!(abandoned);
-        let mut listening = false;
-        loop {
-            let wake = earliest(
-                earliest(self.deadline, self.hang_check.map(|(_, at)| at)),
-                self.watch_from,
-            );
-            tokio::select! {
-                biased;
-                r = &mut work => return Waited::Done(r),
-                _ = &mut abandoned, if listening => return Waited::Abandoned,
-                _ = sleep_until_opt(wake, self.now) => {
-                    self.now = Instant::now();
-                    if self.deadline.is_some_and(|d| d <= self.now) {
-                        return Waited::TimedOut;
-                    }
-                    if self.watch_from.is_some_and(|at| at <= self.now) {
-                        self.watch_from = None;
-                        listening = true;
-                    }
-                    self.check_hang(tracker);
-                }
-            }
-        }
+    /// When the attempt's one timer is due: the earliest of the deadline, the next hang check
+    /// and the start of the ejection listener.
+    fn wake(&self) -> Option<Instant> {
+        earliest(
+            earliest(self.deadline, self.hang_check.map(|(_, at)| at)),
+            self.watch_from,
+        )
     }
 
+    /// Charges a wait past `hang_after` while peers answer to the member, once (the attempt
+    /// goes on); before that, looks again later.
     fn check_hang(&mut self, tracker: &Tracker) {
         let Some((after, at)) = self.hang_check else {
             return;
@@ -494,32 +673,6 @@ enum Read<B> {
     Large(Frames, B),
     /// The answer broke off.
     Broken(tower::BoxError),
-}
-
-/// Reads `body` to its end, or to [`READ_WHOLE_UP_TO`].
-async fn read_whole<B: GrpcBody + Unpin>(mut body: B) -> Read<B> {
-    use http_body_util::BodyExt;
-    let mut frames = Frames::default();
-    loop {
-        match body.frame().await {
-            None => return Read::Whole(frames, None),
-            Some(Err(err)) => return Read::Broken(err.into()),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    frames.push(data);
-                    if frames.len() > READ_WHOLE_UP_TO {
-                        return Read::Large(frames, body);
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(mut trailers) = frame.into_trailers() {
-                        sanitize(&mut trailers);
-                        return Read::Whole(frames, Some(trailers));
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// Judges an answer whose gRPC status is known (from a trailers-only answer, or from the

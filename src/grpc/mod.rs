@@ -23,7 +23,7 @@ mod sanitize;
 mod unsent;
 
 pub(crate) use error::{chain, describe};
-pub(crate) use sanitize::{sanitize, status_of, Sanitize, SanitizedBody};
+pub(crate) use sanitize::{sanitize, status_from, status_of, Sanitize, SanitizedBody};
 pub(crate) use unsent::unsent;
 
 use bytes::Bytes;

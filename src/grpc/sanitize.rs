@@ -42,7 +42,16 @@ pub(crate) fn sanitize(headers: &mut HeaderMap) {
 /// The gRPC status in `headers` (trailers-only answers) or trailers, if any: the code as
 /// sent (an unknown number is `Unknown`) and the message percent-decoded, lossily.
 pub(crate) fn status_of(headers: &HeaderMap) -> Option<tonic::Status> {
-    let code = tonic::Code::from_bytes(super::header::find(headers, &GRPC_STATUS)?.as_bytes());
+    Some(status_from(
+        super::header::find(headers, &GRPC_STATUS)?,
+        headers,
+    ))
+}
+
+/// The gRPC status whose `grpc-status` value, read from `headers` already, is `code`, with
+/// the message `headers` carry (as [`status_of`]).
+pub(crate) fn status_from(code: &http::HeaderValue, headers: &HeaderMap) -> tonic::Status {
+    let code = tonic::Code::from_bytes(code.as_bytes());
     let message = super::header::find(headers, &GRPC_MESSAGE)
         .map(|v| {
             percent_encoding::percent_decode(v.as_bytes())
@@ -50,7 +59,7 @@ pub(crate) fn status_of(headers: &HeaderMap) -> Option<tonic::Status> {
                 .into_owned()
         })
         .unwrap_or_default();
-    Some(tonic::Status::new(code, message))
+    tonic::Status::new(code, message)
 }
 
 pin_project! {

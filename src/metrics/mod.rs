@@ -577,7 +577,7 @@ impl PerMember {
         #[cfg(feature = "metrics")]
         {
             AttemptTimer {
-                on: on::Timer::start(self.on.clone(), path),
+                on: on::Running::new(on::Timer::start(self.on.clone(), path)),
             }
         }
         #[cfg(not(feature = "metrics"))]
@@ -642,32 +642,31 @@ impl CallTimer {
 
 // === impl AttemptTimer ===
 
-/// An attempt being timed, from [`PerMember::attempt`].
+/// An attempt being timed, from [`PerMember::attempt`], by the attempt's own future (a
+/// wrapper future around it would be one more layer moved on every poll): its end is recorded
+/// with its status by [`end`](Self::end); dropped after it was [`polled`](Self::polled) and
+/// before its end (a hedge that lost, a caller that gave up), it is recorded as `CANCELLED`,
+/// as gRPC's own clients do.
 #[derive(Debug)]
 pub(crate) struct AttemptTimer {
     #[cfg(feature = "metrics")]
-    on: on::Timer<on::PerMember>,
+    on: on::Running<on::PerMember>,
 }
 
 impl AttemptTimer {
-    /// `attempt`, its end recorded with the status `code` reads from its output.
+    /// The attempt was polled: from now on, dropping it before its end records `CANCELLED`.
     #[inline]
-    pub(crate) fn time<F>(
-        self,
-        attempt: F,
-        code: fn(&F::Output) -> tonic::Code,
-    ) -> impl std::future::Future<Output = F::Output> + Send
-    where
-        F: std::future::Future + Send,
-    {
+    pub(crate) fn polled(&mut self) {
         #[cfg(feature = "metrics")]
-        {
-            self.on.time(attempt, code)
-        }
+        self.on.polled();
+    }
+
+    /// The attempt ended with `code`; recorded once.
+    #[inline]
+    pub(crate) fn end(&mut self, code: tonic::Code) {
+        #[cfg(feature = "metrics")]
+        self.on.end(code);
         #[cfg(not(feature = "metrics"))]
-        {
-            let _ = code;
-            attempt
-        }
+        let _ = code;
     }
 }

@@ -387,10 +387,7 @@ impl<T: HasByCall> Timer<T> {
     ) -> Timed<F, T> {
         Timed {
             fut,
-            timer: Running {
-                timer: Some(self),
-                polled: false,
-            },
+            timer: Running::new(self),
             code,
         }
     }
@@ -420,20 +417,49 @@ impl<F: Future, T: HasByCall> Future for Timed<F, T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
         let this = self.project();
-        this.timer.polled = true;
+        this.timer.polled();
         let out = std::task::ready!(this.fut.poll(cx));
-        if let Some(timer) = this.timer.timer.take() {
-            timer.record((this.code)(&out));
-        }
+        this.timer.end((this.code)(&out));
         std::task::Poll::Ready(out)
     }
 }
 
 /// A timer whose future may be dropped before it ends: once polled, that is recorded as
 /// `CANCELLED`; a future dropped before it was ever polled never started, and records nothing.
-struct Running<T: HasByCall> {
+pub(super) struct Running<T: HasByCall> {
     timer: Option<Timer<T>>,
     polled: bool,
+}
+
+impl<T: HasByCall> Running<T> {
+    /// `timer`, for a future not polled yet.
+    pub(super) fn new(timer: Timer<T>) -> Self {
+        Self {
+            timer: Some(timer),
+            polled: false,
+        }
+    }
+
+    /// The timed future was polled: dropped before its end, it is recorded as cancelled.
+    pub(super) fn polled(&mut self) {
+        self.polled = true;
+    }
+
+    /// The timed future ended with `code`: recorded once.
+    pub(super) fn end(&mut self, code: tonic::Code) {
+        if let Some(timer) = self.timer.take() {
+            timer.record(code);
+        }
+    }
+}
+
+impl<T: HasByCall> std::fmt::Debug for Running<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("running", &self.timer.is_some())
+            .field("polled", &self.polled)
+            .finish()
+    }
 }
 
 impl<T: HasByCall> Drop for Running<T> {

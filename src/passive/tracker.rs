@@ -61,6 +61,11 @@ impl Tracker {
         &self.entry
     }
 
+    /// The member this request went to, shared: for what outlives a borrow of the tracker.
+    pub(crate) fn shared_entry(&self) -> &Arc<MemberEntry> {
+        &self.entry
+    }
+
     /// The health state the verdict goes to.
     pub(crate) fn checker(&self) -> &dyn Cluster {
         &*self.judge.checker
