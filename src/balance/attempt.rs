@@ -131,6 +131,7 @@ pub(crate) struct Limits {
 /// other copy needs the kept request any more.
 ///
 /// Nothing is sent until the future is first polled (the service is called then).
+#[inline(always)]
 pub(crate) fn attempt<S: GrpcService>(
     svc: S,
     req: Request<tonic::body::Body>,

@@ -19,6 +19,7 @@ pub struct ResponseFuture {
 }
 
 impl ResponseFuture {
+    #[inline(always)]
     pub(crate) fn new<F>(f: F) -> Self
     where
         F: Future<Output = Result<http::Response<tonic::body::Body>, tower::BoxError>>

@@ -237,10 +237,10 @@ where
         req: Request<tonic::body::Body>,
         limits: Limits,
         now: Instant,
-    ) -> impl std::future::Future<Output = Attempt> + Send + 'static {
+    ) -> futures_util::future::BoxFuture<'static, Attempt> {
         let svc = self.service_for(&entry, entries);
         let tracker = self.tracker(entry, now);
-        attempt(svc, req, tracker, MethodKind::Unary, limits, now)
+        Box::pin(attempt(svc, req, tracker, MethodKind::Unary, limits, now))
     }
 }
 

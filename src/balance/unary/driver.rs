@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tokio::time::Instant;
 
@@ -41,7 +41,8 @@ pub(crate) trait Members: Send + Sync + 'static {
     fn health(&self) -> &Self::Health;
     /// The hedging delay of reads of kind `hedging`; `None` for those never hedged.
     fn hedge(&self, hedging: Hedging) -> Option<&HedgeDelay>;
-    /// One attempt of `req` on `entry` (picked from `entries`), sent `now`.
+    /// One attempt of `req` on `entry` (picked from `entries`), sent `now`; boxed where it is
+    /// made (one move of it fewer than boxing it here).
     fn attempt(
         &self,
         entry: Arc<MemberEntry>,
@@ -49,7 +50,7 @@ pub(crate) trait Members: Send + Sync + 'static {
         req: Request<tonic::body::Body>,
         limits: Limits,
         now: Instant,
-    ) -> impl Future<Output = Attempt> + Send + 'static;
+    ) -> BoxFuture<'static, Attempt>;
 }
 
 /// What the driver reads of the health state and reports to it: the balancer's handle
@@ -86,6 +87,7 @@ pub(crate) trait Health: Send + Sync + 'static {
 /// Not an `async fn`: an `async fn` moves its arguments into locals of its own, so its future
 /// would hold the kept request twice; the [`Unary`] built here is the future's one copy.
 /// `now` is when the request came (the caller's reading of the clock).
+#[inline(always)]
 pub(crate) fn run<B: Members>(
     members: B,
     replay: Replay,
@@ -130,7 +132,7 @@ struct Unary<B> {
     members: B,
     replay: Replay,
     dispatch: Dispatch,
-    in_flight: InFlight<(usize, Attempt)>,
+    in_flight: InFlight<Attempt>,
     /// The last failure, for the caller if nothing better comes. Boxed: a failure is rare, and
     /// this future is allocated on every request.
     last: Option<Box<Failure>>,
@@ -146,6 +148,7 @@ struct Unary<B> {
 // === impl Unary ===
 
 impl<B: Members> Unary<B> {
+    #[inline(always)]
     fn new(
         members: B,
         replay: Replay,
@@ -363,8 +366,7 @@ impl<B: Members> Unary<B> {
             crate::grpc::header::set_timeout(req.headers_mut(), limit);
         }
         let attempt = self.members.attempt(entry, entries, req, limits, now);
-        self.in_flight
-            .push(Box::pin(attempt.map(move |a| (slot, a))));
+        self.in_flight.push(slot, attempt);
     }
 
     /// What bounds each copy of this request (see [`Bounds`]).
@@ -1010,8 +1012,9 @@ mod tests {
     /// `Replay`).
     #[tokio::test]
     async fn per_request_futures_stay_under_a_kibibyte() {
-        use super::Members;
-        use crate::etcd::Method;
+        use crate::balance::MakeMember;
+        use crate::etcd::{Method, MethodKind};
+        use crate::passive::{Classifier, Judge, Tracker};
         let checker =
             HealthChecker::new(&["http://127.0.0.1:1"], Config::default()).expect("checker");
         let balance = Balance::new(checker.clone(), crate::balance::TonicConnector::default());
@@ -1022,7 +1025,14 @@ mod tests {
         let unary = super::run(balance.clone(), replay, body, vec![], None, now);
         let entries = checker.entries();
         let entry = entries[0].clone();
-        let attempt = balance.attempt(entry, &entries, range(), Default::default(), now);
+        // The attempt as it is made, before its box: a channel's call in it.
+        let svc = crate::balance::TonicConnector::default().make_member(entry.member());
+        let classifier = Classifier::new(None, checker.config());
+        let judge = Arc::new(Judge::new(checker.verdicts(), classifier));
+        let tracker = Tracker::start(judge, entry, now.into_std());
+        let limits = Default::default();
+        let attempt =
+            crate::balance::attempt::attempt(svc, range(), tracker, MethodKind::Unary, limits, now);
         let sizes = (
             std::mem::size_of_val(&unary),
             std::mem::size_of_val(&attempt),

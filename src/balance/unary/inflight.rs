@@ -12,18 +12,23 @@ use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 
-/// A handful of futures polled in turn; yields each output once, in completion order. The
-/// first one pushed is held apart, so the usual request (one attempt) allocates no vector; the
-/// others' vector is boxed (a word where a vector takes three), as this lives in every unary
-/// request's future, and a request rarely has two copies in flight.
+/// A handful of futures polled in turn, each with a tag (its copy's slot); yields each output
+/// once with its tag, in completion order. The first one pushed is held apart, so the usual
+/// request (one attempt) allocates no vector; the others' vector is boxed (a word where a
+/// vector takes three), as this lives in every unary request's future, and a request rarely has
+/// two copies in flight. The tag is kept here rather than in a `map` around each future, so a
+/// future is boxed as it was made (one move fewer per attempt).
 pub(crate) struct InFlight<T> {
-    first: Option<BoxFuture<'static, T>>,
+    first: Option<Tagged<T>>,
     #[allow(
         clippy::box_collection,
         reason = "a word in every request's future; the extra allocation only with hedges"
     )]
-    more: Option<Box<Vec<BoxFuture<'static, T>>>>,
+    more: Option<Box<Vec<Tagged<T>>>>,
 }
+
+/// A future in flight and its tag.
+type Tagged<T> = (usize, BoxFuture<'static, T>);
 
 impl<T> Default for InFlight<T> {
     fn default() -> Self {
@@ -39,10 +44,13 @@ impl<T> InFlight<T> {
         }
     }
 
-    pub(crate) fn push(&mut self, future: BoxFuture<'static, T>) {
+    pub(crate) fn push(&mut self, tag: usize, future: BoxFuture<'static, T>) {
         match self.first {
-            None => self.first = Some(future),
-            Some(_) => self.more.get_or_insert_with(Box::default).push(future),
+            None => self.first = Some((tag, future)),
+            Some(_) => self
+                .more
+                .get_or_insert_with(Box::default)
+                .push((tag, future)),
         }
     }
 
@@ -66,17 +74,18 @@ pub(crate) struct Next<'a, T> {
 }
 
 impl<T> Future for Next<'_, T> {
-    type Output = Option<T>;
+    type Output = Option<(usize, T)>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<(usize, T)>> {
         let set = &mut *self.set;
         if set.is_empty() {
             return Poll::Ready(None);
         }
-        if let Some(first) = &mut set.first {
+        if let Some((tag, first)) = &mut set.first {
             if let Poll::Ready(out) = first.as_mut().poll(cx) {
+                let tag = *tag;
                 set.first = None;
-                return Poll::Ready(Some(out));
+                return Poll::Ready(Some((tag, out)));
             }
         }
         let more = set
@@ -84,11 +93,13 @@ impl<T> Future for Next<'_, T> {
             .as_deref_mut()
             .map_or(&mut [][..], |more| &mut more[..]);
         for i in 0..more.len() {
-            if let Poll::Ready(out) = more[i].as_mut().poll(cx) {
+            let (tag, future) = &mut more[i];
+            if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                let tag = *tag;
                 if let Some(more) = &mut set.more {
                     drop(more.swap_remove(i));
                 }
-                return Poll::Ready(Some(out));
+                return Poll::Ready(Some((tag, out)));
             }
         }
         Poll::Pending
@@ -104,14 +115,18 @@ mod tests {
         use std::time::Duration;
         let mut set = InFlight::new();
         for (n, ms) in [(1, 30), (2, 10), (3, 20), (4, 5)] {
-            set.push(Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                n
-            }));
+            set.push(
+                n * 10,
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    n
+                }),
+            );
         }
         assert_eq!(set.len(), 4);
         let mut got = Vec::new();
-        while let Some(n) = set.next().await {
+        while let Some((tag, n)) = set.next().await {
+            assert_eq!(tag, n * 10, "each output with its own tag");
             got.push(n);
         }
         assert_eq!(got, [4, 2, 3, 1]);

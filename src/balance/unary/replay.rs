@@ -71,6 +71,7 @@ impl Drop for Replay {
 
 impl Replay {
     /// A request whose body is still to be read (see [`keep`](Self::keep)).
+    #[inline(always)]
     pub(crate) fn new(
         mut parts: http::request::Parts,
         method: Method,
