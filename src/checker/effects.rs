@@ -99,6 +99,7 @@ impl Inner {
         then: impl FnOnce(&ClusterState) -> R,
     ) -> (Effects, R) {
         let mut shared = self.lock();
+        self.fold_quiet_successes(&mut shared);
         let effects = shared.state.handle(event, now);
         let mut endpoint = endpoint;
         for effect in &effects.list {

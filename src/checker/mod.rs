@@ -337,7 +337,8 @@ impl HealthChecker {
         // The health machines under the lock; the loads and probe reports (locks of their
         // own) after it.
         let (entries, states) = {
-            let shared = self.inner.lock();
+            let mut shared = self.inner.lock();
+            self.inner.fold_quiet_successes(&mut shared);
             let states: Vec<_> = shared
                 .state
                 .members()
@@ -596,6 +597,23 @@ impl Inner {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
+    /// The instant of a [`stamp`](Self::stamp).
+    fn unstamp(&self, stamp: u64) -> Instant {
+        crate::timing::later(self.epoch, Duration::from_nanos(stamp))
+    }
+
+    /// Folds the passive successes counted without the lock into the cluster state (see
+    /// `MemberEntry::count_quiet_success`): before any event is handled, and before a snapshot
+    /// is read, so both see every success that came before them.
+    pub(super) fn fold_quiet_successes(&self, shared: &mut Shared) {
+        for entry in shared.entries.iter() {
+            if let Some((n, last)) = entry.take_quiet_successes() {
+                let at = self.unstamp(last);
+                shared.state.fold_successes(entry.member().index(), n, at);
+            }
+        }
+    }
+
     /// Notes that `entry` answered a request (successfully, or with an application error)
     /// that had been sent at `sent`.
     pub(crate) fn answered(&self, entry: &MemberEntry, sent: Instant) {
@@ -739,6 +757,14 @@ impl Inner {
         outcome: Outcome,
         now: Instant,
     ) -> Status {
+        // The common case, without the lock: a success on a settled member only adds to its
+        // totals (folded in under the lock later, see `MemberEntry::count_quiet_success`).
+        if source == Source::Passive
+            && outcome == Outcome::Success
+            && entry.count_quiet_success(self.stamp(now))
+        {
+            return Status::Healthy;
+        }
         let index = entry.member().index();
         let (effects, status) = self.run_then_at(
             Event::Outcome {

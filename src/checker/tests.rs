@@ -242,3 +242,64 @@ async fn a_panicking_probe_fails_its_check_and_probing_goes_on() {
     }
     assert!(ejected, "a panic counts as a failed probe");
 }
+
+/// Passive successes on a settled member are counted without the state's lock and folded in
+/// before anything reads or changes the state: a snapshot shows every one of them, and a
+/// failure after them counts from zero, as it would after successes recorded one by one.
+#[tokio::test]
+async fn quiet_successes_show_in_snapshots_and_do_not_change_thresholds() {
+    let mut config = Config::default();
+    config.checks.passive.unhealthy.tcp_failures = 2;
+    let checker =
+        HealthChecker::new(&["http://127.0.0.1:1", "http://127.0.0.1:2"], config).expect("checker");
+    let member = checker.members()[0].clone();
+    let entry = checker.inner.entry(member.index()).expect("entry");
+    for _ in 0..5 {
+        let status = checker.record(&member, Source::Passive, Outcome::Success);
+        assert_eq!(status, Some(Status::Healthy));
+    }
+    assert_eq!(
+        entry.take_quiet_successes().map(|(n, _)| n),
+        Some(5),
+        "counted apart, not under the lock"
+    );
+    for _ in 0..3 {
+        checker.record(&member, Source::Passive, Outcome::Success);
+    }
+    let snapshot = &checker.snapshot()[0];
+    assert_eq!(
+        snapshot.totals[0], 3,
+        "the ones still apart, folded in for the snapshot"
+    );
+    let (source, outcome, _) = snapshot.last_outcome.expect("a last outcome");
+    assert_eq!((source, outcome), (Source::Passive, Outcome::Success));
+
+    for _ in 0..4 {
+        checker.record(&member, Source::Passive, Outcome::Success);
+    }
+    // The first failure folds the four in first, then counts 1 of 2: still in rotation.
+    let status = checker.record(&member, Source::Passive, Outcome::TcpFailure);
+    assert_eq!(status, Some(Status::Healthy));
+    assert_eq!(checker.snapshot()[0].totals[..3], [7, 0, 1]);
+    // Not settled now: a success goes under the lock and resets the failure.
+    assert_eq!(
+        checker.record(&member, Source::Passive, Outcome::Success),
+        Some(Status::Healthy)
+    );
+    assert_eq!(
+        entry.take_quiet_successes(),
+        None,
+        "recorded under the lock"
+    );
+    assert_eq!(checker.snapshot()[0].counters.tcp_failures, 0);
+    // Two failures in a row eject it, as before.
+    checker.record(&member, Source::Passive, Outcome::TcpFailure);
+    let status = checker.record(&member, Source::Passive, Outcome::TcpFailure);
+    assert_eq!(status, Some(Status::Unhealthy));
+    assert_eq!(
+        checker.record(&member, Source::Passive, Outcome::Success),
+        Some(Status::Unhealthy),
+        "out of rotation: never the quiet path"
+    );
+    assert_eq!(entry.take_quiet_successes(), None);
+}

@@ -302,6 +302,7 @@ impl MemberState {
             pending: self.is_pending(),
             failed_probes: totals[1] + totals[2] + totals[3],
             ejected: self.ejection.is_some(),
+            settled: self.is_healthy() && !self.is_pending() && self.health.is_settled(),
         }
     }
 
@@ -489,6 +490,15 @@ impl ClusterState {
                 effects.touch(index);
                 effects.push(Effect::EjectionEnded { index });
             }
+        }
+    }
+
+    /// Folds in `n` passive successes of member `index`, the last `at`, counted apart while
+    /// it was settled (see `MemberEntry::count_quiet_success`): what recording each would have
+    /// done (see `HealthState::record_successes` for a member no longer settled).
+    pub(crate) fn fold_successes(&mut self, index: usize, n: u64, at: Instant) {
+        if let Some(pos) = self.position(index) {
+            self.members[pos].health.record_successes(n, at);
         }
     }
 

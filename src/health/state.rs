@@ -132,6 +132,38 @@ impl HealthState {
         self.last
     }
 
+    /// Whether a passive success would change nothing but the totals: in rotation, with no
+    /// failure counted since the last success. Such successes may be counted apart and folded
+    /// in later with [`record_successes`](Self::record_successes).
+    pub fn is_settled(&self) -> bool {
+        let c = self.counters;
+        self.status == Status::Healthy
+            && c.http_failures == 0
+            && c.tcp_failures == 0
+            && c.timeouts == 0
+            && c.hangs == 0
+    }
+
+    /// Records `n` passive successes, the last at `at`, counted apart while the state
+    /// [`is_settled`](Self::is_settled): on a settled state, what `n` calls of
+    /// [`record`](Self::record) with `Source::Passive` and `Outcome::Success` would have done
+    /// (they never change its status). On a state no longer settled (a failure was recorded
+    /// before these were folded in) only the totals and the last outcome take them: its counters
+    /// stay as the failure left them, the cautious side, and nothing re-admits it.
+    pub fn record_successes(&mut self, n: u64, at: Instant) {
+        if n == 0 {
+            return;
+        }
+        if self.is_settled() {
+            self.counters.successes = self
+                .counters
+                .successes
+                .saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
+        }
+        self.totals[0] = self.totals[0].saturating_add(n);
+        self.last = Some((Source::Passive, Outcome::Success, at));
+    }
+
     /// Records one outcome and returns the status change it causes, if any.
     ///
     /// `unit` is a uniform sample in `[0, 1)` used for the ejection jitter; passing it in
@@ -273,6 +305,60 @@ mod tests {
         assert_eq!(tr.to, Status::Healthy);
         assert_eq!(s.ejected_until(), None);
         assert_eq!(s.totals(), [3, 0, 0, 2, 0]);
+    }
+
+    proptest! {
+        /// Successes counted apart and folded in with `record_successes` leave a settled state
+        /// exactly as one `record` per success would (some after earlier successes, so the
+        /// success streak saturates too).
+        #[test]
+        fn folded_successes_equal_recorded_ones(before in 0u64..300, n in 0u64..600) {
+            let t0 = Instant::now();
+            let (th, ej) = (thresholds(2, 3, 1, 2), ejection(1000, 10_000));
+            let mut one_by_one = HealthState::new(t0);
+            for _ in 0..before {
+                one_by_one.record(Source::Active, Outcome::Success, t0, &th, &ej, 0.0);
+            }
+            prop_assert!(one_by_one.is_settled());
+            let mut folded = one_by_one.clone();
+            let at = t0 + Duration::from_millis(7);
+            for _ in 0..n {
+                prop_assert_eq!(
+                    one_by_one.record(Source::Passive, Outcome::Success, at, &th, &ej, 0.0),
+                    None
+                );
+            }
+            folded.record_successes(n, at);
+            prop_assert_eq!(folded.status(), one_by_one.status());
+            prop_assert_eq!(folded.counters(), one_by_one.counters());
+            prop_assert_eq!(folded.totals(), one_by_one.totals());
+            prop_assert_eq!(folded.last(), one_by_one.last());
+            prop_assert!(folded.is_settled());
+        }
+    }
+
+    /// A failure counted, or the member out of rotation, unsettles the state: its next success
+    /// must go through `record` (which resets the failures, or may re-admit it).
+    #[test]
+    fn a_counted_failure_or_an_ejection_unsettles() {
+        let t0 = Instant::now();
+        let (th, ej) = (thresholds(2, 3, 1, 2), ejection(1000, 10_000));
+        let mut s = HealthState::new(t0);
+        assert!(s.is_settled());
+        s.record(Source::Passive, Outcome::Timeout, t0, &th, &ej, 0.0);
+        assert!(!s.is_settled(), "a timeout counted");
+        s.record(Source::Passive, Outcome::Success, t0, &th, &ej, 0.0);
+        assert!(s.is_settled(), "the success reset it");
+        s.record(Source::Passive, Outcome::TcpFailure, t0, &th, &ej, 0.0);
+        assert_eq!(s.status(), Status::Unhealthy);
+        assert!(!s.is_settled(), "ejected");
+        // Successes counted before the ejection and folded in after it count in the totals
+        // only: no step toward re-admission.
+        let counters = s.counters();
+        s.record_successes(5, t0);
+        assert_eq!(s.counters(), counters);
+        assert_eq!(s.totals()[0], 6);
+        assert_eq!(s.status(), Status::Unhealthy);
     }
 
     #[test]

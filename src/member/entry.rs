@@ -29,6 +29,10 @@ pub(crate) struct MemberEntry {
     failed_probes: AtomicU64,
     /// Mirror: its ejection runs (the cluster state's timer on it has not fired yet).
     ejected: AtomicBool,
+    /// Mirror: a passive success would change nothing but its totals.
+    settled: AtomicBool,
+    /// Passive successes counted while settled, to fold into the cluster state.
+    quiet: QuietSuccesses,
     /// The balancer's load estimate of the member, kept here so that every balancer over
     /// this state shares it and snapshots report it; the health state only restarts it when
     /// the member is re-admitted.
@@ -71,6 +75,25 @@ pub(crate) struct Mirror {
     /// Its ejection runs: the state's timer on it has not fired yet (see
     /// `ClusterState::poll_timeout`), so no probe is due.
     pub(crate) ejected: bool,
+    /// In rotation with no failure counted since its last success
+    /// (`HealthState::is_settled`): a passive success would change nothing but its totals,
+    /// so it may be counted here without the state's lock (see
+    /// [`count_quiet_success`](MemberEntry::count_quiet_success)).
+    pub(crate) settled: bool,
+}
+
+/// Passive successes counted while the member was settled, not yet folded into the cluster
+/// state (see [`MemberEntry::count_quiet_success`]).
+///
+/// Why: every answered request reports a success, and taking the health state's one lock for
+/// each (shared by every request of the process) to add one to a total was a tenth of what the
+/// stack added to a request's CPU, and a point every thread of a busy client met. The lock is
+/// taken anyway for anything that can change a status; these are folded in first.
+#[derive(Debug, Default)]
+struct QuietSuccesses {
+    count: AtomicU64,
+    /// When the last of them came (a stamp of the health state's epoch).
+    last: AtomicU64,
 }
 
 /// How requests in flight on a member learn that it was ejected for sitting on them.
@@ -110,6 +133,8 @@ impl MemberEntry {
             pending: AtomicBool::new(mirror.pending),
             failed_probes: AtomicU64::new(0),
             ejected: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
+            quiet: QuietSuccesses::default(),
             load: Load::new(now),
             last_probe: Mutex::new(None),
             endpoint,
@@ -130,6 +155,31 @@ impl MemberEntry {
         self.failed_probes
             .store(mirror.failed_probes, Ordering::Release);
         self.ejected.store(mirror.ejected, Ordering::Release);
+        self.settled.store(mirror.settled, Ordering::Release);
+    }
+
+    /// Counts a passive success, at `stamp` (of the health state's epoch), without the state's
+    /// lock, if the member is settled (see [`Mirror::settled`]); `false` if it is not, and the
+    /// success must be recorded under the lock. A failure recorded between the check and the
+    /// count is folded in after this success, not before: its count then stays where a success
+    /// would have reset it, the cautious side.
+    pub(crate) fn count_quiet_success(&self, stamp: u64) -> bool {
+        if !self.settled.load(Ordering::Acquire) {
+            return false;
+        }
+        self.quiet.last.fetch_max(stamp, Ordering::Relaxed);
+        self.quiet.count.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Takes the successes counted by [`count_quiet_success`](Self::count_quiet_success)
+    /// since the last call (under the state's lock, to fold them in): how many, and the stamp
+    /// of the last one; `None` if there were none.
+    pub(crate) fn take_quiet_successes(&self) -> Option<(u64, u64)> {
+        match self.quiet.count.swap(0, Ordering::AcqRel) {
+            0 => None,
+            n => Some((n, self.quiet.last.load(Ordering::Relaxed))),
+        }
     }
 
     /// The member was put back into rotation (under the state's lock).
