@@ -39,8 +39,13 @@
 //! retries when many requests fail, which is exactly when an election or a dead member needs
 //! them, and lets a slow cluster be hedged without bound as long as nothing fails.
 //!
-//! One mutex, held for a few additions per request: the window's slots move together, and a
-//! lock-free version would need the slot rotation to race with deposits.
+//! A request's deposit takes no lock: it adds to one atomic counter of deposits not yet in the
+//! window, folded into the window's newest second by whoever next takes its mutex (a deposit in
+//! a second the window has not reached, a retry or hedge asking, a snapshot, the probe
+//! scheduler showing the gauge). Every request of the process deposits, from every thread of
+//! the runtime, so a mutex there was two atomic read-modify-writes per request and a point
+//! where all requests queue; the rare users keep the mutex, so the slots still move together
+//! and [`Window`] stays a pure state machine.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -146,20 +151,65 @@ impl Window {
         self.requests += 1;
     }
 
+    /// `n` requests in the newest second (deposits made while it was the newest).
+    fn credit(&mut self, n: u64) {
+        self.newest().requests += n;
+        self.requests += n;
+    }
+
     /// Extra requests the window allows now: the ratio of its requests, or the floor.
     fn allowed(&self) -> f64 {
-        (self.ratio * self.requests as f64).max(self.floor)
+        self.allowed_with(0)
+    }
+
+    /// Extra requests the window allows after `more` requests.
+    fn allowed_with(&self, more: u64) -> f64 {
+        (self.ratio * (self.requests + more) as f64).max(self.floor)
     }
 
     /// Whole extra requests still allowed in `second`.
     pub(crate) fn remaining(&mut self, second: u64) -> u64 {
         self.advance(second);
-        let left = self.allowed() - self.extra as f64;
+        self.left_with(0)
+    }
+
+    /// Whole extra requests allowed after `more` requests in the newest second.
+    fn left_with(&self, more: u64) -> u64 {
+        let left = self.allowed_with(more) - self.extra as f64;
         if left >= 1.0 {
             left as u64
         } else {
             0
         }
+    }
+
+    /// How many more requests in the newest second take what is left past `left` (what is
+    /// left now): `u64::MAX` if none would (a ratio of 0). Never more than that many; fewer
+    /// only when floats leave it in doubt (asking early costs a look, asking late a wrong
+    /// gauge).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn requests_until_more(&self, left: u64) -> u64 {
+        // left_with(n) > left exactly when ratio * (requests + n) >= extra + left + 1: the
+        // floor already counts in `left` (it is below that, or `left` would be larger).
+        let target = (self.extra + left + 1) as f64 / self.ratio;
+        if !(target < 1e18) {
+            return u64::MAX;
+        }
+        let mut n = (target.ceil() as u64).saturating_sub(self.requests).max(1);
+        for _ in 0..4 {
+            if n > 1 && self.left_with(n - 1) > left {
+                n -= 1;
+            }
+        }
+        if n > 1 && self.left_with(n - 1) > left {
+            return 1;
+        }
+        for _ in 0..4 {
+            if self.left_with(n) <= left {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Takes one extra request of kind `extra` in `second`, if the budget allows it (a hedge
@@ -213,6 +263,17 @@ pub struct RetryBudgetSnapshot {
 pub(crate) struct RetryBudget {
     epoch: Instant,
     window: Mutex<Window>,
+    /// The newest second of `window`, as it last moved: a deposit in it (or before it) only
+    /// counts itself in `pending`.
+    head: AtomicU64,
+    /// Deposits not yet in `window`, of its newest second: folded into it under its lock.
+    /// (A deposit that read `head` just before the window moved on lands in a later second:
+    /// it stays in the window a little longer.)
+    pending: AtomicU64,
+    /// With the `metrics` feature, the `pending` count at which a deposit takes the lock to
+    /// show what is left: where its whole number next grows.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    step: AtomicU64,
     refused: AtomicU64,
     /// Its series (`etcd_health.retry_budget.*`), kept current by [`deposit`](Self::deposit),
     /// [`try_withdraw`](Self::try_withdraw) and [`show`](Self::show).
@@ -227,6 +288,10 @@ impl RetryBudget {
         Self {
             epoch,
             window: Mutex::new(Window::new(config.extra_ratio, config.extra_min_per_second)),
+            head: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            // The first deposit shows the gauge.
+            step: AtomicU64::new(1),
             refused: AtomicU64::new(0),
             metrics: crate::metrics::Budget::new(),
         }
@@ -236,19 +301,50 @@ impl RetryBudget {
         now.saturating_duration_since(self.epoch).as_secs()
     }
 
+    /// Locks the window, with every deposit made so far in it.
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(|p| p.into_inner())
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = self.pending.swap(0, Ordering::Relaxed);
+        if pending > 0 {
+            window.credit(pending);
+        }
+        window
+    }
+
+    /// After the window (locked) moved on to `second` or changed: tells deposits its newest
+    /// second, and shows what is left in the gauge, with the deposits that change it next.
+    fn settled(&self, window: &mut Window, second: u64) {
+        #[cfg(feature = "metrics")]
+        {
+            let left = window.remaining(second);
+            self.metrics.left(left);
+            self.step
+                .store(window.requests_until_more(left), Ordering::Relaxed);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = second;
+        self.head.store(window.head, Ordering::Relaxed);
     }
 
     /// Counts one request of the application, sent `now`.
+    ///
+    /// Lock-free while the window's newest second is `now`'s (or later) and, with the
+    /// `metrics` feature, what is left keeps its whole number (see `metrics::Budget` for why
+    /// the gauge follows deposits).
     pub(crate) fn deposit(&self, now: Instant) {
         let second = self.second(now);
+        if second <= self.head.load(Ordering::Relaxed) {
+            let _pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
+            #[cfg(feature = "metrics")]
+            if _pending >= self.step.load(Ordering::Relaxed) {
+                let mut window = self.window();
+                self.settled(&mut window, second);
+            }
+            return;
+        }
         let mut window = self.window();
         window.deposit(second);
-        // The window has just moved on: what is left is a few operations away (see
-        // `metrics::Budget` for why per request, and why that costs a comparison).
-        #[cfg(feature = "metrics")]
-        self.metrics.left(window.remaining(second));
+        self.settled(&mut window, second);
     }
 
     /// Shows what is left `now` in the budget's gauge: the budget refills as old seconds
@@ -259,7 +355,7 @@ impl RetryBudget {
         {
             let second = self.second(now);
             let mut window = self.window();
-            self.metrics.left(window.remaining(second));
+            self.settled(&mut window, second);
         }
         #[cfg(not(feature = "metrics"))]
         let _ = now;
@@ -271,8 +367,7 @@ impl RetryBudget {
         let (granted, change, (requests, extra)) = {
             let mut window = self.window();
             let (granted, change) = window.try_withdraw(second, kind);
-            #[cfg(feature = "metrics")]
-            self.metrics.left(window.remaining(second));
+            self.settled(&mut window, second);
             (granted, change, window.counts())
         };
         if !granted {
@@ -301,6 +396,7 @@ impl RetryBudget {
         let second = self.second(now);
         let mut window = self.window();
         let remaining = window.remaining(second);
+        self.head.store(window.head, Ordering::Relaxed);
         let (requests, extra) = window.counts();
         RetryBudgetSnapshot {
             requests,
@@ -423,6 +519,55 @@ mod tests {
         assert_eq!((later.requests, later.extra, later.refused), (0, 0, 1));
     }
 
+    /// Deposits from several threads at once, with retries asking beside them: every one is
+    /// counted, none twice.
+    #[test]
+    fn deposits_from_many_threads_are_all_counted() {
+        let config = RetryConfig {
+            extra_ratio: 0.1,
+            extra_min_per_second: 0,
+            ..RetryConfig::default()
+        };
+        let start = Instant::now();
+        let budget = RetryBudget::new(&config, start);
+        let granted = std::thread::scope(|s| {
+            let depositors: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..10_000 {
+                            budget.deposit(start);
+                        }
+                    })
+                })
+                .collect();
+            let withdrawer = s.spawn(|| {
+                (0..1_000)
+                    .filter(|_| budget.try_withdraw(start, Extra::Retry))
+                    .count() as u64
+            });
+            for d in depositors {
+                d.join().unwrap();
+            }
+            withdrawer.join().unwrap()
+        });
+        let s = budget.snapshot(start);
+        assert_eq!((s.requests, s.extra), (40_000, granted));
+        assert_eq!(s.remaining, 4_000 - granted);
+        // A second later, from several threads again: the window moves on once.
+        let later = start + Duration::from_secs(1);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        budget.deposit(later);
+                    }
+                });
+            }
+        });
+        assert_eq!(budget.snapshot(later).requests, 80_000);
+        assert_eq!(budget.snapshot(start + WINDOW).requests, 40_000);
+    }
+
     proptest! {
         /// Whatever the traffic and its timing, a grant never takes the extra requests of the
         /// window ending at it past the ratio of that window's requests or the floor,
@@ -462,6 +607,30 @@ mod tests {
                 }
                 let allowed = (ratio * requests as f64).max(f64::from(floor) * 10.0);
                 prop_assert!(extra as f64 <= allowed + 1e-9, "{extra} > {allowed} at {end}");
+            }
+        }
+
+        /// The deposits a budget lets pass before it shows the gauge again are exactly those
+        /// that leave what is left unchanged (with the `metrics` feature, the gauge follows
+        /// every deposit without a lock on the others).
+        #[test]
+        fn the_next_step_is_where_what_is_left_grows(
+            ratio in 0.0f64..2.0,
+            floor in 0u32..5,
+            requests in 0u64..5_000,
+            extra in 0u64..500,
+        ) {
+            let mut w = Window::new(ratio, floor);
+            w.credit(requests);
+            w.extra = extra;
+            let left = w.remaining(0);
+            let n = w.requests_until_more(left);
+            if ratio == 0.0 {
+                prop_assert_eq!(n, u64::MAX);
+            } else {
+                prop_assert!(n >= 1);
+                prop_assert_eq!(w.left_with(n - 1), left);
+                prop_assert!(w.left_with(n) > left, "{} {}", n, w.left_with(n));
             }
         }
 

@@ -19,7 +19,6 @@
 //! other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Decay time constant of the latency average.
@@ -34,36 +33,112 @@ const DEFAULT_RTT: Duration = Duration::from_millis(1);
 const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// The least latency a hang charges to its member's estimate.
 const HANG_CHARGE_FLOOR: Duration = Duration::from_millis(20);
+/// The `reset_at` of a load never reset.
+const NEVER: u64 = u64::MAX;
 
 /// Load of one member.
+///
+/// Lock-free: every request reads it twice (the power-of-two choice) and every answer writes
+/// it, from every thread of the runtime, so a mutex here was two atomic read-modify-writes
+/// per access and a point where all requests of the process queue. The estimate is one
+/// atomic word (the nanoseconds as `f64` bits, negative while no answer was observed: the
+/// sign is the `observed` flag, so the two change together) and its time another
+/// (nanoseconds since `origin`). A reader that sees the two from different updates (an
+/// estimate with the time of the previous one, or the reverse) decays it over a slightly
+/// wrong interval, by at most the time between two answers over [`DECAY`]: noise for a load
+/// heuristic. Answers fold into the estimate with a compare-and-swap, so none is lost (a
+/// peak in particular) when two end at once. In one thread every method computes what the
+/// mutex version did (to within a rounding of the decay: see [`decay`]).
 #[derive(Debug)]
 pub(crate) struct Load {
     in_flight: AtomicUsize,
     requests: AtomicU64,
-    ewma: Mutex<Ewma>,
+    /// `f64` bits of the latency estimate in nanoseconds; negative (the default's negation)
+    /// while no answer was observed since [`new`](Self::new) or [`reset`](Self::reset).
+    nanos: AtomicU64,
+    /// When the estimate was last set, in nanoseconds since `origin`.
+    at: AtomicU64,
+    /// When the estimate was last [`reset`](Self::reset) (the member re-admitted), in
+    /// nanoseconds since `origin`; [`NEVER`] if it never was.
+    reset_at: AtomicU64,
+    /// The times' zero: when the load was made (an earlier time counts as this one).
+    origin: Instant,
 }
 
-#[derive(Debug)]
-struct Ewma {
+/// The estimate of a load: nanoseconds, and whether an answer set them.
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
     nanos: f64,
-    at: Instant,
     observed: bool,
-    /// When the estimate was last [`reset`](Load::reset) (the member re-admitted), if ever.
-    reset_at: Option<Instant>,
 }
+
+impl Estimate {
+    fn from_bits(bits: u64) -> Self {
+        let v = f64::from_bits(bits);
+        Self {
+            nanos: v.abs(),
+            observed: v.is_sign_positive(),
+        }
+    }
+
+    /// An observed estimate is stored as it is, an unobserved one negated (never 0: the
+    /// default is 1 ms).
+    fn bits(self) -> u64 {
+        if self.observed {
+            self.nanos.to_bits()
+        } else {
+            (-self.nanos).to_bits()
+        }
+    }
+}
+
+/// What is left of an estimate after `elapsed` without an answer: `exp(-elapsed / DECAY)`.
+///
+/// Requests come microseconds to milliseconds apart, where the exponent is tiny: there its
+/// Taylor series to the fifth power is exact to within a rounding (the first term left out
+/// is below `2e-21` up to 10 ms), and a few multiplications cost less than `exp`.
+fn decay(elapsed: f64) -> f64 {
+    let x = elapsed / DECAY.as_secs_f64();
+    if x < 1e-3 {
+        1.0 - x * (1.0 - x / 2.0 * (1.0 - x / 3.0 * (1.0 - x / 4.0 * (1.0 - x / 5.0))))
+    } else {
+        (-x).exp()
+    }
+}
+
+// === impl Load ===
 
 impl Load {
     pub(crate) fn new(now: Instant) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            ewma: Mutex::new(Ewma {
-                nanos: DEFAULT_RTT.as_nanos() as f64,
-                at: now,
-                observed: false,
-                reset_at: None,
-            }),
+            nanos: AtomicU64::new(
+                Estimate {
+                    nanos: DEFAULT_RTT.as_nanos() as f64,
+                    observed: false,
+                }
+                .bits(),
+            ),
+            at: AtomicU64::new(0),
+            reset_at: AtomicU64::new(NEVER),
+            origin: now,
         }
+    }
+
+    /// `now` in nanoseconds since `origin`.
+    fn tick(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    /// Seconds from the estimate's time to `now` (0 if it is later).
+    fn elapsed(&self, now: u64) -> f64 {
+        let at = self.at.load(Ordering::Relaxed);
+        Duration::from_nanos(now.saturating_sub(at)).as_secs_f64()
+    }
+
+    fn estimate_now(&self) -> Estimate {
+        Estimate::from_bits(self.nanos.load(Ordering::Relaxed))
     }
 
     /// A request starts; pair with [`Load::finish`].
@@ -77,17 +152,35 @@ impl Load {
     pub(crate) fn finish(&self, rtt: Option<Duration>, now: Instant) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(rtt) = rtt {
-            let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+            let now = self.tick(now);
             let sample = rtt.as_nanos() as f64;
-            if sample > e.nanos || !e.observed {
-                e.nanos = sample;
+            let elapsed = self.elapsed(now);
+            // The weight of an answer `elapsed` after the last: `1 - exp(-x)` is below `x`,
+            // so up to `x = MIN_SAMPLE_WEIGHT` (0.3 s) it is the least weight, without `exp`.
+            let x = elapsed / DECAY.as_secs_f64();
+            let weight = if x <= MIN_SAMPLE_WEIGHT {
+                MIN_SAMPLE_WEIGHT
             } else {
-                let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
-                let weight = (1.0 - (-elapsed / DECAY.as_secs_f64()).exp()).max(MIN_SAMPLE_WEIGHT);
-                e.nanos = e.nanos * (1.0 - weight) + sample * weight;
-            }
-            e.at = now;
-            e.observed = true;
+                (1.0 - (-x).exp()).max(MIN_SAMPLE_WEIGHT)
+            };
+            let _ = self
+                .nanos
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    let e = Estimate::from_bits(bits);
+                    let nanos = if sample > e.nanos || !e.observed {
+                        sample
+                    } else {
+                        e.nanos * (1.0 - weight) + sample * weight
+                    };
+                    Some(
+                        Estimate {
+                            nanos,
+                            observed: true,
+                        }
+                        .bits(),
+                    )
+                });
+            self.at.store(now, Ordering::Relaxed);
         }
     }
 
@@ -118,12 +211,21 @@ impl Load {
     /// Takes `waited` as a latency sample without ending a request: a request still
     /// unanswered after that long (a hang) makes the member as costly as it at once.
     pub(crate) fn observe(&self, waited: Duration, now: Instant) {
-        let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
         let sample = waited.as_nanos() as f64;
-        if sample > e.nanos || !e.observed {
-            e.nanos = sample;
-            e.at = now;
-            e.observed = true;
+        let raised = self
+            .nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let e = Estimate::from_bits(bits);
+                (sample > e.nanos || !e.observed).then(|| {
+                    Estimate {
+                        nanos: sample,
+                        observed: true,
+                    }
+                    .bits()
+                })
+            });
+        if raised.is_ok() {
+            self.at.store(self.tick(now), Ordering::Relaxed);
         }
     }
 
@@ -132,9 +234,8 @@ impl Load {
     /// The estimate decays toward zero while no response comes in (as tower's PeakEwma
     /// does), so a member that was slow once is tried again eventually.
     pub(crate) fn cost(&self, now: Instant) -> f64 {
-        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
-        let decayed = e.nanos * (-elapsed / DECAY.as_secs_f64()).exp();
+        let e = self.estimate_now();
+        let decayed = e.nanos * decay(self.elapsed(self.tick(now)));
         decayed * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
     }
 
@@ -145,20 +246,21 @@ impl Load {
     /// first answers are averaged into `like`, not put in its place, so it earns its share
     /// over a few dozen answers; with no peer estimate, the first answer sets it.
     pub(crate) fn reset(&self, like: Option<Duration>, now: Instant) {
-        let mut e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        *e = Ewma {
+        let now = self.tick(now);
+        let e = Estimate {
             nanos: like.unwrap_or(DEFAULT_RTT).as_nanos() as f64,
-            at: now,
             observed: like.is_some(),
-            reset_at: Some(now),
         };
+        self.nanos.store(e.bits(), Ordering::Relaxed);
+        self.at.store(now, Ordering::Relaxed);
+        self.reset_at.store(now, Ordering::Relaxed);
     }
 
     /// How long ago the estimate was [`reset`](Self::reset) (the member re-admitted), at
     /// `now`; `None` if it never was.
     pub(crate) fn since_reset(&self, now: Instant) -> Option<Duration> {
-        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        e.reset_at.map(|at| now.saturating_duration_since(at))
+        let at = self.reset_at.load(Ordering::Relaxed);
+        (at != NEVER).then(|| Duration::from_nanos(self.tick(now).saturating_sub(at)))
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -172,14 +274,13 @@ impl Load {
     /// The latency estimate at `now`, decayed as in [`cost`](Self::cost) (without the
     /// requests in flight); `None` before the first answer.
     pub(crate) fn estimate(&self, now: Instant) -> Option<Duration> {
-        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = now.saturating_duration_since(e.at).as_secs_f64();
-        let decayed = e.nanos * (-elapsed / DECAY.as_secs_f64()).exp();
+        let e = self.estimate_now();
+        let decayed = e.nanos * decay(self.elapsed(self.tick(now)));
         e.observed.then(|| Duration::from_nanos(decayed as u64))
     }
 
     pub(crate) fn latency(&self) -> Option<Duration> {
-        let e = self.ewma.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.estimate_now();
         e.observed.then(|| Duration::from_nanos(e.nanos as u64))
     }
 }
@@ -281,5 +382,54 @@ mod tests {
         l.finish(None, t0);
         assert_eq!(l.in_flight(), 1);
         assert_eq!(l.requests(), 2);
+    }
+
+    /// Requests picked, started and answered from several threads at once: every one is
+    /// counted, and the cost stays finite and positive whatever the interleaving.
+    #[test]
+    fn many_threads_share_one_load() {
+        let t0 = Instant::now();
+        let l = Load::new(t0);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let l = &l;
+                s.spawn(move || {
+                    for i in 0..10_000u64 {
+                        let now = t0 + Duration::from_micros(i * 10 + t);
+                        let cost = l.cost(now);
+                        assert!(cost.is_finite() && cost > 0.0, "{cost}");
+                        l.start();
+                        let rtt = Duration::from_micros(100 + (i * 7 + t * 13) % 900);
+                        if i % 100 == 0 {
+                            l.observe(rtt * 3, now);
+                        }
+                        l.finish(Some(rtt), now + rtt);
+                    }
+                });
+            }
+        });
+        assert_eq!(l.in_flight(), 0);
+        assert_eq!(l.requests(), 40_000);
+        let cost = l.cost(t0 + Duration::from_millis(100));
+        assert!(cost.is_finite() && cost > 0.0, "{cost}");
+        let latency = l.latency().unwrap();
+        assert!(
+            latency >= Duration::from_micros(100) && latency <= Duration::from_millis(3),
+            "{latency:?}"
+        );
+    }
+
+    #[test]
+    fn the_decay_is_exp_to_within_a_rounding() {
+        for nanos in [0, 1, 1_000, 999_999, 10_000_000, 10_000_001, 3_000_000_000] {
+            let elapsed = Duration::from_nanos(nanos).as_secs_f64();
+            let exact = (-elapsed / DECAY.as_secs_f64()).exp();
+            let ours = decay(elapsed);
+            assert!(
+                (ours - exact).abs() <= 4.0 * f64::EPSILON,
+                "{nanos}: {ours} {exact}"
+            );
+        }
+        assert_eq!(decay(0.0), 1.0);
     }
 }

@@ -233,11 +233,15 @@ pub(crate) fn no_healthy_member(policy: AllUnhealthyPolicy) {
 ///
 /// Why the gauge is set from the requests' deposits rather than only when a retry or hedge
 /// asks: the budget refills as requests come in and as old seconds leave its window, and an
-/// operator's "budget exhausted" alert must clear when it has. A deposit already holds the
-/// budget's lock and has moved its window on, so the value is a few arithmetic operations
-/// away; it is stored only when its whole number changes (every `1 / retry.extra_ratio`
-/// requests under steady traffic), so a request pays a comparison, not an atomic store on a
-/// shared cache line. A client with no traffic deposits nothing: the probe scheduler's
+/// operator's "budget exhausted" alert must clear when it has. A deposit takes no lock (one
+/// atomic addition): whenever the budget sets the gauge it works out after how many more
+/// deposits the whole number next grows, and the deposit that reaches that count takes the
+/// budget's lock and sets it (every `1 / retry.extra_ratio` requests under steady traffic), as
+/// do the first deposit in a new second (the window moves on, and seconds leaving it may
+/// lower it) and every retry or hedge. So after each deposit it shows what the budget would
+/// answer (with several threads at once, a racing deposit may show only at the next one),
+/// while a request pays one comparison more; the value is stored only when it changes. A
+/// client with no traffic deposits nothing: the probe scheduler's
 /// wake-ups (at least once per `checks.active.healthy_interval` while a member is probed)
 /// refresh it, so it refills within about one probe interval of the window's end.
 #[derive(Debug, Default)]
