@@ -192,7 +192,7 @@ impl Window {
         // left_with(n) > left exactly when ratio * (requests + n) >= extra + left + 1: the
         // floor already counts in `left` (it is below that, or `left` would be larger).
         let target = (self.extra + left + 1) as f64 / self.ratio;
-        if !(target < 1e18) {
+        if target.is_nan() || target >= 1e18 {
             return u64::MAX;
         }
         let mut n = (target.ceil() as u64).saturating_sub(self.requests).max(1);
