@@ -6,8 +6,8 @@
 //! ```sh
 //! cargo run --release --example overhead_profile -- [--members 1|3] [--clients a,b,dropin,d]
 //!     [--ops get,put] [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster]
-//!     [--isolated-requests 20000] [--isolated-only] [--paths direct,stack,ec-direct,ec-stack]
-//!     [--out target/bench-reports]
+//!     [--isolated-requests 20000] [--isolated-only]
+//!     [--paths direct,stack,ec-direct,ec-stack,prometheus] [--out target/bench-reports]
 //! ```
 //!
 //! Clients are named as in `examples/common/clients.rs`: `a` raw tonic, `b` stock
@@ -39,7 +39,9 @@
 //! Built with `--features metrics`, part 2 also measures the stack with the `metrics` feature
 //! under `metrics-exporter-prometheus`'s recorder (installed after the other rows, which so
 //! show the feature on with no recorder: the facade's no-op); built without it, part 2 is the
-//! feature off. Run both builds back to back to compare (see `docs/metrics-overhead.md`).
+//! feature off. Run both builds back to back to compare (see `docs/metrics-overhead.md`). Its
+//! rows are the `prometheus` key of `--paths` (on by default): leave it out for instruction
+//! counts by difference, which its scrapes (their cost varies between runs) would blur.
 //!
 //! A counting global allocator counts every allocation, which costs a few atomic additions
 //! each: throughput figures belong to `overhead_report`, which does not count.
@@ -70,7 +72,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const USAGE: &str = "overhead_profile [--members 1|3] [--clients a,b,dropin,d] [--ops get,put] \
                      [--requests 20000] [--in-flight 64] [--rounds 3] [--skip-cluster] \
                      [--isolated-requests 20000] [--isolated-only] \
-                     [--paths direct,stack,ec-direct,ec-stack] [--out target/bench-reports]";
+                     [--paths direct,stack,ec-direct,ec-stack,prometheus] \
+                     [--out target/bench-reports]";
 
 // === counters ===
 
@@ -266,7 +269,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let isolated_only = args.flag("isolated-only");
     let paths: Vec<String> = args
-        .value("paths", "direct,stack,ec-direct,ec-stack".to_string())
+        .value(
+            "paths",
+            "direct,stack,ec-direct,ec-stack,prometheus".to_string(),
+        )
         .split(',')
         .map(str::to_string)
         .collect();
@@ -537,7 +543,7 @@ async fn isolated(n: u64, paths: &[String]) -> Vec<IsolatedRow> {
         }
     }
     #[cfg(feature = "metrics")]
-    {
+    if wanted("prometheus") {
         // The stack again, its handles registered with a real recorder this time (scraped
         // every 1000 requests, as a server scraping every few seconds would drain it).
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
