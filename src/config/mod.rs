@@ -519,8 +519,10 @@ pub struct RetryConfig {
     /// member must not hold a caller that set no deadline for ever; a write then ends as
     /// *outcome unknown*). With a deadline (`grpc-timeout`), the deadline bounds the attempts
     /// instead. Streams and long-blocking calls (Watch, LeaseKeepAlive, Lock, Campaign,
-    /// Defragment) are not bounded by it. (How many extra requests all requests together may
-    /// add is `extra_ratio` and `extra_min_per_second`.)
+    /// Defragment) are not bounded by it. No retry starts in its last twentieth (at most its
+    /// last 50 ms): such an attempt could only be cut off by it, and the caller gets the failure
+    /// known by then instead. (How many extra requests all requests together may add is
+    /// `extra_ratio` and `extra_min_per_second`.)
     #[serde(with = "seconds")]
     pub budget: Duration,
     /// Deadline of one attempt of a read, in seconds, so that a hung member costs one attempt

@@ -120,6 +120,15 @@ pub(crate) enum Fire {
     Nothing,
 }
 
+/// With no caller's deadline, a retry due less than this before the end of `retry.budget` (or a
+/// twentieth of the budget, if less) is not sent: its attempt would be cut off by the budget
+/// before a member could answer (under load a TLS handshake alone takes longer), and would only
+/// turn a known failure into `DeadlineExceeded`, a write's into *outcome unknown*, at the cost
+/// of one more request to a cluster already failing it. The budget is ours, not the caller's:
+/// ending it a little early costs the caller nothing it asked for. A caller's deadline is used
+/// to its end.
+const OWN_END_SLACK: Duration = Duration::from_millis(50);
+
 /// When one request sends its next attempt and its next hedge, bounded by its deadline and by
 /// `retry.max_attempts` and `hedge.max_attempts` (see the [module docs](self)).
 ///
@@ -132,6 +141,9 @@ pub(crate) struct Schedule {
     hedge_at: Option<Instant>,
     /// The caller's deadline, or the retry budget: no attempt starts at or after it.
     end: Instant,
+    /// With no caller's deadline, how long before the retry budget's `end` no attempt starts
+    /// either (see [`OWN_END_SLACK`]); zero with one.
+    slack: Duration,
     /// `retry.max_attempts`, at least 1: attempts and hedges together.
     max_attempts: u8,
     /// Copies of the request in flight at once at most: `hedge.max_attempts` for a read, 1
@@ -154,6 +166,10 @@ impl Schedule {
             hedge_at: None,
             // Saturating: the deadline comes from the caller's `grpc-timeout` header.
             end: crate::timing::later(started, deadline.unwrap_or(retry.budget)),
+            slack: match deadline {
+                Some(_) => Duration::ZERO,
+                None => (retry.budget / 20).min(OWN_END_SLACK),
+            },
             max_attempts: retry.max_attempts.max(1),
             copies: copies(class, hedge),
         }
@@ -214,7 +230,7 @@ impl Schedule {
         } else {
             (now + backoff, true)
         };
-        if at >= self.end {
+        if crate::timing::later(at, self.slack) >= self.end {
             return stop(self, round_over);
         }
         self.next_attempt = Some(at);
@@ -494,6 +510,53 @@ mod tests {
         let now = end - ms(101);
         let d = s.after_failure(failed(Class::Read, true, 3, true, false), now);
         assert_eq!(d, decided(Next::BackOff(end - ms(1)), true), "just in time");
+    }
+
+    /// Without a caller's deadline, no retry starts within the last twentieth of the retry
+    /// budget (at most 50 ms): it could only time out. A caller's deadline is used to its end
+    /// (`gives_up_at_the_deadline`).
+    #[test]
+    fn no_retry_starts_in_the_last_moments_of_the_retry_budget() {
+        let t0 = Instant::now();
+        let own = |budget| {
+            let config = RetryConfig {
+                budget: ms(budget),
+                ..retry(5)
+            };
+            let mut s = Schedule::new(Class::Read, t0, None, &config, &hedge(3));
+            assert_eq!(s.on_timer(t0, 0, 0), Fire::Attempt);
+            s.attempt_sent(t0, 1, Some(ms(10)));
+            s
+        };
+        let end = t0 + ms(2000);
+        let mut s = own(2000);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), end - ms(40));
+        assert_eq!(
+            d,
+            decided(Next::GiveUp, false),
+            "40 ms left: not worth an attempt"
+        );
+        let mut s = own(2000);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), end - ms(60));
+        assert_eq!(d, decided(Next::RetryAt(end - ms(60)), false));
+        let mut s = own(2000);
+        let d = s.after_failure(failed(Class::Read, true, 3, true, false), end - ms(140));
+        assert_eq!(
+            d,
+            decided(Next::GiveUp, true),
+            "a back-off ending 40 ms before the budget's end"
+        );
+        // A small budget: a twentieth of it (10 ms of 200).
+        let mut s = own(200);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), t0 + ms(189));
+        assert_eq!(
+            d,
+            decided(Next::RetryAt(t0 + ms(189)), false),
+            "11 ms left of 200"
+        );
+        let mut s = own(200);
+        let d = s.after_failure(failed(Class::Read, true, 1, true, true), t0 + ms(191));
+        assert_eq!(d, decided(Next::GiveUp, false), "9 ms left of 200");
     }
 
     /// `retry.max_attempts` counts every attempt; reaching it stops retries and drops an
