@@ -141,35 +141,40 @@ pub(crate) fn pick(
 
 /// A member for which `excluded` (tried in this round or serving this request already) is
 /// false: healthy ones first; with none healthy, any (panic mode) unless the policy fails
-/// fast. `None` when every candidate is excluded: the round is over. `now` is the caller's
-/// reading of the clock, for the members' costs.
+/// fast (see [`fresh_pool`]). `None` when every candidate is excluded: the round is over.
+/// `now` is the caller's reading of the clock, for the members' costs.
 pub(crate) fn pick_fresh(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
     excluded: impl Fn(usize) -> bool,
     now: Instant,
 ) -> Option<Arc<MemberEntry>> {
-    let fresh = |e: &MemberEntry| !excluded(e.member().index());
-    if let Some(e) = p2c(entries, |e| e.is_healthy() && fresh(e), Some(now)) {
-        return Some(e);
-    }
-    if entries.iter().any(|e| e.is_healthy()) || policy == AllUnhealthyPolicy::FailFast {
-        return None;
-    }
-    p2c(entries, fresh, Some(now))
+    p2c(entries, fresh_pool(entries, policy, excluded)?, Some(now))
 }
 
-/// Whether [`pick_fresh`] would find a member: the same rule, without drawing one.
+/// Whether [`pick_fresh`] would find a member: the same pool, without drawing one.
 pub(crate) fn has_fresh(
     entries: &[Arc<MemberEntry>],
     policy: AllUnhealthyPolicy,
     excluded: impl Fn(usize) -> bool,
 ) -> bool {
-    let fresh = |e: &MemberEntry| !excluded(e.member().index());
-    if entries.iter().any(|e| e.is_healthy()) {
-        return entries.iter().any(|e| e.is_healthy() && fresh(e));
+    fresh_pool(entries, policy, excluded)
+        .is_some_and(|eligible| entries.iter().any(|e| eligible(e)))
+}
+
+/// Which members [`pick_fresh`] and [`has_fresh`] draw from, as a test of one: those not
+/// `excluded`, and healthy while any member is; with none healthy, any of them (panic mode),
+/// or none at all (`None`) when the policy fails fast.
+fn fresh_pool(
+    entries: &[Arc<MemberEntry>],
+    policy: AllUnhealthyPolicy,
+    excluded: impl Fn(usize) -> bool,
+) -> Option<impl Fn(&MemberEntry) -> bool> {
+    let healthy_only = entries.iter().any(|e| e.is_healthy());
+    if !healthy_only && policy == AllUnhealthyPolicy::FailFast {
+        return None;
     }
-    policy != AllUnhealthyPolicy::FailFast && entries.iter().any(|e| fresh(e))
+    Some(move |e: &MemberEntry| (!healthy_only || e.is_healthy()) && !excluded(e.member().index()))
 }
 
 /// Power of two choices among the entries `eligible` accepts: two distinct ones drawn at
