@@ -761,28 +761,20 @@ mod tests {
             let (ejected, t) = status_changed(&mut events).await;
             assert_eq!(t.to, Status::Unhealthy);
             let ends = ejected + Duration::from_millis(ejection);
-            assert_eq!(
+            let next_deadline = || {
                 checker
                     .for_probes()
                     .upgrade()
                     .expect("alive")
-                    .next_deadline(),
-                Some(ends.into_std())
-            );
+                    .next_deadline()
+            };
+            assert_eq!(next_deadline(), Some(ends.into_std()));
             let probed = || member.probes.load(Ordering::Relaxed);
             tokio::time::sleep_until(ends - Duration::from_millis(1)).await;
             assert_eq!(probed(), 3, "probed while ejected ({ejection} ms)");
             assert!(checker.entries()[0].is_ejected());
             tokio::time::sleep_until(ends + Duration::from_millis(1)).await;
-            assert_eq!(
-                checker
-                    .for_probes()
-                    .upgrade()
-                    .expect("alive")
-                    .next_deadline(),
-                None,
-                "the state's timer fired"
-            );
+            assert_eq!(next_deadline(), None, "the state's timer fired");
             assert!(!checker.entries()[0].is_ejected());
             if probed_from > ejection {
                 assert_eq!(probed(), 3, "the interval holds ({ejection} ms)");
